@@ -1,0 +1,250 @@
+//! Email over SMTP (pooled, STARTTLS/TLS) or into a spool directory of
+//! .eml files, with lettre.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use lettre::message::header::{self, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::{ChannelError, DeliveryError, Receipt};
+use crate::config::{EmailChannelSettings, EmailTransportKind, SmtpTls};
+use crate::outbox::{Delivery, DeliveryContent};
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Spool {
+        transport: AsyncFileTransport<Tokio1Executor>,
+        dir: PathBuf,
+    },
+}
+
+pub struct EmailChannel {
+    name: String,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    /// Right-hand side of Message-IDs: the sender's domain.
+    message_id_domain: String,
+    transport: Transport,
+    concurrency: usize,
+}
+
+impl std::fmt::Debug for EmailChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailChannel")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `Content-Language`, so mail clients and filters know the language.
+#[derive(Debug, Clone)]
+struct ContentLanguage(String);
+
+impl header::Header for ContentLanguage {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Content-Language")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834): auto-responders stay quiet.
+#[derive(Debug, Clone)]
+struct AutoSubmitted;
+
+impl header::Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_owned())
+    }
+}
+
+impl EmailChannel {
+    pub fn from_settings(settings: &EmailChannelSettings) -> Result<Self, ChannelError> {
+        let config_err = |message: String| ChannelError::Config {
+            channel: settings.name.clone(),
+            message,
+        };
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|e| config_err(format!("from `{}` is not a mailbox: {e}", settings.from)))?;
+        let reply_to = settings
+            .reply_to
+            .as_deref()
+            .map(|r| {
+                r.parse::<Mailbox>()
+                    .map_err(|e| config_err(format!("reply_to `{r}`: {e}")))
+            })
+            .transpose()?;
+        let transport = match settings.transport {
+            EmailTransportKind::Spool => {
+                let dir = settings
+                    .spool_dir
+                    .clone()
+                    .ok_or_else(|| config_err("transport `spool` needs `spool_dir`".into()))?;
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    config_err(format!("cannot create spool_dir {}: {e}", dir.display()))
+                })?;
+                Transport::Spool {
+                    transport: AsyncFileTransport::new(&dir),
+                    dir,
+                }
+            }
+            EmailTransportKind::Smtp => {
+                let smtp = settings.smtp.as_ref().ok_or_else(|| {
+                    config_err("transport `smtp` needs an [channels.email.smtp] section".into())
+                })?;
+                let builder = match smtp.tls {
+                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host),
+                    SmtpTls::Starttls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+                    }
+                    SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+                        &smtp.host,
+                    )),
+                }
+                .map_err(|e| config_err(format!("smtp host `{}`: {e}", smtp.host)))?;
+                let mut builder = builder
+                    .timeout(Some(smtp.timeout))
+                    .pool_config(PoolConfig::new().max_size(smtp.pool_size));
+                if let Some(port) = smtp.port {
+                    builder = builder.port(port);
+                }
+                if let Some(username) = &smtp.username {
+                    let password = smtp
+                        .password()
+                        .read()
+                        .map_err(|e| config_err(format!("smtp password: {e}")))?;
+                    builder = builder.credentials(Credentials::new(
+                        username.clone(),
+                        password.expose().to_owned(),
+                    ));
+                }
+                Transport::Smtp(builder.build())
+            }
+        };
+        Ok(Self {
+            name: settings.name.clone(),
+            message_id_domain: from.email.domain().to_owned(),
+            from,
+            reply_to,
+            transport,
+            concurrency: settings.concurrency.max(1),
+        })
+    }
+
+    fn message(&self, delivery: &Delivery) -> Result<Message, DeliveryError> {
+        let DeliveryContent::Email(content) = &delivery.content;
+        let to: Mailbox = delivery.destination.parse().map_err(|e| {
+            DeliveryError::permanent(format!("bad recipient `{}`: {e}", delivery.destination))
+        })?;
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(&content.subject)
+            // Stable per delivery: a resend after a crash carries the same
+            // id, so receivers that deduplicate do.
+            .message_id(Some(format!(
+                "<{}@{}>",
+                delivery.id, self.message_id_domain
+            )))
+            .header(ContentLanguage(delivery.locale.clone()))
+            .header(AutoSubmitted);
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        builder
+            .multipart(MultiPart::alternative_plain_html(
+                content.text.clone(),
+                content.html.clone(),
+            ))
+            .map_err(|e| DeliveryError::permanent(format!("cannot build the message: {e}")))
+    }
+}
+
+fn classify_smtp(err: lettre::transport::smtp::Error) -> DeliveryError {
+    if err.is_permanent() {
+        DeliveryError::permanent(format!("SMTP server refused the message: {err}"))
+    } else {
+        // 4xx replies, timeouts, refused connections, TLS trouble: the next
+        // attempt may well succeed.
+        DeliveryError::transient(format!("SMTP: {err}"))
+    }
+}
+
+#[async_trait]
+impl super::Channel for EmailChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
+        let message = self.message(delivery)?;
+        match &self.transport {
+            Transport::Smtp(smtp) => {
+                let response = smtp.send(message).await.map_err(classify_smtp)?;
+                Ok(Receipt {
+                    provider_ref: response.message().next().map(str::to_owned),
+                })
+            }
+            Transport::Spool { transport, .. } => {
+                let id = transport.send(message).await.map_err(|e| {
+                    DeliveryError::transient(format!("cannot write to the spool: {e}"))
+                })?;
+                Ok(Receipt {
+                    provider_ref: Some(id),
+                })
+            }
+        }
+    }
+
+    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+        match &self.transport {
+            Transport::Smtp(smtp) => match smtp.test_connection().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(DeliveryError::transient("SMTP server did not answer NOOP")),
+                Err(err) => Err(classify_smtp(err)),
+            },
+            Transport::Spool { dir, .. } => {
+                let metadata = tokio::fs::metadata(dir).await.map_err(|e| {
+                    DeliveryError::transient(format!("spool {}: {e}", dir.display()))
+                })?;
+                if metadata.is_dir() && !metadata.permissions().readonly() {
+                    Ok(())
+                } else {
+                    Err(DeliveryError::transient(format!(
+                        "spool {} is not a writable directory",
+                        dir.display()
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Builds one channel per configured section.
+pub fn build_all(settings: &[EmailChannelSettings]) -> Result<Vec<EmailChannel>, ChannelError> {
+    settings.iter().map(EmailChannel::from_settings).collect()
+}

@@ -1,0 +1,321 @@
+//! Settings: the TOML configuration, parsed strictly (unknown keys are
+//! errors) and validated before anything starts.
+
+mod load;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
+pub use secret::{Secret, SecretError, SecretSource};
+
+use crate::directory::ContactEntry;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub company: CompanySettings,
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub store: StoreSettings,
+    #[serde(default)]
+    pub api: ApiSettings,
+    #[serde(default)]
+    pub locales: LocaleSettings,
+    #[serde(default)]
+    pub templates: TemplateSettings,
+    pub audience: AudienceSettings,
+    #[serde(default)]
+    pub directory: Vec<ContactEntry>,
+    #[serde(default)]
+    pub channels: ChannelSettings,
+    #[serde(default)]
+    pub dispatch: DispatchSettings,
+    #[serde(default)]
+    pub banner: BannerSettings,
+    #[serde(default)]
+    pub flag_file: Option<FlagFileSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompanySettings {
+    /// Shown in every announcement's sign-off.
+    pub name: String,
+    /// Public page with the full, current text; short forms link to it.
+    pub status_url: String,
+}
+
+impl Default for CompanySettings {
+    fn default() -> Self {
+        Self {
+            name: "Example Co.".into(),
+            status_url: "https://status.example.com".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// SQLite database file; created with its directory when missing.
+    pub sqlite_path: PathBuf,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            sqlite_path: PathBuf::from("data/crisisd.db"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    #[serde(default)]
+    pub tokens: Vec<ApiTokenSettings>,
+}
+
+/// A named bearer token. The name is recorded in the audit trail; the
+/// secret itself never appears in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenSettings {
+    pub name: String,
+    /// Environment variable holding the token.
+    pub token_env: Option<String>,
+    /// File holding the token (a bare name is looked up in
+    /// `$CREDENTIALS_DIRECTORY` first).
+    pub token_file: Option<PathBuf>,
+    /// Write a fresh random token to `file` when it does not exist yet, so
+    /// the embedded defaults work on a new machine without setup.
+    #[serde(default)]
+    pub generate_if_missing: bool,
+}
+
+impl ApiTokenSettings {
+    pub fn secret(&self) -> SecretSource {
+        SecretSource {
+            env: self.token_env.clone(),
+            file: self.token_file.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocaleSettings {
+    /// Used when a recipient's locale has no templates.
+    pub default: String,
+}
+
+impl Default for LocaleSettings {
+    fn default() -> Self {
+        Self {
+            default: "en".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateSettings {
+    pub dir: PathBuf,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("templates"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceSettings {
+    /// CSV with the header `id,name,email,phone,locale,timezone`.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSettings {
+    #[serde(default)]
+    pub email: Vec<EmailChannelSettings>,
+}
+
+impl ChannelSettings {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.email.iter().map(|e| e.name.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChannelSettings {
+    /// Unique channel name; appears in status output and metrics.
+    pub name: String,
+    /// `"Support <support@example.com>"`.
+    pub from: String,
+    pub reply_to: Option<String>,
+    pub transport: EmailTransportKind,
+    /// For `transport = "spool"`: where .eml files are written.
+    pub spool_dir: Option<PathBuf>,
+    pub smtp: Option<SmtpSettings>,
+    /// Deliveries of this channel sent at once.
+    #[serde(default = "default_email_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_email_concurrency() -> usize {
+    4
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailTransportKind {
+    Smtp,
+    Spool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// The password comes from `password_env` or `password_file`.
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_smtp_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_smtp_pool")]
+    pub pool_size: u32,
+}
+
+impl SmtpSettings {
+    pub fn password(&self) -> SecretSource {
+        SecretSource {
+            env: self.password_env.clone(),
+            file: self.password_file.clone(),
+        }
+    }
+}
+
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_smtp_pool() -> u32 {
+    4
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on loopback.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchSettings {
+    /// How long a claimed delivery stays leased before another worker may
+    /// take it over (a crashed sender's work is reclaimed after this).
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// Attempts before a transiently failing delivery is declared dead.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// How often to look for due retries when nothing wakes the dispatcher.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// On stop, how long in-flight sends may take before they are abandoned
+    /// (their leases are released and they are sent after the next start).
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            max_attempts: 8,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(600),
+            poll_interval: Duration::from_millis(500),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BannerSettings {
+    /// Origins allowed to fetch the banner from a browser (CORS).
+    pub cors_origins: Vec<String>,
+    /// `Cache-Control: max-age` for the banner, short so it goes dark fast.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for BannerSettings {
+    fn default() -> Self {
+        Self {
+            cors_origins: Vec::new(),
+            max_age: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagFileSettings {
+    pub path: PathBuf,
+    #[serde(default = "default_flag_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+fn default_flag_poll() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Localized text: locale -> text, with fallback to the default locale.
+pub type Localized = BTreeMap<String, String>;

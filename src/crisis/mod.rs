@@ -1,0 +1,473 @@
+//! The crisis domain: what a crisis is and which transitions make sense.
+
+mod service;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use service::{
+    Applied, CrisisService, IdempotencyRequest, ServiceError, SourceRef, TransitionContext,
+    TransitionOutcome,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CrisisId(Uuid);
+
+impl CrisisId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for CrisisId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for CrisisId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for CrisisId {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s.trim())
+            .map(Self)
+            .map_err(|_| DomainError::InvalidId(s.to_owned()))
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = DomainError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(DomainError::UnknownValue {
+                        what: stringify!($name),
+                        value: other.to_owned(),
+                        expected: [$($text),+].join(", "),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What kind of crisis this is; picks resources and wording.
+    Kind {
+        Outage => "outage",
+        NaturalDisaster => "natural_disaster",
+        Financial => "financial",
+        Health => "health",
+        Security => "security",
+        Other => "other",
+    }
+);
+
+string_enum!(
+    /// How bad it is. `critical` banners use `role="alert"`.
+    Severity {
+        Minor => "minor",
+        Major => "major",
+        Critical => "critical",
+    }
+);
+
+string_enum!(
+    Status {
+        Declared => "declared",
+        Updated => "updated",
+        Resolved => "resolved",
+    }
+);
+
+string_enum!(
+    /// One kind of message about a crisis.
+    AnnouncementKind {
+        Initial => "initial",
+        Update => "update",
+        FollowUp => "follow_up",
+        Resolved => "resolved",
+    }
+);
+
+string_enum!(
+    /// Where a transition came from, for the audit trail.
+    ActorSource {
+        Api => "api",
+        Cli => "cli",
+        FlagFile => "flag_file",
+        Webhook => "webhook",
+        Console => "console",
+    }
+);
+
+impl Severity {
+    /// Higher is worse; used to order banners.
+    pub fn rank(&self) -> u8 {
+        match self {
+            Severity::Minor => 0,
+            Severity::Major => 1,
+            Severity::Critical => 2,
+        }
+    }
+}
+
+/// Who or what made a transition: an API token's name, a CLI user, the
+/// flag file's path, a webhook source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub source: ActorSource,
+    pub name: String,
+}
+
+impl Actor {
+    pub fn new(source: ActorSource, name: impl Into<String>) -> Self {
+        Self {
+            source,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.source, self.name)
+    }
+}
+
+/// Title and summary in one locale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalizedText {
+    pub title: String,
+    pub summary: String,
+}
+
+pub const MAX_TITLE_CHARS: usize = 200;
+pub const MAX_SUMMARY_CHARS: usize = 4000;
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("`{0}` is not a crisis id (expected a UUID)")]
+    InvalidId(String),
+    #[error("unknown {what} `{value}` (expected one of: {expected})")]
+    UnknownValue {
+        what: &'static str,
+        value: String,
+        expected: String,
+    },
+    #[error("{field} must not be empty")]
+    Empty { field: &'static str },
+    #[error("{field} is too long ({len} characters, at most {max})")]
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("locale `{0}` is not a valid language tag")]
+    InvalidLocale(String),
+    #[error("crisis {id} is already resolved; declare a new crisis instead")]
+    AlreadyResolved { id: CrisisId },
+    #[error("an update must change something: give a message, title, summary or severity")]
+    EmptyUpdate,
+}
+
+/// What it takes to declare a crisis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declaration {
+    pub kind: Kind,
+    pub severity: Severity,
+    pub title: String,
+    pub summary: String,
+    /// Per-locale title and summary, e.g. `{"bn": {...}}`.
+    #[serde(default)]
+    pub localized: BTreeMap<String, LocalizedText>,
+    /// Optional first message, shown with the initial announcement.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A change to an active crisis. Every field is optional but at least one
+/// must be given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrisisUpdate {
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub localized: Option<BTreeMap<String, LocalizedText>>,
+}
+
+fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), DomainError> {
+    let len = text.chars().count();
+    if text.trim().is_empty() {
+        return Err(DomainError::Empty { field });
+    }
+    if len > max {
+        return Err(DomainError::TooLong { field, len, max });
+    }
+    Ok(())
+}
+
+fn check_localized(localized: &BTreeMap<String, LocalizedText>) -> Result<(), DomainError> {
+    for (locale, text) in localized {
+        let valid = !locale.is_empty()
+            && locale.len() <= 35
+            && locale
+                .split('-')
+                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
+        if !valid {
+            return Err(DomainError::InvalidLocale(locale.clone()));
+        }
+        check_text("localized title", &text.title, MAX_TITLE_CHARS)?;
+        check_text("localized summary", &text.summary, MAX_SUMMARY_CHARS)?;
+    }
+    Ok(())
+}
+
+fn check_message(message: &Option<String>) -> Result<(), DomainError> {
+    match message {
+        Some(m) => check_text("message", m, MAX_MESSAGE_CHARS),
+        None => Ok(()),
+    }
+}
+
+impl Declaration {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        check_text("title", &self.title, MAX_TITLE_CHARS)?;
+        check_text("summary", &self.summary, MAX_SUMMARY_CHARS)?;
+        check_localized(&self.localized)?;
+        check_message(&self.message)
+    }
+}
+
+impl CrisisUpdate {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if self.message.is_none()
+            && self.severity.is_none()
+            && self.title.is_none()
+            && self.summary.is_none()
+            && self.localized.is_none()
+        {
+            return Err(DomainError::EmptyUpdate);
+        }
+        check_message(&self.message)?;
+        if let Some(title) = &self.title {
+            check_text("title", title, MAX_TITLE_CHARS)?;
+        }
+        if let Some(summary) = &self.summary {
+            check_text("summary", summary, MAX_SUMMARY_CHARS)?;
+        }
+        if let Some(localized) = &self.localized {
+            check_localized(localized)?;
+        }
+        Ok(())
+    }
+}
+
+/// One incident, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crisis {
+    pub id: CrisisId,
+    pub kind: Kind,
+    pub severity: Severity,
+    pub title: String,
+    pub summary: String,
+    pub localized: BTreeMap<String, LocalizedText>,
+    pub status: Status,
+    /// The latest declaration, update or resolution message.
+    pub last_message: Option<String>,
+    pub declared_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl Crisis {
+    pub fn declare(declaration: Declaration, now: DateTime<Utc>) -> Result<Self, DomainError> {
+        declaration.validate()?;
+        Ok(Self {
+            id: CrisisId::new(),
+            kind: declaration.kind,
+            severity: declaration.severity,
+            title: declaration.title.trim().to_owned(),
+            summary: declaration.summary.trim().to_owned(),
+            localized: declaration.localized,
+            status: Status::Declared,
+            last_message: declaration.message,
+            declared_at: now,
+            updated_at: now,
+            resolved_at: None,
+        })
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status != Status::Resolved
+    }
+
+    pub fn apply_update(
+        &mut self,
+        update: CrisisUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<(), DomainError> {
+        if !self.is_active() {
+            return Err(DomainError::AlreadyResolved { id: self.id });
+        }
+        update.validate()?;
+        if let Some(severity) = update.severity {
+            self.severity = severity;
+        }
+        if let Some(title) = update.title {
+            self.title = title.trim().to_owned();
+        }
+        if let Some(summary) = update.summary {
+            self.summary = summary.trim().to_owned();
+        }
+        if let Some(localized) = update.localized {
+            self.localized.extend(localized);
+        }
+        self.last_message = update.message;
+        self.status = Status::Updated;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    pub fn resolve(
+        &mut self,
+        message: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DomainError> {
+        if !self.is_active() {
+            return Err(DomainError::AlreadyResolved { id: self.id });
+        }
+        check_message(&message)?;
+        self.status = Status::Resolved;
+        self.last_message = message;
+        self.updated_at = now;
+        self.resolved_at = Some(now);
+        Ok(())
+    }
+
+    /// Title and summary for a locale, falling back to the declared text.
+    pub fn text_for(&self, locale: &str) -> (&str, &str) {
+        let language = locale.split('-').next().unwrap_or(locale);
+        self.localized
+            .get(locale)
+            .or_else(|| self.localized.get(language))
+            .map(|t| (t.title.as_str(), t.summary.as_str()))
+            .unwrap_or((&self.title, &self.summary))
+    }
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrisisEvent {
+    pub crisis_id: CrisisId,
+    pub status: Status,
+    pub actor: Actor,
+    pub message: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declaration() -> Declaration {
+        Declaration {
+            kind: Kind::Outage,
+            severity: Severity::Major,
+            title: "Payments are down".into(),
+            summary: "Card payments fail.".into(),
+            localized: BTreeMap::new(),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn resolving_a_resolved_crisis_is_refused() {
+        let mut crisis = Crisis::declare(declaration(), Utc::now()).expect("valid");
+        crisis.resolve(None, Utc::now()).expect("first resolve");
+        let err = crisis.resolve(None, Utc::now()).unwrap_err();
+        assert_eq!(err, DomainError::AlreadyResolved { id: crisis.id });
+    }
+
+    #[test]
+    fn an_update_that_changes_nothing_is_refused() {
+        let mut crisis = Crisis::declare(declaration(), Utc::now()).expect("valid");
+        let err = crisis
+            .apply_update(CrisisUpdate::default(), Utc::now())
+            .unwrap_err();
+        assert_eq!(err, DomainError::EmptyUpdate);
+    }
+
+    #[test]
+    fn an_empty_title_is_refused() {
+        let mut decl = declaration();
+        decl.title = "  ".into();
+        assert_eq!(
+            Crisis::declare(decl, Utc::now()).unwrap_err(),
+            DomainError::Empty { field: "title" }
+        );
+    }
+
+    #[test]
+    fn localized_text_falls_back_by_language_then_default() {
+        let mut decl = declaration();
+        decl.localized.insert(
+            "bn".into(),
+            LocalizedText {
+                title: "পেমেন্ট বন্ধ".into(),
+                summary: "কার্ড পেমেন্ট ব্যর্থ।".into(),
+            },
+        );
+        let crisis = Crisis::declare(decl, Utc::now()).expect("valid");
+        assert_eq!(crisis.text_for("bn-BD").0, "পেমেন্ট বন্ধ");
+        assert_eq!(crisis.text_for("eo").0, "Payments are down");
+    }
+}

@@ -1,0 +1,261 @@
+//! The dispatcher: one worker per channel claims due deliveries with a
+//! lease, sends them within the channel's concurrency, and records each
+//! outcome as sent, retry-at or dead.
+
+mod retry;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+pub use retry::RetryPolicy;
+
+use crate::channels::{Channel, DeliveryError};
+use crate::clock::Clock;
+use crate::config::DispatchSettings;
+use crate::outbox::{Delivery, DeliveryId, Store};
+
+/// Wakes the workers when new deliveries are written, so the first email
+/// of a crisis does not wait for the next poll.
+#[derive(Debug, Default, Clone)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub fn notify(&self) {
+        self.0.notify_waiters();
+    }
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    channels: Vec<Arc<dyn Channel>>,
+    settings: DispatchSettings,
+    clock: Arc<dyn Clock>,
+    wake: Wake,
+    owner: String,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        channels: Vec<Arc<dyn Channel>>,
+        settings: DispatchSettings,
+        clock: Arc<dyn Clock>,
+        wake: Wake,
+    ) -> Self {
+        Self {
+            store,
+            channels,
+            settings,
+            clock,
+            wake,
+            // Unique per process start, so a restarted daemon never mistakes
+            // a dead process's leases for its own.
+            owner: format!("crisisd-{}", uuid::Uuid::new_v4()),
+        }
+    }
+
+    /// Runs until `shutdown`, then drains: in-flight sends get
+    /// `drain_timeout` to finish; the rest are released for the next start.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let known: Vec<String> = self.channels.iter().map(|c| c.name().to_owned()).collect();
+        match self.store.kill_unroutable(&known, self.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => error!(
+                count = n,
+                "Deliveries for channels that are no longer configured are dead."
+            ),
+            Err(err) => {
+                warn!(error = %err, "Could not check for deliveries to unconfigured channels.")
+            }
+        }
+        let mut workers = JoinSet::new();
+        for channel in &self.channels {
+            let worker = ChannelWorker {
+                channel: channel.clone(),
+                store: self.store.clone(),
+                policy: RetryPolicy::from(&self.settings),
+                lease: self.settings.lease,
+                poll_interval: self.settings.poll_interval,
+                drain_timeout: self.settings.drain_timeout,
+                clock: self.clock.clone(),
+                wake: self.wake.clone(),
+                owner: self.owner.clone(),
+            };
+            workers.spawn(worker.run(shutdown.clone()));
+        }
+        while let Some(result) = workers.join_next().await {
+            if let Err(err) = result {
+                error!(error = %err, "A channel worker ended abnormally.");
+            }
+        }
+    }
+}
+
+struct ChannelWorker {
+    channel: Arc<dyn Channel>,
+    store: Arc<dyn Store>,
+    policy: RetryPolicy,
+    lease: Duration,
+    poll_interval: Duration,
+    drain_timeout: Duration,
+    clock: Arc<dyn Clock>,
+    wake: Wake,
+    owner: String,
+}
+
+impl ChannelWorker {
+    async fn run(self, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(this.channel.concurrency()));
+        let in_flight: Arc<Mutex<HashSet<DeliveryId>>> = Arc::default();
+        let mut sends = JoinSet::new();
+        let name = this.channel.name().to_owned();
+        debug!(channel = %name, "Channel worker started.");
+        loop {
+            // Registered before claiming, so a wake between the claim and the
+            // wait is not lost.
+            let notified = this.wake.0.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let free = permits.available_permits();
+            let mut claimed_all = false;
+            if free > 0 && !shutdown.is_cancelled() {
+                let limit = u32::try_from(free).unwrap_or(u32::MAX);
+                match this
+                    .store
+                    .claim(&name, &this.owner, this.clock.now(), this.lease, limit)
+                    .await
+                {
+                    Ok(batch) => {
+                        claimed_all = batch.len() == free;
+                        for delivery in batch {
+                            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            lock(&in_flight).insert(delivery.id);
+                            let (worker, in_flight) = (this.clone(), in_flight.clone());
+                            sends.spawn(async move {
+                                let id = delivery.id;
+                                worker.deliver(delivery).await;
+                                lock(&in_flight).remove(&id);
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(err) => {
+                        warn!(channel = %name, error = %err, "Could not claim deliveries; will try again.")
+                    }
+                }
+            }
+            while sends.try_join_next().is_some() {}
+            if claimed_all && permits.available_permits() > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = &mut notified => {}
+                Some(_) = sends.join_next(), if !sends.is_empty() => {}
+                _ = tokio::time::sleep(this.poll_interval) => {}
+            }
+        }
+        this.drain(sends, in_flight).await;
+    }
+
+    async fn drain(&self, mut sends: JoinSet<()>, in_flight: Arc<Mutex<HashSet<DeliveryId>>>) {
+        let name = self.channel.name();
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            while sends.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            sends.abort_all();
+            while sends.join_next().await.is_some() {}
+            let unfinished: Vec<DeliveryId> = lock(&in_flight).drain().collect();
+            warn!(
+                channel = %name,
+                count = unfinished.len(),
+                "Sends still running at the drain deadline were abandoned; they are released for the next start."
+            );
+            if let Err(err) = self.store.release(&unfinished, &self.owner).await {
+                warn!(channel = %name, error = %err, "Could not release leases; they expire on their own.");
+            }
+        }
+        info!(channel = %name, "Channel worker stopped.");
+    }
+
+    async fn deliver(&self, delivery: Delivery) {
+        let name = self.channel.name();
+        // A send must finish well inside its lease, or another worker could
+        // take it over while it is still going.
+        let send_timeout = self.lease.mul_f32(0.8);
+        let outcome = match tokio::time::timeout(send_timeout, self.channel.send(&delivery)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(DeliveryError::transient(format!(
+                "send did not finish within {}",
+                humantime::format_duration(send_timeout)
+            ))),
+        };
+        let now = self.clock.now();
+        let (crisis_id, delivery_id, attempt) =
+            (delivery.crisis_id, delivery.id, delivery.attempts);
+        let recorded = match outcome {
+            Ok(receipt) => {
+                debug!(%crisis_id, channel = %name, %delivery_id, "Delivery sent.");
+                self.store
+                    .mark_sent(
+                        delivery.id,
+                        &self.owner,
+                        now,
+                        receipt.provider_ref.as_deref(),
+                    )
+                    .await
+            }
+            Err(DeliveryError::Permanent { reason }) => {
+                error!(%crisis_id, channel = %name, %delivery_id, %reason, "Delivery is dead.");
+                self.store
+                    .mark_dead(delivery.id, &self.owner, now, &reason)
+                    .await
+            }
+            Err(DeliveryError::Transient {
+                reason,
+                retry_after,
+            }) => {
+                if attempt >= self.policy.max_attempts {
+                    let reason = format!("gave up after {attempt} attempts; last error: {reason}");
+                    error!(%crisis_id, channel = %name, %delivery_id, %reason, "Delivery is dead.");
+                    self.store
+                        .mark_dead(delivery.id, &self.owner, now, &reason)
+                        .await
+                } else {
+                    let delay = self.policy.delay(attempt, retry_after);
+                    warn!(
+                        %crisis_id, channel = %name, %delivery_id, attempt, %reason,
+                        retry_in = %humantime::format_duration(delay),
+                        "Delivery failed; will retry."
+                    );
+                    let at =
+                        now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                    self.store
+                        .mark_retry(delivery.id, &self.owner, at, &reason)
+                        .await
+                }
+            }
+        };
+        if let Err(err) = recorded {
+            // The lease expires and the delivery is tried again: at least
+            // once, never lost.
+            warn!(%crisis_id, channel = %name, %delivery_id, error = %err, "Could not record the outcome; the lease will expire and it is retried.");
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,195 @@
+/* crisisd website banner: one accessible notice per active crisis.
+ * Embed: <script src="https://crisis.example.com/banner.js" defer></script>
+ * Optional data-lang="bn" on the tag overrides the page language.
+ * No dependencies, no globals; server data is only ever set as text. */
+(function () {
+  'use strict';
+
+  // currentScript is only set while this file first runs: capture it now.
+  var script = document.currentScript;
+  if (!script || !script.src || !window.fetch) return;
+
+  var BASE = new URL('.', script.src); // directory banner.js was served from
+  var REFRESH_MS = 60000;
+  var STORE_KEY = 'crisisd-banner-dismissed';
+  var ROOT_ID = 'crisisd-banner';
+  var COLORS = { // background / text; all pairs above WCAG AA contrast
+    critical: { bg: '#7f1d1d', fg: '#ffffff', border: '#450a0a' },
+    major: { bg: '#f59e0b', fg: '#111111', border: '#92400e' },
+    minor: { bg: '#475569', fg: '#ffffff', border: '#1e293b' }
+  };
+
+  var warned = false;
+  var lastSignature = null;
+  var memoryDismissed = []; // used when localStorage is unavailable
+
+  function lang() {
+    return script.getAttribute('data-lang') || document.documentElement.lang ||
+      navigator.language || 'en';
+  }
+
+  function warnOnce(err) {
+    if (warned) return;
+    warned = true;
+    if (window.console && console.warn) console.warn('crisisd banner unavailable:', err);
+  }
+
+  // Dismissals are per crisis *version*: an update shows the notice again.
+  function dismissKey(crisis) { return crisis.id + '|' + crisis.updated_at; }
+
+  function readDismissed() {
+    try {
+      var list = JSON.parse(window.localStorage.getItem(STORE_KEY) || '[]');
+      return Array.isArray(list) ? list.concat(memoryDismissed) : memoryDismissed.slice();
+    } catch (e) {
+      return memoryDismissed.slice();
+    }
+  }
+
+  function dismiss(crisis) {
+    var key = dismissKey(crisis);
+    memoryDismissed.push(key);
+    try {
+      var list = readDismissed().filter(function (k) { return k !== key; });
+      list.push(key);
+      window.localStorage.setItem(STORE_KEY, JSON.stringify(list.slice(-50)));
+    } catch (e) { /* private mode or storage disabled: memory only */ }
+  }
+
+  function el(tag, styles, text) {
+    var node = document.createElement(tag);
+    if (styles) Object.assign(node.style, styles); // CSSOM: fine under strict CSP
+    if (text != null) node.textContent = String(text);
+    return node;
+  }
+
+  function availability(contact, labels) {
+    if (contact.always_open) return labels.always_open;
+    return contact.open_now ? labels.open_now : labels.closed_now;
+  }
+
+  // Short list: emergency lines first, then channels open now, then the rest; at most 4.
+  function shortContacts(contacts) {
+    function rank(c) { return c.emergency ? 0 : (c.open_now || c.always_open) ? 1 : 2; }
+    return contacts
+      .map(function (c, i) { return { c: c, i: i }; })
+      .sort(function (a, b) { return rank(a.c) - rank(b.c) || a.i - b.i; })
+      .slice(0, 4)
+      .map(function (x) { return x.c; });
+  }
+
+  function renderContact(contact, labels, color) {
+    var li = el('li', { margin: '0.15em 0' });
+    var name = contact.emergency ? labels.emergency + ' – ' + contact.label : contact.label;
+    li.appendChild(el(contact.emergency ? 'strong' : 'span', null, name + ': '));
+    var addr;
+    if (contact.url) {
+      addr = el('a', { color: color.fg, textDecoration: 'underline', fontWeight: 'bold' }, contact.address);
+      addr.href = contact.url;
+    } else {
+      addr = el('span', { fontWeight: 'bold' }, contact.address);
+    }
+    li.appendChild(addr);
+    li.appendChild(el('span', null, ' (' + availability(contact, labels) + ')'));
+    return li;
+  }
+
+  function renderCrisis(crisis, data, onDismiss) {
+    var color = COLORS[crisis.severity] || COLORS.minor;
+    var alert = crisis.role === 'alert';
+    var box = el('section', {
+      display: 'flex', flexWrap: 'wrap', alignItems: 'flex-start', gap: '0.5em 1em',
+      boxSizing: 'border-box', width: '100%', margin: '0', padding: '0.75em 1em',
+      background: color.bg, color: color.fg, borderBottom: '3px solid ' + color.border,
+      font: '16px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans Bengali", sans-serif',
+      textAlign: 'start'
+    });
+    box.setAttribute('role', alert ? 'alert' : 'status');
+    box.setAttribute('aria-live', alert ? 'assertive' : 'polite');
+    box.setAttribute('aria-atomic', 'true');
+    box.setAttribute('aria-label', crisis.title);
+    box.setAttribute('data-crisis-id', crisis.id);
+
+    var body = el('div', { flex: '1 1 20em', minWidth: '0', overflowWrap: 'anywhere' });
+    body.appendChild(el('p', { margin: '0 0 0.35em', fontWeight: alert ? 'bold' : 'normal' },
+      crisis.message || crisis.title));
+    var contacts = shortContacts(data.contacts || []);
+    if (contacts.length) {
+      body.appendChild(el('p', { margin: '0', fontWeight: 'bold' }, data.labels.contacts));
+      var ul = el('ul', { margin: '0', padding: '0 0 0 1.2em' });
+      contacts.forEach(function (c) { ul.appendChild(renderContact(c, data.labels, color)); });
+      body.appendChild(ul);
+    }
+    box.appendChild(body);
+
+    var button = el('button', {
+      flex: '0 0 auto', minWidth: '2.75em', minHeight: '2.75em', padding: '0 0.6em',
+      font: 'inherit', fontSize: '1.25em', lineHeight: '1', cursor: 'pointer',
+      color: color.fg, background: 'transparent', border: '2px solid ' + color.fg, borderRadius: '4px'
+    }, '\u00d7');
+    button.type = 'button';
+    button.setAttribute('aria-label', data.labels.dismiss + ': ' + crisis.title);
+    button.addEventListener('click', function () { onDismiss(crisis, box); });
+    box.appendChild(button);
+    return box;
+  }
+
+  function signatureOf(data, crises) {
+    return JSON.stringify([data.lang, crises, data.contacts, data.labels]);
+  }
+
+  function render(data) {
+    var dismissed = readDismissed();
+    var crises = (data.crises || []).filter(function (c) {
+      return dismissed.indexOf(dismissKey(c)) === -1;
+    });
+    // Rebuild only on change, so live regions are not re-announced every minute.
+    var signature = signatureOf(data, crises);
+    if (signature === lastSignature) return;
+    lastSignature = signature;
+
+    var old = document.getElementById(ROOT_ID);
+    if (old) old.parentNode.removeChild(old);
+    if (!crises.length) return;
+
+    var root = el('div', { margin: '0', padding: '0' });
+    root.id = ROOT_ID;
+    if (data.lang) root.lang = data.lang;
+    crises.forEach(function (crisis) {
+      root.appendChild(renderCrisis(crisis, data, function (c, box) {
+        dismiss(c);
+        crises = crises.filter(function (x) { return x !== c; });
+        lastSignature = signatureOf(data, crises); // the next refresh keeps the rest as is
+        var next = box.nextElementSibling || box.previousElementSibling;
+        box.parentNode.removeChild(box);
+        if (next) next.querySelector('button').focus();
+        if (!root.children.length && root.parentNode) root.parentNode.removeChild(root);
+      }));
+    });
+    // No animation or transition is used, so prefers-reduced-motion is respected as is.
+    document.body.insertBefore(root, document.body.firstChild);
+  }
+
+  function load() {
+    var url = new URL('v1/banner', BASE);
+    url.searchParams.set('lang', lang());
+    fetch(url.toString(), { credentials: 'omit', headers: { Accept: 'application/json' } })
+      .then(function (res) {
+        if (!res.ok) throw new Error('HTTP ' + res.status);
+        return res.json();
+      })
+      .then(function (data) {
+        if (!data || !Array.isArray(data.crises) || !data.labels) throw new Error('bad response');
+        render(data);
+      })
+      .catch(warnOnce);
+  }
+
+  function start() {
+    load();
+    setInterval(load, REFRESH_MS);
+  }
+
+  if (document.body) start();
+  else document.addEventListener('DOMContentLoaded', start);
+})();

@@ -1,0 +1,96 @@
+//! The public banner: `GET /v1/banner` (JSON, ETag, CORS) and the script a
+//! website embeds, `GET /banner.js`.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+
+const SCRIPT: &str = include_str!("banner.js");
+
+#[derive(Debug, Deserialize)]
+pub struct BannerQuery {
+    lang: Option<String>,
+}
+
+/// `?lang=` wins; else the first Accept-Language tag we have templates for;
+/// else the default locale.
+fn choose_language(state: &AppState, query: &BannerQuery, headers: &HeaderMap) -> String {
+    if let Some(lang) = query.lang.as_deref().filter(|l| !l.is_empty()) {
+        return lang.to_owned();
+    }
+    let renderer = &state.inputs.renderer;
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map(accept_language::parse)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|tag| {
+            let language = tag.split('-').next().unwrap_or(tag);
+            renderer.locales().any(|l| l == tag || l == language)
+        })
+        .unwrap_or_else(|| renderer.default_locale().to_owned())
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*")
+}
+
+pub async fn banner(
+    State(state): State<AppState>,
+    query: Query<BannerQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = choose_language(&state, &query, &headers);
+    let view = state.banner.view(&lang, state.clock.now());
+    let body = match serde_json::to_vec(&view) {
+        Ok(body) => body,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let digest = Sha256::digest(&body);
+    let etag = format!("\"{}\"", hex_prefix(&digest));
+    let cache_control = format!("public, max-age={}", state.banner_max_age.as_secs());
+    let mut response = if etag_matches(&headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut response = body.into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    };
+    let out = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        out.insert(header::ETAG, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&cache_control) {
+        out.insert(header::CACHE_CONTROL, value);
+    }
+    out.insert(header::VARY, HeaderValue::from_static("Accept-Language"));
+    response
+}
+
+fn hex_prefix(digest: &[u8]) -> String {
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        SCRIPT,
+    )
+}

@@ -1,0 +1,75 @@
+//! The HTTP surface: the API, the public banner, health.
+
+pub mod api;
+mod auth;
+mod banner;
+mod error;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+pub use auth::{NamedToken, authenticate};
+pub use error::{ApiError, ErrorBody};
+
+use crate::banner::Banner;
+use crate::clock::Clock;
+use crate::crisis::CrisisService;
+use crate::plan::PlanInputs;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<CrisisService>,
+    pub banner: Arc<Banner>,
+    pub inputs: Arc<PlanInputs>,
+    pub tokens: Arc<Vec<NamedToken>>,
+    pub clock: Arc<dyn Clock>,
+    pub max_body_bytes: usize,
+    pub banner_max_age: Duration,
+}
+
+/// CORS for the banner: only the configured origins, only GET.
+pub fn banner_cors(origins: &[HeaderValue]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().cloned())
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET])
+        .expose_headers([header::ETAG])
+        .max_age(Duration::from_secs(3600))
+}
+
+pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
+    let api = Router::new()
+        .route("/v1/crises", post(api::declare).get(api::list))
+        .route("/v1/crises/{id}", get(api::show))
+        .route("/v1/crises/{id}/updates", post(api::update))
+        .route("/v1/crises/{id}/resolve", post(api::resolve))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes));
+    let public = Router::new()
+        .route("/v1/banner", get(banner::banner))
+        .route("/banner.js", get(banner::script))
+        .layer(banner_cors(cors_origins));
+    Router::new()
+        .merge(api)
+        .merge(public)
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
+        .fallback(|| async {
+            ApiError::NotFound("no such endpoint; see README.md for the API".into())
+        })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

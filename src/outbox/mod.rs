@@ -1,0 +1,293 @@
+//! The outbox: the durable ledger of deliveries, and the crisis state it
+//! belongs to, behind a `Store` trait.
+
+mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use sqlite::SqliteStore;
+
+use crate::crisis::{AnnouncementKind, Crisis, CrisisEvent, CrisisId, Status};
+use crate::render::EmailContent;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeliveryId(Uuid);
+
+impl DeliveryId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for DeliveryId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for DeliveryId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    InFlight,
+    Retrying,
+    Sent,
+    Dead,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 5] = [
+        DeliveryState::Pending,
+        DeliveryState::InFlight,
+        DeliveryState::Retrying,
+        DeliveryState::Sent,
+        DeliveryState::Dead,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::InFlight => "in_flight",
+            DeliveryState::Retrying => "retrying",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Dead => "dead",
+        }
+    }
+}
+
+impl FromStr for DeliveryState {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown delivery state `{s}`")))
+    }
+}
+
+/// What a delivery carries, rendered at planning time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeliveryContent {
+    Email(EmailContent),
+}
+
+/// One announcement, planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub id: Uuid,
+    pub crisis_id: CrisisId,
+    pub kind: AnnouncementKind,
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A delivery to be written to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub id: DeliveryId,
+    pub channel: String,
+    pub recipient_id: Option<String>,
+    pub destination: String,
+    pub locale: String,
+    pub content: DeliveryContent,
+    /// Lower goes first.
+    pub priority: u8,
+    /// Set when planning already knows it cannot be sent (a template that
+    /// did not render): it is written dead, with this reason.
+    pub dead_reason: Option<String>,
+}
+
+/// A delivery as stored; everything a channel needs to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub crisis_id: CrisisId,
+    pub announcement_id: Uuid,
+    pub kind: AnnouncementKind,
+    pub channel: String,
+    pub recipient_id: Option<String>,
+    pub destination: String,
+    pub locale: String,
+    pub content: DeliveryContent,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub available_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored response to replay for a repeated Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// Keys are per API token, so two clients cannot collide.
+    pub scope: String,
+    pub key: String,
+    /// Hash of the request; a key reused for a different request is refused.
+    pub fingerprint: String,
+    pub status: u16,
+    pub body: String,
+}
+
+/// An outside source's incident and the crisis it drives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLink {
+    pub source: String,
+    pub external_id: String,
+    pub crisis_id: CrisisId,
+    /// What the source last said, to notice a change.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceLinkChange {
+    Set(SourceLink),
+    Remove { source: String, external_id: String },
+}
+
+/// A crisis transition and everything it causes, written in one
+/// transaction: the crisis, its audit event, the announcement and its
+/// deliveries, and optionally the idempotency record and source link.
+#[derive(Debug, Clone)]
+pub struct TransitionWrite {
+    pub crisis: Crisis,
+    /// The status the crisis had when the transition was computed; `None`
+    /// for a declaration. The write is refused if it changed meanwhile.
+    pub previous_status: Option<Status>,
+    pub event: CrisisEvent,
+    pub announcement: Announcement,
+    pub deliveries: Vec<NewDelivery>,
+    pub idempotency: Option<IdempotencyRecord>,
+    pub source_link: Option<SourceLinkChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryCount {
+    pub crisis_id: CrisisId,
+    pub channel: String,
+    pub state: DeliveryState,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrisisFilter {
+    Active,
+    Resolved,
+    All,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("crisis {0} changed while this transition was being made; try again")]
+    Conflict(CrisisId),
+    #[error("the Idempotency-Key was used by a concurrent request")]
+    IdempotencyKeyTaken,
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+}
+
+/// Durable crisis state and the outbox. Every method is safe to call again
+/// after a failure: completing a delivery whose lease was lost changes
+/// nothing.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn record_transition(&self, write: TransitionWrite) -> Result<(), StoreError>;
+    async fn crisis(&self, id: CrisisId) -> Result<Option<Crisis>, StoreError>;
+    async fn crises(&self, filter: CrisisFilter) -> Result<Vec<Crisis>, StoreError>;
+    async fn events(&self, id: CrisisId) -> Result<Vec<CrisisEvent>, StoreError>;
+    async fn idempotent_response(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn source_link(
+        &self,
+        source: &str,
+        external_id: &str,
+    ) -> Result<Option<SourceLink>, StoreError>;
+
+    /// Counts by crisis, channel and state; for one crisis or all.
+    async fn delivery_counts(
+        &self,
+        crisis: Option<CrisisId>,
+    ) -> Result<Vec<DeliveryCount>, StoreError>;
+    async fn dead_deliveries(
+        &self,
+        crisis: Option<CrisisId>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Leases up to `limit` due deliveries of `channel` to `owner` until
+    /// `now + lease`, counting an attempt for each. Expired leases are
+    /// taken over.
+    async fn claim(
+        &self,
+        channel: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+    async fn mark_sent(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        now: DateTime<Utc>,
+        provider_ref: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn mark_retry(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    async fn mark_dead(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    /// Gives back leases that were never sent on, and the attempt with them.
+    async fn release(&self, ids: &[DeliveryId], owner: &str) -> Result<(), StoreError>;
+    /// Deliveries for channels that no longer exist end dead with a reason
+    /// instead of waiting forever. Returns how many.
+    async fn kill_unroutable(
+        &self,
+        known_channels: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+}

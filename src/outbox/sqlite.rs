@@ -1,0 +1,547 @@
+//! The embedded store: SQLite in WAL mode, one file.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use super::{
+    CrisisFilter, Delivery, DeliveryCount, DeliveryId, DeliveryState, IdempotencyRecord,
+    SourceLink, SourceLinkChange, Store, StoreError, TransitionWrite,
+};
+use crate::crisis::{Actor, Crisis, CrisisEvent, CrisisId};
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+fn parse<T: FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unreadable {what} `{text}`")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("unreadable {what}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+const DELIVERY_COLUMNS: &str = "id, crisis_id, announcement_id, kind, channel, recipient_id, destination, \
+     locale, content, state, attempts, available_at, last_error, created_at";
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an accepted crisis survives a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("src/outbox/migrations/sqlite")
+            .run(&pool)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    fn crisis_from_row(row: &SqliteRow) -> Result<Crisis, StoreError> {
+        Ok(Crisis {
+            id: parse(row.try_get::<&str, _>("id")?, "crisis id")?,
+            kind: parse(row.try_get::<&str, _>("kind")?, "kind")?,
+            severity: parse(row.try_get::<&str, _>("severity")?, "severity")?,
+            title: row.try_get("title")?,
+            summary: row.try_get("summary")?,
+            localized: json(row.try_get::<&str, _>("localized")?, "localized text")?,
+            status: parse(row.try_get::<&str, _>("status")?, "status")?,
+            last_message: row.try_get("last_message")?,
+            declared_at: from_millis(row.try_get("declared_at")?)?,
+            updated_at: from_millis(row.try_get("updated_at")?)?,
+            resolved_at: row
+                .try_get::<Option<i64>, _>("resolved_at")?
+                .map(from_millis)
+                .transpose()?,
+        })
+    }
+
+    fn delivery_from_row(row: &SqliteRow) -> Result<Delivery, StoreError> {
+        Ok(Delivery {
+            id: parse(row.try_get::<&str, _>("id")?, "delivery id")?,
+            crisis_id: parse(row.try_get::<&str, _>("crisis_id")?, "crisis id")?,
+            announcement_id: parse::<Uuid>(
+                row.try_get::<&str, _>("announcement_id")?,
+                "announcement id",
+            )?,
+            kind: parse(row.try_get::<&str, _>("kind")?, "announcement kind")?,
+            channel: row.try_get("channel")?,
+            recipient_id: row.try_get("recipient_id")?,
+            destination: row.try_get("destination")?,
+            locale: row.try_get("locale")?,
+            content: json(row.try_get::<&str, _>("content")?, "delivery content")?,
+            state: row.try_get::<&str, _>("state")?.parse()?,
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            available_at: from_millis(row.try_get("available_at")?)?,
+            last_error: row.try_get("last_error")?,
+            created_at: from_millis(row.try_get("created_at")?)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn record_transition(&self, write: TransitionWrite) -> Result<(), StoreError> {
+        let TransitionWrite {
+            crisis,
+            previous_status,
+            event,
+            announcement,
+            deliveries,
+            idempotency,
+            source_link,
+        } = write;
+        let mut tx = self.pool.begin().await?;
+        let localized = to_json(&crisis.localized)?;
+        match previous_status {
+            None => {
+                sqlx::query(
+                    "INSERT INTO crises (id, kind, severity, title, summary, localized, status, \
+                     last_message, declared_at, updated_at, resolved_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(crisis.id.to_string())
+                .bind(crisis.kind.as_str())
+                .bind(crisis.severity.as_str())
+                .bind(&crisis.title)
+                .bind(&crisis.summary)
+                .bind(&localized)
+                .bind(crisis.status.as_str())
+                .bind(&crisis.last_message)
+                .bind(millis(crisis.declared_at))
+                .bind(millis(crisis.updated_at))
+                .bind(crisis.resolved_at.map(millis))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(previous) => {
+                let changed = sqlx::query(
+                    "UPDATE crises SET severity = ?, title = ?, summary = ?, localized = ?, status = ?, \
+                     last_message = ?, updated_at = ?, resolved_at = ? WHERE id = ? AND status = ?",
+                )
+                .bind(crisis.severity.as_str())
+                .bind(&crisis.title)
+                .bind(&crisis.summary)
+                .bind(&localized)
+                .bind(crisis.status.as_str())
+                .bind(&crisis.last_message)
+                .bind(millis(crisis.updated_at))
+                .bind(crisis.resolved_at.map(millis))
+                .bind(crisis.id.to_string())
+                .bind(previous.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::Conflict(crisis.id));
+                }
+            }
+        }
+        if let Some(record) = &idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (scope, key, fingerprint, status, body, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&record.scope)
+            .bind(&record.key)
+            .bind(&record.fingerprint)
+            .bind(i64::from(record.status))
+            .bind(&record.body)
+            .bind(millis(event.at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::IdempotencyKeyTaken);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO crisis_events (crisis_id, status, actor_source, actor_name, message, at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.crisis_id.to_string())
+        .bind(event.status.as_str())
+        .bind(event.actor.source.as_str())
+        .bind(&event.actor.name)
+        .bind(&event.message)
+        .bind(millis(event.at))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO announcements (id, crisis_id, kind, message, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(announcement.id.to_string())
+            .bind(announcement.crisis_id.to_string())
+            .bind(announcement.kind.as_str())
+            .bind(&announcement.message)
+            .bind(millis(announcement.created_at))
+            .execute(&mut *tx)
+            .await?;
+        let now = millis(announcement.created_at);
+        for delivery in &deliveries {
+            let (state, finished_at) = match delivery.dead_reason {
+                Some(_) => (DeliveryState::Dead, Some(now)),
+                None => (DeliveryState::Pending, None),
+            };
+            sqlx::query(
+                "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, recipient_id, \
+                 destination, locale, content, priority, state, attempts, available_at, last_error, \
+                 created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            )
+            .bind(delivery.id.to_string())
+            .bind(crisis.id.to_string())
+            .bind(announcement.id.to_string())
+            .bind(announcement.kind.as_str())
+            .bind(&delivery.channel)
+            .bind(&delivery.recipient_id)
+            .bind(&delivery.destination)
+            .bind(&delivery.locale)
+            .bind(to_json(&delivery.content)?)
+            .bind(i64::from(delivery.priority))
+            .bind(state.as_str())
+            .bind(now)
+            .bind(&delivery.dead_reason)
+            .bind(now)
+            .bind(finished_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        match source_link {
+            Some(SourceLinkChange::Set(link)) => {
+                sqlx::query(
+                    "INSERT INTO source_links (source, external_id, crisis_id, fingerprint) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (source, external_id) DO UPDATE SET crisis_id = excluded.crisis_id, \
+                     fingerprint = excluded.fingerprint",
+                )
+                .bind(&link.source)
+                .bind(&link.external_id)
+                .bind(link.crisis_id.to_string())
+                .bind(&link.fingerprint)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(SourceLinkChange::Remove {
+                source,
+                external_id,
+            }) => {
+                sqlx::query("DELETE FROM source_links WHERE source = ? AND external_id = ?")
+                    .bind(source)
+                    .bind(external_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {}
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn crisis(&self, id: CrisisId) -> Result<Option<Crisis>, StoreError> {
+        sqlx::query("SELECT * FROM crises WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::crisis_from_row)
+            .transpose()
+    }
+
+    async fn crises(&self, filter: CrisisFilter) -> Result<Vec<Crisis>, StoreError> {
+        let condition = match filter {
+            CrisisFilter::Active => "WHERE status != 'resolved'",
+            CrisisFilter::Resolved => "WHERE status = 'resolved'",
+            CrisisFilter::All => "",
+        };
+        sqlx::query(&format!(
+            "SELECT * FROM crises {condition} ORDER BY declared_at DESC, id DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::crisis_from_row)
+        .collect()
+    }
+
+    async fn events(&self, id: CrisisId) -> Result<Vec<CrisisEvent>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM crisis_events WHERE crisis_id = ? ORDER BY seq")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CrisisEvent {
+                    crisis_id: id,
+                    status: parse(row.try_get::<&str, _>("status")?, "status")?,
+                    actor: Actor {
+                        source: parse(row.try_get::<&str, _>("actor_source")?, "actor source")?,
+                        name: row.try_get("actor_name")?,
+                    },
+                    message: row.try_get("message")?,
+                    at: from_millis(row.try_get("at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn idempotent_response(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM idempotency_keys WHERE scope = ? AND key = ?")
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(IdempotencyRecord {
+                scope: row.try_get("scope")?,
+                key: row.try_get("key")?,
+                fingerprint: row.try_get("fingerprint")?,
+                status: u16::try_from(row.try_get::<i64, _>("status")?)
+                    .map_err(|_| StoreError::Corrupt("idempotency status out of range".into()))?,
+                body: row.try_get("body")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn source_link(
+        &self,
+        source: &str,
+        external_id: &str,
+    ) -> Result<Option<SourceLink>, StoreError> {
+        let row = sqlx::query("SELECT * FROM source_links WHERE source = ? AND external_id = ?")
+            .bind(source)
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(SourceLink {
+                source: row.try_get("source")?,
+                external_id: row.try_get("external_id")?,
+                crisis_id: parse(row.try_get::<&str, _>("crisis_id")?, "crisis id")?,
+                fingerprint: row.try_get("fingerprint")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delivery_counts(
+        &self,
+        crisis: Option<CrisisId>,
+    ) -> Result<Vec<DeliveryCount>, StoreError> {
+        let rows = match crisis {
+            Some(id) => {
+                sqlx::query(
+                    "SELECT crisis_id, channel, state, COUNT(*) AS n FROM deliveries WHERE crisis_id = ? \
+                     GROUP BY crisis_id, channel, state ORDER BY channel, state",
+                )
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT crisis_id, channel, state, COUNT(*) AS n FROM deliveries \
+                     GROUP BY crisis_id, channel, state ORDER BY crisis_id, channel, state",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(DeliveryCount {
+                    crisis_id: parse(row.try_get::<&str, _>("crisis_id")?, "crisis id")?,
+                    channel: row.try_get("channel")?,
+                    state: row.try_get::<&str, _>("state")?.parse()?,
+                    count: u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn dead_deliveries(
+        &self,
+        crisis: Option<CrisisId>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = 'dead' AND (?1 IS NULL OR crisis_id = ?1) \
+             ORDER BY finished_at DESC LIMIT ?2"
+        );
+        sqlx::query(&sql)
+            .bind(crisis.map(|id| id.to_string()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::delivery_from_row)
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        channel: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let now_ms = millis(now);
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let sql = format!(
+            "UPDATE deliveries SET state = 'in_flight', lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM deliveries WHERE channel = ?3 AND ( \
+                 (state IN ('pending', 'retrying') AND available_at <= ?4) \
+                 OR (state = 'in_flight' AND lease_until <= ?4)) \
+               ORDER BY priority, available_at LIMIT ?5) \
+             RETURNING {DELIVERY_COLUMNS}"
+        );
+        sqlx::query(&sql)
+            .bind(owner)
+            .bind(now_ms.saturating_add(lease_ms))
+            .bind(channel)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::delivery_from_row)
+            .collect()
+    }
+
+    async fn mark_sent(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        now: DateTime<Utc>,
+        provider_ref: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'sent', finished_at = ?, provider_ref = ?, lease_owner = NULL, \
+             lease_until = NULL, last_error = NULL WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+        )
+        .bind(millis(now))
+        .bind(provider_ref)
+        .bind(id.to_string())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_retry(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'retrying', available_at = ?, last_error = ?, lease_owner = NULL, \
+             lease_until = NULL WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+        )
+        .bind(millis(at))
+        .bind(error)
+        .bind(id.to_string())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_dead(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET state = 'dead', finished_at = ?, last_error = ?, lease_owner = NULL, \
+             lease_until = NULL WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+        )
+        .bind(millis(now))
+        .bind(reason)
+        .bind(id.to_string())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release(&self, ids: &[DeliveryId], owner: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
+                 attempts = attempts - 1, lease_owner = NULL, lease_until = NULL \
+                 WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+            )
+            .bind(id.to_string())
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn kill_unroutable(
+        &self,
+        known_channels: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let known = to_json(&known_channels)?;
+        let killed = sqlx::query(
+            "UPDATE deliveries SET state = 'dead', finished_at = ?1, lease_owner = NULL, lease_until = NULL, \
+             last_error = 'channel `' || channel || '` is not configured' \
+             WHERE state IN ('pending', 'retrying', 'in_flight') \
+               AND channel NOT IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(millis(now))
+        .bind(known)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(killed)
+    }
+}

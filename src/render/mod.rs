@@ -1,0 +1,372 @@
+//! Rendering announcements with minijinja: templates are read once, checked
+//! against sample data at start, and rendered when an announcement is
+//! planned.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::crisis::{AnnouncementKind, Crisis};
+use crate::directory::{ContactView, HoursStrings};
+
+/// Labels the banner script shows, per locale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BannerLabels {
+    pub contacts: String,
+    pub dismiss: String,
+    pub emergency: String,
+    pub open_now: String,
+    pub closed_now: String,
+    pub always_open: String,
+}
+
+/// `templates/<locale>/strings.toml`: words the code itself puts in front
+/// of readers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocaleStrings {
+    pub hours: HoursStrings,
+    pub banner: BannerLabels,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot read templates from {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Strings { path: PathBuf, message: String },
+    #[error("no templates for the default locale `{0}` (expected a directory of that name)")]
+    NoDefaultLocale(String),
+    #[error("template {0} is missing")]
+    Missing(String),
+    #[error("template {name}: {source:#}")]
+    Template {
+        name: String,
+        source: minijinja::Error,
+    },
+}
+
+/// Rendered email parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailContent {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompanyView {
+    pub name: String,
+    pub status_url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CrisisView {
+    pub id: String,
+    pub kind: String,
+    pub severity: String,
+    pub title: String,
+    pub summary: String,
+    pub status: String,
+    pub declared_at: String,
+    pub declared_at_local: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnouncementView {
+    pub kind: AnnouncementKind,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecipientView {
+    pub name: String,
+    pub timezone: String,
+}
+
+/// Everything a template sees; documented in templates/README.md.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderContext {
+    pub locale: String,
+    pub company: CompanyView,
+    pub crisis: CrisisView,
+    pub announcement: AnnouncementView,
+    pub recipient: Option<RecipientView>,
+    pub contacts: Vec<ContactView>,
+    pub emergency_contacts: Vec<ContactView>,
+    pub now_local: String,
+}
+
+pub fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
+    format!(
+        "{} ({})",
+        at.with_timezone(&zone).format("%Y-%m-%d %H:%M"),
+        zone.name()
+    )
+}
+
+impl RenderContext {
+    /// The context for one reader of one announcement.
+    pub fn new(
+        locale: &str,
+        company: CompanyView,
+        crisis: &Crisis,
+        kind: AnnouncementKind,
+        recipient: Option<(&str, Tz)>,
+        contacts: Vec<ContactView>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let zone = recipient.map_or(Tz::UTC, |(_, tz)| tz);
+        let (title, summary) = crisis.text_for(locale);
+        let emergency_contacts = contacts.iter().filter(|c| c.emergency).cloned().collect();
+        Self {
+            locale: locale.to_owned(),
+            company,
+            crisis: CrisisView {
+                id: crisis.id.to_string(),
+                kind: crisis.kind.to_string(),
+                severity: crisis.severity.to_string(),
+                title: title.to_owned(),
+                summary: summary.to_owned(),
+                status: crisis.status.to_string(),
+                declared_at: crisis.declared_at.to_rfc3339(),
+                declared_at_local: local_time(crisis.declared_at, zone),
+            },
+            announcement: AnnouncementView {
+                kind,
+                message: crisis.last_message.clone(),
+            },
+            recipient: recipient.map(|(name, tz)| RecipientView {
+                name: name.to_owned(),
+                timezone: tz.name().to_owned(),
+            }),
+            contacts,
+            emergency_contacts,
+            now_local: local_time(now, zone),
+        }
+    }
+}
+
+/// Announcement kinds that have email templates today.
+pub const EMAIL_KINDS: [AnnouncementKind; 3] = [
+    AnnouncementKind::Initial,
+    AnnouncementKind::Update,
+    AnnouncementKind::Resolved,
+];
+const EMAIL_PARTS: [&str; 3] = ["subject", "text", "html"];
+const BANNER_TEMPLATE: &str = "banner/message.j2";
+
+pub struct Renderer {
+    env: Environment<'static>,
+    default_locale: String,
+    strings: BTreeMap<String, LocaleStrings>,
+    default_strings: LocaleStrings,
+    names: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("default_locale", &self.default_locale)
+            .field("locales", &self.strings.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Renderer {
+    /// Reads every `*.j2` under `dir` and each locale's `strings.toml`.
+    pub fn load(dir: &Path, default_locale: &str) -> Result<Self, RenderError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html.j2") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        let mut names = BTreeSet::new();
+        let mut strings = BTreeMap::new();
+        let read_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RenderError::Read { path, source }
+        };
+        for entry in std::fs::read_dir(dir).map_err(read_err(dir))? {
+            let entry = entry.map_err(read_err(dir))?;
+            if !entry.file_type().map_err(read_err(dir))?.is_dir() {
+                continue;
+            }
+            let locale = entry.file_name().to_string_lossy().into_owned();
+            let strings_path = entry.path().join("strings.toml");
+            let text = std::fs::read_to_string(&strings_path).map_err(read_err(&strings_path))?;
+            let parsed: LocaleStrings =
+                toml::from_str(&text).map_err(|e| RenderError::Strings {
+                    path: strings_path.clone(),
+                    message: e.to_string(),
+                })?;
+            strings.insert(locale.clone(), parsed);
+            for path in template_files(&entry.path()).map_err(read_err(&entry.path()))? {
+                let relative = path
+                    .strip_prefix(dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                let source = std::fs::read_to_string(&path).map_err(read_err(&path))?;
+                env.add_template_owned(relative.clone(), source)
+                    .map_err(|source| RenderError::Template {
+                        name: relative.clone(),
+                        source,
+                    })?;
+                names.insert(relative);
+            }
+        }
+        let Some(default_strings) = strings.get(default_locale).cloned() else {
+            return Err(RenderError::NoDefaultLocale(default_locale.to_owned()));
+        };
+        Ok(Self {
+            env,
+            default_locale: default_locale.to_owned(),
+            strings,
+            default_strings,
+            names,
+        })
+    }
+
+    pub fn default_locale(&self) -> &str {
+        &self.default_locale
+    }
+
+    pub fn locales(&self) -> impl Iterator<Item = &str> {
+        self.strings.keys().map(String::as_str)
+    }
+
+    /// The locale whose strings serve `wanted`: itself, its language, or
+    /// the default.
+    pub fn resolve_locale<'a>(&'a self, wanted: &str) -> &'a str {
+        let language = wanted.split('-').next().unwrap_or(wanted);
+        [wanted, language]
+            .into_iter()
+            .find_map(|l| self.strings.get_key_value(l).map(|(k, _)| k.as_str()))
+            .unwrap_or(&self.default_locale)
+    }
+
+    pub fn strings(&self, locale: &str) -> &LocaleStrings {
+        self.strings
+            .get(self.resolve_locale(locale))
+            .unwrap_or(&self.default_strings)
+    }
+
+    /// `<locale>/<path>`, falling back to the default locale's template.
+    fn template_name(&self, locale: &str, path: &str) -> Result<String, RenderError> {
+        let locale = self.resolve_locale(locale);
+        [locale, self.default_locale.as_str()]
+            .into_iter()
+            .map(|l| format!("{l}/{path}"))
+            .find(|name| self.names.contains(name))
+            .ok_or_else(|| RenderError::Missing(format!("{}/{path}", self.default_locale)))
+    }
+
+    fn render(&self, locale: &str, path: &str, ctx: &RenderContext) -> Result<String, RenderError> {
+        let name = self.template_name(locale, path)?;
+        let template = self
+            .env
+            .get_template(&name)
+            .map_err(|source| RenderError::Template {
+                name: name.clone(),
+                source,
+            })?;
+        template
+            .render(ctx)
+            .map_err(|source| RenderError::Template { name, source })
+    }
+
+    pub fn render_email(&self, ctx: &RenderContext) -> Result<EmailContent, RenderError> {
+        let kind = ctx.announcement.kind;
+        let part = |part: &str| self.render(&ctx.locale, &format!("email/{kind}.{part}.j2"), ctx);
+        Ok(EmailContent {
+            // A subject is one line whatever the template's whitespace.
+            subject: part("subject")?
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            text: part("text")?,
+            html: part("html")?,
+        })
+    }
+
+    pub fn render_banner(&self, ctx: &RenderContext) -> Result<String, RenderError> {
+        Ok(self
+            .render(&ctx.locale, BANNER_TEMPLATE, ctx)?
+            .trim()
+            .to_owned())
+    }
+
+    /// Renders every template of every locale against sample data, so a
+    /// broken template is found before a crisis, not during one.
+    pub fn check(
+        &self,
+        sample: impl Fn(&str, AnnouncementKind, bool, bool) -> RenderContext,
+    ) -> Vec<RenderError> {
+        let mut problems = Vec::new();
+        for kind in EMAIL_KINDS {
+            for part in EMAIL_PARTS {
+                let name = format!("{}/email/{kind}.{part}.j2", self.default_locale);
+                if !self.names.contains(&name) {
+                    problems.push(RenderError::Missing(name));
+                }
+            }
+        }
+        if !self
+            .names
+            .contains(&format!("{}/{BANNER_TEMPLATE}", self.default_locale))
+        {
+            problems.push(RenderError::Missing(format!(
+                "{}/{BANNER_TEMPLATE}",
+                self.default_locale
+            )));
+        }
+        if !problems.is_empty() {
+            return problems;
+        }
+        for locale in self.strings.keys() {
+            for with_message in [true, false] {
+                for kind in EMAIL_KINDS {
+                    let ctx = sample(locale, kind, true, with_message);
+                    if let Err(err) = self.render_email(&ctx) {
+                        problems.push(err);
+                    }
+                }
+                for kind in [AnnouncementKind::Initial, AnnouncementKind::Update] {
+                    let ctx = sample(locale, kind, false, with_message);
+                    if let Err(err) = self.render_banner(&ctx) {
+                        problems.push(err);
+                    }
+                }
+            }
+        }
+        problems
+    }
+}
+
+fn template_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            files.extend(template_files(&path)?);
+        } else if path.extension().is_some_and(|e| e == "j2") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
