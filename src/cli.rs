@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
@@ -294,8 +294,7 @@ async fn serve(config: &Path) -> Result<(), Failure> {
     let application = Application::build(settings).await?;
     let shutdown = CancellationToken::new();
     let signals = crate::lifecycle::cancel_on_signal(shutdown.clone())
-        .context("cannot install signal handlers")
-        .map_err(Failure::Runtime)?;
+        .map_err(|e| Failure::Runtime(anyhow!("cannot install signal handlers: {e}")))?;
     let result = application.run_until_stopped(shutdown).await;
     signals.abort();
     result.map_err(Failure::from)

@@ -30,7 +30,8 @@ pub struct ContactEntry {
     pub kind: ContactKind,
     /// What to dial, type or open.
     pub address: String,
-    /// A link; derived from the address for phone, sms and email when unset.
+    /// A link; when unset, derived from the address (`tel:`, `sms:`,
+    /// `mailto:`, or the address itself when it is a web address).
     pub url: Option<String>,
     /// Localized name, e.g. `{ en = "Live chat", bn = "লাইভ চ্যাট" }`.
     pub label: Localized,
@@ -242,7 +243,11 @@ impl ContactEntry {
             ContactKind::Phone => Some(format!("tel:{compact}")),
             ContactKind::Sms => Some(format!("sms:{compact}")),
             ContactKind::Email => Some(format!("mailto:{}", self.address)),
-            ContactKind::Chat | ContactKind::Portal => None,
+            ContactKind::Chat | ContactKind::Portal => {
+                let web =
+                    self.address.starts_with("https://") || self.address.starts_with("http://");
+                web.then(|| self.address.clone())
+            }
         }
     }
 

@@ -40,7 +40,8 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error());
+            // Our errors carry their causes in their messages; `{:#}` would repeat them.
+            eprintln!("error: {}", failure.error());
             ExitCode::from(failure.exit_code())
         }
     }

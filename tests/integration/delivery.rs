@@ -1,0 +1,127 @@
+//! How the outbox and dispatcher behave when the SMTP server does not
+//! simply say yes.
+
+use std::time::Duration;
+
+use crate::support::{SmtpServer, TestConfig, WAIT, spawn_app, spawn_app_in};
+
+const ONE_READER: &str = "id,name,email,phone,locale,timezone\nada,Ada,ada@example.com,,en,UTC\n";
+
+fn one_reader(port: u16) -> TestConfig {
+    let mut config = TestConfig::new(port);
+    config.audience = ONE_READER.to_owned();
+    config
+}
+
+#[tokio::test]
+async fn a_451_is_retried_and_then_delivered() {
+    let smtp = SmtpServer::start().await;
+    smtp.script_data_replies(&["451 4.3.0 Mailbox busy, try again later"]);
+    let app = spawn_app(one_reader(smtp.port())).await;
+    let id = app.declare("Payments are down").await;
+
+    let messages = smtp.wait_for(1, WAIT).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(smtp.attempts(), 2, "one refused attempt, one accepted");
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 1)
+        .await;
+}
+
+#[tokio::test]
+async fn a_550_makes_the_delivery_dead_with_the_servers_reason() {
+    let smtp = SmtpServer::start().await;
+    smtp.script_data_replies(&["550 5.7.1 Message rejected by policy"]);
+    let app = spawn_app(one_reader(smtp.port())).await;
+    let id = app.declare("Payments are down").await;
+
+    let detail = app
+        .wait_until(&id, WAIT, |d| d["deliveries"]["email"]["dead"] == 1)
+        .await;
+    let reason = detail["dead"][0]["reason"]
+        .as_str()
+        .expect("reason")
+        .to_owned();
+    assert!(
+        reason.contains("550") || reason.contains("rejected by policy"),
+        "{reason}"
+    );
+    assert_eq!(detail["dead"][0]["destination"], "ada@example.com");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.attempts(), 1, "a permanent failure is not retried");
+}
+
+#[tokio::test]
+async fn a_rejected_recipient_is_dead_and_the_others_are_delivered() {
+    let smtp = SmtpServer::start().await;
+    smtp.reject_recipient("rahim@example.org", "550 5.1.1 No such user");
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    let id = app.declare("Payments are down").await;
+
+    let detail = app
+        .wait_until(&id, WAIT, |d| {
+            d["deliveries"]["email"]["dead"] == 1 && d["deliveries"]["email"]["sent"] == 2
+        })
+        .await;
+    assert_eq!(detail["dead"][0]["destination"], "rahim@example.org");
+}
+
+#[tokio::test]
+async fn retries_run_out_into_a_dead_delivery_with_the_last_error() {
+    let smtp = SmtpServer::start().await;
+    smtp.script_data_replies(&["421 4.3.2 busy"; 10]);
+    let mut config = one_reader(smtp.port());
+    config.max_attempts = 3;
+    let app = spawn_app(config).await;
+    let id = app.declare("Payments are down").await;
+
+    let detail = app
+        .wait_until(&id, WAIT, |d| d["deliveries"]["email"]["dead"] == 1)
+        .await;
+    let reason = detail["dead"][0]["reason"].as_str().expect("reason");
+    assert!(reason.contains("gave up after 3 attempts"), "{reason}");
+    assert_eq!(smtp.attempts(), 3);
+}
+
+#[tokio::test]
+async fn while_the_smtp_server_is_down_deliveries_wait_and_are_sent_when_it_returns() {
+    // Find a free port, then leave it closed: the server is "down".
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let app = spawn_app(TestConfig::new(port)).await;
+    let id = app.declare("Payments are down").await;
+    app.wait_until(&id, WAIT, |d| {
+        d["deliveries"]["email"]["retrying"].as_u64() >= Some(1)
+    })
+    .await;
+
+    let smtp = SmtpServer::start_on(format!("127.0.0.1:{port}").parse().expect("addr")).await;
+    smtp.wait_for(3, WAIT).await;
+    let detail = app
+        .wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+    assert_eq!(detail["deliveries"]["email"]["dead"], 0);
+}
+
+#[tokio::test]
+async fn pending_deliveries_survive_a_graceful_restart() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let app = spawn_app(TestConfig::new(port)).await;
+    let id = app.declare("Payments are down").await;
+    let dir = app.stop().await;
+
+    let smtp = SmtpServer::start_on(format!("127.0.0.1:{port}").parse().expect("addr")).await;
+    let app = spawn_app_in(TestConfig::new(port), dir).await;
+    smtp.wait_for(3, WAIT).await;
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+    assert_eq!(
+        app.banner("en").await["crises"][0]["id"],
+        id.as_str(),
+        "the banner is rebuilt from the store"
+    );
+}

@@ -1,0 +1,277 @@
+//! A small SMTP server on loopback for tests: it speaks enough ESMTP for
+//! lettre, keeps what it accepted, and can be told to answer DATA with
+//! scripted replies (451, 550) or to reject a recipient.
+//!
+//! Written here rather than taken from a crate because the tests need to
+//! script failures per transaction.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    pub raw: Vec<u8>,
+}
+
+impl Received {
+    pub fn parsed(&self) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default()
+            .parse(&self.raw)
+            .expect("the test SMTP server received a parseable message")
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.raw);
+        let head = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
+        head.lines()
+            .find(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            })
+            .map(|l| {
+                l.split_once(':')
+                    .map(|(_, v)| v.trim().to_owned())
+                    .unwrap_or_default()
+            })
+    }
+
+    pub fn message_id(&self) -> String {
+        self.header("Message-ID")
+            .expect("every message has a Message-ID")
+    }
+
+    pub fn subject(&self) -> String {
+        self.parsed().subject().unwrap_or_default().to_owned()
+    }
+
+    pub fn text(&self) -> String {
+        self.parsed()
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn html(&self) -> String {
+        self.parsed()
+            .body_html(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    accepted: Vec<Received>,
+    data_replies: VecDeque<String>,
+    rejected_recipients: HashMap<String, String>,
+    delay: Duration,
+    attempts: usize,
+}
+
+#[derive(Clone)]
+pub struct SmtpServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+    task: Arc<JoinHandle<()>>,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+impl SmtpServer {
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr)
+            .await
+            .expect("bind the test SMTP server");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        let changed = Arc::new(Notify::new());
+        let task = {
+            let (state, changed) = (state.clone(), changed.clone());
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(session(stream, state.clone(), changed.clone()));
+                }
+            })
+        };
+        Self {
+            addr,
+            state,
+            changed,
+            task: Arc::new(task),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The next DATA transactions are answered with these replies, in order.
+    pub fn script_data_replies(&self, replies: &[&str]) {
+        self.state.lock().unwrap().data_replies = replies.iter().map(|r| r.to_string()).collect();
+    }
+
+    pub fn reject_recipient(&self, address: &str, reply: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .rejected_recipients
+            .insert(address.to_owned(), reply.to_owned());
+    }
+
+    /// Each accepted message is held this long before the final reply.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
+    pub fn accepted(&self) -> Vec<Received> {
+        self.state.lock().unwrap().accepted.clone()
+    }
+
+    /// DATA transactions seen, whatever the reply.
+    pub fn attempts(&self) -> usize {
+        self.state.lock().unwrap().attempts
+    }
+
+    /// Waits until at least `n` messages were accepted; panics after `timeout`.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            let accepted = self.accepted();
+            if accepted.len() >= n {
+                return accepted;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "expected {n} messages within {timeout:?}, the SMTP server accepted {}",
+                    self.accepted().len()
+                );
+            }
+        }
+    }
+}
+
+async fn session(stream: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notify>) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    if write
+        .write_all(b"220 localhost test ESMTP\r\n")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut from = String::new();
+    let mut to = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match lines.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let command = line.trim_end().to_owned();
+        let upper = command.to_ascii_uppercase();
+        let answer = if upper.starts_with("EHLO") {
+            "250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8".to_owned()
+        } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+            "250 OK".to_owned()
+        } else if upper.starts_with("MAIL FROM:") {
+            from = address(&command[10..]);
+            to.clear();
+            "250 OK".to_owned()
+        } else if upper.starts_with("RCPT TO:") {
+            let rcpt = address(&command[8..]);
+            match state.lock().unwrap().rejected_recipients.get(&rcpt) {
+                Some(rejection) => rejection.clone(),
+                None => {
+                    to.push(rcpt);
+                    "250 OK".to_owned()
+                }
+            }
+        } else if upper == "DATA" {
+            if write.write_all(b"354 go ahead\r\n").await.is_err() {
+                return;
+            }
+            let mut raw = Vec::new();
+            loop {
+                line.clear();
+                match lines.read_line(&mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                let unstuffed = line
+                    .strip_prefix('.')
+                    .filter(|_| line.starts_with(".."))
+                    .unwrap_or(&line);
+                raw.extend_from_slice(unstuffed.as_bytes());
+            }
+            let (delay, scripted) = {
+                let mut state = state.lock().unwrap();
+                state.attempts += 1;
+                (state.delay, state.data_replies.pop_front())
+            };
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let answer = scripted.unwrap_or_else(|| "250 2.0.0 OK queued".to_owned());
+            if answer.starts_with('2') {
+                state.lock().unwrap().accepted.push(Received {
+                    from: from.clone(),
+                    to: to.clone(),
+                    raw,
+                });
+            }
+            changed.notify_waiters();
+            answer
+        } else if upper.starts_with("RSET") {
+            from.clear();
+            to.clear();
+            "250 OK".to_owned()
+        } else if upper.starts_with("QUIT") {
+            let _ = write.write_all(b"221 bye\r\n").await;
+            return;
+        } else {
+            "502 5.5.2 command not recognized".to_owned()
+        };
+        if write
+            .write_all(format!("{answer}\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn address(text: &str) -> String {
+    text.trim()
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
