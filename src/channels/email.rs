@@ -180,8 +180,18 @@ impl EmailChannel {
     }
 }
 
+/// SMTP replies that refuse our credentials, not the message: every
+/// delivery would fail alike until the config is fixed, so they are retried
+/// rather than killed.
+const AUTH_REPLIES: [&str; 4] = ["530", "534", "535", "538"];
+
 fn classify_smtp(err: lettre::transport::smtp::Error) -> DeliveryError {
-    if err.is_permanent() {
+    let code = err.status().map(|code| code.to_string());
+    if code.as_deref().is_some_and(|c| AUTH_REPLIES.contains(&c)) {
+        DeliveryError::transient(format!(
+            "SMTP authentication failed; check the channel's credentials: {err}"
+        ))
+    } else if err.is_permanent() {
         DeliveryError::permanent(format!("SMTP server refused the message: {err}"))
     } else {
         // 4xx replies, timeouts, refused connections, TLS trouble: the next

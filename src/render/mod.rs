@@ -370,3 +370,38 @@ fn template_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     files.sort();
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> Renderer {
+        Renderer::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
+            "en",
+        )
+        .expect("templates load")
+    }
+
+    #[test]
+    fn a_locale_without_templates_falls_back_to_the_default() {
+        let renderer = shipped();
+        assert_eq!(renderer.resolve_locale("fr"), "en");
+        assert_eq!(renderer.resolve_locale("bn-BD"), "bn");
+        assert_eq!(renderer.resolve_locale("eo"), "eo");
+        assert_eq!(
+            renderer.strings("fr").banner.dismiss,
+            renderer.strings("en").banner.dismiss
+        );
+    }
+
+    #[test]
+    fn a_missing_default_locale_is_an_error() {
+        let err = Renderer::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
+            "xx",
+        )
+        .unwrap_err();
+        assert!(matches!(err, RenderError::NoDefaultLocale(_)), "{err}");
+    }
+}

@@ -121,3 +121,73 @@ async fn a_daemon_killed_mid_fan_out_delivers_everything_after_restart_with_boun
     daemon.start_kill().expect("stop");
     daemon.wait().await.expect("reaped");
 }
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_sends_finish_exits_0_and_leaves_the_rest_for_the_next_start() {
+    const FEW: usize = 10;
+    let smtp = SmtpServer::start().await;
+    smtp.set_delay(Duration::from_millis(300));
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = TestConfig::new(smtp.port());
+    config.audience = std::iter::once("id,name,email,phone,locale,timezone\n".to_owned())
+        .chain((0..FEW).map(|i| format!("r{i},Reader {i},reader{i}@example.com,,en,UTC\n")))
+        .collect();
+    config.concurrency = CONCURRENCY;
+    let listen = format!("127.0.0.1:{port}");
+    config.listen = Box::leak(listen.into_boxed_str());
+    let path = dir.path().join("crisisd.toml");
+    std::fs::write(&path, config.write(dir.path())).expect("write config");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+
+    let mut daemon = start_daemon(&path).await;
+    wait_healthy(&http, &base).await;
+    let declared = http
+        .post(format!("{base}/v1/crises"))
+        .bearer_auth(TOKEN)
+        .json(&declaration("Payments are down"))
+        .send()
+        .await
+        .expect("declare");
+    assert_eq!(declared.status(), 201);
+    smtp.wait_for(1, WAIT).await;
+
+    let pid = daemon.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(WAIT, daemon.wait())
+        .await
+        .expect("stopped in time")
+        .expect("reaped");
+    assert_eq!(status.code(), Some(0), "a graceful stop exits 0");
+    let after_stop = smtp.accepted().len();
+    assert_eq!(
+        smtp.attempts(),
+        after_stop,
+        "every send that started was allowed to finish"
+    );
+    assert!(after_stop < FEW, "the stop came mid fan-out");
+
+    let mut daemon = start_daemon(&path).await;
+    wait_healthy(&http, &base).await;
+    smtp.wait_for(FEW, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        smtp.accepted().len(),
+        FEW,
+        "no duplicates after a graceful stop"
+    );
+    daemon.start_kill().expect("stop");
+    daemon.wait().await.expect("reaped");
+}

@@ -125,3 +125,36 @@ async fn pending_deliveries_survive_a_graceful_restart() {
         "the banner is rebuilt from the store"
     );
 }
+
+#[tokio::test]
+async fn smtp_credentials_come_from_the_file_the_config_names() {
+    let smtp = SmtpServer::start().await;
+    smtp.require_auth("crisisd", "s3cret-from-file");
+    let mut config = one_reader(smtp.port());
+    config.smtp_auth = Some(("crisisd", "s3cret-from-file"));
+    let app = spawn_app(config).await;
+    let id = app.declare("Payments are down").await;
+
+    smtp.wait_for(1, WAIT).await;
+    assert!(smtp.authenticated_as().contains(&"crisisd".to_owned()));
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 1)
+        .await;
+}
+
+#[tokio::test]
+async fn wrong_smtp_credentials_are_retried_not_lost() {
+    let smtp = SmtpServer::start().await;
+    smtp.require_auth("crisisd", "the-real-one");
+    let mut config = one_reader(smtp.port());
+    config.smtp_auth = Some(("crisisd", "an-old-one"));
+    let app = spawn_app(config).await;
+    let id = app.declare("Payments are down").await;
+
+    // Bad credentials fail every delivery alike until the config is fixed:
+    // they are retried, not killed.
+    let detail = app
+        .wait_until(&id, WAIT, |d| d["deliveries"]["email"]["retrying"] == 1)
+        .await;
+    assert_eq!(detail["deliveries"]["email"]["dead"], 0);
+    assert!(smtp.accepted().is_empty());
+}

@@ -35,6 +35,8 @@ pub struct TestConfig {
     pub flag_file: bool,
     pub listen: &'static str,
     pub max_body_bytes: usize,
+    /// SMTP username; the password is written to a file the config names.
+    pub smtp_auth: Option<(&'static str, &'static str)>,
 }
 
 impl TestConfig {
@@ -49,6 +51,7 @@ impl TestConfig {
             flag_file: false,
             listen: "127.0.0.1:0",
             max_body_bytes: 65536,
+            smtp_auth: None,
         }
     }
 
@@ -56,6 +59,17 @@ impl TestConfig {
     pub fn write(&self, dir: &Path) -> String {
         std::fs::write(dir.join("audience.csv"), &self.audience).expect("write audience");
         std::fs::write(dir.join("token"), TOKEN).expect("write token");
+        let auth = match self.smtp_auth {
+            Some((username, password)) => {
+                let file = dir.join("smtp-password");
+                std::fs::write(&file, format!("{password}\n")).expect("write password");
+                format!(
+                    "username = \"{username}\"\npassword_file = \"{}\"\n",
+                    file.display()
+                )
+            }
+            None => String::new(),
+        };
         let flag = if self.flag_file {
             format!(
                 "[flag_file]\npath = \"{}\"\npoll_interval = \"100ms\"\n",
@@ -97,7 +111,7 @@ host = "127.0.0.1"
 port = {smtp_port}
 tls = "none"
 timeout = "5s"
-
+{auth}
 [dispatch]
 lease = "{lease}"
 max_attempts = {max_attempts}

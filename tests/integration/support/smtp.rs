@@ -75,6 +75,10 @@ struct State {
     rejected_recipients: HashMap<String, String>,
     delay: Duration,
     attempts: usize,
+    /// When set, AUTH PLAIN is advertised and required, with these
+    /// credentials.
+    credentials: Option<(String, String)>,
+    authenticated_as: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -143,6 +147,16 @@ impl SmtpServer {
         self.state.lock().unwrap().delay = delay;
     }
 
+    /// Require AUTH PLAIN with these credentials before MAIL FROM.
+    pub fn require_auth(&self, username: &str, password: &str) {
+        self.state.lock().unwrap().credentials = Some((username.to_owned(), password.to_owned()));
+    }
+
+    /// Usernames that authenticated successfully, one per session.
+    pub fn authenticated_as(&self) -> Vec<String> {
+        self.state.lock().unwrap().authenticated_as.clone()
+    }
+
     pub fn accepted(&self) -> Vec<Received> {
         self.state.lock().unwrap().accepted.clone()
     }
@@ -183,6 +197,7 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notif
     }
     let mut from = String::new();
     let mut to = Vec::new();
+    let mut authenticated = false;
     let mut line = String::new();
     loop {
         line.clear();
@@ -192,8 +207,34 @@ async fn session(stream: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notif
         }
         let command = line.trim_end().to_owned();
         let upper = command.to_ascii_uppercase();
+        let requires_auth = state.lock().unwrap().credentials.is_some();
         let answer = if upper.starts_with("EHLO") {
-            "250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8".to_owned()
+            if requires_auth {
+                "250-localhost\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SMTPUTF8".to_owned()
+            } else {
+                "250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8".to_owned()
+            }
+        } else if upper.starts_with("AUTH PLAIN ") {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(command[11..].trim())
+                .unwrap_or_default();
+            let parts: Vec<String> = decoded
+                .split(|b| *b == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            let mut state = state.lock().unwrap();
+            let expected = state.credentials.clone();
+            match (expected, parts.as_slice()) {
+                (Some((user, pass)), [_, u, p]) if *u == user && *p == pass => {
+                    authenticated = true;
+                    state.authenticated_as.push(user);
+                    "235 2.7.0 Authentication successful".to_owned()
+                }
+                _ => "535 5.7.8 Authentication credentials invalid".to_owned(),
+            }
+        } else if upper.starts_with("MAIL FROM:") && requires_auth && !authenticated {
+            "530 5.7.0 Authentication required".to_owned()
         } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
             "250 OK".to_owned()
         } else if upper.starts_with("MAIL FROM:") {
