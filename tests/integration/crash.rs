@@ -1,37 +1,89 @@
 //! `kill -9` while deliveries are pending loses nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::support::{SmtpServer, TOKEN, TestConfig, WAIT, declaration};
+use crate::support::{SmtpServer, TOKEN, TestConfig, WAIT, declaration, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crisisd");
 const READERS: usize = 40;
 const CONCURRENCY: usize = 2;
 
-async fn start_daemon(config: &std::path::Path) -> Child {
-    Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start crisisd")
+/// The daemon as a separate process, on a config in its own directory.
+struct Daemon {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    base: String,
+    http: reqwest::Client,
 }
 
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the daemon did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+impl Daemon {
+    /// `readers` English readers, email at `concurrency`, leases of `lease`.
+    fn new(smtp: &SmtpServer, readers: usize, lease: &'static str) -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = TestConfig::new(smtp.port());
+        config.audience = std::iter::once("id,name,email,phone,locale,timezone\n".to_owned())
+            .chain((0..readers).map(|i| format!("r{i},Reader {i},reader{i}@example.com,,en,UTC\n")))
+            .collect();
+        config.concurrency = CONCURRENCY;
+        config.lease = lease;
+        config.listen = Box::leak(format!("127.0.0.1:{port}").into_boxed_str());
+        let path = dir.path().join("crisisd.toml");
+        std::fs::write(&path, config.write(dir.path())).expect("write config");
+        Self {
+            _dir: dir,
+            config: path,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// Starts the process and waits until it answers /healthz.
+    async fn start(&self) -> Child {
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start crisisd");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the daemon did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        child
+    }
+
+    async fn declare(&self) {
+        let declared = self
+            .http
+            .post(format!("{}/v1/crises", self.base))
+            .bearer_auth(TOKEN)
+            .json(&declaration("Payments are down"))
+            .send()
+            .await
+            .expect("declare");
+        assert_eq!(declared.status(), 201);
     }
 }
 
@@ -40,49 +92,20 @@ async fn a_daemon_killed_mid_fan_out_delivers_everything_after_restart_with_boun
     let smtp = SmtpServer::start().await;
     // Slow acceptance keeps the fan-out going long enough to kill it midway.
     smtp.set_delay(Duration::from_millis(60));
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = TestConfig::new(smtp.port());
-    config.audience = std::iter::once("id,name,email,phone,locale,timezone\n".to_owned())
-        .chain((0..READERS).map(|i| format!("r{i},Reader {i},reader{i}@example.com,,en,UTC\n")))
-        .collect();
-    config.concurrency = CONCURRENCY;
-    config.lease = "1s";
-    let listen = format!("127.0.0.1:{port}");
-    config.listen = Box::leak(listen.into_boxed_str());
-    let path = dir.path().join("crisisd.toml");
-    std::fs::write(&path, config.write(dir.path())).expect("write config");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let daemon = Daemon::new(&smtp, READERS, "1s");
 
-    let mut daemon = start_daemon(&path).await;
-    wait_healthy(&http, &base).await;
-    let declared = http
-        .post(format!("{base}/v1/crises"))
-        .bearer_auth(TOKEN)
-        .json(&declaration("Payments are down"))
-        .send()
-        .await
-        .expect("declare");
-    assert_eq!(declared.status(), 201);
-
+    let mut process = daemon.start().await;
+    daemon.declare().await;
     smtp.wait_for(5, WAIT).await;
-    daemon.start_kill().expect("SIGKILL");
-    daemon.wait().await.expect("reaped");
+    process.start_kill().expect("SIGKILL");
+    process.wait().await.expect("reaped");
     let before_restart = smtp.accepted().len();
     assert!(
         before_restart < READERS,
         "the kill came mid fan-out ({before_restart} sent)"
     );
 
-    let mut daemon = start_daemon(&path).await;
-    wait_healthy(&http, &base).await;
+    let mut process = daemon.start().await;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let distinct: BTreeSet<String> =
@@ -118,8 +141,8 @@ async fn a_daemon_killed_mid_fan_out_delivers_everything_after_restart_with_boun
             "a resend carries the same Message-ID: {ids:?}"
         );
     }
-    daemon.start_kill().expect("stop");
-    daemon.wait().await.expect("reaped");
+    process.start_kill().expect("stop");
+    process.wait().await.expect("reaped");
 }
 
 #[tokio::test]
@@ -127,46 +150,20 @@ async fn sigterm_lets_in_flight_sends_finish_exits_0_and_leaves_the_rest_for_the
     const FEW: usize = 10;
     let smtp = SmtpServer::start().await;
     smtp.set_delay(Duration::from_millis(300));
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = TestConfig::new(smtp.port());
-    config.audience = std::iter::once("id,name,email,phone,locale,timezone\n".to_owned())
-        .chain((0..FEW).map(|i| format!("r{i},Reader {i},reader{i}@example.com,,en,UTC\n")))
-        .collect();
-    config.concurrency = CONCURRENCY;
-    let listen = format!("127.0.0.1:{port}");
-    config.listen = Box::leak(listen.into_boxed_str());
-    let path = dir.path().join("crisisd.toml");
-    std::fs::write(&path, config.write(dir.path())).expect("write config");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let daemon = Daemon::new(&smtp, FEW, "5s");
 
-    let mut daemon = start_daemon(&path).await;
-    wait_healthy(&http, &base).await;
-    let declared = http
-        .post(format!("{base}/v1/crises"))
-        .bearer_auth(TOKEN)
-        .json(&declaration("Payments are down"))
-        .send()
-        .await
-        .expect("declare");
-    assert_eq!(declared.status(), 201);
+    let mut process = daemon.start().await;
+    daemon.declare().await;
     smtp.wait_for(1, WAIT).await;
 
-    let pid = daemon.id().expect("pid").to_string();
+    let pid = process.id().expect("pid").to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .await
         .expect("kill");
     assert!(killed.success());
-    let status = tokio::time::timeout(WAIT, daemon.wait())
+    let status = tokio::time::timeout(WAIT, process.wait())
         .await
         .expect("stopped in time")
         .expect("reaped");
@@ -179,8 +176,7 @@ async fn sigterm_lets_in_flight_sends_finish_exits_0_and_leaves_the_rest_for_the
     );
     assert!(after_stop < FEW, "the stop came mid fan-out");
 
-    let mut daemon = start_daemon(&path).await;
-    wait_healthy(&http, &base).await;
+    let mut process = daemon.start().await;
     smtp.wait_for(FEW, WAIT).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
@@ -188,6 +184,6 @@ async fn sigterm_lets_in_flight_sends_finish_exits_0_and_leaves_the_rest_for_the
         FEW,
         "no duplicates after a graceful stop"
     );
-    daemon.start_kill().expect("stop");
-    daemon.wait().await.expect("reaped");
+    process.start_kill().expect("stop");
+    process.wait().await.expect("reaped");
 }

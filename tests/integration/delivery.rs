@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{SmtpServer, TestConfig, WAIT, spawn_app, spawn_app_in};
+use crate::support::{SmtpServer, TestConfig, WAIT, free_port, spawn_app, spawn_app_in};
 
 const ONE_READER: &str = "id,name,email,phone,locale,timezone\nada,Ada,ada@example.com,,en,UTC\n";
 
@@ -84,11 +84,8 @@ async fn retries_run_out_into_a_dead_delivery_with_the_last_error() {
 
 #[tokio::test]
 async fn while_the_smtp_server_is_down_deliveries_wait_and_are_sent_when_it_returns() {
-    // Find a free port, then leave it closed: the server is "down".
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
+    // Nothing listens on the port yet: the server is "down".
+    let port = free_port();
     let app = spawn_app(TestConfig::new(port)).await;
     let id = app.declare("Payments are down").await;
     app.wait_until(&id, WAIT, |d| {
@@ -106,10 +103,7 @@ async fn while_the_smtp_server_is_down_deliveries_wait_and_are_sent_when_it_retu
 
 #[tokio::test]
 async fn pending_deliveries_survive_a_graceful_restart() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
+    let port = free_port();
     let app = spawn_app(TestConfig::new(port)).await;
     let id = app.declare("Payments are down").await;
     let dir = app.stop().await;

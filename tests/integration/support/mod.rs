@@ -8,3 +8,10 @@ use std::time::Duration;
 
 /// Generous: CI machines are shared and slow.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A loopback port that nothing listens on (for a server that is "down",
+/// or started later).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
