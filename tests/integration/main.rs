@@ -5,6 +5,7 @@
 
 mod api;
 mod banner;
+mod browser;
 mod cli;
 mod crash;
 mod delivery;

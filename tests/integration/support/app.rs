@@ -37,6 +37,8 @@ pub struct TestConfig {
     pub max_body_bytes: usize,
     /// SMTP username; the password is written to a file the config names.
     pub smtp_auth: Option<(&'static str, &'static str)>,
+    /// Origins allowed to fetch the banner.
+    pub cors_origins: Vec<String>,
 }
 
 impl TestConfig {
@@ -52,6 +54,7 @@ impl TestConfig {
             listen: "127.0.0.1:0",
             max_body_bytes: 65536,
             smtp_auth: None,
+            cors_origins: vec!["https://www.example.com".to_owned()],
         }
     }
 
@@ -121,7 +124,7 @@ poll_interval = "50ms"
 drain_timeout = "2s"
 
 [banner]
-cors_origins = ["https://www.example.com"]
+cors_origins = {cors}
 max_age = "15s"
 
 {flag}
@@ -153,6 +156,7 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
             lease = self.lease,
             max_attempts = self.max_attempts,
             retry_base = self.retry_base,
+            cors = serde_json::to_string(&self.cors_origins).expect("origins"),
         )
     }
 }
