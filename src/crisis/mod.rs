@@ -56,6 +56,7 @@ macro_rules! string_enum {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
         #[serde(rename_all = "snake_case")]
+        #[value(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
         impl $name {

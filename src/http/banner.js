@@ -91,6 +91,8 @@
     }
     li.appendChild(addr);
     li.appendChild(el('span', null, ' (' + availability(contact, labels) + ')'));
+    // Which need this channel is for: the point of the notice.
+    if (contact.best_for) li.appendChild(el('span', null, ' — ' + contact.best_for));
     return li;
   }
 

@@ -39,7 +39,7 @@ async fn the_cli_declares_updates_and_resolves_against_a_running_daemon() {
         &[
             "declare",
             "--kind",
-            "outage",
+            "natural_disaster",
             "--severity",
             "major",
             "--title",
