@@ -44,6 +44,11 @@ pub enum StartupError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot create the spool directory {path}: {source}")]
+    SpoolDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -76,6 +81,7 @@ fn sample_context(
         summary: "Sample summary.".into(),
         localized: Default::default(),
         status: crate::crisis::Status::Declared,
+        version: 1,
         last_message: message.then(|| "Sample message.".to_owned()),
         declared_at: now,
         updated_at: now,
@@ -162,7 +168,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
             continue;
         }
         let generated_later =
-            token.generate_if_missing && token.token_file.as_deref().is_some_and(|p| !p.exists());
+            token.generate_if_missing && source.resolved_file().is_some_and(|p| !p.exists());
         match source.read() {
             Ok(secret) => tokens.push(NamedToken::new(&token.name, &secret)),
             Err(_) if generated_later => {}
@@ -248,14 +254,19 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
     })
 }
 
-/// Writes a random token where the config asks for one to be generated.
-fn generate_missing_tokens(settings: &Settings) -> Result<(), StartupError> {
+/// Writes a random token where the config asks for one to be generated and
+/// none exists yet; returns the tokens it wrote.
+fn generate_missing_tokens(settings: &Settings) -> Result<Vec<NamedToken>, StartupError> {
     use rand::RngCore;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
 
+    let mut generated = Vec::new();
     for token in settings.api.tokens.iter().filter(|t| t.generate_if_missing) {
-        let Some(path) = token.token_file.as_deref().filter(|p| !p.exists()) else {
+        if token.secret().resolved_file().is_none_or(|p| p.exists()) {
+            continue;
+        }
+        let Some(path) = token.token_file.as_deref() else {
             continue;
         };
         let io_err = |source| StartupError::TokenFile {
@@ -276,6 +287,26 @@ fn generate_missing_tokens(settings: &Settings) -> Result<(), StartupError> {
             .map_err(io_err)?;
         file.write_all(value.as_bytes()).map_err(io_err)?;
         info!(name = %token.name, path = %path.display(), "Generated an API token; the CLI reads it from there.");
+        generated.push(NamedToken::new(
+            &token.name,
+            &crate::config::Secret::new(value),
+        ));
+    }
+    Ok(generated)
+}
+
+/// Spool directories are made at start, not by `check-config`.
+fn create_spool_dirs(settings: &Settings) -> Result<(), StartupError> {
+    for dir in settings
+        .channels
+        .email
+        .iter()
+        .filter_map(|e| e.spool_dir.as_deref())
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StartupError::SpoolDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -302,8 +333,11 @@ impl Application {
         settings: Settings,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        generate_missing_tokens(&settings)?;
-        let prepared = prepare(settings)?;
+        // Validate first: a broken config must not leave files behind.
+        let mut prepared = prepare(settings)?;
+        let generated = generate_missing_tokens(&prepared.settings)?;
+        prepared.tokens.extend(generated);
+        create_spool_dirs(&prepared.settings)?;
         let settings = &prepared.settings;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.store.sqlite_path).await?);
         let active = store.crises(CrisisFilter::Active).await?;

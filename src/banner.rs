@@ -1,6 +1,7 @@
 //! The website banner: the active crises, kept in memory (rebuilt from the
 //! store at start) and rendered per language on request.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -38,6 +39,9 @@ pub struct BannerView {
 #[derive(Debug)]
 pub struct Banner {
     active: RwLock<Vec<Crisis>>,
+    /// The newest version applied per crisis (resolved ones included), so
+    /// two transitions finishing out of order cannot bring back a stale one.
+    seen: RwLock<HashMap<CrisisId, u32>>,
     inputs: Arc<PlanInputs>,
 }
 
@@ -45,6 +49,7 @@ impl Banner {
     pub fn new(inputs: Arc<PlanInputs>, active: Vec<Crisis>) -> Self {
         let banner = Self {
             active: RwLock::new(Vec::new()),
+            seen: RwLock::new(HashMap::new()),
             inputs,
         };
         for crisis in active {
@@ -55,6 +60,14 @@ impl Banner {
 
     /// Shows, refreshes or (when resolved) removes a crisis.
     pub fn apply(&self, crisis: &Crisis) {
+        {
+            let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
+            let newest = seen.entry(crisis.id).or_insert(0);
+            if *newest >= crisis.version {
+                return;
+            }
+            *newest = crisis.version;
+        }
         let mut active = self.active.write().unwrap_or_else(|e| e.into_inner());
         active.retain(|c| c.id != crisis.id);
         if crisis.is_active() {

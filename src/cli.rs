@@ -106,6 +106,9 @@ pub enum Command {
         id: String,
         #[arg(long)]
         message: Option<String>,
+        /// Reclassify the crisis.
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
         #[arg(long, value_enum)]
         severity: Option<Severity>,
         #[arg(long)]
@@ -229,6 +232,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Update {
             id,
             message,
+            kind,
             severity,
             title,
             summary,
@@ -237,6 +241,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             let api = connect(&config, &client)?;
             let update = CrisisUpdate {
                 message,
+                kind,
                 severity,
                 title,
                 summary,

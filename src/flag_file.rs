@@ -146,17 +146,20 @@ impl FlagFileWatcher {
             fingerprint,
         };
         match flag {
-            Flag::Inactive { message } => {
-                if let (Some(link), Some(crisis)) = (&link, &linked)
-                    && crisis.is_active()
-                {
+            Flag::Inactive { message } => match (&link, &linked) {
+                (Some(link), Some(crisis)) if crisis.is_active() => {
                     let ctx = TransitionContext {
                         source: Some(source_ref(link.fingerprint.clone())),
                         ..TransitionContext::by(actor)
                     };
                     self.service.resolve(crisis.id, message, ctx).await?;
                 }
-            }
+                // Resolved by hand while the file still said active: now
+                // that the file agrees, forget the link, so the same content
+                // written again declares a new crisis.
+                (Some(_), _) => store.unlink_source(SOURCE, &external_id).await?,
+                (None, _) => {}
+            },
             Flag::Active {
                 declaration,
                 fingerprint,
@@ -175,6 +178,7 @@ impl FlagFileWatcher {
                     Some(crisis) => {
                         let update = CrisisUpdate {
                             message: declaration.message,
+                            kind: Some(declaration.kind),
                             severity: Some(declaration.severity),
                             title: Some(declaration.title),
                             summary: Some(declaration.summary),

@@ -100,9 +100,6 @@ impl EmailChannel {
                     .spool_dir
                     .clone()
                     .ok_or_else(|| config_err("transport `spool` needs `spool_dir`".into()))?;
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    config_err(format!("cannot create spool_dir {}: {e}", dir.display()))
-                })?;
                 Transport::Spool {
                     transport: AsyncFileTransport::new(&dir),
                     dir,
@@ -238,17 +235,16 @@ impl super::Channel for EmailChannel {
                 Err(err) => Err(classify_smtp(err)),
             },
             Transport::Spool { dir, .. } => {
-                let metadata = tokio::fs::metadata(dir).await.map_err(|e| {
-                    DeliveryError::transient(format!("spool {}: {e}", dir.display()))
-                })?;
-                if metadata.is_dir() && !metadata.permissions().readonly() {
-                    Ok(())
-                } else {
-                    Err(DeliveryError::transient(format!(
-                        "spool {} is not a writable directory",
+                // Mode bits do not say whether this process may write: try.
+                let probe = dir.join(".crisisd-healthcheck");
+                let unwritable = |e: std::io::Error| {
+                    DeliveryError::transient(format!(
+                        "spool {} is not writable: {e}",
                         dir.display()
-                    )))
-                }
+                    ))
+                };
+                tokio::fs::write(&probe, b"ok").await.map_err(unwritable)?;
+                tokio::fs::remove_file(&probe).await.map_err(unwritable)
             }
         }
     }

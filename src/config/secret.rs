@@ -44,6 +44,12 @@ impl SecretSource {
         self.read_file()
     }
 
+    /// The file this secret is read from, after the credentials-directory
+    /// lookup.
+    pub fn resolved_file(&self) -> Option<PathBuf> {
+        self.file.as_deref().map(resolve_credential_path)
+    }
+
     fn read_file(&self) -> Result<Secret, SecretError> {
         let Some(path) = &self.file else {
             return Err(SecretError::Unset);

@@ -208,7 +208,7 @@ pub enum DomainError {
     InvalidLocale(String),
     #[error("crisis {id} is already resolved; declare a new crisis instead")]
     AlreadyResolved { id: CrisisId },
-    #[error("an update must change something: give a message, title, summary or severity")]
+    #[error("an update must change something: give a message, kind, severity, title or summary")]
     EmptyUpdate,
 }
 
@@ -235,6 +235,10 @@ pub struct Declaration {
 pub struct CrisisUpdate {
     #[serde(default)]
     pub message: Option<String>,
+    /// A crisis may be reclassified, e.g. an outage found to be a security
+    /// incident.
+    #[serde(default)]
+    pub kind: Option<Kind>,
     #[serde(default)]
     pub severity: Option<Severity>,
     #[serde(default)]
@@ -291,6 +295,7 @@ impl Declaration {
 impl CrisisUpdate {
     pub fn validate(&self) -> Result<(), DomainError> {
         if self.message.is_none()
+            && self.kind.is_none()
             && self.severity.is_none()
             && self.title.is_none()
             && self.summary.is_none()
@@ -322,6 +327,10 @@ pub struct Crisis {
     pub summary: String,
     pub localized: BTreeMap<String, LocalizedText>,
     pub status: Status,
+    /// Starts at 1 and grows with every transition; a write based on an
+    /// older version is refused, so concurrent changes cannot overwrite
+    /// each other.
+    pub version: u32,
     /// The latest declaration, update or resolution message.
     pub last_message: Option<String>,
     pub declared_at: DateTime<Utc>,
@@ -340,6 +349,7 @@ impl Crisis {
             summary: declaration.summary.trim().to_owned(),
             localized: declaration.localized,
             status: Status::Declared,
+            version: 1,
             last_message: declaration.message,
             declared_at: now,
             updated_at: now,
@@ -360,6 +370,9 @@ impl Crisis {
             return Err(DomainError::AlreadyResolved { id: self.id });
         }
         update.validate()?;
+        if let Some(kind) = update.kind {
+            self.kind = kind;
+        }
         if let Some(severity) = update.severity {
             self.severity = severity;
         }
@@ -374,6 +387,7 @@ impl Crisis {
         }
         self.last_message = update.message;
         self.status = Status::Updated;
+        self.version += 1;
         self.updated_at = now;
         Ok(())
     }
@@ -388,6 +402,7 @@ impl Crisis {
         }
         check_message(&message)?;
         self.status = Status::Resolved;
+        self.version += 1;
         self.last_message = message;
         self.updated_at = now;
         self.resolved_at = Some(now);

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::{
     Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, DomainError,
-    Status,
 };
 use crate::banner::Banner;
 use crate::clock::Clock;
@@ -125,6 +125,12 @@ impl CrisisService {
         }
     }
 
+    /// The store keeps milliseconds; so does every time this service hands
+    /// out, so an answer reads the same before and after a restart.
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now().trunc_subsecs(3)
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -156,8 +162,7 @@ impl CrisisService {
         {
             return Ok(replayed);
         }
-        let now = self.clock.now();
-        let crisis = Crisis::declare(declaration, now)?;
+        let crisis = Crisis::declare(declaration, self.now())?;
         self.commit(crisis, None, AnnouncementKind::Initial, STATUS_CREATED, ctx)
             .await
     }
@@ -178,8 +183,8 @@ impl CrisisService {
             .crisis(id)
             .await?
             .ok_or(ServiceError::NotFound(id))?;
-        let previous = crisis.status;
-        crisis.apply_update(update, self.clock.now())?;
+        let previous = crisis.version;
+        crisis.apply_update(update, self.now())?;
         self.commit(
             crisis,
             Some(previous),
@@ -206,8 +211,8 @@ impl CrisisService {
             .crisis(id)
             .await?
             .ok_or(ServiceError::NotFound(id))?;
-        let previous = crisis.status;
-        crisis.resolve(message, self.clock.now())?;
+        let previous = crisis.version;
+        crisis.resolve(message, self.now())?;
         self.commit(
             crisis,
             Some(previous),
@@ -221,7 +226,7 @@ impl CrisisService {
     async fn commit(
         &self,
         crisis: Crisis,
-        previous_status: Option<Status>,
+        previous_version: Option<u32>,
         kind: AnnouncementKind,
         status: u16,
         ctx: TransitionContext,
@@ -268,26 +273,30 @@ impl CrisisService {
         };
         let write = TransitionWrite {
             crisis: crisis.clone(),
-            previous_status,
+            previous_version,
             event,
             announcement,
             deliveries,
             idempotency,
             source_link,
         };
-        match self.store.record_transition(write).await {
-            Ok(()) => {}
-            // A concurrent request with the same key won the race: answer
-            // as it did.
-            Err(StoreError::IdempotencyKeyTaken) => {
-                if let Some(request) = &ctx.idempotency
-                    && let Some(replayed) = self.replay(request).await?
-                {
-                    return Ok(replayed);
-                }
-                return Err(ServiceError::IdempotencyMismatch);
+        if let Err(err) = self.store.record_transition(write).await {
+            // A concurrent request with the same key may have won the race
+            // (this write then fails on the key or on the crisis version):
+            // answer as it did.
+            if let Some(request) = &ctx.idempotency
+                && matches!(
+                    err,
+                    StoreError::IdempotencyKeyTaken | StoreError::Conflict(_)
+                )
+                && let Some(replayed) = self.replay(request).await?
+            {
+                return Ok(replayed);
             }
-            Err(err) => return Err(err.into()),
+            return Err(match err {
+                StoreError::IdempotencyKeyTaken => ServiceError::IdempotencyMismatch,
+                other => other.into(),
+            });
         }
         self.banner.apply(&crisis);
         self.wake.notify();

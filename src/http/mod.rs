@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{NamedToken, authenticate};
@@ -23,6 +24,8 @@ use crate::banner::Banner;
 use crate::clock::Clock;
 use crate::crisis::CrisisService;
 use crate::plan::PlanInputs;
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -71,5 +74,10 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
             ApiError::NotFound("no such endpoint; see README.md for the API".into())
         })
         .layer(TraceLayer::new_for_http())
+        // A slow or stuck client must not hold a connection forever.
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
 }

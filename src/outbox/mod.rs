@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 pub use sqlite::SqliteStore;
 
-use crate::crisis::{AnnouncementKind, Crisis, CrisisEvent, CrisisId, Status};
+use crate::crisis::{AnnouncementKind, Crisis, CrisisEvent, CrisisId};
 use crate::render::EmailContent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -174,9 +174,9 @@ pub enum SourceLinkChange {
 #[derive(Debug, Clone)]
 pub struct TransitionWrite {
     pub crisis: Crisis,
-    /// The status the crisis had when the transition was computed; `None`
+    /// The version the crisis had when the transition was computed; `None`
     /// for a declaration. The write is refused if it changed meanwhile.
-    pub previous_status: Option<Status>,
+    pub previous_version: Option<u32>,
     pub event: CrisisEvent,
     pub announcement: Announcement,
     pub deliveries: Vec<NewDelivery>,
@@ -237,6 +237,9 @@ pub trait Store: Send + Sync + 'static {
         source: &str,
         external_id: &str,
     ) -> Result<Option<SourceLink>, StoreError>;
+
+    /// Forgets a source's link, when its crisis was resolved another way.
+    async fn unlink_source(&self, source: &str, external_id: &str) -> Result<(), StoreError>;
 
     /// Counts by crisis, channel and state; for one crisis or all.
     async fn delivery_counts(

@@ -84,6 +84,8 @@ impl SqliteStore {
             summary: row.try_get("summary")?,
             localized: json(row.try_get::<&str, _>("localized")?, "localized text")?,
             status: parse(row.try_get::<&str, _>("status")?, "status")?,
+            version: u32::try_from(row.try_get::<i64, _>("version")?)
+                .map_err(|_| StoreError::Corrupt("crisis version out of range".into()))?,
             last_message: row.try_get("last_message")?,
             declared_at: from_millis(row.try_get("declared_at")?)?,
             updated_at: from_millis(row.try_get("updated_at")?)?,
@@ -122,7 +124,7 @@ impl Store for SqliteStore {
     async fn record_transition(&self, write: TransitionWrite) -> Result<(), StoreError> {
         let TransitionWrite {
             crisis,
-            previous_status,
+            previous_version,
             event,
             announcement,
             deliveries,
@@ -131,12 +133,12 @@ impl Store for SqliteStore {
         } = write;
         let mut tx = self.pool.begin().await?;
         let localized = to_json(&crisis.localized)?;
-        match previous_status {
+        match previous_version {
             None => {
                 sqlx::query(
-                    "INSERT INTO crises (id, kind, severity, title, summary, localized, status, \
+                    "INSERT INTO crises (id, kind, severity, title, summary, localized, status, version, \
                      last_message, declared_at, updated_at, resolved_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(crisis.id.to_string())
                 .bind(crisis.kind.as_str())
@@ -145,6 +147,7 @@ impl Store for SqliteStore {
                 .bind(&crisis.summary)
                 .bind(&localized)
                 .bind(crisis.status.as_str())
+                .bind(i64::from(crisis.version))
                 .bind(&crisis.last_message)
                 .bind(millis(crisis.declared_at))
                 .bind(millis(crisis.updated_at))
@@ -154,19 +157,22 @@ impl Store for SqliteStore {
             }
             Some(previous) => {
                 let changed = sqlx::query(
-                    "UPDATE crises SET severity = ?, title = ?, summary = ?, localized = ?, status = ?, \
-                     last_message = ?, updated_at = ?, resolved_at = ? WHERE id = ? AND status = ?",
+                    "UPDATE crises SET kind = ?, severity = ?, title = ?, summary = ?, localized = ?, \
+                     status = ?, version = ?, last_message = ?, updated_at = ?, resolved_at = ? \
+                     WHERE id = ? AND version = ?",
                 )
+                .bind(crisis.kind.as_str())
                 .bind(crisis.severity.as_str())
                 .bind(&crisis.title)
                 .bind(&crisis.summary)
                 .bind(&localized)
                 .bind(crisis.status.as_str())
+                .bind(i64::from(crisis.version))
                 .bind(&crisis.last_message)
                 .bind(millis(crisis.updated_at))
                 .bind(crisis.resolved_at.map(millis))
                 .bind(crisis.id.to_string())
-                .bind(previous.as_str())
+                .bind(i64::from(previous))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -361,6 +367,15 @@ impl Store for SqliteStore {
             })
         })
         .transpose()
+    }
+
+    async fn unlink_source(&self, source: &str, external_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM source_links WHERE source = ? AND external_id = ?")
+            .bind(source)
+            .bind(external_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn delivery_counts(

@@ -112,7 +112,7 @@ async fn an_update_reaches_everyone_and_is_in_the_audit_trail() {
     let response = app
         .post(
             &format!("/v1/crises/{id}/updates"),
-            &json!({"message": "A fix is rolling out.", "severity": "critical"}),
+            &json!({"message": "A fix is rolling out.", "severity": "critical", "kind": "security"}),
         )
         .await;
     assert_eq!(response.status(), 200);
@@ -128,6 +128,12 @@ async fn an_update_reaches_everyone_and_is_in_the_audit_trail() {
     );
     let detail = app.get_json(&format!("/v1/crises/{id}")).await;
     assert_eq!(detail["severity"], "critical");
+    assert_eq!(detail["kind"], "security");
+    assert_eq!(detail["version"], 2);
+    assert_eq!(
+        detail["updated_at"], body["crisis"]["updated_at"],
+        "the answer and the stored crisis show the same time"
+    );
     assert_eq!(detail["events"][1]["status"], "updated");
     assert_eq!(detail["events"][1]["message"], "A fix is rolling out.");
 }

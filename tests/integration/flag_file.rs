@@ -127,4 +127,14 @@ async fn active_false_resolves_with_its_message_and_a_stale_file_does_not_redecl
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(active_crises(&app).await.is_empty());
+
+    // Once the file is removed and written again, it is a new crisis.
+    std::fs::remove_file(&flag).expect("remove flag");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    std::fs::write(&flag, ACTIVE).expect("write flag");
+    let third = wait_for_active(&app, 1).await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert!(third != id && third != second);
 }

@@ -10,4 +10,5 @@ mod cli;
 mod crash;
 mod delivery;
 mod flag_file;
+mod store;
 mod support;

@@ -8,6 +8,7 @@ CREATE TABLE crises (
     summary       TEXT NOT NULL,
     localized     TEXT NOT NULL DEFAULT '{}',
     status        TEXT NOT NULL CHECK (status IN ('declared', 'updated', 'resolved')),
+    version       INTEGER NOT NULL,
     last_message  TEXT,
     declared_at   INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL,
