@@ -109,6 +109,16 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
     let mut problems = Vec::new();
     let default_locale = settings.locales.default.clone();
 
+    if settings.company.name.trim().is_empty() {
+        problems.push("company.name is empty; announcements are signed with it".to_owned());
+    }
+    let status_url = &settings.company.status_url;
+    if !(status_url.starts_with("https://") || status_url.starts_with("http://")) {
+        problems.push(format!(
+            "company.status_url `{status_url}` must be an http(s) URL"
+        ));
+    }
+
     let mut names = HashSet::new();
     for name in settings.channels.names() {
         if name.trim().is_empty() {

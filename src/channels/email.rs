@@ -8,10 +8,11 @@ use lettre::message::header::{self, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{ChannelError, DeliveryError, Receipt};
-use crate::config::{EmailChannelSettings, EmailTransportKind, SmtpTls};
+use crate::config::{EmailChannelSettings, EmailTransportKind, SmtpSettings, SmtpTls};
 use crate::outbox::{Delivery, DeliveryContent};
 
 enum Transport {
@@ -109,22 +110,18 @@ impl EmailChannel {
                 let smtp = settings.smtp.as_ref().ok_or_else(|| {
                     config_err("transport `smtp` needs an [channels.email.smtp] section".into())
                 })?;
-                let builder = match smtp.tls {
-                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host),
-                    SmtpTls::Starttls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                    }
-                    SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-                        &smtp.host,
-                    )),
-                }
-                .map_err(|e| config_err(format!("smtp host `{}`: {e}", smtp.host)))?;
+                let tls = tls_mode(smtp).map_err(config_err)?;
+                let port = smtp.port.unwrap_or(match smtp.tls {
+                    SmtpTls::Tls => SUBMISSIONS_PORT,
+                    SmtpTls::Starttls => SUBMISSION_PORT,
+                    SmtpTls::None => SMTP_PORT,
+                });
+                let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+                    .port(port)
+                    .tls(tls);
                 let mut builder = builder
                     .timeout(Some(smtp.timeout))
                     .pool_config(PoolConfig::new().max_size(smtp.pool_size));
-                if let Some(port) = smtp.port {
-                    builder = builder.port(port);
-                }
                 if let Some(username) = &smtp.username {
                     let password = smtp
                         .password()
@@ -181,6 +178,32 @@ impl EmailChannel {
 /// delivery would fail alike until the config is fixed, so they are retried
 /// rather than killed.
 const AUTH_REPLIES: [&str; 4] = ["530", "534", "535", "538"];
+
+const SMTP_PORT: u16 = 25;
+const SUBMISSION_PORT: u16 = 587;
+const SUBMISSIONS_PORT: u16 = 465;
+
+/// TLS as configured: required STARTTLS or TLS from the first byte,
+/// verifying the relay's certificate against the web roots plus `ca_file`.
+fn tls_mode(smtp: &SmtpSettings) -> Result<Tls, String> {
+    if smtp.tls == SmtpTls::None {
+        return Ok(Tls::None);
+    }
+    let mut params = TlsParameters::builder(smtp.host.clone());
+    if let Some(path) = &smtp.ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        let certificate = Certificate::from_pem(&pem)
+            .map_err(|e| format!("ca_file {} is not a PEM certificate: {e}", path.display()))?;
+        params = params.add_root_certificate(certificate);
+    }
+    let params = params
+        .build()
+        .map_err(|e| format!("TLS settings for `{}`: {e}", smtp.host))?;
+    Ok(match smtp.tls {
+        SmtpTls::Tls => Tls::Wrapper(params),
+        _ => Tls::Required(params),
+    })
+}
 
 fn classify_smtp(err: lettre::transport::smtp::Error) -> DeliveryError {
     let code = err.status().map(|code| code.to_string());

@@ -216,6 +216,10 @@ pub struct SmtpSettings {
     /// The password comes from `password_env` or `password_file`.
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// PEM file of extra root certificates to trust, for a relay whose
+    /// certificate comes from a private CA. The public web roots are always
+    /// trusted.
+    pub ca_file: Option<PathBuf>,
     #[serde(default = "default_smtp_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default = "default_smtp_pool")]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{SmtpServer, TestConfig, WAIT, free_port, spawn_app, spawn_app_in};
+use crate::support::{SmtpServer, TestConfig, TlsMode, WAIT, free_port, spawn_app, spawn_app_in};
 
 const ONE_READER: &str = "id,name,email,phone,locale,timezone\nada,Ada,ada@example.com,,en,UTC\n";
 
@@ -151,4 +151,55 @@ async fn wrong_smtp_credentials_are_retried_not_lost() {
         .await;
     assert_eq!(detail["deliveries"]["email"]["dead"], 0);
     assert!(smtp.accepted().is_empty());
+}
+
+#[tokio::test]
+async fn starttls_to_a_relay_with_a_private_ca_delivers_over_tls() {
+    let (smtp, ca) = SmtpServer::start_tls(TlsMode::Starttls).await;
+    smtp.require_auth("crisisd", "s3cret");
+    let mut config = one_reader(smtp.port());
+    config.smtp_tls = "starttls";
+    config.smtp_ca = Some(ca);
+    config.smtp_auth = Some(("crisisd", "s3cret"));
+    let app = spawn_app(config).await;
+    app.declare("Payments are down").await;
+
+    let messages = smtp.wait_for(1, WAIT).await;
+    assert!(messages[0].over_tls, "the message came after STARTTLS");
+    assert_eq!(
+        smtp.authenticated_as(),
+        ["crisisd"],
+        "credentials went over TLS"
+    );
+}
+
+#[tokio::test]
+async fn implicit_tls_delivers_over_tls() {
+    let (smtp, ca) = SmtpServer::start_tls(TlsMode::Implicit).await;
+    let mut config = one_reader(smtp.port());
+    config.smtp_tls = "tls";
+    config.smtp_ca = Some(ca);
+    let app = spawn_app(config).await;
+    app.declare("Payments are down").await;
+
+    let messages = smtp.wait_for(1, WAIT).await;
+    assert!(messages[0].over_tls);
+}
+
+#[tokio::test]
+async fn a_relay_whose_certificate_is_not_trusted_gets_nothing() {
+    let (smtp, _ca) = SmtpServer::start_tls(TlsMode::Starttls).await;
+    let mut config = one_reader(smtp.port());
+    config.smtp_tls = "starttls";
+    let app = spawn_app(config).await;
+    let id = app.declare("Payments are down").await;
+
+    let detail = app
+        .wait_until(&id, WAIT, |d| d["deliveries"]["email"]["retrying"] == 1)
+        .await;
+    assert_eq!(detail["deliveries"]["email"]["sent"], 0);
+    assert!(
+        smtp.accepted().is_empty(),
+        "nothing is sent to an unverified relay"
+    );
 }

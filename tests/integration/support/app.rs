@@ -39,6 +39,10 @@ pub struct TestConfig {
     pub smtp_auth: Option<(&'static str, &'static str)>,
     /// Origins allowed to fetch the banner.
     pub cors_origins: Vec<String>,
+    /// `none`, `starttls` or `tls`.
+    pub smtp_tls: &'static str,
+    /// PEM of a CA to trust, written to a file the config names.
+    pub smtp_ca: Option<String>,
 }
 
 impl TestConfig {
@@ -55,6 +59,8 @@ impl TestConfig {
             max_body_bytes: 65536,
             smtp_auth: None,
             cors_origins: vec!["https://www.example.com".to_owned()],
+            smtp_tls: "none",
+            smtp_ca: None,
         }
     }
 
@@ -70,6 +76,14 @@ impl TestConfig {
                     "username = \"{username}\"\npassword_file = \"{}\"\n",
                     file.display()
                 )
+            }
+            None => String::new(),
+        };
+        let ca = match &self.smtp_ca {
+            Some(pem) => {
+                let file = dir.join("smtp-ca.pem");
+                std::fs::write(&file, pem).expect("write CA");
+                format!("ca_file = \"{}\"\n", file.display())
             }
             None => String::new(),
         };
@@ -110,11 +124,11 @@ from = "Test Co. Support <support@example.com>"
 transport = "smtp"
 concurrency = {concurrency}
 [channels.email.smtp]
-host = "127.0.0.1"
+host = "localhost"
 port = {smtp_port}
-tls = "none"
+tls = "{tls}"
 timeout = "5s"
-{auth}
+{auth}{ca}
 [dispatch]
 lease = "{lease}"
 max_attempts = {max_attempts}
@@ -157,6 +171,7 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
             max_attempts = self.max_attempts,
             retry_base = self.retry_base,
             cors = serde_json::to_string(&self.cors_origins).expect("origins"),
+            tls = self.smtp_tls,
         )
     }
 }

@@ -2,7 +2,7 @@ pub mod app;
 pub mod smtp;
 
 pub use app::{TOKEN, TestApp, TestConfig, declaration, spawn_app, spawn_app_in};
-pub use smtp::SmtpServer;
+pub use smtp::{SmtpServer, TlsMode};
 
 use std::time::Duration;
 

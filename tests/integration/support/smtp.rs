@@ -10,16 +10,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use futures::future::BoxFuture;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 #[derive(Debug, Clone)]
 pub struct Received {
     pub from: String,
     pub to: Vec<String>,
     pub raw: Vec<u8>,
+    /// Whether the message came over TLS.
+    pub over_tls: bool,
 }
 
 impl Received {
@@ -79,6 +84,17 @@ struct State {
     /// credentials.
     credentials: Option<(String, String)>,
     authenticated_as: Vec<String>,
+    acceptor: Option<TlsAcceptor>,
+}
+
+/// How the test server speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    /// Plain, upgraded by STARTTLS.
+    Starttls,
+    /// TLS from the first byte.
+    Implicit,
 }
 
 #[derive(Clone)]
@@ -103,6 +119,41 @@ impl SmtpServer {
     }
 
     pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::start_with(addr, TlsMode::None).await
+    }
+
+    /// A server speaking TLS as `mode` says, with a certificate for
+    /// `localhost` from a fresh CA; returns the CA's PEM for the client.
+    pub async fn start_tls(mode: TlsMode) -> (Self, String) {
+        let ca = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .expect("generate a certificate");
+        let pem = ca.cert.pem();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.signing_key.serialize_der()));
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![ca.cert.der().clone()], key)
+        .expect("TLS config");
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let server = Self::start_with(
+            "127.0.0.1:0".parse().expect("addr"),
+            match mode {
+                TlsMode::None => TlsMode::None,
+                _ => mode,
+            },
+        )
+        .await;
+        server.state.lock().unwrap().acceptor = Some(acceptor);
+        (server, pem)
+    }
+
+    async fn start_with(addr: SocketAddr, mode: TlsMode) -> Self {
         let listener = TcpListener::bind(addr)
             .await
             .expect("bind the test SMTP server");
@@ -113,7 +164,37 @@ impl SmtpServer {
             let (state, changed) = (state.clone(), changed.clone());
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(session(stream, state.clone(), changed.clone()));
+                    let acceptor = state.lock().unwrap().acceptor.clone();
+                    let (state, changed) = (state.clone(), changed.clone());
+                    match (mode, acceptor) {
+                        (TlsMode::Implicit, Some(acceptor)) => {
+                            tokio::spawn(async move {
+                                if let Ok(tls) = acceptor.accept(stream).await {
+                                    session(Box::new(tls), state, changed, true, None, true).await;
+                                }
+                            });
+                        }
+                        (TlsMode::Starttls, acceptor) => {
+                            tokio::spawn(session(
+                                Box::new(stream),
+                                state,
+                                changed,
+                                true,
+                                acceptor,
+                                false,
+                            ));
+                        }
+                        _ => {
+                            tokio::spawn(session(
+                                Box::new(stream),
+                                state,
+                                changed,
+                                true,
+                                None,
+                                false,
+                            ));
+                        }
+                    }
                 }
             })
         };
@@ -185,127 +266,168 @@ impl SmtpServer {
     }
 }
 
-async fn session(stream: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notify>) {
-    let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read);
-    if write
-        .write_all(b"220 localhost test ESMTP\r\n")
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let mut from = String::new();
-    let mut to = Vec::new();
-    let mut authenticated = false;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match lines.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let command = line.trim_end().to_owned();
-        let upper = command.to_ascii_uppercase();
-        let requires_auth = state.lock().unwrap().credentials.is_some();
-        let answer = if upper.starts_with("EHLO") {
-            if requires_auth {
-                "250-localhost\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SMTPUTF8".to_owned()
-            } else {
-                "250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8".to_owned()
-            }
-        } else if upper.starts_with("AUTH PLAIN ") {
-            use base64::Engine;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(command[11..].trim())
-                .unwrap_or_default();
-            let parts: Vec<String> = decoded
-                .split(|b| *b == 0)
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect();
-            let mut state = state.lock().unwrap();
-            let expected = state.credentials.clone();
-            match (expected, parts.as_slice()) {
-                (Some((user, pass)), [_, u, p]) if *u == user && *p == pass => {
-                    authenticated = true;
-                    state.authenticated_as.push(user);
-                    "235 2.7.0 Authentication successful".to_owned()
-                }
-                _ => "535 5.7.8 Authentication credentials invalid".to_owned(),
-            }
-        } else if upper.starts_with("MAIL FROM:") && requires_auth && !authenticated {
-            "530 5.7.0 Authentication required".to_owned()
-        } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
-            "250 OK".to_owned()
-        } else if upper.starts_with("MAIL FROM:") {
-            from = address(&command[10..]);
-            to.clear();
-            "250 OK".to_owned()
-        } else if upper.starts_with("RCPT TO:") {
-            let rcpt = address(&command[8..]);
-            match state.lock().unwrap().rejected_recipients.get(&rcpt) {
-                Some(rejection) => rejection.clone(),
-                None => {
-                    to.push(rcpt);
-                    "250 OK".to_owned()
-                }
-            }
-        } else if upper == "DATA" {
-            if write.write_all(b"354 go ahead\r\n").await.is_err() {
-                return;
-            }
-            let mut raw = Vec::new();
-            loop {
-                line.clear();
-                match lines.read_line(&mut line).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                if line == ".\r\n" || line == ".\n" {
-                    break;
-                }
-                let unstuffed = line
-                    .strip_prefix('.')
-                    .filter(|_| line.starts_with(".."))
-                    .unwrap_or(&line);
-                raw.extend_from_slice(unstuffed.as_bytes());
-            }
-            let (delay, scripted) = {
-                let mut state = state.lock().unwrap();
-                state.attempts += 1;
-                (state.delay, state.data_replies.pop_front())
-            };
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            let answer = scripted.unwrap_or_else(|| "250 2.0.0 OK queued".to_owned());
-            if answer.starts_with('2') {
-                state.lock().unwrap().accepted.push(Received {
-                    from: from.clone(),
-                    to: to.clone(),
-                    raw,
-                });
-            }
-            changed.notify_waiters();
-            answer
-        } else if upper.starts_with("RSET") {
-            from.clear();
-            to.clear();
-            "250 OK".to_owned()
-        } else if upper.starts_with("QUIT") {
-            let _ = write.write_all(b"221 bye\r\n").await;
-            return;
-        } else {
-            "502 5.5.2 command not recognized".to_owned()
-        };
-        if write
-            .write_all(format!("{answer}\r\n").as_bytes())
-            .await
-            .is_err()
+/// A plain or TLS stream, boxed so a session can continue on the TLS
+/// stream it upgraded to.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// One SMTP session on any stream: plain TCP, or TLS after STARTTLS or
+/// from the first byte.
+fn session(
+    stream: Box<dyn Stream>,
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+    greet: bool,
+    starttls: Option<TlsAcceptor>,
+    secure: bool,
+) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let (read, mut write) = tokio::io::split(stream);
+        let mut lines = BufReader::new(read);
+        if greet
+            && write
+                .write_all(b"220 localhost test ESMTP\r\n")
+                .await
+                .is_err()
         {
             return;
         }
-    }
+        let mut from = String::new();
+        let mut to = Vec::new();
+        let mut authenticated = false;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match lines.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let command = line.trim_end().to_owned();
+            let upper = command.to_ascii_uppercase();
+            let requires_auth = state.lock().unwrap().credentials.is_some();
+            let answer = if upper.starts_with("EHLO") {
+                let mut ehlo = "250-localhost\r\n250-8BITMIME\r\n".to_owned();
+                if starttls.is_some() && !secure {
+                    ehlo.push_str("250-STARTTLS\r\n");
+                }
+                if requires_auth {
+                    ehlo.push_str("250-AUTH PLAIN\r\n");
+                }
+                ehlo.push_str("250 SMTPUTF8");
+                ehlo
+            } else if upper == "STARTTLS" && !secure {
+                let Some(acceptor) = starttls.clone() else {
+                    let _ = write.write_all(b"502 5.5.1 STARTTLS not offered\r\n").await;
+                    continue;
+                };
+                if write
+                    .write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                // The client waits for the 220 before its handshake, so nothing
+                // is buffered: the plain stream can be handed over whole.
+                let stream = lines.into_inner().unsplit(write);
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    session(Box::new(tls), state, changed, false, None, true).await;
+                }
+                return;
+            } else if upper.starts_with("AUTH PLAIN ") {
+                use base64::Engine;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(command[11..].trim())
+                    .unwrap_or_default();
+                let parts: Vec<String> = decoded
+                    .split(|b| *b == 0)
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect();
+                let mut state = state.lock().unwrap();
+                let expected = state.credentials.clone();
+                match (expected, parts.as_slice()) {
+                    (Some((user, pass)), [_, u, p]) if *u == user && *p == pass => {
+                        authenticated = true;
+                        state.authenticated_as.push(user);
+                        "235 2.7.0 Authentication successful".to_owned()
+                    }
+                    _ => "535 5.7.8 Authentication credentials invalid".to_owned(),
+                }
+            } else if upper.starts_with("MAIL FROM:") && requires_auth && !authenticated {
+                "530 5.7.0 Authentication required".to_owned()
+            } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+                "250 OK".to_owned()
+            } else if upper.starts_with("MAIL FROM:") {
+                from = address(&command[10..]);
+                to.clear();
+                "250 OK".to_owned()
+            } else if upper.starts_with("RCPT TO:") {
+                let rcpt = address(&command[8..]);
+                match state.lock().unwrap().rejected_recipients.get(&rcpt) {
+                    Some(rejection) => rejection.clone(),
+                    None => {
+                        to.push(rcpt);
+                        "250 OK".to_owned()
+                    }
+                }
+            } else if upper == "DATA" {
+                if write.write_all(b"354 go ahead\r\n").await.is_err() {
+                    return;
+                }
+                let mut raw = Vec::new();
+                loop {
+                    line.clear();
+                    match lines.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if line == ".\r\n" || line == ".\n" {
+                        break;
+                    }
+                    let unstuffed = line
+                        .strip_prefix('.')
+                        .filter(|_| line.starts_with(".."))
+                        .unwrap_or(&line);
+                    raw.extend_from_slice(unstuffed.as_bytes());
+                }
+                let (delay, scripted) = {
+                    let mut state = state.lock().unwrap();
+                    state.attempts += 1;
+                    (state.delay, state.data_replies.pop_front())
+                };
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let answer = scripted.unwrap_or_else(|| "250 2.0.0 OK queued".to_owned());
+                if answer.starts_with('2') {
+                    state.lock().unwrap().accepted.push(Received {
+                        from: from.clone(),
+                        to: to.clone(),
+                        raw,
+                        over_tls: secure,
+                    });
+                }
+                changed.notify_waiters();
+                answer
+            } else if upper.starts_with("RSET") {
+                from.clear();
+                to.clear();
+                "250 OK".to_owned()
+            } else if upper.starts_with("QUIT") {
+                let _ = write.write_all(b"221 bye\r\n").await;
+                return;
+            } else {
+                "502 5.5.2 command not recognized".to_owned()
+            };
+            if write
+                .write_all(format!("{answer}\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
 }
 
 fn address(text: &str) -> String {
