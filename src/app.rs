@@ -15,16 +15,17 @@ use tracing::{error, info, warn};
 
 use crate::audience::Audience;
 use crate::banner::Banner;
-use crate::channels::{Channel, ChannelError, build_email_channels};
+use crate::channels::{self, Channel};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, Secret, SecretSource, Settings};
+use crate::consent::UnsubscribeSigner;
 use crate::crisis::{AnnouncementKind, Crisis, CrisisService, Kind, Severity};
 use crate::dispatch::{Dispatcher, Wake};
 use crate::flag_file::FlagFileWatcher;
 use crate::http::{self, AppState, NamedToken};
 use crate::outbox::{CrisisFilter, SqliteStore, Store, StoreError};
-use crate::plan::{PlanInputs, Planner};
-use crate::render::{CompanyView, RenderContext, Renderer};
+use crate::plan::{ChannelProfile, FitError, PlanInputs, Planner, Reach, UnsubscribeLinks, fit};
+use crate::render::{CompanyView, EMAIL_KINDS, RenderContext, Renderer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -39,8 +40,8 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot write the generated API token to {path}: {source}")]
-    TokenFile {
+    #[error("cannot write the generated secret to {path}: {source}")]
+    SecretFile {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
@@ -57,7 +58,7 @@ pub enum StartupError {
 /// network; `check-config` stops here.
 pub struct Prepared {
     pub settings: Settings,
-    pub inputs: Arc<PlanInputs>,
+    pub inputs: PlanInputs,
     pub channels: Vec<Arc<dyn Channel>>,
     pub tokens: Vec<NamedToken>,
     pub cors_origins: Vec<HeaderValue>,
@@ -77,8 +78,12 @@ fn sample_context(
         id: crate::crisis::CrisisId::new(),
         kind: Kind::Outage,
         severity: Severity::Critical,
-        title: "Sample title".into(),
-        summary: "Sample summary.".into(),
+        // Typical lengths, so limits are checked against realistic text.
+        title: "Card payments are failing".into(),
+        summary:
+            "Card payments fail for most customers since 09:10; cash on delivery still works. \
+                  We are working with our payment provider on a fix."
+                .into(),
         localized: Default::default(),
         status: crate::crisis::Status::Declared,
         version: 1,
@@ -214,14 +219,30 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
             Audience::default()
         }
     };
-    let channels: Vec<Arc<dyn Channel>> = match build_email_channels(&settings.channels.email) {
-        Ok(channels) => channels
-            .into_iter()
-            .map(|c| Arc::new(c) as Arc<dyn Channel>)
-            .collect(),
-        Err(ChannelError::Config { channel, message }) => {
-            problems.push(format!("channels `{channel}`: {message}"));
+    let channels: Vec<Arc<dyn Channel>> = match channels::build_all(&settings.channels) {
+        Ok(channels) => channels,
+        Err(errors) => {
+            problems.extend(errors.iter().map(|e| format!("channels: {e}")));
             Vec::new()
+        }
+    };
+    let unsubscribe = match &settings.consent {
+        None => None,
+        Some(consent) => {
+            let source = consent.signing_key();
+            let generated_later =
+                consent.generate_if_missing && source.resolved_file().is_some_and(|p| !p.exists());
+            match source.read() {
+                Ok(key) => Some(UnsubscribeLinks {
+                    base_url: settings.server.public_url(),
+                    signer: UnsubscribeSigner::new(key),
+                }),
+                Err(_) if generated_later => None,
+                Err(err) => {
+                    problems.push(format!("consent.signing_key: {err}"));
+                    None
+                }
+            }
         }
     };
 
@@ -236,12 +257,8 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         directory: settings.directory.clone(),
         audience,
         renderer,
-        email_channels: settings
-            .channels
-            .email
-            .iter()
-            .map(|e| e.name.clone())
-            .collect(),
+        channels: ChannelProfile::all(&settings.channels, &default_locale),
+        unsubscribe,
     };
     problems.extend(
         inputs
@@ -252,12 +269,13 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
             .into_iter()
             .map(|e| format!("templates: {e}")),
     );
+    problems.extend(unfit_messages(&inputs));
     if !problems.is_empty() {
         return Err(StartupError::Invalid(problems));
     }
     Ok(Prepared {
         settings,
-        inputs: Arc::new(inputs),
+        inputs,
         channels,
         tokens,
         cors_origins,
@@ -267,42 +285,115 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
 /// Writes a random token where the config asks for one to be generated and
 /// none exists yet; returns the tokens it wrote.
 fn generate_missing_tokens(settings: &Settings) -> Result<Vec<NamedToken>, StartupError> {
+    let mut generated = Vec::new();
+    for token in settings.api.tokens.iter().filter(|t| t.generate_if_missing) {
+        if let Some(value) = generate_secret_file(&token.secret(), token.token_file.as_deref())? {
+            info!(name = %token.name, "Generated an API token; the CLI reads it from its token_file.");
+            generated.push(NamedToken::new(&token.name, &value));
+        }
+    }
+    Ok(generated)
+}
+
+/// Writes 32 random bytes, hex, to `path` (mode 0600) when the secret's
+/// file does not exist yet; returns the new secret.
+fn generate_secret_file(
+    source: &SecretSource,
+    path: Option<&Path>,
+) -> Result<Option<Secret>, StartupError> {
     use rand::RngCore;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
 
-    let mut generated = Vec::new();
-    for token in settings.api.tokens.iter().filter(|t| t.generate_if_missing) {
-        if token.secret().resolved_file().is_none_or(|p| p.exists()) {
-            continue;
-        }
-        let Some(path) = token.token_file.as_deref() else {
-            continue;
-        };
-        let io_err = |source| StartupError::TokenFile {
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io_err)?;
-        }
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_err)?;
-        file.write_all(value.as_bytes()).map_err(io_err)?;
-        info!(name = %token.name, path = %path.display(), "Generated an API token; the CLI reads it from there.");
-        generated.push(NamedToken::new(
-            &token.name,
-            &crate::config::Secret::new(value),
-        ));
+    let (Some(path), Some(resolved)) = (path, source.resolved_file()) else {
+        return Ok(None);
+    };
+    if resolved.exists() {
+        return Ok(None);
     }
-    Ok(generated)
+    let io_err = |source| StartupError::SecretFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let value: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err)?;
+    file.write_all(value.as_bytes()).map_err(io_err)?;
+    Ok(Some(Secret::new(value)))
+}
+
+/// The unsubscribe signing key, generated on first start when asked.
+fn generate_consent_key(settings: &Settings, inputs: &mut PlanInputs) -> Result<(), StartupError> {
+    let Some(consent) = settings.consent.as_ref().filter(|c| c.generate_if_missing) else {
+        return Ok(());
+    };
+    if let Some(key) =
+        generate_secret_file(&consent.signing_key(), consent.signing_key_file.as_deref())?
+    {
+        info!("Generated the key that signs unsubscribe links.");
+        inputs.unsubscribe = Some(UnsubscribeLinks {
+            base_url: settings.server.public_url(),
+            signer: UnsubscribeSigner::new(key),
+        });
+    }
+    Ok(())
+}
+
+/// Problems with messages that do not fit their channel even in the short
+/// form, found with representative content before any crisis.
+fn unfit_messages(inputs: &PlanInputs) -> Vec<String> {
+    let mut problems = Vec::new();
+    for profile in &inputs.channels {
+        let Some(family) = profile.family else {
+            continue;
+        };
+        let locales: Vec<String> = match &profile.reach {
+            Reach::Broadcast { locale } => vec![locale.clone()],
+            _ => inputs.renderer.locales().map(str::to_owned).collect(),
+        };
+        let personal = profile.reach == Reach::Phone;
+        for locale in &locales {
+            for kind in EMAIL_KINDS {
+                let ctx = sample_context(inputs, locale, kind, personal, true);
+                if let Err(FitError::TooLong(measurement)) =
+                    fit(&inputs.renderer, family, profile.limit, &ctx)
+                {
+                    problems.push(format!(
+                        "channel `{}`: the {locale} {kind} message does not fit even in its short form \
+                         with a typical title ({measurement}); shorten templates/{locale}/{}/{kind}.short.j2 \
+                         or raise the limit",
+                        profile.name,
+                        family.as_str()
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Twilio auth tokens by channel name, to check inbound-message webhooks.
+fn inbound_sms_secrets(settings: &Settings) -> std::collections::HashMap<String, Secret> {
+    settings
+        .channels
+        .twilio
+        .iter()
+        .filter_map(|t| {
+            t.auth_token()
+                .read()
+                .ok()
+                .map(|token| (t.name.clone(), token))
+        })
+        .collect()
 }
 
 /// Spool directories are made at start, not by `check-config`.
@@ -344,25 +435,31 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         // Validate first: a broken config must not leave files behind.
-        let mut prepared = prepare(settings)?;
-        let generated = generate_missing_tokens(&prepared.settings)?;
-        prepared.tokens.extend(generated);
-        create_spool_dirs(&prepared.settings)?;
-        let settings = &prepared.settings;
+        let Prepared {
+            settings,
+            mut inputs,
+            channels,
+            mut tokens,
+            cors_origins,
+        } = prepare(settings)?;
+        tokens.extend(generate_missing_tokens(&settings)?);
+        generate_consent_key(&settings, &mut inputs)?;
+        create_spool_dirs(&settings)?;
+        let inputs = Arc::new(inputs);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.store.sqlite_path).await?);
         let active = store.crises(CrisisFilter::Active).await?;
-        let banner = Arc::new(Banner::new(prepared.inputs.clone(), active));
+        let banner = Arc::new(Banner::new(inputs.clone(), active));
         let wake = Wake::default();
         let service = Arc::new(CrisisService::new(
             store.clone(),
-            Planner::new(prepared.inputs.clone()),
+            Planner::new(inputs.clone()),
             banner.clone(),
             wake.clone(),
             clock.clone(),
         ));
         let dispatcher = Dispatcher::new(
             store.clone(),
-            prepared.channels.clone(),
+            channels.clone(),
             settings.dispatch.clone(),
             clock.clone(),
             wake,
@@ -374,20 +471,26 @@ impl Application {
         let state = AppState {
             service,
             banner,
-            inputs: prepared.inputs.clone(),
-            tokens: Arc::new(prepared.tokens.clone()),
+            inputs: inputs.clone(),
+            tokens: Arc::new(tokens),
+            inbound_sms: Arc::new(inbound_sms_secrets(&settings)),
+            public_url: settings.server.public_url(),
             clock,
             max_body_bytes: settings.server.max_body_bytes,
             banner_max_age: settings.banner.max_age,
         };
-        let router = http::router(state.clone(), &prepared.cors_origins);
+        let router = http::router(state.clone(), &cors_origins);
         let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
-        for channel in &prepared.channels {
-            if let Err(err) = channel.healthcheck().await {
-                warn!(channel = %channel.name(), error = %err, "Channel healthcheck failed at start; deliveries will be retried.");
+        // All at once: each is bounded by its channel's timeout.
+        let checks = channels
+            .iter()
+            .map(|channel| async move { (channel.name(), channel.healthcheck().await) });
+        for (name, result) in futures::future::join_all(checks).await {
+            if let Err(err) = result {
+                warn!(channel = %name, error = %err, "Channel healthcheck failed at start; deliveries will be retried.");
             }
         }
         Ok(Self {

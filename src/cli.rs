@@ -12,8 +12,12 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{self, Application, StartupError};
 use crate::client::{ApiClient, ClientError};
 use crate::config::{Secret, Settings, config_path};
-use crate::crisis::{CrisisUpdate, Declaration, Kind, Severity, TransitionOutcome};
+use crate::crisis::{
+    AnnouncementKind, CrisisUpdate, Declaration, Kind, Severity, TransitionOutcome,
+};
 use crate::http::api::{CrisisDetail, CrisisList, CrisisSummary, ResolveRequest, StateCounts};
+use crate::preview::{PreviewRequest, PreviewResponse};
+use crate::render::Form;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -126,6 +130,33 @@ pub enum Command {
         id: String,
         #[arg(long)]
         message: Option<String>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Render every channel's message for a crisis without declaring or sending anything.
+    #[command(
+        after_help = "Examples:\n  crisisd preview --kind outage --severity major --title \"Payments are down\" \\\n      --summary \"Card payments fail.\" --lang bn\n  crisisd preview ... --channel sms      # an SMS, even before a gateway is configured"
+    )]
+    Preview {
+        #[arg(long, value_enum)]
+        kind: Kind,
+        #[arg(long, value_enum)]
+        severity: Severity,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        summary: String,
+        #[arg(long)]
+        message: Option<String>,
+        /// Which announcement: initial, update or resolved.
+        #[arg(long, value_enum, default_value_t = AnnouncementKind::Initial)]
+        announcement: AnnouncementKind,
+        /// Only this language.
+        #[arg(long)]
+        lang: Option<String>,
+        /// A configured channel's name, or a type (email, sms, social, chat, mastodon, ...).
+        #[arg(long)]
+        channel: Option<String>,
         #[command(flatten)]
         client: Client,
     },
@@ -268,6 +299,39 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             print_outcome(&outcome, &client);
             Ok(())
         }
+        Command::Preview {
+            kind,
+            severity,
+            title,
+            summary,
+            message,
+            announcement,
+            lang,
+            channel,
+            client,
+        } => {
+            let api = connect(&config, &client)?;
+            let request = PreviewRequest {
+                declaration: Declaration {
+                    kind,
+                    severity,
+                    title,
+                    summary,
+                    localized: Default::default(),
+                    message,
+                },
+                announcement: Some(announcement),
+                lang,
+                channel,
+            };
+            let response: PreviewResponse = api.post("/v1/preview", &request).await?;
+            if client.json {
+                print_json(&response);
+            } else {
+                print_previews(&response);
+            }
+            Ok(())
+        }
         Command::Status { id, all, client } => {
             let api = connect(&config, &client)?;
             match id {
@@ -342,6 +406,29 @@ fn connect(config: &Path, client: &Client) -> Result<ApiClient, Failure> {
         .or_else(|_| std::env::var("LOGNAME"))
         .ok();
     ApiClient::new(&url, token, actor).map_err(|e| Failure::Runtime(e.into()))
+}
+
+fn print_previews(response: &PreviewResponse) {
+    for preview in &response.previews {
+        let form = match preview.form {
+            Form::Long => "long form",
+            Form::Short => "short form",
+        };
+        println!(
+            "── {} ({}) · {} · {form} · {}",
+            preview.channel, preview.kind, preview.locale, preview.measurement
+        );
+        if let Some(problem) = &preview.problem {
+            println!("   ! {problem}");
+        }
+        if let Some(subject) = &preview.subject {
+            println!("   Subject: {subject}");
+        }
+        for line in preview.text.lines() {
+            println!("   {line}");
+        }
+        println!();
+    }
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {
@@ -423,12 +510,20 @@ fn print_list(list: &CrisisList, all: bool) {
                 "No active crisis."
             }
         );
-        return;
     }
-    let label = if all { "Crises" } else { "Active crises" };
-    println!("{label}: {}", list.crises.len());
+    if !list.crises.is_empty() {
+        let label = if all { "Crises" } else { "Active crises" };
+        println!("{label}: {}", list.crises.len());
+    }
     for summary in &list.crises {
         print_summary(summary, color);
+    }
+    let opt_outs = &list.opt_outs;
+    if opt_outs.email + opt_outs.phone > 0 {
+        println!(
+            "Opted out: {} email address(es), {} phone number(s); they are skipped.",
+            opt_outs.email, opt_outs.phone
+        );
     }
     let dead: u64 = list
         .crises

@@ -59,6 +59,43 @@ impl header::Header for ContentLanguage {
     }
 }
 
+/// `List-Unsubscribe: <https://…>` (RFC 2369).
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl header::Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.trim_matches(['<', '>']).to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), format!("<{}>", self.0))
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): mail
+/// providers may unsubscribe with one POST, without a page in between.
+#[derive(Debug, Clone)]
+struct ListUnsubscribePost;
+
+impl header::Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_owned())
+    }
+}
+
 /// `Auto-Submitted: auto-generated` (RFC 3834): auto-responders stay quiet.
 #[derive(Debug, Clone)]
 struct AutoSubmitted;
@@ -146,7 +183,12 @@ impl EmailChannel {
     }
 
     fn message(&self, delivery: &Delivery) -> Result<Message, DeliveryError> {
-        let DeliveryContent::Email(content) = &delivery.content;
+        let DeliveryContent::Email(content) = &delivery.content else {
+            return Err(DeliveryError::permanent(format!(
+                "delivery {} carries a text message, not an email",
+                delivery.id
+            )));
+        };
         let to: Mailbox = delivery.destination.parse().map_err(|e| {
             DeliveryError::permanent(format!("bad recipient `{}`: {e}", delivery.destination))
         })?;
@@ -164,6 +206,11 @@ impl EmailChannel {
             .header(AutoSubmitted);
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
+        }
+        if let Some(url) = &content.unsubscribe_url {
+            builder = builder
+                .header(ListUnsubscribe(url.clone()))
+                .header(ListUnsubscribePost);
         }
         builder
             .multipart(MultiPart::alternative_plain_html(
@@ -271,9 +318,4 @@ impl super::Channel for EmailChannel {
             }
         }
     }
-}
-
-/// Builds one channel per configured section.
-pub fn build_all(settings: &[EmailChannelSettings]) -> Result<Vec<EmailChannel>, ChannelError> {
-    settings.iter().map(EmailChannel::from_settings).collect()
 }

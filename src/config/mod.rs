@@ -1,6 +1,7 @@
 //! Settings: the TOML configuration, parsed strictly (unknown keys are
 //! errors) and validated before anything starts.
 
+mod channels;
 mod load;
 mod secret;
 
@@ -11,6 +12,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use channels::{
+    BlueskySettings, ChannelSettings, GatewayMethod, GatewaySuccess, MastodonSettings,
+    MastodonVisibility, SmsGatewaySettings, TelegramSettings, TwilioSettings, VonageSettings,
+    WebhookSettings,
+};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
 pub use secret::{Secret, SecretError, SecretSource};
 
@@ -43,6 +49,38 @@ pub struct Settings {
     pub banner: BannerSettings,
     #[serde(default)]
     pub flag_file: Option<FlagFileSettings>,
+    #[serde(default)]
+    pub consent: Option<ConsentSettings>,
+}
+
+impl ServerSettings {
+    /// `public_url` without a trailing slash, or `http://` + `listen`.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+/// The key that signs one-click unsubscribe links.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentSettings {
+    pub signing_key_env: Option<String>,
+    pub signing_key_file: Option<PathBuf>,
+    /// Write a random key to `signing_key_file` when it does not exist.
+    #[serde(default)]
+    pub generate_if_missing: bool,
+}
+
+impl ConsentSettings {
+    pub fn signing_key(&self) -> SecretSource {
+        SecretSource {
+            env: self.signing_key_env.clone(),
+            file: self.signing_key_file.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +105,10 @@ impl Default for CompanySettings {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    /// How the outside world reaches this daemon (behind a proxy, its
+    /// public https URL): unsubscribe links and webhook signatures use it.
+    /// Default: `http://` + `listen`.
+    pub public_url: Option<String>,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
 }
@@ -75,6 +117,7 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
+            public_url: None,
             max_body_bytes: 64 * 1024,
         }
     }
@@ -162,19 +205,6 @@ impl Default for TemplateSettings {
 pub struct AudienceSettings {
     /// CSV with the header `id,name,email,phone,locale,timezone`.
     pub file: PathBuf,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelSettings {
-    #[serde(default)]
-    pub email: Vec<EmailChannelSettings>,
-}
-
-impl ChannelSettings {
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.email.iter().map(|e| e.name.as_str())
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

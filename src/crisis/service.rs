@@ -232,7 +232,8 @@ impl CrisisService {
         ctx: TransitionContext,
     ) -> Result<Applied, ServiceError> {
         let now = crisis.updated_at;
-        let (announcement, deliveries) = self.planner.plan(&crisis, kind, now);
+        let opt_outs = self.store.opt_outs().await?;
+        let (announcement, deliveries) = self.planner.plan(&crisis, kind, now, &opt_outs);
         let outcome = TransitionOutcome {
             crisis: crisis.clone(),
             announcement: kind,

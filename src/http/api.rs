@@ -76,6 +76,14 @@ pub struct CrisisSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CrisisList {
     pub crises: Vec<CrisisSummary>,
+    /// Contact points that asked not to be contacted.
+    pub opt_outs: OptOutCounts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptOutCounts {
+    pub email: usize,
+    pub phone: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,7 +124,7 @@ fn parse_id(raw: &str) -> Result<CrisisId, ApiError> {
         .map_err(|_| ApiError::NotFound(format!("no crisis with id `{raw}` (ids are UUIDs)")))
 }
 
-fn parse_json<T: DeserializeOwned>(
+pub(super) fn parse_json<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<(T, Bytes), ApiError> {
@@ -276,7 +284,12 @@ pub async fn list(
     let store = state.service.store();
     let crises = store.crises(filter).await?;
     let counts = store.delivery_counts(None).await?;
+    let opt_outs = store.opt_outs().await?;
     Ok(Json(CrisisList {
+        opt_outs: OptOutCounts {
+            email: opt_outs.emails.len(),
+            phone: opt_outs.phones.len(),
+        },
         crises: crises
             .into_iter()
             .map(|crisis| CrisisSummary {

@@ -3,7 +3,9 @@
 pub mod api;
 mod auth;
 mod banner;
+mod consent;
 mod error;
+pub mod preview;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +35,10 @@ pub struct AppState {
     pub banner: Arc<Banner>,
     pub inputs: Arc<PlanInputs>,
     pub tokens: Arc<Vec<NamedToken>>,
+    /// Twilio auth tokens by channel name, for inbound-message signatures.
+    pub inbound_sms: Arc<std::collections::HashMap<String, crate::config::Secret>>,
+    /// How the outside world reaches this daemon.
+    pub public_url: String,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
     pub banner_max_age: Duration,
@@ -58,14 +64,28 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
         .route("/v1/crises/{id}", get(api::show))
         .route("/v1/crises/{id}/updates", post(api::update))
         .route("/v1/crises/{id}/resolve", post(api::resolve))
+        .route("/v1/preview", post(preview::preview))
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
     let public = Router::new()
         .route("/v1/banner", get(banner::banner))
         .route("/banner.js", get(banner::script))
         .layer(banner_cors(cors_origins));
+    // Called by mail providers, people and Twilio: no token, each request
+    // authenticated by its own signature.
+    let consent = Router::new()
+        .route(
+            "/v1/unsubscribe/{token}",
+            get(consent::unsubscribe_page).post(consent::unsubscribe),
+        )
+        .route(
+            "/v1/inbound/twilio/{channel}",
+            post(consent::twilio_inbound),
+        )
+        .layer(DefaultBodyLimit::max(state.max_body_bytes));
     Router::new()
         .merge(api)
         .merge(public)
+        .merge(consent)
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),

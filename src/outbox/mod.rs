@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 pub use sqlite::SqliteStore;
 
+use crate::consent::ContactPoint;
 use crate::crisis::{AnnouncementKind, Crisis, CrisisEvent, CrisisId};
+use crate::plan::MessageContent;
 use crate::render::EmailContent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -93,6 +95,8 @@ impl FromStr for DeliveryState {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DeliveryContent {
     Email(EmailContent),
+    /// SMS, social and chat: one plain-text message.
+    Message(MessageContent),
 }
 
 /// One announcement, planned.
@@ -237,6 +241,19 @@ pub trait Store: Send + Sync + 'static {
         source: &str,
         external_id: &str,
     ) -> Result<Option<SourceLink>, StoreError>;
+
+    /// Records that `address` does not want messages on `point`; true when
+    /// it was not opted out already.
+    async fn opt_out(
+        &self,
+        point: ContactPoint,
+        address: &str,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Takes an opt-out back (an SMS "START"); true when there was one.
+    async fn opt_in(&self, point: ContactPoint, address: &str) -> Result<bool, StoreError>;
+    async fn opt_outs(&self) -> Result<crate::consent::OptOuts, StoreError>;
 
     /// Forgets a source's link, when its crisis was resolved another way.
     async fn unlink_source(&self, source: &str, external_id: &str) -> Result<(), StoreError>;

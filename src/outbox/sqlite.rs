@@ -16,6 +16,7 @@ use super::{
     CrisisFilter, Delivery, DeliveryCount, DeliveryId, DeliveryState, IdempotencyRecord,
     SourceLink, SourceLinkChange, Store, StoreError, TransitionWrite,
 };
+use crate::consent::{ContactPoint, OptOuts, normalize};
 use crate::crisis::{Actor, Crisis, CrisisEvent, CrisisId};
 
 #[derive(Debug, Clone)]
@@ -367,6 +368,53 @@ impl Store for SqliteStore {
             })
         })
         .transpose()
+    }
+
+    async fn opt_out(
+        &self,
+        point: ContactPoint,
+        address: &str,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO opt_outs (point, address, source, opted_out_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(point.as_str())
+        .bind(normalize(point, address))
+        .bind(source)
+        .bind(millis(at))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted > 0)
+    }
+
+    async fn opt_in(&self, point: ContactPoint, address: &str) -> Result<bool, StoreError> {
+        let removed = sqlx::query("DELETE FROM opt_outs WHERE point = ? AND address = ?")
+            .bind(point.as_str())
+            .bind(normalize(point, address))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(removed > 0)
+    }
+
+    async fn opt_outs(&self) -> Result<OptOuts, StoreError> {
+        let rows = sqlx::query("SELECT point, address FROM opt_outs")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut opt_outs = OptOuts::default();
+        for row in rows {
+            let address: String = row.try_get("address")?;
+            match ContactPoint::parse(row.try_get::<&str, _>("point")?) {
+                Some(ContactPoint::Email) => opt_outs.emails.insert(address),
+                Some(ContactPoint::Phone) => opt_outs.phones.insert(address),
+                None => return Err(StoreError::Corrupt("unknown opt-out contact point".into())),
+            };
+        }
+        Ok(opt_outs)
     }
 
     async fn unlink_source(&self, source: &str, external_id: &str) -> Result<(), StoreError> {

@@ -2,6 +2,10 @@
 //! against sample data at start, and rendered when an announcement is
 //! planned.
 
+pub mod limit;
+pub mod post;
+pub mod sms;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -9,6 +13,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
+
+pub use limit::{Measurement, TextLimit};
 
 use crate::crisis::{AnnouncementKind, Crisis};
 use crate::directory::{ContactView, HoursStrings};
@@ -60,6 +66,9 @@ pub struct EmailContent {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// RFC 8058 one-click unsubscribe URL, signed for this recipient.
+    #[serde(default)]
+    pub unsubscribe_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -299,6 +308,7 @@ impl Renderer {
                 .join(" "),
             text: part("text")?,
             html: part("html")?,
+            unsubscribe_url: None,
         })
     }
 
@@ -309,51 +319,117 @@ impl Renderer {
             .to_owned())
     }
 
+    /// One text message: the long or short form of a family's template.
+    pub fn render_text(
+        &self,
+        family: TextFamily,
+        form: Form,
+        ctx: &RenderContext,
+    ) -> Result<String, RenderError> {
+        let path = family.template(ctx.announcement.kind, form);
+        Ok(self.render(&ctx.locale, &path, ctx)?.trim().to_owned())
+    }
+
+    /// Every template the daemon renders, relative to a locale directory.
+    fn required() -> Vec<String> {
+        let mut paths = vec![BANNER_TEMPLATE.to_owned()];
+        for kind in EMAIL_KINDS {
+            paths.extend(
+                EMAIL_PARTS
+                    .iter()
+                    .map(|part| format!("email/{kind}.{part}.j2")),
+            );
+            for family in TextFamily::ALL {
+                paths.extend([Form::Long, Form::Short].map(|form| family.template(kind, form)));
+            }
+        }
+        paths
+    }
+
     /// Renders every template of every locale against sample data, so a
     /// broken template is found before a crisis, not during one.
     pub fn check(
         &self,
         sample: impl Fn(&str, AnnouncementKind, bool, bool) -> RenderContext,
     ) -> Vec<RenderError> {
-        let mut problems = Vec::new();
-        for kind in EMAIL_KINDS {
-            for part in EMAIL_PARTS {
-                let name = format!("{}/email/{kind}.{part}.j2", self.default_locale);
-                if !self.names.contains(&name) {
-                    problems.push(RenderError::Missing(name));
-                }
-            }
-        }
-        if !self
-            .names
-            .contains(&format!("{}/{BANNER_TEMPLATE}", self.default_locale))
-        {
-            problems.push(RenderError::Missing(format!(
-                "{}/{BANNER_TEMPLATE}",
-                self.default_locale
-            )));
-        }
+        let problems: Vec<RenderError> = Self::required()
+            .into_iter()
+            .map(|path| format!("{}/{path}", self.default_locale))
+            .filter(|name| !self.names.contains(name))
+            .map(RenderError::Missing)
+            .collect();
         if !problems.is_empty() {
             return problems;
         }
+        let mut problems = Vec::new();
+        let mut note = |result: Result<(), RenderError>| {
+            if let Err(err) = result {
+                problems.push(err);
+            }
+        };
         for locale in self.strings.keys() {
             for with_message in [true, false] {
                 for kind in EMAIL_KINDS {
-                    let ctx = sample(locale, kind, true, with_message);
-                    if let Err(err) = self.render_email(&ctx) {
-                        problems.push(err);
+                    // Email and SMS go to a person; the banner, posts and
+                    // chat messages to everyone.
+                    let personal = sample(locale, kind, true, with_message);
+                    let broadcast = sample(locale, kind, false, with_message);
+                    note(self.render_email(&personal).map(drop));
+                    for form in [Form::Long, Form::Short] {
+                        note(self.render_text(TextFamily::Sms, form, &personal).map(drop));
+                        note(
+                            self.render_text(TextFamily::Social, form, &broadcast)
+                                .map(drop),
+                        );
+                        note(
+                            self.render_text(TextFamily::Chat, form, &broadcast)
+                                .map(drop),
+                        );
                     }
-                }
-                for kind in [AnnouncementKind::Initial, AnnouncementKind::Update] {
-                    let ctx = sample(locale, kind, false, with_message);
-                    if let Err(err) = self.render_banner(&ctx) {
-                        problems.push(err);
+                    if kind != AnnouncementKind::Resolved {
+                        note(self.render_banner(&broadcast).map(drop));
                     }
                 }
             }
         }
         problems
     }
+}
+
+/// Plain-text template families, one per kind of channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextFamily {
+    Sms,
+    Social,
+    Chat,
+}
+
+impl TextFamily {
+    pub const ALL: [TextFamily; 3] = [TextFamily::Sms, TextFamily::Social, TextFamily::Chat];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TextFamily::Sms => "sms",
+            TextFamily::Social => "social",
+            TextFamily::Chat => "chat",
+        }
+    }
+
+    fn template(&self, kind: AnnouncementKind, form: Form) -> String {
+        match form {
+            Form::Long => format!("{}/{kind}.j2", self.as_str()),
+            Form::Short => format!("{}/{kind}.short.j2", self.as_str()),
+        }
+    }
+}
+
+/// Which form of a message was chosen to fit its channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Form {
+    Long,
+    Short,
 }
 
 fn template_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

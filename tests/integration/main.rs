@@ -6,9 +6,13 @@
 mod api;
 mod banner;
 mod browser;
+mod channels;
 mod cli;
+mod consent;
 mod crash;
 mod delivery;
 mod flag_file;
+mod preview;
+mod sms;
 mod store;
 mod support;

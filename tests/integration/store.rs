@@ -41,6 +41,7 @@ fn delivery(n: usize) -> NewDelivery {
             subject: "s".into(),
             text: "t".into(),
             html: "h".into(),
+            unsubscribe_url: None,
         }),
         priority: 0,
         dead_reason: None,

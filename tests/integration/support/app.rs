@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const TOKEN: &str = "test-token-0123456789";
 
+/// What the daemon under test believes is its public address.
+pub const PUBLIC_URL: &str = "https://crisis.example.com";
+
 /// The sample audience: one reader per shipped language.
 pub const AUDIENCE: &str = "id,name,email,phone,locale,timezone\n\
     ada,Ada Lovelace,ada@example.com,+14155550101,en,America/New_York\n\
@@ -43,6 +46,8 @@ pub struct TestConfig {
     pub smtp_tls: &'static str,
     /// PEM of a CA to trust, written to a file the config names.
     pub smtp_ca: Option<String>,
+    /// More TOML appended to the config: extra channels and such.
+    pub extra: String,
 }
 
 impl TestConfig {
@@ -61,6 +66,7 @@ impl TestConfig {
             cors_origins: vec!["https://www.example.com".to_owned()],
             smtp_tls: "none",
             smtp_ca: None,
+            extra: String::new(),
         }
     }
 
@@ -104,6 +110,7 @@ status_url = "https://status.example.com"
 [server]
 listen = "{listen}"
 max_body_bytes = {max_body}
+public_url = "{public_url}"
 
 [store]
 sqlite_path = "{db}"
@@ -137,6 +144,10 @@ retry_max = "1s"
 poll_interval = "50ms"
 drain_timeout = "2s"
 
+[consent]
+signing_key_file = "{consent_key}"
+generate_if_missing = true
+
 [banner]
 cors_origins = {cors}
 max_age = "15s"
@@ -158,6 +169,8 @@ address = "https://example.com/chat"
 label = {{ en = "Live chat", bn = "লাইভ চ্যাট", eo = "Tujbabilo" }}
 best_for = {{ en = "Technical problems", bn = "প্রযুক্তিগত সমস্যা", eo = "Teknikaj problemoj" }}
 hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open = "08:00", close = "20:00" }}] }}
+
+{extra}
 "#,
             listen = self.listen,
             max_body = self.max_body_bytes,
@@ -172,6 +185,9 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
             retry_base = self.retry_base,
             cors = serde_json::to_string(&self.cors_origins).expect("origins"),
             tls = self.smtp_tls,
+            public_url = PUBLIC_URL,
+            consent_key = dir.join("consent.key").display(),
+            extra = self.extra,
         )
     }
 }

@@ -1,7 +1,7 @@
 pub mod app;
 pub mod smtp;
 
-pub use app::{TOKEN, TestApp, TestConfig, declaration, spawn_app, spawn_app_in};
+pub use app::{PUBLIC_URL, TOKEN, TestApp, TestConfig, declaration, spawn_app, spawn_app_in};
 pub use smtp::{SmtpServer, TlsMode};
 
 use std::time::Duration;

@@ -1,0 +1,242 @@
+//! Discord webhooks: `POST {webhook_url}?wait=true` with `content` and
+//! `allowed_mentions`. With `wait=true` Discord answers with the created
+//! message, so a failure is reported instead of dropped, and the message
+//! id becomes the receipt.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::slack::{redact, scrub, url_secrets, webhook_url};
+use crate::channels::{Channel, ChannelError, DeliveryError, Receipt, http, message_of};
+use crate::config::WebhookSettings;
+use crate::outbox::Delivery;
+
+pub struct DiscordChannel {
+    name: String,
+    /// The webhook URL as configured (for `GET`, and to know what to
+    /// keep out of error reasons).
+    url: Url,
+    /// The same with `wait=true` (for posting).
+    execute_url: Url,
+    concurrency: usize,
+    timeout: Duration,
+    http: reqwest::Client,
+}
+
+/// Discord's error body: `{"message", "code"}`, `errors` for invalid form
+/// fields, `retry_after` (seconds, fractional) when rate limited.
+#[derive(Debug, Default, Deserialize)]
+struct DiscordError {
+    message: Option<String>,
+    code: Option<u64>,
+    retry_after: Option<f64>,
+    errors: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DiscordMessage {
+    id: String,
+}
+
+impl DiscordChannel {
+    pub fn from_settings(
+        settings: &WebhookSettings,
+        http: reqwest::Client,
+    ) -> Result<Self, ChannelError> {
+        let url = webhook_url(settings)?;
+        Ok(Self {
+            name: settings.name.clone(),
+            execute_url: with_wait(&url),
+            url,
+            concurrency: settings.concurrency.max(1),
+            timeout: settings.timeout,
+            http,
+        })
+    }
+
+    fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> DeliveryError {
+        let error: DiscordError = serde_json::from_str(body).unwrap_or_default();
+        let message = error.message.clone().unwrap_or_else(|| http::excerpt(body));
+        let mut reason = match error.code {
+            // Code 0 is Discord's "general error": the status says more.
+            Some(code) if code != 0 => format!("Discord error {code}: {message}"),
+            _ => format!("Discord answered {status}: {message}"),
+        };
+        let mut fields = Vec::new();
+        if let Some(errors) = &error.errors {
+            field_errors(errors, "", &mut fields);
+        }
+        if !fields.is_empty() {
+            reason = format!("{reason} ({})", http::excerpt(&fields.join("; ")));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // The body's `retry_after` is fractional seconds and the more
+            // precise of the two; the header is the fallback (Cloudflare's
+            // own 429s have no JSON body).
+            let from_body = error
+                .retry_after
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64);
+            DeliveryError::Transient {
+                reason,
+                retry_after: from_body.or_else(|| http::retry_after(headers)),
+            }
+        } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+            DeliveryError::Transient {
+                reason,
+                retry_after: http::retry_after(headers),
+            }
+        } else {
+            // 400 (e.g. 50035 Invalid Form Body), 401 Invalid Webhook
+            // Token, 404 Unknown Webhook: the same message fails again.
+            DeliveryError::Permanent { reason }
+        }
+    }
+
+    fn redact(&self, err: DeliveryError) -> DeliveryError {
+        // The token is in the path, which the execute URL shares.
+        redact(err, &url_secrets(&self.url))
+    }
+}
+
+/// The webhook URL with `wait=true`, keeping any other parameter the
+/// configured URL carries (e.g. `thread_id`) and replacing any `wait`.
+fn with_wait(url: &Url) -> Url {
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(key, _)| key != "wait")
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    let mut url = url.clone();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("wait", "true");
+    url
+}
+
+/// Flattens Discord's nested `errors` object into `field: message` lines,
+/// e.g. `content: Must be 2000 or fewer in length.`
+fn field_errors(value: &Value, path: &str, out: &mut Vec<String>) {
+    let Value::Object(map) = value else { return };
+    for (key, child) in map {
+        if key == "_errors" {
+            let messages = child.as_array().into_iter().flatten();
+            out.extend(
+                messages
+                    .filter_map(|e| e.get("message").and_then(Value::as_str))
+                    .map(|m| format!("{path}: {m}")),
+            );
+        } else if path.is_empty() {
+            field_errors(child, key, out);
+        } else {
+            field_errors(child, &format!("{path}.{key}"), out);
+        }
+    }
+}
+
+#[async_trait]
+impl Channel for DiscordChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
+        let message = message_of(delivery)?;
+        let payload = serde_json::json!({
+            "content": message.text,
+            // Parse no mentions at all: an `@everyone` in the text stays
+            // text and pings nobody.
+            "allowed_mentions": { "parse": [] },
+        });
+        let response = self
+            .http
+            .post(self.execute_url.clone())
+            .json(&payload)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.redact(http::request_failed("Discord", e)))?;
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body = response
+            .text()
+            .await
+            .map_err(|e| self.redact(http::request_failed("Discord", e)))?;
+        let body = scrub(&body, &url_secrets(&self.url));
+        if !status.is_success() {
+            return Err(Self::classify(status, &headers, &body));
+        }
+        // 200 with the message; a 204 (`wait` ignored) has no id to give.
+        let id = serde_json::from_str::<DiscordMessage>(&body)
+            .ok()
+            .map(|m| m.id);
+        Ok(Receipt { provider_ref: id })
+    }
+
+    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+        // `GET` on a webhook URL returns the webhook object: it checks the
+        // webhook exists and its token is right, and posts nothing.
+        let mut url = self.url.clone();
+        url.set_query(None);
+        let response = self
+            .http
+            .get(url)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.redact(http::request_failed("Discord", e)))?;
+        let (status, headers) = (response.status(), response.headers().clone());
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        let body = scrub(&body, &url_secrets(&self.url));
+        Err(Self::classify(status, &headers, &body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_is_added_to_a_url_with_or_without_a_query() {
+        let plain = Url::parse("https://discord.com/api/webhooks/1/tok").unwrap();
+        assert_eq!(
+            with_wait(&plain).as_str(),
+            "https://discord.com/api/webhooks/1/tok?wait=true"
+        );
+        let threaded =
+            Url::parse("https://discord.com/api/webhooks/1/tok?thread_id=9&wait=false").unwrap();
+        assert_eq!(
+            with_wait(&threaded).as_str(),
+            "https://discord.com/api/webhooks/1/tok?thread_id=9&wait=true"
+        );
+    }
+
+    #[test]
+    fn nested_form_errors_are_named_by_their_field() {
+        let errors = serde_json::json!({
+            "content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]},
+            "embeds": {"0": {"url": {"_errors": [{"code": "URL_TYPE_INVALID_URL", "message": "Not a well formed URL."}]}}}
+        });
+        let mut out = Vec::new();
+        field_errors(&errors, "", &mut out);
+        assert_eq!(
+            out,
+            vec![
+                "content: Must be 2000 or fewer in length.".to_owned(),
+                "embeds.0.url: Not a well formed URL.".to_owned()
+            ]
+        );
+    }
+}

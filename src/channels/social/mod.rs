@@ -1,0 +1,7 @@
+//! Social networks: one post per announcement and account.
+
+mod bluesky;
+mod mastodon;
+
+pub use bluesky::BlueskyChannel;
+pub use mastodon::MastodonChannel;

@@ -1,0 +1,26 @@
+//! `POST /v1/preview`: what every channel would send, sending nothing.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+
+use super::api::parse_json;
+use super::auth::Authenticated;
+use super::{ApiError, AppState};
+use crate::preview::{PreviewError, PreviewRequest, PreviewResponse, preview as render_preview};
+
+pub async fn preview(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PreviewResponse>, ApiError> {
+    let (request, _): (PreviewRequest, _) = parse_json(body, state.max_body_bytes)?;
+    render_preview(&state.inputs, request, state.clock.now())
+        .map(Json)
+        .map_err(|err| match err {
+            PreviewError::UnknownChannel(_)
+            | PreviewError::UnsupportedKind
+            | PreviewError::Domain(_) => ApiError::BadRequest(err.to_string()),
+        })
+}

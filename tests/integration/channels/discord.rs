@@ -1,0 +1,291 @@
+use std::time::Duration;
+
+use crisisd::channels::{Channel, DeliveryError, DiscordChannel};
+use crisisd::config::WebhookSettings;
+use wiremock::matchers::{body_json, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::{secret_file, text_delivery};
+
+/// A Discord webhook path: `/api/webhooks/{id}/{token}`; the token is the
+/// credential.
+const HOOK_PATH: &str = "/api/webhooks/112233445566778899/SECRETtokenSECRET";
+
+fn channel(url: &tempfile::NamedTempFile, timeout: Duration) -> DiscordChannel {
+    let settings = WebhookSettings {
+        name: "discord-community".into(),
+        webhook_url_env: None,
+        webhook_url_file: Some(url.path().to_path_buf()),
+        locale: None,
+        concurrency: 2,
+        timeout,
+    };
+    DiscordChannel::from_settings(&settings, reqwest::Client::new()).expect("channel")
+}
+
+fn hook(server: &MockServer) -> tempfile::NamedTempFile {
+    secret_file(&format!("{}{HOOK_PATH}", server.uri()))
+}
+
+/// The message object Discord answers with when `wait=true`.
+fn created_message(id: &str, content: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "type": 0, "content": content, "channel_id": "998877665544332211",
+        "author": {"id": "112233445566778899", "username": "Status", "bot": true},
+        "webhook_id": "112233445566778899", "mentions": [], "mention_everyone": false,
+    })
+}
+
+#[tokio::test]
+async fn a_message_is_posted_with_no_mentions_and_waits_for_the_created_message() {
+    let server = MockServer::start().await;
+    let url = hook(&server);
+    let text = "@everyone *Payments are down*\nDetails: https://status.example.com";
+    Mock::given(method("POST"))
+        .and(path(HOOK_PATH))
+        .and(query_param("wait", "true"))
+        .and(body_json(serde_json::json!({
+            "content": text,
+            "allowed_mentions": {"parse": []},
+        })))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(created_message("1234567890123456789", text)),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let discord = channel(&url, Duration::from_secs(5));
+    let receipt = discord
+        .send(&text_delivery("discord-community", "", text))
+        .await
+        .expect("sent");
+    assert_eq!(receipt.provider_ref.as_deref(), Some("1234567890123456789"));
+    assert_eq!(discord.name(), "discord-community");
+    assert_eq!(discord.concurrency(), 2);
+}
+
+#[tokio::test]
+async fn wait_is_added_to_a_webhook_url_that_already_has_a_query() {
+    let server = MockServer::start().await;
+    let url = secret_file(&format!("{}{HOOK_PATH}?thread_id=42", server.uri()));
+    Mock::given(method("POST"))
+        .and(path(HOOK_PATH))
+        .and(query_param("thread_id", "42"))
+        .and(query_param("wait", "true"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created_message("77", "x")))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    channel(&url, Duration::from_secs(5))
+        .send(&text_delivery("discord-community", "", "x"))
+        .await
+        .expect("sent");
+    let requests = server.received_requests().await.expect("recorded");
+    assert_eq!(requests[0].url.query(), Some("thread_id=42&wait=true"));
+}
+
+#[tokio::test]
+async fn a_rate_limit_waits_as_long_as_the_body_says() {
+    let server = MockServer::start().await;
+    let url = hook(&server);
+    // The header is rounded up to whole seconds; the body is exact.
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "2")
+                .set_body_json(serde_json::json!({
+                    "message": "You are being rate limited.", "retry_after": 1.5, "global": false
+                })),
+        )
+        .mount(&server)
+        .await;
+    let err = channel(&url, Duration::from_secs(5))
+        .send(&text_delivery("discord-community", "", "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DeliveryError::Transient { retry_after: Some(d), reason }
+            if *d == Duration::from_millis(1500) && reason.contains("You are being rate limited.")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_without_a_json_body_falls_back_to_the_header() {
+    let server = MockServer::start().await;
+    let url = hook(&server);
+    // Cloudflare's own 429 is an HTML page.
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "7")
+                .set_body_string("<html>error code: 1015</html>"),
+        )
+        .mount(&server)
+        .await;
+    let err = channel(&url, Duration::from_secs(5))
+        .send(&text_delivery("discord-community", "", "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DeliveryError::Transient { retry_after: Some(d), .. } if *d == Duration::from_secs(7)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn content_discord_rejects_is_permanent_with_its_message_and_the_field() {
+    let server = MockServer::start().await;
+    let url = hook(&server);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {"content": {"_errors": [
+                {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}
+            ]}}
+        })))
+        .mount(&server)
+        .await;
+    let err = channel(&url, Duration::from_secs(5))
+        .send(&text_delivery("discord-community", "", &"x".repeat(2001)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DeliveryError::Permanent {
+            reason:
+                "Discord error 50035: Invalid Form Body (content: Must be 2000 or fewer in length.)"
+                    .into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_webhook_is_permanent() {
+    let server = MockServer::start().await;
+    let url = hook(&server);
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(serde_json::json!({"message": "Unknown Webhook", "code": 10015})),
+        )
+        .mount(&server)
+        .await;
+    let err = channel(&url, Duration::from_secs(5))
+        .send(&text_delivery("discord-community", "", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        DeliveryError::Permanent {
+            reason: "Discord error 10015: Unknown Webhook".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn server_errors_and_timeouts_are_transient() {
+    let server = MockServer::start().await;
+    let url = hook(&server);
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(502).set_body_string("bad gateway"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(created_message("1", "x"))
+                .set_delay(Duration::from_millis(800)),
+        )
+        .mount(&server)
+        .await;
+    let discord = channel(&url, Duration::from_millis(200));
+    let delivery = text_delivery("discord-community", "", "x");
+
+    let server_error = discord.send(&delivery).await.unwrap_err();
+    assert!(
+        matches!(&server_error, DeliveryError::Transient { reason, .. } if reason.contains("502")),
+        "{server_error:?}"
+    );
+    let timeout = discord.send(&delivery).await.unwrap_err();
+    assert!(
+        matches!(&timeout, DeliveryError::Transient { reason, .. }
+            if reason.contains("no answer in time") && !reason.contains("SECRETtoken")),
+        "{timeout:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_error_reason_contains_the_webhook_token() {
+    let server = MockServer::start().await;
+    let url = hook(&server);
+    let full_url = format!("{}{HOOK_PATH}?wait=true", server.uri());
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(503).set_body_string(format!("upstream {full_url} unavailable")),
+        )
+        .mount(&server)
+        .await;
+    let err = channel(&url, Duration::from_secs(5))
+        .send(&text_delivery("discord-community", "", "x"))
+        .await
+        .unwrap_err();
+    match err {
+        DeliveryError::Transient { reason, .. } => {
+            assert!(
+                reason.contains("unavailable") && !reason.contains("SECRETtoken"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected transient, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_healthcheck_gets_the_webhook_and_posts_nothing() {
+    let server = MockServer::start().await;
+    let url = hook(&server);
+    Mock::given(method("GET"))
+        .and(path(HOOK_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "type": 1, "id": "112233445566778899", "name": "Status", "channel_id": "998877665544332211",
+            "guild_id": "199737254929760256", "application_id": null, "token": "SECRETtokenSECRET"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    channel(&url, Duration::from_secs(5))
+        .healthcheck()
+        .await
+        .expect("healthy");
+    let requests = server.received_requests().await.expect("recorded");
+    assert!(
+        requests.iter().all(|r| r.method.as_str() == "GET"),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_healthcheck_reports_a_deleted_webhook() {
+    let server = MockServer::start().await;
+    let url = hook(&server);
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(serde_json::json!({"message": "Unknown Webhook", "code": 10015})),
+        )
+        .mount(&server)
+        .await;
+    let err = channel(&url, Duration::from_secs(5))
+        .healthcheck()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DeliveryError::Permanent { reason } if reason.contains("Unknown Webhook")),
+        "{err:?}"
+    );
+}

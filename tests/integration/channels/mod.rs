@@ -1,0 +1,53 @@
+//! Each provider channel against a server on loopback that speaks the
+//! provider's documented API (wiremock): the exact request, and what every
+//! class of answer becomes.
+
+mod bluesky;
+mod discord;
+mod gateway;
+mod mastodon;
+mod slack;
+mod teams;
+mod telegram;
+mod twilio;
+mod vonage;
+
+use chrono::Utc;
+use crisisd::crisis::{AnnouncementKind, CrisisId, Severity};
+use crisisd::outbox::{Delivery, DeliveryContent, DeliveryId, DeliveryState};
+use crisisd::plan::MessageContent;
+use crisisd::render::Form;
+
+/// A text delivery as the dispatcher hands it to a channel.
+pub fn text_delivery(channel: &str, destination: &str, text: &str) -> Delivery {
+    Delivery {
+        id: DeliveryId::new(),
+        crisis_id: CrisisId::new(),
+        announcement_id: uuid::Uuid::now_v7(),
+        kind: AnnouncementKind::Initial,
+        channel: channel.to_owned(),
+        recipient_id: None,
+        destination: destination.to_owned(),
+        locale: "en".to_owned(),
+        content: DeliveryContent::Message(MessageContent {
+            text: text.to_owned(),
+            form: Form::Long,
+            title: "Payments are down".to_owned(),
+            link: "https://status.example.com".to_owned(),
+            severity: Severity::Critical,
+            language: "en".to_owned(),
+        }),
+        state: DeliveryState::InFlight,
+        attempts: 1,
+        available_at: Utc::now(),
+        last_error: None,
+        created_at: Utc::now(),
+    }
+}
+
+/// A secret in a temporary file, for the `*_file` settings.
+pub fn secret_file(value: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), value).expect("write secret");
+    file
+}
