@@ -416,16 +416,20 @@ impl Planner {
                         if opt_outs.contains(ContactPoint::Email, &email) {
                             continue;
                         }
-                        let ctx = context(
+                        let mut ctx = context(
                             &subscriber.locale,
                             Some((&subscriber.name, subscriber.timezone)),
                         );
+                        let unsubscribe_url =
+                            inputs.unsubscribe.as_ref().map(|links| links.url(&email));
+                        if let Some(recipient) = &mut ctx.recipient {
+                            recipient.unsubscribe_url = unsubscribe_url.clone();
+                        }
                         let content = inputs
                             .renderer
                             .render_email(&ctx)
                             .map(|mut content| {
-                                content.unsubscribe_url =
-                                    inputs.unsubscribe.as_ref().map(|links| links.url(&email));
+                                content.unsubscribe_url = unsubscribe_url;
                                 DeliveryContent::Email(content)
                             })
                             .map_err(|e| format!("message did not render: {e}"));

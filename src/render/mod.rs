@@ -99,6 +99,8 @@ pub struct AnnouncementView {
 pub struct RecipientView {
     pub name: String,
     pub timezone: String,
+    /// The reader's one-click unsubscribe link (email only).
+    pub unsubscribe_url: Option<String>,
 }
 
 /// Everything a template sees; documented in templates/README.md.
@@ -156,6 +158,7 @@ impl RenderContext {
             recipient: recipient.map(|(name, tz)| RecipientView {
                 name: name.to_owned(),
                 timezone: tz.name().to_owned(),
+                unsubscribe_url: None,
             }),
             contacts,
             emergency_contacts,

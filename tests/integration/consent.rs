@@ -37,6 +37,16 @@ async fn every_email_offers_one_click_unsubscribe_which_stops_later_crises_reach
         .find(|m| m.to == ["ada@example.com"])
         .expect("Ada's email");
     let path = unsubscribe_path(ada);
+    assert!(
+        ada.text().contains(&format!("{PUBLIC_URL}{path}")),
+        "the footer shows the link: {}",
+        ada.text()
+    );
+    assert!(
+        ada.html()
+            .replace("&#x2f;", "/")
+            .contains(&format!("href=\"{PUBLIC_URL}{path}\""))
+    );
 
     // A person opening the link sees a page; the GET changes nothing.
     let page = app.http.get(app.url(&path)).send().await.expect("GET");

@@ -5,6 +5,7 @@
 
 mod api;
 mod banner;
+mod broadcast;
 mod browser;
 mod channels;
 mod cli;

@@ -61,7 +61,7 @@ impl DiscordChannel {
 
     fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> DeliveryError {
         let error: DiscordError = serde_json::from_str(body).unwrap_or_default();
-        let message = error.message.clone().unwrap_or_else(|| http::excerpt(body));
+        let message = error.message.unwrap_or_else(|| http::excerpt(body));
         let mut reason = match error.code {
             // Code 0 is Discord's "general error": the status says more.
             Some(code) if code != 0 => format!("Discord error {code}: {message}"),

@@ -125,10 +125,7 @@ impl TelegramChannel {
             .error_code
             .and_then(|c| StatusCode::from_u16(c).ok())
             .unwrap_or(status);
-        let description = response
-            .description
-            .clone()
-            .unwrap_or_else(|| http::excerpt(body));
+        let description = response.description.unwrap_or_else(|| http::excerpt(body));
         let reason = format!("Telegram error {}: {description}", code.as_u16());
         let parameters = response.parameters.unwrap_or_default();
         let retry_after = || {
