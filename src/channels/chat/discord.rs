@@ -11,7 +11,7 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::slack::{redact, scrub, url_secrets, webhook_url};
+use super::webhook::{redact, scrub, url_secrets, webhook_url};
 use crate::channels::{Channel, ChannelError, DeliveryError, Receipt, http, message_of};
 use crate::config::WebhookSettings;
 use crate::outbox::Delivery;

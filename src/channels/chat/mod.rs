@@ -4,6 +4,7 @@ mod discord;
 mod slack;
 mod teams;
 mod telegram;
+mod webhook;
 
 pub use discord::DiscordChannel;
 pub use slack::SlackChannel;

@@ -10,7 +10,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 
-use super::slack::{reach_origin, redact, scrub, url_secrets, webhook_url};
+use super::webhook::{reach_origin, redact, scrub, url_secrets, webhook_url};
 use crate::channels::{Channel, ChannelError, DeliveryError, Receipt, http, message_of};
 use crate::config::WebhookSettings;
 use crate::crisis::Severity;

@@ -10,7 +10,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
-use super::slack::{redact, scrub};
+use super::webhook::{redact, scrub};
 use crate::channels::{
     Channel, ChannelError, DeliveryError, Receipt, http, message_of, read_secret,
 };
