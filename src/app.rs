@@ -226,6 +226,24 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
             Vec::new()
         }
     };
+    match &settings.server.public_url {
+        Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+            problems.push(format!("server.public_url `{url}` must be an http(s) URL"));
+        }
+        None if settings.server.listen.ip().is_unspecified()
+            && (settings.consent.is_some() || !settings.channels.twilio.is_empty()) =>
+        {
+            problems.push(format!(
+                "server.public_url is needed: the daemon listens on {} and unsubscribe links and \
+                 webhook signatures need the address the outside world uses",
+                settings.server.listen
+            ));
+        }
+        _ => {}
+    }
+    if let Err(problem) = settings.channels.rate_limits() {
+        problems.push(format!("channels: {problem}"));
+    }
     let unsubscribe = match &settings.consent {
         None => None,
         Some(consent) => {
@@ -463,7 +481,9 @@ impl Application {
             settings.dispatch.clone(),
             clock.clone(),
             wake,
-        );
+        )
+        // Checked by prepare().
+        .with_rate_limits(settings.channels.rate_limits().unwrap_or_default());
         let flag_watcher = settings
             .flag_file
             .as_ref()

@@ -1,21 +1,27 @@
 //! The command line: `serve`, `check-config`, and the client verbs that
 //! talk to a running daemon.
 
-use std::io::IsTerminal;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, Application, StartupError};
 use crate::client::{ApiClient, ClientError};
 use crate::config::{Secret, Settings, config_path};
 use crate::crisis::{
-    AnnouncementKind, CrisisUpdate, Declaration, Kind, Severity, TransitionOutcome,
+    AnnouncementKind, CrisisId, CrisisUpdate, Declaration, Kind, Severity, TransitionOutcome,
 };
-use crate::http::api::{CrisisDetail, CrisisList, CrisisSummary, ResolveRequest, StateCounts};
+use crate::http::api::{
+    CrisisDetail, CrisisList, CrisisSummary, DeadList, ResolveRequest, RetryDeadRequest,
+    RetryDeadResponse, StateCounts,
+};
 use crate::preview::{PreviewRequest, PreviewResponse};
 use crate::render::Form;
 
@@ -26,8 +32,11 @@ Examples:
   crisisd declare --kind outage --severity major \\
       --title \"Payments are down\" --summary \"Card payments fail; we are on it.\"
   crisisd status
+  crisisd status 0193... --watch                 live progress bars until everything is sent
   crisisd update 0193... --message \"Fix deployed; recovering.\"
   crisisd resolve 0193... --message \"All systems normal.\"
+  crisisd dead --crisis 0193...                  dead deliveries with their reasons
+  crisisd retry-dead --crisis 0193... --yes      send them again
 
 Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.";
 
@@ -160,13 +169,82 @@ pub enum Command {
         #[command(flatten)]
         client: Client,
     },
-    /// Show active crises with delivery counts per channel, or one crisis in detail.
+    /// Show active crises with delivery counts, rate and ETA per channel, or one crisis in detail.
+    #[command(
+        long_about = "Show active crises with delivery counts per channel (sent, pending, in flight, \
+                      retrying, dead), the rate the daemon measures (deliveries finished per second over \
+                      the last 10 s) and an ETA (what is left divided by the rate; \"—\" while the rate \
+                      is 0). With an ID: that crisis in detail, with its audit trail and dead deliveries.",
+        after_help = "Examples:\n  \
+            crisisd status                      active crises\n  \
+            crisisd status --all                resolved ones too\n  \
+            crisisd status 0193...              one crisis, its history and dead deliveries\n  \
+            crisisd status 0193... --watch      progress bars, redrawn every second, until nothing is left\n  \
+            crisisd status --watch | tee log    piped: one plain line per channel every 2 s:\n      \
+            2026-11-23T01:39:14Z 0193... email sent=120 pending=80 in_flight=4 retrying=0 dead=1 rate=12.5/s eta=7s\n\n\
+            --watch ends with a summary and exit code 0 once nothing is pending, in flight or retrying \
+            for the crises shown (active ones, and resolved ones whose all-clear is still going out), \
+            or when interrupted with Ctrl-C (also 0). With --json, --watch prints one JSON object per \
+            line every 2 s."
+    )]
     Status {
         /// One crisis, with its audit trail and dead deliveries.
         id: Option<String>,
         /// Include resolved crises.
         #[arg(long)]
         all: bool,
+        /// Follow progress until nothing is left to send (Ctrl-C stops).
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// List dead deliveries with their reasons, newest first.
+    #[command(after_help = "Examples:\n  \
+            crisisd dead                                  the newest 100, every crisis\n  \
+            crisisd dead --crisis 0193... --channel email\n  \
+            crisisd dead --limit 1000 --json              for a script\n\n\
+            Columns: when it died (UTC), delivery id, crisis id, channel, destination, attempts, reason. \
+            `crisisd retry-dead` sends them again.")]
+    Dead {
+        /// Only this crisis's deliveries.
+        #[arg(long, value_name = "ID")]
+        crisis: Option<String>,
+        /// Only this channel's deliveries (its configured name, e.g. `email`).
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
+        /// At most this many, 1 to 1000.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Requeue dead deliveries: they are sent again, from attempt 1.
+    #[command(
+        long_about = "Requeue dead deliveries: each goes back to pending with its attempts reset to 0, \
+                      due at once. The daemon's dispatcher picks them up at its next poll (within \
+                      [dispatch] poll_interval). The last error stays visible until the next attempt \
+                      replaces it (a success clears it). Deliveries of resolved crises are requeued too: \
+                      the dead one may be the all-clear. Left dead: deliveries of channels that are not \
+                      configured, and those whose template did not render (fix the template, then send \
+                      an update).\n\n\
+                      Without --yes it shows how many would be requeued and asks; when stdin is not a \
+                      terminal it refuses (exit 2) rather than guess.",
+        after_help = "Examples:\n  \
+            crisisd retry-dead                              asks before requeuing every dead delivery\n  \
+            crisisd retry-dead --crisis 0193... --channel email --yes\n\n\
+            Watch them go out with `crisisd status 0193... --watch`."
+    )]
+    RetryDead {
+        /// Only this crisis's deliveries.
+        #[arg(long, value_name = "ID")]
+        crisis: Option<String>,
+        /// Only this channel's deliveries.
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[command(flatten)]
         client: Client,
     },
@@ -332,7 +410,47 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Status { id, all, client } => {
+        Command::Status {
+            id,
+            all,
+            watch: true,
+            client,
+        } => {
+            let api = connect(&config, &client)?;
+            watch_status(&api, id.as_deref(), all, client.json).await
+        }
+        Command::Dead {
+            crisis,
+            channel,
+            limit,
+            client,
+        } => {
+            let api = connect(&config, &client)?;
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(crisis.map(|c| ("crisis", c)));
+            query.extend(channel.map(|c| ("channel", c)));
+            let query = serde_urlencoded::to_string(&query)
+                .map_err(|e| Failure::Runtime(anyhow!("cannot build the query: {e}")))?;
+            let list: DeadList = api.get(&format!("/v1/deliveries/dead?{query}")).await?;
+            if client.json {
+                print_json(&list);
+            } else {
+                print_dead(&list);
+            }
+            Ok(())
+        }
+        Command::RetryDead {
+            crisis,
+            channel,
+            yes,
+            client,
+        } => retry_dead(&config, crisis, channel, yes, &client).await,
+        Command::Status {
+            id,
+            all,
+            watch: false,
+            client,
+        } => {
             let api = connect(&config, &client)?;
             match id {
                 Some(id) => {
@@ -467,9 +585,36 @@ fn ago(at: DateTime<Utc>) -> String {
 
 fn counts_line(channel: &str, c: &StateCounts) -> String {
     format!(
-        "    {channel:<12} sent {:>6}  pending {:>6}  in flight {:>4}  retrying {:>5}  dead {:>5}",
-        c.sent, c.pending, c.in_flight, c.retrying, c.dead
+        "    {channel:<12} sent {:>6}  pending {:>6}  in flight {:>4}  retrying {:>5}  dead {:>5}  {:>8}  ETA {}",
+        c.sent,
+        c.pending,
+        c.in_flight,
+        c.retrying,
+        c.dead,
+        format_rate(c.rate_per_second),
+        format_eta(c)
     )
+}
+
+/// `12.5/s`; whole numbers once the rate is large.
+fn format_rate(rate: f64) -> String {
+    if rate >= 100.0 {
+        format!("{rate:.0}/s")
+    } else {
+        format!("{rate:.1}/s")
+    }
+}
+
+/// `done` when nothing is left, `—` while nothing moves, else `42s`,
+/// `3m05s`, `1h02m`.
+fn format_eta(c: &StateCounts) -> String {
+    match c.eta_seconds {
+        _ if c.remaining() == 0 => "done".to_owned(),
+        None => "—".to_owned(),
+        Some(s) if s < 60 => format!("{s}s"),
+        Some(s) if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        Some(s) => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 fn print_summary(summary: &CrisisSummary, color: bool) {
@@ -532,7 +677,10 @@ fn print_list(list: &CrisisList, all: bool) {
         .map(|c| c.dead)
         .sum();
     if dead > 0 {
-        println!("{dead} dead deliveries: `crisisd status ID` lists them with their reasons.");
+        println!(
+            "{dead} dead deliveries: `crisisd dead` lists them with their reasons, \
+             `crisisd retry-dead` sends them again."
+        );
     }
 }
 
@@ -566,4 +714,428 @@ fn print_detail(detail: &CrisisDetail) {
             );
         }
     }
+}
+
+/// How often the progress bars are redrawn.
+const BAR_INTERVAL: Duration = Duration::from_secs(1);
+/// How often plain lines (and JSON lines) are printed: often enough to
+/// follow, rare enough for a log.
+const LINE_INTERVAL: Duration = Duration::from_secs(2);
+/// A watch gives up once the daemon has been unreachable this long.
+const WATCH_GIVE_UP: Duration = Duration::from_secs(30);
+
+fn unfinished(summary: &CrisisSummary) -> bool {
+    summary.deliveries.values().any(|c| c.remaining() > 0)
+}
+
+/// The crises `status --watch` follows.
+async fn watched(
+    api: &ApiClient,
+    id: Option<&str>,
+    all: bool,
+) -> Result<Vec<CrisisSummary>, ClientError> {
+    match id {
+        Some(id) => {
+            let detail: CrisisDetail = api.get(&format!("/v1/crises/{id}")).await?;
+            Ok(vec![CrisisSummary {
+                crisis: detail.crisis,
+                deliveries: detail.deliveries,
+            }])
+        }
+        None => {
+            // Every crisis, then filtered: a resolved one whose all-clear is
+            // still going out is followed too, not dropped at the resolve.
+            let list: CrisisList = api.get("/v1/crises?status=all").await?;
+            Ok(list
+                .crises
+                .into_iter()
+                .filter(|s| all || s.crisis.is_active() || unfinished(s))
+                .collect())
+        }
+    }
+}
+
+/// Where `status --watch` draws.
+enum WatchView {
+    /// A terminal: progress bars redrawn in place.
+    Bars(Box<Bars>),
+    /// A pipe or file: one plain line per channel per tick.
+    Lines,
+    /// `--json`: one JSON object per tick.
+    Json,
+}
+
+impl WatchView {
+    fn show(&mut self, shown: &[CrisisSummary]) {
+        match self {
+            WatchView::Bars(bars) => bars.show(shown),
+            WatchView::Lines => print_lines(shown),
+            WatchView::Json => match serde_json::to_string(&serde_json::json!({
+                "at": Utc::now(),
+                "crises": shown,
+            })) {
+                Ok(line) => println!("{line}"),
+                Err(err) => eprintln!("cannot print JSON: {err}"),
+            },
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        match self {
+            // Above the bars, so they are not torn.
+            WatchView::Bars(bars) => {
+                if bars.multi.println(message).is_err() {
+                    eprintln!("{message}");
+                }
+            }
+            WatchView::Lines | WatchView::Json => eprintln!("{message}"),
+        }
+    }
+
+    /// Leaves the bars drawn as they last were.
+    fn stop(&self, finished: bool) {
+        if let WatchView::Bars(bars) = self {
+            for bar in bars.headers.values().chain(bars.bars.values()) {
+                if finished {
+                    bar.finish();
+                } else {
+                    bar.abandon();
+                }
+            }
+        }
+    }
+}
+
+/// `status --watch`: redraws until nothing is left pending, in flight or
+/// retrying for the crises shown, or until Ctrl-C; both exit 0.
+async fn watch_status(
+    api: &ApiClient,
+    id: Option<&str>,
+    all: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut view = if json {
+        WatchView::Json
+    } else if std::io::stdout().is_terminal() {
+        WatchView::Bars(Box::new(Bars::new()?))
+    } else {
+        WatchView::Lines
+    };
+    let interval = match view {
+        WatchView::Bars(_) => BAR_INTERVAL,
+        WatchView::Lines | WatchView::Json => LINE_INTERVAL,
+    };
+    // Without a signal handler, Ctrl-C ends the process as usual; the
+    // watch must not read a failed install as an interruption.
+    let interrupted = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(interrupted);
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    let mut first = true;
+    loop {
+        match watched(api, id, all).await {
+            Ok(shown) => {
+                failing_since = None;
+                first = false;
+                view.show(&shown);
+                if !shown.iter().any(unfinished) {
+                    view.stop(true);
+                    if !json {
+                        print_final(&shown, id.is_some(), all);
+                    }
+                    return Ok(());
+                }
+            }
+            // A wrong id, token or URL is reported at once, as without --watch.
+            Err(err) if first => return Err(err.into()),
+            Err(err) => {
+                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= WATCH_GIVE_UP {
+                    view.stop(false);
+                    return Err(err.into());
+                }
+                view.warn(&format!("{err}; trying again"));
+            }
+        }
+        tokio::select! {
+            _ = &mut interrupted => {
+                view.stop(false);
+                return Ok(());
+            }
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+fn print_final(shown: &[CrisisSummary], one: bool, all: bool) {
+    if shown.is_empty() {
+        println!(
+            "{}",
+            if all {
+                "No crises."
+            } else {
+                "No active crisis."
+            }
+        );
+        return;
+    }
+    if !one {
+        println!("Nothing left to send for the crises shown.");
+    }
+    let color = std::io::stdout().is_terminal();
+    for summary in shown {
+        print_summary(summary, color);
+    }
+}
+
+/// One line per crisis and channel, for logs: no escape codes, key=value.
+fn print_lines(shown: &[CrisisSummary]) {
+    let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+    for summary in shown {
+        for (channel, c) in &summary.deliveries {
+            let eta = match c.eta_seconds {
+                Some(s) => format!("{s}s"),
+                None => "-".to_owned(),
+            };
+            println!(
+                "{now} {} {channel} sent={} pending={} in_flight={} retrying={} dead={} rate={:.1}/s eta={eta}",
+                summary.crisis.id,
+                c.sent,
+                c.pending,
+                c.in_flight,
+                c.retrying,
+                c.dead,
+                c.rate_per_second
+            );
+        }
+    }
+}
+
+/// Progress bars: per crisis a header line, under it one bar per channel.
+struct Bars {
+    multi: MultiProgress,
+    header_style: ProgressStyle,
+    bar_style: ProgressStyle,
+    headers: BTreeMap<CrisisId, ProgressBar>,
+    bars: BTreeMap<(CrisisId, String), ProgressBar>,
+}
+
+impl Bars {
+    fn new() -> Result<Self, Failure> {
+        let style = |template: &str| {
+            ProgressStyle::with_template(template)
+                .map_err(|e| Failure::Runtime(anyhow!("progress bar template: {e}")))
+        };
+        Ok(Self {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+            header_style: style("{msg}")?,
+            bar_style: style("  {prefix:<12} [{bar:28.cyan/blue}] {pos:>7}/{len:<7} {msg}")?
+                .progress_chars("=> "),
+            headers: BTreeMap::new(),
+            bars: BTreeMap::new(),
+        })
+    }
+
+    fn show(&mut self, shown: &[CrisisSummary]) {
+        let Self {
+            multi,
+            header_style,
+            bar_style,
+            headers,
+            bars,
+        } = self;
+        // Crises that left the list (another watcher's --all, a finished
+        // all-clear) take their bars with them.
+        headers.retain(|id, bar| {
+            let keep = shown.iter().any(|s| s.crisis.id == *id);
+            if !keep {
+                multi.remove(bar);
+            }
+            keep
+        });
+        bars.retain(|(id, channel), bar| {
+            let keep = shown
+                .iter()
+                .any(|s| s.crisis.id == *id && s.deliveries.contains_key(channel));
+            if !keep {
+                multi.remove(bar);
+            }
+            keep
+        });
+        for summary in shown {
+            let crisis = &summary.crisis;
+            let header = headers
+                .entry(crisis.id)
+                .or_insert_with(|| multi.add(ProgressBar::new(0).with_style(header_style.clone())));
+            header.set_message(format!(
+                "{}  {} {}  {}  [{}]{}",
+                crisis.id,
+                crisis.severity,
+                crisis.kind,
+                crisis.title,
+                crisis.status,
+                if summary.deliveries.is_empty() {
+                    "  (no deliveries)"
+                } else {
+                    ""
+                }
+            ));
+            // Bars are kept in channel order under their crisis's header.
+            let mut last = header.clone();
+            for (channel, c) in &summary.deliveries {
+                let bar = bars.entry((crisis.id, channel.clone())).or_insert_with(|| {
+                    let bar = multi.insert_after(
+                        &last,
+                        ProgressBar::new(c.total()).with_style(bar_style.clone()),
+                    );
+                    bar.set_prefix(channel.clone());
+                    bar
+                });
+                bar.set_length(c.total());
+                bar.set_position(c.sent + c.dead);
+                bar.set_message(format!(
+                    "pending {} · in flight {} · retrying {} · dead {} · {} · ETA {}",
+                    c.pending,
+                    c.in_flight,
+                    c.retrying,
+                    c.dead,
+                    format_rate(c.rate_per_second),
+                    format_eta(c)
+                ));
+                last = bar.clone();
+            }
+        }
+    }
+}
+
+fn print_dead(list: &DeadList) {
+    if list.deliveries.is_empty() {
+        println!("No dead deliveries.");
+        return;
+    }
+    let mut rows = vec![[
+        "WHEN (UTC)".to_owned(),
+        "DELIVERY".to_owned(),
+        "CRISIS".to_owned(),
+        "CHANNEL".to_owned(),
+        "TO".to_owned(),
+        "TRIES".to_owned(),
+        "REASON".to_owned(),
+    ]];
+    rows.extend(list.deliveries.iter().map(|d| {
+        [
+            d.finished_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            d.id.clone(),
+            d.crisis_id.to_string(),
+            d.channel.clone(),
+            d.destination.clone(),
+            d.attempts.to_string(),
+            // One line per delivery, whatever the provider's reply held.
+            d.reason.split_whitespace().collect::<Vec<_>>().join(" "),
+        ]
+    }));
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in &rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(widths) {
+            line.push_str(&format!("{cell:<width$}  "));
+        }
+        line.push_str(&row[6]);
+        println!("{line}");
+    }
+    let shown = list.deliveries.len() as u64;
+    if list.total > shown {
+        eprintln!(
+            "The newest {shown} of {} dead deliveries; --limit (up to 1000), --crisis and --channel \
+             choose others.",
+            list.total
+        );
+    }
+    eprintln!("`crisisd retry-dead` sends them again.");
+}
+
+/// `retry-dead`: counts and asks first unless `--yes`; never asks a pipe.
+async fn retry_dead(
+    config: &Path,
+    crisis: Option<String>,
+    channel: Option<String>,
+    yes: bool,
+    client: &Client,
+) -> Result<(), Failure> {
+    if !yes && !std::io::stdin().is_terminal() {
+        return Err(Failure::Usage(anyhow!(
+            "retry-dead asks for confirmation and stdin is not a terminal; pass --yes to requeue \
+             without asking (nothing was requeued)"
+        )));
+    }
+    let api = connect(config, client)?;
+    let scope = match (&crisis, &channel) {
+        (Some(c), Some(ch)) => format!(" of crisis {c} on channel {ch}"),
+        (Some(c), None) => format!(" of crisis {c}"),
+        (None, Some(ch)) => format!(" on channel {ch}"),
+        (None, None) => String::new(),
+    };
+    let mut request = RetryDeadRequest {
+        crisis,
+        channel,
+        dry_run: !yes,
+    };
+    const PATH: &str = "/v1/deliveries/retry-dead";
+    if !yes {
+        let preview: RetryDeadResponse = api.post(PATH, &request).await?;
+        let n = preview.would_requeue.unwrap_or(0);
+        if n == 0 {
+            if client.json {
+                print_json(&RetryDeadResponse::default());
+            } else {
+                println!("No dead deliveries to requeue{scope}.");
+            }
+            return Ok(());
+        }
+        let question =
+            format!("Requeue {n} dead deliveries{scope}? They will be sent again. [y/N] ");
+        if !confirm(question).await? {
+            eprintln!("Nothing requeued.");
+            return Ok(());
+        }
+        request.dry_run = false;
+    }
+    let response: RetryDeadResponse = api.post(PATH, &request).await?;
+    if client.json {
+        print_json(&response);
+    } else {
+        println!("Requeued {} dead deliveries{scope}.", response.requeued);
+        if response.requeued > 0 {
+            eprintln!(
+                "The daemon sends them within its poll interval; follow them with `crisisd status --watch`."
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Asks on stderr, reads a y/N answer from stdin; anything but y/yes is no.
+async fn confirm(question: String) -> Result<bool, Failure> {
+    tokio::task::spawn_blocking(move || {
+        eprint!("{question}");
+        // The prompt has no newline; without a flush it may not show.
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        Ok::<_, std::io::Error>(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        ))
+    })
+    .await
+    .map_err(|e| Failure::Runtime(anyhow!("cannot ask for confirmation: {e}")))?
+    .map_err(|e| Failure::Runtime(anyhow!("cannot read the answer: {e}")))
 }

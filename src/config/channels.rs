@@ -35,7 +35,64 @@ pub struct ChannelSettings {
     pub telegram: Vec<TelegramSettings>,
 }
 
+/// A channel's send rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
 impl ChannelSettings {
+    /// Rate limits by channel name, for the channels that have one.
+    pub fn rate_limits(&self) -> Result<BTreeMap<String, RateLimit>, String> {
+        let mut limits = BTreeMap::new();
+        let mut add = |name: &str, rate: Option<f64>, burst: Option<u32>| -> Result<(), String> {
+            let Some(per_second) = rate else {
+                if burst.is_some() {
+                    return Err(format!("channel `{name}`: `burst` needs `rate_per_second`"));
+                }
+                return Ok(());
+            };
+            if !(per_second.is_finite() && per_second > 0.0) {
+                return Err(format!(
+                    "channel `{name}`: rate_per_second must be a positive number"
+                ));
+            }
+            let burst =
+                burst.unwrap_or_else(|| per_second.ceil().clamp(1.0, f64::from(u32::MAX)) as u32);
+            if burst == 0 {
+                return Err(format!("channel `{name}`: burst must be at least 1"));
+            }
+            limits.insert(name.to_owned(), RateLimit { per_second, burst });
+            Ok(())
+        };
+        for c in &self.email {
+            add(&c.name, c.rate_per_second, c.burst)?;
+        }
+        for c in &self.twilio {
+            add(&c.name, c.rate_per_second, c.burst)?;
+        }
+        for c in &self.vonage {
+            add(&c.name, c.rate_per_second, c.burst)?;
+        }
+        for c in &self.sms_gateway {
+            add(&c.name, c.rate_per_second, c.burst)?;
+        }
+        for c in &self.mastodon {
+            add(&c.name, c.rate_per_second, c.burst)?;
+        }
+        for c in &self.bluesky {
+            add(&c.name, c.rate_per_second, c.burst)?;
+        }
+        for c in self.slack.iter().chain(&self.discord).chain(&self.teams) {
+            add(&c.name, c.rate_per_second, c.burst)?;
+        }
+        for c in &self.telegram {
+            add(&c.name, c.rate_per_second, c.burst)?;
+        }
+        Ok(limits)
+    }
+
     /// Every configured channel's name, with its type.
     pub fn named(&self) -> Vec<(&'static str, &str)> {
         let mut all = Vec::new();
@@ -102,6 +159,12 @@ pub struct TwilioSettings {
     pub max_segments: usize,
     #[serde(default = "default_sms_concurrency")]
     pub concurrency: usize,
+    /// Most messages per second this channel sends (the provider's
+    /// account limit); unset: no limit but `concurrency`.
+    pub rate_per_second: Option<f64>,
+    /// How many may go at once before `rate_per_second` applies.
+    /// Default: one second's worth.
+    pub burst: Option<u32>,
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -131,6 +194,12 @@ pub struct VonageSettings {
     pub max_segments: usize,
     #[serde(default = "default_sms_concurrency")]
     pub concurrency: usize,
+    /// Most messages per second this channel sends (the provider's
+    /// account limit); unset: no limit but `concurrency`.
+    pub rate_per_second: Option<f64>,
+    /// How many may go at once before `rate_per_second` applies.
+    /// Default: one second's worth.
+    pub burst: Option<u32>,
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -193,6 +262,12 @@ pub struct SmsGatewaySettings {
     pub max_segments: usize,
     #[serde(default = "default_sms_concurrency")]
     pub concurrency: usize,
+    /// Most messages per second this channel sends (the provider's
+    /// account limit); unset: no limit but `concurrency`.
+    pub rate_per_second: Option<f64>,
+    /// How many may go at once before `rate_per_second` applies.
+    /// Default: one second's worth.
+    pub burst: Option<u32>,
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -242,6 +317,12 @@ pub struct MastodonSettings {
     pub max_characters: usize,
     #[serde(default = "default_broadcast_concurrency")]
     pub concurrency: usize,
+    /// Most messages per second this channel sends (the provider's
+    /// account limit); unset: no limit but `concurrency`.
+    pub rate_per_second: Option<f64>,
+    /// How many may go at once before `rate_per_second` applies.
+    /// Default: one second's worth.
+    pub burst: Option<u32>,
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -271,6 +352,12 @@ pub struct BlueskySettings {
     pub locale: Option<String>,
     #[serde(default = "default_broadcast_concurrency")]
     pub concurrency: usize,
+    /// Most messages per second this channel sends (the provider's
+    /// account limit); unset: no limit but `concurrency`.
+    pub rate_per_second: Option<f64>,
+    /// How many may go at once before `rate_per_second` applies.
+    /// Default: one second's worth.
+    pub burst: Option<u32>,
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -296,6 +383,12 @@ pub struct WebhookSettings {
     pub locale: Option<String>,
     #[serde(default = "default_broadcast_concurrency")]
     pub concurrency: usize,
+    /// Most messages per second this channel sends (the provider's
+    /// account limit); unset: no limit but `concurrency`.
+    pub rate_per_second: Option<f64>,
+    /// How many may go at once before `rate_per_second` applies.
+    /// Default: one second's worth.
+    pub burst: Option<u32>,
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }
@@ -320,6 +413,12 @@ pub struct TelegramSettings {
     pub locale: Option<String>,
     #[serde(default = "default_broadcast_concurrency")]
     pub concurrency: usize,
+    /// Most messages per second this channel sends (the provider's
+    /// account limit); unset: no limit but `concurrency`.
+    pub rate_per_second: Option<f64>,
+    /// How many may go at once before `rate_per_second` applies.
+    /// Default: one second's worth.
+    pub burst: Option<u32>,
     #[serde(default = "default_http_timeout", with = "humantime_serde")]
     pub timeout: Duration,
 }

@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 pub use channels::{
     BlueskySettings, ChannelSettings, GatewayMethod, GatewaySuccess, MastodonSettings,
-    MastodonVisibility, SmsGatewaySettings, TelegramSettings, TwilioSettings, VonageSettings,
-    WebhookSettings,
+    MastodonVisibility, RateLimit, SmsGatewaySettings, TelegramSettings, TwilioSettings,
+    VonageSettings, WebhookSettings,
 };
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
 pub use secret::{Secret, SecretError, SecretSource};
@@ -222,6 +222,11 @@ pub struct EmailChannelSettings {
     /// Deliveries of this channel sent at once.
     #[serde(default = "default_email_concurrency")]
     pub concurrency: usize,
+    /// Most messages per second (the relay's limit); unset: no limit but
+    /// `concurrency`.
+    pub rate_per_second: Option<f64>,
+    /// How many may go at once before `rate_per_second` applies.
+    pub burst: Option<u32>,
 }
 
 fn default_email_concurrency() -> usize {
@@ -305,6 +310,15 @@ pub struct DispatchSettings {
     /// (their leases are released and they are sent after the next start).
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Consecutive transient failures that pause a channel (circuit
+    /// breaker) until its healthcheck passes again.
+    pub breaker_threshold: u32,
+    /// First pause of a tripped channel; doubles while its healthcheck
+    /// keeps failing.
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
+    #[serde(with = "humantime_serde")]
+    pub breaker_max_cooldown: Duration,
 }
 
 impl Default for DispatchSettings {
@@ -316,6 +330,9 @@ impl Default for DispatchSettings {
             retry_max: Duration::from_secs(600),
             poll_interval: Duration::from_millis(500),
             drain_timeout: Duration::from_secs(10),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(5),
+            breaker_max_cooldown: Duration::from_secs(300),
         }
     }
 }

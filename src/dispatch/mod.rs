@@ -2,6 +2,7 @@
 //! lease, sends them within the channel's concurrency, and records each
 //! outcome as sent, retry-at or dead.
 
+mod gate;
 mod retry;
 
 use std::collections::HashSet;
@@ -13,11 +14,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+pub use gate::{Admission, Gate, Tripped};
 pub use retry::RetryPolicy;
 
 use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
-use crate::config::DispatchSettings;
+use crate::config::{DispatchSettings, RateLimit};
 use crate::outbox::{Delivery, DeliveryId, Store};
 
 /// Wakes the workers when new deliveries are written, so the first email
@@ -38,6 +40,7 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     wake: Wake,
     owner: String,
+    rate_limits: std::collections::BTreeMap<String, RateLimit>,
 }
 
 impl Dispatcher {
@@ -57,7 +60,17 @@ impl Dispatcher {
             // Unique per process start, so a restarted daemon never mistakes
             // a dead process's leases for its own.
             owner: format!("crisisd-{}", uuid::Uuid::new_v4()),
+            rate_limits: Default::default(),
         }
+    }
+
+    /// Per-channel rate limits, by channel name.
+    pub fn with_rate_limits(
+        mut self,
+        limits: std::collections::BTreeMap<String, RateLimit>,
+    ) -> Self {
+        self.rate_limits = limits;
+        self
     }
 
     /// Runs until `shutdown`, then drains: in-flight sends get
@@ -77,6 +90,10 @@ impl Dispatcher {
         let mut workers = JoinSet::new();
         for channel in &self.channels {
             let worker = ChannelWorker {
+                gate: Gate::new(
+                    self.rate_limits.get(channel.name()).copied(),
+                    &self.settings,
+                ),
                 channel: channel.clone(),
                 store: self.store.clone(),
                 policy: RetryPolicy::from(&self.settings),
@@ -99,6 +116,7 @@ impl Dispatcher {
 
 struct ChannelWorker {
     channel: Arc<dyn Channel>,
+    gate: Gate,
     store: Arc<dyn Store>,
     policy: RetryPolicy,
     lease: Duration,
@@ -124,7 +142,22 @@ impl ChannelWorker {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
-            let free = permits.available_permits();
+            match this.gate.admission() {
+                Admission::Open => {}
+                Admission::PausedUntil(until) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep_until(until) => {}
+                        Some(_) = sends.join_next(), if !sends.is_empty() => {}
+                    }
+                    continue;
+                }
+                Admission::Probe => {
+                    this.probe().await;
+                    continue;
+                }
+            }
+            let free = this.gate.batch(permits.available_permits());
             let mut claimed_all = false;
             if free > 0 && !shutdown.is_cancelled() {
                 let limit = u32::try_from(free).unwrap_or(u32::MAX);
@@ -135,8 +168,26 @@ impl ChannelWorker {
                 {
                     Ok(batch) => {
                         claimed_all = batch.len() == free;
-                        for delivery in batch {
-                            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        let mut batch = batch.into_iter();
+                        while let Some(delivery) = batch.next() {
+                            // Wait for the rate limit; a stop or a pause
+                            // asked for meanwhile hands the rest back with
+                            // their attempts, unsent.
+                            let ready = tokio::select! {
+                                _ = shutdown.cancelled() => false,
+                                _ = this.gate.permit() => !this.gate.is_paused(),
+                            };
+                            let Some(permit) = ready
+                                .then(|| permits.clone().try_acquire_owned().ok())
+                                .flatten()
+                            else {
+                                let unsent: Vec<DeliveryId> = std::iter::once(delivery.id)
+                                    .chain(batch.map(|d| d.id))
+                                    .collect();
+                                if let Err(err) = this.store.release(&unsent, &this.owner).await {
+                                    warn!(channel = %name, error = %err, "Could not release leases; they expire on their own.");
+                                }
+                                claimed_all = false;
                                 break;
                             };
                             lock(&in_flight).insert(delivery.id);
@@ -190,6 +241,31 @@ impl ChannelWorker {
         info!(channel = %name, "Channel worker stopped.");
     }
 
+    /// After the breaker's cooldown: a passing healthcheck lets the channel
+    /// send again; a failing one pauses it longer.
+    async fn probe(&self) {
+        let name = self.channel.name();
+        let healthy = match tokio::time::timeout(self.lease, self.channel.healthcheck()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(err)) => {
+                warn!(channel = %name, error = %err, "Channel healthcheck failed; it stays paused.");
+                false
+            }
+            Err(_) => {
+                warn!(channel = %name, "Channel healthcheck did not answer; it stays paused.");
+                false
+            }
+        };
+        match self.gate.probe_result(healthy) {
+            None => info!(channel = %name, "Channel healthcheck passed; sending again."),
+            Some(pause) => warn!(
+                channel = %name,
+                pause = %humantime::format_duration(pause),
+                "Channel still failing; paused again."
+            ),
+        }
+    }
+
     async fn deliver(&self, delivery: Delivery) {
         let name = self.channel.name();
         // A send must finish well inside its lease, or another worker could
@@ -205,6 +281,28 @@ impl ChannelWorker {
         let now = self.clock.now();
         let (crisis_id, delivery_id, attempt) =
             (delivery.crisis_id, delivery.id, delivery.attempts);
+        // What the outcome says about the channel as a whole.
+        match &outcome {
+            Ok(_) | Err(DeliveryError::Permanent { .. }) => self.gate.record_success(),
+            Err(DeliveryError::Transient {
+                retry_after: Some(wait),
+                ..
+            }) => {
+                self.gate.pause_for(*wait);
+                warn!(channel = %name, pause = %humantime::format_duration(*wait), "Provider asked the channel to wait; pausing it.");
+            }
+            Err(DeliveryError::Transient {
+                retry_after: None, ..
+            }) => {
+                if let Tripped::Yes(pause) = self.gate.record_failure() {
+                    warn!(
+                        channel = %name,
+                        pause = %humantime::format_duration(pause),
+                        "Channel keeps failing; pausing it and probing it with its healthcheck (circuit breaker)."
+                    );
+                }
+            }
+        }
         let recorded = match outcome {
             Ok(receipt) => {
                 debug!(%crisis_id, channel = %name, %delivery_id, "Delivery sent.");
@@ -240,8 +338,11 @@ impl ChannelWorker {
                         retry_in = %humantime::format_duration(delay),
                         "Delivery failed; will retry."
                     );
-                    let at =
-                        now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                    // The policy caps the delay, so this cannot overflow.
+                    let at = chrono::Duration::from_std(delay)
+                        .ok()
+                        .and_then(|delay| now.checked_add_signed(delay))
+                        .unwrap_or(now);
                     self.store
                         .mark_retry(delivery.id, &self.owner, at, &reason)
                         .await

@@ -6,6 +6,9 @@ use rand::Rng;
 
 use crate::config::DispatchSettings;
 
+/// The longest a provider's `Retry-After` is followed for one delivery.
+pub const MAX_PROVIDER_WAIT: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
@@ -34,7 +37,9 @@ impl RetryPolicy {
         let half = ceiling / 2;
         let jitter = rand::rng().random_range(Duration::ZERO..=half);
         let backoff = half + jitter;
-        retry_after.unwrap_or(backoff)
+        // A provider's wait is honoured, up to a bound: a crisis message
+        // parked for a day by a misbehaving provider helps no one.
+        retry_after.map_or(backoff, |wait| wait.min(MAX_PROVIDER_WAIT))
     }
 }
 

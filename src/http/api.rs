@@ -1,6 +1,6 @@
 //! `/v1/crises`: declare, list, inspect, update and resolve crises.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -8,6 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,21 +19,34 @@ use crate::crisis::{
     Actor, ActorSource, Applied, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration,
     IdempotencyRequest, TransitionContext,
 };
-use crate::outbox::{CrisisFilter, DeliveryCount, DeliveryState};
+use crate::outbox::{CrisisFilter, DeliveryCount, DeliveryState, Store, StoreError};
 
 /// Sent by the CLI so the audit trail names the person, not only the token.
 pub const ACTOR_HEADER: &str = "x-crisisd-actor";
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// Delivery counts of one channel, by state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How far back the delivery rate looks.
+pub const RATE_WINDOW: TimeDelta = TimeDelta::seconds(10);
+
+/// Delivery counts of one channel, by state, with the pace the daemon
+/// measures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateCounts {
     pub pending: u64,
     pub in_flight: u64,
     pub retrying: u64,
     pub sent: u64,
     pub dead: u64,
+    /// Deliveries finished (sent or dead) per second over the last
+    /// `RATE_WINDOW`, or since the crisis's last transition when that is
+    /// more recent. `default`: an older daemon does not send it.
+    #[serde(default)]
+    pub rate_per_second: f64,
+    /// Seconds until nothing is left pending, in flight or retrying at that
+    /// rate: 0 when nothing is left, null while the rate is 0.
+    #[serde(default)]
+    pub eta_seconds: Option<u64>,
 }
 
 impl StateCounts {
@@ -50,18 +64,77 @@ impl StateCounts {
     pub fn total(&self) -> u64 {
         self.pending + self.in_flight + self.retrying + self.sent + self.dead
     }
+
+    /// What is still to be sent or decided.
+    pub fn remaining(&self) -> u64 {
+        self.pending + self.in_flight + self.retrying
+    }
+
+    fn set_rate(&mut self, rate: f64) {
+        // Two decimals: enough for a person, stable for a JSON reader.
+        self.rate_per_second = (rate * 100.0).round() / 100.0;
+        let remaining = self.remaining();
+        self.eta_seconds = if remaining == 0 {
+            Some(0)
+        } else if rate > 0.0 {
+            Some((remaining as f64 / rate).ceil() as u64)
+        } else {
+            None
+        };
+    }
+}
+
+/// Deliveries finished per second, by crisis and channel.
+type Rates = HashMap<(CrisisId, String), f64>;
+
+/// Measures the rates from `finished_at`: over the last `RATE_WINDOW`, or,
+/// for a crisis whose last transition is more recent, since that
+/// transition, so a fan-out that began 2 s ago is not divided by 10 s.
+async fn measure_rates(
+    store: &dyn Store,
+    scope: Option<CrisisId>,
+    crises: &[Crisis],
+    now: DateTime<Utc>,
+) -> Result<Rates, StoreError> {
+    let window_start = now - RATE_WINDOW;
+    let window = RATE_WINDOW.as_seconds_f64();
+    let mut rates: Rates = store
+        .finished_since(scope, window_start)
+        .await?
+        .into_iter()
+        .map(|f| ((f.crisis_id, f.channel), f.count as f64 / window))
+        .collect();
+    for crisis in crises.iter().filter(|c| c.updated_at > window_start) {
+        // At least a second, so the first few deliveries do not read as a
+        // burst of thousands per second.
+        let elapsed = (now - crisis.updated_at)
+            .as_seconds_f64()
+            .clamp(1.0, window);
+        rates.retain(|(id, _), _| *id != crisis.id);
+        for f in store
+            .finished_since(Some(crisis.id), crisis.updated_at)
+            .await?
+        {
+            rates.insert((f.crisis_id, f.channel), f.count as f64 / elapsed);
+        }
+    }
+    Ok(rates)
 }
 
 /// Channel name -> counts.
 pub type ChannelCounts = BTreeMap<String, StateCounts>;
 
-fn counts_for(id: CrisisId, counts: &[DeliveryCount]) -> ChannelCounts {
+fn counts_for(id: CrisisId, counts: &[DeliveryCount], rates: &Rates) -> ChannelCounts {
     let mut by_channel = ChannelCounts::new();
     for count in counts.iter().filter(|c| c.crisis_id == id) {
         by_channel
             .entry(count.channel.clone())
             .or_default()
             .add(count.state, count.count);
+    }
+    for (channel, counts) in &mut by_channel {
+        let rate = rates.get(&(id, channel.clone())).copied().unwrap_or(0.0);
+        counts.set_rate(rate);
     }
     by_channel
 }
@@ -284,6 +357,7 @@ pub async fn list(
     let store = state.service.store();
     let crises = store.crises(filter).await?;
     let counts = store.delivery_counts(None).await?;
+    let rates = measure_rates(store.as_ref(), None, &crises, state.clock.now()).await?;
     let opt_outs = store.opt_outs().await?;
     Ok(Json(CrisisList {
         opt_outs: OptOutCounts {
@@ -293,7 +367,7 @@ pub async fn list(
         crises: crises
             .into_iter()
             .map(|crisis| CrisisSummary {
-                deliveries: counts_for(crisis.id, &counts),
+                deliveries: counts_for(crisis.id, &counts, &rates),
                 crisis,
             })
             .collect(),
@@ -312,6 +386,13 @@ pub async fn show(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no crisis with id {id}")))?;
     let counts = store.delivery_counts(Some(id)).await?;
+    let rates = measure_rates(
+        store.as_ref(),
+        Some(id),
+        std::slice::from_ref(&crisis),
+        state.clock.now(),
+    )
+    .await?;
     let events = store.events(id).await?;
     let dead = store
         .dead_deliveries(Some(id), 50)
@@ -325,9 +406,202 @@ pub async fn show(
         })
         .collect();
     Ok(Json(CrisisDetail {
-        deliveries: counts_for(id, &counts),
+        deliveries: counts_for(id, &counts, &rates),
         crisis,
         events,
         dead,
+    }))
+}
+
+/// Default and largest page of `GET /v1/deliveries/dead`.
+pub const DEAD_LIMIT_DEFAULT: u32 = 100;
+pub const DEAD_LIMIT_MAX: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadQuery {
+    #[serde(default)]
+    crisis: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// One dead delivery in `GET /v1/deliveries/dead`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadEntry {
+    pub id: String,
+    pub crisis_id: CrisisId,
+    pub channel: String,
+    pub destination: String,
+    pub attempts: u32,
+    /// When it died.
+    pub finished_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeadList {
+    /// Newest first, at most `limit`.
+    pub deliveries: Vec<DeadEntry>,
+    /// All dead deliveries matching the filters, beyond the limit too.
+    pub total: u64,
+}
+
+/// `POST /v1/deliveries/retry-dead`; every field optional, an empty body
+/// means every dead delivery.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDeadRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crisis: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Count what would be requeued, change nothing (the CLI's confirmation).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RetryDeadResponse {
+    /// Deliveries put back to pending (0 for a dry run).
+    pub requeued: u64,
+    /// For a dry run: how many would be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_requeue: Option<u64>,
+}
+
+/// A crisis named in a filter: 400 when it is not an id, 404 when unknown.
+async fn existing_crisis(store: &dyn Store, raw: &str) -> Result<CrisisId, ApiError> {
+    let id: CrisisId = raw.trim().parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "`crisis` must be a crisis id (a UUID), not `{raw}`"
+        ))
+    })?;
+    match store.crisis(id).await? {
+        Some(_) => Ok(id),
+        None => Err(ApiError::NotFound(format!("no crisis with id {id}"))),
+    }
+}
+
+fn channel_filter(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        Some(channel) if channel.trim().is_empty() => Err(ApiError::BadRequest(
+            "`channel` must be a channel name, not empty".into(),
+        )),
+        other => Ok(other.map(|c| c.trim().to_owned())),
+    }
+}
+
+pub async fn dead(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    query: Result<Query<DeadQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DeadList>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = query.limit.unwrap_or(DEAD_LIMIT_DEFAULT);
+    if !(1..=DEAD_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be 1 to {DEAD_LIMIT_MAX}, not {limit}"
+        )));
+    }
+    let store = state.service.store();
+    let crisis = match query.crisis.as_deref() {
+        Some(raw) => Some(existing_crisis(store.as_ref(), raw).await?),
+        None => None,
+    };
+    let channel = channel_filter(query.channel)?;
+    let letters = store
+        .dead_letters(crisis, channel.as_deref(), limit)
+        .await?;
+    // The total comes from the per-state counts, which the store keeps
+    // indexed; it tells whether the page is all there is.
+    let total = store
+        .delivery_counts(crisis)
+        .await?
+        .iter()
+        .filter(|c| c.state == DeliveryState::Dead)
+        .filter(|c| channel.as_deref().is_none_or(|ch| c.channel == ch))
+        .map(|c| c.count)
+        .sum();
+    Ok(Json(DeadList {
+        deliveries: letters
+            .into_iter()
+            .map(|d| DeadEntry {
+                id: d.id.to_string(),
+                crisis_id: d.crisis_id,
+                channel: d.channel,
+                destination: d.destination,
+                attempts: d.attempts,
+                finished_at: d.finished_at,
+                reason: d.reason,
+            })
+            .collect(),
+        total,
+    }))
+}
+
+/// Requeues dead deliveries. The dispatcher is not woken (its wake belongs
+/// to the crisis service); it finds them at its next poll, within
+/// `[dispatch] poll_interval`.
+pub async fn retry_dead(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<RetryDeadResponse>, ApiError> {
+    let request = match &body {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => RetryDeadRequest::default(),
+        _ => parse_json::<RetryDeadRequest>(body, state.max_body_bytes)?.0,
+    };
+    let store = state.service.store();
+    let crisis = match request.crisis.as_deref() {
+        Some(raw) => Some(existing_crisis(store.as_ref(), raw).await?),
+        None => None,
+    };
+    let configured: Vec<&str> = state
+        .inputs
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    // Only configured channels: a requeued delivery of a channel without a
+    // worker would wait forever instead of staying visibly dead.
+    let channels = match channel_filter(request.channel)? {
+        Some(channel) if configured.contains(&channel.as_str()) => vec![channel],
+        Some(channel) => {
+            return Err(ApiError::BadRequest(format!(
+                "channel `{channel}` is not configured (configured: {}); its deliveries cannot be sent",
+                configured.join(", ")
+            )));
+        }
+        None => configured.iter().map(|c| (*c).to_owned()).collect(),
+    };
+    let mut n = 0;
+    for channel in &channels {
+        n += if request.dry_run {
+            store.requeueable_dead(crisis, Some(channel)).await?
+        } else {
+            store
+                .requeue_dead(crisis, Some(channel), state.clock.now())
+                .await?
+        };
+    }
+    if request.dry_run {
+        return Ok(Json(RetryDeadResponse {
+            requeued: 0,
+            would_requeue: Some(n),
+        }));
+    }
+    tracing::info!(
+        requeued = n,
+        crisis = ?crisis.map(|c| c.to_string()),
+        channels = ?channels,
+        token = %auth.token_name,
+        "Dead deliveries requeued."
+    );
+    Ok(Json(RetryDeadResponse {
+        requeued: n,
+        would_requeue: None,
     }))
 }

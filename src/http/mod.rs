@@ -65,6 +65,8 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
         .route("/v1/crises/{id}/updates", post(api::update))
         .route("/v1/crises/{id}/resolve", post(api::resolve))
         .route("/v1/preview", post(preview::preview))
+        .route("/v1/deliveries/dead", get(api::dead))
+        .route("/v1/deliveries/retry-dead", post(api::retry_dead))
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
     let public = Router::new()
         .route("/v1/banner", get(banner::banner))

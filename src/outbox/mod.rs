@@ -196,6 +196,28 @@ pub struct DeliveryCount {
     pub count: u64,
 }
 
+/// Deliveries of one crisis and channel that finished (sent or dead) in a
+/// time window; the daemon's delivery rate is measured from these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FinishedCount {
+    pub crisis_id: CrisisId,
+    pub channel: String,
+    pub count: u64,
+}
+
+/// A dead delivery as operators list it: where it was going, how often it
+/// was tried, when it died and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: DeliveryId,
+    pub crisis_id: CrisisId,
+    pub channel: String,
+    pub destination: String,
+    pub attempts: u32,
+    pub finished_at: DateTime<Utc>,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrisisFilter {
     Active,
@@ -308,6 +330,42 @@ pub trait Store: Send + Sync + 'static {
     async fn kill_unroutable(
         &self,
         known_channels: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Sent and dead deliveries with `finished_at >= since`, counted by
+    /// crisis and channel; for one crisis or all.
+    async fn finished_since(
+        &self,
+        crisis: Option<CrisisId>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<FinishedCount>, StoreError>;
+    /// Dead deliveries, newest first, optionally of one crisis and/or one
+    /// channel.
+    async fn dead_letters(
+        &self,
+        crisis: Option<CrisisId>,
+        channel: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError>;
+    /// How many dead deliveries `requeue_dead` would requeue with the same
+    /// filters.
+    async fn requeueable_dead(
+        &self,
+        crisis: Option<CrisisId>,
+        channel: Option<&str>,
+    ) -> Result<u64, StoreError>;
+    /// Puts dead deliveries back to `pending`, due `now`, with their
+    /// attempts reset to 0, in one statement; returns how many. `last_error`
+    /// is kept, so the reason stays visible until the next outcome replaces
+    /// it (sent clears it). Deliveries written dead at planning (a template
+    /// that did not render: attempts 0 and finished when created) carry no
+    /// content to send and are left dead. A resolved crisis's deliveries
+    /// are requeued too: the dead one may be the all-clear.
+    async fn requeue_dead(
+        &self,
+        crisis: Option<CrisisId>,
+        channel: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
 }

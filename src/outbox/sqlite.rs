@@ -13,8 +13,8 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    CrisisFilter, Delivery, DeliveryCount, DeliveryId, DeliveryState, IdempotencyRecord,
-    SourceLink, SourceLinkChange, Store, StoreError, TransitionWrite,
+    CrisisFilter, DeadLetter, Delivery, DeliveryCount, DeliveryId, DeliveryState, FinishedCount,
+    IdempotencyRecord, SourceLink, SourceLinkChange, Store, StoreError, TransitionWrite,
 };
 use crate::consent::{ContactPoint, OptOuts, normalize};
 use crate::crisis::{Actor, Crisis, CrisisEvent, CrisisId};
@@ -48,6 +48,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 const DELIVERY_COLUMNS: &str = "id, crisis_id, announcement_id, kind, channel, recipient_id, destination, \
      locale, content, state, attempts, available_at, last_error, created_at";
+
+/// Dead deliveries that can be sent again. One written dead at planning (a
+/// template that did not render) was never claimed and finished the moment
+/// it was created; its content is an empty placeholder, so it stays dead.
+const REQUEUEABLE: &str = "state = 'dead' AND NOT (attempts = 0 AND finished_at = created_at) \
+     AND (?1 IS NULL OR crisis_id = ?1) AND (?2 IS NULL OR channel = ?2)";
 
 impl SqliteStore {
     /// Opens (creating when missing) the database and applies migrations.
@@ -377,6 +383,7 @@ impl Store for SqliteStore {
         source: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO opt_outs (point, address, source, opted_out_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT DO NOTHING",
@@ -385,9 +392,20 @@ impl Store for SqliteStore {
         .bind(normalize(point, address))
         .bind(source)
         .bind(millis(at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        // Messages already queued for them are not sent either; they end
+        // dead with the reason, so the count stays honest.
+        sqlx::query(
+            "UPDATE deliveries SET state = 'dead', last_error = 'the recipient opted out', finished_at = ? \
+             WHERE lower(destination) = lower(?) AND state IN ('pending', 'retrying')",
+        )
+        .bind(millis(at))
+        .bind(normalize(point, address))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(inserted > 0)
     }
 
@@ -606,5 +624,101 @@ impl Store for SqliteStore {
         .await?
         .rows_affected();
         Ok(killed)
+    }
+
+    async fn finished_since(
+        &self,
+        crisis: Option<CrisisId>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<FinishedCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT crisis_id, channel, COUNT(*) AS n FROM deliveries \
+             WHERE state IN ('sent', 'dead') AND finished_at >= ?1 AND (?2 IS NULL OR crisis_id = ?2) \
+             GROUP BY crisis_id, channel ORDER BY crisis_id, channel",
+        )
+        .bind(millis(since))
+        .bind(crisis.map(|id| id.to_string()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FinishedCount {
+                    crisis_id: parse(row.try_get::<&str, _>("crisis_id")?, "crisis id")?,
+                    channel: row.try_get("channel")?,
+                    count: u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn dead_letters(
+        &self,
+        crisis: Option<CrisisId>,
+        channel: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, crisis_id, channel, destination, attempts, \
+             COALESCE(finished_at, created_at) AS died_at, last_error FROM deliveries \
+             WHERE state = 'dead' AND (?1 IS NULL OR crisis_id = ?1) AND (?2 IS NULL OR channel = ?2) \
+             ORDER BY died_at DESC, id DESC LIMIT ?3",
+        )
+        .bind(crisis.map(|id| id.to_string()))
+        .bind(channel)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeadLetter {
+                    id: parse(row.try_get::<&str, _>("id")?, "delivery id")?,
+                    crisis_id: parse(row.try_get::<&str, _>("crisis_id")?, "crisis id")?,
+                    channel: row.try_get("channel")?,
+                    destination: row.try_get("destination")?,
+                    attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                    finished_at: from_millis(row.try_get("died_at")?)?,
+                    reason: row
+                        .try_get::<Option<String>, _>("last_error")?
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn requeueable_dead(
+        &self,
+        crisis: Option<CrisisId>,
+        channel: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM deliveries WHERE {REQUEUEABLE}"
+        ))
+        .bind(crisis.map(|id| id.to_string()))
+        .bind(channel)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn requeue_dead(
+        &self,
+        crisis: Option<CrisisId>,
+        channel: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        // last_error stays: it says why the delivery died until the next
+        // outcome replaces it. finished_at is cleared, so the rate counts
+        // the delivery again when it finishes anew.
+        let requeued = sqlx::query(&format!(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, available_at = ?3, \
+             finished_at = NULL, lease_owner = NULL, lease_until = NULL WHERE {REQUEUEABLE}"
+        ))
+        .bind(crisis.map(|id| id.to_string()))
+        .bind(channel)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(requeued)
     }
 }

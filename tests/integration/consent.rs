@@ -180,3 +180,33 @@ async fn stop_by_sms_opts_out_and_a_later_crisis_texts_that_number_nothing() {
         json!({"email": 0, "phone": 0})
     );
 }
+
+#[tokio::test]
+async fn unsubscribing_also_stops_messages_already_waiting_for_that_address() {
+    use crate::support::free_port;
+    // The mail server is down: every email waits to be retried.
+    let app = spawn_app(TestConfig::new(free_port())).await;
+    let id = app.declare("Payments are down").await;
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["retrying"] == 3)
+        .await;
+
+    let key = std::fs::read_to_string(app.dir.path().join("consent.key")).expect("key");
+    let signer = crisisd::consent::UnsubscribeSigner::new(crisisd::config::Secret::new(key.trim()));
+    let path = format!("/v1/unsubscribe/{}", signer.token("ada@example.com"));
+    assert_eq!(
+        app.http
+            .post(app.url(&path))
+            .send()
+            .await
+            .expect("POST")
+            .status(),
+        200
+    );
+
+    let detail = app
+        .wait_until(&id, WAIT, |d| d["deliveries"]["email"]["dead"] == 1)
+        .await;
+    assert_eq!(detail["dead"][0]["destination"], "ada@example.com");
+    assert_eq!(detail["dead"][0]["reason"], "the recipient opted out");
+    assert_eq!(detail["deliveries"]["email"]["retrying"], 2);
+}

@@ -13,6 +13,8 @@ mod consent;
 mod crash;
 mod delivery;
 mod flag_file;
+mod flow;
+mod operations;
 mod preview;
 mod sms;
 mod store;

@@ -80,8 +80,7 @@ impl DiscordChannel {
             // own 429s have no JSON body).
             let from_body = error
                 .retry_after
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64);
+                .and_then(|s| Duration::try_from_secs_f64(s).ok());
             DeliveryError::Transient {
                 reason,
                 retry_after: from_body.or_else(|| http::retry_after(headers)),

@@ -73,6 +73,11 @@ impl SmsGatewayChannel {
         if let Some(body) = &settings.body {
             add(BODY.to_owned(), body)?;
         }
+        if settings.success.equals.is_some() && settings.success.json_pointer.is_none() {
+            return Err(config_err(
+                "success.equals needs success.json_pointer".into(),
+            ));
+        }
         if let Some(pointer) = &settings.success.json_pointer
             && !(pointer.is_empty() || pointer.starts_with('/'))
         {
@@ -240,7 +245,11 @@ impl Channel for SmsGatewayChannel {
         match self.accepted(status, &text) {
             Ok(()) => Ok(Receipt::default()),
             // Throttling and server trouble: try again.
-            Err(_) if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
+            Err(_)
+                if status == StatusCode::TOO_MANY_REQUESTS
+                    || status == StatusCode::REQUEST_TIMEOUT
+                    || status.is_server_error() =>
+            {
                 Err(http::classify(&self.name, status, &response_headers, &text))
             }
             // A 2xx whose body does not say "accepted" may or may not have
@@ -259,7 +268,8 @@ impl Channel for SmsGatewayChannel {
         // host answers HTTP at all.
         let RequestParts { url, .. } = self.request_parts("+10000000000", "", "healthcheck")?;
         let origin = reqwest::Url::parse(&url)
-            .map_err(|e| DeliveryError::permanent(format!("gateway URL `{url}`: {e}")))?
+            // Not the URL itself: it may carry the secret.
+            .map_err(|e| DeliveryError::permanent(format!("the gateway URL is not valid: {e}")))?
             .join("/")
             .map_err(|e| DeliveryError::permanent(e.to_string()))?;
         self.http

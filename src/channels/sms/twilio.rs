@@ -109,6 +109,7 @@ impl TwilioChannel {
             }
         } else if code.is_some_and(|c| TRANSIENT_CODES.contains(&c))
             || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
             || status.is_server_error()
         {
             DeliveryError::Transient {

@@ -39,8 +39,10 @@ struct VonagePart {
     error_text: Option<String>,
 }
 
-/// Status 1 is "Throttled": the only one retrying fixes.
-const THROTTLED: &str = "1";
+/// Status 1 is "Throttled"; 4 and 14 are bad credentials, which fail every
+/// message alike until the config is fixed. Retrying helps those; every
+/// other status is about the message.
+const RETRYABLE: [&str; 3] = ["1", "4", "14"];
 
 impl VonageChannel {
     pub fn from_settings(
@@ -124,7 +126,7 @@ impl Channel for VonageChannel {
                 failed.status,
                 failed.error_text.as_deref().unwrap_or("no error text")
             );
-            return Err(if failed.status == THROTTLED {
+            return Err(if RETRYABLE.contains(&failed.status.as_str()) {
                 DeliveryError::Transient {
                     reason,
                     retry_after: http::retry_after(&headers),

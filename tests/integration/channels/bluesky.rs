@@ -30,6 +30,8 @@ fn settings(server: &MockServer) -> BlueskySettings {
         app_password_file: None,
         locale: None,
         concurrency: 1,
+        rate_per_second: None,
+        burst: None,
         timeout: Duration::from_secs(5),
     }
 }

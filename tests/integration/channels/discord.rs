@@ -18,6 +18,8 @@ fn channel(url: &tempfile::NamedTempFile, timeout: Duration) -> DiscordChannel {
         webhook_url_file: Some(url.path().to_path_buf()),
         locale: None,
         concurrency: 2,
+        rate_per_second: None,
+        burst: None,
         timeout,
     };
     DiscordChannel::from_settings(&settings, reqwest::Client::new()).expect("channel")

@@ -20,6 +20,8 @@ fn settings(name: &str) -> SmsGatewaySettings {
         success: GatewaySuccess::default(),
         max_segments: 3,
         concurrency: 2,
+        rate_per_second: None,
+        burst: None,
         timeout: Duration::from_secs(5),
     }
 }

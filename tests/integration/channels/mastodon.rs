@@ -26,6 +26,8 @@ fn settings(server: &MockServer) -> MastodonSettings {
         locale: None,
         max_characters: 500,
         concurrency: 1,
+        rate_per_second: None,
+        burst: None,
         timeout: Duration::from_secs(5),
     }
 }

@@ -17,6 +17,8 @@ fn settings(url: &tempfile::NamedTempFile, timeout: Duration) -> WebhookSettings
         webhook_url_file: Some(url.path().to_path_buf()),
         locale: None,
         concurrency: 0,
+        rate_per_second: None,
+        burst: None,
         timeout,
     }
 }

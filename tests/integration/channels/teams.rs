@@ -23,6 +23,8 @@ fn channel(url: &tempfile::NamedTempFile, timeout: Duration) -> TeamsChannel {
         webhook_url_file: Some(url.path().to_path_buf()),
         locale: None,
         concurrency: 1,
+        rate_per_second: None,
+        burst: None,
         timeout,
     };
     TeamsChannel::from_settings(&settings, reqwest::Client::new()).expect("channel")

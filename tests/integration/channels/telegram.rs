@@ -25,6 +25,8 @@ fn settings(
         api_base: api_base.into(),
         locale: None,
         concurrency: 1,
+        rate_per_second: None,
+        burst: None,
         timeout,
     }
 }

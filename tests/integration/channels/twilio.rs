@@ -25,6 +25,8 @@ fn channel(
         base_url: server.uri(),
         max_segments: 3,
         concurrency: 2,
+        rate_per_second: None,
+        burst: None,
         timeout,
     };
     TwilioChannel::from_settings(&settings, reqwest::Client::new()).expect("channel")
@@ -178,6 +180,8 @@ async fn a_messaging_service_replaces_from() {
         base_url: server.uri(),
         max_segments: 3,
         concurrency: 2,
+        rate_per_second: None,
+        burst: None,
         timeout: Duration::from_secs(5),
     };
     let channel = TwilioChannel::from_settings(&settings, reqwest::Client::new()).expect("channel");

@@ -21,6 +21,8 @@ fn channel(
         base_url: server.uri(),
         max_segments: 3,
         concurrency: 2,
+        rate_per_second: None,
+        burst: None,
         timeout,
     };
     VonageChannel::from_settings(&settings, reqwest::Client::new()).expect("channel")

@@ -48,6 +48,10 @@ pub struct TestConfig {
     pub smtp_ca: Option<String>,
     /// More TOML appended to the config: extra channels and such.
     pub extra: String,
+    /// More keys for the `[dispatch]` section.
+    pub dispatch_extra: String,
+    /// More keys for the email channel (`rate_per_second = 10`).
+    pub email_extra: String,
 }
 
 impl TestConfig {
@@ -67,6 +71,8 @@ impl TestConfig {
             smtp_tls: "none",
             smtp_ca: None,
             extra: String::new(),
+            dispatch_extra: String::new(),
+            email_extra: String::new(),
         }
     }
 
@@ -130,6 +136,7 @@ name = "email"
 from = "Test Co. Support <support@example.com>"
 transport = "smtp"
 concurrency = {concurrency}
+{email_extra}
 [channels.email.smtp]
 host = "localhost"
 port = {smtp_port}
@@ -143,6 +150,7 @@ retry_base = "{retry_base}"
 retry_max = "1s"
 poll_interval = "50ms"
 drain_timeout = "2s"
+{dispatch_extra}
 
 [consent]
 signing_key_file = "{consent_key}"
@@ -188,6 +196,8 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
             public_url = PUBLIC_URL,
             consent_key = dir.join("consent.key").display(),
             extra = self.extra,
+            dispatch_extra = self.dispatch_extra,
+            email_extra = self.email_extra,
         )
     }
 }

@@ -25,6 +25,8 @@ pub struct Received {
     pub raw: Vec<u8>,
     /// Whether the message came over TLS.
     pub over_tls: bool,
+    /// When the server accepted it.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -405,6 +407,7 @@ fn session(
                         to: to.clone(),
                         raw,
                         over_tls: secure,
+                        at: std::time::Instant::now(),
                     });
                 }
                 changed.notify_waiters();

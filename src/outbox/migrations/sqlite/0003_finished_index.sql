@@ -1,0 +1,4 @@
+-- Finished deliveries by state and time: the delivery rate counts sent and
+-- dead ones of the last seconds, and the dead list reads newest first.
+-- Without it both scan the whole outbox on every `status --watch` tick.
+CREATE INDEX deliveries_finished ON deliveries (state, finished_at);
