@@ -19,7 +19,7 @@ use crate::channels::{self, Channel};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Secret, SecretSource, Settings};
 use crate::consent::UnsubscribeSigner;
-use crate::crisis::{AnnouncementKind, Crisis, CrisisService, Kind, Severity};
+use crate::crisis::{AnnouncementKind, Crisis, CrisisService, Kind, ServiceError, Severity};
 use crate::dispatch::{Dispatcher, Wake};
 use crate::flag_file::FlagFileWatcher;
 use crate::http::{self, AppState, NamedToken};
@@ -441,6 +441,7 @@ pub struct Application {
     router: axum::Router,
     dispatcher: Dispatcher,
     flag_watcher: Option<FlagFileWatcher>,
+    unfinished: Vec<crate::outbox::UnfinishedPlan>,
 }
 
 impl Application {
@@ -466,6 +467,9 @@ impl Application {
         let inputs = Arc::new(inputs);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.store.sqlite_path).await?);
         let active = store.crises(CrisisFilter::Active).await?;
+        // Read before anything can start a new plan, so only what a previous
+        // run left unfinished is resumed.
+        let unfinished = store.unfinished_plans().await?;
         let banner = Arc::new(Banner::new(inputs.clone(), active));
         let wake = Wake::default();
         let service = Arc::new(CrisisService::new(
@@ -519,6 +523,7 @@ impl Application {
             router,
             dispatcher,
             flag_watcher,
+            unfinished,
         })
     }
 
@@ -541,12 +546,24 @@ impl Application {
         if let Some(watcher) = self.flag_watcher {
             tasks.spawn(watcher.run(shutdown.clone()));
         }
+        let service = self.state.service.clone();
+        let unfinished = self.unfinished;
+        tasks.spawn(async move {
+            match service.resume_unfinished(unfinished).await {
+                Ok(0) => {}
+                Ok(n) => info!(count = n, "Finished planning announcements a previous run left unfinished."),
+                Err(ServiceError::Stopping) => {}
+                Err(err) => error!(error = %err, "Could not resume unfinished plans; they are tried at the next start."),
+            }
+        });
         info!(%addr, active_crises = self.state.banner.active_count(), "crisisd is ready.");
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
         // The server only returns early on failure: stop the rest too.
         shutdown.cancel();
+        // Plans stop at their next batch and resume at the next start.
+        self.state.service.stop().await;
         while let Some(result) = tasks.join_next().await {
             if let Err(err) = result {
                 error!(error = %err, "A background task ended abnormally.");

@@ -18,9 +18,15 @@ pub struct Subscriber {
     pub timezone: Tz,
 }
 
+/// The audience file, validated. Subscribers are streamed from it when a
+/// crisis is planned, never all held in memory: an audience of millions
+/// costs the daemon a file handle, not gigabytes.
 #[derive(Debug, Clone, Default)]
 pub struct Audience {
-    pub subscribers: Vec<Subscriber>,
+    path: PathBuf,
+    default_locale: String,
+    /// Subscribers in the file when it was validated.
+    pub count: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,39 +64,78 @@ pub fn is_e164(phone: &str) -> bool {
         && !digits.starts_with('0')
 }
 
-impl Audience {
-    pub fn load(path: &Path, default_locale: &str) -> Result<Self, AudienceError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .comment(Some(b'#'))
-            .from_path(path)
-            .map_err(|source| AudienceError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        reader.headers().map_err(|source| AudienceError::Header {
+/// Reports at most this many bad rows: enough to fix a file, without
+/// printing a million lines for a file in the wrong format.
+const MAX_PROBLEMS: usize = 50;
+
+/// Subscribers read one by one from the audience file.
+pub struct Subscribers {
+    records: csv::StringRecordsIntoIter<std::fs::File>,
+    default_locale: String,
+}
+
+impl Iterator for Subscribers {
+    /// A subscriber, or the line and problem of a row that is no longer
+    /// valid (the file changed after it was checked).
+    type Item = Result<Subscriber, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = self.records.next()?;
+        Some(match record {
+            Ok(record) => {
+                let line = record.position().map_or(0, |p| p.line());
+                record
+                    .deserialize::<Row>(None)
+                    .map_err(|e| e.to_string())
+                    .and_then(|row| check(row, &self.default_locale))
+                    .map_err(|problem| format!("line {line}: {problem}"))
+            }
+            Err(err) => {
+                let line = err.position().map_or(0, |p| p.line());
+                Err(format!("line {line}: {err}"))
+            }
+        })
+    }
+}
+
+fn open(path: &Path) -> Result<csv::Reader<std::fs::File>, AudienceError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_path(path)
+        .map_err(|source| AudienceError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut subscribers = Vec::new();
+    reader.headers().map_err(|source| AudienceError::Header {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(reader)
+}
+
+impl Audience {
+    /// Checks every row (reporting each bad one with its line) and
+    /// remembers the file.
+    pub fn load(path: &Path, default_locale: &str) -> Result<Self, AudienceError> {
+        let mut subscribers = Subscribers {
+            records: open(path)?.into_records(),
+            default_locale: default_locale.to_owned(),
+        };
         let mut problems = Vec::new();
         let mut seen = HashSet::new();
-        for record in reader.records() {
-            let record = match record {
-                Ok(record) => record,
-                Err(err) => {
-                    let line = err.position().map_or(0, |p| p.line());
-                    problems.push(format!("line {line}: {err}"));
-                    continue;
+        let mut count = 0;
+        for subscriber in &mut subscribers {
+            match subscriber {
+                Ok(subscriber) if !seen.insert(subscriber.id.clone()) => {
+                    problems.push(format!("id `{}` appears more than once", subscriber.id));
                 }
-            };
-            let line = record.position().map_or(0, |p| p.line());
-            match record.deserialize::<Row>(None) {
-                Ok(row) => match Self::check(row, default_locale, &mut seen) {
-                    Ok(subscriber) => subscribers.push(subscriber),
-                    Err(problem) => problems.push(format!("line {line}: {problem}")),
-                },
-                Err(err) => problems.push(format!("line {line}: {err}")),
+                Ok(_) => count += 1,
+                Err(problem) => problems.push(problem),
+            }
+            if problems.len() >= MAX_PROBLEMS {
+                problems.push(format!("(stopped after {MAX_PROBLEMS} problems)"));
+                break;
             }
         }
         if !problems.is_empty() {
@@ -99,62 +144,69 @@ impl Audience {
                 problems,
             });
         }
-        Ok(Self { subscribers })
-    }
-
-    fn check(
-        row: Row,
-        default_locale: &str,
-        seen: &mut HashSet<String>,
-    ) -> Result<Subscriber, String> {
-        if row.id.is_empty() {
-            return Err("id is empty".into());
-        }
-        if !seen.insert(row.id.clone()) {
-            return Err(format!("id `{}` appears more than once", row.id));
-        }
-        let email = match row.email.as_str() {
-            "" => None,
-            text => Some(
-                text.parse::<lettre::Address>()
-                    .map_err(|e| format!("email `{text}` is not a valid address: {e}"))?,
-            ),
-        };
-        let phone = match row.phone.as_str() {
-            "" => None,
-            text if is_e164(text) => Some(text.to_owned()),
-            text => {
-                return Err(format!(
-                    "phone `{text}` is not in E.164 form (+ and country code, digits only)"
-                ));
-            }
-        };
-        if email.is_none() && phone.is_none() {
-            return Err(format!(
-                "subscriber `{}` has neither email nor phone",
-                row.id
-            ));
-        }
-        let timezone = match row.timezone.as_str() {
-            "" => Tz::UTC,
-            text => text.parse::<Tz>().map_err(|_| {
-                format!("timezone `{text}` is not an IANA time zone (e.g. Asia/Dhaka)")
-            })?,
-        };
-        let locale = if row.locale.is_empty() {
-            default_locale.to_owned()
-        } else {
-            row.locale
-        };
-        Ok(Subscriber {
-            id: row.id,
-            name: row.name,
-            email,
-            phone,
-            locale,
-            timezone,
+        Ok(Self {
+            path: path.to_path_buf(),
+            default_locale: default_locale.to_owned(),
+            count,
         })
     }
+
+    /// The subscribers, from the first; `skip` passes over rows already
+    /// planned (resuming after a restart).
+    pub fn subscribers(&self, skip: u64) -> Result<std::iter::Skip<Subscribers>, AudienceError> {
+        let subscribers = Subscribers {
+            records: open(&self.path)?.into_records(),
+            default_locale: self.default_locale.clone(),
+        };
+        Ok(subscribers.skip(usize::try_from(skip).unwrap_or(usize::MAX)))
+    }
+}
+
+fn check(row: Row, default_locale: &str) -> Result<Subscriber, String> {
+    if row.id.is_empty() {
+        return Err("id is empty".into());
+    }
+    let email = match row.email.as_str() {
+        "" => None,
+        text => Some(
+            text.parse::<lettre::Address>()
+                .map_err(|e| format!("email `{text}` is not a valid address: {e}"))?,
+        ),
+    };
+    let phone = match row.phone.as_str() {
+        "" => None,
+        text if is_e164(text) => Some(text.to_owned()),
+        text => {
+            return Err(format!(
+                "phone `{text}` is not in E.164 form (+ and country code, digits only)"
+            ));
+        }
+    };
+    if email.is_none() && phone.is_none() {
+        return Err(format!(
+            "subscriber `{}` has neither email nor phone",
+            row.id
+        ));
+    }
+    let timezone = match row.timezone.as_str() {
+        "" => Tz::UTC,
+        text => text
+            .parse::<Tz>()
+            .map_err(|_| format!("timezone `{text}` is not an IANA time zone (e.g. Asia/Dhaka)"))?,
+    };
+    let locale = if row.locale.is_empty() {
+        default_locale.to_owned()
+    } else {
+        row.locale
+    };
+    Ok(Subscriber {
+        id: row.id,
+        name: row.name,
+        email,
+        phone,
+        locale,
+        timezone,
+    })
 }
 
 #[cfg(test)]
@@ -162,22 +214,39 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn load(text: &str) -> Result<Audience, AudienceError> {
+    fn write(text: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(text.as_bytes()).expect("write");
-        Audience::load(file.path(), "en")
+        file
+    }
+
+    fn load(text: &str) -> Result<Audience, AudienceError> {
+        Audience::load(write(text).path(), "en")
     }
 
     #[test]
     fn a_valid_file_loads_every_subscriber() {
-        let audience = load(
+        // The file must outlive the audience: it is read again to plan.
+        let file = write(
             "id,name,email,phone,locale,timezone\n\
              1,Ada,ada@example.com,,en,Europe/London\n\
              2,Rahim,rahim@example.com,+8801712345678,bn,Asia/Dhaka\n",
-        )
-        .expect("loads");
-        assert_eq!(audience.subscribers.len(), 2);
-        assert_eq!(audience.subscribers[1].timezone, chrono_tz::Asia::Dhaka);
+        );
+        let audience = Audience::load(file.path(), "en").expect("loads");
+        assert_eq!(audience.count, 2);
+        let subscribers: Vec<Subscriber> = audience
+            .subscribers(0)
+            .expect("open")
+            .map(|s| s.expect("valid"))
+            .collect();
+        assert_eq!(subscribers[1].timezone, chrono_tz::Asia::Dhaka);
+        let resumed: Vec<Subscriber> = audience
+            .subscribers(1)
+            .expect("open")
+            .map(|s| s.expect("valid"))
+            .collect();
+        assert_eq!(resumed.len(), 1);
+        assert_eq!(resumed[0].id, "2");
     }
 
     #[test]

@@ -180,8 +180,8 @@ pub enum Command {
             crisisd status --all                resolved ones too\n  \
             crisisd status 0193...              one crisis, its history and dead deliveries\n  \
             crisisd status 0193... --watch      progress bars, redrawn every second, until nothing is left\n  \
-            crisisd status --watch | tee log    piped: one plain line per channel every 2 s:\n      \
-            2026-11-23T01:39:14Z 0193... email sent=120 pending=80 in_flight=4 retrying=0 dead=1 rate=12.5/s eta=7s\n\n\
+            crisisd status --watch | tee log    piped: one plain line per channel every 2 s:\n  \
+            <time> <crisis> email sent=120 pending=80 in_flight=4 retrying=0 dead=1 rate=12.5/s eta=7s\n\n\
             --watch ends with a summary and exit code 0 once nothing is pending, in flight or retrying \
             for the crises shown (active ones, and resolved ones whose all-clear is still going out), \
             or when interrupted with Ctrl-C (also 0). With --json, --watch prints one JSON object per \
@@ -226,8 +226,8 @@ pub enum Command {
                       [dispatch] poll_interval). The last error stays visible until the next attempt \
                       replaces it (a success clears it). Deliveries of resolved crises are requeued too: \
                       the dead one may be the all-clear. Left dead: deliveries of channels that are not \
-                      configured, and those whose template did not render (fix the template, then send \
-                      an update).\n\n\
+                      configured, those to an address that opted out, and those whose template did not \
+                      render (fix the template, then send an update).\n\n\
                       Without --yes it shows how many would be requeued and asks; when stdin is not a \
                       terminal it refuses (exit 2) rather than guess.",
         after_help = "Examples:\n  \
@@ -306,7 +306,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 "{}: ok ({} channel(s), {} subscriber(s), {} contact(s), locales: {})",
                 config.display(),
                 prepared.channels.len(),
-                prepared.inputs.audience.subscribers.len(),
+                prepared.inputs.audience.count,
                 prepared.inputs.directory.len(),
                 prepared
                     .inputs
@@ -766,17 +766,20 @@ enum WatchView {
 }
 
 impl WatchView {
-    fn show(&mut self, shown: &[CrisisSummary]) {
+    fn show(&mut self, shown: &[CrisisSummary]) -> std::io::Result<()> {
         match self {
-            WatchView::Bars(bars) => bars.show(shown),
+            WatchView::Bars(bars) => {
+                bars.show(shown);
+                Ok(())
+            }
             WatchView::Lines => print_lines(shown),
-            WatchView::Json => match serde_json::to_string(&serde_json::json!({
-                "at": Utc::now(),
-                "crises": shown,
-            })) {
-                Ok(line) => println!("{line}"),
-                Err(err) => eprintln!("cannot print JSON: {err}"),
-            },
+            WatchView::Json => {
+                let line = serde_json::to_string(&serde_json::json!({
+                    "at": Utc::now(),
+                    "crises": shown,
+                }))?;
+                writeln!(std::io::stdout().lock(), "{line}")
+            }
         }
     }
 
@@ -792,16 +795,23 @@ impl WatchView {
         }
     }
 
-    /// Leaves the bars drawn as they last were.
-    fn stop(&self, finished: bool) {
+    /// Finished: the bars stay drawn as they last were.
+    fn finish(&self) {
         if let WatchView::Bars(bars) = self {
             for bar in bars.headers.values().chain(bars.bars.values()) {
-                if finished {
-                    bar.finish();
-                } else {
-                    bar.abandon();
-                }
+                bar.finish();
             }
+        }
+    }
+
+    /// Interrupted or given up: the bars stay as last drawn, and are not
+    /// redrawn (a redraw after the terminal echoed ^C would leave a torn
+    /// copy above them).
+    fn stop(&self) {
+        if let WatchView::Bars(bars) = self {
+            bars.multi.set_draw_target(ProgressDrawTarget::hidden());
+            println!();
+            println!("Stopped watching; the daemon goes on sending.");
         }
     }
 }
@@ -834,27 +844,40 @@ async fn watch_status(
     };
     tokio::pin!(interrupted);
     let mut failing_since: Option<tokio::time::Instant> = None;
-    let mut first = true;
+    let mut answered = false;
     loop {
-        match watched(api, id, all).await {
+        // Interruptible while waiting for the daemon too.
+        let fetched = tokio::select! {
+            _ = &mut interrupted => {
+                view.stop();
+                return Ok(());
+            }
+            fetched = watched(api, id, all) => fetched,
+        };
+        match fetched {
             Ok(shown) => {
                 failing_since = None;
-                first = false;
-                view.show(&shown);
+                match view.show(&shown) {
+                    Ok(()) => {}
+                    // The reader went away (`| head`): nothing left to do.
+                    Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    Err(err) => return Err(Failure::Runtime(anyhow!("cannot print: {err}"))),
+                }
                 if !shown.iter().any(unfinished) {
-                    view.stop(true);
+                    view.finish();
                     if !json {
                         print_final(&shown, id.is_some(), all);
                     }
                     return Ok(());
                 }
+                answered = true;
             }
             // A wrong id, token or URL is reported at once, as without --watch.
-            Err(err) if first => return Err(err.into()),
+            Err(err) if !answered => return Err(err.into()),
             Err(err) => {
                 let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
                 if since.elapsed() >= WATCH_GIVE_UP {
-                    view.stop(false);
+                    view.stop();
                     return Err(err.into());
                 }
                 view.warn(&format!("{err}; trying again"));
@@ -862,7 +885,7 @@ async fn watch_status(
         }
         tokio::select! {
             _ = &mut interrupted => {
-                view.stop(false);
+                view.stop();
                 return Ok(());
             }
             _ = tokio::time::sleep(interval) => {}
@@ -892,15 +915,17 @@ fn print_final(shown: &[CrisisSummary], one: bool, all: bool) {
 }
 
 /// One line per crisis and channel, for logs: no escape codes, key=value.
-fn print_lines(shown: &[CrisisSummary]) {
+fn print_lines(shown: &[CrisisSummary]) -> std::io::Result<()> {
     let now = Utc::now().format("%Y-%m-%dT%H:%M:%SZ");
+    let mut out = std::io::stdout().lock();
     for summary in shown {
         for (channel, c) in &summary.deliveries {
             let eta = match c.eta_seconds {
                 Some(s) => format!("{s}s"),
                 None => "-".to_owned(),
             };
-            println!(
+            writeln!(
+                out,
                 "{now} {} {channel} sent={} pending={} in_flight={} retrying={} dead={} rate={:.1}/s eta={eta}",
                 summary.crisis.id,
                 c.sent,
@@ -909,9 +934,10 @@ fn print_lines(shown: &[CrisisSummary]) {
                 c.retrying,
                 c.dead,
                 c.rate_per_second
-            );
+            )?;
         }
     }
+    out.flush()
 }
 
 /// Progress bars: per crisis a header line, under it one bar per channel.
@@ -1138,4 +1164,53 @@ async fn confirm(question: String) -> Result<bool, Failure> {
     .await
     .map_err(|e| Failure::Runtime(anyhow!("cannot ask for confirmation: {e}")))?
     .map_err(|e| Failure::Runtime(anyhow!("cannot read the answer: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn left(pending: u64, eta_seconds: Option<u64>) -> StateCounts {
+        StateCounts {
+            pending,
+            eta_seconds,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn etas_read_as_done_a_dash_or_a_short_duration() {
+        assert_eq!(format_eta(&left(0, Some(0))), "done");
+        assert_eq!(format_eta(&left(5, None)), "—");
+        assert_eq!(format_eta(&left(5, Some(42))), "42s");
+        assert_eq!(format_eta(&left(5, Some(185))), "3m05s");
+        assert_eq!(format_eta(&left(5, Some(3720))), "1h02m");
+    }
+
+    #[test]
+    fn rates_keep_one_decimal_until_they_are_large() {
+        assert_eq!(format_rate(0.0), "0.0/s");
+        assert_eq!(format_rate(12.46), "12.5/s");
+        assert_eq!(format_rate(345.6), "346/s");
+    }
+
+    #[test]
+    fn the_new_verbs_parse_and_retry_dead_needs_no_argument() {
+        let cli = Cli::try_parse_from(["crisisd", "retry-dead", "--crisis", "x", "--yes"])
+            .expect("parses");
+        assert!(matches!(cli.command, Command::RetryDead { yes: true, .. }));
+        let cli = Cli::try_parse_from(["crisisd", "status", "--watch", "--all"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Status {
+                watch: true,
+                all: true,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["crisisd", "dead", "--limit", "1001"]).is_err());
+        Cli::command().debug_assert();
+    }
 }

@@ -7,14 +7,18 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 use uuid::Uuid;
 
-use crate::audience::Audience;
+use crate::audience::{Audience, AudienceError, Subscriber, Subscribers};
 use crate::config::ChannelSettings;
 use crate::consent::{ContactPoint, OptOuts, UnsubscribeSigner};
 use crate::crisis::{AnnouncementKind, Crisis, Severity};
 use crate::directory::{self, ContactEntry, ContactView};
-use crate::outbox::{Announcement, DeliveryContent, DeliveryId, NewDelivery};
+use crate::outbox::{
+    Announcement, DeliveryContent, DeliveryId, NAME_MARK, NewDelivery, NewRendition, Payload,
+    UNSUBSCRIBE_MARK,
+};
 use crate::render::post::LengthRule;
 use crate::render::sms;
 use crate::render::{
@@ -339,6 +343,31 @@ fn empty_email() -> DeliveryContent {
     })
 }
 
+/// A delivery that planning already knows cannot be sent.
+fn dead(
+    profile: &ChannelProfile,
+    kind: AnnouncementKind,
+    recipient_id: Option<&str>,
+    destination: &str,
+    locale: &str,
+    reason: String,
+) -> NewDelivery {
+    NewDelivery {
+        id: DeliveryId::new(),
+        channel: profile.name.clone(),
+        recipient_id: recipient_id.map(str::to_owned),
+        destination: destination.to_owned(),
+        locale: locale.to_owned(),
+        payload: Payload::Inline(empty_email()),
+        priority: priority(kind),
+        dead_reason: Some(reason),
+    }
+}
+
+/// Subscribers planned per batch: one transaction each, small enough that
+/// the first messages go out while the rest are still being written.
+pub const BATCH_SUBSCRIBERS: usize = 2000;
+
 impl Planner {
     pub fn new(inputs: Arc<PlanInputs>) -> Self {
         Self { inputs }
@@ -348,18 +377,46 @@ impl Planner {
         &self.inputs
     }
 
-    /// The announcement of `kind` for `crisis` and its deliveries: per
-    /// subscriber on email and SMS (skipping opted-out contact points), once
-    /// per account on social and chat. A message that cannot be rendered or
-    /// fitted becomes a dead delivery with the reason, not silence.
-    pub fn plan(
+    /// Whether this announcement goes to subscribers one by one (email,
+    /// SMS), which is planned in batches after the transition is stored.
+    pub fn reaches_subscribers(&self) -> bool {
+        self.inputs.audience.count > 0
+            && self
+                .inputs
+                .channels
+                .iter()
+                .any(|p| matches!(p.reach, Reach::Email | Reach::Phone))
+    }
+
+    fn context(
+        &self,
+        crisis: &Crisis,
+        kind: AnnouncementKind,
+        locale: &str,
+        recipient: Option<(&str, chrono_tz::Tz)>,
+        now: DateTime<Utc>,
+    ) -> RenderContext {
+        let inputs = &self.inputs;
+        let locale = inputs.renderer.resolve_locale(locale);
+        RenderContext::new(
+            locale,
+            inputs.company.clone(),
+            crisis,
+            kind,
+            recipient,
+            inputs.contacts(locale, now),
+            now,
+        )
+    }
+
+    /// The announcement of `kind` for `crisis`, and its deliveries on the
+    /// broadcast channels (social, chat): once per account, in its language.
+    pub fn start(
         &self,
         crisis: &Crisis,
         kind: AnnouncementKind,
         now: DateTime<Utc>,
-        opt_outs: &OptOuts,
     ) -> (Announcement, Vec<NewDelivery>) {
-        let inputs = &self.inputs;
         let announcement = Announcement {
             id: Uuid::now_v7(),
             crisis_id: crisis.id,
@@ -367,100 +424,306 @@ impl Planner {
             message: crisis.last_message.clone(),
             created_at: now,
         };
-        let mut contacts_by_locale: HashMap<String, Vec<ContactView>> = HashMap::new();
-        let mut context = |locale: &str, recipient: Option<(&str, chrono_tz::Tz)>| {
-            let locale = inputs.renderer.resolve_locale(locale).to_owned();
-            let contacts = contacts_by_locale
-                .entry(locale.clone())
-                .or_insert_with(|| inputs.contacts(&locale, now))
-                .clone();
-            RenderContext::new(
-                &locale,
-                inputs.company.clone(),
-                crisis,
-                kind,
-                recipient,
-                contacts,
-                now,
-            )
-        };
         let mut deliveries = Vec::new();
-        let mut push = |profile: &ChannelProfile,
-                        recipient_id: Option<&str>,
-                        destination: &str,
-                        locale: &str,
-                        content: Result<DeliveryContent, String>| {
-            let (content, dead_reason) = match content {
-                Ok(content) => (content, None),
-                Err(reason) => (empty_email(), Some(reason)),
+        for profile in &self.inputs.channels {
+            let (Reach::Broadcast { locale }, Some(family)) = (&profile.reach, profile.family)
+            else {
+                continue;
             };
-            deliveries.push(NewDelivery {
-                id: DeliveryId::new(),
-                channel: profile.name.clone(),
-                recipient_id: recipient_id.map(str::to_owned),
-                destination: destination.to_owned(),
-                locale: locale.to_owned(),
-                content,
-                priority: priority(kind),
-                dead_reason,
-            });
-        };
-        for profile in &inputs.channels {
-            match (&profile.reach, profile.family) {
-                (Reach::Email, _) => {
-                    for subscriber in &inputs.audience.subscribers {
-                        let Some(email) = &subscriber.email else {
-                            continue;
-                        };
-                        let email = email.to_string();
-                        if opt_outs.contains(ContactPoint::Email, &email) {
-                            continue;
-                        }
-                        let mut ctx = context(
-                            &subscriber.locale,
-                            Some((&subscriber.name, subscriber.timezone)),
-                        );
-                        let unsubscribe_url =
-                            inputs.unsubscribe.as_ref().map(|links| links.url(&email));
-                        if let Some(recipient) = &mut ctx.recipient {
-                            recipient.unsubscribe_url = unsubscribe_url.clone();
-                        }
-                        let content = inputs
-                            .renderer
-                            .render_email(&ctx)
-                            .map(|mut content| {
-                                content.unsubscribe_url = unsubscribe_url;
-                                DeliveryContent::Email(content)
-                            })
-                            .map_err(|e| format!("message did not render: {e}"));
-                        push(profile, Some(&subscriber.id), &email, &ctx.locale, content);
-                    }
-                }
-                (Reach::Phone, Some(family)) => {
-                    for subscriber in &inputs.audience.subscribers {
-                        let Some(phone) = &subscriber.phone else {
-                            continue;
-                        };
-                        if opt_outs.contains(ContactPoint::Phone, phone) {
-                            continue;
-                        }
-                        let ctx = context(
-                            &subscriber.locale,
-                            Some((&subscriber.name, subscriber.timezone)),
-                        );
-                        let content = message(inputs, crisis, family, profile.limit, &ctx);
-                        push(profile, Some(&subscriber.id), phone, &ctx.locale, content);
-                    }
-                }
-                (Reach::Broadcast { locale }, Some(family)) => {
-                    let ctx = context(locale, None);
-                    let content = message(inputs, crisis, family, profile.limit, &ctx);
-                    push(profile, None, &profile.name, &ctx.locale, content);
-                }
-                (_, None) => {}
+            let ctx = self.context(crisis, kind, locale, None, now);
+            match message(&self.inputs, crisis, family, profile.limit, &ctx) {
+                Ok(content) => deliveries.push(NewDelivery {
+                    id: DeliveryId::new(),
+                    channel: profile.name.clone(),
+                    recipient_id: None,
+                    destination: profile.name.clone(),
+                    locale: ctx.locale.clone(),
+                    payload: Payload::Inline(content),
+                    priority: priority(kind),
+                    dead_reason: None,
+                }),
+                Err(reason) => deliveries.push(dead(
+                    profile,
+                    kind,
+                    None,
+                    &profile.name,
+                    &ctx.locale,
+                    reason,
+                )),
             }
         }
         (announcement, deliveries)
+    }
+
+    /// The per-subscriber deliveries (email, SMS) of an announcement,
+    /// streamed from the audience file in batches, from subscriber `skip`
+    /// on. Opted-out contact points are skipped.
+    pub fn stream<'a>(
+        &'a self,
+        crisis: &'a Crisis,
+        announcement: &'a Announcement,
+        now: DateTime<Utc>,
+        opt_outs: &'a OptOuts,
+        skip: u64,
+    ) -> Result<PlanStream<'a>, AudienceError> {
+        Ok(PlanStream {
+            planner: self,
+            crisis,
+            announcement,
+            now,
+            opt_outs,
+            subscribers: self.inputs.audience.subscribers(skip)?,
+            position: skip,
+            renditions: HashMap::new(),
+        })
+    }
+}
+
+/// One rendition per channel, language, time zone and form; what differs
+/// per reader (name, unsubscribe link) is filled in when it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RenditionKey {
+    channel: usize,
+    locale: String,
+    timezone: chrono_tz::Tz,
+    form: Form,
+}
+
+#[derive(Debug, Clone)]
+enum Rendered {
+    /// Stored under this id, with its text for measuring SMS.
+    Ready {
+        id: Uuid,
+        content: Arc<DeliveryContent>,
+    },
+    /// Cannot be sent: the reason.
+    Failed(String),
+}
+
+/// A batch of planned deliveries and the renditions they need, written in
+/// one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct PlanBatch {
+    pub renditions: Vec<NewRendition>,
+    pub deliveries: Vec<NewDelivery>,
+    /// Subscribers planned so far, this batch included: where to resume.
+    pub through: u64,
+}
+
+pub struct PlanStream<'a> {
+    planner: &'a Planner,
+    crisis: &'a Crisis,
+    announcement: &'a Announcement,
+    now: DateTime<Utc>,
+    opt_outs: &'a OptOuts,
+    subscribers: std::iter::Skip<Subscribers>,
+    position: u64,
+    renditions: HashMap<RenditionKey, Rendered>,
+}
+
+impl PlanStream<'_> {
+    /// The next batch, or none when every subscriber is planned.
+    pub fn next_batch(&mut self) -> Option<PlanBatch> {
+        let mut batch = PlanBatch::default();
+        let mut taken = 0;
+        while taken < BATCH_SUBSCRIBERS {
+            let Some(subscriber) = self.subscribers.next() else {
+                break;
+            };
+            taken += 1;
+            self.position += 1;
+            match subscriber {
+                Ok(subscriber) => self.plan_subscriber(&subscriber, &mut batch),
+                // The file changed since it was checked; the row is
+                // reported, the rest still planned.
+                Err(problem) => warn!(%problem, "Skipped an audience row that is no longer valid."),
+            }
+        }
+        if taken == 0 {
+            return None;
+        }
+        batch.through = self.position;
+        Some(batch)
+    }
+
+    /// The rendition for a key, rendering (and queueing for storage) the
+    /// first time it is needed.
+    fn rendition(&mut self, key: RenditionKey, batch: &mut PlanBatch) -> Rendered {
+        if let Some(rendered) = self.renditions.get(&key) {
+            return rendered.clone();
+        }
+        let planner = self.planner;
+        let inputs = &planner.inputs;
+        let profile = &inputs.channels[key.channel];
+        let mut ctx = planner.context(
+            self.crisis,
+            self.announcement.kind,
+            &key.locale,
+            Some((NAME_MARK, key.timezone)),
+            self.now,
+        );
+        let rendered = match profile.family {
+            None => {
+                if let Some(recipient) = &mut ctx.recipient {
+                    recipient.unsubscribe_url = inputs
+                        .unsubscribe
+                        .as_ref()
+                        .map(|_| UNSUBSCRIBE_MARK.to_owned());
+                }
+                inputs
+                    .renderer
+                    .render_email(&ctx)
+                    .map(|mut email| {
+                        email.unsubscribe_url = inputs
+                            .unsubscribe
+                            .as_ref()
+                            .map(|_| UNSUBSCRIBE_MARK.to_owned());
+                        DeliveryContent::Email(email)
+                    })
+                    .map_err(|e| format!("message did not render: {e}"))
+            }
+            Some(family) => inputs
+                .renderer
+                .render_text(family, key.form, &ctx)
+                .map(|text| {
+                    let text = if family == TextFamily::Sms {
+                        sms::prefer_gsm7(&text).into_owned()
+                    } else {
+                        text
+                    };
+                    DeliveryContent::Message(MessageContent {
+                        text,
+                        form: key.form,
+                        title: ctx.crisis.title.clone(),
+                        link: inputs.company.status_url.clone(),
+                        severity: self.crisis.severity,
+                        language: ctx.locale.clone(),
+                    })
+                })
+                .map_err(|e| format!("message not sent: {e}")),
+        };
+        let rendered = match rendered {
+            Ok(content) => {
+                let id = Uuid::now_v7();
+                batch.renditions.push(NewRendition {
+                    id,
+                    content: content.clone(),
+                });
+                Rendered::Ready {
+                    id,
+                    content: Arc::new(content),
+                }
+            }
+            Err(reason) => Rendered::Failed(reason),
+        };
+        self.renditions.insert(key, rendered.clone());
+        rendered
+    }
+
+    fn plan_subscriber(&mut self, subscriber: &Subscriber, batch: &mut PlanBatch) {
+        let inputs = &self.planner.inputs;
+        let kind = self.announcement.kind;
+        let locale = inputs
+            .renderer
+            .resolve_locale(&subscriber.locale)
+            .to_owned();
+        for (index, profile) in inputs.channels.iter().enumerate() {
+            let key = |form| RenditionKey {
+                channel: index,
+                locale: locale.clone(),
+                timezone: subscriber.timezone,
+                form,
+            };
+            let (destination, unsubscribe_url) = match profile.reach {
+                Reach::Email => {
+                    let Some(email) = &subscriber.email else {
+                        continue;
+                    };
+                    let email = email.to_string();
+                    if self.opt_outs.contains(ContactPoint::Email, &email) {
+                        continue;
+                    }
+                    let url = inputs.unsubscribe.as_ref().map(|links| links.url(&email));
+                    (email, url)
+                }
+                Reach::Phone => {
+                    let Some(phone) = &subscriber.phone else {
+                        continue;
+                    };
+                    if self.opt_outs.contains(ContactPoint::Phone, phone) {
+                        continue;
+                    }
+                    (phone.clone(), None)
+                }
+                Reach::Broadcast { .. } => continue,
+            };
+            let chosen = match profile.family {
+                // Email has no limit: one form.
+                None => self.rendition(key(Form::Long), batch),
+                Some(_) => self.fitted(key, &subscriber.name, profile.limit, batch),
+            };
+            let delivery = match chosen {
+                Rendered::Ready { id, .. } => NewDelivery {
+                    id: DeliveryId::new(),
+                    channel: profile.name.clone(),
+                    recipient_id: Some(subscriber.id.clone()),
+                    destination,
+                    locale: locale.clone(),
+                    payload: Payload::Rendition {
+                        id,
+                        recipient_name: Some(subscriber.name.clone()),
+                        unsubscribe_url,
+                    },
+                    priority: priority(kind),
+                    dead_reason: None,
+                },
+                Rendered::Failed(reason) => dead(
+                    profile,
+                    kind,
+                    Some(&subscriber.id),
+                    &destination,
+                    &locale,
+                    reason,
+                ),
+            };
+            batch.deliveries.push(delivery);
+        }
+    }
+
+    /// The long form when it fits the channel with this reader's name in
+    /// it, else the short form, else a reason not to send.
+    fn fitted(
+        &mut self,
+        key: impl Fn(Form) -> RenditionKey,
+        name: &str,
+        limit: TextLimit,
+        batch: &mut PlanBatch,
+    ) -> Rendered {
+        let mut last = None;
+        for form in [Form::Long, Form::Short] {
+            let rendered = self.rendition(key(form), batch);
+            let Rendered::Ready { content, .. } = &rendered else {
+                return rendered;
+            };
+            let DeliveryContent::Message(message) = content.as_ref() else {
+                return rendered;
+            };
+            // Most templates do not name the reader; when one does, the
+            // reader's own name is what gets measured.
+            let measurement = if message.text.contains(NAME_MARK) {
+                limit.measure(&message.text.replace(NAME_MARK, name))
+            } else {
+                limit.measure(&message.text)
+            };
+            if measurement.fits {
+                return rendered;
+            }
+            last = Some(measurement);
+        }
+        Rendered::Failed(match last {
+            Some(measurement) => format!("message not sent: {}", FitError::TooLong(measurement)),
+            None => "message not sent: no form fits".to_owned(),
+        })
     }
 }
 

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use super::{
@@ -15,7 +17,8 @@ use crate::banner::Banner;
 use crate::clock::Clock;
 use crate::dispatch::Wake;
 use crate::outbox::{
-    IdempotencyRecord, SourceLink, SourceLinkChange, Store, StoreError, TransitionWrite,
+    Announcement, IdempotencyRecord, SourceLink, SourceLinkChange, Store, StoreError,
+    TransitionWrite, UnfinishedPlan,
 };
 use crate::plan::Planner;
 
@@ -31,6 +34,14 @@ pub enum ServiceError {
         "crisis {0} was changed by someone else at the same moment; look at it again and retry"
     )]
     Conflict(CrisisId),
+    #[error("a request with this Idempotency-Key is still being carried out; retry in a moment")]
+    InProgress,
+    #[error(transparent)]
+    Audience(#[from] crate::audience::AudienceError),
+    #[error("planning the deliveries failed: {0}")]
+    Planning(String),
+    #[error("the daemon is stopping; the rest of this fan-out resumes when it starts again")]
+    Stopping,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -103,7 +114,14 @@ pub struct CrisisService {
     banner: Arc<Banner>,
     wake: Wake,
     clock: Arc<dyn Clock>,
+    /// Plans in progress, owned here so a stop can wait for them.
+    tasks: TaskTracker,
+    stopping: CancellationToken,
 }
+
+/// The status of an Idempotency-Key whose request is still being carried
+/// out.
+const IN_PROGRESS: u16 = 0;
 
 pub const STATUS_CREATED: u16 = 201;
 pub const STATUS_OK: u16 = 200;
@@ -122,6 +140,8 @@ impl CrisisService {
             banner,
             wake,
             clock,
+            tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -153,7 +173,7 @@ impl CrisisService {
     }
 
     pub async fn declare(
-        &self,
+        self: &Arc<Self>,
         declaration: Declaration,
         ctx: TransitionContext,
     ) -> Result<Applied, ServiceError> {
@@ -168,7 +188,7 @@ impl CrisisService {
     }
 
     pub async fn update(
-        &self,
+        self: &Arc<Self>,
         id: CrisisId,
         update: CrisisUpdate,
         ctx: TransitionContext,
@@ -196,7 +216,7 @@ impl CrisisService {
     }
 
     pub async fn resolve(
-        &self,
+        self: &Arc<Self>,
         id: CrisisId,
         message: Option<String>,
         ctx: TransitionContext,
@@ -224,7 +244,7 @@ impl CrisisService {
     }
 
     async fn commit(
-        &self,
+        self: &Arc<Self>,
         crisis: Crisis,
         previous_version: Option<u32>,
         kind: AnnouncementKind,
@@ -232,24 +252,35 @@ impl CrisisService {
         ctx: TransitionContext,
     ) -> Result<Applied, ServiceError> {
         let now = crisis.updated_at;
-        let opt_outs = self.store.opt_outs().await?;
-        let (announcement, deliveries) = self.planner.plan(&crisis, kind, now, &opt_outs);
-        let outcome = TransitionOutcome {
+        let (announcement, deliveries) = self.planner.start(&crisis, kind, now);
+        let planning = self.planner.reaches_subscribers();
+        let mut outcome = TransitionOutcome {
             crisis: crisis.clone(),
             announcement: kind,
             deliveries: deliveries.len(),
         };
-        let idempotency = match &ctx.idempotency {
-            Some(request) => Some(IdempotencyRecord {
+        let record = |outcome: &TransitionOutcome,
+                      status: u16|
+         -> Result<Option<IdempotencyRecord>, ServiceError> {
+            let Some(request) = &ctx.idempotency else {
+                return Ok(None);
+            };
+            Ok(Some(IdempotencyRecord {
                 scope: request.scope.clone(),
                 key: request.key.clone(),
                 fingerprint: request.fingerprint.clone(),
                 status,
-                body: serde_json::to_string(&outcome)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            }),
-            None => None,
+                body: if status == IN_PROGRESS {
+                    String::new()
+                } else {
+                    serde_json::to_string(outcome)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                },
+            }))
         };
+        // While subscribers are still being planned the key is held "in
+        // progress"; its answer is stored when the plan is complete.
+        let idempotency = record(&outcome, if planning { IN_PROGRESS } else { status })?;
         let source_link = ctx.source.as_ref().map(|source| {
             if crisis.is_active() {
                 SourceLinkChange::Set(SourceLink {
@@ -276,8 +307,9 @@ impl CrisisService {
             crisis: crisis.clone(),
             previous_version,
             event,
-            announcement,
+            announcement: announcement.clone(),
             deliveries,
+            planning,
             idempotency,
             source_link,
         };
@@ -301,6 +333,18 @@ impl CrisisService {
         }
         self.banner.apply(&crisis);
         self.wake.notify();
+        if planning {
+            // In its own task: a client that hangs up must not stop the
+            // fan-out half-way.
+            let plan = self.spawn_plan(crisis.clone(), announcement.clone(), 0);
+            let planned = plan
+                .await
+                .map_err(|e| ServiceError::Planning(e.to_string()))??;
+            outcome.deliveries += planned;
+            self.store
+                .finish_plan(announcement.id, record(&outcome, status)?)
+                .await?;
+        }
         info!(
             crisis_id = %crisis.id,
             status = %crisis.status,
@@ -310,5 +354,107 @@ impl CrisisService {
             "Crisis {}.", crisis.status
         );
         Ok(Applied::New(outcome))
+    }
+
+    /// Plans an announcement's per-subscriber deliveries from subscriber
+    /// `skip` on, batch by batch, waking the dispatcher after each so the
+    /// first messages go out while the rest are still being written.
+    fn spawn_plan(
+        self: &Arc<Self>,
+        crisis: Crisis,
+        announcement: Announcement,
+        skip: u64,
+    ) -> tokio::task::JoinHandle<Result<usize, ServiceError>> {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let opt_outs = this.store.opt_outs().await?;
+            let mut stream = this.planner.stream(
+                &crisis,
+                &announcement,
+                announcement.created_at,
+                &opt_outs,
+                skip,
+            )?;
+            let mut written = 0;
+            while let Some(batch) = stream.next_batch() {
+                this.store
+                    .append_plan(
+                        &announcement,
+                        &batch.renditions,
+                        &batch.deliveries,
+                        batch.through,
+                    )
+                    .await?;
+                written += batch.deliveries.len();
+                this.wake.notify();
+                // A stop leaves the plan unfinished; the next start resumes
+                // it from the last batch written.
+                if this.stopping.is_cancelled() {
+                    return Err(ServiceError::Stopping);
+                }
+                // Rendering and reading the audience is CPU work: let the
+                // dispatcher and the API run between batches.
+                tokio::task::yield_now().await;
+            }
+            Ok(written)
+        })
+    }
+
+    /// Finishes plans a previous run left half-written (it stopped or
+    /// crashed mid-fan-out): `plans` as found at start, before anything
+    /// new could begin. Returns how many were resumed.
+    pub async fn resume_unfinished(
+        self: &Arc<Self>,
+        plans: Vec<UnfinishedPlan>,
+    ) -> Result<usize, ServiceError> {
+        for plan in &plans {
+            let announcement = &plan.announcement;
+            let Some(crisis) = self.store.crisis(announcement.crisis_id).await? else {
+                continue;
+            };
+            info!(
+                crisis_id = %crisis.id,
+                announcement = %announcement.kind,
+                planned = plan.planned_through,
+                "Resuming an announcement that was not fully planned."
+            );
+            self.spawn_plan(crisis.clone(), announcement.clone(), plan.planned_through)
+                .await
+                .map_err(|e| ServiceError::Planning(e.to_string()))??;
+            let record = match &plan.idempotency {
+                Some((scope, key)) => {
+                    let outcome = TransitionOutcome {
+                        deliveries: usize::try_from(
+                            self.store.announcement_deliveries(announcement.id).await?,
+                        )
+                        .unwrap_or(usize::MAX),
+                        crisis,
+                        announcement: announcement.kind,
+                    };
+                    Some(IdempotencyRecord {
+                        scope: scope.clone(),
+                        key: key.clone(),
+                        fingerprint: String::new(),
+                        status: if announcement.kind == AnnouncementKind::Initial {
+                            STATUS_CREATED
+                        } else {
+                            STATUS_OK
+                        },
+                        body: serde_json::to_string(&outcome)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    })
+                }
+                None => None,
+            };
+            self.store.finish_plan(announcement.id, record).await?;
+        }
+        Ok(plans.len())
+    }
+
+    /// Stops planning at the next batch and waits for plans in progress.
+    pub async fn stop(&self) {
+        self.stopping.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -20,7 +20,7 @@ pub use retry::RetryPolicy;
 use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
 use crate::config::{DispatchSettings, RateLimit};
-use crate::outbox::{Delivery, DeliveryId, Store};
+use crate::outbox::{Delivery, DeliveryId, Outcome, Store};
 
 /// Wakes the workers when new deliveries are written, so the first email
 /// of a crisis does not wait for the next poll.
@@ -87,6 +87,8 @@ impl Dispatcher {
                 warn!(error = %err, "Could not check for deliveries to unconfigured channels.")
             }
         }
+        let (recorder, recording) =
+            Recorder::start(self.store.clone(), self.owner.clone(), self.clock.clone());
         let mut workers = JoinSet::new();
         for channel in &self.channels {
             let worker = ChannelWorker {
@@ -94,6 +96,7 @@ impl Dispatcher {
                     self.rate_limits.get(channel.name()).copied(),
                     &self.settings,
                 ),
+                recorder: recorder.clone(),
                 channel: channel.clone(),
                 store: self.store.clone(),
                 policy: RetryPolicy::from(&self.settings),
@@ -106,10 +109,15 @@ impl Dispatcher {
             };
             workers.spawn(worker.run(shutdown.clone()));
         }
+        drop(recorder);
         while let Some(result) = workers.join_next().await {
             if let Err(err) = result {
                 error!(error = %err, "A channel worker ended abnormally.");
             }
+        }
+        // Every worker is done: the recorder writes what is left and ends.
+        if let Err(err) = recording.await {
+            error!(error = %err, "The outcome recorder ended abnormally.");
         }
     }
 }
@@ -117,6 +125,7 @@ impl Dispatcher {
 struct ChannelWorker {
     channel: Arc<dyn Channel>,
     gate: Gate,
+    recorder: Recorder,
     store: Arc<dyn Store>,
     policy: RetryPolicy,
     lease: Duration,
@@ -303,23 +312,16 @@ impl ChannelWorker {
                 }
             }
         }
-        let recorded = match outcome {
+        let outcome = match outcome {
             Ok(receipt) => {
                 debug!(%crisis_id, channel = %name, %delivery_id, "Delivery sent.");
-                self.store
-                    .mark_sent(
-                        delivery.id,
-                        &self.owner,
-                        now,
-                        receipt.provider_ref.as_deref(),
-                    )
-                    .await
+                Outcome::Sent {
+                    provider_ref: receipt.provider_ref,
+                }
             }
             Err(DeliveryError::Permanent { reason }) => {
                 error!(%crisis_id, channel = %name, %delivery_id, %reason, "Delivery is dead.");
-                self.store
-                    .mark_dead(delivery.id, &self.owner, now, &reason)
-                    .await
+                Outcome::Dead { reason }
             }
             Err(DeliveryError::Transient {
                 reason,
@@ -328,9 +330,7 @@ impl ChannelWorker {
                 if attempt >= self.policy.max_attempts {
                     let reason = format!("gave up after {attempt} attempts; last error: {reason}");
                     error!(%crisis_id, channel = %name, %delivery_id, %reason, "Delivery is dead.");
-                    self.store
-                        .mark_dead(delivery.id, &self.owner, now, &reason)
-                        .await
+                    Outcome::Dead { reason }
                 } else {
                     let delay = self.policy.delay(attempt, retry_after);
                     warn!(
@@ -343,16 +343,66 @@ impl ChannelWorker {
                         .ok()
                         .and_then(|delay| now.checked_add_signed(delay))
                         .unwrap_or(now);
-                    self.store
-                        .mark_retry(delivery.id, &self.owner, at, &reason)
-                        .await
+                    Outcome::Retry { at, error: reason }
                 }
             }
         };
-        if let Err(err) = recorded {
-            // The lease expires and the delivery is tried again: at least
-            // once, never lost.
-            warn!(%crisis_id, channel = %name, %delivery_id, error = %err, "Could not record the outcome; the lease will expire and it is retried.");
+        self.recorder.record(delivery.id, outcome).await;
+    }
+}
+
+/// Writes outcomes to the store in batches: one transaction for many
+/// deliveries, which is what lets a durable ledger keep up with a fast
+/// provider. A sender waits until its outcome is written, and keeps its
+/// concurrency slot until then, so the deliveries a crash can repeat stay
+/// bounded by the in-flight limit.
+#[derive(Clone)]
+struct Recorder {
+    queue: mpsc::Sender<(DeliveryId, Outcome, oneshot::Sender<()>)>,
+}
+
+/// Outcomes written per transaction at most.
+const RECORD_BATCH: usize = 512;
+
+impl Recorder {
+    fn start(
+        store: Arc<dyn Store>,
+        owner: String,
+        clock: Arc<dyn Clock>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (queue, mut pending) =
+            mpsc::channel::<(DeliveryId, Outcome, oneshot::Sender<()>)>(RECORD_BATCH * 4);
+        let task = tokio::spawn(async move {
+            // Ends when every worker has dropped its sender: after the drain.
+            while let Some(first) = pending.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < RECORD_BATCH {
+                    match pending.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let outcomes: Vec<(DeliveryId, Outcome)> = batch
+                    .iter()
+                    .map(|(id, outcome, _)| (*id, outcome.clone()))
+                    .collect();
+                if let Err(err) = store.record_outcomes(&owner, clock.now(), &outcomes).await {
+                    // The leases expire and the deliveries are tried again:
+                    // at least once, never lost.
+                    warn!(count = outcomes.len(), error = %err, "Could not record outcomes; their leases will expire and they are retried.");
+                }
+                for (_, _, done) in batch {
+                    let _ = done.send(());
+                }
+            }
+        });
+        (Self { queue }, task)
+    }
+
+    async fn record(&self, id: DeliveryId, outcome: Outcome) {
+        let (done, written) = oneshot::channel();
+        if self.queue.send((id, outcome, done)).await.is_ok() {
+            let _ = written.await;
         }
     }
 }

@@ -548,6 +548,7 @@ pub async fn dead(
 pub async fn retry_dead(
     State(state): State<AppState>,
     auth: Authenticated,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RetryDeadResponse>, ApiError> {
     let request = match &body {
@@ -593,15 +594,62 @@ pub async fn retry_dead(
             would_requeue: Some(n),
         }));
     }
+    // Not a crisis transition, so not in the audit trail; the log names who.
+    let person = headers
+        .get(ACTOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|p| p.trim().chars().take(100).collect::<String>());
     tracing::info!(
         requeued = n,
         crisis = ?crisis.map(|c| c.to_string()),
         channels = ?channels,
         token = %auth.token_name,
+        person = ?person,
         "Dead deliveries requeued."
     );
     Ok(Json(RetryDeadResponse {
         requeued: n,
         would_requeue: None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(pending: u64, in_flight: u64, retrying: u64) -> StateCounts {
+        StateCounts {
+            pending,
+            in_flight,
+            retrying,
+            sent: 10,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_eta_is_what_is_left_over_the_rate_rounded_up() {
+        let mut c = counts(90, 5, 5);
+        c.set_rate(30.0);
+        assert_eq!(c.eta_seconds, Some(4), "100 left at 30/s");
+        assert_eq!(c.rate_per_second, 30.0);
+    }
+
+    #[test]
+    fn without_a_rate_there_is_no_eta_and_with_nothing_left_it_is_zero() {
+        let mut waiting = counts(0, 0, 3);
+        waiting.set_rate(0.0);
+        assert_eq!(waiting.eta_seconds, None);
+        let mut done = counts(0, 0, 0);
+        done.set_rate(0.0);
+        assert_eq!(done.eta_seconds, Some(0));
+    }
+
+    #[test]
+    fn the_rate_is_kept_to_two_decimals() {
+        let mut c = counts(1, 0, 0);
+        c.set_rate(1.0 / 3.0);
+        assert_eq!(c.rate_per_second, 0.33);
+        assert_eq!(c.eta_seconds, Some(3));
+    }
 }

@@ -25,6 +25,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     Unprocessable(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error; the daemon's log has the details")]
     Internal,
 }
@@ -49,6 +51,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -85,6 +88,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(_) => ApiError::NotFound(err.to_string()),
             ServiceError::Conflict(_) => ApiError::Conflict(err.to_string()),
             ServiceError::IdempotencyMismatch => ApiError::Unprocessable(err.to_string()),
+            ServiceError::InProgress => ApiError::Conflict(err.to_string()),
+            ServiceError::Stopping => ApiError::Unavailable(err.to_string()),
+            ServiceError::Audience(_) | ServiceError::Planning(_) => {
+                error!(error = %err, "Planning deliveries failed; the plan resumes at the next start.");
+                ApiError::Internal
+            }
             ServiceError::Store(store) => store.into(),
         }
     }

@@ -109,6 +109,71 @@ pub struct Announcement {
     pub created_at: DateTime<Utc>,
 }
 
+/// Stands for the reader's name in a rendition; replaced when it is sent.
+/// A private-use character: no template or crisis text contains it, and
+/// HTML escaping leaves it alone.
+pub const NAME_MARK: &str = "\u{E000}";
+/// Stands for the reader's unsubscribe URL in a rendition.
+pub const UNSUBSCRIBE_MARK: &str = "\u{E001}";
+
+/// A message rendered once for many readers (same channel, language, time
+/// zone), stored once; deliveries refer to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRendition {
+    pub id: Uuid,
+    pub content: DeliveryContent,
+}
+
+/// What a delivery carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// The whole rendered message (broadcasts, and deliveries planned dead).
+    Inline(DeliveryContent),
+    /// A rendition, and what to fill in for this reader.
+    Rendition {
+        id: Uuid,
+        recipient_name: Option<String>,
+        unsubscribe_url: Option<String>,
+    },
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+}
+
+impl DeliveryContent {
+    /// The message for one reader: the marks of a rendition replaced by
+    /// their name and unsubscribe link (escaped in HTML).
+    pub fn personalize(
+        &self,
+        name: Option<&str>,
+        unsubscribe_url: Option<&str>,
+    ) -> DeliveryContent {
+        let name = name.unwrap_or_default();
+        let url = unsubscribe_url.unwrap_or_default();
+        let plain = |text: &str| text.replace(NAME_MARK, name).replace(UNSUBSCRIBE_MARK, url);
+        match self {
+            DeliveryContent::Email(email) => DeliveryContent::Email(EmailContent {
+                subject: plain(&email.subject),
+                text: plain(&email.text),
+                html: email
+                    .html
+                    .replace(NAME_MARK, &escape_html(name))
+                    .replace(UNSUBSCRIBE_MARK, &escape_html(url)),
+                unsubscribe_url: unsubscribe_url.map(str::to_owned),
+            }),
+            DeliveryContent::Message(message) => DeliveryContent::Message(MessageContent {
+                text: plain(&message.text),
+                ..message.clone()
+            }),
+        }
+    }
+}
+
 /// A delivery to be written to the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDelivery {
@@ -117,7 +182,7 @@ pub struct NewDelivery {
     pub recipient_id: Option<String>,
     pub destination: String,
     pub locale: String,
-    pub content: DeliveryContent,
+    pub payload: Payload,
     /// Lower goes first.
     pub priority: u8,
     /// Set when planning already knows it cannot be sent (a template that
@@ -183,9 +248,35 @@ pub struct TransitionWrite {
     pub previous_version: Option<u32>,
     pub event: CrisisEvent,
     pub announcement: Announcement,
+    /// Deliveries known at once (broadcasts); per-subscriber deliveries
+    /// follow with `append_plan` when `planning` is set.
     pub deliveries: Vec<NewDelivery>,
+    /// Subscribers are still to be planned: the announcement stays
+    /// unfinished (resumed after a restart) until `finish_plan`.
+    pub planning: bool,
+    /// With `planning`, written as in progress (status 0) and completed by
+    /// `finish_plan`.
     pub idempotency: Option<IdempotencyRecord>,
     pub source_link: Option<SourceLinkChange>,
+}
+
+/// An announcement whose per-subscriber deliveries were not all written
+/// (the daemon stopped mid-plan): resumed at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedPlan {
+    pub announcement: Announcement,
+    /// Subscribers already planned.
+    pub planned_through: u64,
+    /// The Idempotency-Key of the request that caused it, to complete.
+    pub idempotency: Option<(String, String)>,
+}
+
+/// What happened to one claimed delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent { provider_ref: Option<String> },
+    Retry { at: DateTime<Utc>, error: String },
+    Dead { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -277,6 +368,34 @@ pub trait Store: Send + Sync + 'static {
     async fn opt_in(&self, point: ContactPoint, address: &str) -> Result<bool, StoreError>;
     async fn opt_outs(&self) -> Result<crate::consent::OptOuts, StoreError>;
 
+    /// Writes one batch of a streamed plan: its renditions, its deliveries,
+    /// and how far the plan got, in one transaction.
+    async fn append_plan(
+        &self,
+        announcement: &Announcement,
+        renditions: &[NewRendition],
+        deliveries: &[NewDelivery],
+        planned_through: u64,
+    ) -> Result<(), StoreError>;
+    /// Marks a streamed plan complete and stores the response for its
+    /// Idempotency-Key.
+    async fn finish_plan(
+        &self,
+        announcement_id: Uuid,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> Result<(), StoreError>;
+    async fn unfinished_plans(&self) -> Result<Vec<UnfinishedPlan>, StoreError>;
+    /// Deliveries written for an announcement so far.
+    async fn announcement_deliveries(&self, announcement_id: Uuid) -> Result<u64, StoreError>;
+    /// Records many outcomes in one transaction; each takes effect only if
+    /// `owner` still holds that delivery's lease.
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        outcomes: &[(DeliveryId, Outcome)],
+    ) -> Result<(), StoreError>;
+
     /// Forgets a source's link, when its crisis was resolved another way.
     async fn unlink_source(&self, source: &str, external_id: &str) -> Result<(), StoreError>;
 
@@ -358,10 +477,11 @@ pub trait Store: Send + Sync + 'static {
     /// Puts dead deliveries back to `pending`, due `now`, with their
     /// attempts reset to 0, in one statement; returns how many. `last_error`
     /// is kept, so the reason stays visible until the next outcome replaces
-    /// it (sent clears it). Deliveries written dead at planning (a template
-    /// that did not render: attempts 0 and finished when created) carry no
-    /// content to send and are left dead. A resolved crisis's deliveries
-    /// are requeued too: the dead one may be the all-clear.
+    /// it (sent clears it). Left dead: deliveries written dead at planning
+    /// (a template that did not render: attempts 0 and finished when
+    /// created), which carry no content to send, and deliveries to an
+    /// address that is opted out. A resolved crisis's deliveries are
+    /// requeued too: the dead one may be the all-clear.
     async fn requeue_dead(
         &self,
         crisis: Option<CrisisId>,

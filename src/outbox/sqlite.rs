@@ -1,7 +1,9 @@
 //! The embedded store: SQLite in WAL mode, one file.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,8 +15,9 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    CrisisFilter, DeadLetter, Delivery, DeliveryCount, DeliveryId, DeliveryState, FinishedCount,
-    IdempotencyRecord, SourceLink, SourceLinkChange, Store, StoreError, TransitionWrite,
+    Announcement, CrisisFilter, DeadLetter, Delivery, DeliveryContent, DeliveryCount, DeliveryId,
+    DeliveryState, FinishedCount, IdempotencyRecord, NewDelivery, NewRendition, Outcome, Payload,
+    SourceLink, SourceLinkChange, Store, StoreError, TransitionWrite, UnfinishedPlan,
 };
 use crate::consent::{ContactPoint, OptOuts, normalize};
 use crate::crisis::{Actor, Crisis, CrisisEvent, CrisisId};
@@ -22,6 +25,13 @@ use crate::crisis::{Actor, Crisis, CrisisEvent, CrisisId};
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Decoded renditions by id, so a claim does not parse the same
+    /// message for every reader.
+    renditions: Arc<Mutex<HashMap<String, Arc<DeliveryContent>>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn millis(at: DateTime<Utc>) -> i64 {
@@ -47,15 +57,109 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 }
 
 const DELIVERY_COLUMNS: &str = "id, crisis_id, announcement_id, kind, channel, recipient_id, destination, \
-     locale, content, state, attempts, available_at, last_error, created_at";
+     locale, content, state, attempts, available_at, last_error, created_at, rendition_id, recipient_name, \
+     unsubscribe_url";
 
-/// Dead deliveries that can be sent again. One written dead at planning (a
-/// template that did not render) was never claimed and finished the moment
-/// it was created; its content is an empty placeholder, so it stays dead.
+/// Columns of one delivery row, in insert order.
+const INSERT_COLUMNS: &str = "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, recipient_id, \
+     destination, locale, content, priority, state, attempts, available_at, last_error, created_at, finished_at, \
+     rendition_id, recipient_name, unsubscribe_url) ";
+
+/// Rows per INSERT statement: 19 parameters each stays well under
+/// SQLite's limit of 32,766.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Renditions kept decoded in memory; a crisis has a few dozen.
+const RENDITION_CACHE: usize = 4096;
+
+/// Writes deliveries with multi-row INSERTs inside the caller's transaction.
+async fn insert_deliveries(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    announcement: &Announcement,
+    deliveries: &[NewDelivery],
+) -> Result<(), StoreError> {
+    let now = millis(announcement.created_at);
+    let crisis_id = announcement.crisis_id.to_string();
+    let announcement_id = announcement.id.to_string();
+    for chunk in deliveries.chunks(ROWS_PER_INSERT) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        for delivery in chunk {
+            let (content, rendition) = match &delivery.payload {
+                Payload::Inline(content) => (to_json(content)?, None),
+                Payload::Rendition {
+                    id,
+                    recipient_name,
+                    unsubscribe_url,
+                } => (
+                    String::new(),
+                    Some((id.to_string(), recipient_name, unsubscribe_url)),
+                ),
+            };
+            rows.push((delivery, content, rendition));
+        }
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INSERT_COLUMNS);
+        query.push_values(&rows, |mut row, (delivery, content, rendition)| {
+            let (state, finished_at) = match delivery.dead_reason {
+                Some(_) => (DeliveryState::Dead, Some(now)),
+                None => (DeliveryState::Pending, None),
+            };
+            row.push_bind(delivery.id.to_string())
+                .push_bind(crisis_id.clone())
+                .push_bind(announcement_id.clone())
+                .push_bind(announcement.kind.as_str())
+                .push_bind(delivery.channel.clone())
+                .push_bind(delivery.recipient_id.clone())
+                .push_bind(delivery.destination.clone())
+                .push_bind(delivery.locale.clone())
+                .push_bind(content.clone())
+                .push_bind(i64::from(delivery.priority))
+                .push_bind(state.as_str())
+                .push_bind(0_i64)
+                .push_bind(now)
+                .push_bind(delivery.dead_reason.clone())
+                .push_bind(now)
+                .push_bind(finished_at)
+                .push_bind(rendition.as_ref().map(|(id, _, _)| id.clone()))
+                .push_bind(rendition.as_ref().and_then(|(_, name, _)| (*name).clone()))
+                .push_bind(rendition.as_ref().and_then(|(_, _, url)| (*url).clone()));
+        });
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Dead deliveries that can be sent again. Left dead:
+/// - one written dead at planning (a template that did not render): never
+///   claimed, finished the moment it was created, and its content is an
+///   empty placeholder;
+/// - one to an address that opted out (since): sending it would ignore the
+///   opt-out. Addresses are matched as `opt_out` stores them (emails
+///   lower-cased, both trimmed), which the `(point, address)` key serves.
 const REQUEUEABLE: &str = "state = 'dead' AND NOT (attempts = 0 AND finished_at = created_at) \
+     AND NOT EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.point IN ('email', 'phone') \
+         AND opt_outs.address IN (lower(trim(deliveries.destination)), trim(deliveries.destination))) \
      AND (?1 IS NULL OR crisis_id = ?1) AND (?2 IS NULL OR channel = ?2)";
 
 impl SqliteStore {
+    /// A rendition, decoded once.
+    async fn rendition(&self, id: &str) -> Result<Arc<DeliveryContent>, StoreError> {
+        if let Some(content) = lock(&self.renditions).get(id) {
+            return Ok(content.clone());
+        }
+        let text: String = sqlx::query_scalar("SELECT content FROM renditions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("rendition {id} is missing")))?;
+        let content: Arc<DeliveryContent> = Arc::new(json(&text, "rendition")?);
+        let mut cache = lock(&self.renditions);
+        if cache.len() >= RENDITION_CACHE {
+            cache.clear();
+        }
+        cache.insert(id.to_owned(), content.clone());
+        Ok(content)
+    }
+
     /// Opens (creating when missing) the database and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -79,7 +183,10 @@ impl SqliteStore {
         sqlx::migrate!("src/outbox/migrations/sqlite")
             .run(&pool)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            renditions: Arc::default(),
+        })
     }
 
     fn crisis_from_row(row: &SqliteRow) -> Result<Crisis, StoreError> {
@@ -116,7 +223,16 @@ impl SqliteStore {
             recipient_id: row.try_get("recipient_id")?,
             destination: row.try_get("destination")?,
             locale: row.try_get("locale")?,
-            content: json(row.try_get::<&str, _>("content")?, "delivery content")?,
+            content: match row.try_get::<&str, _>("content")? {
+                // A rendition's delivery: filled in by `materialize`.
+                "" => DeliveryContent::Email(crate::render::EmailContent {
+                    subject: String::new(),
+                    text: String::new(),
+                    html: String::new(),
+                    unsubscribe_url: None,
+                }),
+                text => json(text, "delivery content")?,
+            },
             state: row.try_get::<&str, _>("state")?.parse()?,
             attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
             available_at: from_millis(row.try_get("available_at")?)?,
@@ -135,6 +251,7 @@ impl Store for SqliteStore {
             event,
             announcement,
             deliveries,
+            planning,
             idempotency,
             source_link,
         } = write;
@@ -218,43 +335,21 @@ impl Store for SqliteStore {
         .bind(millis(event.at))
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO announcements (id, crisis_id, kind, message, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(announcement.id.to_string())
-            .bind(announcement.crisis_id.to_string())
-            .bind(announcement.kind.as_str())
-            .bind(&announcement.message)
-            .bind(millis(announcement.created_at))
-            .execute(&mut *tx)
-            .await?;
-        let now = millis(announcement.created_at);
-        for delivery in &deliveries {
-            let (state, finished_at) = match delivery.dead_reason {
-                Some(_) => (DeliveryState::Dead, Some(now)),
-                None => (DeliveryState::Pending, None),
-            };
-            sqlx::query(
-                "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, recipient_id, \
-                 destination, locale, content, priority, state, attempts, available_at, last_error, \
-                 created_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-            )
-            .bind(delivery.id.to_string())
-            .bind(crisis.id.to_string())
-            .bind(announcement.id.to_string())
-            .bind(announcement.kind.as_str())
-            .bind(&delivery.channel)
-            .bind(&delivery.recipient_id)
-            .bind(&delivery.destination)
-            .bind(&delivery.locale)
-            .bind(to_json(&delivery.content)?)
-            .bind(i64::from(delivery.priority))
-            .bind(state.as_str())
-            .bind(now)
-            .bind(&delivery.dead_reason)
-            .bind(now)
-            .bind(finished_at)
-            .execute(&mut *tx)
-            .await?;
-        }
+        sqlx::query(
+            "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
+             idempotency_scope, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(announcement.id.to_string())
+        .bind(announcement.crisis_id.to_string())
+        .bind(announcement.kind.as_str())
+        .bind(&announcement.message)
+        .bind(millis(announcement.created_at))
+        .bind(planning)
+        .bind(idempotency.as_ref().map(|r| r.scope.clone()))
+        .bind(idempotency.as_ref().map(|r| r.key.clone()))
+        .execute(&mut *tx)
+        .await?;
+        insert_deliveries(&mut tx, &announcement, &deliveries).await?;
         match source_link {
             Some(SourceLinkChange::Set(link)) => {
                 sqlx::query(
@@ -507,26 +602,193 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
         let now_ms = millis(now);
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let sql = format!(
-            "UPDATE deliveries SET state = 'in_flight', lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM deliveries WHERE channel = ?3 AND ( \
-                 (state IN ('pending', 'retrying') AND available_at <= ?4) \
-                 OR (state = 'in_flight' AND lease_until <= ?4)) \
-               ORDER BY priority, available_at LIMIT ?5) \
-             RETURNING {DELIVERY_COLUMNS}"
-        );
-        sqlx::query(&sql)
-            .bind(owner)
-            .bind(now_ms.saturating_add(lease_ms))
-            .bind(channel)
-            .bind(now_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(Self::delivery_from_row)
+        let lease_until =
+            now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let mut tx = self.pool.begin().await?;
+        // A crashed sender's expired leases become claimable again; the
+        // attempt they used stays counted.
+        sqlx::query(
+            "UPDATE deliveries SET state = 'retrying', available_at = ?2, lease_owner = NULL, lease_until = NULL \
+             WHERE state = 'in_flight' AND channel = ?1 AND lease_until <= ?2",
+        )
+        .bind(channel)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        // New messages first, by priority (initial, updates and the
+        // all-clear before follow-ups), then retries that are due. Each is
+        // one range of the (channel, state, priority, available_at) index.
+        let mut rows = Vec::new();
+        for (state, order) in [
+            ("pending", "priority, available_at"),
+            ("retrying", "available_at"),
+        ] {
+            let wanted = i64::from(limit) - i64::try_from(rows.len()).unwrap_or(i64::MAX);
+            if wanted <= 0 {
+                break;
+            }
+            let sql = format!(
+                "UPDATE deliveries SET state = 'in_flight', lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM deliveries WHERE channel = ?3 AND state = ?4 AND available_at <= ?5 \
+                   ORDER BY {order} LIMIT ?6) \
+                 RETURNING {DELIVERY_COLUMNS}"
+            );
+            rows.extend(
+                sqlx::query(&sql)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(channel)
+                    .bind(state)
+                    .bind(now_ms)
+                    .bind(wanted)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
+        tx.commit().await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut delivery = Self::delivery_from_row(row)?;
+            if let Some(rendition) = row.try_get::<Option<String>, _>("rendition_id")? {
+                let content = self.rendition(&rendition).await?;
+                delivery.content = content.personalize(
+                    row.try_get::<Option<&str>, _>("recipient_name")?,
+                    row.try_get::<Option<&str>, _>("unsubscribe_url")?,
+                );
+            }
+            claimed.push(delivery);
+        }
+        Ok(claimed)
+    }
+
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        outcomes: &[(DeliveryId, Outcome)],
+    ) -> Result<(), StoreError> {
+        let now = millis(now);
+        let mut tx = self.pool.begin().await?;
+        for (id, outcome) in outcomes {
+            let query = match outcome {
+                Outcome::Sent { provider_ref } => sqlx::query(
+                    "UPDATE deliveries SET state = 'sent', finished_at = ?1, provider_ref = ?2, lease_owner = NULL, \
+                     lease_until = NULL, last_error = NULL WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4",
+                )
+                .bind(now)
+                .bind(provider_ref.clone()),
+                // A reader who opted out while this was in flight is not
+                // tried again.
+                Outcome::Retry { at, error } => sqlx::query(
+                    "UPDATE deliveries SET available_at = ?1, lease_owner = NULL, lease_until = NULL, \
+                     state = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
+                       THEN 'dead' ELSE 'retrying' END, \
+                     last_error = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
+                       THEN 'the recipient opted out' ELSE ?2 END \
+                     WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4",
+                )
+                .bind(millis(*at))
+                .bind(error.clone()),
+                Outcome::Dead { reason } => sqlx::query(
+                    "UPDATE deliveries SET state = 'dead', finished_at = ?1, last_error = ?2, lease_owner = NULL, \
+                     lease_until = NULL WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4",
+                )
+                .bind(now)
+                .bind(reason.clone()),
+            };
+            query
+                .bind(id.to_string())
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn append_plan(
+        &self,
+        announcement: &Announcement,
+        renditions: &[NewRendition],
+        deliveries: &[NewDelivery],
+        planned_through: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for rendition in renditions {
+            sqlx::query("INSERT INTO renditions (id, announcement_id, content) VALUES (?, ?, ?)")
+                .bind(rendition.id.to_string())
+                .bind(announcement.id.to_string())
+                .bind(to_json(&rendition.content)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_deliveries(&mut tx, announcement, deliveries).await?;
+        sqlx::query("UPDATE announcements SET planned_through = ? WHERE id = ?")
+            .bind(i64::try_from(planned_through).unwrap_or(i64::MAX))
+            .bind(announcement.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_plan(
+        &self,
+        announcement_id: Uuid,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE announcements SET planning = 0 WHERE id = ?")
+            .bind(announcement_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if let Some(record) = idempotency {
+            sqlx::query(
+                "UPDATE idempotency_keys SET status = ?, body = ? WHERE scope = ? AND key = ?",
+            )
+            .bind(i64::from(record.status))
+            .bind(&record.body)
+            .bind(&record.scope)
+            .bind(&record.key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unfinished_plans(&self) -> Result<Vec<UnfinishedPlan>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM announcements WHERE planning = 1 ORDER BY created_at")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let scope: Option<String> = row.try_get("idempotency_scope")?;
+                let key: Option<String> = row.try_get("idempotency_key")?;
+                Ok(UnfinishedPlan {
+                    announcement: Announcement {
+                        id: parse(row.try_get::<&str, _>("id")?, "announcement id")?,
+                        crisis_id: parse(row.try_get::<&str, _>("crisis_id")?, "crisis id")?,
+                        kind: parse(row.try_get::<&str, _>("kind")?, "announcement kind")?,
+                        message: row.try_get("message")?,
+                        created_at: from_millis(row.try_get("created_at")?)?,
+                    },
+                    planned_through: u64::try_from(row.try_get::<i64, _>("planned_through")?)
+                        .unwrap_or(0),
+                    idempotency: scope.zip(key),
+                })
+            })
             .collect()
+    }
+
+    async fn announcement_deliveries(&self, announcement_id: Uuid) -> Result<u64, StoreError> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE announcement_id = ?")
+                .bind(announcement_id.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn mark_sent(
@@ -536,17 +798,17 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         provider_ref: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE deliveries SET state = 'sent', finished_at = ?, provider_ref = ?, lease_owner = NULL, \
-             lease_until = NULL, last_error = NULL WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+        self.record_outcomes(
+            owner,
+            now,
+            &[(
+                id,
+                Outcome::Sent {
+                    provider_ref: provider_ref.map(str::to_owned),
+                },
+            )],
         )
-        .bind(millis(now))
-        .bind(provider_ref)
-        .bind(id.to_string())
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn mark_retry(
@@ -556,17 +818,18 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE deliveries SET state = 'retrying', available_at = ?, last_error = ?, lease_owner = NULL, \
-             lease_until = NULL WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+        self.record_outcomes(
+            owner,
+            at,
+            &[(
+                id,
+                Outcome::Retry {
+                    at,
+                    error: error.to_owned(),
+                },
+            )],
         )
-        .bind(millis(at))
-        .bind(error)
-        .bind(id.to_string())
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn mark_dead(
@@ -576,17 +839,17 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         reason: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE deliveries SET state = 'dead', finished_at = ?, last_error = ?, lease_owner = NULL, \
-             lease_until = NULL WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
+        self.record_outcomes(
+            owner,
+            now,
+            &[(
+                id,
+                Outcome::Dead {
+                    reason: reason.to_owned(),
+                },
+            )],
         )
-        .bind(millis(now))
-        .bind(reason)
-        .bind(id.to_string())
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn release(&self, ids: &[DeliveryId], owner: &str) -> Result<(), StoreError> {
@@ -657,11 +920,13 @@ impl Store for SqliteStore {
         channel: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DeadLetter>, StoreError> {
+        // Every way into `dead` sets finished_at; ordering by it lets the
+        // (state, finished_at) index serve the newest first.
         let rows = sqlx::query(
             "SELECT id, crisis_id, channel, destination, attempts, \
              COALESCE(finished_at, created_at) AS died_at, last_error FROM deliveries \
              WHERE state = 'dead' AND (?1 IS NULL OR crisis_id = ?1) AND (?2 IS NULL OR channel = ?2) \
-             ORDER BY died_at DESC, id DESC LIMIT ?3",
+             ORDER BY finished_at DESC, id DESC LIMIT ?3",
         )
         .bind(crisis.map(|id| id.to_string()))
         .bind(channel)

@@ -428,7 +428,7 @@ impl TextFamily {
 }
 
 /// Which form of a message was chosen to fit its channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Form {
     Long,

@@ -16,6 +16,7 @@ mod flag_file;
 mod flow;
 mod operations;
 mod preview;
+mod resume;
 mod sms;
 mod store;
 mod support;

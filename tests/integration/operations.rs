@@ -5,11 +5,13 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use crisisd::consent::ContactPoint;
 use crisisd::crisis::{
     Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, Declaration, Kind, Severity,
 };
 use crisisd::outbox::{
-    Announcement, DeliveryContent, DeliveryId, NewDelivery, SqliteStore, Store, TransitionWrite,
+    Announcement, DeliveryContent, DeliveryId, NewDelivery, Payload, SqliteStore, Store,
+    TransitionWrite,
 };
 use crisisd::render::EmailContent;
 use serde_json::{Value, json};
@@ -506,19 +508,19 @@ fn new_delivery(n: usize, dead_reason: Option<&str>) -> NewDelivery {
         recipient_id: Some(format!("r{n}")),
         destination: format!("r{n}@example.com"),
         locale: "en".into(),
-        content: DeliveryContent::Email(EmailContent {
+        payload: Payload::Inline(DeliveryContent::Email(EmailContent {
             subject: "s".into(),
             text: "t".into(),
             html: "h".into(),
             unsubscribe_url: None,
-        }),
+        })),
         priority: 0,
         dead_reason: dead_reason.map(str::to_owned),
     }
 }
 
 #[tokio::test]
-async fn the_store_requeues_dead_deliveries_but_not_those_that_never_rendered() {
+async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_ones() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("store.db"))
         .await
@@ -557,7 +559,9 @@ async fn the_store_requeues_dead_deliveries_but_not_those_that_never_rendered() 
                 new_delivery(0, None),
                 new_delivery(1, None),
                 new_delivery(2, Some("template `en/email/initial.subject.j2` failed")),
+                new_delivery(3, None),
             ],
+            planning: false,
             idempotency: None,
             source_link: None,
         })
@@ -568,7 +572,7 @@ async fn the_store_requeues_dead_deliveries_but_not_those_that_never_rendered() 
         .claim("email", "w", at(1), lease, 10)
         .await
         .expect("claim");
-    assert_eq!(claimed.len(), 2, "the unrendered one was written dead");
+    assert_eq!(claimed.len(), 3, "the unrendered one was written dead");
     store
         .mark_dead(claimed[0].id, "w", at(2), "550 rejected")
         .await
@@ -577,6 +581,17 @@ async fn the_store_requeues_dead_deliveries_but_not_those_that_never_rendered() 
         .mark_sent(claimed[1].id, "w", at(3), None)
         .await
         .expect("sent");
+    // Dies for another reason, then its reader opts out (with other case
+    // and spaces than the delivery's address).
+    store
+        .mark_dead(claimed[2].id, "w", at(1), "550 mailbox full")
+        .await
+        .expect("dead");
+    let opted_out = format!(" {} ", claimed[2].destination.to_uppercase());
+    store
+        .opt_out(ContactPoint::Email, &opted_out, "unsubscribe", at(1))
+        .await
+        .expect("opt out");
 
     let finished = store
         .finished_since(Some(crisis.id), at(2))
@@ -585,7 +600,7 @@ async fn the_store_requeues_dead_deliveries_but_not_those_that_never_rendered() 
     assert_eq!(finished.len(), 1);
     assert_eq!(
         finished[0].count, 2,
-        "the sent and the dead one, not the one dead since planning"
+        "the sent and the dead one since then, not the one dead since planning"
     );
     assert_eq!(
         store
@@ -602,7 +617,7 @@ async fn the_store_requeues_dead_deliveries_but_not_those_that_never_rendered() 
         .dead_letters(Some(crisis.id), None, 10)
         .await
         .expect("dead");
-    assert_eq!(letters.len(), 2);
+    assert_eq!(letters.len(), 3);
     assert_eq!(letters[0].id, claimed[0].id, "newest first");
     assert_eq!(letters[0].finished_at, at(2));
     assert_eq!(letters[0].attempts, 1);
@@ -658,6 +673,7 @@ async fn the_store_requeues_dead_deliveries_but_not_those_that_never_rendered() 
         "the reason stays until the next outcome"
     );
     let still_dead = store.dead_letters(None, None, 10).await.expect("dead");
-    assert_eq!(still_dead.len(), 1);
-    assert!(still_dead[0].reason.contains("initial.subject.j2"));
+    assert_eq!(still_dead.len(), 2, "{still_dead:?}");
+    assert!(still_dead[0].reason.contains("mailbox full"), "opted out");
+    assert!(still_dead[1].reason.contains("initial.subject.j2"));
 }

@@ -11,7 +11,7 @@ use crisisd::crisis::{
 };
 use crisisd::outbox::{
     Announcement, CrisisFilter, DeliveryContent, DeliveryId, DeliveryState, IdempotencyRecord,
-    NewDelivery, SqliteStore, Store, StoreError, TransitionWrite,
+    NewDelivery, Payload, SqliteStore, Store, StoreError, TransitionWrite,
 };
 use crisisd::render::EmailContent;
 use tempfile::TempDir;
@@ -37,12 +37,12 @@ fn delivery(n: usize) -> NewDelivery {
         recipient_id: Some(format!("r{n}")),
         destination: format!("r{n}@example.com"),
         locale: "en".into(),
-        content: DeliveryContent::Email(EmailContent {
+        payload: Payload::Inline(DeliveryContent::Email(EmailContent {
             subject: "s".into(),
             text: "t".into(),
             html: "h".into(),
             unsubscribe_url: None,
-        }),
+        })),
         priority: 0,
         dead_reason: None,
     }
@@ -68,6 +68,7 @@ fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) -> T
             created_at: crisis.updated_at,
         },
         deliveries: (0..deliveries).map(delivery).collect(),
+        planning: false,
         idempotency: None,
         source_link: None,
     }

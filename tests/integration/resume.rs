@@ -1,0 +1,86 @@
+//! A fan-out the daemon stopped planning half-way is finished at the next
+//! start, once.
+
+use crisisd::crisis::{
+    Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, Declaration, Kind, Severity,
+};
+use crisisd::outbox::{Announcement, IdempotencyRecord, SqliteStore, Store, TransitionWrite};
+
+use crate::support::{SmtpServer, TestConfig, WAIT, spawn_app_in};
+
+#[tokio::test]
+async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_completed() {
+    let smtp = SmtpServer::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    // What a daemon killed just after storing the declaration leaves: the
+    // crisis, an announcement still planning, the key held in progress.
+    let crisis = Crisis::declare(
+        Declaration {
+            kind: Kind::Outage,
+            severity: Severity::Major,
+            title: "Payments are down".into(),
+            summary: "Card payments fail.".into(),
+            localized: Default::default(),
+            message: None,
+        },
+        chrono::Utc::now(),
+    )
+    .expect("valid");
+    {
+        let store = SqliteStore::open(&dir.path().join("crisisd.db"))
+            .await
+            .expect("open");
+        store
+            .record_transition(TransitionWrite {
+                crisis: crisis.clone(),
+                previous_version: None,
+                event: CrisisEvent {
+                    crisis_id: crisis.id,
+                    status: crisis.status,
+                    actor: Actor::new(ActorSource::Api, "tests"),
+                    message: None,
+                    at: crisis.updated_at,
+                },
+                announcement: Announcement {
+                    id: uuid::Uuid::now_v7(),
+                    crisis_id: crisis.id,
+                    kind: AnnouncementKind::Initial,
+                    message: None,
+                    created_at: crisis.updated_at,
+                },
+                deliveries: Vec::new(),
+                planning: true,
+                idempotency: Some(IdempotencyRecord {
+                    scope: "tests".into(),
+                    key: "declare-1".into(),
+                    fingerprint: "f".into(),
+                    status: 0,
+                    body: String::new(),
+                }),
+                source_link: None,
+            })
+            .await
+            .expect("write");
+    }
+
+    let app = spawn_app_in(TestConfig::new(smtp.port()), dir).await;
+    let id = crisis.id.to_string();
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+    assert_eq!(smtp.wait_for(3, WAIT).await.len(), 3);
+
+    let store = SqliteStore::open(&app.dir.path().join("crisisd.db"))
+        .await
+        .expect("open");
+    assert!(store.unfinished_plans().await.expect("plans").is_empty());
+    let record = store
+        .idempotent_response("tests", "declare-1")
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(record.status, 201);
+    let body: serde_json::Value = serde_json::from_str(&record.body).expect("JSON");
+    assert_eq!(body["deliveries"], 3);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(smtp.accepted().len(), 3, "planned once");
+}
