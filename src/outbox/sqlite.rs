@@ -684,7 +684,9 @@ impl Store for SqliteStore {
                      state = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
                        THEN 'dead' ELSE 'retrying' END, \
                      last_error = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
-                       THEN 'the recipient opted out' ELSE ?2 END \
+                       THEN 'the recipient opted out' ELSE ?2 END, \
+                     finished_at = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
+                       THEN ?5 ELSE finished_at END \
                      WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4",
                 )
                 .bind(millis(*at))
@@ -696,11 +698,14 @@ impl Store for SqliteStore {
                 .bind(now)
                 .bind(reason.clone()),
             };
-            query
-                .bind(id.to_string())
-                .bind(owner)
-                .execute(&mut *tx)
-                .await?;
+            let query = query.bind(id.to_string()).bind(owner);
+            // The retry statement also needs the time, as ?5, for a reader
+            // who opted out meanwhile.
+            let query = match outcome {
+                Outcome::Retry { .. } => query.bind(now),
+                _ => query,
+            };
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
