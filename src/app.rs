@@ -546,6 +546,14 @@ impl Application {
         if let Some(watcher) = self.flag_watcher {
             tasks.spawn(watcher.run(shutdown.clone()));
         }
+        // Planning stops at its next batch as soon as a stop is asked for,
+        // not after the requests waiting on it time out.
+        let stopping = self.state.service.stopping();
+        let asked = shutdown.clone();
+        tasks.spawn(async move {
+            asked.cancelled().await;
+            stopping.cancel();
+        });
         let service = self.state.service.clone();
         let unfinished = self.unfinished;
         tasks.spawn(async move {

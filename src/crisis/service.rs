@@ -119,6 +119,14 @@ pub struct CrisisService {
     stopping: CancellationToken,
 }
 
+/// What to record when a streamed plan is complete: the answer to the
+/// request that caused it, for its Idempotency-Key.
+struct Completion {
+    idempotency: Option<(String, String)>,
+    status: u16,
+    crisis: Crisis,
+}
+
 /// The status of an Idempotency-Key whose request is still being carried
 /// out.
 const IN_PROGRESS: u16 = 0;
@@ -161,6 +169,11 @@ impl CrisisService {
             .idempotent_response(&request.scope, &request.key)
             .await?
         {
+            Some(record)
+                if record.fingerprint == request.fingerprint && record.status == IN_PROGRESS =>
+            {
+                Err(ServiceError::InProgress)
+            }
             Some(record) if record.fingerprint == request.fingerprint => {
                 Ok(Some(Applied::Replayed {
                     status: record.status,
@@ -335,15 +348,19 @@ impl CrisisService {
         self.wake.notify();
         if planning {
             // In its own task: a client that hangs up must not stop the
-            // fan-out half-way.
-            let plan = self.spawn_plan(crisis.clone(), announcement.clone(), 0);
-            let planned = plan
+            // fan-out half-way, nor keep its Idempotency-Key open.
+            let completion = Completion {
+                idempotency: ctx
+                    .idempotency
+                    .as_ref()
+                    .map(|r| (r.scope.clone(), r.key.clone())),
+                status,
+                crisis: crisis.clone(),
+            };
+            let plan = self.spawn_plan(announcement.clone(), 0, completion);
+            outcome.deliveries = plan
                 .await
                 .map_err(|e| ServiceError::Planning(e.to_string()))??;
-            outcome.deliveries += planned;
-            self.store
-                .finish_plan(announcement.id, record(&outcome, status)?)
-                .await?;
         }
         info!(
             crisis_id = %crisis.id,
@@ -361,21 +378,21 @@ impl CrisisService {
     /// first messages go out while the rest are still being written.
     fn spawn_plan(
         self: &Arc<Self>,
-        crisis: Crisis,
         announcement: Announcement,
         skip: u64,
+        completion: Completion,
     ) -> tokio::task::JoinHandle<Result<usize, ServiceError>> {
         let this = self.clone();
         self.tasks.spawn(async move {
+            let crisis = &completion.crisis;
             let opt_outs = this.store.opt_outs().await?;
             let mut stream = this.planner.stream(
-                &crisis,
+                crisis,
                 &announcement,
                 announcement.created_at,
                 &opt_outs,
                 skip,
             )?;
-            let mut written = 0;
             while let Some(batch) = stream.next_batch() {
                 this.store
                     .append_plan(
@@ -385,7 +402,6 @@ impl CrisisService {
                         batch.through,
                     )
                     .await?;
-                written += batch.deliveries.len();
                 this.wake.notify();
                 // A stop leaves the plan unfinished; the next start resumes
                 // it from the last batch written.
@@ -396,7 +412,30 @@ impl CrisisService {
                 // dispatcher and the API run between batches.
                 tokio::task::yield_now().await;
             }
-            Ok(written)
+            // Counted in the store, so a resumed plan reports its whole
+            // announcement, not only what this run wrote.
+            let total = usize::try_from(this.store.announcement_deliveries(announcement.id).await?)
+                .unwrap_or(usize::MAX);
+            let record = match &completion.idempotency {
+                Some((scope, key)) => {
+                    let outcome = TransitionOutcome {
+                        crisis: crisis.clone(),
+                        announcement: announcement.kind,
+                        deliveries: total,
+                    };
+                    Some(IdempotencyRecord {
+                        scope: scope.clone(),
+                        key: key.clone(),
+                        fingerprint: String::new(),
+                        status: completion.status,
+                        body: serde_json::to_string(&outcome)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    })
+                }
+                None => None,
+            };
+            this.store.finish_plan(announcement.id, record).await?;
+            Ok(total)
         })
     }
 
@@ -418,37 +457,26 @@ impl CrisisService {
                 planned = plan.planned_through,
                 "Resuming an announcement that was not fully planned."
             );
-            self.spawn_plan(crisis.clone(), announcement.clone(), plan.planned_through)
+            let completion = Completion {
+                idempotency: plan.idempotency.clone(),
+                status: if announcement.kind == AnnouncementKind::Initial {
+                    STATUS_CREATED
+                } else {
+                    STATUS_OK
+                },
+                crisis,
+            };
+            self.spawn_plan(announcement.clone(), plan.planned_through, completion)
                 .await
                 .map_err(|e| ServiceError::Planning(e.to_string()))??;
-            let record = match &plan.idempotency {
-                Some((scope, key)) => {
-                    let outcome = TransitionOutcome {
-                        deliveries: usize::try_from(
-                            self.store.announcement_deliveries(announcement.id).await?,
-                        )
-                        .unwrap_or(usize::MAX),
-                        crisis,
-                        announcement: announcement.kind,
-                    };
-                    Some(IdempotencyRecord {
-                        scope: scope.clone(),
-                        key: key.clone(),
-                        fingerprint: String::new(),
-                        status: if announcement.kind == AnnouncementKind::Initial {
-                            STATUS_CREATED
-                        } else {
-                            STATUS_OK
-                        },
-                        body: serde_json::to_string(&outcome)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    })
-                }
-                None => None,
-            };
-            self.store.finish_plan(announcement.id, record).await?;
         }
         Ok(plans.len())
+    }
+
+    /// The token that stops planning at the next batch; cancelled as soon
+    /// as the daemon is asked to stop.
+    pub fn stopping(&self) -> CancellationToken {
+        self.stopping.clone()
     }
 
     /// Stops planning at the next batch and waits for plans in progress.

@@ -112,7 +112,9 @@ impl Gate {
     }
 
     /// The provider asked the channel to wait; a later, longer request wins.
+    /// Capped like a delivery's retry: no provider parks a channel for days.
     pub fn pause_for(&self, wait: Duration) {
+        let wait = wait.min(super::retry::MAX_PROVIDER_WAIT);
         let until = Instant::now() + wait;
         let mut state = self.state();
         if state.paused_until.is_none_or(|current| current < until) {
