@@ -11,12 +11,16 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::smtp_pool::SmtpPool;
 use super::{ChannelError, DeliveryError, Receipt};
 use crate::config::{EmailChannelSettings, EmailTransportKind, SmtpSettings, SmtpTls};
 use crate::outbox::{Delivery, DeliveryContent};
 
 enum Transport {
+    /// Implicit TLS (port 465), through lettre's pooled transport.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// Plain and STARTTLS, on connections opened with no-delay.
+    Pooled(SmtpPool),
     Spool {
         transport: AsyncFileTransport<Tokio1Executor>,
         dir: PathBuf,
@@ -153,23 +157,50 @@ impl EmailChannel {
                     SmtpTls::Starttls => SUBMISSION_PORT,
                     SmtpTls::None => SMTP_PORT,
                 });
-                let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                    .port(port)
-                    .tls(tls);
-                let mut builder = builder
-                    .timeout(Some(smtp.timeout))
-                    .pool_config(PoolConfig::new().max_size(smtp.pool_size));
-                if let Some(username) = &smtp.username {
-                    let password = smtp
-                        .password()
-                        .read()
-                        .map_err(|e| config_err(format!("smtp password: {e}")))?;
-                    builder = builder.credentials(Credentials::new(
-                        username.clone(),
-                        password.expose().to_owned(),
-                    ));
+                let credentials = match &smtp.username {
+                    Some(username) => {
+                        let password = smtp
+                            .password()
+                            .read()
+                            .map_err(|e| config_err(format!("smtp password: {e}")))?;
+                        Some(Credentials::new(
+                            username.clone(),
+                            password.expose().to_owned(),
+                        ))
+                    }
+                    None => None,
+                };
+                match tls {
+                    // TLS from the first byte: lettre's own transport.
+                    Tls::Wrapper(_) => {
+                        let mut builder =
+                            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+                                .port(port)
+                                .tls(tls)
+                                .timeout(Some(smtp.timeout))
+                                .pool_config(PoolConfig::new().max_size(smtp.pool_size));
+                        if let Some(credentials) = credentials {
+                            builder = builder.credentials(credentials);
+                        }
+                        Transport::Smtp(builder.build())
+                    }
+                    Tls::Required(params) => Transport::Pooled(SmtpPool::new(
+                        smtp.host.clone(),
+                        port,
+                        smtp.timeout,
+                        Some(params),
+                        credentials,
+                        smtp.pool_size as usize,
+                    )),
+                    _ => Transport::Pooled(SmtpPool::new(
+                        smtp.host.clone(),
+                        port,
+                        smtp.timeout,
+                        None,
+                        credentials,
+                        smtp.pool_size as usize,
+                    )),
                 }
-                Transport::Smtp(builder.build())
             }
         };
         Ok(Self {
@@ -280,6 +311,16 @@ impl super::Channel for EmailChannel {
     async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
         let message = self.message(delivery)?;
         match &self.transport {
+            Transport::Pooled(pool) => {
+                let envelope = message.envelope().clone();
+                let response = pool
+                    .send(&envelope, &message.formatted())
+                    .await
+                    .map_err(|e| e.into_delivery_error(classify_smtp))?;
+                Ok(Receipt {
+                    provider_ref: response.message().next().map(str::to_owned),
+                })
+            }
             Transport::Smtp(smtp) => {
                 let response = smtp.send(message).await.map_err(classify_smtp)?;
                 Ok(Receipt {
@@ -299,6 +340,10 @@ impl super::Channel for EmailChannel {
 
     async fn healthcheck(&self) -> Result<(), DeliveryError> {
         match &self.transport {
+            Transport::Pooled(pool) => pool
+                .check()
+                .await
+                .map_err(|e| e.into_delivery_error(classify_smtp)),
             Transport::Smtp(smtp) => match smtp.test_connection().await {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(DeliveryError::transient("SMTP server did not answer NOOP")),

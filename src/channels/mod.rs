@@ -5,6 +5,7 @@ mod chat;
 mod email;
 pub mod http;
 mod sms;
+mod smtp_pool;
 mod social;
 
 use std::sync::Arc;
