@@ -140,6 +140,9 @@ impl ChannelWorker {
     async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let permits = Arc::new(Semaphore::new(this.channel.concurrency()));
+        // Never more than the rate limit's burst, which caps every claim.
+        let claim_batch =
+            (this.channel.concurrency() / 4).clamp(1, this.gate.batch(usize::MAX).max(1));
         let in_flight: Arc<Mutex<HashSet<DeliveryId>>> = Arc::default();
         let mut sends = JoinSet::new();
         let name = this.channel.name().to_owned();
@@ -167,8 +170,12 @@ impl ChannelWorker {
                 }
             }
             let free = this.gate.batch(permits.available_permits());
+            // Claim in batches: a claim is a transaction, and one per freed
+            // slot would make the ledger, not the provider, the limit. With
+            // sends still running, wait until a quarter of the slots is free.
+            let worth_claiming = free >= claim_batch || sends.is_empty();
             let mut claimed_all = false;
-            if free > 0 && !shutdown.is_cancelled() {
+            if free > 0 && worth_claiming && !shutdown.is_cancelled() {
                 let limit = u32::try_from(free).unwrap_or(u32::MAX);
                 match this
                     .store
