@@ -520,9 +520,17 @@ fn connect(config: &Path, client: &Client) -> Result<ApiClient, Failure> {
             }
         },
     };
+    // The person at the terminal, for the audit trail; in a bare
+    // environment (a container, cron) the user id at least.
     let actor = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .ok();
+        .ok()
+        .or_else(|| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self")
+                .ok()
+                .map(|m| format!("uid {}", m.uid()))
+        });
     ApiClient::new(&url, token, actor).map_err(|e| Failure::Runtime(e.into()))
 }
 
