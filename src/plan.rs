@@ -373,10 +373,6 @@ impl Planner {
         Self { inputs }
     }
 
-    pub fn inputs(&self) -> &Arc<PlanInputs> {
-        &self.inputs
-    }
-
     /// Whether this announcement goes to subscribers one by one (email,
     /// SMS), which is planned in batches after the transition is stored.
     pub fn reaches_subscribers(&self) -> bool {

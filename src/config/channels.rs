@@ -42,16 +42,61 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+/// What every channel section has in common, whatever its type.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelCommon<'a> {
+    pub kind: &'static str,
+    pub name: &'a str,
+    pub rate_per_second: Option<f64>,
+    pub burst: Option<u32>,
+}
+
 impl ChannelSettings {
+    /// Every configured channel, with its type, in config order by type.
+    pub fn common(&self) -> Vec<ChannelCommon<'_>> {
+        macro_rules! of {
+            ($kind:literal, $sections:expr) => {
+                $sections.iter().map(|c| ChannelCommon {
+                    kind: $kind,
+                    name: c.name.as_str(),
+                    rate_per_second: c.rate_per_second,
+                    burst: c.burst,
+                })
+            };
+        }
+        let mut all = Vec::new();
+        all.extend(of!("email", self.email));
+        all.extend(of!("twilio", self.twilio));
+        all.extend(of!("vonage", self.vonage));
+        all.extend(of!("sms_gateway", self.sms_gateway));
+        all.extend(of!("mastodon", self.mastodon));
+        all.extend(of!("bluesky", self.bluesky));
+        all.extend(of!("slack", self.slack));
+        all.extend(of!("discord", self.discord));
+        all.extend(of!("teams", self.teams));
+        all.extend(of!("telegram", self.telegram));
+        all
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.common().into_iter().map(|c| c.name)
+    }
+
     /// Rate limits by channel name, for the channels that have one.
     pub fn rate_limits(&self) -> Result<BTreeMap<String, RateLimit>, String> {
         let mut limits = BTreeMap::new();
-        let mut add = |name: &str, rate: Option<f64>, burst: Option<u32>| -> Result<(), String> {
-            let Some(per_second) = rate else {
+        for ChannelCommon {
+            name,
+            rate_per_second,
+            burst,
+            ..
+        } in self.common()
+        {
+            let Some(per_second) = rate_per_second else {
                 if burst.is_some() {
                     return Err(format!("channel `{name}`: `burst` needs `rate_per_second`"));
                 }
-                return Ok(());
+                continue;
             };
             if !(per_second.is_finite() && per_second > 0.0) {
                 return Err(format!(
@@ -64,57 +109,8 @@ impl ChannelSettings {
                 return Err(format!("channel `{name}`: burst must be at least 1"));
             }
             limits.insert(name.to_owned(), RateLimit { per_second, burst });
-            Ok(())
-        };
-        for c in &self.email {
-            add(&c.name, c.rate_per_second, c.burst)?;
-        }
-        for c in &self.twilio {
-            add(&c.name, c.rate_per_second, c.burst)?;
-        }
-        for c in &self.vonage {
-            add(&c.name, c.rate_per_second, c.burst)?;
-        }
-        for c in &self.sms_gateway {
-            add(&c.name, c.rate_per_second, c.burst)?;
-        }
-        for c in &self.mastodon {
-            add(&c.name, c.rate_per_second, c.burst)?;
-        }
-        for c in &self.bluesky {
-            add(&c.name, c.rate_per_second, c.burst)?;
-        }
-        for c in self.slack.iter().chain(&self.discord).chain(&self.teams) {
-            add(&c.name, c.rate_per_second, c.burst)?;
-        }
-        for c in &self.telegram {
-            add(&c.name, c.rate_per_second, c.burst)?;
         }
         Ok(limits)
-    }
-
-    /// Every configured channel's name, with its type.
-    pub fn named(&self) -> Vec<(&'static str, &str)> {
-        let mut all = Vec::new();
-        all.extend(self.email.iter().map(|c| ("email", c.name.as_str())));
-        all.extend(self.twilio.iter().map(|c| ("twilio", c.name.as_str())));
-        all.extend(self.vonage.iter().map(|c| ("vonage", c.name.as_str())));
-        all.extend(
-            self.sms_gateway
-                .iter()
-                .map(|c| ("sms_gateway", c.name.as_str())),
-        );
-        all.extend(self.mastodon.iter().map(|c| ("mastodon", c.name.as_str())));
-        all.extend(self.bluesky.iter().map(|c| ("bluesky", c.name.as_str())));
-        all.extend(self.slack.iter().map(|c| ("slack", c.name.as_str())));
-        all.extend(self.discord.iter().map(|c| ("discord", c.name.as_str())));
-        all.extend(self.teams.iter().map(|c| ("teams", c.name.as_str())));
-        all.extend(self.telegram.iter().map(|c| ("telegram", c.name.as_str())));
-        all
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.named().into_iter().map(|(_, name)| name)
     }
 }
 

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use super::AppState;
 use crate::channels::twilio_signature;
 use crate::consent::ContactPoint;
+use crate::render::escape_html;
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
@@ -20,13 +21,6 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
          <h1>{title}</h1>{body}</body></html>"
     );
     (status, Html(html)).into_response()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn unsubscribe_address(state: &AppState, token: &str) -> Option<String> {
@@ -57,7 +51,7 @@ pub async fn unsubscribe_page(
             "<p>Stop sending crisis announcements to <strong>{}</strong>?</p>\
              <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
              <button type=\"submit\">Unsubscribe</button></form>",
-            escape(&address)
+            escape_html(&address)
         ),
     )
 }
@@ -84,7 +78,7 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
                 "You are unsubscribed",
                 &format!(
                     "<p>We will not send crisis announcements to <strong>{}</strong> any more.</p>",
-                    escape(&address)
+                    escape_html(&address)
                 ),
             )
         }

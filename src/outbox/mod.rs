@@ -17,7 +17,7 @@ pub use sqlite::SqliteStore;
 use crate::consent::ContactPoint;
 use crate::crisis::{AnnouncementKind, Crisis, CrisisEvent, CrisisId};
 use crate::plan::MessageContent;
-use crate::render::EmailContent;
+use crate::render::{EmailContent, escape_html};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -135,14 +135,6 @@ pub enum Payload {
         recipient_name: Option<String>,
         unsubscribe_url: Option<String>,
     },
-}
-
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#x27;")
 }
 
 impl DeliveryContent {

@@ -696,16 +696,9 @@ impl Store for SqliteStore {
             query.build().execute(&mut *tx).await?;
         }
         for (id, outcome) in outcomes {
-            if matches!(outcome, Outcome::Sent { .. }) {
-                continue;
-            }
             let query = match outcome {
-                Outcome::Sent { provider_ref } => sqlx::query(
-                    "UPDATE deliveries SET state = 'sent', finished_at = ?1, provider_ref = ?2, lease_owner = NULL, \
-                     lease_until = NULL, last_error = NULL WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4",
-                )
-                .bind(now)
-                .bind(provider_ref.clone()),
+                // Written above, in bulk.
+                Outcome::Sent { .. } => continue,
                 // A reader who opted out while this was in flight is not
                 // tried again.
                 Outcome::Retry { at, error } => sqlx::query(
@@ -719,20 +712,18 @@ impl Store for SqliteStore {
                      WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4",
                 )
                 .bind(millis(*at))
-                .bind(error.clone()),
+                .bind(error.clone())
+                .bind(id.to_string())
+                .bind(owner)
+                .bind(now),
                 Outcome::Dead { reason } => sqlx::query(
                     "UPDATE deliveries SET state = 'dead', finished_at = ?1, last_error = ?2, lease_owner = NULL, \
                      lease_until = NULL WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4",
                 )
                 .bind(now)
-                .bind(reason.clone()),
-            };
-            let query = query.bind(id.to_string()).bind(owner);
-            // The retry statement also needs the time, as ?5, for a reader
-            // who opted out meanwhile.
-            let query = match outcome {
-                Outcome::Retry { .. } => query.bind(now),
-                _ => query,
+                .bind(reason.clone())
+                .bind(id.to_string())
+                .bind(owner),
             };
             query.execute(&mut *tx).await?;
         }

@@ -116,6 +116,15 @@ pub struct RenderContext {
     pub now_local: String,
 }
 
+/// Text made safe inside HTML, attribute values included.
+pub fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+}
+
 pub fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
     format!(
         "{} ({})",

@@ -9,15 +9,11 @@ use crisisd::consent::ContactPoint;
 use crisisd::crisis::{
     Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, Declaration, Kind, Severity,
 };
-use crisisd::outbox::{
-    Announcement, DeliveryContent, DeliveryId, NewDelivery, Payload, SqliteStore, Store,
-    TransitionWrite,
-};
-use crisisd::render::EmailContent;
+use crisisd::outbox::{Announcement, SqliteStore, Store, TransitionWrite};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-use crate::support::{SmtpServer, TOKEN, TestApp, TestConfig, WAIT, spawn_app};
+use crate::support::{SmtpServer, TOKEN, TestApp, TestConfig, WAIT, email_delivery, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crisisd");
 
@@ -501,24 +497,6 @@ fn at(seconds: i64) -> DateTime<Utc> {
         .expect("time")
 }
 
-fn new_delivery(n: usize, dead_reason: Option<&str>) -> NewDelivery {
-    NewDelivery {
-        id: DeliveryId::new(),
-        channel: "email".into(),
-        recipient_id: Some(format!("r{n}")),
-        destination: format!("r{n}@example.com"),
-        locale: "en".into(),
-        payload: Payload::Inline(DeliveryContent::Email(EmailContent {
-            subject: "s".into(),
-            text: "t".into(),
-            html: "h".into(),
-            unsubscribe_url: None,
-        })),
-        priority: 0,
-        dead_reason: dead_reason.map(str::to_owned),
-    }
-}
-
 #[tokio::test]
 async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_ones() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -556,10 +534,10 @@ async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_ones
                 created_at: crisis.updated_at,
             },
             deliveries: vec![
-                new_delivery(0, None),
-                new_delivery(1, None),
-                new_delivery(2, Some("template `en/email/initial.subject.j2` failed")),
-                new_delivery(3, None),
+                email_delivery(0, None),
+                email_delivery(1, None),
+                email_delivery(2, Some("template `en/email/initial.subject.j2` failed")),
+                email_delivery(3, None),
             ],
             planning: false,
             idempotency: None,

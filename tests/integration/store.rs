@@ -10,11 +10,12 @@ use crisisd::crisis::{
     Severity,
 };
 use crisisd::outbox::{
-    Announcement, CrisisFilter, DeliveryContent, DeliveryId, DeliveryState, IdempotencyRecord,
-    NewDelivery, Payload, SqliteStore, Store, StoreError, TransitionWrite,
+    Announcement, CrisisFilter, DeliveryState, IdempotencyRecord, SqliteStore, Store, StoreError,
+    TransitionWrite,
 };
-use crisisd::render::EmailContent;
 use tempfile::TempDir;
+
+use crate::support::email_delivery;
 
 async fn sqlite() -> (Arc<dyn Store>, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -28,24 +29,6 @@ fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + seconds, 0)
         .single()
         .expect("time")
-}
-
-fn delivery(n: usize) -> NewDelivery {
-    NewDelivery {
-        id: DeliveryId::new(),
-        channel: "email".into(),
-        recipient_id: Some(format!("r{n}")),
-        destination: format!("r{n}@example.com"),
-        locale: "en".into(),
-        payload: Payload::Inline(DeliveryContent::Email(EmailContent {
-            subject: "s".into(),
-            text: "t".into(),
-            html: "h".into(),
-            unsubscribe_url: None,
-        })),
-        priority: 0,
-        dead_reason: None,
-    }
 }
 
 /// The write a service would make for `crisis` after a transition.
@@ -67,7 +50,7 @@ fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) -> T
             message: None,
             created_at: crisis.updated_at,
         },
-        deliveries: (0..deliveries).map(delivery).collect(),
+        deliveries: (0..deliveries).map(|n| email_delivery(n, None)).collect(),
         planning: false,
         idempotency: None,
         source_link: None,

@@ -15,3 +15,24 @@ pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr").port()
 }
+
+/// An email delivery for the store's own tests, `dead_reason` set for one
+/// planned dead.
+pub fn email_delivery(n: usize, dead_reason: Option<&str>) -> crisisd::outbox::NewDelivery {
+    use crisisd::outbox::{DeliveryContent, DeliveryId, NewDelivery, Payload};
+    NewDelivery {
+        id: DeliveryId::new(),
+        channel: "email".into(),
+        recipient_id: Some(format!("r{n}")),
+        destination: format!("r{n}@example.com"),
+        locale: "en".into(),
+        payload: Payload::Inline(DeliveryContent::Email(crisisd::render::EmailContent {
+            subject: "s".into(),
+            text: "t".into(),
+            html: "h".into(),
+            unsubscribe_url: None,
+        })),
+        priority: 0,
+        dead_reason: dead_reason.map(str::to_owned),
+    }
+}
