@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::audience::Audience;
+use crate::background::{BackgroundRuntime, MAX_NICE};
 use crate::banner::Banner;
 use crate::channels::{self, Channel};
 use crate::clock::{Clock, SystemClock};
@@ -52,6 +53,8 @@ pub enum StartupError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot start the fan-out runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// Everything built from the config before touching the store or the
@@ -136,6 +139,13 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         problems.push(
             "channels: no channel is configured; add at least one [[channels.email]]".to_owned(),
         );
+    }
+
+    if settings.dispatch.nice > MAX_NICE {
+        problems.push(format!(
+            "dispatch.nice is {}; it goes from 0 (as the API) to {MAX_NICE} (yields the most)",
+            settings.dispatch.nice
+        ));
     }
 
     let mut ids = HashSet::new();
@@ -442,6 +452,8 @@ pub struct Application {
     dispatcher: Dispatcher,
     flag_watcher: Option<FlagFileWatcher>,
     unfinished: Vec<crate::outbox::UnfinishedPlan>,
+    /// Plans and sends run here, below the API's CPU priority.
+    fanout: BackgroundRuntime,
 }
 
 impl Application {
@@ -472,13 +484,18 @@ impl Application {
         let unfinished = store.unfinished_plans().await?;
         let banner = Arc::new(Banner::new(inputs.clone(), active));
         let wake = Wake::default();
-        let service = Arc::new(CrisisService::new(
-            store.clone(),
-            Planner::new(inputs.clone()),
-            banner.clone(),
-            wake.clone(),
-            clock.clone(),
-        ));
+        let fanout =
+            BackgroundRuntime::start(settings.dispatch.nice).map_err(StartupError::Runtime)?;
+        let service = Arc::new(
+            CrisisService::new(
+                store.clone(),
+                Planner::new(inputs.clone()),
+                banner.clone(),
+                wake.clone(),
+                clock.clone(),
+            )
+            .plan_on(fanout.handle()),
+        );
         let dispatcher = Dispatcher::new(
             store.clone(),
             channels.clone(),
@@ -524,6 +541,7 @@ impl Application {
             dispatcher,
             flag_watcher,
             unfinished,
+            fanout,
         })
     }
 
@@ -542,7 +560,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
         let addr = self.local_addr();
         let mut tasks = JoinSet::new();
-        tasks.spawn(self.dispatcher.run(shutdown.clone()));
+        let dispatching = self.fanout.spawn(self.dispatcher.run(shutdown.clone()));
+        tasks.spawn(async move {
+            if let Err(err) = dispatching.await {
+                error!(error = %err, "The dispatcher ended abnormally.");
+            }
+        });
         if let Some(watcher) = self.flag_watcher {
             tasks.spawn(watcher.run(shutdown.clone()));
         }

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod audience;
+pub mod background;
 pub mod banner;
 pub mod channels;
 pub mod cli;

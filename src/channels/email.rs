@@ -1,16 +1,20 @@
 //! Email over SMTP (pooled, STARTTLS/TLS) or into a spool directory of
 //! .eml files, with lettre.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use lettre::message::header::{self, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::address::Envelope;
+use lettre::message::Mailbox;
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use uuid::Uuid;
 
+use super::mime::{PreparedEmail, Reader};
 use super::smtp_pool::SmtpPool;
 use super::{ChannelError, DeliveryError, Receipt};
 use crate::config::{EmailChannelSettings, EmailTransportKind, SmtpSettings, SmtpTls};
@@ -35,6 +39,8 @@ pub struct EmailChannel {
     message_id_domain: String,
     transport: Transport,
     concurrency: usize,
+    /// Encoded renditions by id (see `mime`).
+    prepared: Mutex<HashMap<Uuid, Arc<PreparedEmail>>>,
 }
 
 impl std::fmt::Debug for EmailChannel {
@@ -42,79 +48,6 @@ impl std::fmt::Debug for EmailChannel {
         f.debug_struct("EmailChannel")
             .field("name", &self.name)
             .finish_non_exhaustive()
-    }
-}
-
-/// `Content-Language`, so mail clients and filters know the language.
-#[derive(Debug, Clone)]
-struct ContentLanguage(String);
-
-impl header::Header for ContentLanguage {
-    fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("Content-Language")
-    }
-
-    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(Self(s.to_owned()))
-    }
-
-    fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), self.0.clone())
-    }
-}
-
-/// `List-Unsubscribe: <https://…>` (RFC 2369).
-#[derive(Debug, Clone)]
-struct ListUnsubscribe(String);
-
-impl header::Header for ListUnsubscribe {
-    fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("List-Unsubscribe")
-    }
-
-    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(Self(s.trim_matches(['<', '>']).to_owned()))
-    }
-
-    fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), format!("<{}>", self.0))
-    }
-}
-
-/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): mail
-/// providers may unsubscribe with one POST, without a page in between.
-#[derive(Debug, Clone)]
-struct ListUnsubscribePost;
-
-impl header::Header for ListUnsubscribePost {
-    fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
-    }
-
-    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(Self)
-    }
-
-    fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_owned())
-    }
-}
-
-/// `Auto-Submitted: auto-generated` (RFC 3834): auto-responders stay quiet.
-#[derive(Debug, Clone)]
-struct AutoSubmitted;
-
-impl header::Header for AutoSubmitted {
-    fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("Auto-Submitted")
-    }
-
-    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(Self)
-    }
-
-    fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), "auto-generated".to_owned())
     }
 }
 
@@ -210,11 +143,14 @@ impl EmailChannel {
             reply_to,
             transport,
             concurrency: settings.concurrency.max(1),
+            prepared: Mutex::default(),
         })
     }
 
-    fn message(&self, delivery: &Delivery) -> Result<Message, DeliveryError> {
-        let DeliveryContent::Email(content) = &delivery.content else {
+    /// The encoded message for this delivery's reader, from the encoded
+    /// rendition when another reader's message already prepared it.
+    fn message(&self, delivery: &Delivery) -> Result<(Envelope, String), DeliveryError> {
+        let DeliveryContent::Email(content) = delivery.content.as_ref() else {
             return Err(DeliveryError::permanent(format!(
                 "delivery {} carries a text message, not an email",
                 delivery.id
@@ -223,33 +159,55 @@ impl EmailChannel {
         let to: Mailbox = delivery.destination.parse().map_err(|e| {
             DeliveryError::permanent(format!("bad recipient `{}`: {e}", delivery.destination))
         })?;
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(&content.subject)
-            // Stable per delivery: a resend after a crash carries the same
-            // id, so receivers that deduplicate do.
-            .message_id(Some(format!(
-                "<{}@{}>",
-                delivery.id, self.message_id_domain
-            )))
-            .header(ContentLanguage(delivery.locale.clone()))
-            .header(AutoSubmitted);
-        if let Some(reply_to) = &self.reply_to {
-            builder = builder.reply_to(reply_to.clone());
-        }
-        if let Some(url) = &content.unsubscribe_url {
-            builder = builder
-                .header(ListUnsubscribe(url.clone()))
-                .header(ListUnsubscribePost);
-        }
-        builder
-            .multipart(MultiPart::alternative_plain_html(
-                content.text.clone(),
-                content.html.clone(),
-            ))
-            .map_err(|e| DeliveryError::permanent(format!("cannot build the message: {e}")))
+        let envelope = Envelope::new(Some(self.from.email.clone()), vec![to.email.clone()])
+            .map_err(|e| DeliveryError::permanent(format!("cannot address the message: {e}")))?;
+        let prepare = || {
+            PreparedEmail::new(content, &self.from, self.reply_to.as_ref())
+                .map(Arc::new)
+                .map_err(|e| DeliveryError::permanent(format!("cannot build the message: {e}")))
+        };
+        let (prepared, name, unsubscribe_url) = match &delivery.personal {
+            Some(personal) => {
+                let cached = lock(&self.prepared).get(&personal.rendition).cloned();
+                let prepared = match cached {
+                    Some(prepared) => prepared,
+                    None => {
+                        let prepared = prepare()?;
+                        let mut cache = lock(&self.prepared);
+                        if cache.len() >= PREPARED_CACHE {
+                            cache.clear();
+                        }
+                        cache.insert(personal.rendition, prepared.clone());
+                        prepared
+                    }
+                };
+                (
+                    prepared,
+                    personal.recipient_name.as_deref().unwrap_or_default(),
+                    personal.unsubscribe_url.as_deref(),
+                )
+            }
+            None => (prepare()?, "", content.unsubscribe_url.as_deref()),
+        };
+        // Stable per delivery: a resend after a crash carries the same id,
+        // so receivers that deduplicate do.
+        let message_id = format!("<{}@{}>", delivery.id, self.message_id_domain);
+        let message = prepared.message(&Reader {
+            to: &to,
+            message_id: &message_id,
+            locale: &delivery.locale,
+            name,
+            unsubscribe_url,
+        });
+        Ok((envelope, message))
     }
+}
+
+/// Encoded renditions kept per channel; a crisis has a few dozen.
+const PREPARED_CACHE: usize = 256;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// SMTP replies that refuse our credentials, not the message: every
@@ -309,12 +267,11 @@ impl super::Channel for EmailChannel {
     }
 
     async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
-        let message = self.message(delivery)?;
+        let (envelope, message) = self.message(delivery)?;
         match &self.transport {
             Transport::Pooled(pool) => {
-                let envelope = message.envelope().clone();
                 let response = pool
-                    .send(&envelope, &message.formatted())
+                    .send(&envelope, message)
                     .await
                     .map_err(|e| e.into_delivery_error(classify_smtp))?;
                 Ok(Receipt {
@@ -322,15 +279,21 @@ impl super::Channel for EmailChannel {
                 })
             }
             Transport::Smtp(smtp) => {
-                let response = smtp.send(message).await.map_err(classify_smtp)?;
+                let response = smtp
+                    .send_raw(&envelope, message.as_bytes())
+                    .await
+                    .map_err(classify_smtp)?;
                 Ok(Receipt {
                     provider_ref: response.message().next().map(str::to_owned),
                 })
             }
             Transport::Spool { transport, .. } => {
-                let id = transport.send(message).await.map_err(|e| {
-                    DeliveryError::transient(format!("cannot write to the spool: {e}"))
-                })?;
+                let id = transport
+                    .send_raw(&envelope, message.as_bytes())
+                    .await
+                    .map_err(|e| {
+                        DeliveryError::transient(format!("cannot write to the spool: {e}"))
+                    })?;
                 Ok(Receipt {
                     provider_ref: Some(id),
                 })

@@ -4,6 +4,7 @@
 mod chat;
 mod email;
 pub mod http;
+mod mime;
 mod sms;
 mod smtp_pool;
 mod social;
@@ -144,10 +145,13 @@ pub fn build_all(settings: &ChannelSettings) -> Result<Vec<Arc<dyn Channel>>, Ve
 /// text channel is a planning bug, and retrying cannot fix it.
 pub(crate) fn message_of(
     delivery: &crate::outbox::Delivery,
-) -> Result<&crate::plan::MessageContent, DeliveryError> {
-    match &delivery.content {
-        crate::outbox::DeliveryContent::Message(message) => Ok(message),
-        crate::outbox::DeliveryContent::Email(_) => Err(DeliveryError::permanent(format!(
+) -> Result<std::borrow::Cow<'_, crate::plan::MessageContent>, DeliveryError> {
+    use crate::outbox::DeliveryContent;
+    use std::borrow::Cow;
+    match delivery.personalized() {
+        Cow::Borrowed(DeliveryContent::Message(message)) => Ok(Cow::Borrowed(message)),
+        Cow::Owned(DeliveryContent::Message(message)) => Ok(Cow::Owned(message)),
+        _ => Err(DeliveryError::permanent(format!(
             "delivery {} carries an email, not a text message",
             delivery.id
         ))),

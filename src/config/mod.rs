@@ -319,6 +319,9 @@ pub struct DispatchSettings {
     pub breaker_cooldown: Duration,
     #[serde(with = "humantime_serde")]
     pub breaker_max_cooldown: Duration,
+    /// Niceness (0-19) of the threads that plan and send fan-outs, so the
+    /// API and the banner keep their share of the CPU during one.
+    pub nice: u8,
 }
 
 impl Default for DispatchSettings {
@@ -333,6 +336,7 @@ impl Default for DispatchSettings {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(5),
             breaker_max_cooldown: Duration::from_secs(300),
+            nice: 10,
         }
     }
 }

@@ -116,6 +116,8 @@ pub struct CrisisService {
     clock: Arc<dyn Clock>,
     /// Plans in progress, owned here so a stop can wait for them.
     tasks: TaskTracker,
+    /// Where plans run: the fan-out runtime, when there is one.
+    fanout: Option<tokio::runtime::Handle>,
     stopping: CancellationToken,
 }
 
@@ -149,8 +151,16 @@ impl CrisisService {
             wake,
             clock,
             tasks: TaskTracker::new(),
+            fanout: None,
             stopping: CancellationToken::new(),
         }
+    }
+
+    /// Runs plans on `fanout` (see `crate::background`) rather than on the
+    /// runtime of the request that caused them.
+    pub fn plan_on(mut self, fanout: tokio::runtime::Handle) -> Self {
+        self.fanout = Some(fanout);
+        self
     }
 
     /// The store keeps milliseconds; so does every time this service hands
@@ -383,7 +393,7 @@ impl CrisisService {
         completion: Completion,
     ) -> tokio::task::JoinHandle<Result<usize, ServiceError>> {
         let this = self.clone();
-        self.tasks.spawn(async move {
+        let plan = async move {
             let crisis = &completion.crisis;
             let opt_outs = this.store.opt_outs().await?;
             let mut stream = this.planner.stream(
@@ -436,7 +446,11 @@ impl CrisisService {
             };
             this.store.finish_plan(announcement.id, record).await?;
             Ok(total)
-        })
+        };
+        match &self.fanout {
+            Some(fanout) => self.tasks.spawn_on(plan, fanout),
+            None => self.tasks.spawn(plan),
+        }
     }
 
     /// Finishes plans a previous run left half-written (it stopped or

@@ -3,8 +3,10 @@
 
 mod sqlite;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -193,12 +195,38 @@ pub struct Delivery {
     pub recipient_id: Option<String>,
     pub destination: String,
     pub locale: String,
-    pub content: DeliveryContent,
+    /// What to send: a message of its own, or a rendition shared by many
+    /// readers, with marks where `personal` fills in this reader.
+    pub content: Arc<DeliveryContent>,
+    pub personal: Option<Personal>,
     pub state: DeliveryState,
     pub attempts: u32,
     pub available_at: DateTime<Utc>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// This reader's part of a delivery whose content is a shared rendition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Personal {
+    /// The rendition's id: channels may keep work done on it (an email's
+    /// encoded body) for its other readers.
+    pub rendition: Uuid,
+    pub recipient_name: Option<String>,
+    pub unsubscribe_url: Option<String>,
+}
+
+impl Delivery {
+    /// The message as this reader gets it.
+    pub fn personalized(&self) -> Cow<'_, DeliveryContent> {
+        match &self.personal {
+            None => Cow::Borrowed(&self.content),
+            Some(personal) => Cow::Owned(self.content.personalize(
+                personal.recipient_name.as_deref(),
+                personal.unsubscribe_url.as_deref(),
+            )),
+        }
+    }
 }
 
 /// A stored response to replay for a repeated Idempotency-Key.

@@ -65,6 +65,53 @@ async fn a_rejected_recipient_is_dead_and_the_others_are_delivered() {
     assert_eq!(detail["dead"][0]["destination"], "rahim@example.org");
 }
 
+/// Every reader's message arrives whole, with a rejected recipient among
+/// them, whether the server takes MAIL, RCPT and DATA pipelined (RFC 2920)
+/// or one at a time.
+#[tokio::test]
+async fn transactions_are_pipelined_only_when_the_server_offers_it() {
+    for pipelining in [true, false] {
+        let smtp = SmtpServer::start().await;
+        if !pipelining {
+            smtp.disable_pipelining();
+        }
+        smtp.reject_recipient("rahim@example.org", "550 5.1.1 No such user");
+        let app = spawn_app(TestConfig::new(smtp.port())).await;
+        let id = app.declare("Payments are down").await;
+
+        let detail = app
+            .wait_until(&id, WAIT, |d| {
+                d["deliveries"]["email"]["dead"] == 1 && d["deliveries"]["email"]["sent"] == 2
+            })
+            .await;
+        let reason = detail["dead"][0]["reason"].as_str().expect("reason");
+        assert!(reason.contains("No such user"), "{reason}");
+        let messages = smtp.wait_for(2, WAIT).await;
+        for message in &messages {
+            assert!(
+                message.subject().contains("Payments are down"),
+                "{}",
+                message.subject()
+            );
+            assert!(
+                message.text().contains("Payments are down"),
+                "{}",
+                message.text()
+            );
+            assert!(message.html().contains("</html>"), "{}", message.html());
+        }
+        if pipelining {
+            assert!(
+                smtp.pipelined() >= 2,
+                "pipelined transactions: {}",
+                smtp.pipelined()
+            );
+        } else {
+            assert_eq!(smtp.pipelined(), 0, "nothing pipelined unless offered");
+        }
+    }
+}
+
 #[tokio::test]
 async fn retries_run_out_into_a_dead_delivery_with_the_last_error() {
     let smtp = SmtpServer::start().await;

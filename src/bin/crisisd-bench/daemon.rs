@@ -13,6 +13,8 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
+use crate::Bench;
+
 /// Sends of the email channel at once: the in-flight limit. High enough
 /// that loopback round trips do not bound throughput.
 pub const EMAIL_CONCURRENCY: usize = 64;
@@ -130,13 +132,8 @@ pub struct Daemon {
 impl Daemon {
     /// Writes the config, token and audience for `spec` into a fresh
     /// scratch directory. Nothing is started yet.
-    pub fn prepare(
-        label: &str,
-        binary: &Path,
-        templates: &Path,
-        spec: &Spec,
-        keep: bool,
-    ) -> anyhow::Result<Self> {
+    pub fn prepare(label: &str, bench: &Bench, spec: &Spec) -> anyhow::Result<Self> {
+        let (binary, templates, keep) = (&bench.binary, &bench.templates, bench.keep);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -152,8 +149,11 @@ impl Daemon {
         std::fs::write(dir.join("token"), TOKEN).context("writing the token file")?;
         write_audience(&dir.join("audience.csv"), spec.recipients)?;
         let config = dir.join("crisisd.toml");
-        std::fs::write(&config, config_text(&dir, templates, port, spec))
-            .context("writing the config")?;
+        std::fs::write(
+            &config,
+            config_text(&dir, templates, port, spec, bench.nice),
+        )
+        .context("writing the config")?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(4)
@@ -405,7 +405,7 @@ fn toml_str(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
 }
 
-fn config_text(dir: &Path, templates: &Path, port: u16, spec: &Spec) -> String {
+fn config_text(dir: &Path, templates: &Path, port: u16, spec: &Spec, nice: Option<u8>) -> String {
     let path = |name: &str| toml_str(&dir.join(name).display().to_string());
     let mut channels = String::new();
     if let Some(smtp) = &spec.email {
@@ -489,7 +489,7 @@ retry_base = "500ms"
 retry_max = "5s"
 poll_interval = "100ms"
 drain_timeout = "5s"
-
+{nice}
 [[directory]]
 id = "emergency-line"
 type = "phone"
@@ -512,6 +512,7 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
         templates = toml_str(&templates.display().to_string()),
         audience = path("audience.csv"),
         lease = spec.lease,
+        nice = nice.map(|n| format!("nice = {n}\n")).unwrap_or_default(),
     )
 }
 

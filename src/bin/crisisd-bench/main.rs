@@ -70,6 +70,11 @@ struct Cli {
     /// sends 200 deliveries/s].
     #[arg(long, value_name = "SECONDS")]
     deadline: Option<u64>,
+    /// `[dispatch] nice` of the daemon (0-19): how far its fan-out yields
+    /// the CPU to the API and banner [default: the daemon's, 10]. `0`
+    /// shows what the banner loses without it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=19))]
+    nice: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,6 +121,7 @@ pub struct Bench {
     pub keep: bool,
     pub recipients: Option<usize>,
     pub deadline: Option<Duration>,
+    pub nice: Option<u8>,
 }
 
 impl Bench {
@@ -201,6 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "sms_concurrency": SMS_CONCURRENCY,
             "smtp": bench.smtp.as_ref().map(|s| format!("{}:{}", s.host, s.port)),
             "sms_url": bench.sms_url,
+            "dispatch_nice": bench.nice,
         });
         let out = report::json(machine.json, settings, &rows, &failed);
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -253,6 +260,7 @@ fn setup(cli: &Cli) -> anyhow::Result<Bench> {
         keep: cli.keep,
         recipients: cli.recipients,
         deadline: cli.deadline.map(Duration::from_secs),
+        nice: cli.nice,
     })
 }
 
@@ -330,6 +338,10 @@ fn header(cli: &Cli, bench: &Bench, machine: &Machine) -> Vec<String> {
             "email channel: concurrency {EMAIL_CONCURRENCY} (the in-flight limit), SMTP pool {SMTP_POOL}, to the {email}"
         ),
         format!("sms_gateway channel: concurrency {SMS_CONCURRENCY}, to the {sms}"),
+        match bench.nice {
+            Some(nice) => format!("fan-out niceness: {nice} (--nice)"),
+            None => "fan-out niceness: the daemon's default".to_owned(),
+        },
     ]
 }
 

@@ -259,13 +259,7 @@ pub async fn latency(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         recipients: FEW,
         lease: LEASE,
     };
-    let mut daemon = Daemon::prepare(
-        "latency",
-        &bench.binary,
-        &bench.templates,
-        &spec,
-        bench.keep,
-    )?;
+    let mut daemon = Daemon::prepare("latency", bench, &spec)?;
     daemon.start().await?;
     let per_wait = Duration::from_secs(30);
     let mut samples = Vec::with_capacity(LATENCY_DECLARES);
@@ -439,7 +433,7 @@ async fn fan_out(bench: &Bench, channel: Channel) -> anyhow::Result<Vec<Row>> {
             (spec, stats)
         }
     };
-    let mut daemon = Daemon::prepare(scenario, &bench.binary, &bench.templates, &spec, bench.keep)?;
+    let mut daemon = Daemon::prepare(scenario, bench, &spec)?;
     eprintln!(
         "  starting the daemon with {} recipients",
         grouped(n as i64)
@@ -588,13 +582,7 @@ pub async fn million(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         recipients: n,
         lease: LEASE,
     };
-    let mut daemon = Daemon::prepare(
-        "million",
-        &bench.binary,
-        &bench.templates,
-        &spec,
-        bench.keep,
-    )?;
+    let mut daemon = Daemon::prepare("million", bench, &spec)?;
     eprintln!(
         "  starting the daemon with {} recipients",
         grouped(n as i64)
@@ -739,7 +727,7 @@ pub async fn banner(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         recipients: FEW,
         lease: LEASE,
     };
-    let mut daemon = Daemon::prepare("banner", &bench.binary, &bench.templates, &spec, bench.keep)?;
+    let mut daemon = Daemon::prepare("banner", bench, &spec)?;
     daemon.start().await?;
     let first = daemon
         .declare("Banner benchmark", Duration::from_secs(30))
@@ -908,7 +896,7 @@ pub async fn crash(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         recipients: n,
         lease: CRASH_LEASE,
     };
-    let mut daemon = Daemon::prepare("crash", &bench.binary, &bench.templates, &spec, bench.keep)?;
+    let mut daemon = Daemon::prepare("crash", bench, &spec)?;
     eprintln!(
         "  starting the daemon with {} recipients",
         grouped(n as i64)

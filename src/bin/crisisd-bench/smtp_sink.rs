@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use memchr::memmem;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -84,9 +84,13 @@ async fn session(stream: TcpStream, stats: Arc<SinkStats>) {
 
 async fn converse(stream: TcpStream, stats: &SinkStats) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let (read, mut write) = stream.into_split();
+    let (read, write) = stream.into_split();
     let mut reader = BufReader::with_capacity(READ_BUFFER, read);
+    // Replies to pipelined commands go out together, when nothing more is
+    // waiting to be read (as Postfix does).
+    let mut write = BufWriter::new(write);
     write.write_all(b"220 crisisd-bench ESMTP\r\n").await?;
+    write.flush().await?;
     let mut line = Vec::with_capacity(512);
     let end_of_data = memmem::Finder::new(b"\r\n.\r\n");
     loop {
@@ -96,21 +100,28 @@ async fn converse(stream: TcpStream, stats: &SinkStats) -> io::Result<()> {
         }
         let verb = line.get(..4).map(<[u8]>::to_ascii_uppercase);
         let answer: &[u8] = match verb.as_deref() {
-            Some(b"EHLO") => b"250-crisisd-bench\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+            Some(b"EHLO") => {
+                b"250-crisisd-bench\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n"
+            }
             Some(b"DATA") => {
                 write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                write.flush().await?;
                 let id = read_data(&mut reader, &end_of_data, stats.recording()).await?;
                 stats.accept(id.as_deref());
                 b"250 2.0.0 OK queued\r\n"
             }
             Some(b"QUIT") => {
                 write.write_all(b"221 2.0.0 bye\r\n").await?;
+                write.flush().await?;
                 return Ok(());
             }
             // HELO, MAIL, RCPT, RSET, NOOP and anything else.
             _ => b"250 2.0.0 OK\r\n",
         };
         write.write_all(answer).await?;
+        if reader.buffer().is_empty() {
+            write.flush().await?;
+        }
     }
 }
 

@@ -117,7 +117,7 @@ impl Channel for TeamsChannel {
         let response = self
             .http
             .post(self.url.clone())
-            .json(&card(message))
+            .json(&card(&message))
             .timeout(self.timeout)
             .send()
             .await

@@ -49,7 +49,7 @@ fn channel(server: &MockServer) -> BlueskyChannel {
 /// A delivery whose message is in `language`.
 fn delivery_in(language: &str, text: &str) -> Delivery {
     let mut delivery = text_delivery("bluesky-main", "", text);
-    if let DeliveryContent::Message(message) = &mut delivery.content {
+    if let DeliveryContent::Message(message) = std::sync::Arc::make_mut(&mut delivery.content) {
         message.language = language.to_owned();
     }
     delivery

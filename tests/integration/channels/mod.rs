@@ -29,14 +29,15 @@ pub fn text_delivery(channel: &str, destination: &str, text: &str) -> Delivery {
         recipient_id: None,
         destination: destination.to_owned(),
         locale: "en".to_owned(),
-        content: DeliveryContent::Message(MessageContent {
+        content: std::sync::Arc::new(DeliveryContent::Message(MessageContent {
             text: text.to_owned(),
             form: Form::Long,
             title: "Payments are down".to_owned(),
             link: "https://status.example.com".to_owned(),
             severity: Severity::Critical,
             language: "en".to_owned(),
-        }),
+        })),
+        personal: None,
         state: DeliveryState::InFlight,
         attempts: 1,
         available_at: Utc::now(),

@@ -100,7 +100,7 @@ async fn the_title_colour_follows_the_severity() {
     let teams = channel(&url, Duration::from_secs(5));
     for severity in [Severity::Major, Severity::Minor] {
         let mut delivery = text_delivery("teams-support", "", "x");
-        if let DeliveryContent::Message(message) = &mut delivery.content {
+        if let DeliveryContent::Message(message) = std::sync::Arc::make_mut(&mut delivery.content) {
             message.severity = severity;
         }
         teams.send(&delivery).await.expect("sent");

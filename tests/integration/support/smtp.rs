@@ -87,6 +87,11 @@ struct State {
     credentials: Option<(String, String)>,
     authenticated_as: Vec<String>,
     acceptor: Option<TlsAcceptor>,
+    /// PIPELINING is advertised unless this is set.
+    no_pipelining: bool,
+    /// MAIL commands that arrived with more commands behind them in the
+    /// same read: pipelined transactions.
+    pipelined: usize,
 }
 
 /// How the test server speaks TLS.
@@ -235,6 +240,16 @@ impl SmtpServer {
         self.state.lock().unwrap().credentials = Some((username.to_owned(), password.to_owned()));
     }
 
+    /// Stop advertising PIPELINING (RFC 2920), as older relays do.
+    pub fn disable_pipelining(&self) {
+        self.state.lock().unwrap().no_pipelining = true;
+    }
+
+    /// Transactions whose MAIL, RCPT and DATA arrived pipelined.
+    pub fn pipelined(&self) -> usize {
+        self.state.lock().unwrap().pipelined
+    }
+
     /// Usernames that authenticated successfully, one per session.
     pub fn authenticated_as(&self) -> Vec<String> {
         self.state.lock().unwrap().authenticated_as.clone()
@@ -309,6 +324,9 @@ fn session(
             let requires_auth = state.lock().unwrap().credentials.is_some();
             let answer = if upper.starts_with("EHLO") {
                 let mut ehlo = "250-localhost\r\n250-8BITMIME\r\n".to_owned();
+                if !state.lock().unwrap().no_pipelining {
+                    ehlo.push_str("250-PIPELINING\r\n");
+                }
                 if starttls.is_some() && !secure {
                     ehlo.push_str("250-STARTTLS\r\n");
                 }
@@ -362,6 +380,9 @@ fn session(
             } else if upper.starts_with("MAIL FROM:") {
                 from = address(&command[10..]);
                 to.clear();
+                if !lines.buffer().is_empty() {
+                    state.lock().unwrap().pipelined += 1;
+                }
                 "250 OK".to_owned()
             } else if upper.starts_with("RCPT TO:") {
                 let rcpt = address(&command[8..]);
@@ -372,6 +393,8 @@ fn session(
                         "250 OK".to_owned()
                     }
                 }
+            } else if upper == "DATA" && to.is_empty() {
+                "554 5.5.1 no valid recipients".to_owned()
             } else if upper == "DATA" {
                 if write.write_all(b"354 go ahead\r\n").await.is_err() {
                     return;
