@@ -1,0 +1,91 @@
+//! Atlassian Statuspage: incident and component webhooks (unsigned, so the
+//! hook authenticates with a token). Statuspage tells them apart only by
+//! which top-level key is present.
+
+use serde_json::Value;
+
+use super::signal::{ParseError, Parsed, Signal, SignalState, json, opt_text, text};
+
+pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
+    let value = json(body)?;
+    if value.get("incident").is_some_and(Value::is_object) {
+        incident(&value)
+    } else if value.get("component_update").is_some_and(Value::is_object) {
+        component(&value)
+    } else {
+        Err("a Statuspage webhook has an `incident` or a `component_update` object; this has neither".into())
+    }
+}
+
+fn incident(value: &Value) -> Result<Parsed, ParseError> {
+    let key = text(value, "/incident/id")?;
+    let name = text(value, "/incident/name")?;
+    let status = text(value, "/incident/status")?;
+    if opt_text(value, "/incident/scheduled_for").is_some() {
+        return Ok(Parsed::nothing("scheduled maintenance is not a crisis"));
+    }
+    let state = match status {
+        "investigating" | "identified" | "monitoring" => SignalState::Firing,
+        "resolved" | "postmortem" => SignalState::Resolved,
+        "scheduled" | "in_progress" | "verifying" | "completed" => {
+            return Ok(Parsed::nothing("scheduled maintenance is not a crisis"));
+        }
+        other => return Err(format!("unknown incident status `{other}`")),
+    };
+    let mut signal = Signal::new(key, state, name);
+    // The newest update first, as Statuspage lists them.
+    let latest = value
+        .pointer("/incident/incident_updates/0/body")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty());
+    if let Some(body) = latest {
+        signal.summary = body.to_owned();
+        signal.message = Some(body.to_owned());
+    }
+    let impact = opt_text(value, "/incident/impact_override")
+        .or_else(|| opt_text(value, "/incident/impact"))
+        .unwrap_or("none");
+    signal.severity_word = Some(impact.to_lowercase());
+    signal.labels.insert("impact".into(), impact.into());
+    signal.labels.insert("status".into(), status.into());
+    if let Some(components) = value
+        .pointer("/incident/components")
+        .and_then(Value::as_array)
+    {
+        for component in components {
+            for field in ["id", "name"] {
+                if let Some(s) = component.get(field).and_then(Value::as_str) {
+                    signal.components.push(s.to_owned());
+                }
+            }
+        }
+    }
+    Ok(Parsed::one(signal))
+}
+
+fn component(value: &Value) -> Result<Parsed, ParseError> {
+    let id =
+        text(value, "/component_update/component_id").or_else(|_| text(value, "/component/id"))?;
+    let new_status = text(value, "/component_update/new_status")?;
+    let name = opt_text(value, "/component/name").unwrap_or(id);
+    let state = match new_status {
+        "operational" => SignalState::Resolved,
+        "degraded_performance" | "partial_outage" | "major_outage" => SignalState::Firing,
+        "under_maintenance" => {
+            return Ok(Parsed::nothing(
+                "a component under maintenance is not a crisis",
+            ));
+        }
+        other => return Err(format!("unknown component status `{other}`")),
+    };
+    let mut signal = Signal::new(
+        format!("component:{id}"),
+        state,
+        format!("{name}: {}", new_status.replace('_', " ")),
+    );
+    signal.severity_word = Some(new_status.to_owned());
+    signal.labels.insert("component".into(), name.into());
+    signal.labels.insert("status".into(), new_status.into());
+    signal.components = vec![id.to_owned(), name.to_owned()];
+    Ok(Parsed::one(signal))
+}
