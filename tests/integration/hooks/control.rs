@@ -243,3 +243,19 @@ async fn every_webhook_is_logged_and_oversized_or_unknown_ones_are_refused() {
     let only = app.get_json("/v1/hooks/log?hook=nosuch").await;
     assert_eq!(only["entries"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_hold_survives_a_restart_and_declares_when_it_falls_due() {
+    let hooks = HELD.replace("300ms", "1s");
+    let (app, smtp) = start(&hooks, &[("held.secret", "k")]).await;
+    let (_, receipt) = send(&app, "/v1/hooks/held?token=k", &[], &declare("6", "Mail")).await;
+    let held = id_in(&receipt, "held");
+    let dir = app.stop().await;
+
+    let mut config = crate::support::TestConfig::new(smtp.port());
+    config.extra = hooks.replace("{dir}", &dir.path().display().to_string());
+    let app = crate::support::spawn_app_in(config, dir).await;
+    smtp.wait_for(3, WAIT).await;
+    assert_eq!(crisis(&app, &held).await["title"], "Mail is down");
+    assert_eq!(all_crises(&app).await.len(), 1);
+}

@@ -1,6 +1,7 @@
 //! Inbound webhooks against the real daemon: every source's documented
 //! payload shapes, its signatures, holds, proposals and the webhook log.
 
+mod cli;
 mod control;
 mod signed;
 mod unsigned;
