@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::signal::{ParseError, Parsed, Signal, SignalState, json, opt_text, text};
+use super::statuspage::{ComponentStatus, component};
 
 pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     let value = json(body)?;
@@ -12,7 +13,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     } else if value.get("maintenance").is_some_and(Value::is_object) {
         Ok(Parsed::nothing("maintenance is not a crisis"))
     } else if value.get("component_update").is_some_and(Value::is_object) {
-        component(&value)
+        component(&value, COMPONENT_STATUSES)
     } else {
         Err("an Instatus webhook has an `incident`, `maintenance` or `component_update` object; this has none".into())
     }
@@ -52,31 +53,14 @@ fn incident(value: &Value) -> Result<Parsed, ParseError> {
     Ok(Parsed::one(signal))
 }
 
-fn component(value: &Value) -> Result<Parsed, ParseError> {
-    let id =
-        text(value, "/component_update/component_id").or_else(|_| text(value, "/component/id"))?;
-    let new_status = text(value, "/component_update/new_status")?;
-    let name = opt_text(value, "/component/name").unwrap_or(id);
-    let state = match new_status {
-        "OPERATIONAL" => SignalState::Resolved,
-        "DEGRADEDPERFORMANCE" | "PARTIALOUTAGE" | "MAJOROUTAGE" => SignalState::Firing,
-        "UNDERMAINTENANCE" => {
-            return Ok(Parsed::nothing(
-                "a component under maintenance is not a crisis",
-            ));
-        }
-        other => return Err(format!("unknown component status `{other}`")),
-    };
-    let words = match new_status {
-        "DEGRADEDPERFORMANCE" => "degraded performance",
-        "PARTIALOUTAGE" => "partial outage",
-        "MAJOROUTAGE" => "major outage",
-        _ => "operational",
-    };
-    let mut signal = Signal::new(format!("component:{id}"), state, format!("{name}: {words}"));
-    signal.severity_word = Some(new_status.to_lowercase());
-    signal.labels.insert("component".into(), name.into());
-    signal.labels.insert("status".into(), new_status.into());
-    signal.components = vec![id.to_owned(), name.to_owned()];
-    Ok(Parsed::one(signal))
-}
+const COMPONENT_STATUSES: &[ComponentStatus] = &[
+    ("OPERATIONAL", Some(SignalState::Resolved), "operational"),
+    (
+        "DEGRADEDPERFORMANCE",
+        Some(SignalState::Firing),
+        "degraded performance",
+    ),
+    ("PARTIALOUTAGE", Some(SignalState::Firing), "partial outage"),
+    ("MAJOROUTAGE", Some(SignalState::Firing), "major outage"),
+    ("UNDERMAINTENANCE", None, "under maintenance"),
+];

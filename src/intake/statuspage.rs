@@ -11,7 +11,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     if value.get("incident").is_some_and(Value::is_object) {
         incident(&value)
     } else if value.get("component_update").is_some_and(Value::is_object) {
-        component(&value)
+        component(&value, COMPONENT_STATUSES)
     } else {
         Err("a Statuspage webhook has an `incident` or a `component_update` object; this has neither".into())
     }
@@ -63,27 +63,48 @@ fn incident(value: &Value) -> Result<Parsed, ParseError> {
     Ok(Parsed::one(signal))
 }
 
-fn component(value: &Value) -> Result<Parsed, ParseError> {
+/// A component status in one source's words: the word, what it means
+/// (`None`: maintenance, not a crisis) and how to say it.
+pub(super) type ComponentStatus = (&'static str, Option<SignalState>, &'static str);
+
+const COMPONENT_STATUSES: &[ComponentStatus] = &[
+    ("operational", Some(SignalState::Resolved), "operational"),
+    (
+        "degraded_performance",
+        Some(SignalState::Firing),
+        "degraded performance",
+    ),
+    (
+        "partial_outage",
+        Some(SignalState::Firing),
+        "partial outage",
+    ),
+    ("major_outage", Some(SignalState::Firing), "major outage"),
+    ("under_maintenance", None, "under maintenance"),
+];
+
+/// A component webhook (Statuspage's shape, which Instatus shares): one
+/// source incident per component.
+pub(super) fn component(value: &Value, statuses: &[ComponentStatus]) -> Result<Parsed, ParseError> {
     let id =
         text(value, "/component_update/component_id").or_else(|_| text(value, "/component/id"))?;
     let new_status = text(value, "/component_update/new_status")?;
     let name = opt_text(value, "/component/name").unwrap_or(id);
-    let state = match new_status {
-        "operational" => SignalState::Resolved,
-        "degraded_performance" | "partial_outage" | "major_outage" => SignalState::Firing,
-        "under_maintenance" => {
-            return Ok(Parsed::nothing(
-                "a component under maintenance is not a crisis",
-            ));
-        }
-        other => return Err(format!("unknown component status `{other}`")),
+    let (_, state, words) = statuses
+        .iter()
+        .find(|(word, _, _)| *word == new_status)
+        .ok_or_else(|| format!("unknown component status `{new_status}`"))?;
+    let Some(state) = state else {
+        return Ok(Parsed::nothing(format!(
+            "a component {words} is not a crisis"
+        )));
     };
     let mut signal = Signal::new(
         format!("component:{id}"),
-        state,
-        format!("{name}: {}", new_status.replace('_', " ")),
+        *state,
+        format!("{name}: {words}"),
     );
-    signal.severity_word = Some(new_status.to_owned());
+    signal.severity_word = Some(new_status.to_lowercase());
     signal.labels.insert("component".into(), name.into());
     signal.labels.insert("status".into(), new_status.into());
     signal.components = vec![id.to_owned(), name.to_owned()];

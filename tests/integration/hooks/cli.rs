@@ -3,68 +3,20 @@
 
 use std::process::Output;
 
-use tokio::process::Command;
-
-use super::{QUIET, id_in, send, start};
-use crate::support::{TOKEN, TestApp, WAIT};
-
-const BIN: &str = env!("CARGO_BIN_EXE_crisisd");
-
-async fn crisisd(app: &TestApp, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .args(["--url", &app.base])
-        .env("CRISISD_TOKEN", TOKEN)
-        .env("CRISISD_CONFIG", app.dir.path().join("absent.toml"))
-        .env("USER", "bob")
-        .output()
-        .await
-        .unwrap()
-}
+use super::control::{PROPOSE, propose};
+use super::{QUIET, start};
+use crate::cli::{crisisd, stderr, stdout};
+use crate::support::WAIT;
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn monitor_down(id: &str, name: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "heartbeat": {"monitorID": id, "status": 0, "msg": "timeout", "time": "2026-11-23 03:40:12.345", "important": true},
-        "monitor": {"id": id, "name": name, "url": "https://example.com", "type": "http"},
-        "msg": "down"
-    }))
-    .unwrap()
+    format!("{}{}", stdout(output), stderr(output))
 }
 
 #[tokio::test]
 async fn status_shows_proposals_first_and_the_cli_confirms_discards_and_lists_the_log() {
-    let hooks = r#"
-[[hooks]]
-name = "careful"
-source = "uptime_kuma"
-secret_file = "{dir}/careful.secret"
-mode = "propose"
-"#;
-    let (app, smtp) = start(hooks, &[("careful.secret", "k")]).await;
-    let (_, first) = send(
-        &app,
-        "/v1/hooks/careful?token=k",
-        &[],
-        &monitor_down("1", "Checkout"),
-    )
-    .await;
-    let (_, second) = send(
-        &app,
-        "/v1/hooks/careful?token=k",
-        &[],
-        &monitor_down("2", "Blog"),
-    )
-    .await;
-    let first = id_in(&first, "proposed");
-    let second = id_in(&second, "proposed");
+    let (app, smtp) = start(PROPOSE, &[("careful.secret", "k")]).await;
+    let first = propose(&app, "1", "Checkout").await;
+    let second = propose(&app, "2", "Blog").await;
 
     let status = crisisd(&app, &["status"]).await;
     assert!(status.status.success(), "{}", text(&status));
@@ -87,7 +39,7 @@ mode = "propose"
 
     let confirmed = crisisd(&app, &["confirm", &first]).await;
     assert!(confirmed.status.success(), "{}", text(&confirmed));
-    assert_eq!(String::from_utf8_lossy(&confirmed.stdout).trim(), first);
+    assert_eq!(stdout(&confirmed).trim(), first);
     smtp.wait_for(3, WAIT).await;
     let again = crisisd(&app, &["confirm", &first]).await;
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{QUIET, active, all_crises, crisis, id_in, send, start};
 use crate::support::{TOKEN, WAIT};
 
-fn declare(key: &str, title: &str) -> Vec<u8> {
+pub(super) fn declare(key: &str, title: &str) -> Vec<u8> {
     // Uptime Kuma's shape, with a per-test monitor as the incident key.
     serde_json::to_vec(&json!({
         "heartbeat": {"monitorID": key, "status": 0, "msg": "connect ECONNREFUSED", "time": "2026-11-23 03:40:12.345", "important": true},
@@ -80,7 +80,7 @@ async fn a_hold_that_runs_out_declares_the_crisis_under_the_id_it_was_shown_with
     assert_eq!(id_in(&receipt, "resolved"), held);
 }
 
-const PROPOSE: &str = r#"
+pub(super) const PROPOSE: &str = r#"
 [[hooks]]
 name = "careful"
 source = "uptime_kuma"
@@ -88,17 +88,16 @@ secret_file = "{dir}/careful.secret"
 mode = "propose"
 "#;
 
+/// Sends a down monitor to the `careful` hook; returns the proposal's id.
+pub(super) async fn propose(app: &crate::support::TestApp, key: &str, title: &str) -> String {
+    let (_, receipt) = send(app, "/v1/hooks/careful?token=k", &[], &declare(key, title)).await;
+    id_in(&receipt, "proposed")
+}
+
 #[tokio::test]
 async fn a_proposed_crisis_sends_nothing_until_someone_confirms_it() {
     let (app, smtp) = start(PROPOSE, &[("careful.secret", "k")]).await;
-    let (_, receipt) = send(
-        &app,
-        "/v1/hooks/careful?token=k",
-        &[],
-        &declare("3", "Payments"),
-    )
-    .await;
-    let proposed = id_in(&receipt, "proposed");
+    let proposed = propose(&app, "3", "Payments").await;
     tokio::time::sleep(QUIET).await;
     assert_eq!(smtp.accepted().len(), 0, "a proposal sends nothing");
     assert!(all_crises(&app).await.is_empty());
@@ -152,14 +151,7 @@ async fn a_proposed_crisis_sends_nothing_until_someone_confirms_it() {
 #[tokio::test]
 async fn a_discarded_proposal_is_never_sent_and_confirming_needs_a_token() {
     let (app, smtp) = start(PROPOSE, &[("careful.secret", "k")]).await;
-    let (_, receipt) = send(
-        &app,
-        "/v1/hooks/careful?token=k",
-        &[],
-        &declare("4", "Login"),
-    )
-    .await;
-    let proposed = id_in(&receipt, "proposed");
+    let proposed = propose(&app, "4", "Login").await;
     let anonymous = app
         .http
         .post(app.url(&format!("/v1/crises/{proposed}/confirm")))
