@@ -14,7 +14,7 @@ use super::api::{actor, parse_id};
 use super::auth::Authenticated;
 use super::error::ErrorDetail;
 use super::{ApiError, AppState, ErrorBody};
-use crate::intake::{DecisionError, HookLogEntry, IntakeError, Pending, Request};
+use crate::intake::{DecisionError, HookLogEntry, Pending, Request};
 
 /// Default and largest page of `GET /v1/hooks/log`.
 pub const LOG_LIMIT_DEFAULT: u32 = 50;
@@ -28,20 +28,14 @@ pub async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            IntakeError::TooLarge
-        } else {
-            IntakeError::Unreadable(format!("cannot read the request body: {rejection}"))
-        }
+        (rejection.status() != StatusCode::PAYLOAD_TOO_LARGE)
+            .then(|| format!("cannot read the request body: {rejection}"))
     });
     let request = Request {
         hook: &name,
         headers: &headers,
         query: uri.query(),
-        body: body.as_deref().map_err(|e| match e {
-            IntakeError::TooLarge => IntakeError::TooLarge,
-            other => IntakeError::Unreadable(other.to_string()),
-        }),
+        body: body.as_deref().map_err(Clone::clone),
     };
     match state.intake.receive(request).await {
         Ok(receipt) => (StatusCode::OK, Json(receipt)).into_response(),

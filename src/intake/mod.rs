@@ -244,8 +244,9 @@ pub struct Request<'a> {
     pub hook: &'a str,
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
-    /// `Err` when the body could not be read (too large, broken).
-    pub body: Result<&'a [u8], IntakeError>,
+    /// `Err` when the body could not be read: too large (`None`) or
+    /// broken (why).
+    pub body: Result<&'a [u8], Option<String>>,
 }
 
 pub struct Intake {
@@ -341,8 +342,8 @@ impl Intake {
             .ok_or_else(|| IntakeError::UnknownHook(request.hook.to_owned()))?;
         let body = match &request.body {
             Ok(body) => *body,
-            Err(IntakeError::TooLarge) => return Err(IntakeError::TooLarge),
-            Err(other) => return Err(IntakeError::Unreadable(other.to_string())),
+            Err(None) => return Err(IntakeError::TooLarge),
+            Err(Some(why)) => return Err(IntakeError::Unreadable(why.clone())),
         };
         let signed_id = hook
             .verifier
@@ -492,11 +493,7 @@ impl Intake {
             };
         }
         if let Some(mut pending) = open {
-            let mut wanted = hook.rules.declaration(signal);
-            if wanted.title.is_empty() {
-                wanted.title = pending.declaration.title.clone();
-                wanted.summary = pending.declaration.summary.clone();
-            }
+            let wanted = hook.rules.refresh(signal, &pending.declaration);
             if wanted == pending.declaration {
                 return Ok(Step::same(format!(
                     "unchanged {} ({})",
@@ -590,13 +587,16 @@ impl Intake {
             .store()
             .source_link(&source, &pending.external_id)
             .await?;
-        let propose = self
-            .hooks
-            .get(&pending.hook)
-            .is_some_and(|h| h.settings.mode == HookMode::Propose);
+        let Some(hook) = self.hooks.get(&pending.hook) else {
+            pending.state = PendingState::Discarded;
+            pending.decided_by = Some("crisisd: the hook is no longer configured".into());
+            warn!(hook = %pending.hook, %id, "A held webhook incident was dropped: its hook is no longer configured.");
+            self.store.save_pending(&pending).await?;
+            return Ok(());
+        };
         if linked.is_some() {
             pending.state = PendingState::Declared;
-        } else if propose {
+        } else if hook.settings.mode == HookMode::Propose {
             pending.state = PendingState::Proposed;
             info!(hook = %pending.hook, %id, "A held webhook incident is now proposed; `crisisd confirm` declares it.");
         } else {
@@ -632,6 +632,18 @@ impl Intake {
     ) -> Result<TransitionOutcome, DecisionError> {
         let _one_at_a_time = self.lock.lock().await;
         let mut pending = self.open(id).await?;
+        pending.decided_by = Some(actor.to_string());
+        pending.updated_at = self.clock.now();
+        // Declared already, by a run that stopped before noting it: say so
+        // rather than fail on the id forever.
+        if self.service.store().crisis(id).await?.is_some() {
+            pending.state = PendingState::Confirmed;
+            self.store.save_pending(&pending).await?;
+            return Err(DecisionError::NotOpen {
+                id,
+                state: "already declared",
+            });
+        }
         let ctx = Self::context(
             &pending.hook,
             &pending.external_id,
@@ -643,8 +655,6 @@ impl Intake {
             .declare_as(id, pending.declaration.clone(), ctx)
             .await?;
         pending.state = PendingState::Confirmed;
-        pending.decided_by = Some(actor.to_string());
-        pending.updated_at = self.clock.now();
         self.store.save_pending(&pending).await?;
         match applied {
             Applied::New(outcome) => Ok(outcome),

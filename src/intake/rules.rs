@@ -230,6 +230,29 @@ impl Rules {
         }
     }
 
+    /// A held or proposed declaration brought up to date with what the
+    /// source now says; what the signal does not state is kept.
+    pub fn refresh(&self, signal: &Signal, current: &Declaration) -> Declaration {
+        let wanted = self.declaration(signal);
+        let stated = |text: &str| !text.trim().is_empty();
+        Declaration {
+            kind: self.stated_kind(signal).unwrap_or(current.kind),
+            severity: self.stated_severity(signal).unwrap_or(current.severity),
+            title: if stated(&signal.title) {
+                wanted.title
+            } else {
+                current.title.clone()
+            },
+            summary: if stated(&signal.summary) {
+                wanted.summary
+            } else {
+                current.summary.clone()
+            },
+            localized: current.localized.clone(),
+            message: wanted.message.or_else(|| current.message.clone()),
+        }
+    }
+
     /// What the signal changes about `crisis`, or `None` when nothing: a
     /// repeated notification sends nothing.
     pub fn update(&self, signal: &Signal, crisis: &Crisis) -> Option<CrisisUpdate> {

@@ -251,3 +251,31 @@ async fn a_hold_survives_a_restart_and_declares_when_it_falls_due() {
     assert_eq!(crisis(&app, &held).await["title"], "Mail is down");
     assert_eq!(all_crises(&app).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_proposal_follows_the_source_until_it_is_confirmed() {
+    let (app, smtp) = start(PROPOSE, &[("careful.secret", "k")]).await;
+    let proposed = propose(&app, "7", "Search").await;
+    let mut later: serde_json::Value = serde_json::from_slice(&declare("7", "Search")).unwrap();
+    later["heartbeat"]["msg"] = "DNS lookup failed".into();
+    let (_, receipt) = send(
+        &app,
+        "/v1/hooks/careful?token=k",
+        &[],
+        &serde_json::to_vec(&later).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        receipt["transitions"][0],
+        format!("proposed {proposed} updated").as_str()
+    );
+    let confirmed = app
+        .post(&format!("/v1/crises/{proposed}/confirm"), &json!({}))
+        .await;
+    assert_eq!(confirmed.status(), 201);
+    assert_eq!(
+        crisis(&app, &proposed).await["summary"],
+        "Search: DNS lookup failed"
+    );
+    smtp.wait_for(3, WAIT).await;
+}

@@ -413,6 +413,18 @@ fn betterstack(event: &str) -> Vec<u8> {
 async fn better_stack_started_acknowledged_and_resolved_drive_one_crisis() {
     let (app, _smtp) = start(BETTERSTACK, &[("bs.secret", "bs-token")]).await;
     let auth = [("authorization", "Bearer bs-token".to_owned())];
+    // An acknowledgement of an incident crisisd never saw declares nothing.
+    let mut unknown: serde_json::Value =
+        serde_json::from_slice(&betterstack("acknowledged")).unwrap();
+    unknown["data"]["id"] = "2".into();
+    let (_, receipt) = send(
+        &app,
+        "/v1/hooks/uptime",
+        &auth,
+        &serde_json::to_vec(&unknown).unwrap(),
+    )
+    .await;
+    assert_eq!(receipt["verdict"], "ignored", "{receipt}");
     let (status, receipt) = send(&app, "/v1/hooks/uptime", &auth, &betterstack("started")).await;
     assert_eq!(status, 200, "{receipt}");
     let id = id_in(&receipt, "declared");
