@@ -59,3 +59,17 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
         ..Parsed::one(signal)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_about_other_resources_change_nothing_but_keep_their_id() {
+        let ping = br#"{"event": {"id": "01ABC", "event_type": "pagey.ping", "resource_type": "pagey",
+            "occurred_at": "2021-12-08T22:10:30.000Z", "data": {"message": "Hello from your friend Pagey!", "type": "ping"}}}"#;
+        let parsed = parse(ping).unwrap();
+        assert!(parsed.signals.is_empty());
+        assert_eq!(parsed.delivery_id.as_deref(), Some("01ABC"));
+    }
+}

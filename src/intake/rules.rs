@@ -312,3 +312,39 @@ mod tests {
         assert!(Matcher::parse("team=~\"(\"").is_err());
     }
 }
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+    use crate::intake::signal::SignalState;
+
+    fn hook() -> HookSettings {
+        toml::from_str(
+            "name = \"h\"\nsource = \"standard\"\nsecret_env = \"X\"\nseverity = \"minor\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn what_a_signal_leaves_out_is_kept_and_what_it_states_replaces() {
+        let rules = Rules::new(&hook()).unwrap();
+        let mut first = Signal::new("k", SignalState::Firing, "Payments are down");
+        first.severity = Some(Severity::Critical);
+        first.message = Some("Looking.".into());
+        let declared = rules.declaration(&first);
+        assert_eq!(declared.severity, Severity::Critical);
+        assert_eq!(declared.summary, "Payments are down", "the title stands in");
+
+        let mut later = Signal::new("k", SignalState::Continuing, "");
+        later.summary = String::new();
+        later.message = Some("Fix rolling out.".into());
+        let refreshed = rules.refresh(&later, &declared);
+        assert_eq!(refreshed.title, "Payments are down");
+        assert_eq!(
+            refreshed.severity,
+            Severity::Critical,
+            "not reset to the default"
+        );
+        assert_eq!(refreshed.message.as_deref(), Some("Fix rolling out."));
+    }
+}

@@ -110,3 +110,33 @@ pub(super) fn component(value: &Value, statuses: &[ComponentStatus]) -> Result<P
     signal.components = vec![id.to_owned(), name.to_owned()];
     Ok(Parsed::one(signal))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduled_maintenance_and_components_under_maintenance_are_not_crises() {
+        let maintenance =
+            br#"{"incident": {"id": "m1", "name": "DB upgrade", "status": "in_progress",
+            "impact": "maintenance", "scheduled_for": "2026-11-23T02:00:00Z"}}"#;
+        let parsed = parse(maintenance).unwrap();
+        assert!(parsed.signals.is_empty() && parsed.note.is_some());
+        let component =
+            br#"{"component_update": {"component_id": "c1", "new_status": "under_maintenance"},
+            "component": {"id": "c1", "name": "API"}}"#;
+        assert!(parse(component).unwrap().signals.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_status_or_shape_is_refused_with_what_is_wrong() {
+        let odd = br#"{"incident": {"id": "i1", "name": "X", "status": "exploding"}}"#;
+        assert_eq!(
+            parse(odd).unwrap_err(),
+            "unknown incident status `exploding`"
+        );
+        let missing = br#"{"incident": {"id": "i1", "status": "investigating"}}"#;
+        assert_eq!(parse(missing).unwrap_err(), "`incident.name` is missing");
+        assert!(parse(b"{}").unwrap_err().contains("neither"));
+    }
+}

@@ -50,3 +50,20 @@ pub fn parse(body: &[u8]) -> Result<Parsed, ParseError> {
     }
     Ok(Parsed::one(signal))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_and_maintenance_heartbeats_are_not_crises_and_odd_ones_are_refused() {
+        let pending = br#"{"heartbeat": {"monitorID": 1, "status": 2, "msg": "retrying"}, "monitor": {"id": 1, "name": "A"}}"#;
+        assert!(parse(pending).unwrap().signals.is_empty());
+        let maintenance = br#"{"heartbeat": {"monitorID": 1, "status": 3, "msg": ""}, "monitor": {"id": 1, "name": "A"}}"#;
+        assert!(parse(maintenance).unwrap().signals.is_empty());
+        let odd =
+            br#"{"heartbeat": {"monitorID": 1, "status": 7}, "monitor": {"id": 1, "name": "A"}}"#;
+        assert!(parse(odd).unwrap_err().contains("status 7"));
+        assert!(parse(b"[]").is_err());
+    }
+}
