@@ -108,7 +108,16 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see README.md for the API".into())
         })
-        .layer(TraceLayer::new_for_http())
+        // The path only: a webhook's `?token=` secret stays out of the logs.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path()
+                )
+            },
+        ))
         // A slow or stuck client must not hold a connection forever.
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
