@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use rules::{Matcher, Rules};
 pub use signal::{Parsed, Signal, SignalState};
@@ -322,6 +322,9 @@ impl Intake {
         match &result {
             Ok(receipt) => {
                 info!(hook = %entry.hook, verdict = %receipt.verdict, transitions = ?receipt.transitions, "Webhook received.")
+            }
+            Err(err @ IntakeError::Failed(_)) => {
+                error!(hook = %entry.hook, error = %err, "A webhook could not be applied.")
             }
             Err(err) => warn!(hook = %entry.hook, status, error = %err, "Webhook refused."),
         }
