@@ -153,6 +153,30 @@ secret_file = "{dir}/grafana.secret"
     assert_eq!(status, 401, "no signature");
 }
 
+#[tokio::test]
+async fn grafana_without_hmac_authenticates_with_basic_auth() {
+    let hooks = r#"
+[[hooks]]
+name = "grafana"
+source = "grafana"
+secret_file = "{dir}/grafana.secret"
+auth = "token"
+"#;
+    let (app, _smtp) = start(hooks, &[("grafana.secret", "gr-pass")]).await;
+    use base64::Engine;
+    let basic = |password: &str| {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("grafana:{password}"));
+        vec![("authorization", format!("Basic {encoded}"))]
+    };
+    let body = grafana("alerting", "firing");
+    let (status, _) = send(&app, "/v1/hooks/grafana", &basic("nope"), &body).await;
+    assert_eq!(status, 401);
+    let (status, receipt) = send(&app, "/v1/hooks/grafana", &basic("gr-pass"), &body).await;
+    assert_eq!(status, 200, "{receipt}");
+    id_in(&receipt, "declared");
+}
+
 const INSTATUS: &str = r#"
 [[hooks]]
 name = "instatus"

@@ -301,6 +301,18 @@ async fn one_alertmanager_post_with_a_firing_and_a_resolved_alert_declares_one_a
 #[tokio::test]
 async fn routine_alertmanager_alerts_are_filtered_by_severity_and_matchers() {
     let (app, _smtp) = start(ALERTMANAGER, &[("am.secret", "am-pass")]).await;
+    let firing = notification(
+        "firing",
+        vec![alert("DatabaseDown", "critical", "ffff000000000005")],
+    );
+    for auth in [
+        vec![],
+        vec![basic("am", "wrong")],
+        vec![("authorization", "Bearer wrong".to_owned())],
+    ] {
+        let (status, answer) = send(&app, "/v1/hooks/alerts", &auth, &firing).await;
+        assert_eq!(status, 401, "{auth:?}: {answer}");
+    }
     let auth = [basic("am", "am-pass")];
     let mut staging = alert("DatabaseDown", "critical", "cccc000000000003");
     staging["labels"]["env"] = "staging".into();
