@@ -743,3 +743,40 @@ impl Step {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(toml_text: &str) -> HookSettings {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn every_problem_of_a_hook_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s");
+        std::fs::write(&secret, "not-a-whsec!").unwrap();
+        let bad = hook(&format!(
+            "name = \"a b\"\nsource = \"standard\"\nsecret_file = \"{}\"\nmatchers = ['x']\ndeclare_after = \"25h\"\nsignature_header = \"X\"\n",
+            secret.display()
+        ));
+        let problems = Hook::build(&bad).unwrap_err();
+        let text = problems.join("\n");
+        for expected in [
+            "a name is 1 to 64",
+            "declare_after",
+            "signature_header",
+            "matcher `x`",
+            "whsec_",
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+        let unsigned = hook("name = \"s\"\nsource = \"statuspage\"\nauth = \"signature\"\n");
+        let text = Hook::build(&unsigned).unwrap_err().join("\n");
+        assert!(
+            text.contains("does not sign") && text.contains("secret_env or secret_file"),
+            "{text}"
+        );
+    }
+}
