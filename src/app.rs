@@ -24,6 +24,7 @@ use crate::crisis::{AnnouncementKind, Crisis, CrisisService, Kind, ServiceError,
 use crate::dispatch::{Dispatcher, Wake};
 use crate::flag_file::FlagFileWatcher;
 use crate::http::{self, AppState, NamedToken};
+use crate::intake::{Hook, Intake};
 use crate::outbox::{CrisisFilter, SqliteStore, Store, StoreError};
 use crate::plan::{ChannelProfile, FitError, PlanInputs, Planner, Reach, UnsubscribeLinks, fit};
 use crate::render::{CompanyView, EMAIL_KINDS, RenderContext, Renderer};
@@ -65,6 +66,8 @@ pub struct Prepared {
     pub channels: Vec<Arc<dyn Channel>>,
     pub tokens: Vec<NamedToken>,
     pub cors_origins: Vec<HeaderValue>,
+    /// `[[hooks]]`, their secrets read and rules compiled.
+    pub hooks: Vec<Hook>,
 }
 
 /// A crisis and a context with every variable filled, to render each
@@ -274,6 +277,11 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         }
     };
 
+    let hooks = Hook::build_all(&settings).unwrap_or_else(|errors| {
+        problems.extend(errors);
+        Vec::new()
+    });
+
     let Some(renderer) = renderer else {
         return Err(StartupError::Invalid(problems));
     };
@@ -307,6 +315,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         channels,
         tokens,
         cors_origins,
+        hooks,
     })
 }
 
@@ -472,12 +481,14 @@ impl Application {
             channels,
             mut tokens,
             cors_origins,
+            hooks,
         } = prepare(settings)?;
         tokens.extend(generate_missing_tokens(&settings)?);
         generate_consent_key(&settings, &mut inputs)?;
         create_spool_dirs(&settings)?;
         let inputs = Arc::new(inputs);
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.store.sqlite_path).await?);
+        let sqlite = Arc::new(SqliteStore::open(&settings.store.sqlite_path).await?);
+        let store: Arc<dyn Store> = sqlite.clone();
         let active = store.crises(CrisisFilter::Active).await?;
         // Read before anything can start a new plan, so only what a previous
         // run left unfinished is resumed.
@@ -509,7 +520,9 @@ impl Application {
             .flag_file
             .as_ref()
             .map(|flag| FlagFileWatcher::new(flag.clone(), service.clone()));
+        let intake = Arc::new(Intake::new(hooks, service.clone(), sqlite, clock.clone()));
         let state = AppState {
+            intake,
             service,
             banner,
             inputs: inputs.clone(),
@@ -569,6 +582,9 @@ impl Application {
         if let Some(watcher) = self.flag_watcher {
             tasks.spawn(watcher.run(shutdown.clone()));
         }
+        // Webhook holds (`declare_after`) run out here, also those a
+        // previous run left waiting.
+        tasks.spawn(self.state.intake.clone().run(shutdown.clone()));
         // Planning stops at its next batch as soon as a stop is asked for,
         // not after the requests waiting on it time out.
         let stopping = self.state.service.stopping();

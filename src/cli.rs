@@ -1,6 +1,8 @@
 //! The command line: `serve`, `check-config`, and the client verbs that
 //! talk to a running daemon.
 
+mod hooks;
+
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -37,6 +39,8 @@ Examples:
   crisisd resolve 0193... --message \"All systems normal.\"
   crisisd dead --crisis 0193...                  dead deliveries with their reasons
   crisisd retry-dead --crisis 0193... --yes      send them again
+  crisisd confirm 0193...                        declare a crisis a webhook proposed
+  crisisd hooks log                              webhooks received and what they did
 
 Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.";
 
@@ -248,6 +252,42 @@ pub enum Command {
         #[command(flatten)]
         client: Client,
     },
+    /// Declare a crisis a webhook proposed (a hook in `propose` mode, or one still held by
+    /// `declare_after`): its announcement goes out now, under the id it was shown with.
+    Confirm {
+        /// The proposal's id, from `crisisd status`.
+        id: String,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Drop a crisis a webhook proposed: nothing is sent, ever.
+    Discard {
+        id: String,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Inbound webhooks: `crisisd hooks log`.
+    Hooks {
+        #[command(subcommand)]
+        command: HooksCommand,
+    },
+}
+
+/// What `crisisd hooks` does.
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// Webhooks received, newest first: hook, source, HTTP status, verdict, error, and what each
+    /// source incident became.
+    Log {
+        /// Only this hook's webhooks.
+        #[arg(long, value_name = "NAME")]
+        hook: Option<String>,
+        /// At most this many, 1 to 1000.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[command(flatten)]
+        client: Client,
+    },
 }
 
 /// How a command failed, which decides the exit code.
@@ -445,6 +485,33 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             yes,
             client,
         } => retry_dead(&config, crisis, channel, yes, &client).await,
+        Command::Confirm { id, client } => {
+            let api = connect(&config, &client)?;
+            let outcome: TransitionOutcome = api
+                .post(&format!("/v1/crises/{id}/confirm"), &serde_json::json!({}))
+                .await?;
+            print_outcome(&outcome, &client);
+            Ok(())
+        }
+        Command::Discard { id, client } => {
+            let api = connect(&config, &client)?;
+            let pending = api
+                .post(&format!("/v1/crises/{id}/discard"), &serde_json::json!({}))
+                .await?;
+            hooks::print_decision(&pending, client.json);
+            Ok(())
+        }
+        Command::Hooks {
+            command:
+                HooksCommand::Log {
+                    hook,
+                    limit,
+                    client,
+                },
+        } => {
+            let api = connect(&config, &client)?;
+            hooks::print_log(&api, hook, limit, client.json).await
+        }
         Command::Status {
             id,
             all,
@@ -462,6 +529,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     }
                 }
                 None => {
+                    if !client.json {
+                        hooks::print_proposals(&api).await?;
+                    }
                     let filter = if all { "all" } else { "active" };
                     let list: CrisisList = api.get(&format!("/v1/crises?status={filter}")).await?;
                     if client.json {

@@ -20,6 +20,7 @@ pub mod directory;
 pub mod dispatch;
 pub mod flag_file;
 pub mod http;
+pub mod intake;
 pub mod lifecycle;
 pub mod outbox;
 pub mod plan;

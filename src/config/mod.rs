@@ -2,6 +2,7 @@
 //! errors) and validated before anything starts.
 
 mod channels;
+mod hooks;
 mod load;
 mod secret;
 
@@ -17,6 +18,7 @@ pub use channels::{
     MastodonVisibility, RateLimit, SmsGatewaySettings, TelegramSettings, TwilioSettings,
     VonageSettings, WebhookSettings,
 };
+pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
 pub use secret::{Secret, SecretError, SecretSource};
 
@@ -51,6 +53,9 @@ pub struct Settings {
     pub flag_file: Option<FlagFileSettings>,
     #[serde(default)]
     pub consent: Option<ConsentSettings>,
+    /// Inbound webhooks from status pages and alerting systems.
+    #[serde(default)]
+    pub hooks: Vec<HookSettings>,
 }
 
 impl ServerSettings {

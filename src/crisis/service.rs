@@ -210,6 +210,20 @@ impl CrisisService {
             .await
     }
 
+    /// Declares with a given id: a webhook's held or proposed crisis keeps
+    /// the id it was shown with.
+    pub async fn declare_as(
+        self: &Arc<Self>,
+        id: CrisisId,
+        declaration: Declaration,
+        ctx: TransitionContext,
+    ) -> Result<Applied, ServiceError> {
+        let mut crisis = Crisis::declare(declaration, self.now())?;
+        crisis.id = id;
+        self.commit(crisis, None, AnnouncementKind::Initial, STATUS_CREATED, ctx)
+            .await
+    }
+
     pub async fn update(
         self: &Arc<Self>,
         id: CrisisId,

@@ -192,7 +192,7 @@ pub struct ResolveRequest {
     pub message: Option<String>,
 }
 
-fn parse_id(raw: &str) -> Result<CrisisId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<CrisisId, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::NotFound(format!("no crisis with id `{raw}` (ids are UUIDs)")))
 }
@@ -218,15 +218,9 @@ pub(super) fn parse_json<T: DeserializeOwned>(
     Ok((value, body))
 }
 
-/// The audit-trail actor and the Idempotency-Key of a request.
-fn transition_context(
-    auth: &Authenticated,
-    headers: &HeaderMap,
-    method: &Method,
-    uri: &Uri,
-    body: &[u8],
-) -> Result<TransitionContext, ApiError> {
-    let actor = match headers.get(ACTOR_HEADER).and_then(|v| v.to_str().ok()) {
+/// Who makes a request: the token's name, or the CLI user and the token.
+pub(super) fn actor(auth: &Authenticated, headers: &HeaderMap) -> Actor {
+    match headers.get(ACTOR_HEADER).and_then(|v| v.to_str().ok()) {
         Some(person) if !person.trim().is_empty() => {
             let person: String = person.trim().chars().take(100).collect();
             Actor::new(
@@ -235,7 +229,18 @@ fn transition_context(
             )
         }
         _ => Actor::new(ActorSource::Api, auth.token_name.clone()),
-    };
+    }
+}
+
+/// The audit-trail actor and the Idempotency-Key of a request.
+fn transition_context(
+    auth: &Authenticated,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<TransitionContext, ApiError> {
+    let actor = actor(auth, headers);
     let idempotency = match headers.get(IDEMPOTENCY_HEADER) {
         None => None,
         Some(value) => {

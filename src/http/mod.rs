@@ -5,6 +5,7 @@ mod auth;
 mod banner;
 mod consent;
 mod error;
+pub mod hooks;
 pub mod preview;
 
 use std::sync::Arc;
@@ -32,6 +33,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<CrisisService>,
+    /// Inbound webhooks, their holds and proposals.
+    pub intake: Arc<crate::intake::Intake>,
     pub banner: Arc<Banner>,
     pub inputs: Arc<PlanInputs>,
     pub tokens: Arc<Vec<NamedToken>>,
@@ -67,6 +70,10 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
         .route("/v1/preview", post(preview::preview))
         .route("/v1/deliveries/dead", get(api::dead))
         .route("/v1/deliveries/retry-dead", post(api::retry_dead))
+        .route("/v1/crises/{id}/confirm", post(hooks::confirm))
+        .route("/v1/crises/{id}/discard", post(hooks::discard))
+        .route("/v1/proposals", get(hooks::proposals))
+        .route("/v1/hooks/log", get(hooks::log))
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
     let public = Router::new()
         .route("/v1/banner", get(banner::banner))
@@ -84,7 +91,13 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
             post(consent::twilio_inbound),
         )
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
+    // Status pages and alerting systems: each hook checks its own
+    // signature or token; bodies up to 1 MiB.
+    let intake = Router::new()
+        .route("/v1/hooks/{name}", post(hooks::receive))
+        .layer(DefaultBodyLimit::max(crate::intake::MAX_BODY_BYTES));
     Router::new()
+        .merge(intake)
         .merge(api)
         .merge(public)
         .merge(consent)
@@ -95,7 +108,16 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see README.md for the API".into())
         })
-        .layer(TraceLayer::new_for_http())
+        // The path only: a webhook's `?token=` secret stays out of the logs.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path()
+                )
+            },
+        ))
         // A slow or stuck client must not hold a connection forever.
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

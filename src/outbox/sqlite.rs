@@ -1,5 +1,7 @@
 //! The embedded store: SQLite in WAL mode, one file.
 
+mod hooks;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;

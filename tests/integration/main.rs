@@ -14,6 +14,7 @@ mod crash;
 mod delivery;
 mod flag_file;
 mod flow;
+mod hooks;
 mod operations;
 mod preview;
 mod resume;

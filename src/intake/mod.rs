@@ -1,0 +1,782 @@
+//! Inbound webhooks: status pages and alerting systems declare, update and
+//! resolve crises. Each configured hook checks its source's signature (or
+//! token), reduces the payload to signals keyed by the source's incident
+//! id, and applies its rules: one source incident, one crisis.
+//!
+//! Requests, holds, confirmations and discards are applied one at a time
+//! (one lock), so a hold running out and a resolution arriving together
+//! cannot both win.
+
+mod alertmanager;
+mod betterstack;
+mod instatus;
+mod pagerduty;
+mod rules;
+mod signal;
+mod standard;
+mod statuspage;
+mod store;
+mod uptime_kuma;
+mod verify;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use rules::{Matcher, Rules};
+pub use signal::{Parsed, Signal, SignalState};
+pub use store::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState};
+pub use verify::{SecretFormatError, Verifier, VerifyError, standard_key};
+
+use crate::clock::Clock;
+use crate::config::{HookMode, HookSettings, HookSource, Settings};
+use crate::crisis::{
+    Actor, ActorSource, Applied, CrisisId, CrisisService, Declaration, ServiceError, SourceRef,
+    TransitionContext, TransitionOutcome,
+};
+use crate::outbox::StoreError;
+
+/// Largest webhook body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Longest a hold may be: a longer one is surely a typo.
+pub const MAX_DECLARE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// One configured hook, ready to check and read requests.
+#[derive(Debug)]
+pub struct Hook {
+    pub settings: HookSettings,
+    verifier: Verifier,
+    rules: Rules,
+}
+
+impl Hook {
+    /// Builds a hook, or says everything wrong with it.
+    pub fn build(settings: &HookSettings) -> Result<Self, Vec<String>> {
+        let name = &settings.name;
+        let mut problems = Vec::new();
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name {
+            problems.push(format!(
+                "hooks `{name}`: a name is 1 to 64 letters, digits, `-` or `_` (it is part of the URL)"
+            ));
+        }
+        if settings.auth() == crate::config::HookAuth::Signature && !settings.source.signs() {
+            problems.push(format!(
+                "hooks `{name}`: {} does not sign its webhooks; use auth = \"token\"",
+                settings.source.as_str()
+            ));
+        }
+        if settings.source != HookSource::Grafana
+            && (settings.signature_header.is_some() || settings.timestamp_header.is_some())
+        {
+            problems.push(format!(
+                "hooks `{name}`: signature_header and timestamp_header are for grafana hooks"
+            ));
+        }
+        if settings.declare_after > MAX_DECLARE_AFTER {
+            problems.push(format!(
+                "hooks `{name}`: declare_after is at most 24h, not {}",
+                humantime::format_duration(settings.declare_after)
+            ));
+        }
+        if settings.tolerance < Duration::from_secs(1) {
+            problems.push(format!("hooks `{name}`: tolerance must be at least 1s"));
+        }
+        let rules = Rules::new(settings)
+            .map_err(|errors| {
+                problems.extend(errors.into_iter().map(|e| format!("hooks `{name}`: {e}")));
+            })
+            .ok();
+        let secret = settings.secret();
+        let verifier = if !secret.is_set() {
+            problems.push(format!(
+                "hooks `{name}`: set secret_env or secret_file (every hook is authenticated)"
+            ));
+            None
+        } else {
+            match secret.read() {
+                Ok(secret) => Verifier::new(settings, &secret)
+                    .map_err(|e| problems.push(format!("hooks `{name}`: secret: {e}")))
+                    .ok(),
+                Err(err) => {
+                    problems.push(format!("hooks `{name}`: secret: {err}"));
+                    None
+                }
+            }
+        };
+        match (verifier, rules) {
+            (Some(verifier), Some(rules)) if problems.is_empty() => Ok(Self {
+                settings: settings.clone(),
+                verifier,
+                rules,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// Builds every configured hook; names must be unique.
+    pub fn build_all(settings: &Settings) -> Result<Vec<Hook>, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut hooks = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for hook in &settings.hooks {
+            if !names.insert(hook.name.as_str()) {
+                problems.push(format!("hooks `{}`: the name is used twice", hook.name));
+            }
+            match Hook::build(hook) {
+                Ok(hook) => hooks.push(hook),
+                Err(errors) => problems.extend(errors),
+            }
+        }
+        if problems.is_empty() {
+            Ok(hooks)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    fn parse(&self, body: &[u8]) -> Result<Parsed, String> {
+        use alertmanager::Flavor;
+        match self.settings.source {
+            HookSource::Statuspage => statuspage::parse(body),
+            HookSource::Alertmanager => {
+                alertmanager::parse(body, Flavor::Alertmanager, &self.settings.severity_label)
+            }
+            HookSource::Grafana => {
+                alertmanager::parse(body, Flavor::Grafana, &self.settings.severity_label)
+            }
+            HookSource::Betterstack => betterstack::parse(body),
+            HookSource::Instatus => instatus::parse(body),
+            HookSource::Pagerduty => pagerduty::parse(body),
+            HookSource::UptimeKuma => uptime_kuma::parse(body),
+            HookSource::Standard => standard::parse(body),
+        }
+    }
+}
+
+/// The link between a source incident and its crisis is stored under this
+/// source name.
+fn link_source(hook: &str) -> String {
+    format!("hook:{hook}")
+}
+
+/// What a webhook did; the body of its 200 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// `applied` (something changed), `ignored` or `duplicate`.
+    pub verdict: String,
+    pub transitions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("no hook named `{0}` is configured")]
+    UnknownHook(String),
+    #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("{0}")]
+    Unauthorized(VerifyError),
+    #[error("{0}")]
+    Malformed(String),
+    #[error("applying the webhook failed: {0}; the source may send it again")]
+    Failed(String),
+}
+
+impl IntakeError {
+    pub fn status(&self) -> u16 {
+        match self {
+            IntakeError::UnknownHook(_) => 404,
+            IntakeError::TooLarge => 413,
+            IntakeError::Unreadable(_) => 400,
+            IntakeError::Unauthorized(_) => 401,
+            IntakeError::Malformed(_) => 422,
+            IntakeError::Failed(_) => 500,
+        }
+    }
+
+    fn verdict(&self) -> &'static str {
+        match self {
+            IntakeError::UnknownHook(_) => "unknown_hook",
+            IntakeError::TooLarge => "too_large",
+            IntakeError::Unreadable(_) | IntakeError::Malformed(_) => "malformed",
+            IntakeError::Unauthorized(_) => "unauthorized",
+            IntakeError::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Why a confirmation or discard was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    #[error("no proposed or held crisis with id {0}")]
+    NotFound(CrisisId),
+    #[error("{id} is {state}; only a held or proposed crisis can be confirmed or discarded")]
+    NotOpen { id: CrisisId, state: &'static str },
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A request as the HTTP layer hands it over.
+pub struct Request<'a> {
+    pub hook: &'a str,
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+    /// `Err` when the body could not be read: too large (`None`) or
+    /// broken (why).
+    pub body: Result<&'a [u8], Option<String>>,
+}
+
+pub struct Intake {
+    hooks: HashMap<String, Hook>,
+    service: Arc<CrisisService>,
+    store: Arc<dyn HookStore>,
+    clock: Arc<dyn Clock>,
+    lock: Mutex<()>,
+    /// Wakes the hold timer when a new hold is made.
+    wake: Notify,
+}
+
+impl Intake {
+    pub fn new(
+        hooks: Vec<Hook>,
+        service: Arc<CrisisService>,
+        store: Arc<dyn HookStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            hooks: hooks
+                .into_iter()
+                .map(|h| (h.name().to_owned(), h))
+                .collect(),
+            service,
+            store,
+            clock,
+            lock: Mutex::new(()),
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn HookStore> {
+        &self.store
+    }
+
+    /// Receives one webhook and records it in the hook log, whatever the
+    /// outcome.
+    pub async fn receive(&self, request: Request<'_>) -> Result<Receipt, IntakeError> {
+        let received_at = self.clock.now();
+        let source = self
+            .hooks
+            .get(request.hook)
+            .map(|h| h.settings.source.as_str())
+            .unwrap_or("unknown");
+        let mut delivery_id = None;
+        let result = self.process(&request, &mut delivery_id).await;
+        let (status, verdict, transitions, error) = match &result {
+            Ok(receipt) => (
+                200,
+                receipt.verdict.clone(),
+                receipt.transitions.clone(),
+                None,
+            ),
+            Err(err) => (
+                err.status(),
+                err.verdict().to_owned(),
+                Vec::new(),
+                Some(err.to_string()),
+            ),
+        };
+        let entry = HookLogEntry {
+            seq: 0,
+            hook: request.hook.chars().take(64).collect(),
+            source: source.to_owned(),
+            received_at,
+            status,
+            verdict,
+            transitions,
+            error,
+            delivery_id,
+        };
+        match &result {
+            Ok(receipt) => {
+                info!(hook = %entry.hook, verdict = %receipt.verdict, transitions = ?receipt.transitions, "Webhook received.")
+            }
+            Err(err @ IntakeError::Failed(_)) => {
+                error!(hook = %entry.hook, error = %err, "A webhook could not be applied.")
+            }
+            Err(err) => warn!(hook = %entry.hook, status, error = %err, "Webhook refused."),
+        }
+        if let Err(err) = self.store.record_hook(&entry).await {
+            warn!(error = %err, "Could not record a webhook in the hook log.");
+        }
+        result
+    }
+
+    async fn process(
+        &self,
+        request: &Request<'_>,
+        delivery: &mut Option<String>,
+    ) -> Result<Receipt, IntakeError> {
+        let hook = self
+            .hooks
+            .get(request.hook)
+            .ok_or_else(|| IntakeError::UnknownHook(request.hook.to_owned()))?;
+        let body = match &request.body {
+            Ok(body) => *body,
+            Err(None) => return Err(IntakeError::TooLarge),
+            Err(Some(why)) => return Err(IntakeError::Unreadable(why.clone())),
+        };
+        let signed_id = hook
+            .verifier
+            .verify(request.headers, request.query, body, self.clock.now())
+            .map_err(IntakeError::Unauthorized)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(IntakeError::Malformed("the body is empty".into()));
+        }
+        let parsed = hook.parse(body).map_err(IntakeError::Malformed)?;
+        // Without an id from the source, the body's hash stands in: the
+        // same notification sent twice is applied once.
+        let id = signed_id
+            .or(parsed.delivery_id.clone())
+            .unwrap_or_else(|| format!("sha256:{:x}", Sha256::digest(body)));
+        *delivery = Some(id.clone());
+        let _one_at_a_time = self.lock.lock().await;
+        let failed = |e: StoreError| IntakeError::Failed(e.to_string());
+        if self
+            .store
+            .delivery_seen(hook.name(), &id)
+            .await
+            .map_err(failed)?
+        {
+            return Ok(Receipt {
+                verdict: "duplicate".into(),
+                transitions: Vec::new(),
+                note: Some(format!(
+                    "delivery {id} was received before; nothing changed"
+                )),
+            });
+        }
+        let mut transitions = Vec::new();
+        let mut changed = false;
+        for signal in &parsed.signals {
+            let step = self
+                .apply(hook, signal)
+                .await
+                .map_err(|e| IntakeError::Failed(e.to_string()))?;
+            changed |= step.changed;
+            transitions.push(step.line);
+        }
+        self.store
+            .remember_delivery(hook.name(), &id, self.clock.now())
+            .await
+            .map_err(failed)?;
+        Ok(Receipt {
+            verdict: if changed { "applied" } else { "ignored" }.into(),
+            transitions,
+            note: parsed.note,
+        })
+    }
+
+    fn context(
+        hook: &str,
+        key: &str,
+        declaration: &Declaration,
+        actor: Actor,
+    ) -> TransitionContext {
+        let fingerprint = serde_json::to_vec(declaration)
+            .map(|bytes| format!("{:x}", Sha256::digest(bytes)))
+            .unwrap_or_default();
+        TransitionContext {
+            source: Some(SourceRef {
+                source: link_source(hook),
+                external_id: key.to_owned(),
+                fingerprint,
+            }),
+            ..TransitionContext::by(actor)
+        }
+    }
+
+    fn hook_actor(hook: &str) -> Actor {
+        Actor::new(ActorSource::Webhook, hook)
+    }
+
+    /// Applies one signal under the intake lock.
+    async fn apply(&self, hook: &Hook, signal: &Signal) -> Result<Step, ServiceError> {
+        let name = hook.name();
+        let key = signal.key.as_str();
+        let source = link_source(name);
+        let crises = self.service.store();
+        let link = crises.source_link(&source, key).await?;
+        let linked = match &link {
+            Some(link) => crises.crisis(link.crisis_id).await?,
+            None => None,
+        };
+        let open = self.store.open_pending(name, key).await?;
+        let now = self.clock.now();
+        if signal.state == SignalState::Resolved {
+            if let Some(mut pending) = open {
+                let id = pending.id;
+                let was = pending.state.as_str();
+                pending.state = PendingState::Withdrawn;
+                pending.updated_at = now;
+                self.store.save_pending(&pending).await?;
+                return Ok(Step::changed(format!(
+                    "withdrawn {id}: {key} resolved at the source while {was}; nothing was sent"
+                )));
+            }
+            return match (link, linked) {
+                (Some(_), Some(crisis)) if crisis.is_active() && hook.settings.resolve => {
+                    let declaration = hook.rules.declaration(signal);
+                    let ctx = Self::context(name, key, &declaration, Self::hook_actor(name));
+                    let message = signal.message.clone().filter(|m| !m.trim().is_empty());
+                    self.service.resolve(crisis.id, message, ctx).await?;
+                    Ok(Step::changed(format!("resolved {}", crisis.id)))
+                }
+                (Some(_), Some(crisis)) if crisis.is_active() => Ok(Step::same(format!(
+                    "not resolved {}: this hook has resolve = false",
+                    crisis.id
+                ))),
+                (Some(_), _) => {
+                    crises.unlink_source(&source, key).await?;
+                    Ok(Step::same(format!(
+                        "{key} resolved; its crisis was already resolved in crisisd"
+                    )))
+                }
+                (None, _) => Ok(Step::same(format!("{key} resolved; no crisis to resolve"))),
+            };
+        }
+        if let Some(link) = &link {
+            let Some(crisis) = linked.filter(|c| c.is_active()) else {
+                return Ok(Step::same(format!(
+                    "ignored {key}: its crisis {} was resolved in crisisd; it is tracked again once the source resolves it",
+                    link.crisis_id
+                )));
+            };
+            if !hook.settings.update {
+                return Ok(Step::same(format!(
+                    "unchanged {}: update = false",
+                    crisis.id
+                )));
+            }
+            return match hook.rules.update(signal, &crisis) {
+                Some(update) => {
+                    let declaration = hook.rules.declaration(signal);
+                    let ctx = Self::context(name, key, &declaration, Self::hook_actor(name));
+                    match self.service.update(crisis.id, update, ctx).await {
+                        Ok(_) => Ok(Step::changed(format!("updated {}", crisis.id))),
+                        Err(ServiceError::Domain(err)) => {
+                            Ok(Step::same(format!("not updated {}: {err}", crisis.id)))
+                        }
+                        Err(err) => Err(err),
+                    }
+                }
+                None => Ok(Step::same(format!("unchanged {}", crisis.id))),
+            };
+        }
+        if let Some(mut pending) = open {
+            let wanted = hook.rules.refresh(signal, &pending.declaration);
+            if wanted == pending.declaration {
+                return Ok(Step::same(format!(
+                    "unchanged {} ({})",
+                    pending.id,
+                    pending.state.as_str()
+                )));
+            }
+            pending.declaration = wanted;
+            pending.updated_at = now;
+            self.store.save_pending(&pending).await?;
+            return Ok(Step::changed(format!(
+                "{} {} updated",
+                pending.state.as_str(),
+                pending.id
+            )));
+        }
+        if signal.state == SignalState::Continuing {
+            return Ok(Step::same(format!(
+                "ignored {key}: not a known incident (only a new one declares)"
+            )));
+        }
+        if let Some(reason) = hook.rules.refusal(signal) {
+            return Ok(Step::same(format!("filtered {key}: {reason}")));
+        }
+        let declaration = hook.rules.declaration(signal);
+        if let Err(err) = declaration.validate() {
+            return Ok(Step::same(format!("not declared {key}: {err}")));
+        }
+        let id = CrisisId::new();
+        let hold = hook.settings.declare_after;
+        if !hold.is_zero() || hook.settings.mode == HookMode::Propose {
+            let due_at = (!hold.is_zero()).then(|| {
+                now + chrono::TimeDelta::from_std(hold).unwrap_or(chrono::TimeDelta::zero())
+            });
+            let state = if due_at.is_some() {
+                PendingState::Held
+            } else {
+                PendingState::Proposed
+            };
+            let pending = Pending {
+                id,
+                hook: name.to_owned(),
+                external_id: key.to_owned(),
+                state,
+                declaration,
+                due_at,
+                created_at: now,
+                updated_at: now,
+                decided_by: None,
+            };
+            self.store.save_pending(&pending).await?;
+            self.wake.notify_one();
+            return Ok(Step::changed(match due_at {
+                Some(at) => format!("held {id} until {}", at.to_rfc3339()),
+                None => format!("proposed {id}: `crisisd confirm {id}` declares it"),
+            }));
+        }
+        let ctx = Self::context(name, key, &declaration, Self::hook_actor(name));
+        self.service.declare_as(id, declaration, ctx).await?;
+        Ok(Step::changed(format!("declared {id}")))
+    }
+
+    /// Declares (or proposes) the holds that are due. False when one could
+    /// not be handled and should be tried again later.
+    pub async fn fire_due(&self) -> bool {
+        let _one_at_a_time = self.lock.lock().await;
+        let due = match self.store.due_holds(self.clock.now()).await {
+            Ok(due) => due,
+            Err(err) => {
+                warn!(error = %err, "Could not read the held webhook incidents.");
+                return false;
+            }
+        };
+        let mut all_done = true;
+        for pending in due {
+            if let Err(err) = self.fire(pending).await {
+                warn!(error = %err, "Could not declare a held webhook incident; will try again.");
+                all_done = false;
+            }
+        }
+        all_done
+    }
+
+    async fn fire(&self, mut pending: Pending) -> Result<(), ServiceError> {
+        let id = pending.id;
+        pending.updated_at = self.clock.now();
+        let source = link_source(&pending.hook);
+        // A previous run may have declared it and stopped before noting so.
+        let linked = self
+            .service
+            .store()
+            .source_link(&source, &pending.external_id)
+            .await?;
+        let Some(hook) = self.hooks.get(&pending.hook) else {
+            pending.state = PendingState::Discarded;
+            pending.decided_by = Some("crisisd: the hook is no longer configured".into());
+            warn!(hook = %pending.hook, %id, "A held webhook incident was dropped: its hook is no longer configured.");
+            self.store.save_pending(&pending).await?;
+            return Ok(());
+        };
+        if linked.is_some() {
+            pending.state = PendingState::Declared;
+        } else if hook.settings.mode == HookMode::Propose {
+            pending.state = PendingState::Proposed;
+            info!(hook = %pending.hook, %id, "A held webhook incident is now proposed; `crisisd confirm` declares it.");
+        } else {
+            let ctx = Self::context(
+                &pending.hook,
+                &pending.external_id,
+                &pending.declaration,
+                Self::hook_actor(&pending.hook),
+            );
+            match self
+                .service
+                .declare_as(id, pending.declaration.clone(), ctx)
+                .await
+            {
+                // Stopping: declared, and its fan-out resumes at the next start.
+                Ok(_) | Err(ServiceError::Stopping) => pending.state = PendingState::Declared,
+                Err(ServiceError::Domain(err)) => {
+                    pending.state = PendingState::Discarded;
+                    pending.decided_by = Some(format!("crisisd: cannot be declared: {err}"));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        self.store.save_pending(&pending).await?;
+        Ok(())
+    }
+
+    /// Declares a held or proposed crisis now, with its id.
+    pub async fn confirm(
+        &self,
+        id: CrisisId,
+        actor: Actor,
+    ) -> Result<TransitionOutcome, DecisionError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let mut pending = self.open(id).await?;
+        pending.decided_by = Some(actor.to_string());
+        pending.updated_at = self.clock.now();
+        // Declared already, by a run that stopped before noting it: say so
+        // rather than fail on the id forever.
+        if self.service.store().crisis(id).await?.is_some() {
+            pending.state = PendingState::Confirmed;
+            self.store.save_pending(&pending).await?;
+            return Err(DecisionError::NotOpen {
+                id,
+                state: "already declared",
+            });
+        }
+        let ctx = Self::context(
+            &pending.hook,
+            &pending.external_id,
+            &pending.declaration,
+            actor.clone(),
+        );
+        let applied = self
+            .service
+            .declare_as(id, pending.declaration.clone(), ctx)
+            .await?;
+        pending.state = PendingState::Confirmed;
+        self.store.save_pending(&pending).await?;
+        match applied {
+            Applied::New(outcome) => Ok(outcome),
+            Applied::Replayed { .. } => Err(DecisionError::NotOpen {
+                id,
+                state: "already declared",
+            }),
+        }
+    }
+
+    /// Drops a held or proposed crisis: nothing is sent, ever.
+    pub async fn discard(&self, id: CrisisId, actor: Actor) -> Result<Pending, DecisionError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let mut pending = self.open(id).await?;
+        pending.state = PendingState::Discarded;
+        pending.decided_by = Some(actor.to_string());
+        pending.updated_at = self.clock.now();
+        self.store.save_pending(&pending).await?;
+        info!(%id, by = %actor, "A proposed crisis was discarded.");
+        Ok(pending)
+    }
+
+    async fn open(&self, id: CrisisId) -> Result<Pending, DecisionError> {
+        let pending = self
+            .store
+            .pending(id)
+            .await?
+            .ok_or(DecisionError::NotFound(id))?;
+        if !pending.state.is_open() {
+            return Err(DecisionError::NotOpen {
+                id,
+                state: pending.state.as_str(),
+            });
+        }
+        Ok(pending)
+    }
+
+    /// Runs the hold timer until `shutdown`: each hold is declared when it
+    /// is due, also after a restart.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let ok = self.fire_due().await;
+            let wait = match self.store.next_hold().await {
+                Ok(Some(at)) => until(at, self.clock.now()),
+                Ok(None) => Duration::from_secs(3600),
+                Err(_) => RETRY_AFTER,
+            };
+            // After a failure, not in a tight loop on the same hold.
+            let wait = if ok { wait } else { wait.max(RETRY_AFTER) };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait.min(Duration::from_secs(3600))) => {}
+            }
+        }
+    }
+}
+
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (at - now).to_std().unwrap_or(Duration::ZERO)
+}
+
+/// What applying one signal did.
+struct Step {
+    changed: bool,
+    line: String,
+}
+
+impl Step {
+    fn changed(line: String) -> Self {
+        Self {
+            changed: true,
+            line,
+        }
+    }
+
+    fn same(line: String) -> Self {
+        Self {
+            changed: false,
+            line,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(toml_text: &str) -> HookSettings {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn every_problem_of_a_hook_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s");
+        std::fs::write(&secret, "not-a-whsec!").unwrap();
+        let bad = hook(&format!(
+            "name = \"a b\"\nsource = \"standard\"\nsecret_file = \"{}\"\nmatchers = ['x']\ndeclare_after = \"25h\"\nsignature_header = \"X\"\n",
+            secret.display()
+        ));
+        let problems = Hook::build(&bad).unwrap_err();
+        let text = problems.join("\n");
+        for expected in [
+            "a name is 1 to 64",
+            "declare_after",
+            "signature_header",
+            "matcher `x`",
+            "whsec_",
+        ] {
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+        let unsigned = hook("name = \"s\"\nsource = \"statuspage\"\nauth = \"signature\"\n");
+        let text = Hook::build(&unsigned).unwrap_err().join("\n");
+        assert!(
+            text.contains("does not sign") && text.contains("secret_env or secret_file"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! The intake's tables in the SQLite store (migration 0006).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, from_millis, json, millis, parse, to_json};
+use crate::crisis::CrisisId;
+use crate::intake::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState};
+use crate::outbox::StoreError;
+
+fn pending_from_row(row: &SqliteRow) -> Result<Pending, StoreError> {
+    let state: &str = row.try_get("state")?;
+    Ok(Pending {
+        id: parse(row.try_get::<&str, _>("id")?, "pending id")?,
+        hook: row.try_get("hook")?,
+        external_id: row.try_get("external_id")?,
+        state: PendingState::parse(state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown pending state `{state}`")))?,
+        declaration: json(
+            row.try_get::<&str, _>("declaration")?,
+            "pending declaration",
+        )?,
+        due_at: row
+            .try_get::<Option<i64>, _>("due_at")?
+            .map(from_millis)
+            .transpose()?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+        decided_by: row.try_get("decided_by")?,
+    })
+}
+
+fn entry_from_row(row: &SqliteRow) -> Result<HookLogEntry, StoreError> {
+    Ok(HookLogEntry {
+        seq: row.try_get("seq")?,
+        hook: row.try_get("hook")?,
+        source: row.try_get("source")?,
+        received_at: from_millis(row.try_get("received_at")?)?,
+        status: u16::try_from(row.try_get::<i64, _>("status")?).unwrap_or(0),
+        verdict: row.try_get("verdict")?,
+        transitions: json(row.try_get::<&str, _>("transitions")?, "hook transitions")?,
+        error: row.try_get("error")?,
+        delivery_id: row.try_get("delivery_id")?,
+    })
+}
+
+#[async_trait]
+impl HookStore for SqliteStore {
+    async fn record_hook(&self, entry: &HookLogEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let seq = sqlx::query(
+            "INSERT INTO hook_log (hook, source, received_at, status, verdict, transitions, error, delivery_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&entry.hook)
+        .bind(&entry.source)
+        .bind(millis(entry.received_at))
+        .bind(i64::from(entry.status))
+        .bind(&entry.verdict)
+        .bind(to_json(&entry.transitions)?)
+        .bind(&entry.error)
+        .bind(&entry.delivery_id)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        sqlx::query("DELETE FROM hook_log WHERE seq <= ?")
+            .bind(seq - HOOK_LOG_KEEP)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn hook_log(
+        &self,
+        hook: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<HookLogEntry>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM hook_log WHERE (?1 IS NULL OR hook = ?1) ORDER BY seq DESC LIMIT ?2",
+        )
+        .bind(hook)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(entry_from_row)
+        .collect()
+    }
+
+    async fn delivery_seen(&self, hook: &str, delivery_id: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM hook_deliveries WHERE hook = ? AND delivery_id = ?")
+                .bind(hook)
+                .bind(delivery_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn remember_delivery(
+        &self,
+        hook: &str,
+        delivery_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO hook_deliveries (hook, delivery_id, received_at) VALUES (?, ?, ?)",
+        )
+        .bind(hook)
+        .bind(delivery_id)
+        .bind(millis(at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn open_pending(
+        &self,
+        hook: &str,
+        external_id: &str,
+    ) -> Result<Option<Pending>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM hook_pending WHERE hook = ? AND external_id = ? AND state IN ('held', 'proposed')",
+        )
+        .bind(hook)
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(pending_from_row)
+        .transpose()
+    }
+
+    async fn pending(&self, id: CrisisId) -> Result<Option<Pending>, StoreError> {
+        sqlx::query("SELECT * FROM hook_pending WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(pending_from_row)
+            .transpose()
+    }
+
+    async fn save_pending(&self, pending: &Pending) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO hook_pending (id, hook, external_id, state, declaration, due_at, created_at, updated_at, decided_by) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, declaration = excluded.declaration, \
+             due_at = excluded.due_at, updated_at = excluded.updated_at, decided_by = excluded.decided_by",
+        )
+        .bind(pending.id.to_string())
+        .bind(&pending.hook)
+        .bind(&pending.external_id)
+        .bind(pending.state.as_str())
+        .bind(to_json(&pending.declaration)?)
+        .bind(pending.due_at.map(millis))
+        .bind(millis(pending.created_at))
+        .bind(millis(pending.updated_at))
+        .bind(&pending.decided_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn due_holds(&self, now: DateTime<Utc>) -> Result<Vec<Pending>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM hook_pending WHERE state = 'held' AND due_at <= ? ORDER BY due_at",
+        )
+        .bind(millis(now))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(pending_from_row)
+        .collect()
+    }
+
+    async fn next_hold(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let due: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(due_at) FROM hook_pending WHERE state = 'held'")
+                .fetch_one(&self.pool)
+                .await?;
+        due.map(from_millis).transpose()
+    }
+
+    async fn open_pendings(&self) -> Result<Vec<Pending>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM hook_pending WHERE state IN ('held', 'proposed') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(pending_from_row)
+        .collect()
+    }
+}
