@@ -49,6 +49,7 @@ fn entry_from_row(row: &SqliteRow) -> Result<HookLogEntry, StoreError> {
 #[async_trait]
 impl HookStore for SqliteStore {
     async fn record_hook(&self, entry: &HookLogEntry) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let seq = sqlx::query(
             "INSERT INTO hook_log (hook, source, received_at, status, verdict, transitions, error, delivery_id) \
@@ -106,6 +107,7 @@ impl HookStore for SqliteStore {
         delivery_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
         sqlx::query(
             "INSERT OR IGNORE INTO hook_deliveries (hook, delivery_id, received_at) VALUES (?, ?, ?)",
         )
@@ -145,6 +147,7 @@ impl HookStore for SqliteStore {
     }
 
     async fn save_pending(&self, pending: &Pending) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO hook_pending (id, hook, external_id, state, declaration, due_at, created_at, updated_at, decided_by) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
