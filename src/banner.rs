@@ -1,8 +1,12 @@
 //! The website banner: the active crises, kept in memory (rebuilt from the
-//! store at start) and rendered per language on request.
+//! store at start) and rendered per language, at most once a second.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+
+use axum::body::Bytes;
+use sha2::{Digest, Sha256};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -36,9 +40,34 @@ pub struct BannerView {
     pub labels: BannerLabels,
 }
 
+/// The banner for one language, as served.
+#[derive(Debug)]
+pub struct RenderedBanner {
+    pub json: Bytes,
+    /// A strong ETag, quoted.
+    pub etag: String,
+}
+
+#[derive(Debug)]
+struct Cached {
+    built_at: DateTime<Utc>,
+    banner: Arc<RenderedBanner>,
+}
+
+/// How long a rendered banner is served before it is rendered again.
+const FRESH_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
 #[derive(Debug)]
 pub struct Banner {
     active: RwLock<Vec<Crisis>>,
+    /// Bumped by every change to `active`, so a rendering of the old list
+    /// finished after a change is not kept.
+    generation: AtomicU64,
+    /// The banner as served, by resolved locale (a bounded set: the
+    /// configured languages). A crisis is the busiest time for the banner,
+    /// and rendering templates and contact hours for every request made
+    /// its speed fall with each active crisis.
+    rendered: RwLock<HashMap<String, Cached>>,
     /// The newest version applied per crisis (resolved ones included), so
     /// two transitions finishing out of order cannot bring back a stale one.
     seen: RwLock<HashMap<CrisisId, u32>>,
@@ -49,6 +78,8 @@ impl Banner {
     pub fn new(inputs: Arc<PlanInputs>, active: Vec<Crisis>) -> Self {
         let banner = Self {
             active: RwLock::new(Vec::new()),
+            generation: AtomicU64::new(0),
+            rendered: RwLock::new(HashMap::new()),
             seen: RwLock::new(HashMap::new()),
             inputs,
         };
@@ -69,6 +100,11 @@ impl Banner {
             *newest = crisis.version;
         }
         let mut active = self.active.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.rendered
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         active.retain(|c| c.id != crisis.id);
         if crisis.is_active() {
             active.push(crisis.clone());
@@ -83,6 +119,40 @@ impl Banner {
 
     pub fn active_count(&self) -> usize {
         self.active.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The JSON body of `GET /v1/banner` for a reader of `lang`, and its
+    /// ETag: rendered afresh when the active crises change, and otherwise
+    /// at most once a second, so the contacts' opening hours stay current.
+    pub fn rendered(&self, lang: &str, now: DateTime<Utc>) -> Arc<RenderedBanner> {
+        let locale = self.inputs.renderer.resolve_locale(lang);
+        if let Some(cached) = self
+            .rendered
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(locale)
+            .filter(|cached| cached.built_at <= now && now - cached.built_at < FRESH_FOR)
+        {
+            return cached.banner.clone();
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let view = self.view(locale, now);
+        // A view of plain strings and enums always serializes.
+        let json = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
+        let digest = Sha256::digest(&json);
+        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+        let banner = Arc::new(RenderedBanner { json, etag });
+        let mut rendered = self.rendered.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::SeqCst) == generation {
+            rendered.insert(
+                locale.to_owned(),
+                Cached {
+                    built_at: now,
+                    banner: banner.clone(),
+                },
+            );
+        }
+        banner
     }
 
     /// What `GET /v1/banner` returns for a reader of `lang`.

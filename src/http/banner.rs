@@ -5,7 +5,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::AppState;
 
@@ -52,18 +51,13 @@ pub async fn banner(
     headers: HeaderMap,
 ) -> Response {
     let lang = choose_language(&state, &query, &headers);
-    let view = state.banner.view(&lang, state.clock.now());
-    let body = match serde_json::to_vec(&view) {
-        Ok(body) => body,
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    };
-    let digest = Sha256::digest(&body);
-    let etag = format!("\"{}\"", hex_prefix(&digest));
+    let banner = state.banner.rendered(&lang, state.clock.now());
+    let etag = &banner.etag;
     let cache_control = format!("public, max-age={}", state.banner_max_age.as_secs());
-    let mut response = if etag_matches(&headers, &etag) {
+    let mut response = if etag_matches(&headers, etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut response = body.into_response();
+        let mut response = banner.json.clone().into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -71,7 +65,7 @@ pub async fn banner(
         response
     };
     let out = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Ok(value) = HeaderValue::from_str(etag) {
         out.insert(header::ETAG, value);
     }
     if let Ok(value) = HeaderValue::from_str(&cache_control) {
@@ -79,10 +73,6 @@ pub async fn banner(
     }
     out.insert(header::VARY, HeaderValue::from_static("Accept-Language"));
     response
-}
-
-fn hex_prefix(digest: &[u8]) -> String {
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 pub async fn script() -> impl IntoResponse {
