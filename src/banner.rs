@@ -2,15 +2,15 @@
 //! store at start) and rendered per language on request.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::warn;
 
+use crate::app::SharedInputs;
 use crate::crisis::{AnnouncementKind, Crisis, CrisisId, Kind, Severity, Status};
 use crate::directory::ContactView;
-use crate::plan::PlanInputs;
 use crate::render::{BannerLabels, RenderContext};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -42,11 +42,13 @@ pub struct Banner {
     /// The newest version applied per crisis (resolved ones included), so
     /// two transitions finishing out of order cannot bring back a stale one.
     seen: RwLock<HashMap<CrisisId, u32>>,
-    inputs: Arc<PlanInputs>,
+    /// Read at each view, so a reload's templates and directory show at
+    /// once.
+    inputs: SharedInputs,
 }
 
 impl Banner {
-    pub fn new(inputs: Arc<PlanInputs>, active: Vec<Crisis>) -> Self {
+    pub fn new(inputs: SharedInputs, active: Vec<Crisis>) -> Self {
         let banner = Self {
             active: RwLock::new(Vec::new()),
             seen: RwLock::new(HashMap::new()),
@@ -87,7 +89,8 @@ impl Banner {
 
     /// What `GET /v1/banner` returns for a reader of `lang`.
     pub fn view(&self, lang: &str, now: DateTime<Utc>) -> BannerView {
-        let renderer = &self.inputs.renderer;
+        let inputs = self.inputs.load();
+        let renderer = &inputs.renderer;
         let locale = renderer.resolve_locale(lang).to_owned();
         let active = self
             .active
@@ -97,7 +100,7 @@ impl Banner {
         let contacts = if active.is_empty() {
             Vec::new()
         } else {
-            self.inputs.contacts(&locale, now)
+            inputs.contacts(&locale, now)
         };
         let crises = active
             .iter()
@@ -108,7 +111,7 @@ impl Banner {
                 };
                 let ctx = RenderContext::new(
                     &locale,
-                    self.inputs.company.clone(),
+                    inputs.company.clone(),
                     crisis,
                     kind,
                     None,

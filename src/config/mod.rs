@@ -51,6 +51,8 @@ pub struct Settings {
     pub flag_file: Option<FlagFileSettings>,
     #[serde(default)]
     pub consent: Option<ConsentSettings>,
+    #[serde(default)]
+    pub health: HealthSettings,
 }
 
 impl ServerSettings {
@@ -352,6 +354,23 @@ impl Default for BannerSettings {
         Self {
             cors_origins: Vec::new(),
             max_age: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What `/readyz` reports on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// How often every channel's healthcheck runs after the one at start.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            check_interval: Duration::from_secs(60),
         }
     }
 }

@@ -17,6 +17,7 @@ mod flow;
 mod operations;
 mod preview;
 mod resume;
+mod service;
 mod sms;
 mod store;
 mod support;
