@@ -738,12 +738,13 @@ impl Application {
             runtime.notifier,
             supervision.clone(),
         ));
+        // The listener is bound and accepts from here on.
+        runtime.health.set_serving(true);
         let server = tokio::spawn(
             axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .into_future(),
         );
-        runtime.health.set_serving(true);
         let status = status_line(&state, runtime.store.as_ref()).await;
         runtime.notifier.ready(&status);
         info!(%addr, active_crises = state.banner.active_count(), "crisisd is ready.");

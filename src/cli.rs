@@ -37,8 +37,15 @@ Examples:
   crisisd resolve 0193... --message \"All systems normal.\"
   crisisd dead --crisis 0193...                  dead deliveries with their reasons
   crisisd retry-dead --crisis 0193... --yes      send them again
+  crisisd completions bash > /etc/bash_completion.d/crisisd
 
-Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.";
+Every subcommand has its own --help with examples, e.g. `crisisd declare --help`.
+
+Exit codes:
+  0  ok
+  1  runtime error: the daemon failed while running, or could not be reached
+  2  usage or configuration error: bad arguments, a config that fails check-config,
+     a request the daemon refused as invalid (systemd does not restart on 2)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,11 +67,20 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub config: Option<PathBuf>,
-    /// Log format: `auto` is JSON under systemd (JOURNAL_STREAM set), text otherwise.
+    /// Log format: `auto` is JSON when stderr is systemd's journal (JOURNAL_STREAM) and not a
+    /// terminal, text otherwise.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Shells `crisisd completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -88,9 +104,42 @@ pub struct Client {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: HTTP API and banner, dispatcher, flag file watcher.
+    #[command(
+        long_about = "Run the daemon: HTTP API and banner, dispatcher, flag file watcher, /healthz, \
+                      /readyz and /metrics. Under systemd (Type=notify) it sends READY=1 once the store \
+                      is open and the listener bound, pings the watchdog while its loops make progress, \
+                      and reports STATUS=. SIGHUP reloads the config, templates, directory and audience \
+                      (a config that fails validation is refused and the running one stays); SIGTERM or \
+                      SIGINT stops after in-flight sends finish, a second one exits at once.",
+        after_help = "Examples:\n  \
+            crisisd serve                                       config/crisisd.toml, text logs\n  \
+            crisisd serve --config /etc/crisisd/crisisd.toml --log-format json\n  \
+            RUST_LOG=info,crisisd=debug crisisd serve            more detail from crisisd only\n  \
+            kill -HUP $(pidof crisisd)                          reload (systemctl reload crisisd)\n\n\
+            Exit codes: 0 stopped cleanly, 1 runtime error (e.g. the port is taken), 2 configuration error."
+    )]
     Serve,
     /// Validate the config, templates, directory and audience; exit 2 with every problem found.
+    #[command(
+        long_about = "Validate the config, templates, directory and audience exactly as `serve` and a \
+                      reload would, without starting anything or writing any file, and report every \
+                      problem at once. No provider is contacted.",
+        after_help = "Examples:\n  \
+            crisisd check-config                                config/crisisd.toml\n  \
+            crisisd check-config --config /etc/crisisd/crisisd.toml && systemctl reload crisisd\n  \
+            sudo env CREDENTIALS_DIRECTORY=/etc/crisisd/credentials crisisd check-config -c /etc/crisisd/crisisd.toml\n\n\
+            Exit codes: 0 valid, 2 with the list of problems."
+    )]
     CheckConfig,
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = "Examples:\n  \
+            crisisd completions bash > /etc/bash_completion.d/crisisd\n  \
+            crisisd completions zsh > \"${fpath[1]}/_crisisd\"\n  \
+            crisisd completions fish > ~/.config/fish/completions/crisisd.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
     /// Declare a crisis; prints its id.
     #[command(
         after_help = "Example:\n  crisisd declare --kind outage --severity critical --title \"Payments are down\" \\\n      --summary \"Card payments fail since 09:10 UTC.\""
@@ -300,6 +349,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let config = config_path(cli.config.as_deref());
     match cli.command {
         Command::Serve => serve(&config).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "crisisd",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::CheckConfig => {
             let prepared = app::check_config(&config)?;
             println!(

@@ -2,7 +2,7 @@
 //! protocol over a real datagram socket, reload on SIGHUP, stop on SIGTERM,
 //! and the Prometheus exposition.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use crate::support::{SmtpServer, TOKEN, TestConfig, WAIT, declaration, free_port};
+use crate::support::{SmtpServer, TOKEN, TestConfig, WAIT, copy_dir, declaration, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crisisd");
 
@@ -209,19 +209,6 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
             prometheus_parse::Value::Summary(_) => 0.0,
         })
         .sum()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 #[tokio::test]
@@ -466,4 +453,114 @@ async fn metrics_count_sent_and_dead_deliveries_and_the_exposition_parses() {
         );
     }
     assert!(service.stop().await.success());
+}
+
+#[test]
+fn the_packaged_config_passes_check_config_where_the_package_puts_things() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read_to_string(root.join("deploy/debian/crisisd.toml")).expect("config");
+    // Where dpkg would have put them.
+    let text = text
+        .replace(
+            "/usr/share/crisisd/templates",
+            &root.join("templates").display().to_string(),
+        )
+        .replace(
+            "/etc/crisisd/audience.csv",
+            &root
+                .join("deploy/debian/audience.csv")
+                .display()
+                .to_string(),
+        );
+    let path = dir.path().join("crisisd.toml");
+    std::fs::write(&path, text).expect("write");
+    let output = std::process::Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run crisisd");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn every_subcommand_explains_itself_with_examples() {
+    use clap::CommandFactory;
+    let mut cli = crisisd::cli::Cli::command();
+    for sub in cli.get_subcommands_mut() {
+        let name = sub.get_name().to_owned();
+        let help = sub.render_long_help().to_string();
+        assert!(
+            help.contains("Example"),
+            "`crisisd {name} --help` has no example"
+        );
+    }
+    let top = cli.render_long_help().to_string();
+    assert!(top.contains("Exit codes:"), "{top}");
+}
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef crisisd"),
+        ("fish", "complete -c crisisd"),
+    ] {
+        let output = std::process::Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .expect("run crisisd");
+        assert!(output.status.success());
+        let script = String::from_utf8(output.stdout).expect("utf-8");
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("check-config"),
+            "{shell} completes subcommands"
+        );
+    }
+    let output = std::process::Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("run crisisd");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}
+
+#[tokio::test]
+async fn readyz_names_the_channel_whose_healthcheck_fails_and_healthz_stays_ok() {
+    let smtp = SmtpServer::start().await;
+    let mut config = TestConfig::new(smtp.port());
+    config.extra = format!(
+        "[[channels.email]]\nname = \"email-down\"\nfrom = \"Test Co. <support@example.com>\"\n\
+         transport = \"smtp\"\n[channels.email.smtp]\nhost = \"localhost\"\nport = {}\ntls = \"none\"\ntimeout = \"2s\"\n",
+        free_port()
+    );
+    let app = crate::support::spawn_app(config).await;
+
+    let healthz = app.http.get(app.url("/healthz")).send().await.expect("GET");
+    assert_eq!(healthz.status(), 200);
+    let readyz = app.http.get(app.url("/readyz")).send().await.expect("GET");
+    assert_eq!(readyz.status(), 503);
+    let body: serde_json::Value = readyz.json().await.expect("JSON");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["store"]["ok"], true);
+    assert_eq!(body["listener"]["ok"], true);
+    assert_eq!(body["channels"]["email"]["ok"], true);
+    assert_eq!(body["channels"]["email-down"]["ok"], false);
+    let problems = body["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 1, "{body:#}");
+    assert!(
+        problems[0]
+            .as_str()
+            .expect("text")
+            .starts_with("channel `email-down`: healthcheck failed"),
+        "{body:#}"
+    );
 }
