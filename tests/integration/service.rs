@@ -564,3 +564,80 @@ async fn readyz_names_the_channel_whose_healthcheck_fails_and_healthz_stays_ok()
         "{body:#}"
     );
 }
+
+#[tokio::test]
+async fn a_channel_removed_by_a_reload_still_sends_what_was_planned_for_it() {
+    let smtp = SmtpServer::start().await;
+    // The second relay is down when the crisis is declared.
+    let backup_addr: std::net::SocketAddr =
+        format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let backup_channel = format!(
+        "[[channels.email]]\nname = \"email-backup\"\nfrom = \"Test Co. <backup@example.com>\"\n\
+         transport = \"smtp\"\n[channels.email.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"2s\"\n",
+        backup_addr.port()
+    );
+    let mut config = TestConfig::new(smtp.port());
+    config.max_attempts = 100;
+    config.dispatch_extra =
+        "breaker_cooldown = \"100ms\"\nbreaker_max_cooldown = \"200ms\"\n".into();
+    config.extra = backup_channel.clone();
+    let app = crate::support::spawn_app(config).await;
+    let id = app.declare("Payments are down").await;
+    smtp.wait_for(3, WAIT).await;
+
+    // Reload without the backup channel while its three deliveries wait.
+    let path = app.dir.path().join("crisisd.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, text.replace(&backup_channel, "")).expect("write");
+    app.reloader
+        .reload_file(&path)
+        .await
+        .expect("the reload applies");
+
+    // The relay comes back: what was planned for the channel is sent.
+    let backup = SmtpServer::start_on(backup_addr).await;
+    backup.wait_for(3, WAIT).await;
+    let detail = app
+        .wait_until(&id, WAIT, |d| {
+            d["deliveries"]["email-backup"]["sent"].as_u64() == Some(3)
+        })
+        .await;
+    assert_eq!(
+        detail["deliveries"]["email-backup"]["dead"]
+            .as_u64()
+            .unwrap_or(0),
+        0
+    );
+
+    // The next announcement goes to the configured channels only.
+    let sent_before = backup.accepted().len();
+    app.declare("Second crisis").await;
+    smtp.wait_for(6, WAIT).await;
+    assert_eq!(backup.accepted().len(), sent_before);
+}
+
+#[tokio::test]
+async fn a_reload_that_fails_validation_changes_nothing() {
+    let smtp = SmtpServer::start().await;
+    let app = crate::support::spawn_app(TestConfig::new(smtp.port())).await;
+    let path = app.dir.path().join("crisisd.toml");
+    let valid = std::fs::read_to_string(&path).expect("config");
+    // Parses, but fails validation: no directory entry says how to reach support.
+    let broken = valid
+        .split("[[directory]]")
+        .next()
+        .expect("head")
+        .to_owned();
+    std::fs::write(&path, broken).expect("write");
+    let refused = app.reloader.reload_file(&path).await;
+    let message = refused.expect_err("refused").to_string();
+    assert!(
+        message.contains("directory: no contact entries"),
+        "{message}"
+    );
+
+    app.declare("After a refused reload").await;
+    let messages = smtp.wait_for(3, WAIT).await;
+    // The old directory is still in every announcement.
+    assert!(messages.iter().all(|m| m.text().contains("+1 555 0100")));
+}
