@@ -902,6 +902,9 @@ async fn supervise(
     stop: CancellationToken,
 ) {
     const STATUS_EVERY: Duration = Duration::from_secs(10);
+    if !notifier.is_listening() {
+        return;
+    }
     let watchdog = notifier.watchdog_interval();
     let period = watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY));
     let mut ticks = tokio::time::interval(period);

@@ -28,6 +28,11 @@ impl Notifier {
         }
     }
 
+    /// Whether a service manager listens (`$NOTIFY_SOCKET` is set).
+    pub fn is_listening(&self) -> bool {
+        std::env::var_os("NOTIFY_SOCKET").is_some()
+    }
+
     /// Started or reloaded: the store is open, migrations are applied and
     /// the listener is bound.
     pub fn ready(&self, status: &str) {

@@ -452,6 +452,26 @@ async fn metrics_count_sent_and_dead_deliveries_and_the_exposition_parses() {
             "{labels}"
         );
     }
+
+    // JSON logs: the dead delivery's line carries its ids in its span.
+    let log = service.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every log line is JSON"))
+        .collect();
+    let dead = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "Delivery is dead.")
+        .expect("the dead delivery is logged");
+    assert_eq!(dead["level"], "ERROR");
+    assert_eq!(dead["span"]["name"], "delivery");
+    assert_eq!(dead["span"]["crisis_id"], id.as_str());
+    assert_eq!(dead["span"]["channel"], "email");
+    assert!(
+        dead["span"]["delivery_id"]
+            .as_str()
+            .is_some_and(|d| d.len() == 36)
+    );
     assert!(service.stop().await.success());
 }
 
