@@ -214,7 +214,7 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 #[tokio::test]
 async fn systemd_hears_ready_after_readyz_is_ok_then_watchdog_pings_reload_and_stop() {
     let smtp = SmtpServer::start().await;
-    let watchdog = Duration::from_secs(2);
+    let watchdog = Duration::from_secs(3);
     let service = Service::start(TestConfig::new(smtp.port()), Some(watchdog)).await;
 
     let before = service.until("READY=1").await;
