@@ -728,16 +728,6 @@ impl Application {
                 Err(err) => error!(error = %err, "Could not resume unfinished plans; they are tried at the next start."),
             }
         });
-        // Watched until the very end, drain included: systemd's watchdog
-        // keeps running while the service stops.
-        let supervision = CancellationToken::new();
-        let supervisor = tokio::spawn(supervise(
-            runtime.store.clone(),
-            state.banner.clone(),
-            runtime.liveness.clone(),
-            runtime.notifier,
-            supervision.clone(),
-        ));
         // The listener is bound and accepts from here on.
         runtime.health.set_serving(true);
         let server = tokio::spawn(
@@ -748,6 +738,16 @@ impl Application {
         let status = status_line(&state, runtime.store.as_ref()).await;
         runtime.notifier.ready(&status);
         info!(%addr, active_crises = state.banner.active_count(), "crisisd is ready.");
+        // Watched until the very end, drain included: systemd's watchdog
+        // keeps running while the service stops.
+        let supervision = CancellationToken::new();
+        let supervisor = tokio::spawn(supervise(
+            runtime.store.clone(),
+            state.banner.clone(),
+            runtime.liveness.clone(),
+            runtime.notifier,
+            supervision.clone(),
+        ));
         tokio::pin!(server);
         let served = loop {
             tokio::select! {
