@@ -663,3 +663,36 @@ async fn a_reload_that_fails_validation_changes_nothing() {
     // The old directory is still in every announcement.
     assert!(messages.iter().all(|m| m.text().contains("+1 555 0100")));
 }
+
+#[tokio::test]
+async fn a_second_sigterm_during_the_drain_exits_at_once_with_code_1() {
+    let smtp = SmtpServer::start().await;
+    // Sends hang in the relay, so the drain has something to wait for.
+    smtp.set_delay(Duration::from_secs(30));
+    let mut config = TestConfig::new(smtp.port());
+    // The lease (and the send timeout within it) outlasts the test.
+    config.lease = "60s";
+    let mut service = Service::start_with(config, None, |text| {
+        text.replace("drain_timeout = \"2s\"", "drain_timeout = \"20s\"")
+    })
+    .await;
+    service.until("READY=1").await;
+    service.declare("Payments are down").await;
+    let deadline = Instant::now() + WAIT;
+    while smtp.attempts() == 0 {
+        assert!(Instant::now() < deadline, "no send started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    service.signal("TERM");
+    service.until("STOPPING=1").await;
+    // Still draining: the sends are held for 30 s, the drain allows 20 s.
+    assert!(service.child.try_wait().expect("wait").is_none());
+    service.signal("TERM");
+    let status = tokio::time::timeout(WAIT, service.child.wait())
+        .await
+        .expect("exits at once")
+        .expect("wait");
+    assert_eq!(status.code(), Some(1), "{}", service.log());
+    assert!(service.log().contains("Second signal"));
+}
