@@ -2,13 +2,18 @@
 //! stopped.
 
 use std::collections::HashSet;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use axum::http::HeaderValue;
 use chrono::Utc;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -23,10 +28,13 @@ use crate::consent::UnsubscribeSigner;
 use crate::crisis::{AnnouncementKind, Crisis, CrisisService, Kind, ServiceError, Severity};
 use crate::dispatch::{Dispatcher, Wake};
 use crate::flag_file::FlagFileWatcher;
+use crate::health::{self, Health};
 use crate::http::{self, AppState, NamedToken};
 use crate::intake::{Hook, Intake};
+use crate::lifecycle::Notifier;
+use crate::liveness::Liveness;
 use crate::outbox::{CrisisFilter, SqliteStore, Store, StoreError};
-use crate::plan::{ChannelProfile, FitError, PlanInputs, Planner, Reach, UnsubscribeLinks, fit};
+use crate::plan::{ChannelProfile, FitError, PlanInputs, Reach, UnsubscribeLinks, fit};
 use crate::render::{CompanyView, EMAIL_KINDS, RenderContext, Renderer};
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +262,9 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         }
         _ => {}
     }
+    if settings.health.check_interval < std::time::Duration::from_secs(1) {
+        problems.push("health.check_interval must be at least 1s".to_owned());
+    }
     if let Err(problem) = settings.channels.rate_limits() {
         problems.push(format!("channels: {problem}"));
     }
@@ -454,15 +465,162 @@ pub fn check_config(path: &Path) -> Result<Prepared, StartupError> {
     prepare(Settings::load(path)?)
 }
 
+/// The plan inputs as they are now; a reload swaps them whole, and each
+/// reader (a plan, a banner view, a preview) keeps the snapshot it loaded.
+pub type SharedInputs = Arc<ArcSwap<PlanInputs>>;
+
+/// Why a reload was not applied; the daemon keeps running as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new configuration was refused: {0}")]
+    Refused(#[from] StartupError),
+    #[error("a reload is already waiting")]
+    Busy,
+    #[error("the daemon is stopping")]
+    Stopping,
+}
+
+struct ReloadRequest {
+    path: PathBuf,
+    reply: Option<oneshot::Sender<Result<(), ReloadError>>>,
+}
+
+/// Asks the running daemon to re-read its configuration; cheap to clone.
+#[derive(Clone)]
+pub struct Reloader {
+    requests: mpsc::Sender<ReloadRequest>,
+}
+
+impl Reloader {
+    /// Reloads from `path` and waits for the result.
+    pub async fn reload_file(&self, path: &Path) -> Result<(), ReloadError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .try_send(ReloadRequest {
+                path: path.to_path_buf(),
+                reply: Some(reply),
+            })
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => ReloadError::Busy,
+                mpsc::error::TrySendError::Closed(_) => ReloadError::Stopping,
+            })?;
+        answer.await.unwrap_or(Err(ReloadError::Stopping))
+    }
+
+    /// Asks for a reload from `path` without waiting (a signal handler);
+    /// the result is logged. Requests while one is waiting are merged.
+    pub fn request_file(&self, path: &Path) {
+        let _ = self.requests.try_send(ReloadRequest {
+            path: path.to_path_buf(),
+            reply: None,
+        });
+    }
+}
+
+/// What the daemon runs on, kept between reloads.
+struct Runtime {
+    settings: Settings,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    wake: Wake,
+    /// The channels the dispatcher serves: the configured ones, and removed
+    /// ones that still have deliveries to finish.
+    channels: Vec<Arc<dyn Channel>>,
+    health: Arc<Health>,
+    liveness: Liveness,
+    notifier: Notifier,
+    /// The fan-out runtime's handle: the dispatcher runs there.
+    fanout: tokio::runtime::Handle,
+}
+
+/// One generation of background work, replaced on reload: the dispatcher,
+/// the flag file watcher and the channel health monitor.
+struct Workers {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Workers {
+    fn start(
+        runtime: &Runtime,
+        service: &Arc<CrisisService>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let stop = shutdown.child_token();
+        let mut tasks = JoinSet::new();
+        let settings = &runtime.settings;
+        let dispatcher = Dispatcher::new(
+            runtime.store.clone(),
+            runtime.channels.clone(),
+            settings.dispatch.clone(),
+            runtime.clock.clone(),
+            runtime.wake.clone(),
+        )
+        // Checked by prepare().
+        .with_rate_limits(settings.channels.rate_limits().unwrap_or_default())
+        .with_liveness(runtime.liveness.clone());
+        tasks.spawn_on(dispatcher.run(stop.clone()), &runtime.fanout);
+        if let Some(flag) = &settings.flag_file {
+            let watcher = FlagFileWatcher::new(flag.clone(), service.clone());
+            tasks.spawn(watcher.run(stop.clone()));
+        }
+        tasks.spawn(health::monitor(
+            runtime.health.clone(),
+            runtime.channels.clone(),
+            runtime.clock.clone(),
+            settings.health.check_interval,
+            stop.clone(),
+        ));
+        Self { stop, tasks }
+    }
+
+    /// Stops this generation: in-flight sends finish or are released, as
+    /// at a stop.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(err) = result {
+                error!(error = %err, "A background task ended abnormally.");
+            }
+        }
+    }
+}
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     router: axum::Router,
-    dispatcher: Dispatcher,
-    flag_watcher: Option<FlagFileWatcher>,
+    runtime: Runtime,
     unfinished: Vec<crate::outbox::UnfinishedPlan>,
     /// Plans and sends run here, below the API's CPU priority.
     fanout: BackgroundRuntime,
+    reloads: mpsc::Receiver<ReloadRequest>,
+    reloader: Reloader,
+}
+
+/// The parts of the configuration a reload cannot change: they are read
+/// once, when the listener, the store and the router are made.
+fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.server.listen != new.server.listen {
+        changed.push("server.listen");
+    }
+    if old.server.public_url != new.server.public_url {
+        changed.push("server.public_url");
+    }
+    if old.server.max_body_bytes != new.server.max_body_bytes {
+        changed.push("server.max_body_bytes");
+    }
+    if old.store.sqlite_path != new.store.sqlite_path {
+        changed.push("store.sqlite_path");
+    }
+    if old.banner.cors_origins != new.banner.cors_origins {
+        changed.push("banner.cors_origins");
+    }
+    if old.banner.max_age != new.banner.max_age {
+        changed.push("banner.max_age");
+    }
+    changed
 }
 
 impl Application {
@@ -486,7 +644,7 @@ impl Application {
         tokens.extend(generate_missing_tokens(&settings)?);
         generate_consent_key(&settings, &mut inputs)?;
         create_spool_dirs(&settings)?;
-        let inputs = Arc::new(inputs);
+        let inputs: SharedInputs = Arc::new(ArcSwap::from_pointee(inputs));
         let sqlite = Arc::new(SqliteStore::open(&settings.store.sqlite_path).await?);
         let store: Arc<dyn Store> = sqlite.clone();
         let active = store.crises(CrisisFilter::Active).await?;
@@ -500,61 +658,59 @@ impl Application {
         let service = Arc::new(
             CrisisService::new(
                 store.clone(),
-                Planner::new(inputs.clone()),
+                inputs.clone(),
                 banner.clone(),
                 wake.clone(),
                 clock.clone(),
             )
             .plan_on(fanout.handle()),
         );
-        let dispatcher = Dispatcher::new(
-            store.clone(),
-            channels.clone(),
-            settings.dispatch.clone(),
-            clock.clone(),
-            wake,
-        )
-        // Checked by prepare().
-        .with_rate_limits(settings.channels.rate_limits().unwrap_or_default());
-        let flag_watcher = settings
-            .flag_file
-            .as_ref()
-            .map(|flag| FlagFileWatcher::new(flag.clone(), service.clone()));
         let intake = Arc::new(Intake::new(hooks, service.clone(), sqlite, clock.clone()));
+        let health = Arc::new(Health::default());
+        health.set_channels(channels.iter().map(|c| c.name().to_owned()));
         let state = AppState {
             intake,
             service,
             banner,
-            inputs: inputs.clone(),
-            tokens: Arc::new(tokens),
-            inbound_sms: Arc::new(inbound_sms_secrets(&settings)),
+            inputs,
+            tokens: Arc::new(ArcSwap::from_pointee(tokens)),
+            inbound_sms: Arc::new(ArcSwap::from_pointee(inbound_sms_secrets(&settings))),
+            health: health.clone(),
             public_url: settings.server.public_url(),
-            clock,
+            clock: clock.clone(),
             max_body_bytes: settings.server.max_body_bytes,
             banner_max_age: settings.banner.max_age,
         };
+        // Installed before the first delivery can be counted.
+        crate::telemetry::handle();
         let router = http::router(state.clone(), &cors_origins);
         let addr = settings.server.listen;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
-        // All at once: each is bounded by its channel's timeout.
-        let checks = channels
-            .iter()
-            .map(|channel| async move { (channel.name(), channel.healthcheck().await) });
-        for (name, result) in futures::future::join_all(checks).await {
-            if let Err(err) = result {
-                warn!(channel = %name, error = %err, "Channel healthcheck failed at start; deliveries will be retried.");
-            }
-        }
+        // A failing provider does not stop the start: its deliveries wait
+        // and are retried, and /readyz says which channel is failing.
+        health::check_channels(&health, &channels, clock.as_ref()).await;
+        let (requests, reloads) = mpsc::channel(1);
         Ok(Self {
             listener,
             state,
             router,
-            dispatcher,
-            flag_watcher,
+            runtime: Runtime {
+                settings,
+                store,
+                clock,
+                wake,
+                channels,
+                health,
+                liveness: Liveness::default(),
+                notifier: Notifier,
+                fanout: fanout.handle(),
+            },
             unfinished,
             fanout,
+            reloads,
+            reloader: Reloader { requests },
         })
     }
 
@@ -568,33 +724,41 @@ impl Application {
         &self.state
     }
 
+    /// The handle that reloads the configuration of this daemon once it
+    /// runs (SIGHUP uses it).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// Serves until `shutdown` is cancelled, then stops taking requests,
     /// drains the dispatcher and returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartupError> {
         let addr = self.local_addr();
+        let Self {
+            listener,
+            state,
+            router,
+            mut runtime,
+            unfinished,
+            mut reloads,
+            reloader: _,
+            // Kept to the end: the dispatcher and plans run on it.
+            fanout: _fanout,
+        } = self;
+        let mut workers = Workers::start(&runtime, &state.service, &shutdown);
         let mut tasks = JoinSet::new();
-        let dispatching = self.fanout.spawn(self.dispatcher.run(shutdown.clone()));
-        tasks.spawn(async move {
-            if let Err(err) = dispatching.await {
-                error!(error = %err, "The dispatcher ended abnormally.");
-            }
-        });
-        if let Some(watcher) = self.flag_watcher {
-            tasks.spawn(watcher.run(shutdown.clone()));
-        }
         // Webhook holds (`declare_after`) run out here, also those a
         // previous run left waiting.
-        tasks.spawn(self.state.intake.clone().run(shutdown.clone()));
+        tasks.spawn(state.intake.clone().run(shutdown.clone()));
         // Planning stops at its next batch as soon as a stop is asked for,
         // not after the requests waiting on it time out.
-        let stopping = self.state.service.stopping();
+        let stopping = state.service.stopping();
         let asked = shutdown.clone();
         tasks.spawn(async move {
             asked.cancelled().await;
             stopping.cancel();
         });
-        let service = self.state.service.clone();
-        let unfinished = self.unfinished;
+        let service = state.service.clone();
         tasks.spawn(async move {
             match service.resume_unfinished(unfinished).await {
                 Ok(0) => {}
@@ -603,20 +767,238 @@ impl Application {
                 Err(err) => error!(error = %err, "Could not resume unfinished plans; they are tried at the next start."),
             }
         });
-        info!(%addr, active_crises = self.state.banner.active_count(), "crisisd is ready.");
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        // The listener is bound and accepts from here on.
+        runtime.health.set_serving(true);
+        let server = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+        let status = status_line(&state, runtime.store.as_ref()).await;
+        runtime.notifier.ready(&status);
+        info!(%addr, active_crises = state.banner.active_count(), "crisisd is ready.");
+        // Watched until the very end, drain included: systemd's watchdog
+        // keeps running while the service stops.
+        let supervision = CancellationToken::new();
+        let supervisor = tokio::spawn(supervise(
+            runtime.store.clone(),
+            state.banner.clone(),
+            runtime.liveness.clone(),
+            runtime.notifier,
+            supervision.clone(),
+        ));
+        tokio::pin!(server);
+        let served = loop {
+            tokio::select! {
+                served = &mut server => break served,
+                Some(request) = reloads.recv(), if !shutdown.is_cancelled() => {
+                    let result = runtime.reload(&request.path, &state, workers, &shutdown).await;
+                    workers = result.0;
+                    if let Some(reply) = request.reply {
+                        let _ = reply.send(result.1);
+                    }
+                }
+            }
+        };
+        runtime.health.set_serving(false);
         // The server only returns early on failure: stop the rest too.
         shutdown.cancel();
         // Plans stop at their next batch and resume at the next start.
-        self.state.service.stop().await;
+        state.service.stop().await;
+        workers.stop().await;
         while let Some(result) = tasks.join_next().await {
             if let Err(err) = result {
                 error!(error = %err, "A background task ended abnormally.");
             }
         }
+        supervision.cancel();
+        if let Err(err) = supervisor.await {
+            error!(error = %err, "The supervisor ended abnormally.");
+        }
         info!("crisisd stopped.");
-        served.map_err(StartupError::Serve)
+        match served {
+            Ok(served) => served.map_err(StartupError::Serve),
+            Err(err) => Err(StartupError::Serve(std::io::Error::other(err))),
+        }
+    }
+}
+
+impl Runtime {
+    /// Re-reads the configuration at `path` and applies it; on any problem
+    /// the running configuration stays. Returns the workers to keep.
+    async fn reload(
+        &mut self,
+        path: &Path,
+        state: &AppState,
+        workers: Workers,
+        shutdown: &CancellationToken,
+    ) -> (Workers, Result<(), ReloadError>) {
+        self.notifier.reloading();
+        let prepared = Settings::load(path)
+            .map_err(StartupError::from)
+            .and_then(prepare)
+            .and_then(|mut prepared| {
+                prepared
+                    .tokens
+                    .extend(generate_missing_tokens(&prepared.settings)?);
+                generate_consent_key(&prepared.settings, &mut prepared.inputs)?;
+                create_spool_dirs(&prepared.settings)?;
+                Ok(prepared)
+            });
+        let prepared = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                crate::telemetry::reloaded(false);
+                error!(config = %path.display(), error = %err, "Reload refused; the running configuration stays.");
+                let status = status_line(state, self.store.as_ref()).await;
+                self.notifier
+                    .ready(&format!("Reload refused (see the log). {status}"));
+                return (workers, Err(err.into()));
+            }
+        };
+        let restart_only = restart_only_changes(&self.settings, &prepared.settings);
+        if !restart_only.is_empty() {
+            warn!(
+                settings = %restart_only.join(", "),
+                "These settings changed but only take effect at the next restart."
+            );
+        }
+        // Channels that are no longer configured keep sending what was
+        // planned for them: a reload never strands a delivery.
+        let configured: HashSet<String> = prepared
+            .channels
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        let unfinished: HashSet<String> = match self.store.channel_counts().await {
+            Ok(counts) => counts
+                .into_iter()
+                .filter(|c| c.state != crate::outbox::DeliveryState::Dead)
+                .map(|c| c.channel)
+                .collect(),
+            // Unknown: keep every removed channel until the next restart.
+            Err(_) => self.channels.iter().map(|c| c.name().to_owned()).collect(),
+        };
+        let mut channels = prepared.channels;
+        for old in &self.channels {
+            if !configured.contains(old.name()) && unfinished.contains(old.name()) {
+                info!(channel = %old.name(), "Channel removed from the configuration; it finishes the deliveries already planned for it.");
+                channels.push(old.clone());
+            }
+        }
+        // Planned deliveries are in the outbox with their rendered text:
+        // only what is planned from now on sees the new inputs.
+        state.inputs.store(Arc::new(prepared.inputs));
+        state.tokens.store(Arc::new(prepared.tokens));
+        state
+            .inbound_sms
+            .store(Arc::new(inbound_sms_secrets(&prepared.settings)));
+        // The dispatcher, watcher and monitor restart on the new channels
+        // and settings; in-flight sends finish first.
+        workers.stop().await;
+        self.channels = channels;
+        self.settings = prepared.settings;
+        self.health
+            .set_channels(self.channels.iter().map(|c| c.name().to_owned()));
+        health::check_channels(&self.health, &self.channels, self.clock.as_ref()).await;
+        let workers = Workers::start(self, &state.service, shutdown);
+        crate::telemetry::reloaded(true);
+        info!(
+            config = %path.display(),
+            channels = self.channels.len(),
+            "Configuration reloaded."
+        );
+        let status = status_line(state, self.store.as_ref()).await;
+        self.notifier.ready(&status);
+        (workers, Ok(()))
+    }
+}
+
+/// The one-line summary systemd shows in `systemctl status`.
+async fn status_line(state: &AppState, store: &dyn Store) -> String {
+    let active = state.banner.active_count();
+    match store.channel_counts().await {
+        Ok(counts) => {
+            let pending: u64 = counts
+                .iter()
+                .filter(|c| c.state != crate::outbox::DeliveryState::Dead)
+                .map(|c| c.count)
+                .sum();
+            format!("{active} active crisis(es); {pending} delivery(ies) pending.")
+        }
+        Err(_) => format!("{active} active crisis(es); store not answering."),
+    }
+}
+
+/// While the daemon runs: pings systemd's watchdog as long as the store
+/// answers and every registered loop makes progress, and keeps the status
+/// line current.
+async fn supervise(
+    store: Arc<dyn Store>,
+    banner: Arc<Banner>,
+    liveness: Liveness,
+    notifier: Notifier,
+    stop: CancellationToken,
+) {
+    const STATUS_EVERY: Duration = Duration::from_secs(10);
+    if !notifier.is_listening() {
+        return;
+    }
+    let watchdog = notifier.watchdog_interval();
+    let period = watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_status = tokio::time::Instant::now();
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let counts = tokio::time::timeout(health::CHECK_TIMEOUT, store.channel_counts()).await;
+        let mut problems: Vec<String> =
+            liveness.stalled().iter().map(ToString::to_string).collect();
+        let pending = match counts {
+            Ok(Ok(counts)) => Some(
+                counts
+                    .iter()
+                    .filter(|c| c.state != crate::outbox::DeliveryState::Dead)
+                    .map(|c| c.count)
+                    .sum::<u64>(),
+            ),
+            Ok(Err(err)) => {
+                problems.push(format!("the store fails: {err}"));
+                None
+            }
+            Err(_) => {
+                problems.push("the store does not answer".to_owned());
+                None
+            }
+        };
+        if watchdog.is_some() {
+            if problems.is_empty() {
+                notifier.watchdog();
+                if !healthy {
+                    info!("The daemon makes progress again; watchdog pings resumed.");
+                }
+                healthy = true;
+            } else {
+                if healthy {
+                    error!(problems = %problems.join("; "), "Not pinging the watchdog; systemd restarts the daemon if this lasts.");
+                }
+                healthy = false;
+            }
+        }
+        if last_status.elapsed() >= STATUS_EVERY || watchdog.is_none() {
+            last_status = tokio::time::Instant::now();
+            let active = banner.active_count();
+            let status = match pending {
+                Some(pending) => {
+                    format!("{active} active crisis(es); {pending} delivery(ies) pending.")
+                }
+                None => format!("{active} active crisis(es); {}.", problems.join("; ")),
+            };
+            notifier.status(&status);
+        }
     }
 }

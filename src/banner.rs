@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::warn;
 
+use crate::app::SharedInputs;
 use crate::crisis::{AnnouncementKind, Crisis, CrisisId, Kind, Severity, Status};
 use crate::directory::ContactView;
 use crate::plan::PlanInputs;
@@ -51,6 +52,7 @@ pub struct RenderedBanner {
 #[derive(Debug)]
 struct Cached {
     built_at: DateTime<Utc>,
+    inputs: Arc<PlanInputs>,
     banner: Arc<RenderedBanner>,
 }
 
@@ -71,11 +73,13 @@ pub struct Banner {
     /// The newest version applied per crisis (resolved ones included), so
     /// two transitions finishing out of order cannot bring back a stale one.
     seen: RwLock<HashMap<CrisisId, u32>>,
-    inputs: Arc<PlanInputs>,
+    /// Read at each view, so a reload's templates and directory show at
+    /// once.
+    inputs: SharedInputs,
 }
 
 impl Banner {
-    pub fn new(inputs: Arc<PlanInputs>, active: Vec<Crisis>) -> Self {
+    pub fn new(inputs: SharedInputs, active: Vec<Crisis>) -> Self {
         let banner = Self {
             active: RwLock::new(Vec::new()),
             generation: AtomicU64::new(0),
@@ -125,13 +129,20 @@ impl Banner {
     /// ETag: rendered afresh when the active crises change, and otherwise
     /// at most once a second, so the contacts' opening hours stay current.
     pub fn rendered(&self, lang: &str, now: DateTime<Utc>) -> Arc<RenderedBanner> {
-        let locale = self.inputs.renderer.resolve_locale(lang);
+        // A reload brings new templates and contacts: what was rendered
+        // with the old ones is not served.
+        let inputs = self.inputs.load_full();
+        let locale = inputs.renderer.resolve_locale(lang);
         if let Some(cached) = self
             .rendered
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(locale)
-            .filter(|cached| cached.built_at <= now && now - cached.built_at < FRESH_FOR)
+            .filter(|cached| {
+                Arc::ptr_eq(&cached.inputs, &inputs)
+                    && cached.built_at <= now
+                    && now - cached.built_at < FRESH_FOR
+            })
         {
             return cached.banner.clone();
         }
@@ -148,6 +159,7 @@ impl Banner {
                 locale.to_owned(),
                 Cached {
                     built_at: now,
+                    inputs: inputs.clone(),
                     banner: banner.clone(),
                 },
             );
@@ -157,7 +169,8 @@ impl Banner {
 
     /// What `GET /v1/banner` returns for a reader of `lang`.
     pub fn view(&self, lang: &str, now: DateTime<Utc>) -> BannerView {
-        let renderer = &self.inputs.renderer;
+        let inputs = self.inputs.load();
+        let renderer = &inputs.renderer;
         let locale = renderer.resolve_locale(lang).to_owned();
         let active = self
             .active
@@ -167,7 +180,7 @@ impl Banner {
         let contacts = if active.is_empty() {
             Vec::new()
         } else {
-            self.inputs.contacts(&locale, now)
+            inputs.contacts(&locale, now)
         };
         let crises = active
             .iter()
@@ -178,7 +191,7 @@ impl Banner {
                 };
                 let ctx = RenderContext::new(
                     &locale,
-                    self.inputs.company.clone(),
+                    inputs.company.clone(),
                     crisis,
                     kind,
                     None,

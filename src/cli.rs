@@ -41,8 +41,15 @@ Examples:
   crisisd retry-dead --crisis 0193... --yes      send them again
   crisisd confirm 0193...                        declare a crisis a webhook proposed
   crisisd hooks log                              webhooks received and what they did
+  crisisd completions bash > /etc/bash_completion.d/crisisd
 
-Exit codes: 0 ok, 1 runtime error, 2 usage or configuration error.";
+Every subcommand has its own --help with examples, e.g. `crisisd declare --help`.
+
+Exit codes:
+  0  ok
+  1  runtime error: the daemon failed while running, or could not be reached
+  2  usage or configuration error: bad arguments, a config that fails check-config,
+     a request the daemon refused as invalid (systemd does not restart on 2)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,11 +71,20 @@ pub struct Cli {
         value_name = "PATH"
     )]
     pub config: Option<PathBuf>,
-    /// Log format: `auto` is JSON under systemd (JOURNAL_STREAM set), text otherwise.
+    /// Log format: `auto` is JSON when stderr is systemd's journal (JOURNAL_STREAM) and not a
+    /// terminal, text otherwise.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Shells `crisisd completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,9 +108,42 @@ pub struct Client {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: HTTP API and banner, dispatcher, flag file watcher.
+    #[command(
+        long_about = "Run the daemon: HTTP API and banner, dispatcher, flag file watcher, /healthz, \
+                      /readyz and /metrics. Under systemd (Type=notify) it sends READY=1 once the store \
+                      is open and the listener bound, pings the watchdog while its loops make progress, \
+                      and reports STATUS=. SIGHUP reloads the config, templates, directory and audience \
+                      (a config that fails validation is refused and the running one stays); SIGTERM or \
+                      SIGINT stops after in-flight sends finish, a second one exits at once.",
+        after_help = "Examples:\n  \
+            crisisd serve                                       config/crisisd.toml, text logs\n  \
+            crisisd serve --config /etc/crisisd/crisisd.toml --log-format json\n  \
+            RUST_LOG=info,crisisd=debug crisisd serve            more detail from crisisd only\n  \
+            kill -HUP $(pidof crisisd)                          reload (systemctl reload crisisd)\n\n\
+            Exit codes: 0 stopped cleanly, 1 runtime error (e.g. the port is taken), 2 configuration error."
+    )]
     Serve,
     /// Validate the config, templates, directory and audience; exit 2 with every problem found.
+    #[command(
+        long_about = "Validate the config, templates, directory and audience exactly as `serve` and a \
+                      reload would, without starting anything or writing any file, and report every \
+                      problem at once. No provider is contacted.",
+        after_help = "Examples:\n  \
+            crisisd check-config                                config/crisisd.toml\n  \
+            crisisd check-config --config /etc/crisisd/crisisd.toml && systemctl reload crisisd\n  \
+            sudo env CREDENTIALS_DIRECTORY=/etc/crisisd/credentials crisisd check-config -c /etc/crisisd/crisisd.toml\n\n\
+            Exit codes: 0 valid, 2 with the list of problems."
+    )]
     CheckConfig,
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = "Examples:\n  \
+            crisisd completions bash > /etc/bash_completion.d/crisisd\n  \
+            crisisd completions zsh > \"${fpath[1]}/_crisisd\"\n  \
+            crisisd completions fish > ~/.config/fish/completions/crisisd.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
     /// Declare a crisis; prints its id.
     #[command(
         after_help = "Example:\n  crisisd declare --kind outage --severity critical --title \"Payments are down\" \\\n      --summary \"Card payments fail since 09:10 UTC.\""
@@ -254,6 +303,9 @@ pub enum Command {
     },
     /// Declare a crisis a webhook proposed (a hook in `propose` mode, or one still held by
     /// `declare_after`): its announcement goes out now, under the id it was shown with.
+    #[command(after_help = "Example:\n  \
+        crisisd status                 proposals and held declarations are listed first\n  \
+        crisisd confirm 0193...        declare it: the announcement goes out now")]
     Confirm {
         /// The proposal's id, from `crisisd status`.
         id: String,
@@ -261,12 +313,18 @@ pub enum Command {
         client: Client,
     },
     /// Drop a crisis a webhook proposed: nothing is sent, ever.
+    #[command(
+        after_help = "Example:\n  crisisd discard 0193...        a false alarm: nothing is sent"
+    )]
     Discard {
         id: String,
         #[command(flatten)]
         client: Client,
     },
     /// Inbound webhooks: `crisisd hooks log`.
+    #[command(after_help = "Examples:\n  \
+        crisisd hooks log                          the last 50 webhooks, newest first\n  \
+        crisisd hooks log --hook status --limit 10 --json")]
     Hooks {
         #[command(subcommand)]
         command: HooksCommand,
@@ -278,6 +336,9 @@ pub enum Command {
 pub enum HooksCommand {
     /// Webhooks received, newest first: hook, source, HTTP status, verdict, error, and what each
     /// source incident became.
+    #[command(after_help = "Examples:\n  \
+        crisisd hooks log\n  \
+        crisisd hooks log --hook alerts --limit 200")]
     Log {
         /// Only this hook's webhooks.
         #[arg(long, value_name = "NAME")]
@@ -340,6 +401,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let config = config_path(cli.config.as_deref());
     match cli.command {
         Command::Serve => serve(&config).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "crisisd",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::CheckConfig => {
             let prepared = app::check_config(&config)?;
             println!(
@@ -550,8 +626,12 @@ async fn serve(config: &Path) -> Result<(), Failure> {
     let settings = Settings::load(config).map_err(|e| Failure::Usage(e.into()))?;
     let application = Application::build(settings).await?;
     let shutdown = CancellationToken::new();
-    let signals = crate::lifecycle::cancel_on_signal(shutdown.clone())
-        .map_err(|e| Failure::Runtime(anyhow!("cannot install signal handlers: {e}")))?;
+    let signals = crate::lifecycle::handle_signals(
+        shutdown.clone(),
+        application.reloader(),
+        config.to_path_buf(),
+    )
+    .map_err(|e| Failure::Runtime(anyhow!("cannot install signal handlers: {e}")))?;
     let result = application.run_until_stopped(shutdown).await;
     signals.abort();
     result.map_err(Failure::from)

@@ -1,9 +1,7 @@
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use crisisd::cli::{self, Cli, Command, LogFormat};
-use tracing_subscriber::EnvFilter;
+use crisisd::cli::{self, Cli, Command};
 
 fn init_logging(cli: &Cli) {
     let default = if matches!(cli.command, Command::Serve) {
@@ -11,20 +9,7 @@ fn init_logging(cli: &Cli) {
     } else {
         "warn"
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let json = match cli.log_format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => std::env::var_os("JOURNAL_STREAM").is_some(),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
-    }
+    crisisd::logging::init(cli.log_format, default);
 }
 
 fn main() -> ExitCode {

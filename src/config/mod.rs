@@ -56,6 +56,8 @@ pub struct Settings {
     /// Inbound webhooks from status pages and alerting systems.
     #[serde(default)]
     pub hooks: Vec<HookSettings>,
+    #[serde(default)]
+    pub health: HealthSettings,
 }
 
 impl ServerSettings {
@@ -361,6 +363,23 @@ impl Default for BannerSettings {
         Self {
             cors_origins: Vec::new(),
             max_age: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What `/readyz` reports on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// How often every channel's healthcheck runs after the one at start.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            check_interval: Duration::from_secs(60),
         }
     }
 }

@@ -13,6 +13,7 @@ use tracing::info;
 use super::{
     Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, DomainError,
 };
+use crate::app::SharedInputs;
 use crate::banner::Banner;
 use crate::clock::Clock;
 use crate::dispatch::Wake;
@@ -110,7 +111,9 @@ pub enum Applied {
 
 pub struct CrisisService {
     store: Arc<dyn Store>,
-    planner: Planner,
+    /// What plans read; a reload swaps it, and each plan keeps the
+    /// snapshot it started with.
+    inputs: SharedInputs,
     banner: Arc<Banner>,
     wake: Wake,
     clock: Arc<dyn Clock>,
@@ -139,14 +142,14 @@ pub const STATUS_OK: u16 = 200;
 impl CrisisService {
     pub fn new(
         store: Arc<dyn Store>,
-        planner: Planner,
+        inputs: SharedInputs,
         banner: Arc<Banner>,
         wake: Wake,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             store,
-            planner,
+            inputs,
             banner,
             wake,
             clock,
@@ -167,6 +170,11 @@ impl CrisisService {
     /// out, so an answer reads the same before and after a restart.
     fn now(&self) -> DateTime<Utc> {
         self.clock.now().trunc_subsecs(3)
+    }
+
+    /// A planner on the inputs as they are now.
+    fn planner(&self) -> Planner {
+        Planner::new(self.inputs.load_full())
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -289,8 +297,9 @@ impl CrisisService {
         ctx: TransitionContext,
     ) -> Result<Applied, ServiceError> {
         let now = crisis.updated_at;
-        let (announcement, deliveries) = self.planner.start(&crisis, kind, now);
-        let planning = self.planner.reaches_subscribers();
+        let planner = self.planner();
+        let (announcement, deliveries) = planner.start(&crisis, kind, now);
+        let planning = planner.reaches_subscribers();
         let mut outcome = TransitionOutcome {
             crisis: crisis.clone(),
             announcement: kind,
@@ -381,7 +390,7 @@ impl CrisisService {
                 status,
                 crisis: crisis.clone(),
             };
-            let plan = self.spawn_plan(announcement.clone(), 0, completion);
+            let plan = self.spawn_plan(planner, announcement.clone(), 0, completion);
             outcome.deliveries = plan
                 .await
                 .map_err(|e| ServiceError::Planning(e.to_string()))??;
@@ -402,6 +411,7 @@ impl CrisisService {
     /// first messages go out while the rest are still being written.
     fn spawn_plan(
         self: &Arc<Self>,
+        planner: Planner,
         announcement: Announcement,
         skip: u64,
         completion: Completion,
@@ -410,7 +420,7 @@ impl CrisisService {
         let plan = async move {
             let crisis = &completion.crisis;
             let opt_outs = this.store.opt_outs().await?;
-            let mut stream = this.planner.stream(
+            let mut stream = planner.stream(
                 crisis,
                 &announcement,
                 announcement.created_at,
@@ -494,9 +504,14 @@ impl CrisisService {
                 },
                 crisis,
             };
-            self.spawn_plan(announcement.clone(), plan.planned_through, completion)
-                .await
-                .map_err(|e| ServiceError::Planning(e.to_string()))??;
+            self.spawn_plan(
+                self.planner(),
+                announcement.clone(),
+                plan.planned_through,
+                completion,
+            )
+            .await
+            .map_err(|e| ServiceError::Planning(e.to_string()))??;
         }
         Ok(plans.len())
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 pub use gate::{Admission, Gate, Tripped};
 pub use retry::RetryPolicy;
@@ -20,6 +20,7 @@ pub use retry::RetryPolicy;
 use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
 use crate::config::{DispatchSettings, RateLimit};
+use crate::liveness::{Heartbeat, Liveness};
 use crate::outbox::{Delivery, DeliveryId, Outcome, Store};
 
 /// Wakes the workers when new deliveries are written, so the first email
@@ -41,6 +42,7 @@ pub struct Dispatcher {
     wake: Wake,
     owner: String,
     rate_limits: std::collections::BTreeMap<String, RateLimit>,
+    liveness: Liveness,
 }
 
 impl Dispatcher {
@@ -61,7 +63,15 @@ impl Dispatcher {
             // a dead process's leases for its own.
             owner: format!("crisisd-{}", uuid::Uuid::new_v4()),
             rate_limits: Default::default(),
+            liveness: Liveness::default(),
         }
+    }
+
+    /// Where each channel worker's loop reports its progress, for the
+    /// systemd watchdog.
+    pub fn with_liveness(mut self, liveness: Liveness) -> Self {
+        self.liveness = liveness;
+        self
     }
 
     /// Per-channel rate limits, by channel name.
@@ -91,7 +101,20 @@ impl Dispatcher {
             Recorder::start(self.store.clone(), self.owner.clone(), self.clock.clone());
         let mut workers = JoinSet::new();
         for channel in &self.channels {
+            let rate = self.rate_limits.get(channel.name()).copied();
+            // A turn of the loop takes at most a poll, a claim or probe
+            // (bounded by the lease) and a wait for the rate limit; the
+            // margin is for a busy machine.
+            let allowance = self.settings.poll_interval
+                + self.settings.lease * 2
+                + rate.map_or(Duration::ZERO, |r| {
+                    Duration::from_secs_f64(1.0 / r.per_second)
+                })
+                + Duration::from_secs(60);
             let worker = ChannelWorker {
+                heartbeat: self
+                    .liveness
+                    .register(format!("dispatcher:{}", channel.name()), allowance),
                 gate: Gate::new(
                     self.rate_limits.get(channel.name()).copied(),
                     &self.settings,
@@ -123,6 +146,7 @@ impl Dispatcher {
 }
 
 struct ChannelWorker {
+    heartbeat: Heartbeat,
     channel: Arc<dyn Channel>,
     gate: Gate,
     recorder: Recorder,
@@ -148,6 +172,7 @@ impl ChannelWorker {
         let name = this.channel.name().to_owned();
         debug!(channel = %name, "Channel worker started.");
         loop {
+            this.heartbeat.beat();
             // Registered before claiming, so a wake between the claim and the
             // wait is not lost.
             let notified = this.wake.0.notified();
@@ -157,6 +182,7 @@ impl ChannelWorker {
             match this.gate.admission() {
                 Admission::Open => {}
                 Admission::PausedUntil(until) => {
+                    this.heartbeat.quiet_until(until);
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep_until(until) => {}
@@ -193,6 +219,7 @@ impl ChannelWorker {
                                 _ = shutdown.cancelled() => false,
                                 _ = this.gate.permit() => !this.gate.is_paused(),
                             };
+                            this.heartbeat.beat();
                             let Some(permit) = ready
                                 .then(|| permits.clone().try_acquire_owned().ok())
                                 .flatten()
@@ -208,9 +235,17 @@ impl ChannelWorker {
                             };
                             lock(&in_flight).insert(delivery.id);
                             let (worker, in_flight) = (this.clone(), in_flight.clone());
+                            // Every line about this delivery, the channel's
+                            // own included, carries its ids.
+                            let span = info_span!(
+                                "delivery",
+                                crisis_id = %delivery.crisis_id,
+                                channel = %name,
+                                delivery_id = %delivery.id,
+                            );
                             sends.spawn(async move {
                                 let id = delivery.id;
-                                worker.deliver(delivery).await;
+                                worker.deliver(delivery).instrument(span).await;
                                 lock(&in_flight).remove(&id);
                                 drop(permit);
                             });
@@ -294,6 +329,7 @@ impl ChannelWorker {
                 humantime::format_duration(send_timeout)
             ))),
         };
+        crate::telemetry::provider_answered(name, &outcome);
         let now = self.clock.now();
         let (crisis_id, delivery_id, attempt) =
             (delivery.crisis_id, delivery.id, delivery.attempts);
@@ -354,6 +390,7 @@ impl ChannelWorker {
                 }
             }
         };
+        crate::telemetry::delivery_finished(name, &outcome, delivery.created_at, now);
         self.recorder.record(delivery.id, outcome).await;
     }
 }

@@ -565,12 +565,8 @@ pub async fn retry_dead(
         Some(raw) => Some(existing_crisis(store.as_ref(), raw).await?),
         None => None,
     };
-    let configured: Vec<&str> = state
-        .inputs
-        .channels
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
+    let inputs = state.inputs.load();
+    let configured: Vec<&str> = inputs.channels.iter().map(|c| c.name.as_str()).collect();
     // Only configured channels: a requeued delivery of a channel without a
     // worker would wait forever instead of staying visibly dead.
     let channels = match channel_filter(request.channel)? {

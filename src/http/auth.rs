@@ -61,7 +61,7 @@ impl FromRequestParts<AppState> for Authenticated {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .ok_or(ApiError::Unauthorized)?;
-        authenticate(&state.tokens, presented)
+        authenticate(&state.tokens.load(), presented)
             .map(|name| Authenticated {
                 token_name: name.to_owned(),
             })

@@ -21,7 +21,8 @@ fn choose_language(state: &AppState, query: &BannerQuery, headers: &HeaderMap) -
     if let Some(lang) = query.lang.as_deref().filter(|l| !l.is_empty()) {
         return lang.to_owned();
     }
-    let renderer = &state.inputs.renderer;
+    let inputs = state.inputs.load();
+    let renderer = &inputs.renderer;
     headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())

@@ -24,7 +24,13 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 }
 
 fn unsubscribe_address(state: &AppState, token: &str) -> Option<String> {
-    state.inputs.unsubscribe.as_ref()?.signer.verify(token)
+    state
+        .inputs
+        .load()
+        .unsubscribe
+        .as_ref()?
+        .signer
+        .verify(token)
 }
 
 fn refused() -> Response {
@@ -116,7 +122,8 @@ pub async fn twilio_inbound(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(auth_token) = state.inbound_sms.get(&channel) else {
+    let inbound_sms = state.inbound_sms.load();
+    let Some(auth_token) = inbound_sms.get(&channel) else {
         return (StatusCode::NOT_FOUND, "no Twilio channel by that name").into_response();
     };
     let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {

@@ -1,4 +1,4 @@
-//! The HTTP surface: the API, the public banner, health.
+//! The HTTP surface: the API, the public banner, health and metrics.
 
 pub mod api;
 mod auth;
@@ -6,16 +6,16 @@ mod banner;
 mod consent;
 mod error;
 pub mod hooks;
+mod ops;
 pub mod preview;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -23,10 +23,12 @@ use tower_http::trace::TraceLayer;
 pub use auth::{NamedToken, authenticate};
 pub use error::{ApiError, ErrorBody};
 
+use crate::app::SharedInputs;
 use crate::banner::Banner;
 use crate::clock::Clock;
 use crate::crisis::CrisisService;
-use crate::plan::PlanInputs;
+use crate::health::Health;
+use arc_swap::ArcSwap;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -36,10 +38,12 @@ pub struct AppState {
     /// Inbound webhooks, their holds and proposals.
     pub intake: Arc<crate::intake::Intake>,
     pub banner: Arc<Banner>,
-    pub inputs: Arc<PlanInputs>,
-    pub tokens: Arc<Vec<NamedToken>>,
+    /// Swapped whole by a reload, like the tokens and Twilio secrets.
+    pub inputs: SharedInputs,
+    pub tokens: Arc<ArcSwap<Vec<NamedToken>>>,
     /// Twilio auth tokens by channel name, for inbound-message signatures.
-    pub inbound_sms: Arc<std::collections::HashMap<String, crate::config::Secret>>,
+    pub inbound_sms: Arc<ArcSwap<std::collections::HashMap<String, crate::config::Secret>>>,
+    pub health: Arc<Health>,
     /// How the outside world reaches this daemon.
     pub public_url: String,
     pub clock: Arc<dyn Clock>,
@@ -101,10 +105,9 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
         .merge(api)
         .merge(public)
         .merge(consent)
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see README.md for the API".into())
         })

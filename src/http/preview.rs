@@ -16,7 +16,7 @@ pub async fn preview(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PreviewResponse>, ApiError> {
     let (request, _): (PreviewRequest, _) = parse_json(body, state.max_body_bytes)?;
-    render_preview(&state.inputs, request, state.clock.now())
+    render_preview(&state.inputs.load(), request, state.clock.now())
         .map(Json)
         .map_err(|err| match err {
             PreviewError::UnknownChannel(_)

@@ -307,6 +307,14 @@ pub struct DeliveryCount {
     pub count: u64,
 }
 
+/// Deliveries of one channel in one state, every crisis together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelStateCount {
+    pub channel: String,
+    pub state: DeliveryState,
+    pub count: u64,
+}
+
 /// Deliveries of one crisis and channel that finished (sent or dead) in a
 /// time window; the daemon's delivery rate is measured from these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -418,6 +426,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets a source's link, when its crisis was resolved another way.
     async fn unlink_source(&self, source: &str, external_id: &str) -> Result<(), StoreError>;
+
+    /// Answers when the database does: for `/readyz` and the watchdog.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Unfinished (pending, in flight, retrying) and dead deliveries by
+    /// channel and state, every crisis together: the queue depth. Sent
+    /// ones, the bulk of the ledger, are not counted.
+    async fn channel_counts(&self) -> Result<Vec<ChannelStateCount>, StoreError>;
 
     /// Counts by crisis, channel and state; for one crisis or all.
     async fn delivery_counts(

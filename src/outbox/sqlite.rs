@@ -17,9 +17,10 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    Announcement, CrisisFilter, DeadLetter, Delivery, DeliveryContent, DeliveryCount, DeliveryId,
-    DeliveryState, FinishedCount, IdempotencyRecord, NewDelivery, NewRendition, Outcome, Payload,
-    Personal, SourceLink, SourceLinkChange, Store, StoreError, TransitionWrite, UnfinishedPlan,
+    Announcement, ChannelStateCount, CrisisFilter, DeadLetter, Delivery, DeliveryContent,
+    DeliveryCount, DeliveryId, DeliveryState, FinishedCount, IdempotencyRecord, NewDelivery,
+    NewRendition, Outcome, Payload, Personal, SourceLink, SourceLinkChange, Store, StoreError,
+    TransitionWrite, UnfinishedPlan,
 };
 use crate::consent::{ContactPoint, OptOuts, normalize};
 use crate::crisis::{Actor, Crisis, CrisisEvent, CrisisId};
@@ -567,6 +568,31 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn channel_counts(&self) -> Result<Vec<ChannelStateCount>, StoreError> {
+        // By state first: the (state, finished_at) index skips sent rows.
+        let rows = sqlx::query(
+            "SELECT channel, state, COUNT(*) AS n FROM deliveries \
+             WHERE state IN ('pending', 'in_flight', 'retrying', 'dead') \
+             GROUP BY channel, state ORDER BY channel, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ChannelStateCount {
+                    channel: row.try_get("channel")?,
+                    state: row.try_get::<&str, _>("state")?.parse()?,
+                    count: u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     async fn delivery_counts(

@@ -161,7 +161,7 @@ async fn check_config_reports_bad_audience_rows_and_broken_templates() {
         .push_str("bad,Bad Row,not-an-address,,en,UTC\n");
     let text = config.write(dir.path());
     let templates = dir.path().join("templates");
-    copy_dir(&crate::support::app::templates_dir(), &templates);
+    crate::support::copy_dir(&crate::support::app::templates_dir(), &templates);
     std::fs::write(
         templates.join("eo/email/update.subject.j2"),
         "{{ crisis.no_such_field }}",
@@ -201,18 +201,5 @@ async fn the_shipped_configs_pass_check_config() {
             .await
             .expect("run crisisd");
         assert!(output.status.success(), "{config}: {}", stderr(&output));
-    }
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
     }
 }

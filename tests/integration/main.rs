@@ -18,6 +18,7 @@ mod hooks;
 mod operations;
 mod preview;
 mod resume;
+mod service;
 mod sms;
 mod store;
 mod support;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crisisd::app::Application;
+use crisisd::app::{Application, Reloader};
 use crisisd::config::Settings;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -206,6 +206,8 @@ pub struct TestApp {
     pub base: String,
     pub dir: TempDir,
     pub http: reqwest::Client,
+    /// Reloads the daemon from `dir/crisisd.toml`, as SIGHUP does.
+    pub reloader: Reloader,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -232,6 +234,7 @@ pub async fn spawn_app_in(config: TestConfig, dir: TempDir) -> TestApp {
         .await
         .expect("the application builds");
     let addr = app.local_addr();
+    let reloader = app.reloader();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -248,6 +251,7 @@ pub async fn spawn_app_in(config: TestConfig, dir: TempDir) -> TestApp {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("client"),
+        reloader,
         shutdown,
         task: Some(task),
     }

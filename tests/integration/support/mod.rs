@@ -36,3 +36,17 @@ pub fn email_delivery(n: usize, dead_reason: Option<&str>) -> crisisd::outbox::N
         dead_reason: dead_reason.map(str::to_owned),
     }
 }
+
+/// Copies a directory tree (templates to edit in a test).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}

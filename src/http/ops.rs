@@ -1,0 +1,55 @@
+//! For operators and their tools: `/healthz` (the process answers),
+//! `/readyz` (it can do its job; the body says what is wrong) and
+//! `/metrics` (Prometheus text format). No token: they carry no customer
+//! data, and probes and scrapers rarely hold secrets.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use crate::outbox::CrisisFilter;
+
+pub async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let readiness = state.health.readiness(state.service.store().as_ref()).await;
+    let status = if readiness.problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
+}
+
+/// Refreshes the gauges read from the store, then renders everything.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.service.store();
+    let channels: Vec<String> = state
+        .inputs
+        .load()
+        .channels
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    // A store that does not answer leaves the gauges at their last value;
+    // /readyz reports it.
+    if let Ok(counts) = store.channel_counts().await {
+        crate::telemetry::ledger(&channels, &counts);
+    }
+    if let Ok(active) = store.crises(CrisisFilter::Active).await {
+        crate::telemetry::active_crises(&active);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(),
+    )
+        .into_response()
+}
