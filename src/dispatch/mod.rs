@@ -5,12 +5,12 @@
 mod gate;
 mod retry;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
@@ -21,7 +21,7 @@ use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
 use crate::config::{DispatchSettings, RateLimit};
 use crate::liveness::{Heartbeat, Liveness};
-use crate::outbox::{Delivery, DeliveryId, Outcome, Store};
+use crate::outbox::{Delivery, DeliveryId, Outcome, Store, StoreError};
 
 /// Wakes the workers when new deliveries are written, so the first email
 /// of a crisis does not wait for the next poll.
@@ -145,6 +145,9 @@ impl Dispatcher {
     }
 }
 
+/// A claim running in its own task.
+type Claim = JoinHandle<Result<Vec<Delivery>, StoreError>>;
+
 struct ChannelWorker {
     heartbeat: Heartbeat,
     channel: Arc<dyn Channel>,
@@ -163,10 +166,26 @@ struct ChannelWorker {
 impl ChannelWorker {
     async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(this.channel.concurrency()));
-        // Never more than the rate limit's burst, which caps every claim.
-        let claim_batch =
-            (this.channel.concurrency() / 4).clamp(1, this.gate.batch(usize::MAX).max(1));
+        let concurrency = this.channel.concurrency();
+        let permits = Arc::new(Semaphore::new(concurrency));
+        // Claimed deliveries waiting for a slot. A claim is a transaction;
+        // made one claim ahead of the sends, and in its own task, it neither
+        // waits for slots to free up nor leaves freed slots idle while it
+        // runs. A rate-limited channel claims no more than it may send at
+        // once (its burst), so no lease is held waiting for the rate.
+        let mut ready: VecDeque<Delivery> = VecDeque::new();
+        let burst = this.gate.batch(usize::MAX);
+        let rate_limited = burst < usize::MAX;
+        let claim_size = if rate_limited {
+            burst.min(concurrency).max(1)
+        } else {
+            (concurrency / 2).max(1)
+        };
+        // The claim running, and how many it asked for.
+        let mut claiming: Option<(Claim, usize)> = None;
+        // Whether the outbox may hold more for this channel: after a wake, a
+        // poll, or a claim that came back full.
+        let mut more_waiting = true;
         let in_flight: Arc<Mutex<HashSet<DeliveryId>>> = Arc::default();
         let mut sends = JoinSet::new();
         let name = this.channel.name().to_owned();
@@ -182,6 +201,8 @@ impl ChannelWorker {
             match this.gate.admission() {
                 Admission::Open => {}
                 Admission::PausedUntil(until) => {
+                    // Handed back unsent, with their attempts.
+                    this.release(&mut ready).await;
                     this.heartbeat.quiet_until(until);
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -191,83 +212,116 @@ impl ChannelWorker {
                     continue;
                 }
                 Admission::Probe => {
+                    this.release(&mut ready).await;
                     this.probe().await;
                     continue;
                 }
             }
-            let free = this.gate.batch(permits.available_permits());
-            // Claim in batches: a claim is a transaction, and one per freed
-            // slot would make the ledger, not the provider, the limit. With
-            // sends still running, wait until a quarter of the slots is free.
-            let worth_claiming = free >= claim_batch || sends.is_empty();
-            let mut claimed_all = false;
-            if free > 0 && worth_claiming && !shutdown.is_cancelled() {
-                let limit = u32::try_from(free).unwrap_or(u32::MAX);
-                match this
-                    .store
-                    .claim(&name, &this.owner, this.clock.now(), this.lease, limit)
-                    .await
-                {
-                    Ok(batch) => {
-                        claimed_all = batch.len() == free;
-                        let mut batch = batch.into_iter();
-                        while let Some(delivery) = batch.next() {
-                            // Wait for the rate limit; a stop or a pause
-                            // asked for meanwhile hands the rest back with
-                            // their attempts, unsent.
-                            let ready = tokio::select! {
-                                _ = shutdown.cancelled() => false,
-                                _ = this.gate.permit() => !this.gate.is_paused(),
-                            };
-                            this.heartbeat.beat();
-                            let Some(permit) = ready
-                                .then(|| permits.clone().try_acquire_owned().ok())
-                                .flatten()
-                            else {
-                                let unsent: Vec<DeliveryId> = std::iter::once(delivery.id)
-                                    .chain(batch.map(|d| d.id))
-                                    .collect();
-                                if let Err(err) = this.store.release(&unsent, &this.owner).await {
-                                    warn!(channel = %name, error = %err, "Could not release leases; they expire on their own.");
-                                }
-                                claimed_all = false;
-                                break;
-                            };
-                            lock(&in_flight).insert(delivery.id);
-                            let (worker, in_flight) = (this.clone(), in_flight.clone());
-                            // Every line about this delivery, the channel's
-                            // own included, carries its ids.
-                            let span = info_span!(
-                                "delivery",
-                                crisis_id = %delivery.crisis_id,
-                                channel = %name,
-                                delivery_id = %delivery.id,
-                            );
-                            sends.spawn(async move {
-                                let id = delivery.id;
-                                worker.deliver(delivery).instrument(span).await;
-                                lock(&in_flight).remove(&id);
-                                drop(permit);
-                            });
-                        }
-                    }
-                    Err(err) => {
-                        warn!(channel = %name, error = %err, "Could not claim deliveries; will try again.")
-                    }
-                }
+            // Every free slot gets a claimed delivery, after the rate limit;
+            // a stop or a pause asked for meanwhile hands the rest back.
+            while !ready.is_empty() && permits.available_permits() > 0 {
+                let go = tokio::select! {
+                    _ = shutdown.cancelled() => false,
+                    _ = this.gate.permit() => !this.gate.is_paused(),
+                };
+                this.heartbeat.beat();
+                let (Some(permit), Some(delivery)) = (
+                    go.then(|| permits.clone().try_acquire_owned().ok())
+                        .flatten(),
+                    ready.pop_front(),
+                ) else {
+                    this.release(&mut ready).await;
+                    break;
+                };
+                lock(&in_flight).insert(delivery.id);
+                let (worker, in_flight) = (this.clone(), in_flight.clone());
+                // Every line about this delivery, the channel's own
+                // included, carries its ids.
+                let span = info_span!(
+                    "delivery",
+                    crisis_id = %delivery.crisis_id,
+                    channel = %name,
+                    delivery_id = %delivery.id,
+                );
+                sends.spawn(async move {
+                    let id = delivery.id;
+                    worker.deliver(delivery).instrument(span).await;
+                    lock(&in_flight).remove(&id);
+                    drop(permit);
+                });
             }
             while sends.try_join_next().is_some() {}
-            if claimed_all && permits.available_permits() > 0 {
-                continue;
+            let wanted = if rate_limited {
+                if ready.is_empty() {
+                    this.gate.batch(permits.available_permits())
+                } else {
+                    0
+                }
+            } else {
+                claim_size.saturating_sub(ready.len())
+            };
+            if claiming.is_none() && more_waiting && wanted > 0 && !shutdown.is_cancelled() {
+                let (worker, limit) = (this.clone(), u32::try_from(wanted).unwrap_or(u32::MAX));
+                let claim = tokio::spawn(async move {
+                    let store = &worker.store;
+                    let now = worker.clock.now();
+                    let name = worker.channel.name();
+                    store
+                        .claim(name, &worker.owner, now, worker.lease, limit)
+                        .await
+                });
+                claiming = Some((claim, wanted));
+                // Known again when the claim answers.
+                more_waiting = false;
             }
+            let claim_running = claiming.is_some();
+            let claim_done = async {
+                match claiming.as_mut() {
+                    Some((claim, _)) => claim.await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = &mut notified => {}
+                claimed = claim_done, if claim_running => {
+                    let asked = claiming.take().map_or(0, |(_, asked)| asked);
+                    match claimed {
+                        Ok(Ok(batch)) => {
+                            more_waiting = batch.len() >= asked;
+                            ready.extend(batch);
+                        }
+                        Ok(Err(err)) => {
+                            warn!(channel = %name, error = %err, "Could not claim deliveries; will try again.");
+                        }
+                        Err(err) => {
+                            error!(channel = %name, error = %err, "A claim ended abnormally; its leases expire on their own.");
+                        }
+                    }
+                }
+                _ = &mut notified => more_waiting = true,
                 Some(_) = sends.join_next(), if !sends.is_empty() => {}
-                _ = tokio::time::sleep(this.poll_interval) => {}
+                _ = tokio::time::sleep(this.poll_interval) => more_waiting = true,
             }
         }
+        // A claim still running: what it took goes back unsent.
+        if let Some((claim, _)) = claiming.take()
+            && let Ok(Ok(batch)) = claim.await
+        {
+            ready.extend(batch);
+        }
+        this.release(&mut ready).await;
         this.drain(sends, in_flight).await;
+    }
+
+    /// Hands claimed but unsent deliveries back, with their attempts.
+    async fn release(&self, ready: &mut VecDeque<Delivery>) {
+        if ready.is_empty() {
+            return;
+        }
+        let unsent: Vec<DeliveryId> = ready.drain(..).map(|d| d.id).collect();
+        if let Err(err) = self.store.release(&unsent, &self.owner).await {
+            warn!(channel = %self.channel.name(), error = %err, "Could not release leases; they expire on their own.");
+        }
     }
 
     async fn drain(&self, mut sends: JoinSet<()>, in_flight: Arc<Mutex<HashSet<DeliveryId>>>) {
