@@ -22,6 +22,7 @@ use crate::consent::UnsubscribeSigner;
 use crate::crisis::{AnnouncementKind, Crisis, CrisisService, Kind, ServiceError, Severity};
 use crate::dispatch::{Dispatcher, Wake};
 use crate::flag_file::FlagFileWatcher;
+use crate::follow_up::{FollowUpSpec, FollowUps, Library, Phase, Scheduler, Topic};
 use crate::http::{self, AppState, NamedToken};
 use crate::outbox::{CrisisFilter, SqliteStore, Store, StoreError};
 use crate::plan::{ChannelProfile, FitError, PlanInputs, Planner, Reach, UnsubscribeLinks, fit};
@@ -62,6 +63,57 @@ pub struct Prepared {
     pub channels: Vec<Arc<dyn Channel>>,
     pub tokens: Vec<NamedToken>,
     pub cors_origins: Vec<HeaderValue>,
+    pub follow_ups: Arc<FollowUps>,
+}
+
+/// The sample context of a follow-up on `topic`, with every resource of
+/// the library for the sample crisis's kind.
+fn sample_follow_up(
+    inputs: &PlanInputs,
+    follow_ups: &FollowUps,
+    locale: &str,
+    topic: Topic,
+    email: bool,
+) -> RenderContext {
+    let mut ctx = sample_context(inputs, locale, AnnouncementKind::FollowUp, email, false);
+    let spec = FollowUpSpec {
+        plan: "sample".into(),
+        step: "sample".into(),
+        phase: if topic == Topic::Satisfaction {
+            Phase::AfterResolution
+        } else {
+            Phase::Active
+        },
+        topic,
+        categories: Vec::new(),
+        channels: Vec::new(),
+        locales: Vec::new(),
+        regions: Vec::new(),
+    };
+    ctx.follow_up = Some(
+        follow_ups
+            .library
+            .follow_up_view(&spec, Kind::Outage, &ctx.locale, None),
+    );
+    ctx
+}
+
+/// The resource library: `[[follow_ups.resources]]` and the file
+/// `resources_file` names.
+fn resource_library(settings: &Settings, locales: &[String]) -> Result<Library, Vec<String>> {
+    let mut resources = settings.follow_ups.resources.clone();
+    if let Some(path) = &settings.follow_ups.resources_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![format!(
+                "follow_ups.resources_file: cannot read {}: {e}",
+                path.display()
+            )]
+        })?;
+        let file: crate::config::ResourcesFile = toml::from_str(&text)
+            .map_err(|e| vec![format!("follow_ups.resources_file {}: {e}", path.display())])?;
+        resources.extend(file.resources);
+    }
+    Library::build(resources, &settings.locales.default, locales)
 }
 
 /// A crisis and a context with every variable filled, to render each
@@ -264,7 +316,21 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         }
     };
 
-    let Some(renderer) = renderer else {
+    let locales: Vec<String> = renderer
+        .as_ref()
+        .map(|r| r.locales().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let channel_names: Vec<String> = settings.channels.names().map(str::to_owned).collect();
+    let follow_ups = match resource_library(&settings, &locales)
+        .and_then(|library| FollowUps::build(&settings.follow_ups, library, &channel_names))
+    {
+        Ok(follow_ups) => Some(follow_ups),
+        Err(found) => {
+            problems.extend(found);
+            None
+        }
+    };
+    let (Some(renderer), Some(follow_ups)) = (renderer, follow_ups) else {
         return Err(StartupError::Invalid(problems));
     };
     let inputs = PlanInputs {
@@ -287,6 +353,16 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
             .into_iter()
             .map(|e| format!("templates: {e}")),
     );
+    let topics: Vec<Topic> = follow_ups.topics().into_iter().collect();
+    problems.extend(
+        inputs
+            .renderer
+            .check_follow_ups(&topics, |locale, topic, email| {
+                sample_follow_up(&inputs, &follow_ups, locale, topic, email)
+            })
+            .into_iter()
+            .map(|e| format!("templates: {e}")),
+    );
     problems.extend(unfit_messages(&inputs));
     if !problems.is_empty() {
         return Err(StartupError::Invalid(problems));
@@ -297,6 +373,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         channels,
         tokens,
         cors_origins,
+        follow_ups: Arc::new(follow_ups),
     })
 }
 
@@ -441,6 +518,7 @@ pub struct Application {
     router: axum::Router,
     dispatcher: Dispatcher,
     flag_watcher: Option<FlagFileWatcher>,
+    scheduler: Scheduler,
     unfinished: Vec<crate::outbox::UnfinishedPlan>,
 }
 
@@ -460,6 +538,7 @@ impl Application {
             channels,
             mut tokens,
             cors_origins,
+            follow_ups,
         } = prepare(settings)?;
         tokens.extend(generate_missing_tokens(&settings)?);
         generate_consent_key(&settings, &mut inputs)?;
@@ -472,13 +551,17 @@ impl Application {
         let unfinished = store.unfinished_plans().await?;
         let banner = Arc::new(Banner::new(inputs.clone(), active));
         let wake = Wake::default();
-        let service = Arc::new(CrisisService::new(
-            store.clone(),
-            Planner::new(inputs.clone()),
-            banner.clone(),
-            wake.clone(),
-            clock.clone(),
-        ));
+        let service = Arc::new(
+            CrisisService::new(
+                store.clone(),
+                Planner::new(inputs.clone()).with_follow_ups(follow_ups.clone()),
+                banner.clone(),
+                wake.clone(),
+                clock.clone(),
+            )
+            .with_follow_ups(follow_ups.clone()),
+        );
+        let scheduler = Scheduler::new(service.clone(), clock.clone(), follow_ups.poll_interval);
         let dispatcher = Dispatcher::new(
             store.clone(),
             channels.clone(),
@@ -523,6 +606,7 @@ impl Application {
             router,
             dispatcher,
             flag_watcher,
+            scheduler,
             unfinished,
         })
     }
@@ -556,13 +640,18 @@ impl Application {
         });
         let service = self.state.service.clone();
         let unfinished = self.unfinished;
+        let scheduler = self.scheduler;
+        let stop_scheduling = shutdown.clone();
         tasks.spawn(async move {
+            // Unfinished plans first: a follow-up due while the daemon was
+            // down then queues behind the announcements it interrupted.
             match service.resume_unfinished(unfinished).await {
                 Ok(0) => {}
                 Ok(n) => info!(count = n, "Finished planning announcements a previous run left unfinished."),
                 Err(ServiceError::Stopping) => {}
                 Err(err) => error!(error = %err, "Could not resume unfinished plans; they are tried at the next start."),
             }
+            scheduler.run(stop_scheduling).await;
         });
         info!(%addr, active_crises = self.state.banner.active_count(), "crisisd is ready.");
         let served = axum::serve(self.listener, self.router)

@@ -16,6 +16,8 @@ pub struct Subscriber {
     pub phone: Option<String>,
     pub locale: String,
     pub timezone: Tz,
+    /// Optional `region` column: which follow-ups and resources apply.
+    pub region: Option<String>,
 }
 
 /// The audience file, validated. Subscribers are streamed from it when a
@@ -52,6 +54,8 @@ struct Row {
     phone: String,
     locale: String,
     timezone: String,
+    #[serde(default)]
+    region: String,
 }
 
 /// `+` then 2 to 15 digits, the first not zero.
@@ -206,6 +210,7 @@ fn check(row: Row, default_locale: &str) -> Result<Subscriber, String> {
         phone,
         locale,
         timezone,
+        region: Some(row.region).filter(|r| !r.is_empty()),
     })
 }
 

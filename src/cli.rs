@@ -18,6 +18,7 @@ use crate::config::{Secret, Settings, config_path};
 use crate::crisis::{
     AnnouncementKind, CrisisId, CrisisUpdate, Declaration, Kind, Severity, TransitionOutcome,
 };
+use crate::follow_up::ScheduleList;
 use crate::http::api::{
     CrisisDetail, CrisisList, CrisisSummary, DeadList, ResolveRequest, RetryDeadRequest,
     RetryDeadResponse, StateCounts,
@@ -216,6 +217,29 @@ pub enum Command {
         /// At most this many, 1 to 1000.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// List follow-ups with their due times and states.
+    #[command(
+        long_about = "List the follow-ups of one crisis, or of every crisis: when each is due, in \
+                      the operator's time zone, and its state: pending (waiting for its time), sent \
+                      (it became a follow_up announcement), cancelled (by the all-clear, or a change \
+                      of kind and with it of plan) or skipped (found due later than [follow_ups] \
+                      max_lateness, e.g. the daemon was down), with the reason.",
+        after_help = "Examples:\n  \
+            crisisd schedule                          every crisis's follow-ups\n  \
+            crisisd schedule 0193... --tz Asia/Dhaka  one crisis, times in Dhaka\n  \
+            crisisd schedule 0193... --json\n\n\
+            Times are shown in --tz, else $TZ when it names an IANA zone, else the daemon's \
+            [follow_ups] time_zone."
+    )]
+    Schedule {
+        /// Only this crisis's follow-ups.
+        id: Option<String>,
+        /// IANA time zone to show due times in (e.g. Europe/London).
+        #[arg(long, value_name = "ZONE")]
+        tz: Option<String>,
         #[command(flatten)]
         client: Client,
     },
@@ -445,6 +469,37 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             yes,
             client,
         } => retry_dead(&config, crisis, channel, yes, &client).await,
+        Command::Schedule { id, tz, client } => {
+            let zone = match tz.as_deref() {
+                Some(name) => Some(name.parse::<chrono_tz::Tz>().map_err(|_| {
+                    Failure::Usage(anyhow!(
+                        "--tz `{name}` is not an IANA time zone (e.g. Europe/London)"
+                    ))
+                })?),
+                None => std::env::var("TZ")
+                    .ok()
+                    .and_then(|tz| tz.trim_start_matches(':').parse().ok()),
+            };
+            let api = connect(&config, &client)?;
+            let path = match &id {
+                Some(id) => format!("/v1/crises/{id}/follow-ups"),
+                None => "/v1/follow-ups".to_owned(),
+            };
+            let path = match zone {
+                Some(zone) => format!("{path}?tz={}", zone.name()),
+                None => path,
+            };
+            let list: ScheduleList = api.get(&path).await?;
+            if client.json {
+                print_json(&list);
+            } else {
+                let zone = zone
+                    .or_else(|| list.time_zone.parse().ok())
+                    .unwrap_or(chrono_tz::Tz::UTC);
+                print!("{}", list.table(zone, id.is_none()));
+            }
+            Ok(())
+        }
         Command::Status {
             id,
             all,

@@ -18,6 +18,7 @@ pub mod crisis;
 pub mod directory;
 pub mod dispatch;
 pub mod flag_file;
+pub mod follow_up;
 pub mod http;
 pub mod lifecycle;
 pub mod outbox;

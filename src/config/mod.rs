@@ -2,6 +2,7 @@
 //! errors) and validated before anything starts.
 
 mod channels;
+mod follow_ups;
 mod load;
 mod secret;
 
@@ -16,6 +17,10 @@ pub use channels::{
     BlueskySettings, ChannelSettings, GatewayMethod, GatewaySuccess, MastodonSettings,
     MastodonVisibility, RateLimit, SmsGatewaySettings, TelegramSettings, TwilioSettings,
     VonageSettings, WebhookSettings,
+};
+pub use follow_ups::{
+    FollowUpSettings, PlanSettings, QuietHoursSettings, ResourceSettings, ResourceText,
+    ResourcesFile, StepSettings,
 };
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
 pub use secret::{Secret, SecretError, SecretSource};
@@ -51,6 +56,8 @@ pub struct Settings {
     pub flag_file: Option<FlagFileSettings>,
     #[serde(default)]
     pub consent: Option<ConsentSettings>,
+    #[serde(default)]
+    pub follow_ups: FollowUpSettings,
 }
 
 impl ServerSettings {
@@ -203,7 +210,8 @@ impl Default for TemplateSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceSettings {
-    /// CSV with the header `id,name,email,phone,locale,timezone`.
+    /// CSV with the header `id,name,email,phone,locale,timezone`, and
+    /// optionally `region` after them.
     pub file: PathBuf,
 }
 

@@ -2,6 +2,8 @@
 //! announcement, writes everything in one transaction, then lights the
 //! banner and wakes the dispatcher.
 
+mod follow_ups;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -16,6 +18,7 @@ use super::{
 use crate::banner::Banner;
 use crate::clock::Clock;
 use crate::dispatch::Wake;
+use crate::follow_up::{FollowUpChange, FollowUps};
 use crate::outbox::{
     Announcement, IdempotencyRecord, SourceLink, SourceLinkChange, Store, StoreError,
     TransitionWrite, UnfinishedPlan,
@@ -117,6 +120,10 @@ pub struct CrisisService {
     /// Plans in progress, owned here so a stop can wait for them.
     tasks: TaskTracker,
     stopping: CancellationToken,
+    /// Follow-up plans, when configured.
+    follow_ups: Option<Arc<FollowUps>>,
+    /// Wakes the scheduler when a transition stored new follow-ups.
+    schedule_wake: Arc<tokio::sync::Notify>,
 }
 
 /// What to record when a streamed plan is complete: the answer to the
@@ -150,6 +157,8 @@ impl CrisisService {
             clock,
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
+            follow_ups: None,
+            schedule_wake: Arc::default(),
         }
     }
 
@@ -196,8 +205,16 @@ impl CrisisService {
             return Ok(replayed);
         }
         let crisis = Crisis::declare(declaration, self.now())?;
-        self.commit(crisis, None, AnnouncementKind::Initial, STATUS_CREATED, ctx)
-            .await
+        let follow_ups = self.follow_up_change(&crisis, None);
+        self.commit(
+            crisis,
+            None,
+            AnnouncementKind::Initial,
+            STATUS_CREATED,
+            ctx,
+            follow_ups,
+        )
+        .await
     }
 
     pub async fn update(
@@ -217,13 +234,16 @@ impl CrisisService {
             .await?
             .ok_or(ServiceError::NotFound(id))?;
         let previous = crisis.version;
+        let previous_kind = crisis.kind;
         crisis.apply_update(update, self.now())?;
+        let follow_ups = self.follow_up_change(&crisis, Some(previous_kind));
         self.commit(
             crisis,
             Some(previous),
             AnnouncementKind::Update,
             STATUS_OK,
             ctx,
+            follow_ups,
         )
         .await
     }
@@ -245,13 +265,16 @@ impl CrisisService {
             .await?
             .ok_or(ServiceError::NotFound(id))?;
         let previous = crisis.version;
+        let previous_kind = crisis.kind;
         crisis.resolve(message, self.now())?;
+        let follow_ups = self.follow_up_change(&crisis, Some(previous_kind));
         self.commit(
             crisis,
             Some(previous),
             AnnouncementKind::Resolved,
             STATUS_OK,
             ctx,
+            follow_ups,
         )
         .await
     }
@@ -263,8 +286,10 @@ impl CrisisService {
         kind: AnnouncementKind,
         status: u16,
         ctx: TransitionContext,
+        follow_ups: FollowUpChange,
     ) -> Result<Applied, ServiceError> {
         let now = crisis.updated_at;
+        let scheduled = !follow_ups.schedule.is_empty();
         let (announcement, deliveries) = self.planner.start(&crisis, kind, now);
         let planning = self.planner.reaches_subscribers();
         let mut outcome = TransitionOutcome {
@@ -325,6 +350,7 @@ impl CrisisService {
             planning,
             idempotency,
             source_link,
+            follow_ups,
         };
         if let Err(err) = self.store.record_transition(write).await {
             // A concurrent request with the same key may have won the race
@@ -346,6 +372,9 @@ impl CrisisService {
         }
         self.banner.apply(&crisis);
         self.wake.notify();
+        if scheduled {
+            self.schedule_wake.notify_one();
+        }
         if planning {
             // In its own task: a client that hangs up must not stop the
             // fan-out half-way, nor keep its Idempotency-Key open.

@@ -49,11 +49,13 @@ fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) -> T
             kind: AnnouncementKind::Initial,
             message: None,
             created_at: crisis.updated_at,
+            follow_up: None,
         },
         deliveries: (0..deliveries).map(|n| email_delivery(n, None)).collect(),
         planning: false,
         idempotency: None,
         source_link: None,
+        follow_ups: Default::default(),
     }
 }
 

@@ -1,0 +1,127 @@
+//! The schedule as the API returns it and `crisisd schedule` prints it.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{FollowUp, FollowUpState, Phase, Topic};
+use crate::crisis::CrisisId;
+
+/// `GET /v1/follow-ups` and `GET /v1/crises/{id}/follow-ups`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleList {
+    /// The zone of `due_local`: the one asked for with `?tz=`, else the
+    /// daemon's `[follow_ups] time_zone`.
+    pub time_zone: String,
+    /// By due time.
+    pub follow_ups: Vec<ScheduleEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleEntry {
+    pub id: Uuid,
+    pub crisis_id: CrisisId,
+    pub plan: String,
+    pub step: String,
+    pub phase: Phase,
+    pub topic: Topic,
+    pub occurrence: u32,
+    pub due_at: DateTime<Utc>,
+    pub due_local: String,
+    pub state: FollowUpState,
+    pub reason: Option<String>,
+    pub announcement_id: Option<Uuid>,
+    pub settled_at: Option<DateTime<Utc>>,
+}
+
+impl ScheduleList {
+    pub fn new(follow_ups: Vec<FollowUp>, zone: Tz) -> Self {
+        Self {
+            time_zone: zone.name().to_owned(),
+            follow_ups: follow_ups
+                .into_iter()
+                .map(|f| ScheduleEntry {
+                    due_local: local(f.due_at, zone),
+                    id: f.id,
+                    crisis_id: f.crisis_id,
+                    plan: f.spec.plan,
+                    step: f.spec.step,
+                    phase: f.spec.phase,
+                    topic: f.spec.topic,
+                    occurrence: f.occurrence,
+                    due_at: f.due_at,
+                    state: f.state,
+                    reason: f.reason,
+                    announcement_id: f.announcement_id,
+                    settled_at: f.settled_at,
+                })
+                .collect(),
+        }
+    }
+
+    /// A table for a terminal, due times in `zone`.
+    pub fn table(&self, zone: Tz, with_crisis: bool) -> String {
+        if self.follow_ups.is_empty() {
+            return "No follow-ups.\n".to_owned();
+        }
+        let mut rows = vec![vec![
+            format!("DUE ({})", zone.name()),
+            "STATE".to_owned(),
+            "STEP".to_owned(),
+            "TOPIC".to_owned(),
+            "REASON".to_owned(),
+        ]];
+        if with_crisis {
+            rows[0].insert(1, "CRISIS".to_owned());
+        }
+        for f in &self.follow_ups {
+            let step = if f.occurrence > 1 || f.phase == Phase::AfterResolution {
+                format!(
+                    "{}{} #{}",
+                    if f.phase == Phase::AfterResolution {
+                        "after: "
+                    } else {
+                        ""
+                    },
+                    f.step,
+                    f.occurrence
+                )
+            } else {
+                f.step.clone()
+            };
+            let mut row = vec![
+                local(f.due_at, zone),
+                f.state.to_string(),
+                step,
+                f.topic.to_string(),
+                f.reason.clone().unwrap_or_default(),
+            ];
+            if with_crisis {
+                row.insert(1, f.crisis_id.to_string());
+            }
+            rows.push(row);
+        }
+        let columns = rows[0].len();
+        let widths: Vec<usize> = (0..columns)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for row in rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn local(at: DateTime<Utc>, zone: Tz) -> String {
+    at.with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
+}
