@@ -205,6 +205,8 @@ impl SqliteStore {
             planning,
         } = start;
         let mut tx = self.pool.begin().await?;
+        // The announcement first: the follow-up row refers to it.
+        insert_announcement(&mut tx, &announcement, planning, None).await?;
         // The claim: still pending, and (before the all-clear) its crisis
         // not resolved. SQLite runs one writer at a time, so a resolve
         // either came first (nothing is claimed) or comes after (and kills
@@ -224,7 +226,6 @@ impl SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        insert_announcement(&mut tx, &announcement, planning, None).await?;
         insert_deliveries(&mut tx, &announcement, &deliveries).await?;
         tx.commit().await?;
         Ok(true)

@@ -1,0 +1,428 @@
+//! Follow-ups through the whole daemon, on a clock the tests move: due
+//! times across a DST change, the all-clear cancelling them, quiet hours,
+//! restarts, and the templates in every shipped language.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use crisisd::clock::ManualClock;
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::sms::{MESSAGES, sent_sms, twilio_section};
+use crate::support::{SmtpServer, TestApp, TestConfig, WAIT, spawn_app, spawn_app_in};
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .single()
+        .expect("time")
+}
+
+/// How long to watch for something that must not happen: many scheduler
+/// and dispatcher polls (20 ms and 50 ms in these configs).
+const QUIET: Duration = Duration::from_millis(400);
+
+const RESOURCES: &str = r#"
+[[follow_ups.resources]]
+id = "gov-aid"
+url = "https://www.gov.example/assistance"
+category = "government_assistance"
+text = { en = { title = "Emergency assistance", description = "Payments for households hit by the outage." }, bn = { title = "জরুরি সরকারি সহায়তা", description = "বিভ্রাটে ক্ষতিগ্রস্ত পরিবারের জন্য অর্থসহায়তা।" } }
+
+[[follow_ups.resources]]
+id = "breathing"
+url = "https://care.example/breathing"
+category = "self_care"
+text = { en = { title = "Two minutes of calm", description = "A short breathing exercise." }, eo = { title = "Du minutoj da trankvilo", description = "Mallonga spirekzerco." } }
+"#;
+
+fn config(smtp: &SmtpServer, clock: &Arc<ManualClock>, follow_ups: &str) -> TestConfig {
+    let mut config = TestConfig::new(smtp.port());
+    config.clock = Some(clock.clone());
+    config.extra = format!("{RESOURCES}\n{follow_ups}");
+    config
+}
+
+async fn schedule(app: &TestApp, id: &str) -> Vec<Value> {
+    app.get_json(&format!("/v1/crises/{id}/follow-ups")).await["follow_ups"]
+        .as_array()
+        .expect("list")
+        .clone()
+}
+
+fn due_times(list: &[Value]) -> Vec<DateTime<Utc>> {
+    list.iter()
+        .map(|f| f["due_at"].as_str().expect("due_at").parse().expect("time"))
+        .collect()
+}
+
+/// Polls the schedule until the follow-up at `index` is in `state`.
+async fn wait_state(app: &TestApp, id: &str, index: usize, state: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = schedule(app, id).await;
+        if list[index]["state"] == state {
+            return list[index].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "follow-up {index} never became {state}: {:#}",
+            list[index]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_offset_step_and_a_cron_step_go_out_at_the_expected_instants_across_a_dst_change() {
+    let smtp = SmtpServer::start().await;
+    // Saturday noon; the clocks in London go forward at 01:00 UTC on Sunday
+    // 29 March 2026.
+    let declared = utc(2026, 3, 28, 12, 0);
+    let clock = Arc::new(ManualClock::new(declared));
+    let app = spawn_app(config(
+        &smtp,
+        &clock,
+        r#"
+[follow_ups]
+time_zone = "Europe/London"
+poll_interval = "20ms"
+
+[[follow_ups.plans]]
+name = "default"
+
+[[follow_ups.plans.steps]]
+name = "help"
+after = "1d"
+template = "resources"
+channels = ["email"]
+
+[[follow_ups.plans.steps]]
+name = "morning"
+cron = "0 9 * * *"
+count = 3
+template = "check_in"
+channels = ["email"]
+"#,
+    ))
+    .await;
+    let id = app.declare("Payments are down").await;
+    // Recorded sent before the clock moves, or their leases would expire.
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+
+    let expected = [
+        // 09:00 BST, the first morning after the change: 08:00 UTC (09:00
+        // UTC the day before, which was before the declaration).
+        utc(2026, 3, 29, 8, 0),
+        // 24 hours after the declaration, whatever the clocks did.
+        utc(2026, 3, 29, 12, 0),
+        utc(2026, 3, 30, 8, 0),
+        utc(2026, 3, 31, 8, 0),
+    ];
+    let list = schedule(&app, &id).await;
+    assert_eq!(due_times(&list), expected);
+    assert!(list.iter().all(|f| f["state"] == "pending"));
+    assert_eq!(list[0]["due_local"], "2026-03-29 09:00 BST");
+
+    let mut sent = 3;
+    for (index, due) in expected.into_iter().enumerate() {
+        clock.set(due - chrono::TimeDelta::milliseconds(1));
+        tokio::time::sleep(QUIET).await;
+        assert_eq!(smtp.accepted().len(), sent, "nothing before {due}");
+        assert_eq!(schedule(&app, &id).await[index]["state"], "pending");
+
+        clock.set(due);
+        let entry = wait_state(&app, &id, index, "sent").await;
+        assert_eq!(
+            entry["settled_at"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap(),
+            due,
+            "sent at the instant it fell due"
+        );
+        sent += 3;
+        let received = smtp.wait_for(sent, WAIT).await;
+        app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == sent)
+            .await;
+        let subjects: Vec<String> = received[sent - 3..].iter().map(|m| m.subject()).collect();
+        let wanted = if index == 1 {
+            "Help while we fix it"
+        } else {
+            "How are you doing?"
+        };
+        assert!(
+            subjects.iter().any(|s| s.starts_with(wanted)),
+            "{subjects:?}"
+        );
+    }
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        smtp.accepted().len(),
+        sent,
+        "the cron step stops at its count"
+    );
+}
+
+#[tokio::test]
+async fn the_all_clear_cancels_a_follow_up_due_in_the_same_second_and_schedules_the_satisfaction_check()
+ {
+    let smtp = SmtpServer::start().await;
+    let declared = utc(2026, 11, 23, 10, 0);
+    let clock = Arc::new(ManualClock::new(declared));
+    // The scheduler only runs when woken (at start and by new schedules), so
+    // the due follow-up is still pending when the all-clear comes.
+    let follow_ups = r#"
+[follow_ups]
+poll_interval = "1h"
+
+[[follow_ups.plans]]
+name = "default"
+
+[[follow_ups.plans.steps]]
+name = "help"
+after = "2h"
+template = "resources"
+
+[[follow_ups.plans.after_resolution]]
+name = "satisfaction"
+after = "1d"
+template = "satisfaction"
+channels = ["email"]
+"#;
+    let app = spawn_app(config(&smtp, &clock, follow_ups)).await;
+    let id = app.declare("Payments are down").await;
+    // Recorded sent before the clock moves, or their leases would expire.
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+
+    let due = declared + chrono::TimeDelta::hours(2);
+    clock.set(due + chrono::TimeDelta::milliseconds(400));
+    let response = app
+        .post(
+            &format!("/v1/crises/{id}/resolve"),
+            &json!({ "message": "Payments work again." }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let received = smtp.wait_for(6, WAIT).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(smtp.accepted().len(), 6, "the all-clear, and no follow-up");
+    assert!(
+        received[3..]
+            .iter()
+            .all(|m| !m.subject().starts_with("Help"))
+    );
+
+    let list = schedule(&app, &id).await;
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["step"], "help");
+    assert_eq!(list[0]["state"], "cancelled");
+    assert_eq!(list[0]["reason"], "cancelled: the crisis was resolved");
+    assert_eq!(list[1]["step"], "satisfaction");
+    assert_eq!(list[1]["phase"], "after_resolution");
+    assert_eq!(list[1]["state"], "pending");
+    let satisfaction_due = due + chrono::TimeDelta::milliseconds(400) + chrono::TimeDelta::days(1);
+    assert_eq!(due_times(&list)[1], satisfaction_due);
+
+    // A restart a day later: the satisfaction check goes out, the cancelled
+    // follow-up still does not.
+    let dir = app.stop().await;
+    clock.set(satisfaction_due + chrono::TimeDelta::minutes(5));
+    let app = spawn_app_in(config(&smtp, &clock, follow_ups), dir).await;
+    let received = smtp.wait_for(9, WAIT).await;
+    assert!(
+        received[6..]
+            .iter()
+            .all(|m| m.subject().starts_with("Is all well again?")
+                || m.subject().starts_with("সব কিছু কি এখন ঠিক আছে?")
+                || m.subject().starts_with("Ĉu ĉio denove en ordo?")),
+        "{:?}",
+        received[6..]
+            .iter()
+            .map(|m| m.subject())
+            .collect::<Vec<_>>()
+    );
+    let list = schedule(&app, &id).await;
+    assert_eq!(list[0]["state"], "cancelled");
+    assert_eq!(list[1]["state"], "sent");
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(smtp.accepted().len(), 9);
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_a_bengali_readers_sms_until_morning_in_dhaka_but_not_a_critical_one() {
+    let smtp = SmtpServer::start().await;
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"sid": "SM1", "status": "queued"})),
+        )
+        .mount(&twilio)
+        .await;
+    // 15:30 UTC: 21:30 in Dhaka, 10:30 in New York.
+    let declared = utc(2026, 11, 23, 15, 30);
+    let clock = Arc::new(ManualClock::new(declared));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = config(
+        &smtp,
+        &clock,
+        r#"
+[follow_ups]
+poll_interval = "20ms"
+
+[follow_ups.quiet_hours]
+start = "21:00"
+end = "08:00"
+
+[[follow_ups.plans]]
+name = "default"
+
+[[follow_ups.plans.steps]]
+name = "check-in"
+after = "1h"
+template = "check_in"
+channels = ["sms"]
+"#,
+    );
+    config.extra = format!(
+        "{}\n{}",
+        twilio_section(&twilio, dir.path(), 3),
+        config.extra
+    );
+    let app = spawn_app_in(config, dir).await;
+    let to_dhaka =
+        |sent: &[(String, String)]| sent.iter().filter(|(to, _)| to == "+8801712345678").count();
+
+    // The declaration itself is never held: both readers get it at night.
+    let id = app.declare("Payments are down").await;
+    app.wait_until(&id, WAIT, |d| {
+        d["deliveries"]["sms"]["sent"] == 2 && d["deliveries"]["email"]["sent"] == 3
+    })
+    .await;
+
+    // 16:30 UTC, 22:30 in Dhaka: the New York reader gets the check-in.
+    clock.set(utc(2026, 11, 23, 16, 30));
+    wait_state(&app, &id, 0, "sent").await;
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["sms"]["sent"] == 3)
+        .await;
+    let sent = sent_sms(&twilio).await;
+    assert_eq!(to_dhaka(&sent), 1, "the Dhaka reader's check-in waits");
+
+    // 07:59:59 in Dhaka: still waiting.
+    clock.set(utc(2026, 11, 24, 2, 0) - chrono::TimeDelta::seconds(1));
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(to_dhaka(&sent_sms(&twilio).await), 1);
+    let detail = app.get_json(&format!("/v1/crises/{id}")).await;
+    assert_eq!(detail["deliveries"]["sms"]["pending"], 1);
+
+    // 08:00 in Dhaka: it goes, in Bengali.
+    clock.set(utc(2026, 11, 24, 2, 0));
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["sms"]["sent"] == 4)
+        .await;
+    let sent = sent_sms(&twilio).await;
+    let (_, body) = sent
+        .iter()
+        .filter(|(to, _)| to == "+8801712345678")
+        .nth(1)
+        .expect("the held check-in");
+    assert!(body.contains("আপনি কেমন আছেন?"), "{body}");
+
+    // A critical crisis's follow-up at 22:30 in Dhaka is not held.
+    clock.set(utc(2026, 11, 24, 15, 30));
+    let response = app
+        .post(
+            "/v1/crises",
+            &json!({
+                "kind": "natural_disaster",
+                "severity": "critical",
+                "title": "Flooding",
+                "summary": "Shops in the delta are closed.",
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let critical = body["crisis"]["id"].as_str().unwrap().to_owned();
+    app.wait_until(&critical, WAIT, |d| {
+        d["deliveries"]["sms"]["sent"] == 2 && d["deliveries"]["email"]["sent"] == 3
+    })
+    .await;
+    clock.set(utc(2026, 11, 24, 16, 30));
+    app.wait_until(&critical, WAIT, |d| d["deliveries"]["sms"]["sent"] == 4)
+        .await;
+    assert_eq!(to_dhaka(&sent_sms(&twilio).await), 4);
+}
+
+#[tokio::test]
+async fn after_a_restart_a_follow_up_overdue_within_the_lateness_is_sent_once_and_one_beyond_it_is_skipped()
+ {
+    let smtp = SmtpServer::start().await;
+    let declared = utc(2026, 11, 23, 9, 0);
+    let clock = Arc::new(ManualClock::new(declared));
+    let follow_ups = r#"
+[follow_ups]
+poll_interval = "20ms"
+max_lateness = "30m"
+
+[[follow_ups.plans]]
+name = "default"
+
+[[follow_ups.plans.steps]]
+name = "early"
+after = "1h"
+template = "self_care"
+channels = ["email"]
+
+[[follow_ups.plans.steps]]
+name = "late"
+after = "2h"
+template = "status_recap"
+channels = ["email"]
+"#;
+    let app = spawn_app(config(&smtp, &clock, follow_ups)).await;
+    let id = app.declare("Payments are down").await;
+    // Recorded sent before the clock moves, or their leases would expire.
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+    let dir = app.stop().await;
+
+    // Down for 2 h 10 min: "early" is 70 min overdue, "late" 10 min.
+    clock.set(declared + chrono::TimeDelta::minutes(130));
+    let app = spawn_app_in(config(&smtp, &clock, follow_ups), dir).await;
+    wait_state(&app, &id, 1, "sent").await;
+    let received = smtp.wait_for(6, WAIT).await;
+    assert!(
+        received[3..]
+            .iter()
+            .any(|m| m.subject().starts_with("Where things stand")),
+        "{:?}",
+        received.iter().map(|m| m.subject()).collect::<Vec<_>>()
+    );
+    let list = schedule(&app, &id).await;
+    assert_eq!(list[0]["step"], "early");
+    assert_eq!(list[0]["state"], "skipped");
+    let reason = list[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("1h 10m") && reason.contains("max_lateness 30m"),
+        "{reason}"
+    );
+
+    // Another restart sends nothing again.
+    let dir = app.stop().await;
+    clock.set(declared + chrono::TimeDelta::minutes(140));
+    let app = spawn_app_in(config(&smtp, &clock, follow_ups), dir).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(smtp.accepted().len(), 6);
+    let list = schedule(&app, &id).await;
+    assert_eq!(list[0]["state"], "skipped");
+    assert_eq!(list[1]["state"], "sent");
+    let all = app.get_json("/v1/follow-ups?tz=Asia/Dhaka").await;
+    assert_eq!(all["time_zone"], "Asia/Dhaka");
+    assert_eq!(all["follow_ups"][1]["due_local"], "2026-11-23 17:00 +06");
+}
