@@ -426,3 +426,455 @@ channels = ["email"]
     assert_eq!(all["time_zone"], "Asia/Dhaka");
     assert_eq!(all["follow_ups"][1]["due_local"], "2026-11-23 17:00 +06");
 }
+
+mod templates {
+    use std::path::Path;
+
+    use chrono::Utc;
+    use crisisd::config::ResourcesFile;
+    use crisisd::crisis::{AnnouncementKind, Crisis, Declaration, Kind, Severity};
+    use crisisd::follow_up::{FollowUpSpec, Library, Phase, Topic};
+    use crisisd::render::{CompanyView, Form, RenderContext, Renderer, TextFamily};
+
+    use crate::support::app::templates_dir;
+
+    fn library() -> Library {
+        let text = super::RESOURCES.replace("[[follow_ups.resources]]", "[[resources]]");
+        let file: ResourcesFile = toml::from_str(&text).unwrap();
+        let locales = ["bn", "en", "eo"].map(str::to_owned);
+        Library::build(file.resources, "en", &locales).unwrap()
+    }
+
+    fn context(
+        renderer: &Renderer,
+        library: &Library,
+        locale: &str,
+        topic: Topic,
+    ) -> RenderContext {
+        let now = Utc::now();
+        let crisis = Crisis::declare(
+            Declaration {
+                kind: Kind::Outage,
+                severity: Severity::Major,
+                title: "Payments are down".into(),
+                summary: "Card payments fail.".into(),
+                localized: Default::default(),
+                message: None,
+            },
+            now,
+        )
+        .unwrap();
+        let locale = renderer.resolve_locale(locale).to_owned();
+        let mut ctx = RenderContext::new(
+            &locale,
+            CompanyView {
+                name: "Test Co.".into(),
+                status_url: "https://status.example.com".into(),
+            },
+            &crisis,
+            AnnouncementKind::FollowUp,
+            Some(("Reader", chrono_tz::Tz::Asia__Dhaka)),
+            Vec::new(),
+            now,
+        );
+        let spec = FollowUpSpec {
+            plan: "default".into(),
+            step: "help".into(),
+            phase: Phase::Active,
+            topic,
+            categories: Vec::new(),
+            channels: Vec::new(),
+            locales: Vec::new(),
+            regions: Vec::new(),
+        };
+        ctx.follow_up = Some(library.follow_up_view(&spec, Kind::Outage, &locale, None));
+        ctx
+    }
+
+    #[test]
+    fn every_follow_up_template_renders_in_en_bn_and_eo_with_that_languages_resources() {
+        let renderer = Renderer::load(&templates_dir(), "en").unwrap();
+        let library = library();
+        for locale in ["en", "bn", "eo"] {
+            for topic in Topic::ALL {
+                let ctx = context(&renderer, &library, locale, *topic);
+                renderer.render_email(&ctx).unwrap();
+                for family in TextFamily::ALL {
+                    for form in [Form::Long, Form::Short] {
+                        let text = renderer.render_text(family, form, &ctx).unwrap();
+                        assert!(text.contains("https://status.example.com"), "{text}");
+                    }
+                }
+            }
+        }
+
+        let email = |locale| {
+            renderer
+                .render_email(&context(&renderer, &library, locale, Topic::Resources))
+                .unwrap()
+        };
+        let en = email("en");
+        assert!(
+            en.subject
+                .starts_with("Help while we fix it: Payments are down")
+        );
+        assert!(en.text.contains("GOVERNMENT ASSISTANCE"), "{}", en.text);
+        assert!(
+            en.text
+                .contains("Emergency assistance: Payments for households")
+        );
+        assert!(en.text.contains("https://www.gov.example/assistance"));
+        assert!(en.html.contains("Two minutes of calm</a>"), "{}", en.html);
+
+        let bn = email("bn");
+        assert!(
+            bn.subject.starts_with("সমাধান না হওয়া পর্যন্ত সহায়তা"),
+            "{}",
+            bn.subject
+        );
+        assert!(bn.text.contains("জরুরি সরকারি সহায়তা: বিভ্রাটে"), "{}", bn.text);
+        assert!(bn.text.contains("প্রিয় Reader,"));
+        // No Bengali text for this one: the English text stands in.
+        assert!(bn.text.contains("Two minutes of calm"), "{}", bn.text);
+
+        let eo = email("eo");
+        assert!(
+            eo.subject.starts_with("Helpo dum ni riparas"),
+            "{}",
+            eo.subject
+        );
+        assert!(
+            eo.text
+                .contains("Du minutoj da trankvilo: Mallonga spirekzerco.")
+        );
+        assert!(eo.text.contains("Emergency assistance"), "{}", eo.text);
+
+        // A self-care follow-up lists self-care resources only.
+        let ctx = context(&renderer, &library, "eo", Topic::SelfCare);
+        let sms = renderer
+            .render_text(TextFamily::Sms, Form::Long, &ctx)
+            .unwrap();
+        assert!(sms.starts_with("Zorgu pri vi: Payments are down"), "{sms}");
+        assert!(sms.contains("Du minutoj da trankvilo: https://care.example/breathing"));
+        assert!(!sms.contains("gov.example"), "{sms}");
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_language_without_a_follow_up_template_falls_back_to_the_default_one() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&templates_dir(), dir.path());
+        for name in ["follow_up.j2", "follow_up.short.j2"] {
+            std::fs::remove_file(dir.path().join("eo/sms").join(name)).unwrap();
+        }
+        let renderer = Renderer::load(dir.path(), "en").unwrap();
+        let library = library();
+
+        let ctx = context(&renderer, &library, "eo", Topic::Resources);
+        let sms = renderer
+            .render_text(TextFamily::Sms, Form::Long, &ctx)
+            .unwrap();
+        // The English template, still with the reader's resources in
+        // Esperanto where they have it.
+        assert!(sms.starts_with("Help while we fix it"), "{sms}");
+        assert!(sms.contains("Du minutoj da trankvilo"), "{sms}");
+        // The Esperanto email is still Esperanto.
+        let email = renderer.render_email(&ctx).unwrap();
+        assert!(email.subject.starts_with("Helpo dum ni riparas"));
+
+        // A language with no templates at all reads the default's.
+        let ctx = context(&renderer, &library, "fr", Topic::CheckIn);
+        let email = renderer.render_email(&ctx).unwrap();
+        assert!(
+            email.subject.starts_with("How are you doing?"),
+            "{}",
+            email.subject
+        );
+    }
+}
+
+mod store {
+    use std::time::Duration;
+
+    use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+    use crisisd::crisis::{
+        Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, Declaration, Kind, Severity,
+    };
+    use crisisd::follow_up::{
+        FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase, Topic,
+    };
+    use crisisd::outbox::{
+        Announcement, DeliveryState, FollowUpStart, SqliteStore, Store, TransitionWrite,
+    };
+    use uuid::Uuid;
+
+    use crate::support::email_delivery;
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap() + TimeDelta::minutes(minutes)
+    }
+
+    fn spec(step: &str) -> FollowUpSpec {
+        FollowUpSpec {
+            plan: "default".into(),
+            step: step.into(),
+            phase: Phase::Active,
+            topic: Topic::Resources,
+            categories: Vec::new(),
+            channels: Vec::new(),
+            locales: Vec::new(),
+            regions: Vec::new(),
+        }
+    }
+
+    fn announcement(
+        crisis: &Crisis,
+        kind: AnnouncementKind,
+        spec: Option<FollowUpSpec>,
+        now: DateTime<Utc>,
+    ) -> Announcement {
+        Announcement {
+            id: Uuid::now_v7(),
+            crisis_id: crisis.id,
+            kind,
+            message: None,
+            created_at: now,
+            follow_up: spec,
+        }
+    }
+
+    fn write(
+        crisis: &Crisis,
+        previous: Option<u32>,
+        kind: AnnouncementKind,
+        follow_ups: FollowUpChange,
+    ) -> TransitionWrite {
+        TransitionWrite {
+            crisis: crisis.clone(),
+            previous_version: previous,
+            event: CrisisEvent {
+                crisis_id: crisis.id,
+                status: crisis.status,
+                actor: Actor::new(ActorSource::Api, "tests"),
+                message: None,
+                at: crisis.updated_at,
+            },
+            announcement: announcement(crisis, kind, None, crisis.updated_at),
+            deliveries: Vec::new(),
+            planning: false,
+            idempotency: None,
+            source_link: None,
+            follow_ups,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_starts_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db"))
+            .await
+            .unwrap();
+        let mut crisis = Crisis::declare(
+            Declaration {
+                kind: Kind::Outage,
+                severity: Severity::Major,
+                title: "Payments are down".into(),
+                summary: "Card payments fail.".into(),
+                localized: Default::default(),
+                message: None,
+            },
+            at(0),
+        )
+        .unwrap();
+        let follow_up = |step: &str, due| NewFollowUp {
+            id: Uuid::now_v7(),
+            crisis_id: crisis.id,
+            occurrence: 1,
+            due_at: due,
+            spec: spec(step),
+        };
+        let (first, second) = (follow_up("first", at(60)), follow_up("second", at(60)));
+        let schedule = FollowUpChange {
+            cancel: None,
+            schedule: vec![first.clone(), second.clone()],
+        };
+        store
+            .record_transition(write(&crisis, None, AnnouncementKind::Initial, schedule))
+            .await
+            .unwrap();
+        assert_eq!(store.due_follow_ups(at(59), 10).await.unwrap().len(), 0);
+        assert_eq!(store.due_follow_ups(at(60), 10).await.unwrap().len(), 2);
+
+        // The first becomes its announcement; its message waits (say, for
+        // the morning) and a second batch is still to be planned.
+        let started = announcement(
+            &crisis,
+            AnnouncementKind::FollowUp,
+            Some(first.spec.clone()),
+            at(60),
+        );
+        let mut held = email_delivery(1, None);
+        held.priority = 1;
+        held.not_before = Some(at(600));
+        let start = FollowUpStart {
+            follow_up: first.id,
+            announcement: started.clone(),
+            deliveries: vec![held],
+            planning: true,
+        };
+        assert!(store.start_follow_up(start.clone()).await.unwrap());
+        assert!(
+            !store
+                .start_follow_up(FollowUpStart {
+                    announcement: announcement(
+                        &crisis,
+                        AnnouncementKind::FollowUp,
+                        Some(first.spec.clone()),
+                        at(60)
+                    ),
+                    ..start
+                })
+                .await
+                .unwrap(),
+            "a follow-up is claimed once"
+        );
+
+        // The all-clear, in the same second as the second follow-up's turn.
+        let previous = crisis.version;
+        crisis.resolve(None, at(60)).unwrap();
+        store
+            .record_transition(write(
+                &crisis,
+                Some(previous),
+                AnnouncementKind::Resolved,
+                FollowUpChange::default(),
+            ))
+            .await
+            .unwrap();
+        let start_second = FollowUpStart {
+            follow_up: second.id,
+            announcement: announcement(
+                &crisis,
+                AnnouncementKind::FollowUp,
+                Some(second.spec.clone()),
+                at(60),
+            ),
+            deliveries: vec![email_delivery(2, None)],
+            planning: false,
+        };
+        assert!(
+            !store.start_follow_up(start_second).await.unwrap(),
+            "resolved first"
+        );
+
+        // The first follow-up's plan writes its last batch after the all-clear.
+        store
+            .append_plan(&started, &[], &[email_delivery(3, None)], 2)
+            .await
+            .unwrap();
+
+        let claimed = store
+            .claim("email", "tests", at(24 * 60), Duration::from_secs(60), 10)
+            .await
+            .unwrap();
+        assert!(claimed.is_empty(), "{claimed:?}");
+        let dead = store.dead_deliveries(Some(crisis.id), 10).await.unwrap();
+        assert_eq!(dead.len(), 2);
+        assert!(dead.iter().all(|d| d.state == DeliveryState::Dead
+            && d.last_error.as_deref() == Some("cancelled: the crisis was resolved")));
+        assert_eq!(
+            store
+                .requeue_dead(Some(crisis.id), None, at(24 * 60))
+                .await
+                .unwrap(),
+            0
+        );
+
+        let list = store.follow_ups(Some(crisis.id)).await.unwrap();
+        assert_eq!(list[0].state, FollowUpState::Sent);
+        assert_eq!(list[0].announcement_id, Some(started.id));
+        assert_eq!(list[1].state, FollowUpState::Cancelled);
+        assert_eq!(
+            list[1].reason.as_deref(),
+            Some("cancelled: the crisis was resolved")
+        );
+        assert_eq!(store.next_follow_up_at().await.unwrap(), None);
+    }
+}
+
+#[test]
+fn check_config_names_every_bad_resource_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = TestConfig::new(2525);
+    config.extra = r#"
+[[follow_ups.resources]]
+id = "gov"
+url = "ftp://files.example/aid"
+category = "government_assistance"
+text = { bn = { title = "সরকারি সাহায্য", description = "সহায়তা" } }
+"#
+    .into();
+    let text = config.write(dir.path());
+    let path = dir.path().join("crisisd.toml");
+    let settings = crisisd::config::Settings::parse(&path, &text).unwrap();
+    let Err(crisisd::app::StartupError::Invalid(problems)) = crisisd::app::prepare(settings) else {
+        panic!("the config must be refused");
+    };
+    let all = problems.join("\n");
+    for expected in [
+        "follow_ups.resources `gov`: `ftp://files.example/aid` must be an http(s) URL",
+        "follow_ups.resources `gov`: no text in the default locale `en`, the fallback for readers in en, eo",
+    ] {
+        assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
+    }
+    // The resource problems stop there; the plans are checked with a
+    // valid library.
+    let mut config = TestConfig::new(2525);
+    config.extra = "[[follow_ups.plans]]\nname = \"default\"\n".to_owned()
+        + r#"
+[[follow_ups.plans.steps]]
+name = "daily"
+cron = "0 0 9 * * *"
+template = "check_in"
+
+[[follow_ups.plans.steps]]
+name = "pager"
+after = "1h"
+template = "resources"
+channels = ["pager"]
+
+[[follow_ups.plans.steps]]
+name = "every-minute"
+cron = "* * * * *"
+template = "self_care"
+
+[[follow_ups.plans]]
+name = "second-default"
+"#;
+    let text = config.write(dir.path());
+    let settings = crisisd::config::Settings::parse(&path, &text).unwrap();
+    let Err(crisisd::app::StartupError::Invalid(problems)) = crisisd::app::prepare(settings) else {
+        panic!("the config must be refused");
+    };
+    let all = problems.join("\n");
+    for expected in [
+        "follow_ups.plans `default` step `daily`: `0 0 9 * * *` must have five fields",
+        "follow_ups.plans `default` step `pager`: no channel is named `pager`",
+        "follow_ups.plans `default` step `every-minute`: the schedule would send more than 500 messages",
+        "follow_ups.plans: more than one plan without `kinds`",
+    ] {
+        assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
+    }
+}
