@@ -751,6 +751,7 @@ impl Store for SqliteStore {
             };
             query.execute(&mut *tx).await?;
         }
+        follow_ups::kill_retries_after_resolve(&mut tx, outcomes, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -731,7 +731,7 @@ mod store {
         let start = FollowUpStart {
             follow_up: first.id,
             announcement: started.clone(),
-            deliveries: vec![held],
+            deliveries: vec![held, email_delivery(4, None)],
             planning: true,
         };
         assert!(store.start_follow_up(start.clone()).await.unwrap());
@@ -750,6 +750,13 @@ mod store {
                 .unwrap(),
             "a follow-up is claimed once"
         );
+
+        // One of its messages is being sent when the all-clear comes.
+        let sending = store
+            .claim("email", "tests", at(60), Duration::from_secs(60), 10)
+            .await
+            .unwrap();
+        assert_eq!(sending.len(), 1, "the held one waits");
 
         // The all-clear, in the same second as the second follow-up's turn.
         let previous = crisis.version;
@@ -779,6 +786,22 @@ mod store {
             "resolved first"
         );
 
+        // The send fails transiently: it is not tried again after the all-clear.
+        store
+            .record_outcomes(
+                "tests",
+                at(61),
+                &[(
+                    sending[0].id,
+                    crisisd::outbox::Outcome::Retry {
+                        at: at(62),
+                        error: "421 try later".into(),
+                    },
+                )],
+            )
+            .await
+            .unwrap();
+
         // The first follow-up's plan writes its last batch after the all-clear.
         store
             .append_plan(&started, &[], &[email_delivery(3, None)], 2)
@@ -791,7 +814,7 @@ mod store {
             .unwrap();
         assert!(claimed.is_empty(), "{claimed:?}");
         let dead = store.dead_deliveries(Some(crisis.id), 10).await.unwrap();
-        assert_eq!(dead.len(), 2);
+        assert_eq!(dead.len(), 3);
         assert!(dead.iter().all(|d| d.state == DeliveryState::Dead
             && d.last_error.as_deref() == Some("cancelled: the crisis was resolved")));
         assert_eq!(

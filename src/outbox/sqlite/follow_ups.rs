@@ -8,11 +8,12 @@ use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
 use super::{
-    SqliteStore, from_millis, insert_announcement, insert_deliveries, json, millis, parse, to_json,
+    ROWS_PER_INSERT, SqliteStore, from_millis, insert_announcement, insert_deliveries, json,
+    millis, parse, to_json,
 };
 use crate::crisis::{AnnouncementKind, Crisis, CrisisId, Status};
 use crate::follow_up::{CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpState, Phase};
-use crate::outbox::{Announcement, FollowUpStart, StoreError};
+use crate::outbox::{Announcement, DeliveryId, FollowUpStart, Outcome, StoreError};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
@@ -111,6 +112,42 @@ pub(super) async fn kill_if_resolved(
     .bind(announcement.crisis_id.to_string())
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// A follow-up message that was being sent when the all-clear came and
+/// failed transiently is not tried again after it.
+pub(super) async fn kill_retries_after_resolve(
+    tx: &mut Tx<'_>,
+    outcomes: &[(DeliveryId, Outcome)],
+    now: i64,
+) -> Result<(), StoreError> {
+    let retried: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, outcome)| matches!(outcome, Outcome::Retry { .. }))
+        .map(|(id, _)| id.to_string())
+        .collect();
+    for chunk in retried.chunks(ROWS_PER_INSERT) {
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "UPDATE deliveries SET state = 'dead', last_error = ",
+        );
+        query
+            .push_bind(CANCELLED_BY_RESOLVE)
+            .push(", finished_at = ")
+            .push_bind(now)
+            .push(" WHERE state = 'retrying' AND kind = 'follow_up' AND id IN (");
+        let mut ids = query.separated(", ");
+        for id in chunk {
+            ids.push_bind(id.clone());
+        }
+        query.push(
+            ") AND EXISTS (SELECT 1 FROM crises WHERE crises.id = deliveries.crisis_id \
+             AND crises.status = 'resolved') \
+             AND EXISTS (SELECT 1 FROM announcements a WHERE a.id = deliveries.announcement_id \
+             AND json_extract(a.follow_up, '$.phase') = 'active')",
+        );
+        query.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
