@@ -339,6 +339,20 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if !prepared.follow_ups.is_empty() {
+                println!(
+                    "follow-ups: {} resource(s), topics: {}; due times in {}",
+                    prepared.follow_ups.library.len(),
+                    prepared
+                        .follow_ups
+                        .topics()
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    prepared.follow_ups.zone.name()
+                );
+            }
             Ok(())
         }
         Command::Declare {

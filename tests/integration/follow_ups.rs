@@ -428,8 +428,6 @@ channels = ["email"]
 }
 
 mod templates {
-    use std::path::Path;
-
     use chrono::Utc;
     use crisisd::config::ResourcesFile;
     use crisisd::crisis::{AnnouncementKind, Crisis, Declaration, Kind, Severity};
@@ -559,23 +557,10 @@ mod templates {
         assert!(!sms.contains("gov.example"), "{sms}");
     }
 
-    fn copy_dir(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_dir(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-
     #[test]
     fn a_language_without_a_follow_up_template_falls_back_to_the_default_one() {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&templates_dir(), dir.path());
+        crate::cli::copy_dir(&templates_dir(), dir.path());
         for name in ["follow_up.j2", "follow_up.short.j2"] {
             std::fs::remove_file(dir.path().join("eo/sms").join(name)).unwrap();
         }
