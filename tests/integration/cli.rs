@@ -9,7 +9,7 @@ use crate::support::{SmtpServer, TOKEN, TestApp, TestConfig, WAIT, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crisisd");
 
-async fn crisisd(app: &TestApp, args: &[&str]) -> Output {
+pub async fn crisisd(app: &TestApp, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .args(["--url", &app.base])
@@ -21,11 +21,11 @@ async fn crisisd(app: &TestApp, args: &[&str]) -> Output {
         .expect("run crisisd")
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

@@ -886,3 +886,115 @@ name = "second-default"
         assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
     }
 }
+
+#[tokio::test]
+async fn a_new_kind_replaces_the_plan_and_crisisd_schedule_lists_it_in_the_operators_zone() {
+    let smtp = SmtpServer::start().await;
+    let declared = utc(2026, 11, 23, 9, 0);
+    let clock = Arc::new(ManualClock::new(declared));
+    let app = spawn_app(config(
+        &smtp,
+        &clock,
+        r#"
+[follow_ups]
+time_zone = "Europe/London"
+poll_interval = "20ms"
+
+[[follow_ups.plans]]
+name = "default"
+
+[[follow_ups.plans.steps]]
+name = "help"
+after = "2h"
+template = "resources"
+
+[[follow_ups.plans]]
+name = "disaster"
+kinds = ["natural_disaster"]
+
+[[follow_ups.plans.steps]]
+name = "early"
+after = "10m"
+template = "self_care"
+
+[[follow_ups.plans.steps]]
+name = "shelter"
+after = "3h"
+template = "resources"
+categories = ["community_groups"]
+
+[[follow_ups.plans.steps]]
+name = "evening"
+cron = "0 18 * * *"
+count = 2
+template = "check_in"
+"#,
+    ))
+    .await;
+    let id = app.declare("Payments are down").await;
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+    assert_eq!(
+        due_times(&schedule(&app, &id).await),
+        [utc(2026, 11, 23, 11, 0)]
+    );
+
+    clock.set(declared + chrono::TimeDelta::minutes(30));
+    let response = app
+        .post(
+            &format!("/v1/crises/{id}/updates"),
+            &json!({ "kind": "natural_disaster", "message": "The storm cut the lines." }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let list = schedule(&app, &id).await;
+    let steps: Vec<(&str, &str)> = list
+        .iter()
+        .map(|f| (f["step"].as_str().unwrap(), f["state"].as_str().unwrap()))
+        .collect();
+    // "early" fell due before the change: the new plan does not send it late.
+    assert_eq!(
+        steps,
+        [
+            ("help", "cancelled"),
+            ("shelter", "pending"),
+            ("evening", "pending"),
+            ("evening", "pending"),
+        ]
+    );
+    assert!(
+        list[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("kind changed from outage to natural_disaster"),
+        "{}",
+        list[0]["reason"]
+    );
+    assert_eq!(
+        due_times(&list)[1..],
+        [
+            utc(2026, 11, 23, 12, 0),
+            utc(2026, 11, 23, 18, 0),
+            utc(2026, 11, 24, 18, 0)
+        ]
+    );
+
+    let output = crate::cli::crisisd(&app, &["schedule", &id, "--tz", "Asia/Dhaka"]).await;
+    assert!(output.status.success(), "{}", crate::cli::stderr(&output));
+    let table = crate::cli::stdout(&output);
+    assert!(table.starts_with("DUE (Asia/Dhaka)"), "{table}");
+    assert!(
+        table.contains("2026-11-23 17:00 +06  cancelled  help"),
+        "{table}"
+    );
+    assert!(
+        table.contains("2026-11-24 00:00 +06  pending    evening"),
+        "{table}"
+    );
+    assert!(
+        table.contains("2026-11-25 00:00 +06  pending    evening #2"),
+        "{table}"
+    );
+    let bad = crate::cli::crisisd(&app, &["schedule", &id, "--tz", "Mars/Olympus"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+}
