@@ -250,8 +250,9 @@ pub enum Command {
                       [dispatch] poll_interval). The last error stays visible until the next attempt \
                       replaces it (a success clears it). Deliveries of resolved crises are requeued too: \
                       the dead one may be the all-clear. Left dead: deliveries of channels that are not \
-                      configured, those to an address that opted out, and those whose template did not \
-                      render (fix the template, then send an update).\n\n\
+                      configured, those to an address that opted out, those whose template did not \
+                      render (fix the template, then send an update), and follow-up messages the \
+                      all-clear cancelled.\n\n\
                       Without --yes it shows how many would be requeued and asks; when stdin is not a \
                       terminal it refuses (exit 2) rather than guess.",
         after_help = "Examples:\n  \

@@ -494,8 +494,9 @@ pub trait Store: Send + Sync + 'static {
     /// it (sent clears it). Left dead: deliveries written dead at planning
     /// (a template that did not render: attempts 0 and finished when
     /// created), which carry no content to send, and deliveries to an
-    /// address that is opted out. A resolved crisis's deliveries are
-    /// requeued too: the dead one may be the all-clear.
+    /// address that is opted out, and follow-up messages the all-clear
+    /// cancelled. A resolved crisis's deliveries are requeued too: the dead
+    /// one may be the all-clear.
     async fn requeue_dead(
         &self,
         crisis: Option<CrisisId>,
