@@ -364,6 +364,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
             .map(|e| format!("templates: {e}")),
     );
     problems.extend(unfit_messages(&inputs));
+    problems.extend(unfit_follow_ups(&inputs, &follow_ups, &topics));
     if !problems.is_empty() {
         return Err(StartupError::Invalid(problems));
     }
@@ -466,6 +467,40 @@ fn unfit_messages(inputs: &PlanInputs) -> Vec<String> {
                         "channel `{}`: the {locale} {kind} message does not fit even in its short form \
                          with a typical title ({measurement}); shorten templates/{locale}/{}/{kind}.short.j2 \
                          or raise the limit",
+                        profile.name,
+                        family.as_str()
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The same for the follow-up topics the plans use, with every resource of
+/// the library in the message: a step whose short form cannot fit is found
+/// before a crisis, not as dead deliveries during one.
+fn unfit_follow_ups(inputs: &PlanInputs, follow_ups: &FollowUps, topics: &[Topic]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for profile in &inputs.channels {
+        let Some(family) = profile.family else {
+            continue;
+        };
+        let locales: Vec<String> = match &profile.reach {
+            Reach::Broadcast { locale } => vec![locale.clone()],
+            _ => inputs.renderer.locales().map(str::to_owned).collect(),
+        };
+        let personal = profile.reach == Reach::Phone;
+        for locale in &locales {
+            for topic in topics {
+                let ctx = sample_follow_up(inputs, follow_ups, locale, *topic, personal);
+                if let Err(FitError::TooLong(measurement)) =
+                    fit(&inputs.renderer, family, profile.limit, &ctx)
+                {
+                    problems.push(format!(
+                        "channel `{}`: the {locale} {topic} follow-up does not fit even in its short \
+                         form with a typical title ({measurement}); shorten templates/{locale}/{}/\
+                         follow_up.short.j2 or its words in _follow_up.j2, or raise the limit",
                         profile.name,
                         family.as_str()
                     ));

@@ -850,7 +850,14 @@ text = { bn = { title = "সরকারি সাহায্য", description 
     // The resource problems stop there; the plans are checked with a
     // valid library.
     let mut config = TestConfig::new(2525);
-    config.extra = "[[follow_ups.plans]]\nname = \"default\"\n".to_owned()
+    std::fs::write(dir.path().join("twilio-token"), "token").unwrap();
+    // One UCS-2 segment (70 characters) cannot hold a Bengali follow-up.
+    config.extra = format!(
+        "[[channels.twilio]]\nname = \"sms\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\n\
+         auth_token_file = \"{}\"\nfrom = \"+15005550006\"\nbase_url = \"http://127.0.0.1:9\"\n\
+         max_segments = 1\n\n",
+        dir.path().join("twilio-token").display()
+    ) + "[[follow_ups.plans]]\nname = \"default\"\n"
         + r#"
 [[follow_ups.plans.steps]]
 name = "daily"
@@ -882,6 +889,27 @@ name = "second-default"
         "follow_ups.plans `default` step `pager`: no channel is named `pager`",
         "follow_ups.plans `default` step `every-minute`: the schedule would send more than 500 messages",
         "follow_ups.plans: more than one plan without `kinds`",
+    ] {
+        assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
+    }
+    // With the steps fixed, the messages are measured.
+    let mut config = TestConfig::new(2525);
+    config.extra = format!(
+        "[[channels.twilio]]\nname = \"sms\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\n\
+         auth_token_file = \"{}\"\nfrom = \"+15005550006\"\nbase_url = \"http://127.0.0.1:9\"\n\
+         max_segments = 1\n\n[[follow_ups.plans]]\nname = \"default\"\n\n\
+         [[follow_ups.plans.steps]]\nname = \"check\"\nafter = \"1h\"\ntemplate = \"check_in\"\n",
+        dir.path().join("twilio-token").display()
+    );
+    let text = config.write(dir.path());
+    let settings = crisisd::config::Settings::parse(&path, &text).unwrap();
+    let Err(crisisd::app::StartupError::Invalid(problems)) = crisisd::app::prepare(settings) else {
+        panic!("the config must be refused");
+    };
+    let all = problems.join("\n");
+    for expected in [
+        "channel `sms`: the bn check_in follow-up does not fit even in its short form",
+        "templates/bn/sms/follow_up.short.j2",
     ] {
         assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
     }
