@@ -76,20 +76,13 @@ impl ScheduleList {
             rows[0].insert(1, "CRISIS".to_owned());
         }
         for f in &self.follow_ups {
-            let step = if f.occurrence > 1 || f.phase == Phase::AfterResolution {
-                format!(
-                    "{}{} #{}",
-                    if f.phase == Phase::AfterResolution {
-                        "after: "
-                    } else {
-                        ""
-                    },
-                    f.step,
-                    f.occurrence
-                )
-            } else {
-                f.step.clone()
+            let mut step = match f.phase {
+                Phase::Active => f.step.clone(),
+                Phase::AfterResolution => format!("after: {}", f.step),
             };
+            if f.occurrence > 1 {
+                step = format!("{step} #{}", f.occurrence);
+            }
             let mut row = vec![
                 local(f.due_at, zone),
                 f.state.to_string(),
