@@ -686,6 +686,11 @@ impl Application {
                 Err(ServiceError::Stopping) => {}
                 Err(err) => error!(error = %err, "Could not resume unfinished plans; they are tried at the next start."),
             }
+            match service.reconcile_follow_ups().await {
+                Ok(0) => {}
+                Ok(n) => info!(crises = n, "Follow-up plans changed since the last run; their schedules were replaced."),
+                Err(err) => error!(error = %err, "Could not compare the stored follow-ups with the plans; they are kept as they are."),
+            }
             scheduler.run(stop_scheduling).await;
         });
         info!(%addr, active_crises = self.state.banner.active_count(), "crisisd is ready.");

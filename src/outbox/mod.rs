@@ -16,7 +16,7 @@ pub use sqlite::SqliteStore;
 
 use crate::consent::ContactPoint;
 use crate::crisis::{AnnouncementKind, Crisis, CrisisEvent, CrisisId};
-use crate::follow_up::{FollowUp, FollowUpChange, FollowUpSpec, FollowUpState};
+use crate::follow_up::{FollowUp, FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase};
 use crate::plan::MessageContent;
 use crate::render::{EmailContent, escape_html};
 
@@ -285,6 +285,19 @@ pub struct UnfinishedPlan {
     pub idempotency: Option<(String, String)>,
 }
 
+/// A changed plan: the crisis's pending follow-ups of `phase` due after
+/// `after` are cancelled with `reason` and `schedule` stored instead, in one
+/// transaction (nothing before the all-clear is stored for a crisis
+/// resolved meanwhile).
+#[derive(Debug, Clone)]
+pub struct FollowUpReplacement {
+    pub crisis: CrisisId,
+    pub phase: Phase,
+    pub after: DateTime<Utc>,
+    pub reason: String,
+    pub schedule: Vec<NewFollowUp>,
+}
+
 /// What happened to one claimed delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -527,4 +540,6 @@ pub trait Store: Send + Sync + 'static {
     /// transaction; false (and nothing written) when it was no longer
     /// pending or its crisis was resolved meanwhile.
     async fn start_follow_up(&self, start: FollowUpStart) -> Result<bool, StoreError>;
+    /// The plan changed: see `FollowUpReplacement`.
+    async fn replace_follow_ups(&self, replacement: FollowUpReplacement) -> Result<(), StoreError>;
 }

@@ -1071,4 +1071,11 @@ impl Store for SqliteStore {
     async fn start_follow_up(&self, start: super::FollowUpStart) -> Result<bool, StoreError> {
         self.start(start).await
     }
+
+    async fn replace_follow_ups(
+        &self,
+        replacement: super::FollowUpReplacement,
+    ) -> Result<(), StoreError> {
+        self.replace(replacement).await
+    }
 }

@@ -1026,3 +1026,63 @@ template = "check_in"
     let bad = crate::cli::crisisd(&app, &["schedule", &id, "--tz", "Mars/Olympus"]).await;
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[tokio::test]
+async fn a_plan_changed_in_the_config_replaces_the_follow_ups_still_to_come_at_the_next_start() {
+    let smtp = SmtpServer::start().await;
+    let declared = utc(2026, 11, 23, 9, 0);
+    let clock = Arc::new(ManualClock::new(declared));
+    let plan = |after: &str, extra: &str| {
+        format!(
+            "[follow_ups]\npoll_interval = \"20ms\"\n\n[[follow_ups.plans]]\nname = \"default\"\n\n\
+             [[follow_ups.plans.steps]]\nname = \"help\"\nafter = \"{after}\"\ntemplate = \"resources\"\n{extra}"
+        )
+    };
+    let first = plan("2h", "");
+    let app = spawn_app(config(&smtp, &clock, &first)).await;
+    let id = app.declare("Payments are down").await;
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+    let dir = app.stop().await;
+
+    clock.set(declared + chrono::TimeDelta::hours(1));
+    let second = plan(
+        "3h",
+        "\n[[follow_ups.plans.steps]]\nname = \"recap\"\nafter = \"5h\"\ntemplate = \"status_recap\"\n",
+    );
+    let app = spawn_app_in(config(&smtp, &clock, &second), dir).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let list = loop {
+        let list = schedule(&app, &id).await;
+        if list.len() == 3 {
+            break list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let rows: Vec<(&str, &str, DateTime<Utc>)> = list
+        .iter()
+        .map(|f| {
+            (
+                f["step"].as_str().unwrap(),
+                f["state"].as_str().unwrap(),
+                f["due_at"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("help", "cancelled", utc(2026, 11, 23, 11, 0)),
+            ("help", "pending", utc(2026, 11, 23, 12, 0)),
+            ("recap", "pending", utc(2026, 11, 23, 14, 0)),
+        ]
+    );
+    assert_eq!(list[0]["reason"], "cancelled: the follow-up plan changed");
+
+    // The same plan at the next start changes nothing.
+    let dir = app.stop().await;
+    let app = spawn_app_in(config(&smtp, &clock, &second), dir).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(schedule(&app, &id).await, list);
+}

@@ -2,17 +2,18 @@
 //! cancels, and sending those that are due as announcements through the
 //! same planner and outbox as every other announcement.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use tracing::{info, warn};
 
 use super::{Completion, CrisisService, STATUS_OK, ServiceError};
-use crate::crisis::{Crisis, Kind, Status};
+use crate::crisis::{Crisis, CrisisId, Kind, Status};
 use crate::follow_up::{
-    CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpState, FollowUps, Phase,
+    CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpSpec, FollowUpState, FollowUps, Phase,
 };
-use crate::outbox::FollowUpStart;
+use crate::outbox::{CrisisFilter, FollowUpReplacement, FollowUpStart};
 
 /// Due follow-ups read per query.
 const DUE_BATCH: u32 = 100;
@@ -85,6 +86,79 @@ impl CrisisService {
             },
             _ => FollowUpChange::default(),
         }
+    }
+
+    /// At start: brings the stored schedules of active crises (and the
+    /// pending after-resolution steps of resolved ones) in line with the
+    /// plans as configured now. Where the follow-ups still to come differ
+    /// from what the plan would schedule, they are cancelled ("the
+    /// follow-up plan changed") and the plan's stored instead; those already
+    /// due are left to the lateness rule. Returns how many crises changed.
+    pub async fn reconcile_follow_ups(self: &Arc<Self>) -> Result<usize, ServiceError> {
+        let Some(plans) = self.follow_ups.clone() else {
+            return Ok(0);
+        };
+        let now = self.now();
+        let stored = self.store.follow_ups(None).await?;
+        let mut crises = self.store.crises(CrisisFilter::Active).await?;
+        let waiting: BTreeSet<CrisisId> = stored
+            .iter()
+            .filter(|f| f.state == FollowUpState::Pending && f.spec.phase == Phase::AfterResolution)
+            .map(|f| f.crisis_id)
+            .collect();
+        for id in waiting {
+            if let Some(crisis) = self.store.crisis(id).await?
+                && !crisis.is_active()
+            {
+                crises.push(crisis);
+            }
+        }
+        let key = |spec: &FollowUpSpec, occurrence: u32, due: DateTime<Utc>| {
+            (
+                serde_json::to_string(spec).unwrap_or_default(),
+                occurrence,
+                due.timestamp_millis(),
+            )
+        };
+        let mut changed = 0;
+        for crisis in crises {
+            let (phase, start) = match crisis.resolved_at {
+                None => (Phase::Active, crisis.declared_at),
+                Some(resolved) => (Phase::AfterResolution, resolved),
+            };
+            let after = now + TimeDelta::milliseconds(1);
+            let wanted = plans.schedule(crisis.id, crisis.kind, phase, start, after);
+            let want: BTreeSet<_> = wanted
+                .iter()
+                .map(|f| key(&f.spec, f.occurrence, f.due_at))
+                .collect();
+            let have: BTreeSet<_> = stored
+                .iter()
+                .filter(|f| {
+                    f.crisis_id == crisis.id
+                        && f.spec.phase == phase
+                        && f.state == FollowUpState::Pending
+                        && f.due_at >= after
+                })
+                .map(|f| key(&f.spec, f.occurrence, f.due_at))
+                .collect();
+            if want == have {
+                continue;
+            }
+            let count = wanted.len();
+            self.store
+                .replace_follow_ups(FollowUpReplacement {
+                    crisis: crisis.id,
+                    phase,
+                    after: now,
+                    reason: "cancelled: the follow-up plan changed".to_owned(),
+                    schedule: wanted,
+                })
+                .await?;
+            info!(crisis_id = %crisis.id, follow_ups = count, "Follow-ups rescheduled: the plan changed.");
+            changed += 1;
+        }
+        Ok(changed)
     }
 
     /// Sends every follow-up due now: each becomes a `follow_up`

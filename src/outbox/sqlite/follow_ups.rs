@@ -12,8 +12,12 @@ use super::{
     millis, parse, to_json,
 };
 use crate::crisis::{AnnouncementKind, Crisis, CrisisId, Status};
-use crate::follow_up::{CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpState, Phase};
-use crate::outbox::{Announcement, DeliveryId, FollowUpStart, Outcome, StoreError};
+use crate::follow_up::{
+    CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpState, NewFollowUp, Phase,
+};
+use crate::outbox::{
+    Announcement, DeliveryId, FollowUpReplacement, FollowUpStart, Outcome, StoreError,
+};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
@@ -57,6 +61,27 @@ async fn kill_queued(
     Ok(())
 }
 
+async fn insert(
+    tx: &mut Tx<'_>,
+    follow_up: &NewFollowUp,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO follow_ups (id, crisis_id, occurrence, phase, spec, due_at, state, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+    )
+    .bind(follow_up.id.to_string())
+    .bind(follow_up.crisis_id.to_string())
+    .bind(i64::from(follow_up.occurrence))
+    .bind(follow_up.spec.phase.as_str())
+    .bind(to_json(&follow_up.spec)?)
+    .bind(millis(follow_up.due_at))
+    .bind(millis(at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// A transition's follow-ups, in its transaction.
 pub(super) async fn apply_change(
     tx: &mut Tx<'_>,
@@ -71,19 +96,7 @@ pub(super) async fn apply_change(
         cancel_pending(tx, crisis.id, reason, at).await?;
     }
     for follow_up in &change.schedule {
-        sqlx::query(
-            "INSERT INTO follow_ups (id, crisis_id, occurrence, phase, spec, due_at, state, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
-        )
-        .bind(follow_up.id.to_string())
-        .bind(follow_up.crisis_id.to_string())
-        .bind(i64::from(follow_up.occurrence))
-        .bind(follow_up.spec.phase.as_str())
-        .bind(to_json(&follow_up.spec)?)
-        .bind(millis(follow_up.due_at))
-        .bind(millis(at))
-        .execute(&mut **tx)
-        .await?;
+        insert(tx, follow_up, at).await?;
     }
     Ok(())
 }
@@ -232,6 +245,45 @@ impl SqliteStore {
         .await?
         .rows_affected();
         Ok(changed == 1)
+    }
+
+    pub(super) async fn replace(&self, replacement: FollowUpReplacement) -> Result<(), StoreError> {
+        let FollowUpReplacement {
+            crisis,
+            phase,
+            after,
+            reason,
+            schedule,
+        } = replacement;
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM crises WHERE id = ?")
+            .bind(crisis.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if phase == Phase::Active
+            && status.as_deref() != Some(Status::Declared.as_str())
+            && status.as_deref() != Some(Status::Updated.as_str())
+        {
+            // Resolved meanwhile (or gone): the all-clear settled them.
+            tx.rollback().await?;
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE follow_ups SET state = 'cancelled', reason = ?, settled_at = ? \
+             WHERE crisis_id = ? AND phase = ? AND state = 'pending' AND due_at > ?",
+        )
+        .bind(reason)
+        .bind(millis(after))
+        .bind(crisis.to_string())
+        .bind(phase.as_str())
+        .bind(millis(after))
+        .execute(&mut *tx)
+        .await?;
+        for follow_up in &schedule {
+            insert(&mut tx, follow_up, after).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(super) async fn start(&self, start: FollowUpStart) -> Result<bool, StoreError> {
