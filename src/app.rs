@@ -98,24 +98,6 @@ fn sample_follow_up(
     ctx
 }
 
-/// The resource library: `[[follow_ups.resources]]` and the file
-/// `resources_file` names.
-fn resource_library(settings: &Settings, locales: &[String]) -> Result<Library, Vec<String>> {
-    let mut resources = settings.follow_ups.resources.clone();
-    if let Some(path) = &settings.follow_ups.resources_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![format!(
-                "follow_ups.resources_file: cannot read {}: {e}",
-                path.display()
-            )]
-        })?;
-        let file: crate::config::ResourcesFile = toml::from_str(&text)
-            .map_err(|e| vec![format!("follow_ups.resources_file {}: {e}", path.display())])?;
-        resources.extend(file.resources);
-    }
-    Library::build(resources, &settings.locales.default, locales)
-}
-
 /// A crisis and a context with every variable filled, to render each
 /// template once before it is needed.
 fn sample_context(
@@ -321,7 +303,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         .map(|r| r.locales().map(str::to_owned).collect())
         .unwrap_or_default();
     let channel_names: Vec<String> = settings.channels.names().map(str::to_owned).collect();
-    let follow_ups = match resource_library(&settings, &locales)
+    let follow_ups = match Library::load(&settings.follow_ups, &settings.locales.default, &locales)
         .and_then(|library| FollowUps::build(&settings.follow_ups, library, &channel_names))
     {
         Ok(follow_ups) => Some(follow_ups),

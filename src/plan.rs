@@ -406,18 +406,21 @@ impl Planner {
         region: Option<&str>,
     ) -> RenderContext {
         if let Some(spec) = spec {
-            let library = self.follow_ups.as_ref().map(|f| &f.library);
-            ctx.follow_up = Some(match library {
-                Some(library) => library.follow_up_view(spec, crisis.kind, &ctx.locale, region),
-                None => crate::follow_up::Library::default().follow_up_view(
-                    spec,
-                    crisis.kind,
-                    &ctx.locale,
-                    region,
-                ),
-            });
+            let empty = crate::follow_up::Library::default();
+            let library = self.follow_ups.as_ref().map_or(&empty, |f| &f.library);
+            ctx.follow_up = Some(library.follow_up_view(spec, crisis.kind, &ctx.locale, region));
         }
         ctx
+    }
+
+    /// Whether a follow-up's step sends on a channel that reaches
+    /// subscribers one by one; if not, there is nothing to plan after its
+    /// broadcasts.
+    pub fn follow_up_reaches_subscribers(&self, spec: &FollowUpSpec) -> bool {
+        self.inputs.audience.count > 0
+            && self.inputs.channels.iter().any(|p| {
+                matches!(p.reach, Reach::Email | Reach::Phone) && spec.uses_channel(&p.name)
+            })
     }
 
     /// Whether this announcement goes to subscribers one by one (email,

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::{Category, FollowUpSpec, Topic};
-use crate::config::ResourceSettings;
+use crate::config::{FollowUpSettings, ResourceSettings, ResourcesFile};
 use crate::crisis::Kind;
 
 #[derive(Debug, Clone, Default)]
@@ -55,6 +55,28 @@ fn valid_url(text: &str) -> Result<(), String> {
 }
 
 impl Library {
+    /// `[[follow_ups.resources]]` and those of the file `resources_file`
+    /// names, checked.
+    pub fn load(
+        settings: &FollowUpSettings,
+        default_locale: &str,
+        locales: &[String],
+    ) -> Result<Self, Vec<String>> {
+        let mut resources = settings.resources.clone();
+        if let Some(path) = &settings.resources_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                vec![format!(
+                    "follow_ups.resources_file: cannot read {}: {e}",
+                    path.display()
+                )]
+            })?;
+            let file: ResourcesFile = toml::from_str(&text)
+                .map_err(|e| vec![format!("follow_ups.resources_file {}: {e}", path.display())])?;
+            resources.extend(file.resources);
+        }
+        Self::build(resources, default_locale, locales)
+    }
+
     /// Checks every resource: a unique id, an http(s) URL, and text in the
     /// default locale, which is every other locale's fallback.
     pub fn build(
@@ -190,5 +212,67 @@ impl Library {
             resources,
             categories,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_come_from_the_config_and_the_file_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resources.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[resources]]
+id = "shelters"
+url = "https://example.org/shelters"
+category = "community_groups"
+kinds = ["natural_disaster"]
+regions = ["north"]
+text.en = { title = "Shelters", description = "Where to stay dry." }
+text.bn = { title = "আশ্রয়কেন্দ্র", description = "শুকনো থাকার জায়গা।" }
+"#,
+        )
+        .unwrap();
+        let settings = FollowUpSettings {
+            resources_file: Some(path.clone()),
+            ..Default::default()
+        };
+        let locales = ["bn".to_owned(), "en".to_owned()];
+        let library = Library::load(&settings, "en", &locales).unwrap();
+        assert_eq!(library.len(), 1);
+        let north = library.view(Kind::NaturalDisaster, "bn-BD", Some("North"), &[]);
+        assert_eq!(north[0].title, "আশ্রয়কেন্দ্র");
+        assert_eq!(north[0].locale, "bn");
+        assert!(
+            library
+                .view(Kind::NaturalDisaster, "bn", Some("south"), &[])
+                .is_empty()
+        );
+        assert!(
+            library
+                .view(Kind::NaturalDisaster, "bn", None, &[])
+                .is_empty()
+        );
+        assert!(
+            library
+                .view(Kind::Outage, "bn", Some("north"), &[])
+                .is_empty()
+        );
+        assert_eq!(
+            library.view(Kind::NaturalDisaster, "eo", Some("north"), &[])[0].title,
+            "Shelters",
+            "the default locale's text stands in"
+        );
+
+        std::fs::write(&path, "[[resources]]\nid = \"x\"\n").unwrap();
+        let problems = Library::load(&settings, "en", &locales).unwrap_err();
+        assert!(
+            problems[0].starts_with("follow_ups.resources_file"),
+            "{problems:?}"
+        );
     }
 }

@@ -235,7 +235,7 @@ impl CrisisService {
             return Ok(());
         }
         let (announcement, deliveries) = self.planner.start_follow_up(&crisis, spec, now);
-        let planning = self.planner.reaches_subscribers();
+        let planning = self.planner.follow_up_reaches_subscribers(spec);
         let started = self
             .store
             .start_follow_up(FollowUpStart {
