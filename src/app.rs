@@ -578,6 +578,19 @@ impl Application {
             )
             .with_follow_ups(follow_ups.clone()),
         );
+        // Before anything can declare: only crises already under way are
+        // compared with the plans.
+        match service.reconcile_follow_ups().await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                crises = n,
+                "Follow-up plans changed since the last run; their schedules were replaced."
+            ),
+            Err(err) => error!(
+                error = %err,
+                "Could not compare the stored follow-ups with the plans; they are kept as they are."
+            ),
+        }
         let scheduler = Scheduler::new(service.clone(), clock.clone(), follow_ups.poll_interval);
         let dispatcher = Dispatcher::new(
             store.clone(),
@@ -667,11 +680,6 @@ impl Application {
                 Ok(n) => info!(count = n, "Finished planning announcements a previous run left unfinished."),
                 Err(ServiceError::Stopping) => {}
                 Err(err) => error!(error = %err, "Could not resume unfinished plans; they are tried at the next start."),
-            }
-            match service.reconcile_follow_ups().await {
-                Ok(0) => {}
-                Ok(n) => info!(crises = n, "Follow-up plans changed since the last run; their schedules were replaced."),
-                Err(err) => error!(error = %err, "Could not compare the stored follow-ups with the plans; they are kept as they are."),
             }
             scheduler.run(stop_scheduling).await;
         });
