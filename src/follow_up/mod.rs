@@ -179,3 +179,38 @@ pub struct FollowUpChange {
 /// The reason given to follow-ups (and their queued messages) that the
 /// all-clear cancels.
 pub const CANCELLED_BY_RESOLVE: &str = "cancelled: the crisis was resolved";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_admits_its_locales_with_their_regional_forms_and_its_regions() {
+        let spec = FollowUpSpec {
+            plan: "p".into(),
+            step: "s".into(),
+            phase: Phase::Active,
+            topic: Topic::CheckIn,
+            categories: Vec::new(),
+            channels: vec!["sms".into()],
+            locales: vec!["bn".into()],
+            regions: vec!["North".into()],
+        };
+        assert!(spec.admits("bn-BD", Some("north")));
+        assert!(spec.admits("bn", Some("NORTH")));
+        assert!(!spec.admits("en", Some("north")));
+        assert!(!spec.admits("bn", Some("south")));
+        assert!(
+            !spec.admits("bn", None),
+            "a region is required when the step names some"
+        );
+        assert!(spec.uses_channel("sms") && !spec.uses_channel("email"));
+        let everyone = FollowUpSpec {
+            locales: Vec::new(),
+            regions: Vec::new(),
+            channels: Vec::new(),
+            ..spec
+        };
+        assert!(everyone.admits("eo", None) && everyone.uses_channel("email"));
+    }
+}

@@ -1089,3 +1089,48 @@ async fn a_plan_changed_in_the_config_replaces_the_follow_ups_still_to_come_at_t
     tokio::time::sleep(QUIET).await;
     assert_eq!(schedule(&app, &id).await, list);
 }
+
+#[tokio::test]
+async fn a_step_for_one_language_reaches_only_its_readers() {
+    let smtp = SmtpServer::start().await;
+    let declared = utc(2026, 11, 23, 9, 0);
+    let clock = Arc::new(ManualClock::new(declared));
+    let app = spawn_app(config(
+        &smtp,
+        &clock,
+        r#"
+[follow_ups]
+poll_interval = "20ms"
+
+[[follow_ups.plans]]
+name = "default"
+
+[[follow_ups.plans.steps]]
+name = "bengali-help"
+after = "1h"
+template = "resources"
+locales = ["bn"]
+"#,
+    ))
+    .await;
+    let id = app.declare("Payments are down").await;
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+    clock.set(declared + chrono::TimeDelta::hours(1));
+    wait_state(&app, &id, 0, "sent").await;
+    let received = smtp.wait_for(4, WAIT).await;
+    let follow_up = &received[3];
+    assert_eq!(follow_up.to, ["rahim@example.org"]);
+    assert!(
+        follow_up.subject().starts_with("সমাধান না হওয়া পর্যন্ত সহায়তা"),
+        "{}",
+        follow_up.subject()
+    );
+    assert!(
+        follow_up.text().contains("জরুরি সরকারি সহায়তা"),
+        "{}",
+        follow_up.text()
+    );
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(smtp.accepted().len(), 4);
+}
