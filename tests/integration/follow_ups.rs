@@ -45,6 +45,22 @@ fn config(smtp: &SmtpServer, clock: &Arc<ManualClock>, follow_ups: &str) -> Test
     config
 }
 
+/// A daemon on a clock at `declared` with these follow-ups, and a crisis
+/// declared then, its announcement recorded sent (before the clock moves,
+/// or its leases would expire).
+async fn declared_crisis(
+    declared: DateTime<Utc>,
+    follow_ups: &str,
+) -> (SmtpServer, Arc<ManualClock>, TestApp, String) {
+    let smtp = SmtpServer::start().await;
+    let clock = Arc::new(ManualClock::new(declared));
+    let app = spawn_app(config(&smtp, &clock, follow_ups)).await;
+    let id = app.declare("Payments are down").await;
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+    (smtp, clock, app, id)
+}
+
 async fn schedule(app: &TestApp, id: &str) -> Vec<Value> {
     app.get_json(&format!("/v1/crises/{id}/follow-ups")).await["follow_ups"]
         .as_array()
@@ -77,14 +93,11 @@ async fn wait_state(app: &TestApp, id: &str, index: usize, state: &str) -> Value
 
 #[tokio::test]
 async fn an_offset_step_and_a_cron_step_go_out_at_the_expected_instants_across_a_dst_change() {
-    let smtp = SmtpServer::start().await;
     // Saturday noon; the clocks in London go forward at 01:00 UTC on Sunday
     // 29 March 2026.
     let declared = utc(2026, 3, 28, 12, 0);
-    let clock = Arc::new(ManualClock::new(declared));
-    let app = spawn_app(config(
-        &smtp,
-        &clock,
+    let (smtp, clock, app, id) = declared_crisis(
+        declared,
         r#"
 [follow_ups]
 time_zone = "Europe/London"
@@ -106,12 +119,8 @@ count = 3
 template = "check_in"
 channels = ["email"]
 "#,
-    ))
+    )
     .await;
-    let id = app.declare("Payments are down").await;
-    // Recorded sent before the clock moves, or their leases would expire.
-    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
-        .await;
 
     let expected = [
         // 09:00 BST, the first morning after the change: 08:00 UTC (09:00
@@ -171,9 +180,7 @@ channels = ["email"]
 #[tokio::test]
 async fn the_all_clear_cancels_a_follow_up_due_in_the_same_second_and_schedules_the_satisfaction_check()
  {
-    let smtp = SmtpServer::start().await;
     let declared = utc(2026, 11, 23, 10, 0);
-    let clock = Arc::new(ManualClock::new(declared));
     // The scheduler only runs when woken (at start and by new schedules), so
     // the due follow-up is still pending when the all-clear comes.
     let follow_ups = r#"
@@ -194,11 +201,7 @@ after = "1d"
 template = "satisfaction"
 channels = ["email"]
 "#;
-    let app = spawn_app(config(&smtp, &clock, follow_ups)).await;
-    let id = app.declare("Payments are down").await;
-    // Recorded sent before the clock moves, or their leases would expire.
-    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
-        .await;
+    let (smtp, clock, app, id) = declared_crisis(declared, follow_ups).await;
 
     // Let the scheduler take the declaration's wake-up (it finds nothing
     // due yet and sleeps for the hour) before the clock moves.
@@ -365,9 +368,7 @@ channels = ["sms"]
 #[tokio::test]
 async fn after_a_restart_a_follow_up_overdue_within_the_lateness_is_sent_once_and_one_beyond_it_is_skipped()
  {
-    let smtp = SmtpServer::start().await;
     let declared = utc(2026, 11, 23, 9, 0);
-    let clock = Arc::new(ManualClock::new(declared));
     let follow_ups = r#"
 [follow_ups]
 poll_interval = "20ms"
@@ -388,11 +389,7 @@ after = "2h"
 template = "status_recap"
 channels = ["email"]
 "#;
-    let app = spawn_app(config(&smtp, &clock, follow_ups)).await;
-    let id = app.declare("Payments are down").await;
-    // Recorded sent before the clock moves, or their leases would expire.
-    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
-        .await;
+    let (smtp, clock, app, id) = declared_crisis(declared, follow_ups).await;
     let dir = app.stop().await;
 
     // Down for 2 h 10 min: "early" is 70 min overdue, "late" 10 min.
@@ -431,9 +428,8 @@ channels = ["email"]
 }
 
 mod templates {
-    use chrono::Utc;
     use crisisd::config::ResourcesFile;
-    use crisisd::crisis::{AnnouncementKind, Crisis, Declaration, Kind, Severity};
+    use crisisd::crisis::{AnnouncementKind, Kind};
     use crisisd::follow_up::{FollowUpSpec, Library, Phase, Topic};
     use crisisd::render::{CompanyView, Form, RenderContext, Renderer, TextFamily};
 
@@ -452,19 +448,8 @@ mod templates {
         locale: &str,
         topic: Topic,
     ) -> RenderContext {
-        let now = Utc::now();
-        let crisis = Crisis::declare(
-            Declaration {
-                kind: Kind::Outage,
-                severity: Severity::Major,
-                title: "Payments are down".into(),
-                summary: "Card payments fail.".into(),
-                localized: Default::default(),
-                message: None,
-            },
-            now,
-        )
-        .unwrap();
+        let crisis = crate::store::declared();
+        let now = crisis.declared_at;
         let locale = renderer.resolve_locale(locale).to_owned();
         let mut ctx = RenderContext::new(
             &locale,
@@ -596,75 +581,45 @@ mod templates {
 mod store {
     use std::time::Duration;
 
-    use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-    use crisisd::crisis::{
-        Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, Declaration, Kind, Severity,
-    };
+    use chrono::{DateTime, Utc};
+    use crisisd::crisis::{AnnouncementKind, Crisis};
     use crisisd::follow_up::{
         FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase, Topic,
     };
-    use crisisd::outbox::{
-        Announcement, DeliveryState, FollowUpStart, SqliteStore, Store, TransitionWrite,
-    };
+    use crisisd::outbox::{Announcement, DeliveryState, FollowUpStart, SqliteStore, Store};
     use uuid::Uuid;
 
+    use crate::store::{at, declared, write};
     use crate::support::email_delivery;
 
-    fn at(minutes: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap() + TimeDelta::minutes(minutes)
-    }
-
-    fn spec(step: &str) -> FollowUpSpec {
-        FollowUpSpec {
-            plan: "default".into(),
-            step: step.into(),
-            phase: Phase::Active,
-            topic: Topic::Resources,
-            categories: Vec::new(),
-            channels: Vec::new(),
-            locales: Vec::new(),
-            regions: Vec::new(),
+    fn follow_up(crisis: &Crisis, step: &str, due: DateTime<Utc>) -> NewFollowUp {
+        NewFollowUp {
+            id: Uuid::now_v7(),
+            crisis_id: crisis.id,
+            occurrence: 1,
+            due_at: due,
+            spec: FollowUpSpec {
+                plan: "default".into(),
+                step: step.into(),
+                phase: Phase::Active,
+                topic: Topic::Resources,
+                categories: Vec::new(),
+                channels: Vec::new(),
+                locales: Vec::new(),
+                regions: Vec::new(),
+            },
         }
     }
 
-    fn announcement(
-        crisis: &Crisis,
-        kind: AnnouncementKind,
-        spec: Option<FollowUpSpec>,
-        now: DateTime<Utc>,
-    ) -> Announcement {
+    /// The announcement a due follow-up becomes.
+    fn announcement(crisis: &Crisis, follow_up: &NewFollowUp, now: DateTime<Utc>) -> Announcement {
         Announcement {
             id: Uuid::now_v7(),
             crisis_id: crisis.id,
-            kind,
+            kind: AnnouncementKind::FollowUp,
             message: None,
             created_at: now,
-            follow_up: spec,
-        }
-    }
-
-    fn write(
-        crisis: &Crisis,
-        previous: Option<u32>,
-        kind: AnnouncementKind,
-        follow_ups: FollowUpChange,
-    ) -> TransitionWrite {
-        TransitionWrite {
-            crisis: crisis.clone(),
-            previous_version: previous,
-            event: CrisisEvent {
-                crisis_id: crisis.id,
-                status: crisis.status,
-                actor: Actor::new(ActorSource::Api, "tests"),
-                message: None,
-                at: crisis.updated_at,
-            },
-            announcement: announcement(crisis, kind, None, crisis.updated_at),
-            deliveries: Vec::new(),
-            planning: false,
-            idempotency: None,
-            source_link: None,
-            follow_ups,
+            follow_up: Some(follow_up.spec.clone()),
         }
     }
 
@@ -674,48 +629,26 @@ mod store {
         let store = SqliteStore::open(&dir.path().join("store.db"))
             .await
             .unwrap();
-        let mut crisis = Crisis::declare(
-            Declaration {
-                kind: Kind::Outage,
-                severity: Severity::Major,
-                title: "Payments are down".into(),
-                summary: "Card payments fail.".into(),
-                localized: Default::default(),
-                message: None,
-            },
-            at(0),
-        )
-        .unwrap();
-        let follow_up = |step: &str, due| NewFollowUp {
-            id: Uuid::now_v7(),
-            crisis_id: crisis.id,
-            occurrence: 1,
-            due_at: due,
-            spec: spec(step),
-        };
-        let (first, second) = (follow_up("first", at(60)), follow_up("second", at(60)));
-        let schedule = FollowUpChange {
+        let mut crisis = declared();
+        let (first, second) = (
+            follow_up(&crisis, "first", at(3600)),
+            follow_up(&crisis, "second", at(3600)),
+        );
+        let mut declaration = write(&crisis, None, 0);
+        declaration.follow_ups = FollowUpChange {
             cancel: None,
             schedule: vec![first.clone(), second.clone()],
         };
-        store
-            .record_transition(write(&crisis, None, AnnouncementKind::Initial, schedule))
-            .await
-            .unwrap();
-        assert_eq!(store.due_follow_ups(at(59), 10).await.unwrap().len(), 0);
-        assert_eq!(store.due_follow_ups(at(60), 10).await.unwrap().len(), 2);
+        store.record_transition(declaration).await.unwrap();
+        assert_eq!(store.due_follow_ups(at(3599), 10).await.unwrap().len(), 0);
+        assert_eq!(store.due_follow_ups(at(3600), 10).await.unwrap().len(), 2);
 
-        // The first becomes its announcement; its message waits (say, for
-        // the morning) and a second batch is still to be planned.
-        let started = announcement(
-            &crisis,
-            AnnouncementKind::FollowUp,
-            Some(first.spec.clone()),
-            at(60),
-        );
+        // The first becomes its announcement; one message waits (say, for
+        // the morning), one goes, and a second batch is still to be planned.
+        let started = announcement(&crisis, &first, at(3600));
         let mut held = email_delivery(1, None);
         held.priority = 1;
-        held.not_before = Some(at(600));
+        held.not_before = Some(at(36_000));
         let start = FollowUpStart {
             follow_up: first.id,
             announcement: started.clone(),
@@ -723,49 +656,32 @@ mod store {
             planning: true,
         };
         assert!(store.start_follow_up(start.clone()).await.unwrap());
+        let again = FollowUpStart {
+            announcement: announcement(&crisis, &first, at(3600)),
+            ..start
+        };
         assert!(
-            !store
-                .start_follow_up(FollowUpStart {
-                    announcement: announcement(
-                        &crisis,
-                        AnnouncementKind::FollowUp,
-                        Some(first.spec.clone()),
-                        at(60)
-                    ),
-                    ..start
-                })
-                .await
-                .unwrap(),
+            !store.start_follow_up(again).await.unwrap(),
             "a follow-up is claimed once"
         );
 
         // One of its messages is being sent when the all-clear comes.
         let sending = store
-            .claim("email", "tests", at(60), Duration::from_secs(60), 10)
+            .claim("email", "tests", at(3600), Duration::from_secs(60), 10)
             .await
             .unwrap();
         assert_eq!(sending.len(), 1, "the held one waits");
 
         // The all-clear, in the same second as the second follow-up's turn.
         let previous = crisis.version;
-        crisis.resolve(None, at(60)).unwrap();
+        crisis.resolve(None, at(3600)).unwrap();
         store
-            .record_transition(write(
-                &crisis,
-                Some(previous),
-                AnnouncementKind::Resolved,
-                FollowUpChange::default(),
-            ))
+            .record_transition(write(&crisis, Some(previous), 0))
             .await
             .unwrap();
         let start_second = FollowUpStart {
             follow_up: second.id,
-            announcement: announcement(
-                &crisis,
-                AnnouncementKind::FollowUp,
-                Some(second.spec.clone()),
-                at(60),
-            ),
+            announcement: announcement(&crisis, &second, at(3600)),
             deliveries: vec![email_delivery(2, None)],
             planning: false,
         };
@@ -778,11 +694,11 @@ mod store {
         store
             .record_outcomes(
                 "tests",
-                at(61),
+                at(3601),
                 &[(
                     sending[0].id,
                     crisisd::outbox::Outcome::Retry {
-                        at: at(62),
+                        at: at(3602),
                         error: "421 try later".into(),
                     },
                 )],
@@ -797,7 +713,7 @@ mod store {
             .unwrap();
 
         let claimed = store
-            .claim("email", "tests", at(24 * 60), Duration::from_secs(60), 10)
+            .claim("email", "tests", at(86_400), Duration::from_secs(60), 10)
             .await
             .unwrap();
         assert!(claimed.is_empty(), "{claimed:?}");
@@ -807,7 +723,7 @@ mod store {
             && d.last_error.as_deref() == Some("cancelled: the crisis was resolved")));
         assert_eq!(
             store
-                .requeue_dead(Some(crisis.id), None, at(24 * 60))
+                .requeue_dead(Some(crisis.id), None, at(86_400))
                 .await
                 .unwrap(),
             0
@@ -920,12 +836,9 @@ name = "second-default"
 
 #[tokio::test]
 async fn a_new_kind_replaces_the_plan_and_crisisd_schedule_lists_it_in_the_operators_zone() {
-    let smtp = SmtpServer::start().await;
     let declared = utc(2026, 11, 23, 9, 0);
-    let clock = Arc::new(ManualClock::new(declared));
-    let app = spawn_app(config(
-        &smtp,
-        &clock,
+    let (_smtp, clock, app, id) = declared_crisis(
+        declared,
         r#"
 [follow_ups]
 time_zone = "Europe/London"
@@ -960,11 +873,8 @@ cron = "0 18 * * *"
 count = 2
 template = "check_in"
 "#,
-    ))
+    )
     .await;
-    let id = app.declare("Payments are down").await;
-    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
-        .await;
     assert_eq!(
         due_times(&schedule(&app, &id).await),
         [utc(2026, 11, 23, 11, 0)]
@@ -1032,9 +942,7 @@ template = "check_in"
 
 #[tokio::test]
 async fn a_plan_changed_in_the_config_replaces_the_follow_ups_still_to_come_at_the_next_start() {
-    let smtp = SmtpServer::start().await;
     let declared = utc(2026, 11, 23, 9, 0);
-    let clock = Arc::new(ManualClock::new(declared));
     let plan = |after: &str, extra: &str| {
         format!(
             "[follow_ups]\npoll_interval = \"20ms\"\n\n[[follow_ups.plans]]\nname = \"default\"\n\n\
@@ -1042,10 +950,7 @@ async fn a_plan_changed_in_the_config_replaces_the_follow_ups_still_to_come_at_t
         )
     };
     let first = plan("2h", "");
-    let app = spawn_app(config(&smtp, &clock, &first)).await;
-    let id = app.declare("Payments are down").await;
-    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
-        .await;
+    let (smtp, clock, app, id) = declared_crisis(declared, &first).await;
     let dir = app.stop().await;
 
     clock.set(declared + chrono::TimeDelta::hours(1));
@@ -1092,12 +997,9 @@ async fn a_plan_changed_in_the_config_replaces_the_follow_ups_still_to_come_at_t
 
 #[tokio::test]
 async fn a_step_for_one_language_reaches_only_its_readers() {
-    let smtp = SmtpServer::start().await;
     let declared = utc(2026, 11, 23, 9, 0);
-    let clock = Arc::new(ManualClock::new(declared));
-    let app = spawn_app(config(
-        &smtp,
-        &clock,
+    let (smtp, clock, app, id) = declared_crisis(
+        declared,
         r#"
 [follow_ups]
 poll_interval = "20ms"
@@ -1111,11 +1013,8 @@ after = "1h"
 template = "resources"
 locales = ["bn"]
 "#,
-    ))
+    )
     .await;
-    let id = app.declare("Payments are down").await;
-    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
-        .await;
     clock.set(declared + chrono::TimeDelta::hours(1));
     wait_state(&app, &id, 0, "sent").await;
     let received = smtp.wait_for(4, WAIT).await;
