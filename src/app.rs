@@ -335,7 +335,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
             .into_iter()
             .map(|e| format!("templates: {e}")),
     );
-    let topics: Vec<Topic> = follow_ups.topics().into_iter().collect();
+    let topics = follow_ups.topics();
     problems.extend(
         inputs
             .renderer
@@ -429,40 +429,39 @@ fn generate_consent_key(settings: &Settings, inputs: &mut PlanInputs) -> Result<
 /// Problems with messages that do not fit their channel even in the short
 /// form, found with representative content before any crisis.
 fn unfit_messages(inputs: &PlanInputs) -> Vec<String> {
-    let mut problems = Vec::new();
-    for profile in &inputs.channels {
-        let Some(family) = profile.family else {
-            continue;
-        };
-        let locales: Vec<String> = match &profile.reach {
-            Reach::Broadcast { locale } => vec![locale.clone()],
-            _ => inputs.renderer.locales().map(str::to_owned).collect(),
-        };
-        let personal = profile.reach == Reach::Phone;
-        for locale in &locales {
-            for kind in EMAIL_KINDS {
-                let ctx = sample_context(inputs, locale, kind, personal, true);
-                if let Err(FitError::TooLong(measurement)) =
-                    fit(&inputs.renderer, family, profile.limit, &ctx)
-                {
-                    problems.push(format!(
-                        "channel `{}`: the {locale} {kind} message does not fit even in its short form \
-                         with a typical title ({measurement}); shorten templates/{locale}/{}/{kind}.short.j2 \
-                         or raise the limit",
-                        profile.name,
-                        family.as_str()
-                    ));
-                }
-            }
-        }
-    }
-    problems
+    unfit(inputs, |locale, personal| {
+        EMAIL_KINDS
+            .iter()
+            .map(|kind| {
+                let ctx = sample_context(inputs, locale, *kind, personal, true);
+                (format!("{kind} message"), kind.to_string(), ctx)
+            })
+            .collect()
+    })
 }
 
 /// The same for the follow-up topics the plans use, with every resource of
 /// the library in the message: a step whose short form cannot fit is found
 /// before a crisis, not as dead deliveries during one.
 fn unfit_follow_ups(inputs: &PlanInputs, follow_ups: &FollowUps, topics: &[Topic]) -> Vec<String> {
+    unfit(inputs, |locale, personal| {
+        topics
+            .iter()
+            .map(|topic| {
+                let ctx = sample_follow_up(inputs, follow_ups, locale, *topic, personal);
+                (format!("{topic} follow-up"), "follow_up".to_owned(), ctx)
+            })
+            .collect()
+    })
+}
+
+/// Fits every text channel's messages, in each language it writes, as
+/// `samples(locale, personal)` gives them (what, template name, context);
+/// a problem for each that does not fit even in its short form.
+fn unfit(
+    inputs: &PlanInputs,
+    samples: impl Fn(&str, bool) -> Vec<(String, String, RenderContext)>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for profile in &inputs.channels {
         let Some(family) = profile.family else {
@@ -474,15 +473,14 @@ fn unfit_follow_ups(inputs: &PlanInputs, follow_ups: &FollowUps, topics: &[Topic
         };
         let personal = profile.reach == Reach::Phone;
         for locale in &locales {
-            for topic in topics {
-                let ctx = sample_follow_up(inputs, follow_ups, locale, *topic, personal);
+            for (what, template, ctx) in samples(locale, personal) {
                 if let Err(FitError::TooLong(measurement)) =
                     fit(&inputs.renderer, family, profile.limit, &ctx)
                 {
                     problems.push(format!(
-                        "channel `{}`: the {locale} {topic} follow-up does not fit even in its short \
-                         form with a typical title ({measurement}); shorten templates/{locale}/{}/\
-                         follow_up.short.j2 or its words in _follow_up.j2, or raise the limit",
+                        "channel `{}`: the {locale} {what} does not fit even in its short form \
+                         with a typical title ({measurement}); shorten templates/{locale}/{}/{template}.short.j2 \
+                         or raise the limit",
                         profile.name,
                         family.as_str()
                     ));

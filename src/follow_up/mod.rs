@@ -22,44 +22,9 @@ pub use resources::{CategoryView, FollowUpView, Library, ResourceView};
 pub use scheduler::Scheduler;
 pub use steps::{FollowUps, normalize_cron};
 
-use crate::crisis::CrisisId;
+use crate::crisis::{CrisisId, DomainError, string_enum};
 
-macro_rules! names {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(&self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::ALL
-                    .iter()
-                    .copied()
-                    .find(|v| v.as_str() == s)
-                    .ok_or_else(|| format!("unknown {} `{s}`", stringify!($name)))
-            }
-        }
-    };
-}
-
-names!(
+string_enum!(
     /// What a resource is for.
     Category {
         GovernmentAssistance => "government_assistance",
@@ -70,7 +35,7 @@ names!(
     }
 );
 
-names!(
+string_enum!(
     /// What a follow-up says; picks the section of the follow-up templates.
     Topic {
         Resources => "resources",
@@ -81,7 +46,7 @@ names!(
     }
 );
 
-names!(
+string_enum!(
     /// While the crisis lasts, or after the all-clear.
     Phase {
         Active => "active",
@@ -89,7 +54,7 @@ names!(
     }
 );
 
-names!(
+string_enum!(
     FollowUpState {
         Pending => "pending",
         Sent => "sent",

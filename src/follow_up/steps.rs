@@ -2,7 +2,7 @@
 //! their steps: offsets after the declaration (or the all-clear) and cron
 //! schedules read in a named time zone.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -341,12 +341,19 @@ impl FollowUps {
         due
     }
 
-    /// The topics some step uses: their templates are checked at start.
-    pub fn topics(&self) -> BTreeSet<Topic> {
-        self.plans
+    /// The topics some step uses, in `Topic::ALL` order: their templates
+    /// are checked at start.
+    pub fn topics(&self) -> Vec<Topic> {
+        let used: HashSet<Topic> = self
+            .plans
             .iter()
             .flat_map(|p| p.steps.iter().chain(&p.after_resolution))
             .map(|s| s.spec.topic)
+            .collect();
+        Topic::ALL
+            .iter()
+            .copied()
+            .filter(|t| used.contains(t))
             .collect()
     }
 }
