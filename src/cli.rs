@@ -769,6 +769,9 @@ fn print_detail(detail: &CrisisDetail) {
     };
     print_summary(&summary, std::io::stdout().is_terminal());
     println!("  {}", detail.crisis.summary);
+    if let Some(line) = detail.follow_ups.line() {
+        println!("  {line} (`crisisd schedule {}`)", detail.crisis.id);
+    }
     println!("  History:");
     for event in &detail.events {
         println!(

@@ -8,6 +8,50 @@ use uuid::Uuid;
 use super::{FollowUp, FollowUpState, Phase, Topic};
 use crate::crisis::CrisisId;
 
+/// A crisis's follow-ups at a glance, in its detail (`crisisd status ID`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpCounts {
+    pub pending: u64,
+    pub sent: u64,
+    pub cancelled: u64,
+    pub skipped: u64,
+    /// When the next pending one is due.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+impl FollowUpCounts {
+    pub fn of(follow_ups: &[FollowUp]) -> Self {
+        let mut counts = Self::default();
+        for f in follow_ups {
+            match f.state {
+                FollowUpState::Pending => {
+                    counts.pending += 1;
+                    counts.next_due = Some(counts.next_due.map_or(f.due_at, |d| d.min(f.due_at)));
+                }
+                FollowUpState::Sent => counts.sent += 1,
+                FollowUpState::Cancelled => counts.cancelled += 1,
+                FollowUpState::Skipped => counts.skipped += 1,
+            }
+        }
+        counts
+    }
+
+    /// One line for `crisisd status ID`, or none without follow-ups.
+    pub fn line(&self) -> Option<String> {
+        if self.pending + self.sent + self.cancelled + self.skipped == 0 {
+            return None;
+        }
+        let next = self
+            .next_due
+            .map(|at| format!(" (next {})", at.format("%Y-%m-%d %H:%M UTC")))
+            .unwrap_or_default();
+        Some(format!(
+            "Follow-ups: {} pending{next}, {} sent, {} cancelled, {} skipped",
+            self.pending, self.sent, self.cancelled, self.skipped
+        ))
+    }
+}
+
 /// `GET /v1/follow-ups` and `GET /v1/crises/{id}/follow-ups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScheduleList {

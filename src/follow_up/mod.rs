@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-pub use listing::{ScheduleEntry, ScheduleList};
+pub use listing::{FollowUpCounts, ScheduleEntry, ScheduleList};
 pub use quiet_hours::QuietHours;
 pub use resources::{CategoryView, FollowUpView, Library, ResourceView};
 pub use scheduler::Scheduler;

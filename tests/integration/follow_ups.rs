@@ -936,6 +936,20 @@ template = "check_in"
         table.contains("2026-11-25 00:00 +06  pending    evening #2"),
         "{table}"
     );
+    let detail = app.get_json(&format!("/v1/crises/{id}")).await;
+    assert_eq!(
+        detail["follow_ups"],
+        json!({"pending": 3, "sent": 0, "cancelled": 1, "skipped": 0,
+               "next_due": "2026-11-23T12:00:00Z"})
+    );
+    let status = crate::cli::crisisd(&app, &["status", &id]).await;
+    assert!(
+        crate::cli::stdout(&status).contains(
+            "Follow-ups: 3 pending (next 2026-11-23 12:00 UTC), 0 sent, 1 cancelled, 0 skipped"
+        ),
+        "{}",
+        crate::cli::stdout(&status)
+    );
     let bad = crate::cli::crisisd(&app, &["schedule", &id, "--tz", "Mars/Olympus"]).await;
     assert_eq!(bad.status.code(), Some(2));
 }
