@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 
@@ -196,16 +196,46 @@ impl Step {
         match &self.when {
             When::After(after) => vec![start + *after],
             When::Cron(schedule) => {
+                // Read on the zone's wall clock (local times laid out as if
+                // UTC), then placed in time: the cron crate's own zone
+                // handling skips a time the clocks jump over and fires twice
+                // in the hour they repeat.
                 let end = start + self.until;
-                schedule
-                    .after(&start.with_timezone(&zone))
-                    .map(|at| at.with_timezone(&Utc))
-                    .take_while(|at| *at <= end)
-                    .take(self.count.min(MAX_OCCURRENCES + 1))
-                    .collect()
+                let local_start = Utc.from_utc_datetime(&start.with_timezone(&zone).naive_local());
+                let mut last = start;
+                let mut due = Vec::new();
+                for local in schedule.after(&local_start) {
+                    let Some(at) = instant(zone, local.naive_utc()) else {
+                        continue;
+                    };
+                    if at > end {
+                        break;
+                    }
+                    if at > last {
+                        due.push(at);
+                        last = at;
+                    }
+                    if due.len() == self.count {
+                        break;
+                    }
+                }
+                due
             }
         }
     }
+}
+
+/// When a wall-clock time happens in `zone`: the first time when the
+/// clocks repeat it, an hour later on the wall clock (01:30 becomes 02:30)
+/// when they jump over it.
+fn instant(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    zone.from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            zone.from_local_datetime(&(local + TimeDelta::hours(1)))
+                .earliest()
+        })
+        .map(|at| at.with_timezone(&Utc))
 }
 
 impl FollowUps {
@@ -395,5 +425,68 @@ mod tests {
             .next()
             .unwrap();
         assert_eq!(next.weekday(), Weekday::Sun);
+    }
+}
+
+#[cfg(test)]
+mod dst {
+    use super::*;
+
+    fn step(expression: &str) -> Step {
+        Step {
+            when: When::Cron(Box::new(
+                cron::Schedule::from_str(&normalize_cron(expression).unwrap()).unwrap(),
+            )),
+            until: TimeDelta::days(3),
+            count: 10,
+            spec: FollowUpSpec {
+                plan: "p".into(),
+                step: "s".into(),
+                phase: Phase::Active,
+                topic: Topic::CheckIn,
+                categories: Vec::new(),
+                channels: Vec::new(),
+                locales: Vec::new(),
+                regions: Vec::new(),
+            },
+        }
+    }
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn a_cron_time_the_clocks_skip_or_repeat_is_sent_once_a_day() {
+        let london: Tz = "Europe/London".parse().unwrap();
+        let step = step("30 1 * * *");
+        // 01:30 does not exist on 29 March 2026 in London: 02:30 BST instead.
+        assert_eq!(
+            step.due_times(utc(2026, 3, 27, 12, 0), london),
+            [
+                utc(2026, 3, 28, 1, 30),
+                utc(2026, 3, 29, 1, 30),
+                utc(2026, 3, 30, 0, 30)
+            ]
+        );
+        // 01:30 happens twice on 25 October 2026: the first one only.
+        assert_eq!(
+            step.due_times(utc(2026, 10, 24, 12, 0), london),
+            [
+                utc(2026, 10, 25, 0, 30),
+                utc(2026, 10, 26, 1, 30),
+                utc(2026, 10, 27, 1, 30)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cron_step_stops_at_its_count() {
+        let mut step = step("0 9 * * *");
+        step.count = 2;
+        assert_eq!(
+            step.due_times(utc(2026, 11, 23, 12, 0), Tz::UTC),
+            [utc(2026, 11, 24, 9, 0), utc(2026, 11, 25, 9, 0)]
+        );
     }
 }
