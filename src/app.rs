@@ -28,6 +28,7 @@ use crate::consent::UnsubscribeSigner;
 use crate::crisis::{AnnouncementKind, Crisis, CrisisService, Kind, ServiceError, Severity};
 use crate::dispatch::{Dispatcher, Wake};
 use crate::flag_file::FlagFileWatcher;
+use crate::follow_up::{FollowUpSpec, FollowUps, Library, Phase, Scheduler, Topic};
 use crate::health::{self, Health};
 use crate::http::{self, AppState, NamedToken};
 use crate::intake::{Hook, Intake};
@@ -76,6 +77,39 @@ pub struct Prepared {
     pub cors_origins: Vec<HeaderValue>,
     /// `[[hooks]]`, their secrets read and rules compiled.
     pub hooks: Vec<Hook>,
+    pub follow_ups: Arc<FollowUps>,
+}
+
+/// The sample context of a follow-up on `topic`, with every resource of
+/// the library for the sample crisis's kind.
+fn sample_follow_up(
+    inputs: &PlanInputs,
+    follow_ups: &FollowUps,
+    locale: &str,
+    topic: Topic,
+    email: bool,
+) -> RenderContext {
+    let mut ctx = sample_context(inputs, locale, AnnouncementKind::FollowUp, email, false);
+    let spec = FollowUpSpec {
+        plan: "sample".into(),
+        step: "sample".into(),
+        phase: if topic == Topic::Satisfaction {
+            Phase::AfterResolution
+        } else {
+            Phase::Active
+        },
+        topic,
+        categories: Vec::new(),
+        channels: Vec::new(),
+        locales: Vec::new(),
+        regions: Vec::new(),
+    };
+    ctx.follow_up = Some(
+        follow_ups
+            .library
+            .follow_up_view(&spec, Kind::Outage, &ctx.locale, None),
+    );
+    ctx
 }
 
 /// A crisis and a context with every variable filled, to render each
@@ -293,7 +327,21 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         Vec::new()
     });
 
-    let Some(renderer) = renderer else {
+    let locales: Vec<String> = renderer
+        .as_ref()
+        .map(|r| r.locales().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let channel_names: Vec<String> = settings.channels.names().map(str::to_owned).collect();
+    let follow_ups = match Library::load(&settings.follow_ups, &settings.locales.default, &locales)
+        .and_then(|library| FollowUps::build(&settings.follow_ups, library, &channel_names))
+    {
+        Ok(follow_ups) => Some(follow_ups),
+        Err(found) => {
+            problems.extend(found);
+            None
+        }
+    };
+    let (Some(renderer), Some(follow_ups)) = (renderer, follow_ups) else {
         return Err(StartupError::Invalid(problems));
     };
     let inputs = PlanInputs {
@@ -316,7 +364,18 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
             .into_iter()
             .map(|e| format!("templates: {e}")),
     );
+    let topics = follow_ups.topics();
+    problems.extend(
+        inputs
+            .renderer
+            .check_follow_ups(&topics, |locale, topic, email| {
+                sample_follow_up(&inputs, &follow_ups, locale, topic, email)
+            })
+            .into_iter()
+            .map(|e| format!("templates: {e}")),
+    );
     problems.extend(unfit_messages(&inputs));
+    problems.extend(unfit_follow_ups(&inputs, &follow_ups, &topics));
     if !problems.is_empty() {
         return Err(StartupError::Invalid(problems));
     }
@@ -327,6 +386,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         tokens,
         cors_origins,
         hooks,
+        follow_ups: Arc::new(follow_ups),
     })
 }
 
@@ -399,6 +459,39 @@ fn generate_consent_key(settings: &Settings, inputs: &mut PlanInputs) -> Result<
 /// Problems with messages that do not fit their channel even in the short
 /// form, found with representative content before any crisis.
 fn unfit_messages(inputs: &PlanInputs) -> Vec<String> {
+    unfit(inputs, |locale, personal| {
+        EMAIL_KINDS
+            .iter()
+            .map(|kind| {
+                let ctx = sample_context(inputs, locale, *kind, personal, true);
+                (format!("{kind} message"), kind.to_string(), ctx)
+            })
+            .collect()
+    })
+}
+
+/// The same for the follow-up topics the plans use, with every resource of
+/// the library in the message: a step whose short form cannot fit is found
+/// before a crisis, not as dead deliveries during one.
+fn unfit_follow_ups(inputs: &PlanInputs, follow_ups: &FollowUps, topics: &[Topic]) -> Vec<String> {
+    unfit(inputs, |locale, personal| {
+        topics
+            .iter()
+            .map(|topic| {
+                let ctx = sample_follow_up(inputs, follow_ups, locale, *topic, personal);
+                (format!("{topic} follow-up"), "follow_up".to_owned(), ctx)
+            })
+            .collect()
+    })
+}
+
+/// Fits every text channel's messages, in each language it writes, as
+/// `samples(locale, personal)` gives them (what, template name, context);
+/// a problem for each that does not fit even in its short form.
+fn unfit(
+    inputs: &PlanInputs,
+    samples: impl Fn(&str, bool) -> Vec<(String, String, RenderContext)>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for profile in &inputs.channels {
         let Some(family) = profile.family else {
@@ -410,14 +503,13 @@ fn unfit_messages(inputs: &PlanInputs) -> Vec<String> {
         };
         let personal = profile.reach == Reach::Phone;
         for locale in &locales {
-            for kind in EMAIL_KINDS {
-                let ctx = sample_context(inputs, locale, kind, personal, true);
+            for (what, template, ctx) in samples(locale, personal) {
                 if let Err(FitError::TooLong(measurement)) =
                     fit(&inputs.renderer, family, profile.limit, &ctx)
                 {
                     problems.push(format!(
-                        "channel `{}`: the {locale} {kind} message does not fit even in its short form \
-                         with a typical title ({measurement}); shorten templates/{locale}/{}/{kind}.short.j2 \
+                        "channel `{}`: the {locale} {what} does not fit even in its short form \
+                         with a typical title ({measurement}); shorten templates/{locale}/{}/{template}.short.j2 \
                          or raise the limit",
                         profile.name,
                         family.as_str()
@@ -591,6 +683,7 @@ pub struct Application {
     state: AppState,
     router: axum::Router,
     runtime: Runtime,
+    scheduler: Scheduler,
     unfinished: Vec<crate::outbox::UnfinishedPlan>,
     /// Plans and sends run here, below the API's CPU priority.
     fanout: BackgroundRuntime,
@@ -640,6 +733,7 @@ impl Application {
             mut tokens,
             cors_origins,
             hooks,
+            follow_ups,
         } = prepare(settings)?;
         tokens.extend(generate_missing_tokens(&settings)?);
         generate_consent_key(&settings, &mut inputs)?;
@@ -663,8 +757,23 @@ impl Application {
                 wake.clone(),
                 clock.clone(),
             )
-            .plan_on(fanout.handle()),
+            .plan_on(fanout.handle())
+            .with_follow_ups(follow_ups.clone()),
         );
+        // Before anything can declare: only crises already under way are
+        // compared with the plans.
+        match service.reconcile_follow_ups().await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                crises = n,
+                "Follow-up plans changed since the last run; their schedules were replaced."
+            ),
+            Err(err) => error!(
+                error = %err,
+                "Could not compare the stored follow-ups with the plans; they are kept as they are."
+            ),
+        }
+        let scheduler = Scheduler::new(service.clone(), clock.clone(), follow_ups.poll_interval);
         let intake = Arc::new(Intake::new(hooks, service.clone(), sqlite, clock.clone()));
         let health = Arc::new(Health::default());
         health.set_channels(channels.iter().map(|c| c.name().to_owned()));
@@ -707,6 +816,7 @@ impl Application {
                 notifier: Notifier,
                 fanout: fanout.handle(),
             },
+            scheduler,
             unfinished,
             fanout,
             reloads,
@@ -740,6 +850,7 @@ impl Application {
             router,
             mut runtime,
             unfinished,
+            scheduler,
             mut reloads,
             reloader: _,
             // Kept to the end: the dispatcher and plans run on it.
@@ -759,13 +870,17 @@ impl Application {
             stopping.cancel();
         });
         let service = state.service.clone();
+        let stop_scheduling = shutdown.clone();
         tasks.spawn(async move {
+            // Unfinished plans first: a follow-up due while the daemon was
+            // down then queues behind the announcements it interrupted.
             match service.resume_unfinished(unfinished).await {
                 Ok(0) => {}
                 Ok(n) => info!(count = n, "Finished planning announcements a previous run left unfinished."),
                 Err(ServiceError::Stopping) => {}
                 Err(err) => error!(error = %err, "Could not resume unfinished plans; they are tried at the next start."),
             }
+            scheduler.run(stop_scheduling).await;
         });
         // The listener is bound and accepts from here on.
         runtime.health.set_serving(true);

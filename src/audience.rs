@@ -16,6 +16,8 @@ pub struct Subscriber {
     pub phone: Option<String>,
     pub locale: String,
     pub timezone: Tz,
+    /// Optional `region` column: which follow-ups and resources apply.
+    pub region: Option<String>,
 }
 
 /// The audience file, validated. Subscribers are streamed from it when a
@@ -34,7 +36,7 @@ pub enum AudienceError {
     #[error("cannot read audience file {path}: {source}")]
     Read { path: PathBuf, source: csv::Error },
     #[error(
-        "{path}: the header must name the columns id,name,email,phone,locale,timezone: {source}"
+        "{path}: the header must name the columns id,name,email,phone,locale,timezone (and optionally region): {source}"
     )]
     Header { path: PathBuf, source: csv::Error },
     #[error("{path}: {} bad row(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
@@ -52,6 +54,8 @@ struct Row {
     phone: String,
     locale: String,
     timezone: String,
+    #[serde(default)]
+    region: String,
 }
 
 /// `+` then 2 to 15 digits, the first not zero.
@@ -206,6 +210,7 @@ fn check(row: Row, default_locale: &str) -> Result<Subscriber, String> {
         phone,
         locale,
         timezone,
+        region: Some(row.region).filter(|r| !r.is_empty()),
     })
 }
 
@@ -222,6 +227,22 @@ mod tests {
 
     fn load(text: &str) -> Result<Audience, AudienceError> {
         Audience::load(write(text).path(), "en")
+    }
+
+    #[test]
+    fn an_optional_region_column_is_read_when_present() {
+        let file = write(
+            "id,name,email,phone,locale,timezone,region\n\
+             1,Ada,ada@example.com,,en,Europe/London,north\n\
+             2,Rahim,rahim@example.com,,bn,Asia/Dhaka,\n",
+        );
+        let audience = Audience::load(file.path(), "en").expect("loads");
+        let regions: Vec<Option<String>> = audience
+            .subscribers(0)
+            .expect("opens")
+            .map(|s| s.expect("valid").region)
+            .collect();
+        assert_eq!(regions, [Some("north".to_owned()), None]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::config::{Secret, Settings, config_path};
 use crate::crisis::{
     AnnouncementKind, CrisisId, CrisisUpdate, Declaration, Kind, Severity, TransitionOutcome,
 };
+use crate::follow_up::ScheduleList;
 use crate::http::api::{
     CrisisDetail, CrisisList, CrisisSummary, DeadList, ResolveRequest, RetryDeadRequest,
     RetryDeadResponse, StateCounts,
@@ -272,6 +273,29 @@ pub enum Command {
         #[command(flatten)]
         client: Client,
     },
+    /// List follow-ups with their due times and states.
+    #[command(
+        long_about = "List the follow-ups of one crisis, or of every crisis: when each is due, in \
+                      the operator's time zone, and its state: pending (waiting for its time), sent \
+                      (it became a follow_up announcement), cancelled (by the all-clear, or a change \
+                      of kind and with it of plan) or skipped (found due later than [follow_ups] \
+                      max_lateness, e.g. the daemon was down), with the reason.",
+        after_help = "Examples:\n  \
+            crisisd schedule                          every crisis's follow-ups\n  \
+            crisisd schedule 0193... --tz Asia/Dhaka  one crisis, times in Dhaka\n  \
+            crisisd schedule 0193... --json\n\n\
+            Times are shown in --tz, else $TZ when it names an IANA zone, else the daemon's \
+            [follow_ups] time_zone."
+    )]
+    Schedule {
+        /// Only this crisis's follow-ups.
+        id: Option<String>,
+        /// IANA time zone to show due times in (e.g. Europe/London).
+        #[arg(long, value_name = "ZONE")]
+        tz: Option<String>,
+        #[command(flatten)]
+        client: Client,
+    },
     /// Requeue dead deliveries: they are sent again, from attempt 1.
     #[command(
         long_about = "Requeue dead deliveries: each goes back to pending with its attempts reset to 0, \
@@ -279,8 +303,9 @@ pub enum Command {
                       [dispatch] poll_interval). The last error stays visible until the next attempt \
                       replaces it (a success clears it). Deliveries of resolved crises are requeued too: \
                       the dead one may be the all-clear. Left dead: deliveries of channels that are not \
-                      configured, those to an address that opted out, and those whose template did not \
-                      render (fix the template, then send an update).\n\n\
+                      configured, those to an address that opted out, those whose template did not \
+                      render (fix the template, then send an update), and follow-up messages the \
+                      all-clear cancelled.\n\n\
                       Without --yes it shows how many would be requeued and asks; when stdin is not a \
                       terminal it refuses (exit 2) rather than guess.",
         after_help = "Examples:\n  \
@@ -431,6 +456,20 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if !prepared.follow_ups.is_empty() {
+                println!(
+                    "follow-ups: {} resource(s), topics: {}; due times in {}",
+                    prepared.follow_ups.library.len(),
+                    prepared
+                        .follow_ups
+                        .topics()
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    prepared.follow_ups.zone.name()
+                );
+            }
             Ok(())
         }
         Command::Declare {
@@ -587,6 +626,37 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let api = connect(&config, &client)?;
             hooks::print_log(&api, hook, limit, client.json).await
+        }
+        Command::Schedule { id, tz, client } => {
+            let zone = match tz.as_deref() {
+                Some(name) => Some(name.parse::<chrono_tz::Tz>().map_err(|_| {
+                    Failure::Usage(anyhow!(
+                        "--tz `{name}` is not an IANA time zone (e.g. Europe/London)"
+                    ))
+                })?),
+                None => std::env::var("TZ")
+                    .ok()
+                    .and_then(|tz| tz.trim_start_matches(':').parse().ok()),
+            };
+            let api = connect(&config, &client)?;
+            let path = match &id {
+                Some(id) => format!("/v1/crises/{id}/follow-ups"),
+                None => "/v1/follow-ups".to_owned(),
+            };
+            let path = match zone {
+                Some(zone) => format!("{path}?tz={}", zone.name()),
+                None => path,
+            };
+            let list: ScheduleList = api.get(&path).await?;
+            if client.json {
+                print_json(&list);
+            } else {
+                let zone = zone
+                    .or_else(|| list.time_zone.parse().ok())
+                    .unwrap_or(chrono_tz::Tz::UTC);
+                print!("{}", list.table(zone, id.is_none()));
+            }
+            Ok(())
         }
         Command::Status {
             id,
@@ -849,6 +919,9 @@ fn print_detail(detail: &CrisisDetail) {
     };
     print_summary(&summary, std::io::stdout().is_terminal());
     println!("  {}", detail.crisis.summary);
+    if let Some(line) = detail.follow_ups.line() {
+        println!("  {line} (`crisisd schedule {}`)", detail.crisis.id);
+    }
     println!("  History:");
     for event in &detail.events {
         println!(

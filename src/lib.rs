@@ -19,6 +19,7 @@ pub mod crisis;
 pub mod directory;
 pub mod dispatch;
 pub mod flag_file;
+pub mod follow_up;
 pub mod health;
 pub mod http;
 pub mod intake;

@@ -15,6 +15,7 @@ use crate::config::ChannelSettings;
 use crate::consent::{ContactPoint, OptOuts, UnsubscribeSigner};
 use crate::crisis::{AnnouncementKind, Crisis, Severity};
 use crate::directory::{self, ContactEntry, ContactView};
+use crate::follow_up::{FollowUpSpec, FollowUps};
 use crate::outbox::{
     Announcement, DeliveryContent, DeliveryId, NAME_MARK, NewDelivery, NewRendition, Payload,
     UNSUBSCRIBE_MARK,
@@ -324,6 +325,8 @@ impl PlanInputs {
 #[derive(Debug, Clone)]
 pub struct Planner {
     inputs: Arc<PlanInputs>,
+    /// Resources and quiet hours for follow-ups, when configured.
+    follow_ups: Option<Arc<FollowUps>>,
 }
 
 /// Initial announcements, updates and the all-clear go first.
@@ -361,6 +364,7 @@ fn dead(
         payload: Payload::Inline(empty_email()),
         priority: priority(kind),
         dead_reason: Some(reason),
+        not_before: None,
     }
 }
 
@@ -370,7 +374,53 @@ pub const BATCH_SUBSCRIBERS: usize = 2000;
 
 impl Planner {
     pub fn new(inputs: Arc<PlanInputs>) -> Self {
-        Self { inputs }
+        Self {
+            inputs,
+            follow_ups: None,
+        }
+    }
+
+    /// Follow-ups list these resources and hold SMS in quiet hours.
+    pub fn with_follow_ups(mut self, follow_ups: Arc<FollowUps>) -> Self {
+        self.follow_ups = Some(follow_ups);
+        self
+    }
+
+    /// A follow-up's announcement and its broadcasts on the step's
+    /// channels.
+    pub fn start_follow_up(
+        &self,
+        crisis: &Crisis,
+        spec: &FollowUpSpec,
+        now: DateTime<Utc>,
+    ) -> (Announcement, Vec<NewDelivery>) {
+        self.start_with(crisis, AnnouncementKind::FollowUp, Some(spec), now)
+    }
+
+    /// The template's `follow_up` for a reader of a follow-up.
+    fn with_follow_up(
+        &self,
+        mut ctx: RenderContext,
+        crisis: &Crisis,
+        spec: Option<&FollowUpSpec>,
+        region: Option<&str>,
+    ) -> RenderContext {
+        if let Some(spec) = spec {
+            let empty = crate::follow_up::Library::default();
+            let library = self.follow_ups.as_ref().map_or(&empty, |f| &f.library);
+            ctx.follow_up = Some(library.follow_up_view(spec, crisis.kind, &ctx.locale, region));
+        }
+        ctx
+    }
+
+    /// Whether a follow-up's step sends on a channel that reaches
+    /// subscribers one by one; if not, there is nothing to plan after its
+    /// broadcasts.
+    pub fn follow_up_reaches_subscribers(&self, spec: &FollowUpSpec) -> bool {
+        self.inputs.audience.count > 0
+            && self.inputs.channels.iter().any(|p| {
+                matches!(p.reach, Reach::Email | Reach::Phone) && spec.uses_channel(&p.name)
+            })
     }
 
     /// Whether this announcement goes to subscribers one by one (email,
@@ -413,12 +463,23 @@ impl Planner {
         kind: AnnouncementKind,
         now: DateTime<Utc>,
     ) -> (Announcement, Vec<NewDelivery>) {
+        self.start_with(crisis, kind, None, now)
+    }
+
+    fn start_with(
+        &self,
+        crisis: &Crisis,
+        kind: AnnouncementKind,
+        follow_up: Option<&FollowUpSpec>,
+        now: DateTime<Utc>,
+    ) -> (Announcement, Vec<NewDelivery>) {
         let announcement = Announcement {
             id: Uuid::now_v7(),
             crisis_id: crisis.id,
             kind,
             message: crisis.last_message.clone(),
             created_at: now,
+            follow_up: follow_up.cloned(),
         };
         let mut deliveries = Vec::new();
         for profile in &self.inputs.channels {
@@ -426,7 +487,11 @@ impl Planner {
             else {
                 continue;
             };
+            if follow_up.is_some_and(|spec| !spec.uses_channel(&profile.name)) {
+                continue;
+            }
             let ctx = self.context(crisis, kind, locale, None, now);
+            let ctx = self.with_follow_up(ctx, crisis, follow_up, None);
             match message(&self.inputs, crisis, family, profile.limit, &ctx) {
                 Ok(content) => deliveries.push(NewDelivery {
                     id: DeliveryId::new(),
@@ -437,6 +502,7 @@ impl Planner {
                     payload: Payload::Inline(content),
                     priority: priority(kind),
                     dead_reason: None,
+                    not_before: None,
                 }),
                 Err(reason) => deliveries.push(dead(
                     profile,
@@ -483,6 +549,8 @@ struct RenditionKey {
     locale: String,
     timezone: chrono_tz::Tz,
     form: Form,
+    /// Follow-ups list the resources of the reader's region.
+    region: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -551,12 +619,18 @@ impl PlanStream<'_> {
         let planner = self.planner;
         let inputs = &planner.inputs;
         let profile = &inputs.channels[key.channel];
-        let mut ctx = planner.context(
+        let ctx = planner.context(
             self.crisis,
             self.announcement.kind,
             &key.locale,
             Some((NAME_MARK, key.timezone)),
             self.now,
+        );
+        let mut ctx = planner.with_follow_up(
+            ctx,
+            self.crisis,
+            self.announcement.follow_up.as_ref(),
+            key.region.as_deref(),
         );
         let rendered = match profile.family {
             None => {
@@ -623,13 +697,27 @@ impl PlanStream<'_> {
             .renderer
             .resolve_locale(&subscriber.locale)
             .to_owned();
+        let follow_up = self.announcement.follow_up.as_ref();
+        if follow_up
+            .is_some_and(|spec| !spec.admits(&subscriber.locale, subscriber.region.as_deref()))
+        {
+            return;
+        }
+        // Only follow-ups have resources per region: other announcements
+        // keep one rendition for every region.
+        let region = follow_up.and(subscriber.region.clone());
         for (index, profile) in inputs.channels.iter().enumerate() {
+            if follow_up.is_some_and(|spec| !spec.uses_channel(&profile.name)) {
+                continue;
+            }
             let key = |form| RenditionKey {
                 channel: index,
                 locale: locale.clone(),
                 timezone: subscriber.timezone,
                 form,
+                region: region.clone(),
             };
+            let mut not_before = None;
             let (destination, unsubscribe_url) = match profile.reach {
                 Reach::Email => {
                     let Some(email) = &subscriber.email else {
@@ -648,6 +736,17 @@ impl PlanStream<'_> {
                     };
                     if self.opt_outs.contains(ContactPoint::Phone, phone) {
                         continue;
+                    }
+                    // A follow-up can wait for the morning; a critical
+                    // crisis's cannot.
+                    if follow_up.is_some() && self.crisis.severity != Severity::Critical {
+                        not_before = self
+                            .planner
+                            .follow_ups
+                            .as_ref()
+                            .and_then(|f| f.quiet_hours)
+                            .map(|quiet| quiet.release(self.now, subscriber.timezone))
+                            .filter(|at| *at > self.now);
                     }
                     (phone.clone(), None)
                 }
@@ -672,6 +771,7 @@ impl PlanStream<'_> {
                     },
                     priority: priority(kind),
                     dead_reason: None,
+                    not_before,
                 },
                 Rendered::Failed(reason) => dead(
                     profile,

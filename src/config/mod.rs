@@ -2,6 +2,7 @@
 //! errors) and validated before anything starts.
 
 mod channels;
+mod follow_ups;
 mod hooks;
 mod load;
 mod secret;
@@ -17,6 +18,10 @@ pub use channels::{
     BlueskySettings, ChannelSettings, GatewayMethod, GatewaySuccess, MastodonSettings,
     MastodonVisibility, RateLimit, SmsGatewaySettings, TelegramSettings, TwilioSettings,
     VonageSettings, WebhookSettings,
+};
+pub use follow_ups::{
+    FollowUpSettings, PlanSettings, QuietHoursSettings, ResourceSettings, ResourceText,
+    ResourcesFile, StepSettings,
 };
 pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
@@ -58,6 +63,8 @@ pub struct Settings {
     pub hooks: Vec<HookSettings>,
     #[serde(default)]
     pub health: HealthSettings,
+    #[serde(default)]
+    pub follow_ups: FollowUpSettings,
 }
 
 impl ServerSettings {
@@ -210,7 +217,8 @@ impl Default for TemplateSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceSettings {
-    /// CSV with the header `id,name,email,phone,locale,timezone`.
+    /// CSV with the header `id,name,email,phone,locale,timezone`, and
+    /// optionally `region` after them.
     pub file: PathBuf,
 }
 

@@ -89,6 +89,8 @@ macro_rules! string_enum {
         }
     };
 }
+// Also names the follow-ups' topics, categories and states.
+pub(crate) use string_enum;
 
 string_enum!(
     /// What kind of crisis this is; picks resources and wording.

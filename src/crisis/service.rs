@@ -2,6 +2,8 @@
 //! announcement, writes everything in one transaction, then lights the
 //! banner and wakes the dispatcher.
 
+mod follow_ups;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -17,6 +19,7 @@ use crate::app::SharedInputs;
 use crate::banner::Banner;
 use crate::clock::Clock;
 use crate::dispatch::Wake;
+use crate::follow_up::{FollowUpChange, FollowUps};
 use crate::outbox::{
     Announcement, IdempotencyRecord, SourceLink, SourceLinkChange, Store, StoreError,
     TransitionWrite, UnfinishedPlan,
@@ -122,6 +125,10 @@ pub struct CrisisService {
     /// Where plans run: the fan-out runtime, when there is one.
     fanout: Option<tokio::runtime::Handle>,
     stopping: CancellationToken,
+    /// Follow-up plans, when configured.
+    follow_ups: Option<Arc<FollowUps>>,
+    /// Wakes the scheduler when a transition stored new follow-ups.
+    schedule_wake: Arc<tokio::sync::Notify>,
 }
 
 /// What to record when a streamed plan is complete: the answer to the
@@ -156,6 +163,8 @@ impl CrisisService {
             tasks: TaskTracker::new(),
             fanout: None,
             stopping: CancellationToken::new(),
+            follow_ups: None,
+            schedule_wake: Arc::default(),
         }
     }
 
@@ -174,7 +183,11 @@ impl CrisisService {
 
     /// A planner on the inputs as they are now.
     fn planner(&self) -> Planner {
-        Planner::new(self.inputs.load_full())
+        let planner = Planner::new(self.inputs.load_full());
+        match &self.follow_ups {
+            Some(follow_ups) => planner.with_follow_ups(follow_ups.clone()),
+            None => planner,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -214,8 +227,16 @@ impl CrisisService {
             return Ok(replayed);
         }
         let crisis = Crisis::declare(declaration, self.now())?;
-        self.commit(crisis, None, AnnouncementKind::Initial, STATUS_CREATED, ctx)
-            .await
+        let follow_ups = self.follow_up_change(&crisis, None);
+        self.commit(
+            crisis,
+            None,
+            AnnouncementKind::Initial,
+            STATUS_CREATED,
+            ctx,
+            follow_ups,
+        )
+        .await
     }
 
     /// Declares with a given id: a webhook's held or proposed crisis keeps
@@ -228,8 +249,16 @@ impl CrisisService {
     ) -> Result<Applied, ServiceError> {
         let mut crisis = Crisis::declare(declaration, self.now())?;
         crisis.id = id;
-        self.commit(crisis, None, AnnouncementKind::Initial, STATUS_CREATED, ctx)
-            .await
+        let follow_ups = self.follow_up_change(&crisis, None);
+        self.commit(
+            crisis,
+            None,
+            AnnouncementKind::Initial,
+            STATUS_CREATED,
+            ctx,
+            follow_ups,
+        )
+        .await
     }
 
     pub async fn update(
@@ -249,13 +278,16 @@ impl CrisisService {
             .await?
             .ok_or(ServiceError::NotFound(id))?;
         let previous = crisis.version;
+        let previous_kind = crisis.kind;
         crisis.apply_update(update, self.now())?;
+        let follow_ups = self.follow_up_change(&crisis, Some(previous_kind));
         self.commit(
             crisis,
             Some(previous),
             AnnouncementKind::Update,
             STATUS_OK,
             ctx,
+            follow_ups,
         )
         .await
     }
@@ -277,13 +309,16 @@ impl CrisisService {
             .await?
             .ok_or(ServiceError::NotFound(id))?;
         let previous = crisis.version;
+        let previous_kind = crisis.kind;
         crisis.resolve(message, self.now())?;
+        let follow_ups = self.follow_up_change(&crisis, Some(previous_kind));
         self.commit(
             crisis,
             Some(previous),
             AnnouncementKind::Resolved,
             STATUS_OK,
             ctx,
+            follow_ups,
         )
         .await
     }
@@ -295,8 +330,10 @@ impl CrisisService {
         kind: AnnouncementKind,
         status: u16,
         ctx: TransitionContext,
+        follow_ups: FollowUpChange,
     ) -> Result<Applied, ServiceError> {
         let now = crisis.updated_at;
+        let scheduled = !follow_ups.schedule.is_empty();
         let planner = self.planner();
         let (announcement, deliveries) = planner.start(&crisis, kind, now);
         let planning = planner.reaches_subscribers();
@@ -358,6 +395,7 @@ impl CrisisService {
             planning,
             idempotency,
             source_link,
+            follow_ups,
         };
         if let Err(err) = self.store.record_transition(write).await {
             // A concurrent request with the same key may have won the race
@@ -379,6 +417,9 @@ impl CrisisService {
         }
         self.banner.apply(&crisis);
         self.wake.notify();
+        if scheduled {
+            self.schedule_wake.notify_one();
+        }
         if planning {
             // In its own task: a client that hangs up must not stop the
             // fan-out half-way, nor keep its Idempotency-Key open.

@@ -176,6 +176,9 @@ pub struct CrisisDetail {
     pub events: Vec<CrisisEvent>,
     /// Up to 50 dead deliveries, newest first, with their reasons.
     pub dead: Vec<DeadDelivery>,
+    /// How many follow-ups are in each state, and when the next is due.
+    #[serde(default)]
+    pub follow_ups: crate::follow_up::FollowUpCounts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,11 +413,13 @@ pub async fn show(
             reason: d.last_error.unwrap_or_default(),
         })
         .collect();
+    let follow_ups = crate::follow_up::FollowUpCounts::of(&store.follow_ups(Some(id)).await?);
     Ok(Json(CrisisDetail {
         deliveries: counts_for(id, &counts, &rates),
         crisis,
         events,
         dead,
+        follow_ups,
     }))
 }
 

@@ -8,6 +8,7 @@ mod error;
 pub mod hooks;
 mod ops;
 pub mod preview;
+mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +72,8 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
         .route("/v1/crises/{id}", get(api::show))
         .route("/v1/crises/{id}/updates", post(api::update))
         .route("/v1/crises/{id}/resolve", post(api::resolve))
+        .route("/v1/crises/{id}/follow-ups", get(schedule::crisis))
+        .route("/v1/follow-ups", get(schedule::all))
         .route("/v1/preview", post(preview::preview))
         .route("/v1/deliveries/dead", get(api::dead))
         .route("/v1/deliveries/retry-dead", post(api::retry_dead))

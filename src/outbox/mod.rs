@@ -18,6 +18,7 @@ pub use sqlite::SqliteStore;
 
 use crate::consent::ContactPoint;
 use crate::crisis::{AnnouncementKind, Crisis, CrisisEvent, CrisisId};
+use crate::follow_up::{FollowUp, FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase};
 use crate::plan::MessageContent;
 use crate::render::{EmailContent, escape_html};
 
@@ -109,6 +110,8 @@ pub struct Announcement {
     pub kind: AnnouncementKind,
     pub message: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// For a follow-up: its step (topic, channels, audience).
+    pub follow_up: Option<FollowUpSpec>,
 }
 
 /// Stands for the reader's name in a rendition; replaced when it is sent.
@@ -182,6 +185,8 @@ pub struct NewDelivery {
     /// Set when planning already knows it cannot be sent (a template that
     /// did not render): it is written dead, with this reason.
     pub dead_reason: Option<String>,
+    /// Not sent before this (quiet hours); `None`: at once.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// A delivery as stored; everything a channel needs to send it.
@@ -278,6 +283,23 @@ pub struct TransitionWrite {
     /// `finish_plan`.
     pub idempotency: Option<IdempotencyRecord>,
     pub source_link: Option<SourceLinkChange>,
+    /// Follow-ups scheduled or cancelled with the transition. A resolution
+    /// also cancels every pending follow-up of the crisis and kills its
+    /// queued follow-up messages, whatever this says.
+    pub follow_ups: FollowUpChange,
+}
+
+/// A due follow-up becoming its announcement: written only if the
+/// follow-up is still pending (and, before the all-clear, its crisis still
+/// active), so it is sent once, whatever restarts or resolves meanwhile.
+#[derive(Debug, Clone)]
+pub struct FollowUpStart {
+    pub follow_up: Uuid,
+    pub announcement: Announcement,
+    /// Its broadcast deliveries.
+    pub deliveries: Vec<NewDelivery>,
+    /// Subscribers still to be planned, as for a transition.
+    pub planning: bool,
 }
 
 /// An announcement whose per-subscriber deliveries were not all written
@@ -289,6 +311,19 @@ pub struct UnfinishedPlan {
     pub planned_through: u64,
     /// The Idempotency-Key of the request that caused it, to complete.
     pub idempotency: Option<(String, String)>,
+}
+
+/// A changed plan: the crisis's pending follow-ups of `phase` due after
+/// `after` are cancelled with `reason` and `schedule` stored instead, in one
+/// transaction (nothing before the all-clear is stored for a crisis
+/// resolved meanwhile).
+#[derive(Debug, Clone)]
+pub struct FollowUpReplacement {
+    pub crisis: CrisisId,
+    pub phase: Phase,
+    pub after: DateTime<Utc>,
+    pub reason: String,
+    pub schedule: Vec<NewFollowUp>,
 }
 
 /// What happened to one claimed delivery.
@@ -515,12 +550,39 @@ pub trait Store: Send + Sync + 'static {
     /// it (sent clears it). Left dead: deliveries written dead at planning
     /// (a template that did not render: attempts 0 and finished when
     /// created), which carry no content to send, and deliveries to an
-    /// address that is opted out. A resolved crisis's deliveries are
-    /// requeued too: the dead one may be the all-clear.
+    /// address that is opted out, and follow-up messages the all-clear
+    /// cancelled. A resolved crisis's deliveries are requeued too: the dead
+    /// one may be the all-clear.
     async fn requeue_dead(
         &self,
         crisis: Option<CrisisId>,
         channel: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Follow-ups by due time, of one crisis or all.
+    async fn follow_ups(&self, crisis: Option<CrisisId>) -> Result<Vec<FollowUp>, StoreError>;
+    /// Pending follow-ups due at `now` or before, earliest first.
+    async fn due_follow_ups(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FollowUp>, StoreError>;
+    /// When the next pending follow-up is due.
+    async fn next_follow_up_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Ends a pending follow-up unsent (`cancelled` or `skipped`) with the
+    /// reason; false when it was no longer pending.
+    async fn settle_follow_up(
+        &self,
+        id: Uuid,
+        state: FollowUpState,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Marks a follow-up sent and writes its announcement, in one
+    /// transaction; false (and nothing written) when it was no longer
+    /// pending or its crisis was resolved meanwhile.
+    async fn start_follow_up(&self, start: FollowUpStart) -> Result<bool, StoreError>;
+    /// The plan changed: see `FollowUpReplacement`.
+    async fn replace_follow_ups(&self, replacement: FollowUpReplacement) -> Result<(), StoreError>;
 }

@@ -1,5 +1,6 @@
 //! The embedded store: SQLite in WAL mode, one file.
 
+mod follow_ups;
 mod hooks;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use super::{
 };
 use crate::consent::{ContactPoint, OptOuts, normalize};
 use crate::crisis::{Actor, Crisis, CrisisEvent, CrisisId};
+use crate::follow_up::{FollowUp, FollowUpState};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -121,6 +123,10 @@ async fn insert_deliveries(
                 Some(_) => (DeliveryState::Dead, Some(now)),
                 None => (DeliveryState::Pending, None),
             };
+            let available_at = match (&delivery.dead_reason, delivery.not_before) {
+                (None, Some(at)) => millis(at).max(now),
+                _ => now,
+            };
             row.push_bind(delivery.id.to_string())
                 .push_bind(crisis_id.clone())
                 .push_bind(announcement_id.clone())
@@ -133,7 +139,7 @@ async fn insert_deliveries(
                 .push_bind(i64::from(delivery.priority))
                 .push_bind(state.as_str())
                 .push_bind(0_i64)
-                .push_bind(now)
+                .push_bind(available_at)
                 .push_bind(delivery.dead_reason.clone())
                 .push_bind(now)
                 .push_bind(finished_at)
@@ -143,6 +149,31 @@ async fn insert_deliveries(
         });
         query.build().execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// Writes an announcement row inside the caller's transaction.
+async fn insert_announcement(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    announcement: &Announcement,
+    planning: bool,
+    idempotency: Option<&IdempotencyRecord>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
+         idempotency_scope, idempotency_key, follow_up) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(announcement.id.to_string())
+    .bind(announcement.crisis_id.to_string())
+    .bind(announcement.kind.as_str())
+    .bind(&announcement.message)
+    .bind(millis(announcement.created_at))
+    .bind(planning)
+    .bind(idempotency.map(|r| r.scope.clone()))
+    .bind(idempotency.map(|r| r.key.clone()))
+    .bind(announcement.follow_up.as_ref().map(to_json).transpose()?)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -156,6 +187,7 @@ async fn insert_deliveries(
 const REQUEUEABLE: &str = "state = 'dead' AND NOT (attempts = 0 AND finished_at = created_at) \
      AND NOT EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.point IN ('email', 'phone') \
          AND opt_outs.address IN (lower(trim(deliveries.destination)), trim(deliveries.destination))) \
+     AND last_error IS NOT 'cancelled: the crisis was resolved' \
      AND (?1 IS NULL OR crisis_id = ?1) AND (?2 IS NULL OR channel = ?2)";
 
 impl SqliteStore {
@@ -281,6 +313,7 @@ impl Store for SqliteStore {
             planning,
             idempotency,
             source_link,
+            follow_ups,
         } = write;
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
@@ -363,20 +396,10 @@ impl Store for SqliteStore {
         .bind(millis(event.at))
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
-             idempotency_scope, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(announcement.id.to_string())
-        .bind(announcement.crisis_id.to_string())
-        .bind(announcement.kind.as_str())
-        .bind(&announcement.message)
-        .bind(millis(announcement.created_at))
-        .bind(planning)
-        .bind(idempotency.as_ref().map(|r| r.scope.clone()))
-        .bind(idempotency.as_ref().map(|r| r.key.clone()))
-        .execute(&mut *tx)
-        .await?;
+        // Before the all-clear's own deliveries are written, so only
+        // follow-up messages queued earlier are killed.
+        follow_ups::apply_change(&mut tx, &crisis, &follow_ups, event.at).await?;
+        insert_announcement(&mut tx, &announcement, planning, idempotency.as_ref()).await?;
         insert_deliveries(&mut tx, &announcement, &deliveries).await?;
         match source_link {
             Some(SourceLinkChange::Set(link)) => {
@@ -786,6 +809,7 @@ impl Store for SqliteStore {
             };
             query.execute(&mut *tx).await?;
         }
+        follow_ups::kill_retries_after_resolve(&mut tx, outcomes, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -808,6 +832,7 @@ impl Store for SqliteStore {
                 .await?;
         }
         insert_deliveries(&mut tx, announcement, deliveries).await?;
+        follow_ups::kill_if_resolved(&mut tx, announcement).await?;
         sqlx::query("UPDATE announcements SET planned_through = ? WHERE id = ?")
             .bind(i64::try_from(planned_through).unwrap_or(i64::MAX))
             .bind(announcement.id.to_string())
@@ -859,6 +884,10 @@ impl Store for SqliteStore {
                         kind: parse(row.try_get::<&str, _>("kind")?, "announcement kind")?,
                         message: row.try_get("message")?,
                         created_at: from_millis(row.try_get("created_at")?)?,
+                        follow_up: row
+                            .try_get::<Option<&str>, _>("follow_up")?
+                            .map(|text| json(text, "follow-up step"))
+                            .transpose()?,
                     },
                     planned_through: u64::try_from(row.try_get::<i64, _>("planned_through")?)
                         .unwrap_or(0),
@@ -1074,5 +1103,42 @@ impl Store for SqliteStore {
         .await?
         .rows_affected();
         Ok(requeued)
+    }
+
+    async fn follow_ups(&self, crisis: Option<CrisisId>) -> Result<Vec<FollowUp>, StoreError> {
+        self.list_follow_ups(crisis).await
+    }
+
+    async fn due_follow_ups(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FollowUp>, StoreError> {
+        self.due(now, limit).await
+    }
+
+    async fn next_follow_up_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_due().await
+    }
+
+    async fn settle_follow_up(
+        &self,
+        id: Uuid,
+        state: FollowUpState,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.settle(id, state, reason, at).await
+    }
+
+    async fn start_follow_up(&self, start: super::FollowUpStart) -> Result<bool, StoreError> {
+        self.start(start).await
+    }
+
+    async fn replace_follow_ups(
+        &self,
+        replacement: super::FollowUpReplacement,
+    ) -> Result<(), StoreError> {
+        self.replace(replacement).await
     }
 }

@@ -18,6 +18,7 @@ pub use limit::{Measurement, TextLimit};
 
 use crate::crisis::{AnnouncementKind, Crisis};
 use crate::directory::{ContactView, HoursStrings};
+use crate::follow_up::FollowUpView;
 
 /// Labels the banner script shows, per locale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +115,8 @@ pub struct RenderContext {
     pub contacts: Vec<ContactView>,
     pub emergency_contacts: Vec<ContactView>,
     pub now_local: String,
+    /// For a follow-up: its topic and the reader's resources.
+    pub follow_up: Option<FollowUpView>,
 }
 
 /// Text made safe inside HTML, attribute values included.
@@ -172,6 +175,7 @@ impl RenderContext {
             contacts,
             emergency_contacts,
             now_local: local_time(now, zone),
+            follow_up: None,
         }
     }
 }
@@ -402,6 +406,54 @@ impl Renderer {
                         note(self.render_banner(&broadcast).map(drop));
                     }
                 }
+            }
+        }
+        problems
+    }
+}
+
+impl Renderer {
+    /// Renders the follow-up templates of every locale for each topic a
+    /// plan uses (`sample(locale, topic, personal)`); the default locale
+    /// must have every one of them, other locales fall back to it.
+    pub fn check_follow_ups(
+        &self,
+        topics: &[crate::follow_up::Topic],
+        sample: impl Fn(&str, crate::follow_up::Topic, bool) -> RenderContext,
+    ) -> Vec<RenderError> {
+        if topics.is_empty() {
+            return Vec::new();
+        }
+        let kind = AnnouncementKind::FollowUp;
+        let mut paths: Vec<String> = EMAIL_PARTS
+            .iter()
+            .map(|part| format!("email/{kind}.{part}.j2"))
+            .collect();
+        for family in TextFamily::ALL {
+            paths.extend([Form::Long, Form::Short].map(|form| family.template(kind, form)));
+        }
+        let missing: Vec<RenderError> = paths
+            .into_iter()
+            .map(|path| format!("{}/{path}", self.default_locale))
+            .filter(|name| !self.names.contains(name))
+            .map(RenderError::Missing)
+            .collect();
+        if !missing.is_empty() {
+            return missing;
+        }
+        let mut problems = Vec::new();
+        for locale in self.strings.keys() {
+            for topic in topics {
+                let personal = sample(locale, *topic, true);
+                let broadcast = sample(locale, *topic, false);
+                let mut results = vec![self.render_email(&personal).map(drop)];
+                for form in [Form::Long, Form::Short] {
+                    results.push(self.render_text(TextFamily::Sms, form, &personal).map(drop));
+                    for family in [TextFamily::Social, TextFamily::Chat] {
+                        results.push(self.render_text(family, form, &broadcast).map(drop));
+                    }
+                }
+                problems.extend(results.into_iter().filter_map(Result::err));
             }
         }
         problems

@@ -9,7 +9,7 @@ use crate::support::{SmtpServer, TOKEN, TestApp, TestConfig, WAIT, spawn_app};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crisisd");
 
-pub(crate) async fn crisisd(app: &TestApp, args: &[&str]) -> Output {
+pub async fn crisisd(app: &TestApp, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .args(["--url", &app.base])
@@ -21,11 +21,11 @@ pub(crate) async fn crisisd(app: &TestApp, args: &[&str]) -> Output {
         .expect("run crisisd")
 }
 
-pub(crate) fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-pub(crate) fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -201,5 +201,18 @@ async fn the_shipped_configs_pass_check_config() {
             .await
             .expect("run crisisd");
         assert!(output.status.success(), "{config}: {}", stderr(&output));
+    }
+}
+
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
     }
 }

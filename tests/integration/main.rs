@@ -14,6 +14,7 @@ mod crash;
 mod delivery;
 mod flag_file;
 mod flow;
+mod follow_ups;
 mod hooks;
 mod operations;
 mod preview;

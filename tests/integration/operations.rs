@@ -532,6 +532,7 @@ async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_ones
                 kind: AnnouncementKind::Initial,
                 message: None,
                 created_at: crisis.updated_at,
+                follow_up: None,
             },
             deliveries: vec![
                 email_delivery(0, None),
@@ -542,6 +543,7 @@ async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_ones
             planning: false,
             idempotency: None,
             source_link: None,
+            follow_ups: Default::default(),
         })
         .await
         .expect("write");

@@ -47,6 +47,7 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
                     kind: AnnouncementKind::Initial,
                     message: None,
                     created_at: crisis.updated_at,
+                    follow_up: None,
                 },
                 deliveries: Vec::new(),
                 planning: true,
@@ -58,6 +59,7 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
                     body: String::new(),
                 }),
                 source_link: None,
+                follow_ups: Default::default(),
             })
             .await
             .expect("write");

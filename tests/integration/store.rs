@@ -25,14 +25,14 @@ async fn sqlite() -> (Arc<dyn Store>, TempDir) {
     (Arc::new(store), dir)
 }
 
-fn at(seconds: i64) -> DateTime<Utc> {
+pub fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + seconds, 0)
         .single()
         .expect("time")
 }
 
 /// The write a service would make for `crisis` after a transition.
-fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) -> TransitionWrite {
+pub fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) -> TransitionWrite {
     TransitionWrite {
         crisis: crisis.clone(),
         previous_version,
@@ -49,15 +49,17 @@ fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) -> T
             kind: AnnouncementKind::Initial,
             message: None,
             created_at: crisis.updated_at,
+            follow_up: None,
         },
         deliveries: (0..deliveries).map(|n| email_delivery(n, None)).collect(),
         planning: false,
         idempotency: None,
         source_link: None,
+        follow_ups: Default::default(),
     }
 }
 
-fn declared() -> Crisis {
+pub fn declared() -> Crisis {
     Crisis::declare(
         Declaration {
             kind: Kind::Outage,

@@ -2,9 +2,11 @@
 //! directory, bound to port 0, its email going to a test SMTP server.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crisisd::app::{Application, Reloader};
+use crisisd::clock::{Clock, ManualClock};
 use crisisd::config::Settings;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -52,6 +54,8 @@ pub struct TestConfig {
     pub dispatch_extra: String,
     /// More keys for the email channel (`rate_per_second = 10`).
     pub email_extra: String,
+    /// The daemon's clock; the system clock when unset.
+    pub clock: Option<Arc<ManualClock>>,
 }
 
 impl TestConfig {
@@ -73,6 +77,7 @@ impl TestConfig {
             extra: String::new(),
             dispatch_extra: String::new(),
             email_extra: String::new(),
+            clock: None,
         }
     }
 
@@ -230,7 +235,11 @@ pub async fn spawn_app_in(config: TestConfig, dir: TempDir) -> TestApp {
     let path = dir.path().join("crisisd.toml");
     std::fs::write(&path, &text).expect("write config");
     let settings = Settings::parse(&path, &text).expect("the test config parses");
-    let app = Application::build(settings)
+    let clock: Arc<dyn Clock> = match &config.clock {
+        Some(clock) => clock.clone(),
+        None => Arc::new(crisisd::clock::SystemClock),
+    };
+    let app = Application::build_with_clock(settings, clock)
         .await
         .expect("the application builds");
     let addr = app.local_addr();

@@ -34,6 +34,7 @@ pub fn email_delivery(n: usize, dead_reason: Option<&str>) -> crisisd::outbox::N
         })),
         priority: 0,
         dead_reason: dead_reason.map(str::to_owned),
+        not_before: None,
     }
 }
 

@@ -1,0 +1,62 @@
+//! The scheduler: one task that sends follow-ups when they fall due, woken
+//! by new schedules and otherwise sleeping until the next one (at most
+//! `poll_interval`, so a clock set forward in tests is noticed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+use crate::clock::Clock;
+use crate::crisis::{CrisisService, ServiceError};
+
+/// Shortest sleep between rounds, so a follow-up that stays due (its
+/// store write keeps failing) does not spin.
+const MIN_WAIT: Duration = Duration::from_millis(20);
+
+pub struct Scheduler {
+    service: Arc<CrisisService>,
+    clock: Arc<dyn Clock>,
+    poll_interval: Duration,
+}
+
+impl Scheduler {
+    pub fn new(
+        service: Arc<CrisisService>,
+        clock: Arc<dyn Clock>,
+        poll_interval: Duration,
+    ) -> Self {
+        Self {
+            service,
+            clock,
+            poll_interval,
+        }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let wake = self.service.schedule_wake();
+        loop {
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wait = match self.service.send_due_follow_ups().await {
+                Ok(Some(next)) => (next - self.clock.now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(self.poll_interval),
+                Ok(None) => self.poll_interval,
+                Err(ServiceError::Stopping) => break,
+                Err(err) => {
+                    error!(error = %err, "Could not send due follow-ups; trying again.");
+                    self.poll_interval
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(wait.max(MIN_WAIT)) => {}
+                () = &mut notified => {}
+            }
+        }
+    }
+}

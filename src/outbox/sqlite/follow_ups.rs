@@ -1,0 +1,322 @@
+//! Follow-ups in SQLite: scheduled and cancelled inside a transition's
+//! transaction, and each claimed with its announcement in one transaction,
+//! so none is sent twice or after the all-clear.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+use super::{
+    ROWS_PER_INSERT, SqliteStore, from_millis, insert_announcement, insert_deliveries, json,
+    millis, parse, to_json,
+};
+use crate::crisis::{AnnouncementKind, Crisis, CrisisId, Status};
+use crate::follow_up::{
+    CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpState, NewFollowUp, Phase,
+};
+use crate::outbox::{
+    Announcement, DeliveryId, FollowUpReplacement, FollowUpStart, Outcome, StoreError,
+};
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+async fn cancel_pending(
+    tx: &mut Tx<'_>,
+    crisis_id: CrisisId,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE follow_ups SET state = 'cancelled', reason = ?, settled_at = ? \
+         WHERE crisis_id = ? AND state = 'pending'",
+    )
+    .bind(reason)
+    .bind(millis(at))
+    .bind(crisis_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Messages of the crisis's follow-ups still queued (held by quiet hours,
+/// or waiting to be claimed or retried) end dead: nothing of a follow-up
+/// goes out after the all-clear. `retry-dead` leaves them dead.
+async fn kill_queued(
+    tx: &mut Tx<'_>,
+    crisis_id: CrisisId,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'dead', last_error = ?, finished_at = ?, \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE crisis_id = ? AND kind = ? AND state IN ('pending', 'retrying')",
+    )
+    .bind(CANCELLED_BY_RESOLVE)
+    .bind(millis(at))
+    .bind(crisis_id.to_string())
+    .bind(AnnouncementKind::FollowUp.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert(
+    tx: &mut Tx<'_>,
+    follow_up: &NewFollowUp,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO follow_ups (id, crisis_id, occurrence, phase, spec, due_at, state, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)",
+    )
+    .bind(follow_up.id.to_string())
+    .bind(follow_up.crisis_id.to_string())
+    .bind(i64::from(follow_up.occurrence))
+    .bind(follow_up.spec.phase.as_str())
+    .bind(to_json(&follow_up.spec)?)
+    .bind(millis(follow_up.due_at))
+    .bind(millis(at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A transition's follow-ups, in its transaction.
+pub(super) async fn apply_change(
+    tx: &mut Tx<'_>,
+    crisis: &Crisis,
+    change: &FollowUpChange,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if crisis.status == Status::Resolved {
+        cancel_pending(tx, crisis.id, CANCELLED_BY_RESOLVE, at).await?;
+        kill_queued(tx, crisis.id, at).await?;
+    } else if let Some(reason) = &change.cancel {
+        cancel_pending(tx, crisis.id, reason, at).await?;
+    }
+    for follow_up in &change.schedule {
+        insert(tx, follow_up, at).await?;
+    }
+    Ok(())
+}
+
+/// A batch of a follow-up written after its crisis was resolved (the
+/// plan was still streaming when the all-clear came) is killed at once, in
+/// the batch's own transaction.
+pub(super) async fn kill_if_resolved(
+    tx: &mut Tx<'_>,
+    announcement: &Announcement,
+) -> Result<(), StoreError> {
+    if announcement
+        .follow_up
+        .as_ref()
+        .is_none_or(|spec| spec.phase != Phase::Active)
+    {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE deliveries SET state = 'dead', last_error = ?1, finished_at = created_at \
+         WHERE announcement_id = ?2 AND state = 'pending' \
+         AND EXISTS (SELECT 1 FROM crises WHERE id = ?3 AND status = 'resolved')",
+    )
+    .bind(CANCELLED_BY_RESOLVE)
+    .bind(announcement.id.to_string())
+    .bind(announcement.crisis_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A follow-up message that was being sent when the all-clear came and
+/// failed transiently is not tried again after it.
+pub(super) async fn kill_retries_after_resolve(
+    tx: &mut Tx<'_>,
+    outcomes: &[(DeliveryId, Outcome)],
+    now: i64,
+) -> Result<(), StoreError> {
+    let retried: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, outcome)| matches!(outcome, Outcome::Retry { .. }))
+        .map(|(id, _)| id.to_string())
+        .collect();
+    for chunk in retried.chunks(ROWS_PER_INSERT) {
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "UPDATE deliveries SET state = 'dead', last_error = ",
+        );
+        query
+            .push_bind(CANCELLED_BY_RESOLVE)
+            .push(", finished_at = ")
+            .push_bind(now)
+            .push(" WHERE state = 'retrying' AND kind = 'follow_up' AND id IN (");
+        let mut ids = query.separated(", ");
+        for id in chunk {
+            ids.push_bind(id.clone());
+        }
+        query.push(
+            ") AND EXISTS (SELECT 1 FROM crises WHERE crises.id = deliveries.crisis_id \
+             AND crises.status = 'resolved') \
+             AND EXISTS (SELECT 1 FROM announcements a WHERE a.id = deliveries.announcement_id \
+             AND json_extract(a.follow_up, '$.phase') = 'active')",
+        );
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn follow_up_from_row(row: &SqliteRow) -> Result<FollowUp, StoreError> {
+    Ok(FollowUp {
+        id: parse(row.try_get::<&str, _>("id")?, "follow-up id")?,
+        crisis_id: parse(row.try_get::<&str, _>("crisis_id")?, "crisis id")?,
+        occurrence: u32::try_from(row.try_get::<i64, _>("occurrence")?).unwrap_or(0),
+        due_at: from_millis(row.try_get("due_at")?)?,
+        spec: json(row.try_get::<&str, _>("spec")?, "follow-up step")?,
+        state: parse(row.try_get::<&str, _>("state")?, "follow-up state")?,
+        reason: row.try_get("reason")?,
+        announcement_id: row
+            .try_get::<Option<&str>, _>("announcement_id")?
+            .map(|id| parse(id, "announcement id"))
+            .transpose()?,
+        settled_at: row
+            .try_get::<Option<i64>, _>("settled_at")?
+            .map(from_millis)
+            .transpose()?,
+    })
+}
+
+impl SqliteStore {
+    pub(super) async fn list_follow_ups(
+        &self,
+        crisis: Option<CrisisId>,
+    ) -> Result<Vec<FollowUp>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM follow_ups WHERE (?1 IS NULL OR crisis_id = ?1) ORDER BY due_at, rowid",
+        )
+        .bind(crisis.map(|id| id.to_string()))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(follow_up_from_row)
+        .collect()
+    }
+
+    pub(super) async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<FollowUp>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM follow_ups WHERE state = 'pending' AND due_at <= ? \
+             ORDER BY due_at, rowid LIMIT ?",
+        )
+        .bind(millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(follow_up_from_row)
+        .collect()
+    }
+
+    pub(super) async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let at: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(due_at) FROM follow_ups WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await?;
+        at.map(from_millis).transpose()
+    }
+
+    pub(super) async fn settle(
+        &self,
+        id: Uuid,
+        state: FollowUpState,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE follow_ups SET state = ?, reason = ?, settled_at = ? \
+             WHERE id = ? AND state = 'pending'",
+        )
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(millis(at))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    pub(super) async fn replace(&self, replacement: FollowUpReplacement) -> Result<(), StoreError> {
+        let FollowUpReplacement {
+            crisis,
+            phase,
+            after,
+            reason,
+            schedule,
+        } = replacement;
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM crises WHERE id = ?")
+            .bind(crisis.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if phase == Phase::Active
+            && status.as_deref() != Some(Status::Declared.as_str())
+            && status.as_deref() != Some(Status::Updated.as_str())
+        {
+            // Resolved meanwhile (or gone): the all-clear settled them.
+            tx.rollback().await?;
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE follow_ups SET state = 'cancelled', reason = ?, settled_at = ? \
+             WHERE crisis_id = ? AND phase = ? AND state = 'pending' AND due_at > ?",
+        )
+        .bind(reason)
+        .bind(millis(after))
+        .bind(crisis.to_string())
+        .bind(phase.as_str())
+        .bind(millis(after))
+        .execute(&mut *tx)
+        .await?;
+        for follow_up in &schedule {
+            insert(&mut tx, follow_up, after).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn start(&self, start: FollowUpStart) -> Result<bool, StoreError> {
+        let FollowUpStart {
+            follow_up,
+            announcement,
+            deliveries,
+            planning,
+        } = start;
+        let mut tx = self.pool.begin().await?;
+        // The announcement first: the follow-up row refers to it.
+        insert_announcement(&mut tx, &announcement, planning, None).await?;
+        // The claim: still pending, and (before the all-clear) its crisis
+        // not resolved. SQLite runs one writer at a time, so a resolve
+        // either came first (nothing is claimed) or comes after (and kills
+        // what this writes).
+        let claimed = sqlx::query(
+            "UPDATE follow_ups SET state = 'sent', announcement_id = ?1, settled_at = ?2 \
+             WHERE id = ?3 AND state = 'pending' AND (phase = 'after_resolution' OR EXISTS \
+             (SELECT 1 FROM crises WHERE crises.id = follow_ups.crisis_id AND status != 'resolved'))",
+        )
+        .bind(announcement.id.to_string())
+        .bind(millis(announcement.created_at))
+        .bind(follow_up.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_deliveries(&mut tx, &announcement, &deliveries).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
