@@ -773,7 +773,9 @@ impl Application {
                 "Could not compare the stored follow-ups with the plans; they are kept as they are."
             ),
         }
-        let scheduler = Scheduler::new(service.clone(), clock.clone(), follow_ups.poll_interval);
+        let liveness = Liveness::default();
+        let scheduler = Scheduler::new(service.clone(), clock.clone(), follow_ups.poll_interval)
+            .with_liveness(liveness.clone());
         let intake = Arc::new(Intake::new(hooks, service.clone(), sqlite, clock.clone()));
         let health = Arc::new(Health::default());
         health.set_channels(channels.iter().map(|c| c.name().to_owned()));
@@ -812,7 +814,7 @@ impl Application {
                 wake,
                 channels,
                 health,
-                liveness: Liveness::default(),
+                liveness,
                 notifier: Notifier,
                 fanout: fanout.handle(),
             },

@@ -10,6 +10,7 @@ use tracing::error;
 
 use crate::clock::Clock;
 use crate::crisis::{CrisisService, ServiceError};
+use crate::liveness::Liveness;
 
 /// Shortest sleep between rounds, so a follow-up that stays due (its
 /// store write keeps failing) does not spin.
@@ -19,7 +20,12 @@ pub struct Scheduler {
     service: Arc<CrisisService>,
     clock: Arc<dyn Clock>,
     poll_interval: Duration,
+    liveness: Option<Liveness>,
 }
+
+/// Beyond two polls, how long a round may take before the watchdog calls
+/// the scheduler stalled (a round writes a few rows; plans run elsewhere).
+const ROUND_MARGIN: Duration = Duration::from_secs(120);
 
 impl Scheduler {
     pub fn new(
@@ -31,12 +37,28 @@ impl Scheduler {
             service,
             clock,
             poll_interval,
+            liveness: None,
         }
+    }
+
+    /// Beats a heartbeat every round, for the systemd watchdog.
+    pub fn with_liveness(mut self, liveness: Liveness) -> Self {
+        self.liveness = Some(liveness);
+        self
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
         let wake = self.service.schedule_wake();
+        // Registered here, not when built: the resume that runs first may
+        // take as long as a whole plan.
+        let heartbeat = self
+            .liveness
+            .as_ref()
+            .map(|l| l.register("scheduler", self.poll_interval * 2 + ROUND_MARGIN));
         loop {
+            if let Some(heartbeat) = &heartbeat {
+                heartbeat.beat();
+            }
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
