@@ -227,16 +227,7 @@ impl CrisisService {
             return Ok(replayed);
         }
         let crisis = Crisis::declare(declaration, self.now())?;
-        let follow_ups = self.follow_up_change(&crisis, None);
-        self.commit(
-            crisis,
-            None,
-            AnnouncementKind::Initial,
-            STATUS_CREATED,
-            ctx,
-            follow_ups,
-        )
-        .await
+        self.commit_declaration(crisis, ctx).await
     }
 
     /// Declares with a given id: a webhook's held or proposed crisis keeps
@@ -249,6 +240,14 @@ impl CrisisService {
     ) -> Result<Applied, ServiceError> {
         let mut crisis = Crisis::declare(declaration, self.now())?;
         crisis.id = id;
+        self.commit_declaration(crisis, ctx).await
+    }
+
+    async fn commit_declaration(
+        self: &Arc<Self>,
+        crisis: Crisis,
+        ctx: TransitionContext,
+    ) -> Result<Applied, ServiceError> {
         let follow_ups = self.follow_up_change(&crisis, None);
         self.commit(
             crisis,

@@ -51,24 +51,6 @@ async fn a_550_makes_the_delivery_dead_with_the_servers_reason() {
 }
 
 #[tokio::test]
-async fn a_rejected_recipient_is_dead_and_the_others_are_delivered() {
-    let smtp = SmtpServer::start().await;
-    smtp.reject_recipient("rahim@example.org", "550 5.1.1 No such user");
-    let app = spawn_app(TestConfig::new(smtp.port())).await;
-    let id = app.declare("Payments are down").await;
-
-    let detail = app
-        .wait_until(&id, WAIT, |d| {
-            d["deliveries"]["email"]["dead"] == 1 && d["deliveries"]["email"]["sent"] == 2
-        })
-        .await;
-    assert_eq!(detail["dead"][0]["destination"], "rahim@example.org");
-}
-
-/// Every reader's message arrives whole, with a rejected recipient among
-/// them, whether the server takes MAIL, RCPT and DATA pipelined (RFC 2920)
-/// or one at a time.
-#[tokio::test]
 async fn transactions_are_pipelined_only_when_the_server_offers_it() {
     for pipelining in [true, false] {
         let smtp = SmtpServer::start().await;

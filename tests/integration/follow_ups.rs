@@ -548,7 +548,7 @@ mod templates {
     #[test]
     fn a_language_without_a_follow_up_template_falls_back_to_the_default_one() {
         let dir = tempfile::tempdir().unwrap();
-        crate::cli::copy_dir(&templates_dir(), dir.path());
+        crate::support::copy_dir(&templates_dir(), dir.path());
         for name in ["follow_up.j2", "follow_up.short.j2"] {
             std::fs::remove_file(dir.path().join("eo/sms").join(name)).unwrap();
         }
