@@ -696,13 +696,16 @@ async fn serve(config: &Path) -> Result<(), Failure> {
     let settings = Settings::load(config).map_err(|e| Failure::Usage(e.into()))?;
     let application = Application::build(settings).await?;
     let shutdown = CancellationToken::new();
+    let stopped = CancellationToken::new();
     let signals = crate::lifecycle::handle_signals(
         shutdown.clone(),
+        stopped.clone(),
         application.reloader(),
         config.to_path_buf(),
     )
     .map_err(|e| Failure::Runtime(anyhow!("cannot install signal handlers: {e}")))?;
     let result = application.run_until_stopped(shutdown).await;
+    stopped.cancel();
     signals.abort();
     result.map_err(Failure::from)
 }

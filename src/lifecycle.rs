@@ -67,10 +67,13 @@ impl Notifier {
 }
 
 /// Handles the daemon's signals until it stops: SIGTERM and SIGINT cancel
-/// `shutdown` (a second one exits at once), SIGHUP reloads `config`.
-/// The returned task is the caller's to abort once the daemon has stopped.
+/// `shutdown` (a second one exits at once, unless the caller has cancelled
+/// `stopped`: the drain is over and the exit will be clean), SIGHUP
+/// reloads `config`. The returned task is the caller's to abort once the
+/// daemon has stopped.
 pub fn handle_signals(
     shutdown: CancellationToken,
+    stopped: CancellationToken,
     reloader: Reloader,
     config: PathBuf,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -92,7 +95,12 @@ pub fn handle_signals(
         }
         Notifier.stopping();
         shutdown.cancel();
+        // `timeout(1)` and a terminal's process group can deliver the same
+        // signal twice at once: after a finished drain that is no reason
+        // to exit 1 (which systemd's Restart=on-failure would act on).
         tokio::select! {
+            biased;
+            () = stopped.cancelled() => return,
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
