@@ -17,6 +17,7 @@ use crate::crisis::{AnnouncementKind, Crisis, CrisisId, Kind, Severity, Status};
 use crate::directory::ContactView;
 use crate::plan::PlanInputs;
 use crate::render::{BannerLabels, RenderContext};
+use crate::sync::{read, write};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct BannerCrisis {
@@ -96,19 +97,16 @@ impl Banner {
     /// Shows, refreshes or (when resolved) removes a crisis.
     pub fn apply(&self, crisis: &Crisis) {
         {
-            let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
+            let mut seen = write(&self.seen);
             let newest = seen.entry(crisis.id).or_insert(0);
             if *newest >= crisis.version {
                 return;
             }
             *newest = crisis.version;
         }
-        let mut active = self.active.write().unwrap_or_else(|e| e.into_inner());
+        let mut active = write(&self.active);
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.rendered
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        write(&self.rendered).clear();
         active.retain(|c| c.id != crisis.id);
         if crisis.is_active() {
             active.push(crisis.clone());
@@ -122,7 +120,7 @@ impl Banner {
     }
 
     pub fn active_count(&self) -> usize {
-        self.active.read().unwrap_or_else(|e| e.into_inner()).len()
+        read(&self.active).len()
     }
 
     /// The JSON body of `GET /v1/banner` for a reader of `lang`, and its
@@ -133,17 +131,11 @@ impl Banner {
         // with the old ones is not served.
         let inputs = self.inputs.load_full();
         let locale = inputs.renderer.resolve_locale(lang);
-        if let Some(cached) = self
-            .rendered
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(locale)
-            .filter(|cached| {
-                Arc::ptr_eq(&cached.inputs, &inputs)
-                    && cached.built_at <= now
-                    && now - cached.built_at < FRESH_FOR
-            })
-        {
+        if let Some(cached) = read(&self.rendered).get(locale).filter(|cached| {
+            Arc::ptr_eq(&cached.inputs, &inputs)
+                && cached.built_at <= now
+                && now - cached.built_at < FRESH_FOR
+        }) {
             return cached.banner.clone();
         }
         let generation = self.generation.load(Ordering::SeqCst);
@@ -153,7 +145,7 @@ impl Banner {
         let digest = Sha256::digest(&json);
         let etag = format!("\"{}\"", hex::encode(&digest[..16]));
         let banner = Arc::new(RenderedBanner { json, etag });
-        let mut rendered = self.rendered.write().unwrap_or_else(|e| e.into_inner());
+        let mut rendered = write(&self.rendered);
         if self.generation.load(Ordering::SeqCst) == generation {
             rendered.insert(
                 locale.to_owned(),
@@ -172,11 +164,7 @@ impl Banner {
         let inputs = self.inputs.load();
         let renderer = &inputs.renderer;
         let locale = renderer.resolve_locale(lang).to_owned();
-        let active = self
-            .active
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let active = read(&self.active).clone();
         let contacts = if active.is_empty() {
             Vec::new()
         } else {

@@ -59,7 +59,7 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Health {
     fn channels(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<ChannelCheck>>> {
-        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.channels)
     }
 
     /// The channels to report on; results of channels no longer configured

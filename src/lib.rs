@@ -30,4 +30,5 @@ pub mod outbox;
 pub mod plan;
 pub mod preview;
 pub mod render;
+pub mod sync;
 pub mod telemetry;

@@ -52,7 +52,7 @@ impl std::fmt::Display for Stalled {
 
 impl Liveness {
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     /// Registers a loop that promises to beat at least every `allowance`.

@@ -19,6 +19,7 @@ use super::smtp_pool::SmtpPool;
 use super::{ChannelError, DeliveryError, Receipt};
 use crate::config::{EmailChannelSettings, EmailTransportKind, SmtpSettings, SmtpTls};
 use crate::outbox::{Delivery, DeliveryContent};
+use crate::sync::lock;
 
 enum Transport {
     /// Implicit TLS (port 465), through lettre's pooled transport.
@@ -205,10 +206,6 @@ impl EmailChannel {
 
 /// Encoded renditions kept per channel; a crisis has a few dozen.
 const PREPARED_CACHE: usize = 256;
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// SMTP replies that refuse our credentials, not the message: every
 /// delivery would fail alike until the config is fixed, so they are retried

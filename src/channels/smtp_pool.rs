@@ -131,7 +131,7 @@ impl SmtpPool {
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(Connection, Instant)>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.idle)
     }
 
     async fn connect(&self) -> Result<Connection, PoolError> {

@@ -75,7 +75,7 @@ impl Gate {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// How many deliveries to claim at once: never more than can be sent

@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::config::{DispatchSettings, RateLimit};
 use crate::liveness::{Heartbeat, Liveness};
 use crate::outbox::{Delivery, DeliveryId, Outcome, Store, StoreError};
+use crate::sync::lock;
 
 /// Wakes the workers when new deliveries are written, so the first email
 /// of a crisis does not wait for the next poll.
@@ -503,8 +504,4 @@ impl Recorder {
             let _ = written.await;
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -26,6 +26,7 @@ use super::{
 use crate::consent::{ContactPoint, OptOuts, normalize};
 use crate::crisis::{Actor, Crisis, CrisisEvent, CrisisId};
 use crate::follow_up::{FollowUp, FollowUpState};
+use crate::sync::lock;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -48,10 +49,6 @@ pub struct SqliteStore {
     /// Decoded renditions by id, so a claim does not parse the same
     /// message for every reader.
     renditions: Arc<Mutex<HashMap<String, Arc<DeliveryContent>>>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn millis(at: DateTime<Utc>) -> i64 {
