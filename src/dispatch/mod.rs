@@ -316,11 +316,17 @@ impl ChannelWorker {
 
     /// Hands claimed but unsent deliveries back, with their attempts.
     async fn release(&self, ready: &mut VecDeque<Delivery>) {
-        if ready.is_empty() {
+        let unsent: Vec<DeliveryId> = ready.drain(..).map(|d| d.id).collect();
+        self.release_ids(&unsent).await;
+    }
+
+    /// Gives leases back, with their attempts; a failure only means they
+    /// expire on their own.
+    async fn release_ids(&self, ids: &[DeliveryId]) {
+        if ids.is_empty() {
             return;
         }
-        let unsent: Vec<DeliveryId> = ready.drain(..).map(|d| d.id).collect();
-        if let Err(err) = self.store.release(&unsent, &self.owner).await {
+        if let Err(err) = self.store.release(ids, &self.owner).await {
             warn!(channel = %self.channel.name(), error = %err, "Could not release leases; they expire on their own.");
         }
     }
@@ -340,9 +346,7 @@ impl ChannelWorker {
                 count = unfinished.len(),
                 "Sends still running at the drain deadline were abandoned; they are released for the next start."
             );
-            if let Err(err) = self.store.release(&unfinished, &self.owner).await {
-                warn!(channel = %name, error = %err, "Could not release leases; they expire on their own.");
-            }
+            self.release_ids(&unfinished).await;
         }
         info!(channel = %name, "Channel worker stopped.");
     }
