@@ -236,31 +236,27 @@ fn has_marks(text: &str) -> bool {
 fn pieces(text: &str) -> Vec<Piece> {
     let mut pieces = Vec::new();
     let mut rest = text;
-    while let Some(at) = rest.find([NAME_MARK, UNSUBSCRIBE_MARK].map(first_char)) {
+    let next_mark = |rest: &str| {
+        [NAME_MARK, UNSUBSCRIBE_MARK]
+            .into_iter()
+            .filter_map(|mark| rest.find(mark).map(|at| (at, mark)))
+            .min()
+    };
+    while let Some((at, mark)) = next_mark(rest) {
         if at > 0 {
             pieces.push(Piece::Encoded(encode(&rest[..at])));
         }
-        let mark = &rest[at..];
-        pieces.push(if mark.starts_with(NAME_MARK) {
+        pieces.push(if mark == NAME_MARK {
             Piece::Name
         } else {
             Piece::Unsubscribe
         });
-        let width = if mark.starts_with(NAME_MARK) {
-            NAME_MARK.len()
-        } else {
-            UNSUBSCRIBE_MARK.len()
-        };
-        rest = &rest[at + width..];
+        rest = &rest[at + mark.len()..];
     }
     if !rest.is_empty() {
         pieces.push(Piece::Encoded(encode(rest)));
     }
     pieces
-}
-
-fn first_char(mark: &str) -> char {
-    mark.chars().next().unwrap_or('\u{E000}')
 }
 
 /// Joins the pieces of a part with the reader's fields. Every piece starts

@@ -89,24 +89,22 @@ impl PoolError {
     }
 }
 
-async fn within<T>(
+impl From<lettre::transport::smtp::Error> for PoolError {
+    fn from(err: lettre::transport::smtp::Error) -> Self {
+        PoolError::Smtp(err)
+    }
+}
+
+/// `work`, or a timeout naming `what` was not answered.
+async fn within<T, E: Into<PoolError>>(
     timeout: Duration,
     what: &'static str,
-    work: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+    work: impl Future<Output = Result<T, E>>,
 ) -> Result<T, PoolError> {
     tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| PoolError::Timeout(what))?
-        .map_err(PoolError::Smtp)
-}
-
-async fn within_pool<T>(
-    timeout: Duration,
-    work: impl Future<Output = Result<T, PoolError>>,
-) -> Result<T, PoolError> {
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| PoolError::Timeout("send"))?
+        .map_err(Into::into)
 }
 
 impl SmtpPool {
@@ -209,7 +207,13 @@ impl SmtpPool {
         // A reused connection the server has closed fails without an SMTP
         // reply: then the message goes once more, on a new connection.
         if let Some(mut connection) = self.take_idle() {
-            match within_pool(self.timeout, transact(&mut connection, envelope, &message)).await {
+            match within(
+                self.timeout,
+                "send",
+                transact(&mut connection, envelope, &message),
+            )
+            .await
+            {
                 Ok(response) => {
                     self.give_back(connection);
                     return Ok(response);
@@ -221,8 +225,12 @@ impl SmtpPool {
             }
         }
         let mut connection = self.connect().await?;
-        let response =
-            within_pool(self.timeout, transact(&mut connection, envelope, &message)).await?;
+        let response = within(
+            self.timeout,
+            "send",
+            transact(&mut connection, envelope, &message),
+        )
+        .await?;
         self.give_back(connection);
         Ok(response)
     }
