@@ -8,17 +8,16 @@
 //! still takes every core. Threads the fan-out starts (SQLite's connection
 //! threads among them) inherit the niceness.
 
-use std::future::Future;
-
 use tokio::runtime::{Handle, Runtime};
-use tokio::task::JoinHandle;
 use tracing::warn;
 
 /// Highest niceness Linux knows; `dispatch.nice` is checked against it.
 pub const MAX_NICE: u8 = 19;
 
 pub struct BackgroundRuntime {
+    /// Taken only by `drop`.
     runtime: Option<Runtime>,
+    handle: Handle,
 }
 
 impl BackgroundRuntime {
@@ -30,25 +29,13 @@ impl BackgroundRuntime {
             .enable_all()
             .build()?;
         Ok(Self {
+            handle: runtime.handle().clone(),
             runtime: Some(runtime),
         })
     }
 
     pub fn handle(&self) -> Handle {
-        match &self.runtime {
-            Some(runtime) => runtime.handle().clone(),
-            // Only after drop; a handle to the caller's runtime keeps the
-            // work going rather than panicking.
-            None => Handle::current(),
-        }
-    }
-
-    pub fn spawn<F>(&self, work: F) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.handle().spawn(work)
+        self.handle.clone()
     }
 }
 
@@ -97,7 +84,7 @@ mod tests {
     fn work_runs_at_the_lower_priority_and_the_caller_keeps_its_own() {
         let before = own_nice();
         let background = BackgroundRuntime::start(7).expect("runtime");
-        let task = background.spawn(async { own_nice() });
+        let task = background.handle().spawn(async { own_nice() });
         let inside = background.handle().block_on(task).expect("task");
         assert_eq!(inside, (before + 7).min(19));
         assert_eq!(own_nice(), before);
