@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,30 +13,33 @@ use arc_swap::ArcSwap;
 use axum::http::HeaderValue;
 use chrono::Utc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::audience::Audience;
 use crate::background::{BackgroundRuntime, MAX_NICE};
 use crate::banner::Banner;
 use crate::channels::{self, Channel};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, Secret, SecretSource, Settings};
-use crate::consent::UnsubscribeSigner;
-use crate::crisis::{AnnouncementKind, Crisis, CrisisService, Kind, ServiceError, Severity};
+use crate::config::{ConfigError, Settings};
 use crate::dispatch::{Dispatcher, Wake};
+use crate::domain::audience::Audience;
+use crate::domain::consent::UnsubscribeSigner;
+use crate::domain::follow_up::{FollowUpSpec, FollowUps, Library, Phase, Topic};
+use crate::domain::{AnnouncementKind, Crisis, Kind, Severity};
 use crate::flag_file::FlagFileWatcher;
-use crate::follow_up::{FollowUpSpec, FollowUps, Library, Phase, Scheduler, Topic};
 use crate::health::{self, Health};
 use crate::http::{self, AppState, NamedToken};
 use crate::intake::{Hook, Intake};
-use crate::lifecycle::Notifier;
+use crate::lifecycle::{Notifier, ReloadError, ReloadRequest, Reloader};
 use crate::liveness::Liveness;
+use crate::message::{ChannelProfile, Reach};
 use crate::outbox::{CrisisFilter, SqliteStore, Store, StoreError};
-use crate::plan::{ChannelProfile, FitError, PlanInputs, Reach, UnsubscribeLinks, fit};
+use crate::plan::{FitError, PlanInputs, SharedInputs, UnsubscribeLinks, fit};
 use crate::render::{CompanyView, EMAIL_KINDS, RenderContext, Renderer};
+use crate::secret::{Secret, SecretSource};
+use crate::service::{CrisisService, Scheduler, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -123,7 +126,7 @@ fn sample_context(
 ) -> RenderContext {
     let now = Utc::now();
     let mut crisis = Crisis {
-        id: crate::crisis::CrisisId::new(),
+        id: crate::domain::CrisisId::new(),
         kind: Kind::Outage,
         severity: Severity::Critical,
         // Typical lengths, so limits are checked against realistic text.
@@ -133,7 +136,7 @@ fn sample_context(
                   We are working with our payment provider on a fix."
                 .into(),
         localized: Default::default(),
-        status: crate::crisis::Status::Declared,
+        status: crate::domain::Status::Declared,
         version: 1,
         last_message: message.then(|| "Sample message.".to_owned()),
         declared_at: now,
@@ -141,7 +144,7 @@ fn sample_context(
         resolved_at: None,
     };
     if kind == AnnouncementKind::Resolved {
-        crisis.status = crate::crisis::Status::Resolved;
+        crisis.status = crate::domain::Status::Resolved;
         crisis.resolved_at = Some(now);
     }
     let recipient = email.then_some(("Sample Reader", chrono_tz::Tz::UTC));
@@ -557,58 +560,6 @@ pub fn check_config(path: &Path) -> Result<Prepared, StartupError> {
     prepare(Settings::load(path)?)
 }
 
-/// The plan inputs as they are now; a reload swaps them whole, and each
-/// reader (a plan, a banner view, a preview) keeps the snapshot it loaded.
-pub type SharedInputs = Arc<ArcSwap<PlanInputs>>;
-
-/// Why a reload was not applied; the daemon keeps running as it was.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("the new configuration was refused: {0}")]
-    Refused(#[from] StartupError),
-    #[error("a reload is already waiting")]
-    Busy,
-    #[error("the daemon is stopping")]
-    Stopping,
-}
-
-struct ReloadRequest {
-    path: PathBuf,
-    reply: Option<oneshot::Sender<Result<(), ReloadError>>>,
-}
-
-/// Asks the running daemon to re-read its configuration; cheap to clone.
-#[derive(Clone)]
-pub struct Reloader {
-    requests: mpsc::Sender<ReloadRequest>,
-}
-
-impl Reloader {
-    /// Reloads from `path` and waits for the result.
-    pub async fn reload_file(&self, path: &Path) -> Result<(), ReloadError> {
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .try_send(ReloadRequest {
-                path: path.to_path_buf(),
-                reply: Some(reply),
-            })
-            .map_err(|err| match err {
-                mpsc::error::TrySendError::Full(_) => ReloadError::Busy,
-                mpsc::error::TrySendError::Closed(_) => ReloadError::Stopping,
-            })?;
-        answer.await.unwrap_or(Err(ReloadError::Stopping))
-    }
-
-    /// Asks for a reload from `path` without waiting (a signal handler);
-    /// the result is logged. Requests while one is waiting are merged.
-    pub fn request_file(&self, path: &Path) {
-        let _ = self.requests.try_send(ReloadRequest {
-            path: path.to_path_buf(),
-            reply: None,
-        });
-    }
-}
-
 /// What the daemon runs on, kept between reloads.
 struct Runtime {
     settings: Settings,
@@ -802,7 +753,7 @@ impl Application {
         // A failing provider does not stop the start: its deliveries wait
         // and are retried, and /readyz says which channel is failing.
         health::check_channels(&health, &channels, clock.as_ref()).await;
-        let (requests, reloads) = mpsc::channel(1);
+        let (reloader, reloads) = Reloader::new();
         Ok(Self {
             listener,
             state,
@@ -822,7 +773,7 @@ impl Application {
             unfinished,
             fanout,
             reloads,
-            reloader: Reloader { requests },
+            reloader,
         })
     }
 
@@ -970,7 +921,7 @@ impl Runtime {
                 let status = status_line(state, self.store.as_ref()).await;
                 self.notifier
                     .ready(&format!("Reload refused (see the log). {status}"));
-                return (workers, Err(err.into()));
+                return (workers, Err(ReloadError::Refused(err.to_string())));
             }
         };
         let restart_only = restart_only_changes(&self.settings, &prepared.settings);

@@ -12,10 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tracing::warn;
 
-use crate::app::SharedInputs;
-use crate::crisis::{AnnouncementKind, Crisis, CrisisId, Kind, Severity, Status};
-use crate::directory::ContactView;
-use crate::plan::PlanInputs;
+use crate::domain::directory::ContactView;
+use crate::domain::{AnnouncementKind, Crisis, CrisisId, Kind, Severity, Status};
+use crate::plan::{PlanInputs, SharedInputs};
 use crate::render::{BannerLabels, RenderContext};
 use crate::sync::{read, write};
 

@@ -16,17 +16,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, Application, StartupError};
 use crate::client::{ApiClient, ClientError};
-use crate::config::{Secret, Settings, config_path};
-use crate::crisis::{
-    AnnouncementKind, CrisisId, CrisisUpdate, Declaration, Kind, Severity, TransitionOutcome,
-};
-use crate::follow_up::ScheduleList;
+use crate::config::{Settings, config_path};
+use crate::domain::follow_up::ScheduleList;
+use crate::domain::{AnnouncementKind, CrisisId, CrisisUpdate, Declaration, Kind, Severity};
 use crate::http::api::{
     CrisisDetail, CrisisList, CrisisSummary, DeadList, ResolveRequest, RetryDeadRequest,
     RetryDeadResponse, StateCounts,
 };
+use crate::message::Form;
 use crate::preview::{PreviewRequest, PreviewResponse};
-use crate::render::Form;
+use crate::secret::Secret;
+use crate::service::TransitionOutcome;
 
 const EXAMPLES: &str = "\
 Examples:

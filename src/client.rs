@@ -6,9 +6,9 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::Secret;
 use crate::http::ErrorBody;
 use crate::http::api::{ACTOR_HEADER, IDEMPOTENCY_HEADER};
+use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

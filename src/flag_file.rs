@@ -17,10 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::FlagFileSettings;
-use crate::crisis::{
-    Actor, ActorSource, CrisisService, CrisisUpdate, Declaration, Kind, LocalizedText,
-    ServiceError, Severity, SourceRef, TransitionContext,
-};
+use crate::domain::{Actor, ActorSource, CrisisUpdate, Declaration, Kind, LocalizedText, Severity};
+use crate::service::{CrisisService, ServiceError, SourceRef, TransitionContext};
 
 pub const SOURCE: &str = "flag_file";
 

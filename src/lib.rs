@@ -6,7 +6,6 @@
 //! renderer -> outbox -> dispatcher -> channels. See docs/architecture.md.
 
 pub mod app;
-pub mod audience;
 pub mod background;
 pub mod banner;
 pub mod channels;
@@ -14,21 +13,21 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
-pub mod consent;
-pub mod crisis;
-pub mod directory;
 pub mod dispatch;
+pub mod domain;
 pub mod flag_file;
-pub mod follow_up;
 pub mod health;
 pub mod http;
 pub mod intake;
 pub mod lifecycle;
 pub mod liveness;
 pub mod logging;
+pub mod message;
 pub mod outbox;
 pub mod plan;
 pub mod preview;
 pub mod render;
+pub mod secret;
+pub mod service;
 pub mod sync;
 pub mod telemetry;

@@ -3,7 +3,7 @@
 //! service manager hears about each step over `$NOTIFY_SOCKET`
 //! (`Type=notify`), along with watchdog pings while the daemon is alive.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::app::Reloader;
+use tokio::sync::{mpsc, oneshot};
 
 /// Tells systemd what the daemon is doing. Without `$NOTIFY_SOCKET` (not
 /// started by systemd with `Type=notify`) every call does nothing.
@@ -107,4 +107,60 @@ pub fn handle_signals(
         error!("Second signal: exiting now; leased deliveries are reclaimed after restart.");
         std::process::exit(1);
     }))
+}
+
+/// Why a reload was not applied; the daemon keeps running as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// With every problem found, as check-config would list them.
+    #[error("the new configuration was refused: {0}")]
+    Refused(String),
+    #[error("a reload is already waiting")]
+    Busy,
+    #[error("the daemon is stopping")]
+    Stopping,
+}
+
+/// One reload asked for: the file to read, and who waits for the result.
+pub struct ReloadRequest {
+    pub path: PathBuf,
+    pub reply: Option<oneshot::Sender<Result<(), ReloadError>>>,
+}
+
+/// Asks the running daemon to re-read its configuration; cheap to clone.
+#[derive(Clone)]
+pub struct Reloader {
+    requests: mpsc::Sender<ReloadRequest>,
+}
+
+impl Reloader {
+    /// A reloader, and the queue its requests arrive on (one waits at most).
+    pub fn new() -> (Self, mpsc::Receiver<ReloadRequest>) {
+        let (requests, queue) = mpsc::channel(1);
+        (Self { requests }, queue)
+    }
+
+    /// Reloads from `path` and waits for the result.
+    pub async fn reload_file(&self, path: &Path) -> Result<(), ReloadError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .try_send(ReloadRequest {
+                path: path.to_path_buf(),
+                reply: Some(reply),
+            })
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => ReloadError::Busy,
+                mpsc::error::TrySendError::Closed(_) => ReloadError::Stopping,
+            })?;
+        answer.await.unwrap_or(Err(ReloadError::Stopping))
+    }
+
+    /// Asks for a reload from `path` without waiting (a signal handler);
+    /// the result is logged. Requests while one is waiting are merged.
+    pub fn request_file(&self, path: &Path) {
+        let _ = self.requests.try_send(ReloadRequest {
+            path: path.to_path_buf(),
+            reply: None,
+        });
+    }
 }

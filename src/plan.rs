@@ -6,49 +6,24 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::warn;
 use uuid::Uuid;
 
-use crate::audience::{Audience, AudienceError, Subscriber, Subscribers};
 use crate::config::ChannelSettings;
-use crate::consent::{ContactPoint, OptOuts, UnsubscribeSigner};
-use crate::crisis::{AnnouncementKind, Crisis, Severity};
-use crate::directory::{self, ContactEntry, ContactView};
-use crate::follow_up::{FollowUpSpec, FollowUps};
-use crate::outbox::{
-    Announcement, DeliveryContent, DeliveryId, NAME_MARK, NewDelivery, NewRendition, Payload,
-    UNSUBSCRIBE_MARK,
+use crate::domain::audience::{Audience, AudienceError, Subscriber, Subscribers};
+use crate::domain::consent::{ContactPoint, OptOuts, UnsubscribeSigner};
+use crate::domain::directory::{self, ContactEntry, ContactView};
+use crate::domain::follow_up::{FollowUpSpec, FollowUps};
+use crate::domain::{AnnouncementKind, Crisis, DeliveryId, Severity};
+use crate::message::post::LengthRule;
+use crate::message::{
+    ChannelProfile, DeliveryContent, EmailContent, Form, Measurement, MessageContent, NAME_MARK,
+    Reach, TextFamily, TextLimit, UNSUBSCRIBE_MARK, sms,
 };
-use crate::render::post::LengthRule;
-use crate::render::sms;
-use crate::render::{
-    CompanyView, EmailContent, Form, Measurement, RenderContext, RenderError, Renderer, TextFamily,
-    TextLimit,
-};
-
-/// Who a channel's deliveries go to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reach {
-    /// One delivery per subscriber with an email address.
-    Email,
-    /// One delivery per subscriber with a phone number.
-    Phone,
-    /// One delivery per announcement, written in `locale`.
-    Broadcast { locale: String },
-}
-
-/// What planning needs to know about a channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelProfile {
-    pub name: String,
-    /// The provider type, as in `[[channels.<type>]]`.
-    pub kind: &'static str,
-    pub reach: Reach,
-    /// `None` for email, which has its own templates.
-    pub family: Option<TextFamily>,
-    pub limit: TextLimit,
-}
+use crate::outbox::{Announcement, NewDelivery, NewRendition, Payload};
+use crate::render::{CompanyView, RenderContext, RenderError, Renderer};
+use arc_swap::ArcSwap;
 
 const DISCORD_MAX: usize = 2000;
 /// Slack truncates far later, but advises keeping messages under 4,000.
@@ -221,20 +196,6 @@ impl ChannelProfile {
     }
 }
 
-/// A plain-text message, rendered and fitted; what SMS, social and chat
-/// channels send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageContent {
-    pub text: String,
-    pub form: Form,
-    /// The crisis title in this language, for cards and headings.
-    pub title: String,
-    /// Where the full text is: the public status page.
-    pub link: String,
-    pub severity: Severity,
-    pub language: String,
-}
-
 /// The text chosen for a channel and how it measures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fitted {
@@ -297,6 +258,10 @@ impl UnsubscribeLinks {
         )
     }
 }
+
+/// The plan inputs as they are now; a reload swaps them whole, and each
+/// reader (a plan, a banner view, a preview) keeps the snapshot it loaded.
+pub type SharedInputs = Arc<ArcSwap<PlanInputs>>;
 
 /// Everything planning reads: swapped whole on reload.
 #[derive(Debug)]
@@ -406,7 +371,7 @@ impl Planner {
         region: Option<&str>,
     ) -> RenderContext {
         if let Some(spec) = spec {
-            let empty = crate::follow_up::Library::default();
+            let empty = crate::domain::follow_up::Library::default();
             let library = self.follow_ups.as_ref().map_or(&empty, |f| &f.library);
             ctx.follow_up = Some(library.follow_up_view(spec, crisis.kind, &ctx.locale, region));
         }

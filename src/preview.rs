@@ -4,9 +4,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::crisis::{AnnouncementKind, Crisis, Declaration, DomainError, Status};
-use crate::plan::{ChannelProfile, FitError, PlanInputs, Reach, fit};
-use crate::render::{Form, Measurement, RenderContext, TextLimit};
+use crate::domain::{AnnouncementKind, Crisis, Declaration, DomainError, Status};
+use crate::message::{ChannelProfile, Form, Measurement, Reach, TextLimit};
+use crate::plan::{FitError, PlanInputs, fit};
+use crate::render::RenderContext;
 
 /// What to preview.
 #[derive(Debug, Clone, Serialize, Deserialize)]

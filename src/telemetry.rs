@@ -19,7 +19,7 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gau
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::channels::{DeliveryError, Receipt};
-use crate::crisis::{Crisis, Severity};
+use crate::domain::{Crisis, Severity};
 use crate::outbox::{ChannelStateCount, DeliveryState, Outcome};
 
 pub const DELIVERIES: &str = "crisisd_deliveries_total";

@@ -18,7 +18,8 @@ use super::mime::{PreparedEmail, Reader};
 use super::smtp_pool::SmtpPool;
 use super::{ChannelError, DeliveryError, Receipt};
 use crate::config::{EmailChannelSettings, EmailTransportKind, SmtpSettings, SmtpTls};
-use crate::outbox::{Delivery, DeliveryContent};
+use crate::message::DeliveryContent;
+use crate::outbox::Delivery;
 use crate::sync::lock;
 
 enum Transport {

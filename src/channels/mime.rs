@@ -21,8 +21,7 @@ use lettre::message::header::{self, ContentType, HeaderName, HeaderValue, Header
 use lettre::message::{Mailbox, Mailboxes};
 use quoted_printable::{InputMode, Options};
 
-use crate::outbox::{NAME_MARK, UNSUBSCRIBE_MARK};
-use crate::render::{EmailContent, escape_html};
+use crate::message::{EmailContent, NAME_MARK, UNSUBSCRIBE_MARK, escape_html};
 
 /// Encoded line length before the dot guard: a soft break adds `=`, and a
 /// leading `.` becomes `=2E`, and the line must stay within RFC 2045's 76.

@@ -19,7 +19,8 @@ pub use email::EmailChannel;
 pub use sms::{SmsGatewayChannel, TwilioChannel, VonageChannel, twilio_signature};
 pub use social::{BlueskyChannel, MastodonChannel};
 
-use crate::config::{ChannelSettings, SecretSource};
+use crate::config::ChannelSettings;
+use crate::secret::SecretSource;
 
 use crate::outbox::Delivery;
 
@@ -145,8 +146,8 @@ pub fn build_all(settings: &ChannelSettings) -> Result<Vec<Arc<dyn Channel>>, Ve
 /// text channel is a planning bug, and retrying cannot fix it.
 pub(crate) fn message_of(
     delivery: &crate::outbox::Delivery,
-) -> Result<std::borrow::Cow<'_, crate::plan::MessageContent>, DeliveryError> {
-    use crate::outbox::DeliveryContent;
+) -> Result<std::borrow::Cow<'_, crate::message::MessageContent>, DeliveryError> {
+    use crate::message::DeliveryContent;
     use std::borrow::Cow;
     match delivery.personalized() {
         Cow::Borrowed(DeliveryContent::Message(message)) => Ok(Cow::Borrowed(message)),

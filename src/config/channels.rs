@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{EmailChannelSettings, SecretSource};
+use super::EmailChannelSettings;
+use crate::secret::SecretSource;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::SecretSource;
-use crate::crisis::{Kind, Severity};
+use crate::domain::{Kind, Severity};
 
 /// Which system sends the webhook; picks the payload parser and the
 /// default authentication.

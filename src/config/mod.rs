@@ -2,12 +2,9 @@
 //! errors) and validated before anything starts.
 
 mod channels;
-mod follow_ups;
 mod hooks;
 mod load;
-mod secret;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,15 +16,12 @@ pub use channels::{
     MastodonVisibility, RateLimit, SmsGatewaySettings, TelegramSettings, TwilioSettings,
     VonageSettings, WebhookSettings,
 };
-pub use follow_ups::{
-    FollowUpSettings, PlanSettings, QuietHoursSettings, ResourceSettings, ResourceText,
-    ResourcesFile, StepSettings,
-};
 pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
-pub use secret::{Secret, SecretError, SecretSource};
 
-use crate::directory::ContactEntry;
+use crate::domain::directory::ContactEntry;
+use crate::domain::follow_up::FollowUpSettings;
+use crate::secret::SecretSource;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -403,6 +397,3 @@ pub struct FlagFileSettings {
 fn default_flag_poll() -> Duration {
     Duration::from_secs(1)
 }
-
-/// Localized text: locale -> text, with fallback to the default locale.
-pub type Localized = BTreeMap<String, String>;

@@ -20,8 +20,9 @@ pub use retry::RetryPolicy;
 use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
 use crate::config::{DispatchSettings, RateLimit};
+use crate::domain::DeliveryId;
 use crate::liveness::{Heartbeat, Liveness};
-use crate::outbox::{Delivery, DeliveryId, Outcome, Store, StoreError};
+use crate::outbox::{Delivery, Outcome, Store, StoreError};
 use crate::sync::lock;
 
 /// Wakes the workers when new deliveries are written, so the first email

@@ -15,11 +15,9 @@ use sha2::{Digest, Sha256};
 
 use super::auth::Authenticated;
 use super::{ApiError, AppState};
-use crate::crisis::{
-    Actor, ActorSource, Applied, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration,
-    IdempotencyRequest, TransitionContext,
-};
+use crate::domain::{Actor, ActorSource, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration};
 use crate::outbox::{CrisisFilter, DeliveryCount, DeliveryState, Store, StoreError};
+use crate::service::{Applied, IdempotencyRequest, TransitionContext};
 
 /// Sent by the CLI so the audit trail names the person, not only the token.
 pub const ACTOR_HEADER: &str = "x-crisisd-actor";
@@ -178,7 +176,7 @@ pub struct CrisisDetail {
     pub dead: Vec<DeadDelivery>,
     /// How many follow-ups are in each state, and when the next is due.
     #[serde(default)]
-    pub follow_ups: crate::follow_up::FollowUpCounts,
+    pub follow_ups: crate::domain::follow_up::FollowUpCounts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -413,7 +411,8 @@ pub async fn show(
             reason: d.last_error.unwrap_or_default(),
         })
         .collect();
-    let follow_ups = crate::follow_up::FollowUpCounts::of(&store.follow_ups(Some(id)).await?);
+    let follow_ups =
+        crate::domain::follow_up::FollowUpCounts::of(&store.follow_ups(Some(id)).await?);
     Ok(Json(CrisisDetail {
         deliveries: counts_for(id, &counts, &rates),
         crisis,

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// A token the API accepts, by name.
 #[derive(Debug, Clone)]

@@ -10,8 +10,8 @@ use tracing::{info, warn};
 
 use super::AppState;
 use crate::channels::twilio_signature;
-use crate::consent::ContactPoint;
-use crate::render::escape_html;
+use crate::domain::consent::ContactPoint;
+use crate::message::escape_html;
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(

@@ -6,8 +6,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tracing::error;
 
-use crate::crisis::{DomainError, ServiceError};
+use crate::domain::DomainError;
 use crate::outbox::StoreError;
+use crate::service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -24,11 +24,11 @@ use tower_http::trace::TraceLayer;
 pub use auth::{NamedToken, authenticate};
 pub use error::{ApiError, ErrorBody};
 
-use crate::app::SharedInputs;
 use crate::banner::Banner;
 use crate::clock::Clock;
-use crate::crisis::CrisisService;
 use crate::health::Health;
+use crate::plan::SharedInputs;
+use crate::service::CrisisService;
 use arc_swap::ArcSwap;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,7 +43,7 @@ pub struct AppState {
     pub inputs: SharedInputs,
     pub tokens: Arc<ArcSwap<Vec<NamedToken>>>,
     /// Twilio auth tokens by channel name, for inbound-message signatures.
-    pub inbound_sms: Arc<ArcSwap<std::collections::HashMap<String, crate::config::Secret>>>,
+    pub inbound_sms: Arc<ArcSwap<std::collections::HashMap<String, crate::secret::Secret>>>,
     pub health: Arc<Health>,
     /// How the outside world reaches this daemon.
     pub public_url: String,

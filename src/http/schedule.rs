@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::auth::Authenticated;
 use super::{ApiError, AppState};
-use crate::crisis::CrisisId;
-use crate::follow_up::ScheduleList;
+use crate::domain::CrisisId;
+use crate::domain::follow_up::ScheduleList;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

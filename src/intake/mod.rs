@@ -38,11 +38,11 @@ pub use verify::{SecretFormatError, Verifier, VerifyError, standard_key};
 
 use crate::clock::Clock;
 use crate::config::{HookMode, HookSettings, HookSource, Settings};
-use crate::crisis::{
-    Actor, ActorSource, Applied, CrisisId, CrisisService, Declaration, ServiceError, SourceRef,
-    TransitionContext, TransitionOutcome,
-};
+use crate::domain::{Actor, ActorSource, CrisisId, Declaration};
 use crate::outbox::StoreError;
+use crate::service::{
+    Applied, CrisisService, ServiceError, SourceRef, TransitionContext, TransitionOutcome,
+};
 
 /// Largest webhook body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

@@ -8,7 +8,7 @@ use regex::Regex;
 
 use super::signal::Signal;
 use crate::config::{HookSettings, HookSource};
-use crate::crisis::{
+use crate::domain::{
     Crisis, CrisisUpdate, Declaration, Kind, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS,
     Severity,
 };

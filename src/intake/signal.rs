@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::crisis::{Kind, Severity};
+use crate::domain::{Kind, Severity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignalState {

@@ -13,7 +13,7 @@
 use serde::Deserialize;
 
 use super::signal::{ParseError, Parsed, Signal, SignalState};
-use crate::crisis::{Kind, Severity};
+use crate::domain::{Kind, Severity};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

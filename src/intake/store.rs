@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::crisis::{CrisisId, Declaration};
+use crate::domain::{CrisisId, Declaration};
 use crate::outbox::StoreError;
 
 /// One webhook received, whatever became of it.

@@ -12,7 +12,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{HookAuth, HookSettings, HookSource, Secret};
+use crate::config::{HookAuth, HookSettings, HookSource};
+use crate::secret::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 

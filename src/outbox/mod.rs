@@ -4,7 +4,6 @@
 mod sqlite;
 
 use std::borrow::Cow;
-use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,41 +15,12 @@ use uuid::Uuid;
 
 pub use sqlite::SqliteStore;
 
-use crate::consent::ContactPoint;
-use crate::crisis::{AnnouncementKind, Crisis, CrisisEvent, CrisisId};
-use crate::follow_up::{FollowUp, FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase};
-use crate::plan::MessageContent;
-use crate::render::{EmailContent, escape_html};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DeliveryId(Uuid);
-
-impl DeliveryId {
-    pub fn new() -> Self {
-        Self(Uuid::now_v7())
-    }
-}
-
-impl Default for DeliveryId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for DeliveryId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for DeliveryId {
-    type Err = uuid::Error;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(Self)
-    }
-}
+use crate::domain::consent::ContactPoint;
+use crate::domain::follow_up::{
+    FollowUp, FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase,
+};
+use crate::domain::{AnnouncementKind, Crisis, CrisisEvent, CrisisId, DeliveryId};
+use crate::message::DeliveryContent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,15 +63,6 @@ impl FromStr for DeliveryState {
     }
 }
 
-/// What a delivery carries, rendered at planning time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum DeliveryContent {
-    Email(EmailContent),
-    /// SMS, social and chat: one plain-text message.
-    Message(MessageContent),
-}
-
 /// One announcement, planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
@@ -113,13 +74,6 @@ pub struct Announcement {
     /// For a follow-up: its step (topic, channels, audience).
     pub follow_up: Option<FollowUpSpec>,
 }
-
-/// Stands for the reader's name in a rendition; replaced when it is sent.
-/// A private-use character: no template or crisis text contains it, and
-/// HTML escaping leaves it alone.
-pub const NAME_MARK: &str = "\u{E000}";
-/// Stands for the reader's unsubscribe URL in a rendition.
-pub const UNSUBSCRIBE_MARK: &str = "\u{E001}";
 
 /// A message rendered once for many readers (same channel, language, time
 /// zone), stored once; deliveries refer to it.
@@ -140,35 +94,6 @@ pub enum Payload {
         recipient_name: Option<String>,
         unsubscribe_url: Option<String>,
     },
-}
-
-impl DeliveryContent {
-    /// The message for one reader: the marks of a rendition replaced by
-    /// their name and unsubscribe link (escaped in HTML).
-    pub fn personalize(
-        &self,
-        name: Option<&str>,
-        unsubscribe_url: Option<&str>,
-    ) -> DeliveryContent {
-        let name = name.unwrap_or_default();
-        let url = unsubscribe_url.unwrap_or_default();
-        let plain = |text: &str| text.replace(NAME_MARK, name).replace(UNSUBSCRIBE_MARK, url);
-        match self {
-            DeliveryContent::Email(email) => DeliveryContent::Email(EmailContent {
-                subject: plain(&email.subject),
-                text: plain(&email.text),
-                html: email
-                    .html
-                    .replace(NAME_MARK, &escape_html(name))
-                    .replace(UNSUBSCRIBE_MARK, &escape_html(url)),
-                unsubscribe_url: unsubscribe_url.map(str::to_owned),
-            }),
-            DeliveryContent::Message(message) => DeliveryContent::Message(MessageContent {
-                text: plain(&message.text),
-                ..message.clone()
-            }),
-        }
-    }
 }
 
 /// A delivery to be written to the outbox.
@@ -429,7 +354,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Takes an opt-out back (an SMS "START"); true when there was one.
     async fn opt_in(&self, point: ContactPoint, address: &str) -> Result<bool, StoreError>;
-    async fn opt_outs(&self) -> Result<crate::consent::OptOuts, StoreError>;
+    async fn opt_outs(&self) -> Result<crate::domain::consent::OptOuts, StoreError>;
 
     /// Writes one batch of a streamed plan: its renditions, its deliveries,
     /// and how far the plan got, in one transaction.

@@ -18,14 +18,14 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    Announcement, ChannelStateCount, CrisisFilter, DeadLetter, Delivery, DeliveryContent,
-    DeliveryCount, DeliveryId, DeliveryState, FinishedCount, IdempotencyRecord, NewDelivery,
-    NewRendition, Outcome, Payload, Personal, SourceLink, SourceLinkChange, Store, StoreError,
-    TransitionWrite, UnfinishedPlan,
+    Announcement, ChannelStateCount, CrisisFilter, DeadLetter, Delivery, DeliveryCount,
+    DeliveryState, FinishedCount, IdempotencyRecord, NewDelivery, NewRendition, Outcome, Payload,
+    Personal, SourceLink, SourceLinkChange, Store, StoreError, TransitionWrite, UnfinishedPlan,
 };
-use crate::consent::{ContactPoint, OptOuts, normalize};
-use crate::crisis::{Actor, Crisis, CrisisEvent, CrisisId};
-use crate::follow_up::{FollowUp, FollowUpState};
+use crate::domain::consent::{ContactPoint, OptOuts, normalize};
+use crate::domain::follow_up::{FollowUp, FollowUpState};
+use crate::domain::{Actor, Crisis, CrisisEvent, CrisisId, DeliveryId};
+use crate::message::DeliveryContent;
 use crate::sync::lock;
 
 #[derive(Debug, Clone)]
@@ -280,7 +280,7 @@ impl SqliteStore {
             content: match row.try_get::<&str, _>("content")? {
                 // A rendition's delivery: its content is the rendition's,
                 // filled in by `claim`.
-                "" => Arc::new(DeliveryContent::Email(crate::render::EmailContent {
+                "" => Arc::new(DeliveryContent::Email(crate::message::EmailContent {
                     subject: String::new(),
                     text: String::new(),
                     html: String::new(),

@@ -2,10 +2,6 @@
 //! against sample data at start, and rendered when an announcement is
 //! planned.
 
-pub mod limit;
-pub mod post;
-pub mod sms;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -14,11 +10,11 @@ use chrono_tz::Tz;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
-pub use limit::{Measurement, TextLimit};
+pub use crate::message::{EmailContent, Form, Measurement, TextFamily, TextLimit, escape_html};
 
-use crate::crisis::{AnnouncementKind, Crisis};
-use crate::directory::{ContactView, HoursStrings};
-use crate::follow_up::FollowUpView;
+use crate::domain::directory::{ContactView, HoursStrings};
+use crate::domain::follow_up::FollowUpView;
+use crate::domain::{AnnouncementKind, Crisis};
 
 /// Labels the banner script shows, per locale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,17 +55,6 @@ pub enum RenderError {
         name: String,
         source: minijinja::Error,
     },
-}
-
-/// Rendered email parts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EmailContent {
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-    /// RFC 8058 one-click unsubscribe URL, signed for this recipient.
-    #[serde(default)]
-    pub unsubscribe_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,15 +102,6 @@ pub struct RenderContext {
     pub now_local: String,
     /// For a follow-up: its topic and the reader's resources.
     pub follow_up: Option<FollowUpView>,
-}
-
-/// Text made safe inside HTML, attribute values included.
-pub fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#x27;")
 }
 
 pub fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
@@ -342,7 +318,7 @@ impl Renderer {
         form: Form,
         ctx: &RenderContext,
     ) -> Result<String, RenderError> {
-        let path = family.template(ctx.announcement.kind, form);
+        let path = template_name(family, ctx.announcement.kind, form);
         Ok(self.render(&ctx.locale, &path, ctx)?.trim().to_owned())
     }
 
@@ -356,7 +332,9 @@ impl Renderer {
                     .map(|part| format!("email/{kind}.{part}.j2")),
             );
             for family in TextFamily::ALL {
-                paths.extend([Form::Long, Form::Short].map(|form| family.template(kind, form)));
+                paths.extend(
+                    [Form::Long, Form::Short].map(|form| template_name(family, kind, form)),
+                );
             }
         }
         paths
@@ -418,8 +396,8 @@ impl Renderer {
     /// must have every one of them, other locales fall back to it.
     pub fn check_follow_ups(
         &self,
-        topics: &[crate::follow_up::Topic],
-        sample: impl Fn(&str, crate::follow_up::Topic, bool) -> RenderContext,
+        topics: &[crate::domain::follow_up::Topic],
+        sample: impl Fn(&str, crate::domain::follow_up::Topic, bool) -> RenderContext,
     ) -> Vec<RenderError> {
         if topics.is_empty() {
             return Vec::new();
@@ -430,7 +408,7 @@ impl Renderer {
             .map(|part| format!("email/{kind}.{part}.j2"))
             .collect();
         for family in TextFamily::ALL {
-            paths.extend([Form::Long, Form::Short].map(|form| family.template(kind, form)));
+            paths.extend([Form::Long, Form::Short].map(|form| template_name(family, kind, form)));
         }
         let missing: Vec<RenderError> = paths
             .into_iter()
@@ -460,40 +438,12 @@ impl Renderer {
     }
 }
 
-/// Plain-text template families, one per kind of channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TextFamily {
-    Sms,
-    Social,
-    Chat,
-}
-
-impl TextFamily {
-    pub const ALL: [TextFamily; 3] = [TextFamily::Sms, TextFamily::Social, TextFamily::Chat];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TextFamily::Sms => "sms",
-            TextFamily::Social => "social",
-            TextFamily::Chat => "chat",
-        }
+/// The template of a family's announcement kind in one form.
+fn template_name(family: TextFamily, kind: AnnouncementKind, form: Form) -> String {
+    match form {
+        Form::Long => format!("{}/{kind}.j2", family.as_str()),
+        Form::Short => format!("{}/{kind}.short.j2", family.as_str()),
     }
-
-    fn template(&self, kind: AnnouncementKind, form: Form) -> String {
-        match form {
-            Form::Long => format!("{}/{kind}.j2", self.as_str()),
-            Form::Short => format!("{}/{kind}.short.j2", self.as_str()),
-        }
-    }
-}
-
-/// Which form of a message was chosen to fit its channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Form {
-    Long,
-    Short,
 }
 
 fn template_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

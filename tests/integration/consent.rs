@@ -191,7 +191,8 @@ async fn unsubscribing_also_stops_messages_already_waiting_for_that_address() {
         .await;
 
     let key = std::fs::read_to_string(app.dir.path().join("consent.key")).expect("key");
-    let signer = crisisd::consent::UnsubscribeSigner::new(crisisd::config::Secret::new(key.trim()));
+    let signer =
+        crisisd::domain::consent::UnsubscribeSigner::new(crisisd::secret::Secret::new(key.trim()));
     let path = format!("/v1/unsubscribe/{}", signer.token("ada@example.com"));
     assert_eq!(
         app.http

@@ -428,10 +428,11 @@ channels = ["email"]
 }
 
 mod templates {
-    use crisisd::config::ResourcesFile;
-    use crisisd::crisis::{AnnouncementKind, Kind};
-    use crisisd::follow_up::{FollowUpSpec, Library, Phase, Topic};
-    use crisisd::render::{CompanyView, Form, RenderContext, Renderer, TextFamily};
+    use crisisd::domain::follow_up::ResourcesFile;
+    use crisisd::domain::follow_up::{FollowUpSpec, Library, Phase, Topic};
+    use crisisd::domain::{AnnouncementKind, Kind};
+    use crisisd::message::{Form, TextFamily};
+    use crisisd::render::{CompanyView, RenderContext, Renderer};
 
     use crate::support::app::templates_dir;
 
@@ -582,10 +583,10 @@ mod store {
     use std::time::Duration;
 
     use chrono::{DateTime, Utc};
-    use crisisd::crisis::{AnnouncementKind, Crisis};
-    use crisisd::follow_up::{
+    use crisisd::domain::follow_up::{
         FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase, Topic,
     };
+    use crisisd::domain::{AnnouncementKind, Crisis};
     use crisisd::outbox::{Announcement, DeliveryState, FollowUpStart, SqliteStore, Store};
     use uuid::Uuid;
 

@@ -5,8 +5,8 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use crisisd::consent::ContactPoint;
-use crisisd::crisis::{
+use crisisd::domain::consent::ContactPoint;
+use crisisd::domain::{
     Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, Declaration, Kind, Severity,
 };
 use crisisd::outbox::{Announcement, SqliteStore, Store, TransitionWrite};

@@ -26,7 +26,7 @@ async fn previewing_sms_works_before_a_gateway_is_configured_and_shows_encoding_
     for preview in previews {
         let sms = &preview["measurement"]["sms"];
         let text = preview["text"].as_str().expect("text");
-        let info = crisisd::render::sms::analyze(text);
+        let info = crisisd::message::sms::analyze(text);
         assert_eq!(sms["segments"], info.segments, "{preview}");
         assert_eq!(preview["measurement"]["unit"], "segments");
         assert!(preview["measurement"]["fits"].as_bool().expect("fits"));

@@ -1,7 +1,7 @@
 //! A fan-out the daemon stopped planning half-way is finished at the next
 //! start, once.
 
-use crisisd::crisis::{
+use crisisd::domain::{
     Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, Declaration, Kind, Severity,
 };
 use crisisd::outbox::{Announcement, IdempotencyRecord, SqliteStore, Store, TransitionWrite};

@@ -105,7 +105,7 @@ async fn a_crisis_texts_every_subscriber_with_a_phone_in_their_language_within_t
         bengali.1
     );
     for (_, body) in &sent {
-        let info = crisisd::render::sms::analyze(body);
+        let info = crisisd::message::sms::analyze(body);
         assert!(info.segments <= 3, "{info:?}: {body}");
         assert!(
             body.contains("https://status.example.com"),

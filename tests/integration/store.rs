@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use crisisd::crisis::{
+use crisisd::domain::{
     Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, CrisisUpdate, Declaration, Kind,
     Severity,
 };

@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::Bench;
 use crate::daemon::{
     Counts, Daemon, EMAIL_CONCURRENCY, SmsTarget, SmtpTarget, Spec, cpu_time, memory_bytes,
 };
 use crate::http_sink::HttpSink;
-use crate::load;
 use crate::report::{Row, grouped};
 use crate::sink::SinkStats;
 use crate::smtp_sink::SmtpSink;
+use crate::{Bench, load};
 
 /// Declarations timed by the latency scenario.
 const LATENCY_DECLARES: usize = 20;

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use super::webhook::{reach_origin, redact, scrub, url_secrets, webhook_url};
 use crate::channels::{Channel, ChannelError, DeliveryError, Receipt, http, message_of};
 use crate::config::WebhookSettings;
-use crate::crisis::Severity;
+use crate::domain::Severity;
+use crate::message::MessageContent;
 use crate::outbox::Delivery;
-use crate::plan::MessageContent;
 
 pub struct TeamsChannel {
     name: String,
@@ -165,7 +165,7 @@ mod tests {
     fn a_card_without_a_usable_link_has_no_button() {
         let message = MessageContent {
             text: "Payments are down.".into(),
-            form: crate::render::Form::Long,
+            form: crate::message::Form::Long,
             title: "Payments".into(),
             link: "".into(),
             severity: Severity::Minor,

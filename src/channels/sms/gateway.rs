@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 
 use crate::channels::{Channel, ChannelError, DeliveryError, Receipt, http, message_of};
 use crate::config::{GatewayMethod, GatewaySuccess, SmsGatewaySettings};
+use crate::message::sms::{self, SmsEncoding};
 use crate::outbox::Delivery;
-use crate::render::sms::{self, SmsEncoding};
 
 pub struct SmsGatewayChannel {
     name: String,

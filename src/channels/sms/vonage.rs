@@ -10,8 +10,8 @@ use crate::channels::{
     Channel, ChannelError, DeliveryError, Receipt, http, message_of, read_secret,
 };
 use crate::config::VonageSettings;
+use crate::message::sms::is_gsm7;
 use crate::outbox::Delivery;
-use crate::render::sms::is_gsm7;
 
 pub struct VonageChannel {
     name: String,

@@ -21,8 +21,8 @@ use crate::channels::{
     Channel, ChannelError, DeliveryError, Receipt, http, message_of, read_secret,
 };
 use crate::config::BlueskySettings;
+use crate::message::post::link_facets;
 use crate::outbox::Delivery;
-use crate::render::post::link_facets;
 
 pub struct BlueskyChannel {
     name: String,

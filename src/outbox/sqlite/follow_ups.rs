@@ -11,13 +11,11 @@ use super::{
     ROWS_PER_INSERT, SqliteStore, from_millis, insert_announcement, insert_deliveries, json,
     millis, parse, to_json,
 };
-use crate::crisis::{AnnouncementKind, Crisis, CrisisId, Status};
-use crate::follow_up::{
+use crate::domain::follow_up::{
     CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpState, NewFollowUp, Phase,
 };
-use crate::outbox::{
-    Announcement, DeliveryId, FollowUpReplacement, FollowUpStart, Outcome, StoreError,
-};
+use crate::domain::{AnnouncementKind, Crisis, CrisisId, DeliveryId, Status};
+use crate::outbox::{Announcement, FollowUpReplacement, FollowUpStart, Outcome, StoreError};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, from_millis, json, millis, parse, to_json};
-use crate::crisis::CrisisId;
+use crate::domain::CrisisId;
 use crate::intake::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState};
 use crate::outbox::StoreError;
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crisisd::channels::{BlueskyChannel, Channel, ChannelError, DeliveryError};
 use crisisd::config::BlueskySettings;
-use crisisd::outbox::{Delivery, DeliveryContent};
+use crisisd::message::DeliveryContent;
+use crisisd::outbox::Delivery;
 use serde_json::{Value, json};
 use wiremock::matchers::{bearer_token, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

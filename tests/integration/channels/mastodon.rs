@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crisisd::channels::{Channel, ChannelError, DeliveryError, MastodonChannel};
 use crisisd::config::{MastodonSettings, MastodonVisibility};
-use crisisd::outbox::{Delivery, DeliveryContent};
+use crisisd::message::DeliveryContent;
+use crisisd::outbox::Delivery;
 use serde_json::json;
 use wiremock::matchers::{bearer_token, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

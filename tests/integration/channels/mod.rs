@@ -13,10 +13,9 @@ mod twilio;
 mod vonage;
 
 use chrono::Utc;
-use crisisd::crisis::{AnnouncementKind, CrisisId, Severity};
-use crisisd::outbox::{Delivery, DeliveryContent, DeliveryId, DeliveryState};
-use crisisd::plan::MessageContent;
-use crisisd::render::Form;
+use crisisd::domain::{AnnouncementKind, CrisisId, DeliveryId, Severity};
+use crisisd::message::{DeliveryContent, Form, MessageContent};
+use crisisd::outbox::{Delivery, DeliveryState};
 
 /// A text delivery as the dispatcher hands it to a channel.
 pub fn text_delivery(channel: &str, destination: &str, text: &str) -> Delivery {

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use crisisd::channels::{Channel, DeliveryError, TeamsChannel};
 use crisisd::config::WebhookSettings;
-use crisisd::crisis::Severity;
-use crisisd::outbox::DeliveryContent;
+use crisisd::domain::Severity;
+use crisisd::message::DeliveryContent;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

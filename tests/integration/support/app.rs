@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crisisd::app::{Application, Reloader};
+use crisisd::app::Application;
 use crisisd::clock::{Clock, ManualClock};
 use crisisd::config::Settings;
+use crisisd::lifecycle::Reloader;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;

@@ -19,14 +19,16 @@ pub fn free_port() -> u16 {
 /// An email delivery for the store's own tests, `dead_reason` set for one
 /// planned dead.
 pub fn email_delivery(n: usize, dead_reason: Option<&str>) -> crisisd::outbox::NewDelivery {
-    use crisisd::outbox::{DeliveryContent, DeliveryId, NewDelivery, Payload};
+    use crisisd::domain::DeliveryId;
+    use crisisd::message::DeliveryContent;
+    use crisisd::outbox::{NewDelivery, Payload};
     NewDelivery {
         id: DeliveryId::new(),
         channel: "email".into(),
         recipient_id: Some(format!("r{n}")),
         destination: format!("r{n}@example.com"),
         locale: "en".into(),
-        payload: Payload::Inline(DeliveryContent::Email(crisisd::render::EmailContent {
+        payload: Payload::Inline(DeliveryContent::Email(crisisd::message::EmailContent {
             subject: "s".into(),
             text: "t".into(),
             html: "h".into(),

@@ -9,10 +9,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tracing::{info, warn};
 
 use super::{Completion, CrisisService, STATUS_OK, ServiceError};
-use crate::crisis::{Crisis, CrisisId, Kind, Status};
-use crate::follow_up::{
+use crate::domain::follow_up::{
     CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpSpec, FollowUpState, FollowUps, Phase,
 };
+use crate::domain::{Crisis, CrisisId, Kind, Status};
 use crate::outbox::{CrisisFilter, FollowUpReplacement, FollowUpStart};
 
 /// Due follow-ups read per query.

@@ -9,8 +9,8 @@ use chrono::NaiveTime;
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
-use crate::crisis::Kind;
-use crate::follow_up::{Category, Topic};
+use crate::domain::Kind;
+use crate::domain::follow_up::{Category, Topic};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use crate::clock::Clock;
-use crate::crisis::{CrisisService, ServiceError};
 use crate::liveness::Liveness;
+use crate::service::{CrisisService, ServiceError};
 
 /// Shortest sleep between rounds, so a follow-up that stays due (its
 /// store write keeps failing) does not spin.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{FollowUp, FollowUpState, Phase, Topic};
-use crate::crisis::CrisisId;
+use crate::domain::CrisisId;
 
 /// A crisis's follow-ups at a glance, in its detail (`crisisd status ID`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::{Category, FollowUpSpec, Topic};
-use crate::config::{FollowUpSettings, ResourceSettings, ResourcesFile};
-use crate::crisis::Kind;
+use crate::domain::Kind;
+use crate::domain::follow_up::{FollowUpSettings, ResourceSettings, ResourcesFile};
 
 #[derive(Debug, Clone, Default)]
 pub struct Library {

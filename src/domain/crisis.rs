@@ -1,7 +1,5 @@
 //! The crisis domain: what a crisis is and which transitions make sense.
 
-mod service;
-
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -9,11 +7,6 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-pub use service::{
-    Applied, CrisisService, IdempotencyRequest, ServiceError, SourceRef, TransitionContext,
-    TransitionOutcome,
-};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -264,12 +257,7 @@ fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), DomainE
 
 fn check_localized(localized: &BTreeMap<String, LocalizedText>) -> Result<(), DomainError> {
     for (locale, text) in localized {
-        let valid = !locale.is_empty()
-            && locale.len() <= 35
-            && locale
-                .split('-')
-                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
-        if !valid {
+        if super::Locale::parse(locale).is_err() {
             return Err(DomainError::InvalidLocale(locale.clone()));
         }
         check_text("localized title", &text.title, MAX_TITLE_CHARS)?;

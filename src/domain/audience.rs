@@ -60,12 +60,7 @@ struct Row {
 
 /// `+` then 2 to 15 digits, the first not zero.
 pub fn is_e164(phone: &str) -> bool {
-    let Some(digits) = phone.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.chars().all(|c| c.is_ascii_digit())
-        && !digits.starts_with('0')
+    super::PhoneNumber::parse(phone).is_ok()
 }
 
 /// Reports at most this many bad rows: enough to fix a file, without

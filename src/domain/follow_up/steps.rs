@@ -11,8 +11,8 @@ use chrono_tz::Tz;
 use uuid::Uuid;
 
 use super::{FollowUpSpec, Library, NewFollowUp, Phase, QuietHours, Topic};
-use crate::config::{FollowUpSettings, PlanSettings, StepSettings};
-use crate::crisis::{CrisisId, Kind};
+use crate::domain::follow_up::{FollowUpSettings, PlanSettings, StepSettings};
+use crate::domain::{CrisisId, Kind};
 
 /// A cron step may produce at most this many messages: a schedule such as
 /// `* * * * *` left running for two weeks is a mistake, not a plan.

@@ -6,7 +6,7 @@
 mod listing;
 mod quiet_hours;
 mod resources;
-mod scheduler;
+mod settings;
 mod steps;
 
 use std::fmt;
@@ -19,10 +19,13 @@ use uuid::Uuid;
 pub use listing::{FollowUpCounts, ScheduleEntry, ScheduleList};
 pub use quiet_hours::QuietHours;
 pub use resources::{CategoryView, FollowUpView, Library, ResourceView};
-pub use scheduler::Scheduler;
+pub use settings::{
+    FollowUpSettings, PlanSettings, QuietHoursSettings, ResourceSettings, ResourceText,
+    ResourcesFile, StepSettings,
+};
 pub use steps::{FollowUps, normalize_cron};
 
-use crate::crisis::{CrisisId, DomainError, string_enum};
+use crate::domain::{CrisisId, DomainError, string_enum};
 
 string_enum!(
     /// What a resource is for.

@@ -3,6 +3,9 @@
 //! banner and wakes the dispatcher.
 
 mod follow_ups;
+mod scheduler;
+
+pub use scheduler::Scheduler;
 
 use std::sync::Arc;
 
@@ -12,19 +15,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use super::{
-    Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, DomainError,
-};
-use crate::app::SharedInputs;
 use crate::banner::Banner;
 use crate::clock::Clock;
 use crate::dispatch::Wake;
-use crate::follow_up::{FollowUpChange, FollowUps};
+use crate::domain::follow_up::{FollowUpChange, FollowUps};
+use crate::domain::{
+    Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, DomainError,
+};
 use crate::outbox::{
     Announcement, IdempotencyRecord, SourceLink, SourceLinkChange, Store, StoreError,
     TransitionWrite, UnfinishedPlan,
 };
-use crate::plan::Planner;
+use crate::plan::{Planner, SharedInputs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -41,7 +43,7 @@ pub enum ServiceError {
     #[error("a request with this Idempotency-Key is still being carried out; retry in a moment")]
     InProgress,
     #[error(transparent)]
-    Audience(#[from] crate::audience::AudienceError),
+    Audience(#[from] crate::domain::audience::AudienceError),
     #[error("planning the deliveries failed: {0}")]
     Planning(String),
     #[error("the daemon is stopping; the rest of this fan-out resumes when it starts again")]

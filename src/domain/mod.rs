@@ -1,0 +1,17 @@
+//! The domain: what a crisis is and which transitions make sense, the
+//! follow-ups it schedules, the audience and their consent, and the
+//! contact directory every announcement carries. A leaf: it imports no
+//! other module of crisisd but `sync`.
+
+pub mod audience;
+pub mod consent;
+mod crisis;
+pub mod directory;
+pub mod follow_up;
+mod ids;
+
+pub(crate) use crisis::string_enum;
+pub use crisis::*;
+pub use ids::{
+    AnnouncementId, ChannelName, DeliveryId, Locale, PhoneNumber, RenditionId, ValueError,
+};
