@@ -15,7 +15,6 @@ pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
-pub mod flag_file;
 pub mod health;
 pub mod http;
 pub mod intake;

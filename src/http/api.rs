@@ -17,7 +17,7 @@ use super::auth::Authenticated;
 use super::{ApiError, AppState};
 use crate::domain::{Actor, ActorSource, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration};
 use crate::outbox::{CrisisFilter, DeliveryCount, DeliveryState, Store, StoreError};
-use crate::service::{Applied, IdempotencyRequest, TransitionContext};
+use crate::service::{Applied, IdempotencyRequest, TransitionContext, answer_status};
 
 /// Sent by the CLI so the audit trail names the person, not only the token.
 pub const ACTOR_HEADER: &str = "x-crisisd-actor";
@@ -182,8 +182,9 @@ pub struct CrisisDetail {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// `active`, `resolved` or `all` (the default).
     #[serde(default)]
-    status: Option<String>,
+    status: CrisisFilter,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -275,11 +276,17 @@ fn transition_context(
     })
 }
 
-fn respond(applied: Applied, status: StatusCode) -> Response {
+/// A transition's answer: 201 for a declaration, 200 for a change (the
+/// convention stored answers are replayed with), or the stored answer of
+/// a repeated Idempotency-Key with `Idempotent-Replayed: true`.
+fn respond(applied: Applied) -> Response {
+    let status = |code| StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     match applied {
-        Applied::New(outcome) => (status, Json(outcome)).into_response(),
-        Applied::Replayed { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        Applied::New(outcome) => {
+            (status(answer_status(outcome.announcement)), Json(outcome)).into_response()
+        }
+        Applied::Replayed { status: code, body } => {
+            let status = status(code);
             let mut response = (status, body).into_response();
             let headers = response.headers_mut();
             headers.insert(
@@ -303,7 +310,7 @@ pub async fn declare(
     let (declaration, raw): (Declaration, _) = parse_json(body, state.max_body_bytes)?;
     let ctx = transition_context(&auth, &headers, &method, &uri, &raw)?;
     let applied = state.service.declare(declaration, ctx).await?;
-    Ok(respond(applied, StatusCode::CREATED))
+    Ok(respond(applied))
 }
 
 pub async fn update(
@@ -319,7 +326,7 @@ pub async fn update(
     let (update, raw): (CrisisUpdate, _) = parse_json(body, state.max_body_bytes)?;
     let ctx = transition_context(&auth, &headers, &method, &uri, &raw)?;
     let applied = state.service.update(id, update, ctx).await?;
-    Ok(respond(applied, StatusCode::OK))
+    Ok(respond(applied))
 }
 
 pub async fn resolve(
@@ -341,7 +348,7 @@ pub async fn resolve(
     };
     let ctx = transition_context(&auth, &headers, &method, &uri, &raw)?;
     let applied = state.service.resolve(id, request.message, ctx).await?;
-    Ok(respond(applied, StatusCode::OK))
+    Ok(respond(applied))
 }
 
 pub async fn list(
@@ -350,16 +357,7 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<CrisisList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let filter = match query.status.as_deref() {
-        None | Some("all") => CrisisFilter::All,
-        Some("active") => CrisisFilter::Active,
-        Some("resolved") => CrisisFilter::Resolved,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "unknown status filter `{other}` (expected active, resolved or all)"
-            )));
-        }
-    };
+    let filter = query.status;
     let store = state.service.store();
     let crises = store.crises(filter).await?;
     let counts = store.delivery_counts(None).await?;

@@ -9,6 +9,7 @@
 
 mod alertmanager;
 mod betterstack;
+pub mod flag_file;
 mod instatus;
 mod pagerduty;
 mod rules;
@@ -38,8 +39,8 @@ pub use verify::{SecretFormatError, Verifier, VerifyError, standard_key};
 
 use crate::clock::Clock;
 use crate::config::{HookMode, HookSettings, HookSource, Settings};
-use crate::domain::{Actor, ActorSource, CrisisId, Declaration};
-use crate::outbox::StoreError;
+use crate::domain::{Actor, ActorSource, Crisis, CrisisId, Declaration};
+use crate::outbox::{SourceLink, StoreError};
 use crate::service::{
     Applied, CrisisService, ServiceError, SourceRef, TransitionContext, TransitionOutcome,
 };
@@ -422,7 +423,9 @@ impl Intake {
         Actor::new(ActorSource::Webhook, hook)
     }
 
-    /// Applies one signal under the intake lock.
+    /// Applies one signal under the intake lock: to the crisis its incident
+    /// is linked to, to the held or proposed declaration it refreshes, or as
+    /// a new incident.
     async fn apply(&self, hook: &Hook, signal: &Signal) -> Result<Step, ServiceError> {
         let name = hook.name();
         let key = signal.key.as_str();
@@ -434,85 +437,135 @@ impl Intake {
             None => None,
         };
         let open = self.store.open_pending(name, key).await?;
-        let now = self.clock.now();
         if signal.state == SignalState::Resolved {
-            if let Some(mut pending) = open {
-                let id = pending.id;
-                let was = pending.state.as_str();
-                pending.state = PendingState::Withdrawn;
-                pending.updated_at = now;
-                self.store.save_pending(&pending).await?;
-                return Ok(Step::changed(format!(
-                    "withdrawn {id}: {key} resolved at the source while {was}; nothing was sent"
-                )));
-            }
-            return match (link, linked) {
-                (Some(_), Some(crisis)) if crisis.is_active() && hook.settings.resolve => {
-                    let declaration = hook.rules.declaration(signal);
-                    let ctx = Self::context(name, key, &declaration, Self::hook_actor(name));
-                    let message = signal.message.clone().filter(|m| !m.trim().is_empty());
-                    self.service.resolve(crisis.id, message, ctx).await?;
-                    Ok(Step::changed(format!("resolved {}", crisis.id)))
-                }
-                (Some(_), Some(crisis)) if crisis.is_active() => Ok(Step::same(format!(
-                    "not resolved {}: this hook has resolve = false",
-                    crisis.id
-                ))),
-                (Some(_), _) => {
-                    crises.unlink_source(&source, key).await?;
-                    Ok(Step::same(format!(
-                        "{key} resolved; its crisis was already resolved in crisisd"
-                    )))
-                }
-                (None, _) => Ok(Step::same(format!("{key} resolved; no crisis to resolve"))),
-            };
+            return self
+                .resolved_at_source(hook, signal, open, link, linked)
+                .await;
         }
         if let Some(link) = &link {
-            let Some(crisis) = linked.filter(|c| c.is_active()) else {
-                return Ok(Step::same(format!(
-                    "ignored {key}: its crisis {} was resolved in crisisd; it is tracked again once the source resolves it",
-                    link.crisis_id
-                )));
-            };
-            if !hook.settings.update {
-                return Ok(Step::same(format!(
-                    "unchanged {}: update = false",
-                    crisis.id
-                )));
-            }
-            return match hook.rules.update(signal, &crisis) {
-                Some(update) => {
-                    let declaration = hook.rules.declaration(signal);
-                    let ctx = Self::context(name, key, &declaration, Self::hook_actor(name));
-                    match self.service.update(crisis.id, update, ctx).await {
-                        Ok(_) => Ok(Step::changed(format!("updated {}", crisis.id))),
-                        Err(ServiceError::Domain(err)) => {
-                            Ok(Step::same(format!("not updated {}: {err}", crisis.id)))
-                        }
-                        Err(err) => Err(err),
-                    }
-                }
-                None => Ok(Step::same(format!("unchanged {}", crisis.id))),
-            };
+            return self.linked_signal(hook, signal, link, linked).await;
         }
+        if let Some(pending) = open {
+            return self.refresh_pending(hook, signal, pending).await;
+        }
+        self.new_incident(hook, signal).await
+    }
+
+    /// The source resolved its incident: a held or proposed declaration is
+    /// withdrawn, a linked active crisis resolved (if the hook may).
+    async fn resolved_at_source(
+        &self,
+        hook: &Hook,
+        signal: &Signal,
+        open: Option<Pending>,
+        link: Option<SourceLink>,
+        linked: Option<Crisis>,
+    ) -> Result<Step, ServiceError> {
+        let name = hook.name();
+        let key = signal.key.as_str();
         if let Some(mut pending) = open {
-            let wanted = hook.rules.refresh(signal, &pending.declaration);
-            if wanted == pending.declaration {
-                return Ok(Step::same(format!(
-                    "unchanged {} ({})",
-                    pending.id,
-                    pending.state.as_str()
-                )));
-            }
-            pending.declaration = wanted;
-            pending.updated_at = now;
+            let id = pending.id;
+            let was = pending.state.as_str();
+            pending.state = PendingState::Withdrawn;
+            pending.updated_at = self.clock.now();
             self.store.save_pending(&pending).await?;
             return Ok(Step::changed(format!(
-                "{} {} updated",
-                pending.state.as_str(),
-                pending.id
+                "withdrawn {id}: {key} resolved at the source while {was}; nothing was sent"
             )));
         }
+        match (link, linked) {
+            (Some(_), Some(crisis)) if crisis.is_active() && hook.settings.resolve => {
+                let declaration = hook.rules.declaration(signal);
+                let ctx = Self::context(name, key, &declaration, Self::hook_actor(name));
+                let message = signal.message.clone().filter(|m| !m.trim().is_empty());
+                self.service.resolve(crisis.id, message, ctx).await?;
+                Ok(Step::changed(format!("resolved {}", crisis.id)))
+            }
+            (Some(_), Some(crisis)) if crisis.is_active() => Ok(Step::same(format!(
+                "not resolved {}: this hook has resolve = false",
+                crisis.id
+            ))),
+            (Some(_), _) => {
+                self.service
+                    .store()
+                    .unlink_source(&link_source(name), key)
+                    .await?;
+                Ok(Step::same(format!(
+                    "{key} resolved; its crisis was already resolved in crisisd"
+                )))
+            }
+            (None, _) => Ok(Step::same(format!("{key} resolved; no crisis to resolve"))),
+        }
+    }
+
+    /// A signal about an incident already linked to a crisis: an update
+    /// when something changed and the hook may update.
+    async fn linked_signal(
+        &self,
+        hook: &Hook,
+        signal: &Signal,
+        link: &SourceLink,
+        linked: Option<Crisis>,
+    ) -> Result<Step, ServiceError> {
+        let name = hook.name();
+        let key = signal.key.as_str();
+        let Some(crisis) = linked.filter(|c| c.is_active()) else {
+            return Ok(Step::same(format!(
+                "ignored {key}: its crisis {} was resolved in crisisd; it is tracked again once the source resolves it",
+                link.crisis_id
+            )));
+        };
+        if !hook.settings.update {
+            return Ok(Step::same(format!(
+                "unchanged {}: update = false",
+                crisis.id
+            )));
+        }
+        let Some(update) = hook.rules.update(signal, &crisis) else {
+            return Ok(Step::same(format!("unchanged {}", crisis.id)));
+        };
+        let declaration = hook.rules.declaration(signal);
+        let ctx = Self::context(name, key, &declaration, Self::hook_actor(name));
+        match self.service.update(crisis.id, update, ctx).await {
+            Ok(_) => Ok(Step::changed(format!("updated {}", crisis.id))),
+            Err(ServiceError::Domain(err)) => {
+                Ok(Step::same(format!("not updated {}: {err}", crisis.id)))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A signal about an incident that is held or proposed: its
+    /// declaration follows what the source says now.
+    async fn refresh_pending(
+        &self,
+        hook: &Hook,
+        signal: &Signal,
+        mut pending: Pending,
+    ) -> Result<Step, ServiceError> {
+        let wanted = hook.rules.refresh(signal, &pending.declaration);
+        if wanted == pending.declaration {
+            return Ok(Step::same(format!(
+                "unchanged {} ({})",
+                pending.id,
+                pending.state.as_str()
+            )));
+        }
+        pending.declaration = wanted;
+        pending.updated_at = self.clock.now();
+        self.store.save_pending(&pending).await?;
+        Ok(Step::changed(format!(
+            "{} {} updated",
+            pending.state.as_str(),
+            pending.id
+        )))
+    }
+
+    /// A new incident: declared at once, or held for `declare_after`, or
+    /// proposed for a person to confirm, unless the rules filter it.
+    async fn new_incident(&self, hook: &Hook, signal: &Signal) -> Result<Step, ServiceError> {
+        let name = hook.name();
+        let key = signal.key.as_str();
         if signal.state == SignalState::Continuing {
             return Ok(Step::same(format!(
                 "ignored {key}: not a known incident (only a new one declares)"
@@ -528,35 +581,48 @@ impl Intake {
         let id = CrisisId::new();
         let hold = hook.settings.declare_after;
         if !hold.is_zero() || hook.settings.mode == HookMode::Propose {
-            let due_at = (!hold.is_zero()).then(|| {
-                now + chrono::TimeDelta::from_std(hold).unwrap_or(chrono::TimeDelta::zero())
-            });
-            let state = if due_at.is_some() {
-                PendingState::Held
-            } else {
-                PendingState::Proposed
-            };
-            let pending = Pending {
-                id,
-                hook: name.to_owned(),
-                external_id: key.to_owned(),
-                state,
-                declaration,
-                due_at,
-                created_at: now,
-                updated_at: now,
-                decided_by: None,
-            };
-            self.store.save_pending(&pending).await?;
-            self.wake.notify_one();
-            return Ok(Step::changed(match due_at {
-                Some(at) => format!("held {id} until {}", at.to_rfc3339()),
-                None => format!("proposed {id}: `crisisd confirm {id}` declares it"),
-            }));
+            return self.hold(hook, signal, id, declaration).await;
         }
         let ctx = Self::context(name, key, &declaration, Self::hook_actor(name));
         self.service.declare_as(id, declaration, ctx).await?;
         Ok(Step::changed(format!("declared {id}")))
+    }
+
+    /// Stores a declaration held until `declare_after` has passed, or
+    /// proposed until someone confirms it.
+    async fn hold(
+        &self,
+        hook: &Hook,
+        signal: &Signal,
+        id: CrisisId,
+        declaration: Declaration,
+    ) -> Result<Step, ServiceError> {
+        let now = self.clock.now();
+        let hold = hook.settings.declare_after;
+        let due_at = (!hold.is_zero())
+            .then(|| now + chrono::TimeDelta::from_std(hold).unwrap_or(chrono::TimeDelta::zero()));
+        let state = if due_at.is_some() {
+            PendingState::Held
+        } else {
+            PendingState::Proposed
+        };
+        let pending = Pending {
+            id,
+            hook: hook.name().to_owned(),
+            external_id: signal.key.clone(),
+            state,
+            declaration,
+            due_at,
+            created_at: now,
+            updated_at: now,
+            decided_by: None,
+        };
+        self.store.save_pending(&pending).await?;
+        self.wake.notify_one();
+        Ok(Step::changed(match due_at {
+            Some(at) => format!("held {id} until {}", at.to_rfc3339()),
+            None => format!("proposed {id}: `crisisd confirm {id}` declares it"),
+        }))
     }
 
     /// Declares (or proposes) the holds that are due. False when one could

@@ -297,10 +297,13 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which crises a listing shows; `?status=` of the API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CrisisFilter {
     Active,
     Resolved,
+    #[default]
     All,
 }
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use tracing::{info, warn};
 
-use super::{Completion, CrisisService, STATUS_OK, ServiceError};
+use super::planning::Completion;
+use super::{CrisisService, ServiceError};
 use crate::domain::follow_up::{
     CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpSpec, FollowUpState, FollowUps, Phase,
 };
@@ -264,7 +265,6 @@ impl CrisisService {
             // it unfinished and the next start resumes it.
             let completion = Completion {
                 idempotency: None,
-                status: STATUS_OK,
                 crisis,
             };
             drop(self.spawn_plan(planner, announcement, 0, completion));

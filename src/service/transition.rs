@@ -1,0 +1,321 @@
+//! One path for every transition: declare, update and resolve are checked
+//! by the domain, written with everything they cause in one transaction,
+//! then shown on the banner and fanned out.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::idempotency::{self, IdempotencyRequest};
+use super::planning::Completion;
+use super::{CrisisService, ServiceError};
+use crate::domain::{
+    Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, Kind,
+};
+use crate::outbox::{Announcement, SourceLink, SourceLinkChange, StoreError, TransitionWrite};
+use crate::plan::Planner;
+
+/// What a flag source asks of a crisis.
+#[derive(Debug, Clone)]
+pub enum Transition {
+    Declare(Declaration),
+    /// A declaration under an id chosen before: a webhook's held or
+    /// proposed crisis keeps the id it was shown with.
+    DeclareAs(CrisisId, Declaration),
+    Update(CrisisId, CrisisUpdate),
+    /// The all-clear, with an optional closing message.
+    Resolve(CrisisId, Option<String>),
+}
+
+/// An outside source's incident that a transition should be tied to.
+#[derive(Debug, Clone)]
+pub struct SourceRef {
+    pub source: String,
+    pub external_id: String,
+    pub fingerprint: String,
+}
+
+/// Who asks, and what to record beside the transition.
+#[derive(Debug, Clone)]
+pub struct TransitionContext {
+    pub actor: Actor,
+    pub idempotency: Option<IdempotencyRequest>,
+    /// Tie the crisis to this source incident (kept on declare and update,
+    /// removed on resolve).
+    pub source: Option<SourceRef>,
+}
+
+impl TransitionContext {
+    pub fn by(actor: Actor) -> Self {
+        Self {
+            actor,
+            idempotency: None,
+            source: None,
+        }
+    }
+}
+
+/// The result of a transition; also the API's response body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionOutcome {
+    pub crisis: Crisis,
+    pub announcement: AnnouncementKind,
+    /// Deliveries written to the outbox for this announcement.
+    pub deliveries: usize,
+}
+
+/// A transition applied now, or the stored answer to the first request
+/// with the same Idempotency-Key, replayed as it was given.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    New(TransitionOutcome),
+    Replayed { status: u16, body: String },
+}
+
+/// A crisis as a transition leaves it, and what it was before.
+struct Change {
+    crisis: Crisis,
+    announcement: AnnouncementKind,
+    /// The version and kind it had, for a crisis that existed before.
+    before: Option<(u32, Kind)>,
+}
+
+impl CrisisService {
+    pub async fn declare(
+        self: &Arc<Self>,
+        declaration: Declaration,
+        ctx: TransitionContext,
+    ) -> Result<Applied, ServiceError> {
+        self.apply(Transition::Declare(declaration), ctx).await
+    }
+
+    pub async fn declare_as(
+        self: &Arc<Self>,
+        id: CrisisId,
+        declaration: Declaration,
+        ctx: TransitionContext,
+    ) -> Result<Applied, ServiceError> {
+        self.apply(Transition::DeclareAs(id, declaration), ctx)
+            .await
+    }
+
+    pub async fn update(
+        self: &Arc<Self>,
+        id: CrisisId,
+        update: CrisisUpdate,
+        ctx: TransitionContext,
+    ) -> Result<Applied, ServiceError> {
+        self.apply(Transition::Update(id, update), ctx).await
+    }
+
+    pub async fn resolve(
+        self: &Arc<Self>,
+        id: CrisisId,
+        message: Option<String>,
+        ctx: TransitionContext,
+    ) -> Result<Applied, ServiceError> {
+        self.apply(Transition::Resolve(id, message), ctx).await
+    }
+
+    /// Applies a transition end to end: a repeated Idempotency-Key gets its
+    /// stored answer; otherwise the domain checks the change, and it is
+    /// written, shown and fanned out.
+    pub async fn apply(
+        self: &Arc<Self>,
+        transition: Transition,
+        ctx: TransitionContext,
+    ) -> Result<Applied, ServiceError> {
+        if let Some(request) = &ctx.idempotency
+            && let Some(replayed) = self.replay(request).await?
+        {
+            return Ok(replayed);
+        }
+        let change = self.change(transition).await?;
+        self.commit(change, ctx).await
+    }
+
+    /// The crisis after the transition, as the domain allows it.
+    async fn change(&self, transition: Transition) -> Result<Change, ServiceError> {
+        let now = self.now();
+        let declared = |crisis| Change {
+            crisis,
+            announcement: AnnouncementKind::Initial,
+            before: None,
+        };
+        Ok(match transition {
+            Transition::Declare(declaration) => declared(Crisis::declare(declaration, now)?),
+            Transition::DeclareAs(id, declaration) => {
+                let mut crisis = Crisis::declare(declaration, now)?;
+                crisis.id = id;
+                declared(crisis)
+            }
+            Transition::Update(id, update) => {
+                let mut crisis = self.existing(id).await?;
+                let before = (crisis.version, crisis.kind);
+                crisis.apply_update(update, now)?;
+                Change {
+                    crisis,
+                    announcement: AnnouncementKind::Update,
+                    before: Some(before),
+                }
+            }
+            Transition::Resolve(id, message) => {
+                let mut crisis = self.existing(id).await?;
+                let before = (crisis.version, crisis.kind);
+                crisis.resolve(message, now)?;
+                Change {
+                    crisis,
+                    announcement: AnnouncementKind::Resolved,
+                    before: Some(before),
+                }
+            }
+        })
+    }
+
+    async fn existing(&self, id: CrisisId) -> Result<Crisis, ServiceError> {
+        self.store
+            .crisis(id)
+            .await?
+            .ok_or(ServiceError::NotFound(id))
+    }
+
+    /// Writes the change with its announcement, then lights the banner,
+    /// wakes the dispatcher and the scheduler, and plans the subscribers.
+    async fn commit(
+        self: &Arc<Self>,
+        change: Change,
+        ctx: TransitionContext,
+    ) -> Result<Applied, ServiceError> {
+        let crisis = change.crisis.clone();
+        let follow_ups = self.follow_up_change(&crisis, change.before.map(|(_, kind)| kind));
+        let scheduled = !follow_ups.schedule.is_empty();
+        let planner = self.planner();
+        let (announcement, deliveries) =
+            planner.start(&crisis, change.announcement, crisis.updated_at);
+        let planning = planner.reaches_subscribers();
+        let mut outcome = TransitionOutcome {
+            crisis: crisis.clone(),
+            announcement: change.announcement,
+            deliveries: deliveries.len(),
+        };
+        let write = TransitionWrite {
+            crisis: crisis.clone(),
+            previous_version: change.before.map(|(version, _)| version),
+            event: event(&crisis, &ctx.actor),
+            announcement: announcement.clone(),
+            deliveries,
+            planning,
+            // While subscribers are still being planned the key is held "in
+            // progress"; its answer is stored when the plan is complete.
+            idempotency: ctx
+                .idempotency
+                .as_ref()
+                .map(|request| idempotency::record(request, &outcome, planning))
+                .transpose()?,
+            source_link: ctx
+                .source
+                .as_ref()
+                .map(|source| source_link(source, &crisis)),
+            follow_ups,
+        };
+        if let Some(replayed) = self.write(write, &ctx).await? {
+            return Ok(replayed);
+        }
+        self.banner.apply(&crisis);
+        self.wake.notify();
+        if scheduled {
+            self.schedule_wake.notify_one();
+        }
+        if planning {
+            outcome.deliveries = self
+                .plan_subscribers(planner, announcement, crisis.clone(), &ctx)
+                .await?;
+        }
+        info!(
+            crisis_id = %crisis.id,
+            status = %crisis.status,
+            severity = %crisis.severity,
+            actor = %ctx.actor,
+            deliveries = outcome.deliveries,
+            "Crisis {}.", crisis.status
+        );
+        Ok(Applied::New(outcome))
+    }
+
+    /// Records the transition. A concurrent request with the same key may
+    /// have won the race (this write then fails on the key or on the crisis
+    /// version): the answer is then the one it got.
+    async fn write(
+        &self,
+        write: TransitionWrite,
+        ctx: &TransitionContext,
+    ) -> Result<Option<Applied>, ServiceError> {
+        let Err(err) = self.store.record_transition(write).await else {
+            return Ok(None);
+        };
+        if let Some(request) = &ctx.idempotency
+            && matches!(
+                err,
+                StoreError::IdempotencyKeyTaken | StoreError::Conflict(_)
+            )
+            && let Some(replayed) = self.replay(request).await?
+        {
+            return Ok(Some(replayed));
+        }
+        Err(match err {
+            StoreError::IdempotencyKeyTaken => ServiceError::IdempotencyMismatch,
+            other => other.into(),
+        })
+    }
+
+    /// Plans the subscribers in a task the service owns: a client that
+    /// hangs up must not stop the fan-out half-way, nor keep its
+    /// Idempotency-Key open. Returns the announcement's deliveries.
+    async fn plan_subscribers(
+        self: &Arc<Self>,
+        planner: Planner,
+        announcement: Announcement,
+        crisis: Crisis,
+        ctx: &TransitionContext,
+    ) -> Result<usize, ServiceError> {
+        let completion = Completion {
+            idempotency: ctx
+                .idempotency
+                .as_ref()
+                .map(|r| (r.scope.clone(), r.key.clone())),
+            crisis,
+        };
+        self.spawn_plan(planner, announcement, 0, completion)
+            .await
+            .map_err(|e| ServiceError::Planning(e.to_string()))?
+    }
+}
+
+/// The audit trail's entry for a transition.
+fn event(crisis: &Crisis, actor: &Actor) -> CrisisEvent {
+    CrisisEvent {
+        crisis_id: crisis.id,
+        status: crisis.status,
+        actor: actor.clone(),
+        message: crisis.last_message.clone(),
+        at: crisis.updated_at,
+    }
+}
+
+/// Ties an active crisis to its source incident; the all-clear unties it.
+fn source_link(source: &SourceRef, crisis: &Crisis) -> SourceLinkChange {
+    if crisis.is_active() {
+        SourceLinkChange::Set(SourceLink {
+            source: source.source.clone(),
+            external_id: source.external_id.clone(),
+            crisis_id: crisis.id,
+            fingerprint: source.fingerprint.clone(),
+        })
+    } else {
+        SourceLinkChange::Remove {
+            source: source.source.clone(),
+            external_id: source.external_id.clone(),
+        }
+    }
+}
