@@ -165,33 +165,62 @@ struct ChannelWorker {
     owner: String,
 }
 
+/// A worker's sending state, carried from one turn of its loop to the next.
+struct Slots {
+    /// One permit per delivery that may be in flight.
+    permits: Arc<Semaphore>,
+    /// Claimed deliveries waiting for a slot. A claim is a transaction;
+    /// made one claim ahead of the sends, and in its own task, it neither
+    /// waits for slots to free up nor leaves freed slots idle while it runs.
+    ready: VecDeque<Delivery>,
+    /// The claim running, and how many it asked for.
+    claiming: Option<(Claim, usize)>,
+    /// Whether the outbox may hold more for this channel: after a wake, a
+    /// poll, or a claim that came back full.
+    more_waiting: bool,
+    in_flight: Arc<Mutex<HashSet<DeliveryId>>>,
+    sends: JoinSet<()>,
+    /// How many to claim at a time when the channel has no rate limit.
+    claim_size: usize,
+    /// A rate-limited channel claims no more than it may send at once (its
+    /// burst), so no lease is held waiting for the rate.
+    rate_limited: bool,
+}
+
+/// What the gate lets a turn of the loop do.
+enum Turn {
+    Send,
+    Again,
+    Stop,
+}
+
+impl Slots {
+    fn new(worker: &ChannelWorker) -> Self {
+        let concurrency = worker.channel.concurrency();
+        let burst = worker.gate.batch(usize::MAX);
+        let rate_limited = burst < usize::MAX;
+        Self {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            ready: VecDeque::new(),
+            claiming: None,
+            more_waiting: true,
+            in_flight: Arc::default(),
+            sends: JoinSet::new(),
+            claim_size: if rate_limited {
+                burst.min(concurrency).max(1)
+            } else {
+                (concurrency / 2).max(1)
+            },
+            rate_limited,
+        }
+    }
+}
+
 impl ChannelWorker {
     async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
-        let concurrency = this.channel.concurrency();
-        let permits = Arc::new(Semaphore::new(concurrency));
-        // Claimed deliveries waiting for a slot. A claim is a transaction;
-        // made one claim ahead of the sends, and in its own task, it neither
-        // waits for slots to free up nor leaves freed slots idle while it
-        // runs. A rate-limited channel claims no more than it may send at
-        // once (its burst), so no lease is held waiting for the rate.
-        let mut ready: VecDeque<Delivery> = VecDeque::new();
-        let burst = this.gate.batch(usize::MAX);
-        let rate_limited = burst < usize::MAX;
-        let claim_size = if rate_limited {
-            burst.min(concurrency).max(1)
-        } else {
-            (concurrency / 2).max(1)
-        };
-        // The claim running, and how many it asked for.
-        let mut claiming: Option<(Claim, usize)> = None;
-        // Whether the outbox may hold more for this channel: after a wake, a
-        // poll, or a claim that came back full.
-        let mut more_waiting = true;
-        let in_flight: Arc<Mutex<HashSet<DeliveryId>>> = Arc::default();
-        let mut sends = JoinSet::new();
-        let name = this.channel.name().to_owned();
-        debug!(channel = %name, "Channel worker started.");
+        let mut slots = Slots::new(&this);
+        debug!(channel = %this.channel.name(), "Channel worker started.");
         loop {
             this.heartbeat.beat();
             // Registered before claiming, so a wake between the claim and the
@@ -199,120 +228,172 @@ impl ChannelWorker {
             let notified = this.wake.0.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-
-            match this.gate.admission() {
-                Admission::Open => {}
-                Admission::PausedUntil(until) => {
-                    // Handed back unsent, with their attempts.
-                    this.release(&mut ready).await;
-                    this.heartbeat.quiet_until(until);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep_until(until) => {}
-                        Some(_) = sends.join_next(), if !sends.is_empty() => {}
-                    }
-                    continue;
-                }
-                Admission::Probe => {
-                    this.release(&mut ready).await;
-                    this.probe().await;
-                    continue;
-                }
+            match this.admit(&mut slots, &shutdown).await {
+                Turn::Send => {}
+                Turn::Again => continue,
+                Turn::Stop => break,
             }
-            // Every free slot gets a claimed delivery, after the rate limit;
-            // a stop or a pause asked for meanwhile hands the rest back.
-            while !ready.is_empty() && permits.available_permits() > 0 {
-                let go = tokio::select! {
-                    _ = shutdown.cancelled() => false,
-                    _ = this.gate.permit() => !this.gate.is_paused(),
-                };
-                this.heartbeat.beat();
-                let (Some(permit), Some(delivery)) = (
-                    go.then(|| permits.clone().try_acquire_owned().ok())
-                        .flatten(),
-                    ready.pop_front(),
-                ) else {
-                    this.release(&mut ready).await;
-                    break;
-                };
-                lock(&in_flight).insert(delivery.id);
-                let (worker, in_flight) = (this.clone(), in_flight.clone());
-                // Every line about this delivery, the channel's own
-                // included, carries its ids.
-                let span = info_span!(
-                    "delivery",
-                    crisis_id = %delivery.crisis_id,
-                    channel = %name,
-                    delivery_id = %delivery.id,
-                );
-                sends.spawn(async move {
-                    let id = delivery.id;
-                    worker.deliver(delivery).instrument(span).await;
-                    lock(&in_flight).remove(&id);
-                    drop(permit);
-                });
-            }
-            while sends.try_join_next().is_some() {}
-            let wanted = if rate_limited {
-                if ready.is_empty() {
-                    this.gate.batch(permits.available_permits())
-                } else {
-                    0
-                }
-            } else {
-                claim_size.saturating_sub(ready.len())
-            };
-            if claiming.is_none() && more_waiting && wanted > 0 && !shutdown.is_cancelled() {
-                let (worker, limit) = (this.clone(), u32::try_from(wanted).unwrap_or(u32::MAX));
-                let claim = tokio::spawn(async move {
-                    let store = &worker.store;
-                    let now = worker.clock.now();
-                    let name = worker.channel.name();
-                    store
-                        .claim(name, &worker.owner, now, worker.lease, limit)
-                        .await
-                });
-                claiming = Some((claim, wanted));
-                // Known again when the claim answers.
-                more_waiting = false;
-            }
-            let claim_running = claiming.is_some();
-            let claim_done = async {
-                match claiming.as_mut() {
-                    Some((claim, _)) => claim.await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                claimed = claim_done, if claim_running => {
-                    let asked = claiming.take().map_or(0, |(_, asked)| asked);
-                    match claimed {
-                        Ok(Ok(batch)) => {
-                            more_waiting = batch.len() >= asked;
-                            ready.extend(batch);
-                        }
-                        Ok(Err(err)) => {
-                            warn!(channel = %name, error = %err, "Could not claim deliveries; will try again.");
-                        }
-                        Err(err) => {
-                            error!(channel = %name, error = %err, "A claim ended abnormally; its leases expire on their own.");
-                        }
-                    }
-                }
-                _ = &mut notified => more_waiting = true,
-                Some(_) = sends.join_next(), if !sends.is_empty() => {}
-                _ = tokio::time::sleep(this.poll_interval) => more_waiting = true,
+            this.fill_slots(&mut slots, &shutdown).await;
+            while slots.sends.try_join_next().is_some() {}
+            this.claim_ahead(&mut slots, &shutdown);
+            if !this.wait(&mut slots, notified, &shutdown).await {
+                break;
             }
         }
         // A claim still running: what it took goes back unsent.
-        if let Some((claim, _)) = claiming.take()
+        if let Some((claim, _)) = slots.claiming.take()
             && let Ok(Ok(batch)) = claim.await
         {
-            ready.extend(batch);
+            slots.ready.extend(batch);
         }
-        this.release(&mut ready).await;
-        this.drain(sends, in_flight).await;
+        this.release(&mut slots.ready).await;
+        this.drain(slots.sends, slots.in_flight).await;
+    }
+
+    /// Asks the gate: sending, or paused by the provider (until then), or
+    /// a probe of the channel after the breaker opened.
+    async fn admit(&self, slots: &mut Slots, shutdown: &CancellationToken) -> Turn {
+        match self.gate.admission() {
+            Admission::Open => Turn::Send,
+            Admission::PausedUntil(until) => {
+                // Handed back unsent, with their attempts.
+                self.release(&mut slots.ready).await;
+                self.heartbeat.quiet_until(until);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Turn::Stop,
+                    _ = tokio::time::sleep_until(until) => {}
+                    Some(_) = slots.sends.join_next(), if !slots.sends.is_empty() => {}
+                }
+                Turn::Again
+            }
+            Admission::Probe => {
+                self.release(&mut slots.ready).await;
+                self.probe().await;
+                Turn::Again
+            }
+        }
+    }
+
+    /// Every free slot gets a claimed delivery, after the rate limit; a
+    /// stop or a pause asked for meanwhile hands the rest back.
+    async fn fill_slots(self: &Arc<Self>, slots: &mut Slots, shutdown: &CancellationToken) {
+        while !slots.ready.is_empty() && slots.permits.available_permits() > 0 {
+            let go = tokio::select! {
+                _ = shutdown.cancelled() => false,
+                _ = self.gate.permit() => !self.gate.is_paused(),
+            };
+            self.heartbeat.beat();
+            let (Some(permit), Some(delivery)) = (
+                go.then(|| slots.permits.clone().try_acquire_owned().ok())
+                    .flatten(),
+                slots.ready.pop_front(),
+            ) else {
+                self.release(&mut slots.ready).await;
+                break;
+            };
+            lock(&slots.in_flight).insert(delivery.id);
+            let (worker, in_flight) = (self.clone(), slots.in_flight.clone());
+            // Every line about this delivery, the channel's own included,
+            // carries its ids.
+            let span = info_span!(
+                "delivery",
+                crisis_id = %delivery.crisis_id,
+                channel = %self.channel.name(),
+                delivery_id = %delivery.id,
+            );
+            slots.sends.spawn(async move {
+                let id = delivery.id;
+                worker.deliver(delivery).instrument(span).await;
+                lock(&in_flight).remove(&id);
+                drop(permit);
+            });
+        }
+    }
+
+    /// Starts the next claim while the sends run, when the outbox may hold
+    /// more and there is room for it.
+    fn claim_ahead(self: &Arc<Self>, slots: &mut Slots, shutdown: &CancellationToken) {
+        let wanted = if slots.rate_limited {
+            if slots.ready.is_empty() {
+                self.gate.batch(slots.permits.available_permits())
+            } else {
+                0
+            }
+        } else {
+            slots.claim_size.saturating_sub(slots.ready.len())
+        };
+        if slots.claiming.is_some() || !slots.more_waiting || wanted == 0 || shutdown.is_cancelled()
+        {
+            return;
+        }
+        let (worker, limit) = (self.clone(), u32::try_from(wanted).unwrap_or(u32::MAX));
+        let claim = tokio::spawn(async move {
+            let now = worker.clock.now();
+            worker
+                .store
+                .claim(
+                    worker.channel.name(),
+                    &worker.owner,
+                    now,
+                    worker.lease,
+                    limit,
+                )
+                .await
+        });
+        slots.claiming = Some((claim, wanted));
+        // Known again when the claim answers.
+        slots.more_waiting = false;
+    }
+
+    /// Waits for the first of: the claim, a wake, a send finishing, the
+    /// poll interval. False when the worker is to stop.
+    async fn wait(
+        &self,
+        slots: &mut Slots,
+        notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let claim_running = slots.claiming.is_some();
+        let claim_done = async {
+            match slots.claiming.as_mut() {
+                Some((claim, _)) => claim.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            claimed = claim_done, if claim_running => {
+                let asked = slots.claiming.take().map_or(0, |(_, asked)| asked);
+                self.claimed(slots, claimed, asked);
+            }
+            _ = notified => slots.more_waiting = true,
+            Some(_) = slots.sends.join_next(), if !slots.sends.is_empty() => {}
+            _ = tokio::time::sleep(self.poll_interval) => slots.more_waiting = true,
+        }
+        true
+    }
+
+    /// Takes a claim's answer: its deliveries wait for slots; a full batch
+    /// means more may be waiting.
+    fn claimed(
+        &self,
+        slots: &mut Slots,
+        claimed: Result<Result<Vec<Delivery>, StoreError>, tokio::task::JoinError>,
+        asked: usize,
+    ) {
+        let name = self.channel.name();
+        match claimed {
+            Ok(Ok(batch)) => {
+                slots.more_waiting = batch.len() >= asked;
+                slots.ready.extend(batch);
+            }
+            Ok(Err(err)) => {
+                warn!(channel = %name, error = %err, "Could not claim deliveries; will try again.");
+            }
+            Err(err) => {
+                error!(channel = %name, error = %err, "A claim ended abnormally; its leases expire on their own.");
+            }
+        }
     }
 
     /// Hands claimed but unsent deliveries back, with their attempts.
