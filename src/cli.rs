@@ -23,6 +23,7 @@ use crate::http::api::{
     CrisisDetail, CrisisList, CrisisSummary, DeadList, ResolveRequest, RetryDeadRequest,
     RetryDeadResponse, StateCounts,
 };
+use crate::logging::LogFormat;
 use crate::message::Form;
 use crate::preview::{PreviewRequest, PreviewResponse};
 use crate::secret::Secret;
@@ -86,13 +87,6 @@ pub enum Shell {
     Bash,
     Zsh,
     Fish,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Auto,
-    Text,
-    Json,
 }
 
 #[derive(Debug, Args)]
