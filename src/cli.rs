@@ -1,6 +1,7 @@
 //! The command line: `serve`, `check-config`, and the client verbs that
 //! talk to a running daemon.
 
+pub mod client;
 mod hooks;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, Application, StartupError};
-use crate::client::{ApiClient, ClientError};
 use crate::config::{Settings, config_path};
 use crate::domain::follow_up::ScheduleList;
 use crate::domain::{AnnouncementKind, CrisisId, CrisisUpdate, Declaration, Kind, Severity};
@@ -28,6 +28,7 @@ use crate::message::Form;
 use crate::preview::{PreviewRequest, PreviewResponse};
 use crate::secret::Secret;
 use crate::service::TransitionOutcome;
+use client::{ApiClient, ClientError};
 
 const EXAMPLES: &str = "\
 Examples:

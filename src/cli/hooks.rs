@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 
 use anyhow::anyhow;
 
+use super::client::ApiClient;
 use super::{Failure, print_json};
-use crate::client::ApiClient;
 use crate::http::hooks::{HookLog, ProposalList};
 use crate::intake::{Pending, PendingState};
 
