@@ -100,3 +100,14 @@ pub fn with_query(path: &str, query: &[(&str, String)]) -> Result<String, Failur
         .map_err(|e| Failure::Runtime(anyhow!("cannot build the query: {e}")))?;
     Ok(format!("{path}?{query}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_is_form_encoded_so_a_plus_in_a_zone_survives() {
+        let path = with_query("/v1/follow-ups", &[("tz", "Etc/GMT+5".to_owned())]);
+        assert_eq!(path.expect("encodes"), "/v1/follow-ups?tz=Etc%2FGMT%2B5");
+    }
+}

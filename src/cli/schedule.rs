@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use clap::Args;
 
 use super::Failure;
-use super::client_args::ClientArgs;
+use super::client_args::{ClientArgs, with_query};
 use crate::domain::follow_up::ScheduleList;
 
 /// List follow-ups with their due times and states.
@@ -44,7 +44,9 @@ impl ScheduleArgs {
             None => "/v1/follow-ups".to_owned(),
         };
         let path = match zone {
-            Some(zone) => format!("{path}?tz={}", zone.name()),
+            // Encoded: `Etc/GMT+5` would otherwise reach the daemon as
+            // `Etc/GMT 5`.
+            Some(zone) => with_query(&path, &[("tz", zone.name().to_owned())])?,
             None => path,
         };
         let list: ScheduleList = api.get(&path).await?;
