@@ -10,7 +10,6 @@ pub mod background;
 pub mod banner;
 pub mod channels;
 pub mod cli;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dispatch;

@@ -9,7 +9,15 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::cli::LogFormat;
+/// How log lines are written (`--log-format`). The variants carry no doc
+/// comments: clap would list them as a second description in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    // JSON under the journal, text otherwise: see `wants_json`.
+    Auto,
+    Text,
+    Json,
+}
 
 /// Whether stderr is the journal stream systemd set up for this process:
 /// `$JOURNAL_STREAM` names its device and inode.

@@ -1,17 +1,116 @@
-//! The CLI's side of webhooks: confirming and discarding proposed crises,
-//! showing them in `status`, and the webhook log.
+//! The CLI's side of webhooks: `confirm` and `discard` for the crises
+//! webhooks proposed, `hooks log`, and the proposals `status` lists first.
 
 use std::io::IsTerminal;
+use std::path::Path;
 
-use anyhow::anyhow;
+use clap::{Args, Subcommand};
 
-use super::{Failure, print_json};
-use crate::client::ApiClient;
-use crate::http::hooks::{HookLog, ProposalList};
+use super::Failure;
+use super::client::ApiClient;
+use super::client_args::{ClientArgs, with_query};
+use super::declare::transition;
+use crate::http::hooks::{HookLog, LOG_LIMIT_DEFAULT, LOG_LIMIT_MAX, ProposalList};
 use crate::intake::{Pending, PendingState};
 
+/// Declare a crisis a webhook proposed (a hook in `propose` mode, or one still held by
+/// `declare_after`): its announcement goes out now, under the id it was shown with.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+    crisisd status                 proposals and held declarations are listed first\n  \
+    crisisd confirm 0193...        declare it: the announcement goes out now")]
+pub struct ConfirmArgs {
+    /// The proposal's id, from `crisisd status`.
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl ConfirmArgs {
+    pub async fn run(self, config: &Path) -> Result<(), Failure> {
+        let path = format!("/v1/crises/{}/confirm", self.id);
+        transition(config, &self.client, &path, &serde_json::json!({})).await
+    }
+}
+
+/// Drop a crisis a webhook proposed: nothing is sent, ever.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  crisisd discard 0193...        a false alarm: nothing is sent")]
+pub struct DiscardArgs {
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl DiscardArgs {
+    pub async fn run(self, config: &Path) -> Result<(), Failure> {
+        let api = self.client.connect(config)?;
+        let pending: Pending = api
+            .post(
+                &format!("/v1/crises/{}/discard", self.id),
+                &serde_json::json!({}),
+            )
+            .await?;
+        self.client.print(&pending, print_discarded);
+        Ok(())
+    }
+}
+
+/// Inbound webhooks: `crisisd hooks log`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    crisisd hooks log                          the last 50 webhooks, newest first\n  \
+    crisisd hooks log --hook status --limit 10 --json")]
+pub struct HooksArgs {
+    #[command(subcommand)]
+    pub command: HooksCommand,
+}
+
+/// What `crisisd hooks` does.
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// Webhooks received, newest first: hook, source, HTTP status, verdict, error, and what each
+    /// source incident became.
+    #[command(after_help = "Examples:\n  \
+        crisisd hooks log\n  \
+        crisisd hooks log --hook alerts --limit 200")]
+    Log {
+        /// Only this hook's webhooks.
+        #[arg(long, value_name = "NAME")]
+        hook: Option<String>,
+        /// At most this many, 1 to 1000.
+        #[arg(
+            long,
+            default_value_t = LOG_LIMIT_DEFAULT,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(LOG_LIMIT_MAX))
+        )]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+impl HooksArgs {
+    pub async fn run(self, config: &Path) -> Result<(), Failure> {
+        match self.command {
+            HooksCommand::Log {
+                hook,
+                limit,
+                client,
+            } => {
+                let api = client.connect(config)?;
+                let mut query = vec![("limit", limit.to_string())];
+                query.extend(hook.map(|h| ("hook", h)));
+                let log: HookLog = api.get(&with_query("/v1/hooks/log", &query)?).await?;
+                client.print(&log, print_log);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Held and proposed crises, above everything else in `crisisd status`.
-pub(super) async fn print_proposals(api: &ApiClient) -> Result<(), Failure> {
+pub async fn print_proposals(api: &ApiClient) -> Result<(), Failure> {
     let list: ProposalList = api.get("/v1/proposals").await?;
     if list.proposals.is_empty() {
         return Ok(());
@@ -41,33 +140,15 @@ pub(super) async fn print_proposals(api: &ApiClient) -> Result<(), Failure> {
     Ok(())
 }
 
-pub(super) fn print_decision(pending: &Pending, json: bool) {
-    if json {
-        print_json(pending);
-    } else {
-        println!("{}", pending.id);
-        eprintln!(
-            "discarded: {} (from hook {}); nothing was sent",
-            pending.declaration.title, pending.hook
-        );
-    }
+fn print_discarded(pending: &Pending) {
+    println!("{}", pending.id);
+    eprintln!(
+        "discarded: {} (from hook {}); nothing was sent",
+        pending.declaration.title, pending.hook
+    );
 }
 
-pub(super) async fn print_log(
-    api: &ApiClient,
-    hook: Option<String>,
-    limit: u32,
-    json: bool,
-) -> Result<(), Failure> {
-    let mut query = vec![("limit", limit.to_string())];
-    query.extend(hook.map(|h| ("hook", h)));
-    let query = serde_urlencoded::to_string(&query)
-        .map_err(|e| Failure::Runtime(anyhow!("cannot build the query: {e}")))?;
-    let log: HookLog = api.get(&format!("/v1/hooks/log?{query}")).await?;
-    if json {
-        print_json(&log);
-        return Ok(());
-    }
+fn print_log(log: &HookLog) {
     if log.entries.is_empty() {
         println!("No webhook received yet.");
     }
@@ -85,5 +166,4 @@ pub(super) async fn print_log(
             println!("      {line}");
         }
     }
-    Ok(())
 }

@@ -1,0 +1,207 @@
+//! `crisisd declare`, `update` and `resolve`: the transitions of a crisis,
+//! each posted to the daemon and answered with the announcement it queued.
+//! The crisis arguments `declare` takes are shared with `preview`.
+
+use std::path::Path;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::Failure;
+use super::client_args::ClientArgs;
+use crate::domain::{CrisisUpdate, Declaration, Kind, Severity};
+use crate::http::api::ResolveRequest;
+use crate::service::TransitionOutcome;
+
+/// What a crisis is: the arguments `declare` and `preview` share, so that a
+/// preview shows exactly what the same `declare` would send.
+#[derive(Debug, Args)]
+pub struct DeclarationArgs {
+    /// What kind of crisis; it chooses the follow-up plan and the resources linked.
+    #[arg(long, value_enum)]
+    pub kind: Kind,
+    /// How bad it is: a critical crisis is marked URGENT, and its follow-ups do not wait out
+    /// quiet hours.
+    #[arg(long, value_enum)]
+    pub severity: Severity,
+    /// A short headline, e.g. "Payments are down".
+    #[arg(long)]
+    pub title: String,
+    /// What is happening, in a sentence or two.
+    #[arg(long)]
+    pub summary: String,
+    /// A message from staff, shown with the announcement.
+    #[arg(long)]
+    pub message: Option<String>,
+}
+
+impl From<DeclarationArgs> for Declaration {
+    fn from(args: DeclarationArgs) -> Self {
+        Declaration {
+            kind: args.kind,
+            severity: args.severity,
+            title: args.title,
+            summary: args.summary,
+            // Translations come from the templates' locales; the command
+            // line gives the text in the default language only.
+            localized: Default::default(),
+            message: args.message,
+        }
+    }
+}
+
+/// Declare a crisis; prints its id.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  crisisd declare --kind outage --severity critical --title \"Payments are down\" \\\n      --summary \"Card payments fail since 09:10 UTC.\""
+)]
+pub struct DeclareArgs {
+    #[command(flatten)]
+    pub declaration: DeclarationArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl DeclareArgs {
+    pub async fn run(self, config: &Path) -> Result<(), Failure> {
+        let declaration = Declaration::from(self.declaration);
+        transition(config, &self.client, "/v1/crises", &declaration).await
+    }
+}
+
+/// Send an update about an active crisis.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  crisisd update 0193... --message \"A fix is rolling out.\" --severity minor"
+)]
+pub struct UpdateArgs {
+    /// Crisis id (from `declare` or `status`).
+    pub id: String,
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Reclassify the crisis.
+    #[arg(long, value_enum)]
+    pub kind: Option<Kind>,
+    #[arg(long, value_enum)]
+    pub severity: Option<Severity>,
+    #[arg(long)]
+    pub title: Option<String>,
+    #[arg(long)]
+    pub summary: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl UpdateArgs {
+    pub async fn run(self, config: &Path) -> Result<(), Failure> {
+        let update = CrisisUpdate {
+            message: self.message,
+            kind: self.kind,
+            severity: self.severity,
+            title: self.title,
+            summary: self.summary,
+            localized: None,
+        };
+        let path = format!("/v1/crises/{}/updates", self.id);
+        transition(config, &self.client, &path, &update).await
+    }
+}
+
+/// Resolve a crisis: send the all-clear and take the banner down.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  crisisd resolve 0193... --message \"Payments work again. Thank you for your patience.\""
+)]
+pub struct ResolveArgs {
+    pub id: String,
+    #[arg(long)]
+    pub message: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+impl ResolveArgs {
+    pub async fn run(self, config: &Path) -> Result<(), Failure> {
+        let path = format!("/v1/crises/{}/resolve", self.id);
+        let request = ResolveRequest {
+            message: self.message,
+        };
+        transition(config, &self.client, &path, &request).await
+    }
+}
+
+/// Posts a transition (declare, update, resolve, confirm) and prints the
+/// announcement it queued.
+pub async fn transition<B: Serialize>(
+    config: &Path,
+    client: &ClientArgs,
+    path: &str,
+    body: &B,
+) -> Result<(), Failure> {
+    let api = client.connect(config)?;
+    let outcome: TransitionOutcome = api.post(path, body).await?;
+    client.print(&outcome, print_outcome);
+    Ok(())
+}
+
+fn print_outcome(outcome: &TransitionOutcome) {
+    // The id alone on stdout, so scripts can capture it; the rest on stderr.
+    println!("{}", outcome.crisis.id);
+    eprintln!(
+        "{} {} ({} {}): {} deliveries queued",
+        outcome.announcement,
+        outcome.crisis.title,
+        outcome.crisis.severity,
+        outcome.crisis.kind,
+        outcome.deliveries
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    const CRISIS: [&str; 10] = [
+        "--kind",
+        "outage",
+        "--severity",
+        "critical",
+        "--title",
+        "Payments are down",
+        "--summary",
+        "Card payments fail.",
+        "--message",
+        "We are on it.",
+    ];
+
+    fn parse(verb: &str) -> Command {
+        let args = ["crisisd", verb].into_iter().chain(CRISIS);
+        Cli::try_parse_from(args).expect("parses").command
+    }
+
+    #[test]
+    fn declare_and_preview_read_the_same_crisis_into_the_same_declaration() {
+        let Command::Declare(declare) = parse("declare") else {
+            panic!("not a declare");
+        };
+        let Command::Preview(preview) = parse("preview") else {
+            panic!("not a preview");
+        };
+        let declared = Declaration::from(declare.declaration);
+        assert_eq!(declared, Declaration::from(preview.declaration));
+        assert_eq!(
+            declared,
+            Declaration {
+                kind: Kind::Outage,
+                severity: Severity::Critical,
+                title: "Payments are down".to_owned(),
+                summary: "Card payments fail.".to_owned(),
+                localized: Default::default(),
+                message: Some("We are on it.".to_owned()),
+            }
+        );
+    }
+}
