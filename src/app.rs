@@ -34,7 +34,7 @@ use crate::intake::flag_file::FlagFileWatcher;
 use crate::intake::{Hook, Intake};
 use crate::lifecycle::{Notifier, ReloadError, ReloadRequest, Reloader};
 use crate::liveness::Liveness;
-use crate::message::{ChannelProfile, Reach};
+use crate::message::Reach;
 use crate::outbox::{CrisisFilter, SqliteStore, Store, StoreError};
 use crate::plan::{FitError, PlanInputs, SharedInputs, UnsubscribeLinks, fit};
 use crate::render::{CompanyView, EMAIL_KINDS, RenderContext, Renderer};
@@ -289,7 +289,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
             problems.push(format!("server.public_url `{url}` must be an http(s) URL"));
         }
         None if settings.server.listen.ip().is_unspecified()
-            && (settings.consent.is_some() || !settings.channels.twilio.is_empty()) =>
+            && (settings.consent.is_some() || settings.channels.takes_inbound_sms()) =>
         {
             problems.push(format!(
                 "server.public_url is needed: the daemon listens on {} and unsubscribe links and \
@@ -355,7 +355,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         directory: settings.directory.clone(),
         audience,
         renderer,
-        channels: ChannelProfile::all(&settings.channels, &default_locale),
+        channels: settings.channels.profiles(&default_locale),
         unsubscribe,
     };
     problems.extend(
@@ -522,21 +522,6 @@ fn unfit(
         }
     }
     problems
-}
-
-/// Twilio auth tokens by channel name, to check inbound-message webhooks.
-fn inbound_sms_secrets(settings: &Settings) -> std::collections::HashMap<String, Secret> {
-    settings
-        .channels
-        .twilio
-        .iter()
-        .filter_map(|t| {
-            t.auth_token()
-                .read()
-                .ok()
-                .map(|token| (t.name.clone(), token))
-        })
-        .collect()
 }
 
 /// Spool directories are made at start, not by `check-config`.
@@ -736,7 +721,9 @@ impl Application {
             banner,
             inputs,
             tokens: Arc::new(ArcSwap::from_pointee(tokens)),
-            inbound_sms: Arc::new(ArcSwap::from_pointee(inbound_sms_secrets(&settings))),
+            inbound_sms: Arc::new(ArcSwap::from_pointee(
+                settings.channels.inbound_sms_secrets(),
+            )),
             health: health.clone(),
             public_url: settings.server.public_url(),
             clock: clock.clone(),
@@ -960,7 +947,7 @@ impl Runtime {
         state.tokens.store(Arc::new(prepared.tokens));
         state
             .inbound_sms
-            .store(Arc::new(inbound_sms_secrets(&prepared.settings)));
+            .store(Arc::new(prepared.settings.channels.inbound_sms_secrets()));
         // The dispatcher, watcher and monitor restart on the new channels
         // and settings; in-flight sends finish first.
         workers.stop().await;

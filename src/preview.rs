@@ -65,12 +65,17 @@ pub enum PreviewError {
 
 const SAMPLE_READER: &str = "Sample Reader";
 
+/// A channel type's standard profile, given its name and the default
+/// locale: how a preview shows a channel that is not configured.
+pub type StandardProfile = fn(&str, &str) -> Option<ChannelProfile>;
+
 /// Renders and measures `request` for every channel and language it asks
-/// about.
+/// about; a channel type that is not configured is looked up in `standard`.
 pub fn preview(
     inputs: &PlanInputs,
     request: PreviewRequest,
     now: DateTime<Utc>,
+    standard: StandardProfile,
 ) -> Result<PreviewResponse, PreviewError> {
     let kind = request.announcement.unwrap_or(AnnouncementKind::Initial);
     let mut crisis = Crisis::declare(request.declaration, now)?;
@@ -86,7 +91,7 @@ pub fn preview(
         Some(wanted) => match inputs.channels.iter().find(|p| &p.name == wanted) {
             Some(profile) => vec![profile.clone()],
             None => vec![
-                ChannelProfile::standard(wanted, &default_locale)
+                standard(wanted, &default_locale)
                     .ok_or_else(|| PreviewError::UnknownChannel(wanted.clone()))?,
             ],
         },
@@ -127,7 +132,14 @@ fn render_one(
 ) -> Preview {
     let base = |text: String, form, measurement, problem| Preview {
         channel: profile.name.clone(),
-        kind: profile.kind.to_owned(),
+        // A standard profile is named by its family: what it previews is
+        // any provider of the family.
+        kind: match (profile.kind, profile.family) {
+            (Some(kind), _) => kind.as_str(),
+            (None, Some(family)) => family.as_str(),
+            (None, None) => "email",
+        }
+        .to_owned(),
         locale: locale.clone(),
         subject: None,
         text,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::address::Envelope;
@@ -12,15 +13,100 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::mime::{PreparedEmail, Reader};
+use super::settings::{secret, section};
 use super::smtp_pool::SmtpPool;
-use super::{ChannelError, DeliveryError, Receipt};
-use crate::config::{EmailChannelSettings, EmailTransportKind, SmtpSettings, SmtpTls};
+use super::{Build, ChannelError, DeliveryError, Kind, Receipt};
 use crate::message::DeliveryContent;
+use crate::message::TextLimit;
 use crate::outbox::Delivery;
+use crate::secret::SecretSource;
 use crate::sync::lock;
+
+section! {
+    /// An email channel: SMTP, or a spool directory.
+    pub struct EmailSettings: email {
+        /// `"Support <support@example.com>"`.
+        pub from: String,
+        pub reply_to: Option<String>,
+        pub transport: EmailTransportKind,
+        /// For `transport = "spool"`: where .eml files are written.
+        pub spool_dir: Option<PathBuf>,
+        pub smtp: Option<SmtpSettings>,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailTransportKind {
+    Smtp,
+    Spool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// The password comes from `password_env` or `password_file`.
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// PEM file of extra root certificates to trust, for a relay whose
+    /// certificate comes from a private CA. The public web roots are always
+    /// trusted.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_smtp_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_smtp_pool")]
+    pub pool_size: u32,
+}
+
+impl SmtpSettings {
+    pub fn password(&self) -> SecretSource {
+        secret(&self.password_env, &self.password_file)
+    }
+}
+
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_smtp_pool() -> u32 {
+    4
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on loopback.
+    None,
+}
+
+impl Kind for EmailChannel {
+    type Settings = EmailSettings;
+    const FAMILY: Option<crate::message::TextFamily> = None;
+    const STANDARD_LIMIT: TextLimit = TextLimit::Unlimited;
+}
+
+impl Build for EmailChannel {
+    fn build(
+        settings: &EmailSettings,
+        _http: &reqwest::Client,
+    ) -> Result<Arc<dyn super::Channel>, ChannelError> {
+        Ok(Arc::new(Self::from_settings(settings)?))
+    }
+}
 
 enum Transport {
     /// Implicit TLS (port 465), through lettre's pooled transport.
@@ -31,6 +117,77 @@ enum Transport {
         transport: AsyncFileTransport<Tokio1Executor>,
         dir: PathBuf,
     },
+}
+
+impl Transport {
+    fn from_settings(settings: &EmailSettings) -> Result<Self, String> {
+        match settings.transport {
+            EmailTransportKind::Spool => {
+                let dir = settings
+                    .spool_dir
+                    .clone()
+                    .ok_or("transport `spool` needs `spool_dir`")?;
+                Ok(Transport::Spool {
+                    transport: AsyncFileTransport::new(&dir),
+                    dir,
+                })
+            }
+            EmailTransportKind::Smtp => {
+                let smtp = settings
+                    .smtp
+                    .as_ref()
+                    .ok_or("transport `smtp` needs an [channels.email.smtp] section")?;
+                Self::smtp(smtp)
+            }
+        }
+    }
+
+    fn smtp(smtp: &SmtpSettings) -> Result<Self, String> {
+        let tls = tls_mode(smtp)?;
+        let port = smtp.port.unwrap_or(match smtp.tls {
+            SmtpTls::Tls => SUBMISSIONS_PORT,
+            SmtpTls::Starttls => SUBMISSION_PORT,
+            SmtpTls::None => SMTP_PORT,
+        });
+        let credentials = match &smtp.username {
+            Some(username) => {
+                let password = smtp
+                    .password()
+                    .read()
+                    .map_err(|e| format!("smtp password: {e}"))?;
+                Some(Credentials::new(
+                    username.clone(),
+                    password.expose().to_owned(),
+                ))
+            }
+            None => None,
+        };
+        let params = match tls {
+            // TLS from the first byte: lettre's own transport.
+            Tls::Wrapper(_) => {
+                let mut builder =
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+                        .port(port)
+                        .tls(tls)
+                        .timeout(Some(smtp.timeout))
+                        .pool_config(PoolConfig::new().max_size(smtp.pool_size));
+                if let Some(credentials) = credentials {
+                    builder = builder.credentials(credentials);
+                }
+                return Ok(Transport::Smtp(builder.build()));
+            }
+            Tls::Required(params) => Some(params),
+            _ => None,
+        };
+        Ok(Transport::Pooled(SmtpPool::new(
+            smtp.host.clone(),
+            port,
+            smtp.timeout,
+            params,
+            credentials,
+            smtp.pool_size as usize,
+        )))
+    }
 }
 
 pub struct EmailChannel {
@@ -54,7 +211,7 @@ impl std::fmt::Debug for EmailChannel {
 }
 
 impl EmailChannel {
-    pub fn from_settings(settings: &EmailChannelSettings) -> Result<Self, ChannelError> {
+    pub fn from_settings(settings: &EmailSettings) -> Result<Self, ChannelError> {
         let config_err = |message: String| ChannelError::Config {
             channel: settings.name.clone(),
             message,
@@ -71,73 +228,7 @@ impl EmailChannel {
                     .map_err(|e| config_err(format!("reply_to `{r}`: {e}")))
             })
             .transpose()?;
-        let transport = match settings.transport {
-            EmailTransportKind::Spool => {
-                let dir = settings
-                    .spool_dir
-                    .clone()
-                    .ok_or_else(|| config_err("transport `spool` needs `spool_dir`".into()))?;
-                Transport::Spool {
-                    transport: AsyncFileTransport::new(&dir),
-                    dir,
-                }
-            }
-            EmailTransportKind::Smtp => {
-                let smtp = settings.smtp.as_ref().ok_or_else(|| {
-                    config_err("transport `smtp` needs an [channels.email.smtp] section".into())
-                })?;
-                let tls = tls_mode(smtp).map_err(config_err)?;
-                let port = smtp.port.unwrap_or(match smtp.tls {
-                    SmtpTls::Tls => SUBMISSIONS_PORT,
-                    SmtpTls::Starttls => SUBMISSION_PORT,
-                    SmtpTls::None => SMTP_PORT,
-                });
-                let credentials = match &smtp.username {
-                    Some(username) => {
-                        let password = smtp
-                            .password()
-                            .read()
-                            .map_err(|e| config_err(format!("smtp password: {e}")))?;
-                        Some(Credentials::new(
-                            username.clone(),
-                            password.expose().to_owned(),
-                        ))
-                    }
-                    None => None,
-                };
-                match tls {
-                    // TLS from the first byte: lettre's own transport.
-                    Tls::Wrapper(_) => {
-                        let mut builder =
-                            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                                .port(port)
-                                .tls(tls)
-                                .timeout(Some(smtp.timeout))
-                                .pool_config(PoolConfig::new().max_size(smtp.pool_size));
-                        if let Some(credentials) = credentials {
-                            builder = builder.credentials(credentials);
-                        }
-                        Transport::Smtp(builder.build())
-                    }
-                    Tls::Required(params) => Transport::Pooled(SmtpPool::new(
-                        smtp.host.clone(),
-                        port,
-                        smtp.timeout,
-                        Some(params),
-                        credentials,
-                        smtp.pool_size as usize,
-                    )),
-                    _ => Transport::Pooled(SmtpPool::new(
-                        smtp.host.clone(),
-                        port,
-                        smtp.timeout,
-                        None,
-                        credentials,
-                        smtp.pool_size as usize,
-                    )),
-                }
-            }
-        };
+        let transport = Transport::from_settings(settings).map_err(config_err)?;
         Ok(Self {
             name: settings.name.clone(),
             message_id_domain: from.email.domain().to_owned(),

@@ -1,26 +1,29 @@
 //! Channels: where deliveries go. Each says, when a send fails, whether
 //! trying again can help; the dispatcher never guesses.
 
+mod catalog;
 mod chat;
 mod email;
 pub mod http;
 mod mime;
+mod settings;
 mod sms;
 mod smtp_pool;
 mod social;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use chat::{DiscordChannel, SlackChannel, TeamsChannel, TelegramChannel};
-pub use email::EmailChannel;
-pub use sms::{SmsGatewayChannel, TwilioChannel, VonageChannel, twilio_signature};
-pub use social::{BlueskyChannel, MastodonChannel};
-
-use crate::config::ChannelSettings;
-use crate::secret::SecretSource;
+pub use crate::message::ProviderKind;
+pub use catalog::{Build, ChannelSettings, Configured, Kind, build_all, standard_profile};
+pub use chat::*;
+pub use email::{EmailChannel, EmailSettings, EmailTransportKind, SmtpSettings, SmtpTls};
+pub use http::HttpChannel;
+pub use settings::{ChannelCommon, ChannelSection, HttpSection, RateLimit};
+// Every provider and its settings.
+pub use sms::*;
+pub use social::*;
 
 use crate::outbox::Delivery;
 
@@ -74,72 +77,6 @@ pub trait Channel: Send + Sync + 'static {
     async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError>;
     /// Can the provider be reached and does it accept our credentials?
     async fn healthcheck(&self) -> Result<(), DeliveryError>;
-}
-
-/// Reads a channel's secret, naming the channel and the secret when it is
-/// missing.
-pub(crate) fn read_secret(
-    channel: &str,
-    what: &str,
-    source: &SecretSource,
-) -> Result<String, ChannelError> {
-    source
-        .read()
-        .map(|secret| secret.expose().to_owned())
-        .map_err(|e| ChannelError::Config {
-            channel: channel.to_owned(),
-            message: format!("{what}: {e}"),
-        })
-}
-
-/// Builds every configured channel; reports every channel that cannot be
-/// built, not only the first.
-pub fn build_all(settings: &ChannelSettings) -> Result<Vec<Arc<dyn Channel>>, Vec<ChannelError>> {
-    let http = http::client().map_err(|e| vec![e])?;
-    let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
-    let mut errors = Vec::new();
-    let mut add = |built: Result<Arc<dyn Channel>, ChannelError>| match built {
-        Ok(channel) => channels.push(channel),
-        Err(err) => errors.push(err),
-    };
-    fn arc<C: Channel>(channel: Result<C, ChannelError>) -> Result<Arc<dyn Channel>, ChannelError> {
-        channel.map(|c| Arc::new(c) as Arc<dyn Channel>)
-    }
-    for s in &settings.email {
-        add(arc(EmailChannel::from_settings(s)));
-    }
-    for s in &settings.twilio {
-        add(arc(TwilioChannel::from_settings(s, http.clone())));
-    }
-    for s in &settings.vonage {
-        add(arc(VonageChannel::from_settings(s, http.clone())));
-    }
-    for s in &settings.sms_gateway {
-        add(arc(SmsGatewayChannel::from_settings(s, http.clone())));
-    }
-    for s in &settings.mastodon {
-        add(arc(MastodonChannel::from_settings(s, http.clone())));
-    }
-    for s in &settings.bluesky {
-        add(arc(BlueskyChannel::from_settings(s, http.clone())));
-    }
-    for s in &settings.slack {
-        add(arc(SlackChannel::from_settings(s, http.clone())));
-    }
-    for s in &settings.discord {
-        add(arc(DiscordChannel::from_settings(s, http.clone())));
-    }
-    for s in &settings.teams {
-        add(arc(TeamsChannel::from_settings(s, http.clone())));
-    }
-    for s in &settings.telegram {
-        add(arc(TelegramChannel::from_settings(s, http.clone())));
-    }
-    if errors.is_empty() {
-        Ok(channels)
-    } else {
-        Err(errors)
-    }
 }
 
 /// The text message a delivery carries; an email delivery routed to a

@@ -1,7 +1,6 @@
 //! Settings: the TOML configuration, parsed strictly (unknown keys are
 //! errors) and validated before anything starts.
 
-mod channels;
 mod hooks;
 mod load;
 
@@ -11,14 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use channels::{
-    BlueskySettings, ChannelSettings, GatewayMethod, GatewaySuccess, MastodonSettings,
-    MastodonVisibility, RateLimit, SmsGatewaySettings, TelegramSettings, TwilioSettings,
-    VonageSettings, WebhookSettings,
-};
 pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
 
+use crate::channels::ChannelSettings;
 use crate::domain::directory::ContactEntry;
 use crate::domain::follow_up::FollowUpSettings;
 use crate::secret::SecretSource;
@@ -214,89 +209,6 @@ pub struct AudienceSettings {
     /// CSV with the header `id,name,email,phone,locale,timezone`, and
     /// optionally `region` after them.
     pub file: PathBuf,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailChannelSettings {
-    /// Unique channel name; appears in status output and metrics.
-    pub name: String,
-    /// `"Support <support@example.com>"`.
-    pub from: String,
-    pub reply_to: Option<String>,
-    pub transport: EmailTransportKind,
-    /// For `transport = "spool"`: where .eml files are written.
-    pub spool_dir: Option<PathBuf>,
-    pub smtp: Option<SmtpSettings>,
-    /// Deliveries of this channel sent at once.
-    #[serde(default = "default_email_concurrency")]
-    pub concurrency: usize,
-    /// Most messages per second (the relay's limit); unset: no limit but
-    /// `concurrency`.
-    pub rate_per_second: Option<f64>,
-    /// How many may go at once before `rate_per_second` applies.
-    pub burst: Option<u32>,
-}
-
-fn default_email_concurrency() -> usize {
-    4
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EmailTransportKind {
-    Smtp,
-    Spool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpSettings {
-    pub host: String,
-    pub port: Option<u16>,
-    #[serde(default)]
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    /// The password comes from `password_env` or `password_file`.
-    pub password_env: Option<String>,
-    pub password_file: Option<PathBuf>,
-    /// PEM file of extra root certificates to trust, for a relay whose
-    /// certificate comes from a private CA. The public web roots are always
-    /// trusted.
-    pub ca_file: Option<PathBuf>,
-    #[serde(default = "default_smtp_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    #[serde(default = "default_smtp_pool")]
-    pub pool_size: u32,
-}
-
-impl SmtpSettings {
-    pub fn password(&self) -> SecretSource {
-        SecretSource {
-            env: self.password_env.clone(),
-            file: self.password_file.clone(),
-        }
-    }
-}
-
-fn default_smtp_timeout() -> Duration {
-    Duration::from_secs(15)
-}
-
-fn default_smtp_pool() -> u32 {
-    4
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SmtpTls {
-    /// Plain connection upgraded with STARTTLS (port 587).
-    #[default]
-    Starttls,
-    /// TLS from the first byte (port 465).
-    Tls,
-    /// No encryption: only for a relay on loopback.
-    None,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,7 +10,8 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
-use crate::config::{DispatchSettings, RateLimit};
+use crate::channels::RateLimit;
+use crate::config::DispatchSettings;
 
 /// May the channel send now?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

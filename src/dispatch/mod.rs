@@ -17,9 +17,9 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 pub use gate::{Admission, Gate, Tripped};
 pub use retry::RetryPolicy;
 
-use crate::channels::{Channel, DeliveryError};
+use crate::channels::{Channel, DeliveryError, RateLimit};
 use crate::clock::Clock;
-use crate::config::{DispatchSettings, RateLimit};
+use crate::config::DispatchSettings;
 use crate::domain::DeliveryId;
 use crate::liveness::{Heartbeat, Liveness};
 use crate::outbox::{Delivery, Outcome, Store, StoreError};

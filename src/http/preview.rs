@@ -8,6 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use super::api::parse_json;
 use super::auth::Authenticated;
 use super::{ApiError, AppState};
+use crate::channels;
 use crate::preview::{PreviewError, PreviewRequest, PreviewResponse, preview as render_preview};
 
 pub async fn preview(
@@ -16,11 +17,16 @@ pub async fn preview(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PreviewResponse>, ApiError> {
     let (request, _): (PreviewRequest, _) = parse_json(body, state.max_body_bytes)?;
-    render_preview(&state.inputs.load(), request, state.clock.now())
-        .map(Json)
-        .map_err(|err| match err {
-            PreviewError::UnknownChannel(_)
-            | PreviewError::UnsupportedKind
-            | PreviewError::Domain(_) => ApiError::BadRequest(err.to_string()),
-        })
+    render_preview(
+        &state.inputs.load(),
+        request,
+        state.clock.now(),
+        channels::standard_profile,
+    )
+    .map(Json)
+    .map_err(|err| match err {
+        PreviewError::UnknownChannel(_)
+        | PreviewError::UnsupportedKind
+        | PreviewError::Domain(_) => ApiError::BadRequest(err.to_string()),
+    })
 }

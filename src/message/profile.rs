@@ -1,7 +1,7 @@
 //! What planning knows about a channel: who it reaches, which templates
 //! it uses and the limit its text must fit.
 
-use super::{TextFamily, TextLimit};
+use super::{ProviderKind, TextFamily, TextLimit};
 
 /// Who a channel's deliveries go to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +18,9 @@ pub enum Reach {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelProfile {
     pub name: String,
-    /// The provider type, as in `[[channels.<type>]]`.
-    pub kind: &'static str,
+    /// The kind of the configured channel, as in `[[channels.<kind>]]`;
+    /// `None` for a kind or family previewed with its standard limits.
+    pub kind: Option<ProviderKind>,
     pub reach: Reach,
     /// `None` for email, which has its own templates.
     pub family: Option<TextFamily>,

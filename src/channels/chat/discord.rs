@@ -6,26 +6,23 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::webhook::{redact, scrub, url_secrets, webhook_url};
-use crate::channels::{Channel, ChannelError, DeliveryError, Receipt, http, message_of};
-use crate::config::WebhookSettings;
+use super::webhook::{Webhook, WebhookSettings};
+use crate::channels::http::{Answer, Exchange, Provider, excerpt, is_temporary};
+use crate::channels::{DeliveryError, Kind, Receipt, message_of};
+use crate::message::post::LengthRule;
+use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
 
-pub struct DiscordChannel {
-    name: String,
-    /// The webhook URL as configured (for `GET`, and to know what to
-    /// keep out of error reasons).
-    url: Url,
-    /// The same with `wait=true` (for posting).
+pub struct Discord {
+    /// The webhook as configured (for `GET`, and to know what to keep out
+    /// of error reasons).
+    webhook: Webhook,
+    /// The same URL with `wait=true` (for posting).
     execute_url: Url,
-    concurrency: usize,
-    timeout: Duration,
-    http: reqwest::Client,
 }
 
 /// Discord's error body: `{"message", "code"}`, `errors` for invalid form
@@ -43,25 +40,69 @@ struct DiscordMessage {
     id: String,
 }
 
-impl DiscordChannel {
-    pub fn from_settings(
-        settings: &WebhookSettings,
-        http: reqwest::Client,
-    ) -> Result<Self, ChannelError> {
-        let url = webhook_url(settings)?;
+impl Kind for Discord {
+    type Settings = WebhookSettings;
+    const FAMILY: Option<TextFamily> = Some(TextFamily::Chat);
+    const STANDARD_LIMIT: TextLimit = TextLimit::Length {
+        rule: LengthRule::Chars,
+        max: 2000,
+    };
+}
+
+#[async_trait]
+impl Provider for Discord {
+    const LABEL: &'static str = "Discord";
+
+    fn new(settings: &WebhookSettings) -> Result<Self, String> {
+        let webhook = Webhook::new(settings)?;
         Ok(Self {
-            name: settings.name.clone(),
-            execute_url: with_wait(&url),
-            url,
-            concurrency: settings.concurrency.max(1),
-            timeout: settings.timeout,
-            http,
+            execute_url: with_wait(&webhook.url),
+            webhook,
         })
     }
 
-    fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> DeliveryError {
-        let error: DiscordError = serde_json::from_str(body).unwrap_or_default();
-        let message = error.message.unwrap_or_else(|| http::excerpt(body));
+    async fn send(
+        &self,
+        exchange: &Exchange<'_, Self>,
+        delivery: &Delivery,
+    ) -> Result<Receipt, DeliveryError> {
+        let message = message_of(delivery)?;
+        let payload = serde_json::json!({
+            "content": message.text,
+            // Parse no mentions at all: an `@everyone` in the text stays
+            // text and pings nobody.
+            "allowed_mentions": { "parse": [] },
+        });
+        exchange
+            .deliver(
+                exchange
+                    .client()
+                    .post(self.execute_url.clone())
+                    .json(&payload),
+            )
+            .await
+    }
+
+    async fn healthcheck(&self, exchange: &Exchange<'_, Self>) -> Result<(), DeliveryError> {
+        // `GET` on a webhook URL returns the webhook object: it checks the
+        // webhook exists and its token is right, and posts nothing.
+        let mut url = self.webhook.url.clone();
+        url.set_query(None);
+        exchange.check(exchange.client().get(url)).await
+    }
+
+    /// 200 with the message; a 204 (`wait` ignored) has no id to give.
+    fn receipt(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
+        let id = serde_json::from_str::<DiscordMessage>(&answer.body)
+            .ok()
+            .map(|m| m.id);
+        Ok(Receipt { provider_ref: id })
+    }
+
+    fn classify(&self, answer: &Answer) -> DeliveryError {
+        let status = answer.status;
+        let error: DiscordError = serde_json::from_str(&answer.body).unwrap_or_default();
+        let message = error.message.unwrap_or_else(|| answer.excerpt());
         let mut reason = match error.code {
             // Code 0 is Discord's "general error": the status says more.
             Some(code) if code != 0 => format!("Discord error {code}: {message}"),
@@ -72,7 +113,7 @@ impl DiscordChannel {
             field_errors(errors, "", &mut fields);
         }
         if !fields.is_empty() {
-            reason = format!("{reason} ({})", http::excerpt(&fields.join("; ")));
+            reason = format!("{reason} ({})", excerpt(&fields.join("; ")));
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
             // The body's `retry_after` is fractional seconds and the more
@@ -83,12 +124,12 @@ impl DiscordChannel {
                 .and_then(|s| Duration::try_from_secs_f64(s).ok());
             DeliveryError::Transient {
                 reason,
-                retry_after: from_body.or_else(|| http::retry_after(headers)),
+                retry_after: from_body.or_else(|| answer.retry_after()),
             }
-        } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        } else if is_temporary(status) {
             DeliveryError::Transient {
                 reason,
-                retry_after: http::retry_after(headers),
+                retry_after: answer.retry_after(),
             }
         } else {
             // 400 (e.g. 50035 Invalid Form Body), 401 Invalid Webhook
@@ -97,9 +138,9 @@ impl DiscordChannel {
         }
     }
 
-    fn redact(&self, err: DeliveryError) -> DeliveryError {
-        // The token is in the path, which the execute URL shares.
-        redact(err, &url_secrets(&self.url))
+    /// The token is in the path, which the execute URL shares.
+    fn secrets(&self) -> Vec<&str> {
+        self.webhook.secrets()
     }
 }
 
@@ -136,70 +177,6 @@ fn field_errors(value: &Value, path: &str, out: &mut Vec<String>) {
         } else {
             field_errors(child, &format!("{path}.{key}"), out);
         }
-    }
-}
-
-#[async_trait]
-impl Channel for DiscordChannel {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn concurrency(&self) -> usize {
-        self.concurrency
-    }
-
-    async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
-        let message = message_of(delivery)?;
-        let payload = serde_json::json!({
-            "content": message.text,
-            // Parse no mentions at all: an `@everyone` in the text stays
-            // text and pings nobody.
-            "allowed_mentions": { "parse": [] },
-        });
-        let response = self
-            .http
-            .post(self.execute_url.clone())
-            .json(&payload)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| self.redact(http::request_failed("Discord", e)))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = response
-            .text()
-            .await
-            .map_err(|e| self.redact(http::request_failed("Discord", e)))?;
-        let body = scrub(&body, &url_secrets(&self.url));
-        if !status.is_success() {
-            return Err(Self::classify(status, &headers, &body));
-        }
-        // 200 with the message; a 204 (`wait` ignored) has no id to give.
-        let id = serde_json::from_str::<DiscordMessage>(&body)
-            .ok()
-            .map(|m| m.id);
-        Ok(Receipt { provider_ref: id })
-    }
-
-    async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        // `GET` on a webhook URL returns the webhook object: it checks the
-        // webhook exists and its token is right, and posts nothing.
-        let mut url = self.url.clone();
-        url.set_query(None);
-        let response = self
-            .http
-            .get(url)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| self.redact(http::request_failed("Discord", e)))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        if status.is_success() {
-            return Ok(());
-        }
-        let body = response.text().await.unwrap_or_default();
-        let body = scrub(&body, &url_secrets(&self.url));
-        Err(Self::classify(status, &headers, &body))
     }
 }
 

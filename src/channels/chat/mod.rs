@@ -6,7 +6,8 @@ mod teams;
 mod telegram;
 mod webhook;
 
-pub use discord::DiscordChannel;
-pub use slack::SlackChannel;
-pub use teams::TeamsChannel;
-pub use telegram::TelegramChannel;
+pub use discord::Discord;
+pub use slack::Slack;
+pub use teams::Teams;
+pub use telegram::{Telegram, TelegramSettings};
+pub use webhook::WebhookSettings;

@@ -3,45 +3,29 @@
 //! Adaptive Card in a message envelope, the one payload both accept.
 //! Connectors answer `200` with body `1`, Workflows `202`.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use reqwest::header::HeaderMap;
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 
-use super::webhook::{reach_origin, redact, scrub, url_secrets, webhook_url};
-use crate::channels::{Channel, ChannelError, DeliveryError, Receipt, http, message_of};
-use crate::config::WebhookSettings;
+use super::webhook::{Webhook, WebhookSettings};
+use crate::channels::http::{Answer, Exchange, Provider, classify};
+use crate::channels::{DeliveryError, Kind, Receipt, message_of};
 use crate::domain::Severity;
 use crate::message::MessageContent;
+use crate::message::post::LengthRule;
+use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
 
-pub struct TeamsChannel {
-    name: String,
-    url: Url,
-    concurrency: usize,
-    timeout: Duration,
-    http: reqwest::Client,
-}
+pub struct Teams(Webhook);
 
-impl TeamsChannel {
-    pub fn from_settings(
-        settings: &WebhookSettings,
-        http: reqwest::Client,
-    ) -> Result<Self, ChannelError> {
-        Ok(Self {
-            name: settings.name.clone(),
-            url: webhook_url(settings)?,
-            concurrency: settings.concurrency.max(1),
-            timeout: settings.timeout,
-            http,
-        })
-    }
-
-    fn redact(&self, err: DeliveryError) -> DeliveryError {
-        redact(err, &url_secrets(&self.url))
-    }
+impl Kind for Teams {
+    type Settings = WebhookSettings;
+    const FAMILY: Option<TextFamily> = Some(TextFamily::Chat);
+    /// Teams cards allow ~28 KB; longer text is unreadable in a chat anyway.
+    const STANDARD_LIMIT: TextLimit = TextLimit::Length {
+        rule: LengthRule::Chars,
+        max: 4000,
+    };
 }
 
 /// The Adaptive Card: the crisis title as a heading coloured by severity,
@@ -96,55 +80,56 @@ fn status_in_body(body: &str) -> Option<StatusCode> {
     StatusCode::from_bytes(digits.as_bytes()).ok()
 }
 
-fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> DeliveryError {
-    // 429, 408 and 5xx retry (after Retry-After when given); 400, 404,
-    // 410, 413 and other client errors fail the same way again.
-    http::classify("Teams", status, headers, body)
-}
-
+// Failures are read the shared way: 429, 408 and 5xx retry (after
+// Retry-After when given); 400, 404, 410, 413 and other client errors fail
+// the same way again.
 #[async_trait]
-impl Channel for TeamsChannel {
-    fn name(&self) -> &str {
-        &self.name
+impl Provider for Teams {
+    const LABEL: &'static str = "Teams";
+
+    fn new(settings: &WebhookSettings) -> Result<Self, String> {
+        Webhook::new(settings).map(Self)
     }
 
-    fn concurrency(&self) -> usize {
-        self.concurrency
-    }
-
-    async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
+    async fn send(
+        &self,
+        exchange: &Exchange<'_, Self>,
+        delivery: &Delivery,
+    ) -> Result<Receipt, DeliveryError> {
         let message = message_of(delivery)?;
-        let response = self
-            .http
-            .post(self.url.clone())
-            .json(&card(&message))
-            .timeout(self.timeout)
-            .send()
+        exchange
+            .deliver(
+                exchange
+                    .client()
+                    .post(self.0.url.clone())
+                    .json(&card(&message)),
+            )
             .await
-            .map_err(|e| self.redact(http::request_failed("Teams", e)))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = response
-            .text()
-            .await
-            .map_err(|e| self.redact(http::request_failed("Teams", e)))?;
-        let body = scrub(&body, &url_secrets(&self.url));
-        if !status.is_success() {
-            return Err(classify(status, &headers, &body));
-        }
-        match status_in_body(&body) {
-            // Neither kind of webhook gives a message id.
-            None => Ok(Receipt::default()),
-            Some(reported) => Err(classify(reported, &headers, &body)),
-        }
     }
 
-    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+    async fn healthcheck(&self, exchange: &Exchange<'_, Self>) -> Result<(), DeliveryError> {
         // Teams webhooks have no call that checks them without posting a
         // card to the channel, so this only checks that the webhook's host
         // resolves and answers HTTPS.
-        reach_origin("Teams", &self.http, &self.url, self.timeout)
-            .await
-            .map_err(|e| self.redact(e))
+        exchange.reach(self.0.origin()).await
+    }
+
+    /// A legacy connector may report a failure inside its 2xx body.
+    fn receipt(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
+        match status_in_body(&answer.body) {
+            // Neither kind of webhook gives a message id.
+            None => Ok(Receipt::default()),
+            Some(reported) => Err(classify(
+                Self::LABEL,
+                reported,
+                &answer.headers,
+                &answer.body,
+            )),
+        }
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        self.0.secrets()
     }
 }
 

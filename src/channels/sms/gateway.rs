@@ -3,29 +3,84 @@
 //! self-hosted gateways (query-string GETs with charset and coding
 //! parameters, JSON POSTs) without code for each.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 use reqwest::StatusCode;
+use serde::Deserialize;
 
-use crate::channels::{Channel, ChannelError, DeliveryError, Receipt, http, message_of};
-use crate::config::{GatewayMethod, GatewaySuccess, SmsGatewaySettings};
+use crate::channels::http::{Answer, Exchange, Provider, classify, excerpt, is_temporary};
+use crate::channels::settings::{read_secret, secret, section};
+use crate::channels::{DeliveryError, Kind, Receipt, message_of};
 use crate::message::sms::{self, SmsEncoding};
+use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
+use crate::secret::SecretSource;
 
-pub struct SmsGatewayChannel {
+section! {
+    /// A generic HTTP SMS gateway: method, URL, headers and body are
+    /// templates over the message.
+    pub struct SmsGatewaySettings: phone {
+        #[serde(default)]
+        pub method: GatewayMethod,
+        /// Template; e.g. `https://gw.example.com/send?to={{ to|urlencode }}`.
+        pub url: String,
+        /// Header name -> template.
+        #[serde(default)]
+        pub headers: BTreeMap<String, String>,
+        /// Body template; none sends no body.
+        pub body: Option<String>,
+        /// Offered to the templates as `secret`.
+        pub secret_env: Option<String>,
+        pub secret_file: Option<PathBuf>,
+        #[serde(default)]
+        pub success: GatewaySuccess,
+    }
+}
+
+impl SmsGatewaySettings {
+    pub fn secret(&self) -> SecretSource {
+        secret(&self.secret_env, &self.secret_file)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum GatewayMethod {
+    Get,
+    #[default]
+    Post,
+    Put,
+}
+
+/// When a gateway's answer means "accepted".
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySuccess {
+    /// Accepted status codes. Default: any 2xx.
+    #[serde(default)]
+    pub status: Vec<u16>,
+    /// JSON pointer into the response body (RFC 6901), e.g. `/status`.
+    pub json_pointer: Option<String>,
+    /// The value at `json_pointer` must equal this (compared as text).
+    pub equals: Option<String>,
+    /// The body must contain this text.
+    pub contains: Option<String>,
+}
+
+pub struct SmsGateway {
+    /// Names the gateway in reasons: a generic gateway has no name of its
+    /// own but the channel's.
     name: String,
-    method: GatewayMethod,
+    method: reqwest::Method,
     /// Holds the url, headers and body templates, compiled once.
     templates: Environment<'static>,
     header_names: Vec<String>,
     has_body: bool,
     secret: Option<String>,
     success: GatewaySuccess,
-    concurrency: usize,
-    timeout: Duration,
-    http: reqwest::Client,
 }
 
 /// One rendered request.
@@ -49,75 +104,48 @@ fn ucs2_hex(text: &str) -> String {
         .collect()
 }
 
-impl SmsGatewayChannel {
-    pub fn from_settings(
-        settings: &SmsGatewaySettings,
-        http: reqwest::Client,
-    ) -> Result<Self, ChannelError> {
-        let config_err = |message: String| ChannelError::Config {
-            channel: settings.name.clone(),
-            message,
-        };
-        let mut templates = Environment::new();
-        templates.set_undefined_behavior(UndefinedBehavior::Strict);
-        templates.add_filter("ucs2_hex", |text: String| ucs2_hex(&text));
-        let mut add = |name: String, source: &str| {
-            templates
-                .add_template_owned(name.clone(), source.to_owned())
-                .map_err(|e| config_err(format!("{name} template: {e}")))
-        };
-        add(URL.to_owned(), &settings.url)?;
-        for (name, value) in &settings.headers {
-            add(header_template(name), value)?;
-        }
-        if let Some(body) = &settings.body {
-            add(BODY.to_owned(), body)?;
-        }
-        if settings.success.equals.is_some() && settings.success.json_pointer.is_none() {
-            return Err(config_err(
-                "success.equals needs success.json_pointer".into(),
-            ));
-        }
-        if let Some(pointer) = &settings.success.json_pointer
-            && !(pointer.is_empty() || pointer.starts_with('/'))
-        {
-            return Err(config_err(format!(
-                "success.json_pointer `{pointer}` must start with `/`"
-            )));
-        }
-        let secret = if settings.secret().is_set() {
-            Some(crate::channels::read_secret(
-                &settings.name,
-                "gateway secret",
-                &settings.secret(),
-            )?)
-        } else {
-            None
-        };
-        let channel = Self {
-            name: settings.name.clone(),
-            method: settings.method,
-            templates,
-            header_names: settings.headers.keys().cloned().collect(),
-            has_body: settings.body.is_some(),
-            secret,
-            success: settings.success.clone(),
-            concurrency: settings.concurrency.max(1),
-            timeout: settings.timeout,
-            http,
-        };
-        // Render once with sample values: a template that cannot render is
-        // a config error now, not a dead delivery during a crisis.
-        channel
-            .request_parts(
-                "+4915112345678",
-                "Sample message",
-                "0190f1e2-0000-7000-8000-000000000000",
-            )
-            .map_err(|e| config_err(e.to_string()))?;
-        Ok(channel)
+/// The url, header and body templates, compiled.
+fn templates(settings: &SmsGatewaySettings) -> Result<Environment<'static>, String> {
+    let mut templates = Environment::new();
+    templates.set_undefined_behavior(UndefinedBehavior::Strict);
+    templates.add_filter("ucs2_hex", |text: String| ucs2_hex(&text));
+    let mut add = |name: String, source: &str| {
+        templates
+            .add_template_owned(name.clone(), source.to_owned())
+            .map_err(|e| format!("{name} template: {e}"))
+    };
+    add(URL.to_owned(), &settings.url)?;
+    for (name, value) in &settings.headers {
+        add(header_template(name), value)?;
     }
+    if let Some(body) = &settings.body {
+        add(BODY.to_owned(), body)?;
+    }
+    Ok(templates)
+}
 
+/// A success rule that can be applied.
+fn check_success(success: &GatewaySuccess) -> Result<(), String> {
+    if success.equals.is_some() && success.json_pointer.is_none() {
+        return Err("success.equals needs success.json_pointer".into());
+    }
+    if let Some(pointer) = &success.json_pointer
+        && !(pointer.is_empty() || pointer.starts_with('/'))
+    {
+        return Err(format!(
+            "success.json_pointer `{pointer}` must start with `/`"
+        ));
+    }
+    Ok(())
+}
+
+impl Kind for SmsGateway {
+    type Settings = SmsGatewaySettings;
+    const FAMILY: Option<TextFamily> = super::FAMILY;
+    const STANDARD_LIMIT: TextLimit = super::STANDARD_LIMIT;
+}
+
+impl SmsGateway {
     /// The template variables for one message.
     fn variables(&self, to: &str, text: &str, id: &str) -> Value {
         let info = sms::analyze(text);
@@ -205,65 +233,64 @@ impl SmsGatewayChannel {
 }
 
 #[async_trait]
-impl Channel for SmsGatewayChannel {
-    fn name(&self) -> &str {
-        &self.name
+impl Provider for SmsGateway {
+    const LABEL: &'static str = "SMS gateway";
+
+    fn new(settings: &SmsGatewaySettings) -> Result<Self, String> {
+        let templates = templates(settings)?;
+        check_success(&settings.success)?;
+        let secret = if settings.secret().is_set() {
+            Some(read_secret("gateway secret", &settings.secret())?)
+        } else {
+            None
+        };
+        let gateway = Self {
+            name: settings.name.clone(),
+            method: match settings.method {
+                GatewayMethod::Get => reqwest::Method::GET,
+                GatewayMethod::Post => reqwest::Method::POST,
+                GatewayMethod::Put => reqwest::Method::PUT,
+            },
+            templates,
+            header_names: settings.headers.keys().cloned().collect(),
+            has_body: settings.body.is_some(),
+            secret,
+            success: settings.success.clone(),
+        };
+        // Render once with sample values: a template that cannot render is
+        // a config error now, not a dead delivery during a crisis.
+        gateway
+            .request_parts(
+                "+4915112345678",
+                "Sample message",
+                "0190f1e2-0000-7000-8000-000000000000",
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(gateway)
     }
 
-    fn concurrency(&self) -> usize {
-        self.concurrency
-    }
-
-    async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
+    async fn send(
+        &self,
+        exchange: &Exchange<'_, Self>,
+        delivery: &Delivery,
+    ) -> Result<Receipt, DeliveryError> {
         let message = message_of(delivery)?;
         let RequestParts { url, headers, body } = self.request_parts(
             &delivery.destination,
             &message.text,
             &delivery.id.to_string(),
         )?;
-        let method = match self.method {
-            GatewayMethod::Get => reqwest::Method::GET,
-            GatewayMethod::Post => reqwest::Method::POST,
-            GatewayMethod::Put => reqwest::Method::PUT,
-        };
-        let mut request = self.http.request(method, &url).timeout(self.timeout);
+        let mut request = exchange.client().request(self.method.clone(), &url);
         for (name, value) in headers {
             request = request.header(name, value);
         }
         if let Some(body) = body {
             request = request.body(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| http::request_failed(&self.name, e))?;
-        let (status, response_headers) = (response.status(), response.headers().clone());
-        let text = response
-            .text()
-            .await
-            .map_err(|e| http::request_failed(&self.name, e))?;
-        match self.accepted(status, &text) {
-            Ok(()) => Ok(Receipt::default()),
-            // Throttling and server trouble: try again.
-            Err(_)
-                if status == StatusCode::TOO_MANY_REQUESTS
-                    || status == StatusCode::REQUEST_TIMEOUT
-                    || status.is_server_error() =>
-            {
-                Err(http::classify(&self.name, status, &response_headers, &text))
-            }
-            // A 2xx whose body does not say "accepted" may or may not have
-            // sent the SMS; a retry could send it twice, so it is dead with
-            // the gateway's answer, for a person to look at.
-            Err(why) => Err(DeliveryError::permanent(format!(
-                "gateway `{}` did not accept the message ({why}): {}",
-                self.name,
-                http::excerpt(&text)
-            ))),
-        }
+        exchange.deliver(request).await
     }
 
-    async fn healthcheck(&self) -> Result<(), DeliveryError> {
+    async fn healthcheck(&self, exchange: &Exchange<'_, Self>) -> Result<(), DeliveryError> {
         // A generic gateway has no standard no-op call: check that its
         // host answers HTTP at all.
         let RequestParts { url, .. } = self.request_parts("+10000000000", "", "healthcheck")?;
@@ -272,13 +299,33 @@ impl Channel for SmsGatewayChannel {
             .map_err(|e| DeliveryError::permanent(format!("the gateway URL is not valid: {e}")))?
             .join("/")
             .map_err(|e| DeliveryError::permanent(e.to_string()))?;
-        self.http
-            .head(origin)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| http::request_failed(&self.name, e))
+        exchange.reach(origin).await
+    }
+
+    /// The configured success rule decides, whatever the status.
+    fn read(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
+        let Answer {
+            status,
+            headers,
+            body,
+        } = answer;
+        match self.accepted(*status, body) {
+            Ok(()) => Ok(Receipt::default()),
+            // Throttling and server trouble: try again.
+            Err(_) if is_temporary(*status) => Err(classify(&self.name, *status, headers, body)),
+            // A 2xx whose body does not say "accepted" may or may not have
+            // sent the SMS; a retry could send it twice, so it is dead with
+            // the gateway's answer, for a person to look at.
+            Err(why) => Err(DeliveryError::permanent(format!(
+                "gateway `{}` did not accept the message ({why}): {}",
+                self.name,
+                excerpt(body)
+            ))),
+        }
+    }
+
+    fn label(&self) -> &str {
+        &self.name
     }
 }
 

@@ -4,7 +4,15 @@ mod gateway;
 mod twilio;
 mod vonage;
 
-pub use gateway::SmsGatewayChannel;
-pub use twilio::{TwilioChannel, twilio_signature};
+pub use gateway::{GatewayMethod, GatewaySuccess, SmsGateway, SmsGatewaySettings};
+pub use twilio::{Twilio, TwilioSettings, twilio_signature};
+pub use vonage::{Vonage, VonageSettings};
 
-pub use vonage::VonageChannel;
+use super::settings::MAX_SEGMENTS;
+use crate::message::{TextFamily, TextLimit};
+
+/// What every SMS provider sends.
+const FAMILY: Option<TextFamily> = Some(TextFamily::Sms);
+
+/// The standard limit of an SMS channel.
+const STANDARD_LIMIT: TextLimit = TextLimit::SmsSegments { max: MAX_SEGMENTS };

@@ -1,7 +1,7 @@
 //! Twilio Programmable Messaging: `POST /2010-04-01/Accounts/{sid}/Messages.json`,
 //! a form with basic auth.
 
-use std::time::Duration;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -11,21 +11,43 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use sha1::Sha1;
 
-use crate::channels::{
-    Channel, ChannelError, DeliveryError, Receipt, http, message_of, read_secret,
-};
-use crate::config::TwilioSettings;
+use crate::channels::http::{Answer, Exchange, Provider, excerpt, is_temporary};
+use crate::channels::settings::{read_secret, secret, section};
+use crate::channels::{DeliveryError, Kind, Receipt, message_of};
+use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
+use crate::secret::SecretSource;
 
-pub struct TwilioChannel {
-    name: String,
+section! {
+    /// Twilio Programmable Messaging.
+    pub struct TwilioSettings: phone {
+        pub account_sid: String,
+        pub auth_token_env: Option<String>,
+        pub auth_token_file: Option<PathBuf>,
+        /// Sender number (E.164) or alphanumeric sender id; or use
+        /// `messaging_service_sid`.
+        pub from: Option<String>,
+        pub messaging_service_sid: Option<String>,
+        #[serde(default = "default_base_url")]
+        pub base_url: String,
+    }
+}
+
+fn default_base_url() -> String {
+    "https://api.twilio.com".into()
+}
+
+impl TwilioSettings {
+    pub fn auth_token(&self) -> SecretSource {
+        secret(&self.auth_token_env, &self.auth_token_file)
+    }
+}
+
+pub struct Twilio {
     account_sid: String,
     auth_token: String,
     sender: Sender,
     base_url: String,
-    concurrency: usize,
-    timeout: Duration,
-    http: reqwest::Client,
 }
 
 enum Sender {
@@ -51,93 +73,50 @@ struct TwilioMessage {
 /// enabled…) fails the same way again.
 const TRANSIENT_CODES: [u32; 3] = [20429, 30001, 14107];
 
-impl TwilioChannel {
-    pub fn from_settings(
-        settings: &TwilioSettings,
-        http: reqwest::Client,
-    ) -> Result<Self, ChannelError> {
-        let config_err = |message: &str| ChannelError::Config {
-            channel: settings.name.clone(),
-            message: message.to_owned(),
-        };
-        let sender = match (&settings.from, &settings.messaging_service_sid) {
-            (Some(from), None) => Sender::From(from.clone()),
-            (None, Some(sid)) => Sender::MessagingService(sid.clone()),
-            _ => {
-                return Err(config_err(
-                    "set exactly one of `from` and `messaging_service_sid`",
-                ));
-            }
-        };
-        if !settings.account_sid.starts_with("AC") {
-            return Err(config_err("account_sid must be a Twilio Account SID (AC…)"));
-        }
-        Ok(Self {
-            name: settings.name.clone(),
-            account_sid: settings.account_sid.clone(),
-            auth_token: read_secret(&settings.name, "auth token", &settings.auth_token())?,
-            sender,
-            base_url: settings.base_url.trim_end_matches('/').to_owned(),
-            concurrency: settings.concurrency.max(1),
-            timeout: settings.timeout,
-            http,
-        })
-    }
+impl Kind for Twilio {
+    type Settings = TwilioSettings;
+    const FAMILY: Option<TextFamily> = super::FAMILY;
+    const STANDARD_LIMIT: TextLimit = super::STANDARD_LIMIT;
 
-    fn classify(
-        &self,
-        status: StatusCode,
-        headers: &reqwest::header::HeaderMap,
-        body: &str,
-    ) -> DeliveryError {
-        let error: Option<TwilioError> = serde_json::from_str(body).ok();
-        let code = error.as_ref().and_then(|e| e.code);
-        let message = error
-            .as_ref()
-            .and_then(|e| e.message.clone())
-            .unwrap_or_else(|| http::excerpt(body));
-        let reason = match code {
-            Some(code) => format!("Twilio error {code}: {message}"),
-            None => format!("Twilio answered {status}: {message}"),
-        };
-        let retry_after = http::retry_after(headers);
-        if status == StatusCode::UNAUTHORIZED {
-            // Wrong credentials fail every message alike until fixed.
-            DeliveryError::Transient {
-                reason: format!("{reason} (check the account SID and auth token)"),
-                retry_after,
-            }
-        } else if code.is_some_and(|c| TRANSIENT_CODES.contains(&c))
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT
-            || status.is_server_error()
-        {
-            DeliveryError::Transient {
-                reason,
-                retry_after,
-            }
-        } else {
-            DeliveryError::Permanent { reason }
-        }
+    /// Twilio signs the messages it forwards with the auth token.
+    fn inbound_secret(settings: &TwilioSettings) -> Option<SecretSource> {
+        Some(settings.auth_token())
+    }
+}
+
+impl Twilio {
+    fn account_url(&self) -> String {
+        format!("{}/2010-04-01/Accounts/{}", self.base_url, self.account_sid)
     }
 }
 
 #[async_trait]
-impl Channel for TwilioChannel {
-    fn name(&self) -> &str {
-        &self.name
+impl Provider for Twilio {
+    const LABEL: &'static str = "Twilio";
+
+    fn new(settings: &TwilioSettings) -> Result<Self, String> {
+        let sender = match (&settings.from, &settings.messaging_service_sid) {
+            (Some(from), None) => Sender::From(from.clone()),
+            (None, Some(sid)) => Sender::MessagingService(sid.clone()),
+            _ => return Err("set exactly one of `from` and `messaging_service_sid`".into()),
+        };
+        if !settings.account_sid.starts_with("AC") {
+            return Err("account_sid must be a Twilio Account SID (AC…)".into());
+        }
+        Ok(Self {
+            account_sid: settings.account_sid.clone(),
+            auth_token: read_secret("auth token", &settings.auth_token())?,
+            sender,
+            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+        })
     }
 
-    fn concurrency(&self) -> usize {
-        self.concurrency
-    }
-
-    async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
+    async fn send(
+        &self,
+        exchange: &Exchange<'_, Self>,
+        delivery: &Delivery,
+    ) -> Result<Receipt, DeliveryError> {
         let message = message_of(delivery)?;
-        let url = format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
-            self.base_url, self.account_sid
-        );
         let mut form = vec![
             ("To", delivery.destination.as_str()),
             ("Body", message.text.as_str()),
@@ -146,48 +125,56 @@ impl Channel for TwilioChannel {
             Sender::From(from) => form.push(("From", from)),
             Sender::MessagingService(sid) => form.push(("MessagingServiceSid", sid)),
         }
-        let response = self
-            .http
-            .post(&url)
+        let request = exchange
+            .client()
+            .post(format!("{}/Messages.json", self.account_url()))
             .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .form(&form)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| http::request_failed("Twilio", e))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = response
-            .text()
-            .await
-            .map_err(|e| http::request_failed("Twilio", e))?;
-        if !status.is_success() {
-            return Err(self.classify(status, &headers, &body));
-        }
-        let sid = serde_json::from_str::<TwilioMessage>(&body)
+            .form(&form);
+        exchange.deliver(request).await
+    }
+
+    async fn healthcheck(&self, exchange: &Exchange<'_, Self>) -> Result<(), DeliveryError> {
+        let request = exchange
+            .client()
+            .get(format!("{}.json", self.account_url()))
+            .basic_auth(&self.account_sid, Some(&self.auth_token));
+        exchange.check(request).await
+    }
+
+    fn receipt(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
+        let sid = serde_json::from_str::<TwilioMessage>(&answer.body)
             .ok()
             .map(|m| m.sid);
         Ok(Receipt { provider_ref: sid })
     }
 
-    async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        let url = format!(
-            "{}/2010-04-01/Accounts/{}.json",
-            self.base_url, self.account_sid
-        );
-        let response = self
-            .http
-            .get(&url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| http::request_failed("Twilio", e))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        if status.is_success() {
-            return Ok(());
+    fn classify(&self, answer: &Answer) -> DeliveryError {
+        let Answer { status, body, .. } = answer;
+        let error: Option<TwilioError> = serde_json::from_str(body).ok();
+        let code = error.as_ref().and_then(|e| e.code);
+        let message = error
+            .as_ref()
+            .and_then(|e| e.message.clone())
+            .unwrap_or_else(|| excerpt(body));
+        let reason = match code {
+            Some(code) => format!("Twilio error {code}: {message}"),
+            None => format!("Twilio answered {status}: {message}"),
+        };
+        let retry_after = answer.retry_after();
+        if *status == StatusCode::UNAUTHORIZED {
+            // Wrong credentials fail every message alike until fixed.
+            DeliveryError::Transient {
+                reason: format!("{reason} (check the account SID and auth token)"),
+                retry_after,
+            }
+        } else if code.is_some_and(|c| TRANSIENT_CODES.contains(&c)) || is_temporary(*status) {
+            DeliveryError::Transient {
+                reason,
+                retry_after,
+            }
+        } else {
+            DeliveryError::Permanent { reason }
         }
-        let body = response.text().await.unwrap_or_default();
-        Err(self.classify(status, &headers, &body))
     }
 }
 

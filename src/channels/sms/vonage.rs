@@ -1,27 +1,46 @@
 //! Vonage SMS API: `POST /sms/json`. It answers 200 with a status per
 //! message part, so success is read from the body, not the HTTP status.
 
-use std::time::Duration;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::channels::{
-    Channel, ChannelError, DeliveryError, Receipt, http, message_of, read_secret,
-};
-use crate::config::VonageSettings;
+use crate::channels::http::{Answer, Exchange, Provider};
+use crate::channels::settings::{read_secret, secret, section};
+use crate::channels::{DeliveryError, Kind, Receipt, message_of};
 use crate::message::sms::is_gsm7;
+use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
+use crate::secret::SecretSource;
 
-pub struct VonageChannel {
-    name: String,
+section! {
+    /// Vonage (Nexmo) SMS API.
+    pub struct VonageSettings: phone {
+        pub api_key: String,
+        pub api_secret_env: Option<String>,
+        pub api_secret_file: Option<PathBuf>,
+        pub from: String,
+        #[serde(default = "default_base_url")]
+        pub base_url: String,
+    }
+}
+
+fn default_base_url() -> String {
+    "https://rest.nexmo.com".into()
+}
+
+impl VonageSettings {
+    pub fn api_secret(&self) -> SecretSource {
+        secret(&self.api_secret_env, &self.api_secret_file)
+    }
+}
+
+pub struct Vonage {
     api_key: String,
     api_secret: String,
     from: String,
     base_url: String,
-    concurrency: usize,
-    timeout: Duration,
-    http: reqwest::Client,
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,35 +63,30 @@ struct VonagePart {
 /// other status is about the message.
 const RETRYABLE: [&str; 3] = ["1", "4", "14"];
 
-impl VonageChannel {
-    pub fn from_settings(
-        settings: &VonageSettings,
-        http: reqwest::Client,
-    ) -> Result<Self, ChannelError> {
-        Ok(Self {
-            name: settings.name.clone(),
-            api_key: settings.api_key.clone(),
-            api_secret: read_secret(&settings.name, "API secret", &settings.api_secret())?,
-            from: settings.from.clone(),
-            base_url: settings.base_url.trim_end_matches('/').to_owned(),
-            concurrency: settings.concurrency.max(1),
-            timeout: settings.timeout,
-            http,
-        })
-    }
+impl Kind for Vonage {
+    type Settings = VonageSettings;
+    const FAMILY: Option<TextFamily> = super::FAMILY;
+    const STANDARD_LIMIT: TextLimit = super::STANDARD_LIMIT;
 }
 
 #[async_trait]
-impl Channel for VonageChannel {
-    fn name(&self) -> &str {
-        &self.name
+impl Provider for Vonage {
+    const LABEL: &'static str = "Vonage";
+
+    fn new(settings: &VonageSettings) -> Result<Self, String> {
+        Ok(Self {
+            api_key: settings.api_key.clone(),
+            api_secret: read_secret("API secret", &settings.api_secret())?,
+            from: settings.from.clone(),
+            base_url: settings.base_url.trim_end_matches('/').to_owned(),
+        })
     }
 
-    fn concurrency(&self) -> usize {
-        self.concurrency
-    }
-
-    async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
+    async fn send(
+        &self,
+        exchange: &Exchange<'_, Self>,
+        delivery: &Delivery,
+    ) -> Result<Receipt, DeliveryError> {
         let message = message_of(delivery)?;
         // Vonage takes numbers in international format without the `+`.
         let to = delivery.destination.trim_start_matches('+');
@@ -92,32 +106,36 @@ impl Channel for VonageChannel {
             // Our delivery id, echoed in delivery receipts.
             ("client-ref", id.as_str()),
         ];
-        let response = self
-            .http
+        let request = exchange
+            .client()
             .post(format!("{}/sms/json", self.base_url))
-            .form(&form)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| http::request_failed("Vonage", e))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = response
-            .text()
-            .await
-            .map_err(|e| http::request_failed("Vonage", e))?;
-        if !status.is_success() {
-            return Err(http::classify("Vonage", status, &headers, &body));
-        }
-        let parsed: VonageResponse = serde_json::from_str(&body).map_err(|e| {
+            .form(&form);
+        exchange.deliver(request).await
+    }
+
+    async fn healthcheck(&self, exchange: &Exchange<'_, Self>) -> Result<(), DeliveryError> {
+        // The account balance call checks reachability and credentials
+        // without sending anything.
+        let request = exchange
+            .client()
+            .get(format!("{}/account/get-balance", self.base_url))
+            .query(&[("api_key", &self.api_key), ("api_secret", &self.api_secret)]);
+        exchange.check(request).await
+    }
+
+    /// A 2xx still carries a status per part: any part's failure is the
+    /// message's.
+    fn receipt(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
+        let parsed: VonageResponse = serde_json::from_str(&answer.body).map_err(|e| {
             DeliveryError::transient(format!(
                 "Vonage answered with an unreadable body ({e}): {}",
-                http::excerpt(&body)
+                answer.excerpt()
             ))
         })?;
         if parsed.messages.is_empty() {
             return Err(DeliveryError::transient(format!(
                 "Vonage answered without a message status: {}",
-                http::excerpt(&body)
+                answer.excerpt()
             )));
         }
         if let Some(failed) = parsed.messages.iter().find(|m| m.status != "0") {
@@ -129,7 +147,7 @@ impl Channel for VonageChannel {
             return Err(if RETRYABLE.contains(&failed.status.as_str()) {
                 DeliveryError::Transient {
                     reason,
-                    retry_after: http::retry_after(&headers),
+                    retry_after: answer.retry_after(),
                 }
             } else {
                 DeliveryError::Permanent { reason }
@@ -138,24 +156,5 @@ impl Channel for VonageChannel {
         Ok(Receipt {
             provider_ref: parsed.messages.iter().find_map(|m| m.message_id.clone()),
         })
-    }
-
-    async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        // The account balance call checks reachability and credentials
-        // without sending anything.
-        let response = self
-            .http
-            .get(format!("{}/account/get-balance", self.base_url))
-            .query(&[("api_key", &self.api_key), ("api_secret", &self.api_secret)])
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| http::request_failed("Vonage", e))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        if status.is_success() {
-            return Ok(());
-        }
-        let body = response.text().await.unwrap_or_default();
-        Err(http::classify("Vonage", status, &headers, &body))
     }
 }

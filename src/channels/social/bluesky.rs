@@ -7,6 +7,7 @@
 //! expires, the refresh token renews it (`refreshSession`); only when that
 //! is refused does the channel log in again.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,21 +18,42 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::channels::{
-    Channel, ChannelError, DeliveryError, Receipt, http, message_of, read_secret,
-};
-use crate::config::BlueskySettings;
-use crate::message::post::link_facets;
+use crate::channels::http::{Answer, Exchange, Provider, is_http_url, is_temporary};
+use crate::channels::settings::{read_secret, secret, section};
+use crate::channels::{DeliveryError, Kind, Receipt, message_of};
+use crate::message::post::{LengthRule, link_facets};
+use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
+use crate::secret::SecretSource;
 
-pub struct BlueskyChannel {
-    name: String,
+section! {
+    /// A Bluesky account, posting with an app password.
+    pub struct BlueskySettings: broadcast {
+        /// The account's PDS or entryway.
+        #[serde(default = "default_service")]
+        pub service: String,
+        /// Handle or DID.
+        pub identifier: String,
+        pub app_password_env: Option<String>,
+        pub app_password_file: Option<PathBuf>,
+        @locale,
+    }
+}
+
+fn default_service() -> String {
+    "https://bsky.social".into()
+}
+
+impl BlueskySettings {
+    pub fn app_password(&self) -> SecretSource {
+        secret(&self.app_password_env, &self.app_password_file)
+    }
+}
+
+pub struct Bluesky {
     service: String,
     identifier: String,
     app_password: String,
-    concurrency: usize,
-    timeout: Duration,
-    http: reqwest::Client,
     /// The current session, if logged in. Logging in and renewing happen
     /// under this lock, so concurrent sends never log in twice.
     session: Mutex<Option<Session>>,
@@ -67,49 +89,65 @@ struct CreatedRecord {
     uri: String,
 }
 
-/// The answer to one XRPC call that did not succeed.
-struct Failure {
-    status: StatusCode,
-    headers: HeaderMap,
+/// An answer to one XRPC call that did not succeed.
+struct Failure<'a> {
+    answer: &'a Answer,
     error: XrpcError,
-    body: String,
 }
 
-impl Failure {
+impl<'a> Failure<'a> {
+    fn new(answer: &'a Answer) -> Self {
+        Failure {
+            answer,
+            error: serde_json::from_str(&answer.body).unwrap_or_default(),
+        }
+    }
+
+    /// The failure in an answer, `None` for a success.
+    fn of(answer: &'a Answer) -> Option<Self> {
+        (!answer.status.is_success()).then(|| Self::new(answer))
+    }
+
     /// `Error: message`, or the start of the body when it is not XRPC's.
     fn describe(&self) -> String {
         match (&self.error.error, &self.error.message) {
             (Some(error), Some(message)) => format!("{error}: {message}"),
             (Some(error), None) => error.clone(),
             (None, Some(message)) => message.clone(),
-            (None, None) => http::excerpt(&self.body),
+            (None, None) => self.answer.excerpt(),
         }
+    }
+
+    /// `Bluesky <method> answered <status>: <description>`.
+    fn reason(&self, method: &str) -> String {
+        format!(
+            "Bluesky {method} answered {}: {}",
+            self.answer.status,
+            self.describe()
+        )
     }
 
     /// The access token is no longer accepted: renew the session and try
     /// again. Bluesky says `400 ExpiredToken`; other PDSs answer 401.
     fn session_expired(&self) -> bool {
-        self.status == StatusCode::UNAUTHORIZED
-            || (self.status == StatusCode::BAD_REQUEST
+        self.answer.status == StatusCode::UNAUTHORIZED
+            || (self.answer.status == StatusCode::BAD_REQUEST
                 && matches!(
                     self.error.error.as_deref(),
                     Some("ExpiredToken" | "InvalidToken")
                 ))
     }
 
-    /// Throttling, timeouts and server errors: trying again later can help.
     fn is_temporary(&self) -> bool {
-        self.status == StatusCode::TOO_MANY_REQUESTS
-            || self.status == StatusCode::REQUEST_TIMEOUT
-            || self.status.is_server_error()
+        is_temporary(self.answer.status)
     }
 
     /// When to try again: `Retry-After`, else `ratelimit-reset` (Unix
     /// seconds), which Bluesky sends on every answer.
     fn retry_after(&self) -> Option<Duration> {
-        http::retry_after(&self.headers).or_else(|| {
-            if self.status == StatusCode::TOO_MANY_REQUESTS {
-                rate_limit_reset(&self.headers, Utc::now().timestamp())
+        self.answer.retry_after().or_else(|| {
+            if self.answer.status == StatusCode::TOO_MANY_REQUESTS {
+                rate_limit_reset(&self.answer.headers, Utc::now().timestamp())
             } else {
                 None
             }
@@ -124,87 +162,39 @@ impl Failure {
     }
 }
 
-/// Why a call failed: no usable answer, or an answer saying no.
-enum CallError {
-    Request(DeliveryError),
-    Answer(Failure),
+impl Kind for Bluesky {
+    type Settings = BlueskySettings;
+    const FAMILY: Option<TextFamily> = Some(TextFamily::Social);
+    /// 300 graphemes, whatever the PDS.
+    const STANDARD_LIMIT: TextLimit = TextLimit::Length {
+        rule: LengthRule::Graphemes,
+        max: 300,
+    };
 }
 
-impl BlueskyChannel {
-    pub fn from_settings(
-        settings: &BlueskySettings,
-        http: reqwest::Client,
-    ) -> Result<Self, ChannelError> {
-        let config_err = |message: String| ChannelError::Config {
-            channel: settings.name.clone(),
-            message,
-        };
-        let service = settings.service.trim().trim_end_matches('/');
-        if !is_http_url(service) {
-            return Err(config_err(format!(
-                "service must be an http(s) URL, not `{service}`"
-            )));
-        }
-        let identifier = settings.identifier.trim();
-        if identifier.is_empty() {
-            return Err(config_err(
-                "identifier must be the account's handle or DID".into(),
-            ));
-        }
-        Ok(Self {
-            name: settings.name.clone(),
-            service: service.to_owned(),
-            identifier: identifier.to_owned(),
-            app_password: read_secret(&settings.name, "app password", &settings.app_password())?,
-            concurrency: settings.concurrency.max(1),
-            timeout: settings.timeout,
-            http,
-            session: Mutex::new(None),
-        })
-    }
-
+impl Bluesky {
     fn xrpc(&self, method: &str) -> String {
         format!("{}/xrpc/{method}", self.service)
     }
 
-    /// Sends one XRPC request and reads its answer.
-    async fn call(&self, request: reqwest::RequestBuilder) -> Result<String, CallError> {
-        let response = request
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| CallError::Request(http::request_failed("Bluesky", e)))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = response
-            .text()
-            .await
-            .map_err(|e| CallError::Request(http::request_failed("Bluesky", e)))?;
-        if status.is_success() {
-            return Ok(body);
-        }
-        let error = serde_json::from_str(&body).unwrap_or_default();
-        Err(CallError::Answer(Failure {
-            status,
-            headers,
-            error,
-            body,
-        }))
-    }
-
     /// The current session, logging in when there is none.
-    async fn session(&self) -> Result<Session, DeliveryError> {
+    async fn session(&self, exchange: &Exchange<'_, Self>) -> Result<Session, DeliveryError> {
         let mut current = self.session.lock().await;
         if let Some(session) = current.as_ref() {
             return Ok(session.clone());
         }
-        let session = self.create_session().await?;
+        let session = self.create_session(exchange).await?;
         *current = Some(session.clone());
         Ok(session)
     }
 
     /// A new session in place of `stale`, whose access token was refused:
     /// refreshed when the refresh token still works, else a new login.
-    async fn renew(&self, stale: &Session) -> Result<Session, DeliveryError> {
+    async fn renew(
+        &self,
+        exchange: &Exchange<'_, Self>,
+        stale: &Session,
+    ) -> Result<Session, DeliveryError> {
         let mut current = self.session.lock().await;
         if let Some(session) = current.as_ref()
             && session.access_jwt != stale.access_jwt
@@ -212,21 +202,29 @@ impl BlueskyChannel {
             // Another send renewed it while this one waited for the lock.
             return Ok(session.clone());
         }
-        let renewed = match self.refresh_session(stale).await {
-            Ok(session) => session,
-            // No answer, or Bluesky is down or throttling: the refresh token
-            // may still be good, so it is kept for the next attempt, and
-            // logging in now would fail too and spend the scarce logins.
-            Err(CallError::Request(err)) => return Err(err),
-            Err(CallError::Answer(failure)) if failure.is_temporary() => {
-                return Err(failure.transient(format!(
-                    "Bluesky refreshSession answered {}: {}",
-                    failure.status,
-                    failure.describe()
-                )));
+        // No answer: the refresh token may still be good, so it is kept
+        // for the next attempt.
+        let refreshed = exchange
+            .call(
+                exchange
+                    .client()
+                    .post(self.xrpc("com.atproto.server.refreshSession"))
+                    .bearer_auth(&stale.refresh_jwt),
+            )
+            .await?;
+        let renewed = match Failure::of(&refreshed) {
+            None => {
+                let session = read_session("refreshSession", &refreshed.body)?;
+                tracing::debug!(channel = %exchange.channel(), "Bluesky session refreshed");
+                session
+            }
+            // Bluesky is down or throttling: logging in now would fail too
+            // and spend the scarce logins.
+            Some(failure) if failure.is_temporary() => {
+                return Err(failure.transient(failure.reason("refreshSession")));
             }
             // The refresh token was refused (expired or revoked): log in.
-            Err(CallError::Answer(_)) => match self.create_session().await {
+            Some(_) => match self.create_session(exchange).await {
                 Ok(session) => session,
                 Err(err) => {
                     // Nothing kept works any more; the next send logs in.
@@ -239,27 +237,28 @@ impl BlueskyChannel {
         Ok(renewed)
     }
 
-    async fn create_session(&self) -> Result<Session, DeliveryError> {
-        let request = self
-            .http
+    async fn create_session(
+        &self,
+        exchange: &Exchange<'_, Self>,
+    ) -> Result<Session, DeliveryError> {
+        let request = exchange
+            .client()
             .post(self.xrpc("com.atproto.server.createSession"))
             .json(&json!({ "identifier": self.identifier, "password": self.app_password }));
-        match self.call(request).await {
-            Ok(body) => {
-                let session = read_session("createSession", &body)?;
-                tracing::info!(channel = %self.name, did = %session.did, "logged in to Bluesky");
+        let answer = exchange.call(request).await?;
+        match Failure::of(&answer) {
+            None => {
+                let session = read_session("createSession", &answer.body)?;
+                tracing::info!(channel = %exchange.channel(), did = %session.did, "logged in to Bluesky");
                 Ok(session)
             }
-            Err(CallError::Request(err)) => Err(err),
-            Err(CallError::Answer(failure)) if failure.is_temporary() => Err(failure.transient(format!(
-                "Bluesky createSession answered {}: {}",
-                failure.status,
-                failure.describe()
-            ))),
+            Some(failure) if failure.is_temporary() => {
+                Err(failure.transient(failure.reason("createSession")))
+            }
             // 401 AuthenticationRequired, 400 AccountTakedown or
             // AuthFactorTokenRequired: fails alike until the credentials are
             // fixed; the dispatcher's attempt limit bounds the retries.
-            Err(CallError::Answer(failure)) => Err(failure.transient(format!(
+            Some(failure) => Err(failure.transient(format!(
                 "Bluesky refused to log in as {}: {} (check the identifier and that the password is an app password)",
                 self.identifier,
                 failure.describe()
@@ -267,20 +266,15 @@ impl BlueskyChannel {
         }
     }
 
-    async fn refresh_session(&self, stale: &Session) -> Result<Session, CallError> {
-        let request = self
-            .http
-            .post(self.xrpc("com.atproto.server.refreshSession"))
-            .bearer_auth(&stale.refresh_jwt);
-        let body = self.call(request).await?;
-        let session = read_session("refreshSession", &body).map_err(CallError::Request)?;
-        tracing::debug!(channel = %self.name, "Bluesky session refreshed");
-        Ok(session)
-    }
-
-    async fn create_record(&self, session: &Session, record: &Value) -> Result<Receipt, CallError> {
-        let request = self
-            .http
+    /// Posts `record` in `session`.
+    async fn create_record(
+        &self,
+        exchange: &Exchange<'_, Self>,
+        session: &Session,
+        record: &Value,
+    ) -> Result<Answer, DeliveryError> {
+        let request = exchange
+            .client()
             .post(self.xrpc("com.atproto.repo.createRecord"))
             .bearer_auth(&session.access_jwt)
             .json(&json!({
@@ -288,74 +282,84 @@ impl BlueskyChannel {
                 "collection": "app.bsky.feed.post",
                 "record": record,
             }));
-        let body = self.call(request).await?;
-        // A 2xx means the post exists; failing here would only post it
-        // again, so an unreadable body still counts as sent.
-        let uri = serde_json::from_str::<CreatedRecord>(&body)
-            .ok()
-            .map(|r| r.uri);
-        Ok(Receipt { provider_ref: uri })
+        exchange.call(request).await
     }
 }
 
 #[async_trait]
-impl Channel for BlueskyChannel {
-    fn name(&self) -> &str {
-        &self.name
+impl Provider for Bluesky {
+    const LABEL: &'static str = "Bluesky";
+
+    fn new(settings: &BlueskySettings) -> Result<Self, String> {
+        let service = settings.service.trim().trim_end_matches('/');
+        if !is_http_url(service) {
+            return Err(format!("service must be an http(s) URL, not `{service}`"));
+        }
+        let identifier = settings.identifier.trim();
+        if identifier.is_empty() {
+            return Err("identifier must be the account's handle or DID".into());
+        }
+        Ok(Self {
+            service: service.to_owned(),
+            identifier: identifier.to_owned(),
+            app_password: read_secret("app password", &settings.app_password())?,
+            session: Mutex::new(None),
+        })
     }
 
-    fn concurrency(&self) -> usize {
-        self.concurrency
-    }
-
-    async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
+    /// Logs in first when there is no session, and renews it once when
+    /// the post is refused for an expired token.
+    async fn send(
+        &self,
+        exchange: &Exchange<'_, Self>,
+        delivery: &Delivery,
+    ) -> Result<Receipt, DeliveryError> {
         let message = message_of(delivery)?;
         let record = post_record(
             &message.text,
             &message.language,
             Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         );
-        let session = self.session().await?;
-        let failure = match self.create_record(&session, &record).await {
-            Ok(receipt) => return Ok(receipt),
-            Err(CallError::Request(err)) => return Err(err),
-            Err(CallError::Answer(failure)) if failure.session_expired() => {
-                // Renew once and post again with the new token.
-                let renewed = self.renew(&session).await?;
-                match self.create_record(&renewed, &record).await {
-                    Ok(receipt) => return Ok(receipt),
-                    Err(CallError::Request(err)) => return Err(err),
-                    Err(CallError::Answer(failure)) => failure,
-                }
-            }
-            Err(CallError::Answer(failure)) => failure,
-        };
-        Err(post_failed(&failure))
+        let session = self.session(exchange).await?;
+        let answer = self.create_record(exchange, &session, &record).await?;
+        if !Failure::of(&answer).is_some_and(|failure| failure.session_expired()) {
+            return self.read(&answer);
+        }
+        // The same post again with the new token.
+        let renewed = self.renew(exchange, &session).await?;
+        let answer = self.create_record(exchange, &renewed, &record).await?;
+        self.read(&answer)
     }
 
     /// A session proves both that Bluesky answers and that the
     /// credentials work; an existing one is not logged in again.
-    async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        self.session().await.map(|_| ())
+    async fn healthcheck(&self, exchange: &Exchange<'_, Self>) -> Result<(), DeliveryError> {
+        self.session(exchange).await.map(drop)
     }
-}
 
-/// What a refused `createRecord` means for the delivery.
-fn post_failed(failure: &Failure) -> DeliveryError {
-    let reason = format!(
-        "Bluesky createRecord answered {}: {}",
-        failure.status,
-        failure.describe()
-    );
-    if failure.is_temporary() {
-        failure.transient(reason)
-    } else if failure.session_expired() {
-        // Refused even with a fresh session: a later attempt starts over.
-        failure.transient(format!("{reason} (even after renewing the session)"))
-    } else {
-        // 400 InvalidRequest / InvalidRecord: the post itself is refused
-        // (too long, malformed) and will be again.
-        DeliveryError::Permanent { reason }
+    /// A 2xx means the post exists; failing here would only post it
+    /// again, so an unreadable body still counts as sent.
+    fn receipt(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
+        let uri = serde_json::from_str::<CreatedRecord>(&answer.body)
+            .ok()
+            .map(|r| r.uri);
+        Ok(Receipt { provider_ref: uri })
+    }
+
+    /// What a refused `createRecord` means for the delivery.
+    fn classify(&self, answer: &Answer) -> DeliveryError {
+        let failure = Failure::new(answer);
+        let reason = failure.reason("createRecord");
+        if failure.is_temporary() {
+            failure.transient(reason)
+        } else if failure.session_expired() {
+            // Refused even with a fresh session: a later attempt starts over.
+            failure.transient(format!("{reason} (even after renewing the session)"))
+        } else {
+            // 400 InvalidRequest / InvalidRecord: the post itself is refused
+            // (too long, malformed) and will be again.
+            DeliveryError::Permanent { reason }
+        }
     }
 }
 
@@ -409,12 +413,6 @@ fn rate_limit_reset(headers: &HeaderMap, now: i64) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(u64::try_from(reset - now).unwrap_or(0)))
-}
-
-/// An absolute http(s) URL with a host.
-fn is_http_url(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 #[cfg(test)]

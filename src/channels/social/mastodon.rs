@@ -3,6 +3,7 @@
 //! (within the hour Mastodon keeps keys) returns the first status instead
 //! of posting twice.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,20 +12,68 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use crate::channels::{
-    Channel, ChannelError, DeliveryError, Receipt, http, message_of, read_secret,
-};
-use crate::config::MastodonSettings;
+use crate::channels::http::{Answer, Exchange, Provider, is_http_url, is_temporary};
+use crate::channels::settings::{read_secret, secret, section};
+use crate::channels::{DeliveryError, Kind, Receipt, message_of};
+use crate::message::post::LengthRule;
+use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
+use crate::secret::SecretSource;
 
-pub struct MastodonChannel {
-    name: String,
+section! {
+    /// A Mastodon account.
+    pub struct MastodonSettings: broadcast {
+        /// e.g. `https://mastodon.social`.
+        pub instance_url: String,
+        pub access_token_env: Option<String>,
+        pub access_token_file: Option<PathBuf>,
+        #[serde(default)]
+        pub visibility: MastodonVisibility,
+        @locale,
+        /// The instance's post limit.
+        #[serde(default = "default_max_characters")]
+        pub max_characters: usize,
+    }
+}
+
+/// mastodon.social's limit, and the software's default.
+const MAX_CHARACTERS: usize = 500;
+
+fn default_max_characters() -> usize {
+    MAX_CHARACTERS
+}
+
+impl MastodonSettings {
+    pub fn access_token(&self) -> SecretSource {
+        secret(&self.access_token_env, &self.access_token_file)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MastodonVisibility {
+    #[default]
+    Public,
+    Unlisted,
+    Private,
+    Direct,
+}
+
+impl MastodonVisibility {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MastodonVisibility::Public => "public",
+            MastodonVisibility::Unlisted => "unlisted",
+            MastodonVisibility::Private => "private",
+            MastodonVisibility::Direct => "direct",
+        }
+    }
+}
+
+pub struct Mastodon {
     instance_url: String,
     access_token: String,
     visibility: &'static str,
-    concurrency: usize,
-    timeout: Duration,
-    http: reqwest::Client,
 }
 
 /// Mastodon's error body: `{"error": "Validation failed: …"}`.
@@ -39,75 +88,47 @@ struct MastodonStatus {
     id: String,
 }
 
-impl MastodonChannel {
-    pub fn from_settings(
-        settings: &MastodonSettings,
-        http: reqwest::Client,
-    ) -> Result<Self, ChannelError> {
-        let instance_url = settings.instance_url.trim().trim_end_matches('/');
-        if !is_http_url(instance_url) {
-            return Err(ChannelError::Config {
-                channel: settings.name.clone(),
-                message: format!("instance_url must be an http(s) URL, not `{instance_url}`"),
-            });
-        }
-        Ok(Self {
-            name: settings.name.clone(),
-            instance_url: instance_url.to_owned(),
-            access_token: read_secret(&settings.name, "access token", &settings.access_token())?,
-            visibility: settings.visibility.as_str(),
-            concurrency: settings.concurrency.max(1),
-            timeout: settings.timeout,
-            http,
-        })
-    }
+impl Kind for Mastodon {
+    type Settings = MastodonSettings;
+    const FAMILY: Option<TextFamily> = Some(TextFamily::Social);
+    const STANDARD_LIMIT: TextLimit = characters(MAX_CHARACTERS);
 
-    /// Reads an error answer. The token is never part of it: Mastodon does
-    /// not echo it, and the reason is built from the status and body only.
-    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> DeliveryError {
-        let message = serde_json::from_str::<MastodonError>(body)
-            .ok()
-            .and_then(|e| e.error)
-            .unwrap_or_else(|| http::excerpt(body));
-        let reason = format!("Mastodon answered {status}: {message}");
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            // A revoked token or a missing `write:statuses` scope fails every
-            // post alike until someone fixes it; the dispatcher's attempt
-            // limit bounds the retries.
-            DeliveryError::Transient {
-                reason: format!("{reason} (check the access token and its write:statuses scope)"),
-                retry_after: http::retry_after(headers),
-            }
-        } else if status == StatusCode::TOO_MANY_REQUESTS {
-            DeliveryError::Transient {
-                reason,
-                retry_after: http::retry_after(headers)
-                    .or_else(|| rate_limit_reset(headers, Utc::now())),
-            }
-        } else if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
-            DeliveryError::Transient {
-                reason,
-                retry_after: http::retry_after(headers),
-            }
-        } else {
-            // 422 (too long, blank, unknown visibility) and any other client
-            // error fail the same way again.
-            DeliveryError::Permanent { reason }
-        }
+    fn limit(settings: &MastodonSettings) -> TextLimit {
+        characters(settings.max_characters)
+    }
+}
+
+/// Characters as Mastodon counts them (a link as 23).
+const fn characters(max: usize) -> TextLimit {
+    TextLimit::Length {
+        rule: LengthRule::Mastodon,
+        max,
     }
 }
 
 #[async_trait]
-impl Channel for MastodonChannel {
-    fn name(&self) -> &str {
-        &self.name
+impl Provider for Mastodon {
+    const LABEL: &'static str = "Mastodon";
+
+    fn new(settings: &MastodonSettings) -> Result<Self, String> {
+        let instance_url = settings.instance_url.trim().trim_end_matches('/');
+        if !is_http_url(instance_url) {
+            return Err(format!(
+                "instance_url must be an http(s) URL, not `{instance_url}`"
+            ));
+        }
+        Ok(Self {
+            instance_url: instance_url.to_owned(),
+            access_token: read_secret("access token", &settings.access_token())?,
+            visibility: settings.visibility.as_str(),
+        })
     }
 
-    fn concurrency(&self) -> usize {
-        self.concurrency
-    }
-
-    async fn send(&self, delivery: &Delivery) -> Result<Receipt, DeliveryError> {
+    async fn send(
+        &self,
+        exchange: &Exchange<'_, Self>,
+        delivery: &Delivery,
+    ) -> Result<Receipt, DeliveryError> {
         let message = message_of(delivery)?;
         let mut form = vec![
             ("status", message.text.as_str()),
@@ -116,58 +137,71 @@ impl Channel for MastodonChannel {
         if let Some(language) = iso639(&message.language) {
             form.push(("language", language));
         }
-        let response = self
-            .http
+        let request = exchange
+            .client()
             .post(format!("{}/api/v1/statuses", self.instance_url))
             .bearer_auth(&self.access_token)
             .header("Idempotency-Key", delivery.id.to_string())
-            .form(&form)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| http::request_failed("Mastodon", e))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        let body = response
-            .text()
-            .await
-            .map_err(|e| http::request_failed("Mastodon", e))?;
-        if !status.is_success() {
-            return Err(self.classify(status, &headers, &body));
-        }
-        // A 2xx means the status exists; failing here would only post it
-        // again, so an unreadable body still counts as sent.
-        let id = serde_json::from_str::<MastodonStatus>(&body)
+            .form(&form);
+        exchange.deliver(request).await
+    }
+
+    async fn healthcheck(&self, exchange: &Exchange<'_, Self>) -> Result<(), DeliveryError> {
+        // Checks reachability and the token without posting anything.
+        let request = exchange
+            .client()
+            .get(format!(
+                "{}/api/v1/accounts/verify_credentials",
+                self.instance_url
+            ))
+            .bearer_auth(&self.access_token);
+        exchange.check(request).await
+    }
+
+    /// A 2xx means the status exists; failing here would only post it
+    /// again, so an unreadable body still counts as sent.
+    fn receipt(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
+        let id = serde_json::from_str::<MastodonStatus>(&answer.body)
             .ok()
             .map(|s| s.id);
         Ok(Receipt { provider_ref: id })
     }
 
-    async fn healthcheck(&self) -> Result<(), DeliveryError> {
-        // Checks reachability and the token without posting anything.
-        let response = self
-            .http
-            .get(format!(
-                "{}/api/v1/accounts/verify_credentials",
-                self.instance_url
-            ))
-            .bearer_auth(&self.access_token)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| http::request_failed("Mastodon", e))?;
-        let (status, headers) = (response.status(), response.headers().clone());
-        if status.is_success() {
-            return Ok(());
+    /// The token is never part of the reason: Mastodon does not echo it,
+    /// and the reason is built from the status and body only.
+    fn classify(&self, answer: &Answer) -> DeliveryError {
+        let status = answer.status;
+        let message = serde_json::from_str::<MastodonError>(&answer.body)
+            .ok()
+            .and_then(|e| e.error)
+            .unwrap_or_else(|| answer.excerpt());
+        let reason = format!("Mastodon answered {status}: {message}");
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            // A revoked token or a missing `write:statuses` scope fails every
+            // post alike until someone fixes it; the dispatcher's attempt
+            // limit bounds the retries.
+            DeliveryError::Transient {
+                reason: format!("{reason} (check the access token and its write:statuses scope)"),
+                retry_after: answer.retry_after(),
+            }
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            DeliveryError::Transient {
+                reason,
+                retry_after: answer
+                    .retry_after()
+                    .or_else(|| rate_limit_reset(&answer.headers, Utc::now())),
+            }
+        } else if is_temporary(status) {
+            DeliveryError::Transient {
+                reason,
+                retry_after: answer.retry_after(),
+            }
+        } else {
+            // 422 (too long, blank, unknown visibility) and any other client
+            // error fail the same way again.
+            DeliveryError::Permanent { reason }
         }
-        let body = response.text().await.unwrap_or_default();
-        Err(self.classify(status, &headers, &body))
     }
-}
-
-/// An absolute http(s) URL with a host.
-fn is_http_url(url: &str) -> bool {
-    reqwest::Url::parse(url)
-        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 /// The ISO 639 code Mastodon wants from a locale tag: `pt` from `pt-BR`,
@@ -228,13 +262,5 @@ mod tests {
         assert_eq!(rate_limit_reset(&headers, now), Some(Duration::ZERO));
         headers.insert("x-ratelimit-reset", HeaderValue::from_static("soon"));
         assert_eq!(rate_limit_reset(&headers, now), None);
-    }
-
-    #[test]
-    fn only_http_urls_are_instance_urls() {
-        assert!(is_http_url("https://mastodon.social"));
-        assert!(is_http_url("http://127.0.0.1:8080"));
-        assert!(!is_http_url("mastodon.social"));
-        assert!(!is_http_url("ftp://mastodon.social"));
     }
 }

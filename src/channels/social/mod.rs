@@ -3,5 +3,5 @@
 mod bluesky;
 mod mastodon;
 
-pub use bluesky::BlueskyChannel;
-pub use mastodon::MastodonChannel;
+pub use bluesky::{Bluesky, BlueskySettings};
+pub use mastodon::{Mastodon, MastodonSettings, MastodonVisibility};

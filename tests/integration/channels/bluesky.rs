@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use crisisd::channels::{BlueskyChannel, Channel, ChannelError, DeliveryError};
-use crisisd::config::BlueskySettings;
+use crisisd::channels::{
+    Bluesky, BlueskySettings, Channel, ChannelError, DeliveryError, HttpChannel,
+};
 use crisisd::message::DeliveryContent;
 use crisisd::outbox::Delivery;
 use serde_json::{Value, json};
@@ -37,13 +38,13 @@ fn settings(server: &MockServer) -> BlueskySettings {
     }
 }
 
-fn channel_with(mut settings: BlueskySettings) -> BlueskyChannel {
+fn channel_with(mut settings: BlueskySettings) -> HttpChannel<Bluesky> {
     let password = secret_file(APP_PASSWORD);
     settings.app_password_file = Some(password.path().to_owned());
-    BlueskyChannel::from_settings(&settings, reqwest::Client::new()).unwrap()
+    HttpChannel::<Bluesky>::from_settings(&settings, reqwest::Client::new()).unwrap()
 }
 
-fn channel(server: &MockServer) -> BlueskyChannel {
+fn channel(server: &MockServer) -> HttpChannel<Bluesky> {
     channel_with(settings(server))
 }
 
@@ -343,30 +344,6 @@ async fn a_token_refused_again_after_renewal_is_transient_and_not_retried_furthe
 }
 
 #[tokio::test]
-async fn a_throttled_post_is_transient_after_retry_after() {
-    let server = MockServer::start().await;
-    mount_login(&server).await;
-    Mock::given(method("POST"))
-        .and(path(CREATE_RECORD))
-        .respond_with(
-            xrpc_error(429, "RateLimitExceeded", "Rate Limit Exceeded")
-                .insert_header("Retry-After", "30"),
-        )
-        .mount(&server)
-        .await;
-
-    let err = channel(&server)
-        .send(&delivery_in("en", "Payments are down."))
-        .await
-        .unwrap_err();
-
-    assert!(
-        matches!(&err, DeliveryError::Transient { retry_after: Some(after), .. } if *after == Duration::from_secs(30)),
-        "{err:?}"
-    );
-}
-
-#[tokio::test]
 async fn a_throttled_login_waits_until_the_rate_limit_resets_and_posts_nothing() {
     let server = MockServer::start().await;
     let reset = chrono::Utc::now().timestamp() + 300;
@@ -491,44 +468,6 @@ async fn an_invalid_post_is_permanent_with_blueskys_message() {
 }
 
 #[tokio::test]
-async fn a_server_error_is_transient() {
-    let server = MockServer::start().await;
-    mount_login(&server).await;
-    Mock::given(method("POST"))
-        .and(path(CREATE_RECORD))
-        .respond_with(xrpc_error(502, "UpstreamFailure", "Upstream Failure"))
-        .mount(&server)
-        .await;
-
-    let err = channel(&server)
-        .send(&delivery_in("en", "Payments are down."))
-        .await
-        .unwrap_err();
-
-    assert!(matches!(err, DeliveryError::Transient { .. }), "{err:?}");
-}
-
-#[tokio::test]
-async fn a_service_slower_than_the_timeout_is_transient() {
-    let server = MockServer::start().await;
-    mount_login(&server).await;
-    Mock::given(method("POST"))
-        .and(path(CREATE_RECORD))
-        .respond_with(created().set_delay(Duration::from_secs(3)))
-        .mount(&server)
-        .await;
-    let mut settings = settings(&server);
-    settings.timeout = Duration::from_millis(200);
-
-    let err = channel_with(settings)
-        .send(&delivery_in("en", "Payments are down."))
-        .await
-        .unwrap_err();
-
-    assert!(matches!(err, DeliveryError::Transient { .. }), "{err:?}");
-}
-
-#[tokio::test]
 async fn the_healthcheck_logs_in_once_and_posts_reuse_that_session() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
@@ -557,18 +496,6 @@ async fn the_healthcheck_logs_in_once_and_posts_reuse_that_session() {
 }
 
 #[tokio::test]
-async fn the_channel_has_its_configured_name_and_at_least_one_worker() {
-    let server = MockServer::start().await;
-    let mut settings = settings(&server);
-    settings.concurrency = 0;
-
-    let channel = channel_with(settings);
-
-    assert_eq!(channel.name(), "bluesky-main");
-    assert_eq!(channel.concurrency(), 1);
-}
-
-#[tokio::test]
 async fn a_service_that_is_not_http_is_a_config_error() {
     let server = MockServer::start().await;
     let password = secret_file(APP_PASSWORD);
@@ -576,7 +503,7 @@ async fn a_service_that_is_not_http_is_a_config_error() {
     settings.service = "bsky.social".into();
     settings.app_password_file = Some(password.path().to_owned());
 
-    let err = BlueskyChannel::from_settings(&settings, reqwest::Client::new())
+    let err = HttpChannel::<Bluesky>::from_settings(&settings, reqwest::Client::new())
         .err()
         .unwrap();
 

@@ -4,8 +4,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crisisd::channels::{Channel, ChannelError, DeliveryError, MastodonChannel};
-use crisisd::config::{MastodonSettings, MastodonVisibility};
+use crisisd::channels::{
+    Channel, ChannelError, DeliveryError, HttpChannel, Mastodon, MastodonSettings,
+    MastodonVisibility,
+};
 use crisisd::message::DeliveryContent;
 use crisisd::outbox::Delivery;
 use serde_json::json;
@@ -33,13 +35,13 @@ fn settings(server: &MockServer) -> MastodonSettings {
     }
 }
 
-fn channel_with(mut settings: MastodonSettings) -> MastodonChannel {
+fn channel_with(mut settings: MastodonSettings) -> HttpChannel<Mastodon> {
     let token = secret_file(TOKEN);
     settings.access_token_file = Some(token.path().to_owned());
-    MastodonChannel::from_settings(&settings, reqwest::Client::new()).unwrap()
+    HttpChannel::<Mastodon>::from_settings(&settings, reqwest::Client::new()).unwrap()
 }
 
-fn channel(server: &MockServer) -> MastodonChannel {
+fn channel(server: &MockServer) -> HttpChannel<Mastodon> {
     channel_with(settings(server))
 }
 
@@ -135,30 +137,6 @@ async fn an_accepted_post_returns_the_status_id() {
 }
 
 #[tokio::test]
-async fn throttling_is_transient_after_retry_after() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(STATUSES))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("Retry-After", "30")
-                .set_body_json(json!({ "error": "Too many requests" })),
-        )
-        .mount(&server)
-        .await;
-
-    let err = channel(&server)
-        .send(&delivery_in("en", "Payments are down."))
-        .await
-        .unwrap_err();
-
-    assert!(
-        matches!(&err, DeliveryError::Transient { retry_after: Some(after), .. } if *after == Duration::from_secs(30)),
-        "{err:?}"
-    );
-}
-
-#[tokio::test]
 async fn throttling_without_retry_after_waits_until_the_rate_limit_resets() {
     let server = MockServer::start().await;
     let reset = (chrono::Utc::now() + chrono::Duration::seconds(120))
@@ -244,42 +222,6 @@ async fn a_refused_token_is_transient_and_says_to_check_it_without_showing_it() 
 }
 
 #[tokio::test]
-async fn a_server_error_is_transient() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(STATUSES))
-        .respond_with(ResponseTemplate::new(503).set_body_string("<html>Maintenance</html>"))
-        .mount(&server)
-        .await;
-
-    let err = channel(&server)
-        .send(&delivery_in("en", "Payments are down."))
-        .await
-        .unwrap_err();
-
-    assert!(matches!(err, DeliveryError::Transient { .. }), "{err:?}");
-}
-
-#[tokio::test]
-async fn an_instance_slower_than_the_timeout_is_transient() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(STATUSES))
-        .respond_with(status("1").set_delay(Duration::from_secs(3)))
-        .mount(&server)
-        .await;
-    let mut settings = settings(&server);
-    settings.timeout = Duration::from_millis(200);
-
-    let err = channel_with(settings)
-        .send(&delivery_in("en", "Payments are down."))
-        .await
-        .unwrap_err();
-
-    assert!(matches!(err, DeliveryError::Transient { .. }), "{err:?}");
-}
-
-#[tokio::test]
 async fn the_healthcheck_verifies_the_credentials_without_posting() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -313,18 +255,6 @@ async fn a_healthcheck_with_a_refused_token_fails() {
 }
 
 #[tokio::test]
-async fn the_channel_has_its_configured_name_and_at_least_one_worker() {
-    let server = MockServer::start().await;
-    let mut settings = settings(&server);
-    settings.concurrency = 0;
-
-    let channel = channel_with(settings);
-
-    assert_eq!(channel.name(), "mastodon-main");
-    assert_eq!(channel.concurrency(), 1);
-}
-
-#[tokio::test]
 async fn an_instance_url_that_is_not_http_is_a_config_error() {
     let server = MockServer::start().await;
     let token = secret_file(TOKEN);
@@ -332,7 +262,7 @@ async fn an_instance_url_that_is_not_http_is_a_config_error() {
     settings.instance_url = "mastodon.social".into();
     settings.access_token_file = Some(token.path().to_owned());
 
-    let err = MastodonChannel::from_settings(&settings, reqwest::Client::new())
+    let err = HttpChannel::<Mastodon>::from_settings(&settings, reqwest::Client::new())
         .err()
         .unwrap();
 

@@ -1,10 +1,11 @@
 //! Each provider channel against a server on loopback that speaks the
 //! provider's documented API (wiremock): the exact request, and what every
-//! class of answer becomes.
+//! class of answer becomes. What all of them share is in `http`.
 
 mod bluesky;
 mod discord;
 mod gateway;
+mod http;
 mod mastodon;
 mod slack;
 mod teams;
@@ -13,6 +14,7 @@ mod twilio;
 mod vonage;
 
 use chrono::Utc;
+use crisisd::channels::DeliveryError;
 use crisisd::domain::{AnnouncementKind, CrisisId, DeliveryId, Severity};
 use crisisd::message::{DeliveryContent, Form, MessageContent};
 use crisisd::outbox::{Delivery, DeliveryState};
@@ -50,4 +52,18 @@ pub fn secret_file(value: &str) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), value).expect("write secret");
     file
+}
+
+/// An http URL on a loopback port nothing listens on.
+pub fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+pub fn reason(err: &DeliveryError) -> &str {
+    match err {
+        DeliveryError::Transient { reason, .. } | DeliveryError::Permanent { reason } => reason,
+    }
 }

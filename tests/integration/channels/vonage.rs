@@ -1,7 +1,6 @@
 use std::time::Duration;
 
-use crisisd::channels::{Channel, DeliveryError, VonageChannel};
-use crisisd::config::VonageSettings;
+use crisisd::channels::{Channel, DeliveryError, HttpChannel, Vonage, VonageSettings};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -11,7 +10,7 @@ fn channel(
     server: &MockServer,
     secret: &tempfile::NamedTempFile,
     timeout: Duration,
-) -> VonageChannel {
+) -> HttpChannel<Vonage> {
     let settings = VonageSettings {
         name: "vonage".into(),
         api_key: "key123".into(),
@@ -25,7 +24,7 @@ fn channel(
         burst: None,
         timeout,
     };
-    VonageChannel::from_settings(&settings, reqwest::Client::new()).expect("channel")
+    HttpChannel::<Vonage>::from_settings(&settings, reqwest::Client::new()).expect("channel")
 }
 
 fn answer(status: &str, error_text: Option<&str>) -> ResponseTemplate {
@@ -138,29 +137,4 @@ async fn other_statuses_are_permanent_with_the_error_text() {
         matches!(&err, DeliveryError::Permanent { reason } if reason.contains("Invalid to address")),
         "{err:?}"
     );
-}
-
-#[tokio::test]
-async fn http_429_with_retry_after_and_timeouts_are_transient() {
-    let server = MockServer::start().await;
-    let secret = secret_file("s");
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "12"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(answer("0", None).set_delay(Duration::from_millis(800)))
-        .mount(&server)
-        .await;
-    let channel = channel(&server, &secret, Duration::from_millis(200));
-    let delivery = text_delivery("vonage", "+15005550006", "x");
-    let err = channel.send(&delivery).await.unwrap_err();
-    assert!(
-        matches!(err, DeliveryError::Transient { retry_after: Some(d), .. } if d == Duration::from_secs(12))
-    );
-    assert!(matches!(
-        channel.send(&delivery).await,
-        Err(DeliveryError::Transient { .. })
-    ));
 }

@@ -1,10 +1,15 @@
 //! What every HTTP provider shares: one client with a clear User-Agent and
-//! timeouts, and reading a provider's answer into retry or don't-retry.
+//! timeouts, the driver that owns the exchange (`HttpChannel`), and reading
+//! a provider's answer into retry or don't-retry.
+
+mod driver;
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+pub use driver::{Exchange, HttpChannel, Provider};
 
 use super::{ChannelError, DeliveryError};
 
@@ -32,6 +37,27 @@ pub fn client() -> Result<reqwest::Client, ChannelError> {
         })
 }
 
+/// A provider's whole answer to one request, its body with the provider's
+/// secrets already taken out.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// `Retry-After`, when the provider sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        retry_after(&self.headers)
+    }
+
+    /// The start of the body, enough to say what went wrong.
+    pub fn excerpt(&self) -> String {
+        excerpt(&self.body)
+    }
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -55,6 +81,19 @@ pub fn excerpt(body: &str) -> String {
     }
 }
 
+/// An absolute http(s) URL with a host.
+pub fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+/// Throttling, timeouts and server errors: trying again later can help.
+pub fn is_temporary(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+}
+
 /// The usual reading of an HTTP failure: throttling, timeouts and server
 /// errors are worth retrying (after `Retry-After` when given); any other
 /// client error will fail the same way again.
@@ -65,10 +104,7 @@ pub fn classify(
     body: &str,
 ) -> DeliveryError {
     let reason = format!("{provider} answered {status}: {}", excerpt(body));
-    if status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
-    {
+    if is_temporary(status) {
         DeliveryError::Transient {
             reason,
             retry_after: retry_after(headers),
@@ -92,57 +128,45 @@ pub fn request_failed(provider: &str, err: reqwest::Error) -> DeliveryError {
     }
 }
 
+/// Takes secrets (a webhook URL, a bot token) out of a text, in case a
+/// provider or a proxy in between echoed them back. Done to a body before
+/// it is cut to an excerpt, so a cut-off secret cannot slip through.
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    // A path of "/" or "" is no secret, and replacing it would mangle
+    // every text.
+    secrets
+        .iter()
+        .filter(|s| s.len() > 1)
+        .fold(text.to_owned(), |text, secret| {
+            text.replace(secret, "[redacted]")
+        })
+}
+
+/// `scrub` for an error's reason.
+pub fn redact(err: DeliveryError, secrets: &[&str]) -> DeliveryError {
+    match err {
+        DeliveryError::Transient {
+            reason,
+            retry_after,
+        } => DeliveryError::Transient {
+            reason: scrub(&reason, secrets),
+            retry_after,
+        },
+        DeliveryError::Permanent { reason } => DeliveryError::Permanent {
+            reason: scrub(&reason, secrets),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn headers(retry_after: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, HeaderValue::from_str(retry_after).unwrap());
-        headers
-    }
 
     #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        assert_eq!(retry_after(&headers("30")), Some(Duration::from_secs(30)));
-        let later =
-            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
-        let parsed = retry_after(&headers(&later)).unwrap();
-        assert!(
-            parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120),
-            "{parsed:?}"
-        );
-        assert_eq!(retry_after(&headers("soon")), None);
-    }
-
-    #[test]
-    fn throttling_and_server_errors_are_transient_and_client_errors_permanent() {
-        let throttled = classify(
-            "p",
-            StatusCode::TOO_MANY_REQUESTS,
-            &headers("7"),
-            "slow down",
-        );
-        assert_eq!(
-            throttled,
-            DeliveryError::Transient {
-                reason: "p answered 429 Too Many Requests: slow down".into(),
-                retry_after: Some(Duration::from_secs(7)),
-            }
-        );
-        assert!(matches!(
-            classify("p", StatusCode::BAD_GATEWAY, &HeaderMap::new(), ""),
-            DeliveryError::Transient { .. }
-        ));
-        assert!(matches!(
-            classify(
-                "p",
-                StatusCode::BAD_REQUEST,
-                &HeaderMap::new(),
-                "bad number"
-            ),
-            DeliveryError::Permanent { .. }
-        ));
+    fn only_http_urls_are_instance_urls() {
+        assert!(is_http_url("https://mastodon.social"));
+        assert!(is_http_url("http://127.0.0.1:8080"));
+        assert!(!is_http_url("mastodon.social"));
+        assert!(!is_http_url("ftp://mastodon.social"));
     }
 }

@@ -1,0 +1,269 @@
+//! What each kind of channel is, and everything the list of kinds
+//! generates: the `[channels]` section, building every configured channel,
+//! the profiles planning uses, the inbound SMS secrets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::email::EmailChannel as Email;
+use super::http::{HttpChannel, Provider};
+use super::settings::{ChannelCommon, RateLimit, rate_limits};
+use crate::message::ProviderKind;
+use crate::message::kind::with_kinds;
+// The kinds' types, by the names `with_kinds!` lists.
+use super::chat::*;
+use super::sms::*;
+use super::social::*;
+use super::{Channel, ChannelError, ChannelSection, http};
+use crate::message::{ChannelProfile, Reach};
+use crate::message::{TextFamily, TextLimit};
+use crate::secret::{Secret, SecretSource};
+
+/// A kind of channel: its section and how its messages are written.
+pub trait Kind: 'static {
+    /// One `[[channels.<kind>]]` section.
+    type Settings: ChannelSection + serde::de::DeserializeOwned + std::fmt::Debug + Clone;
+    /// The texts it sends (SMS, social, chat); `None` for email, which has
+    /// its own templates.
+    const FAMILY: Option<TextFamily>;
+    /// Its limit with the standard settings, for a preview before any
+    /// channel of the kind is configured.
+    const STANDARD_LIMIT: TextLimit;
+
+    /// The limit of a configured channel: what its section sets, else
+    /// the standard one.
+    fn limit(settings: &Self::Settings) -> TextLimit {
+        settings.limit().unwrap_or(Self::STANDARD_LIMIT)
+    }
+
+    /// The secret that signs the provider's inbound SMS webhooks, for the
+    /// kinds that deliver replies to us.
+    fn inbound_secret(_settings: &Self::Settings) -> Option<SecretSource> {
+        None
+    }
+}
+
+/// How a channel of a kind is built from its section.
+pub trait Build: Kind {
+    fn build(
+        settings: &Self::Settings,
+        http: &reqwest::Client,
+    ) -> Result<Arc<dyn Channel>, ChannelError>;
+}
+
+impl<P: Provider> Build for P {
+    fn build(
+        settings: &Self::Settings,
+        http: &reqwest::Client,
+    ) -> Result<Arc<dyn Channel>, ChannelError> {
+        Ok(Arc::new(HttpChannel::<P>::from_settings(
+            settings,
+            http.clone(),
+        )?))
+    }
+}
+
+/// One configured channel, whatever its kind, with its section.
+pub trait Configured<'a> {
+    fn kind(&self) -> ProviderKind;
+    fn section(&self) -> &'a dyn ChannelSection;
+    fn profile(&self, default_locale: &str) -> ChannelProfile;
+    fn inbound_secret(&self) -> Option<SecretSource>;
+    fn build(&self, http: &reqwest::Client) -> Result<Arc<dyn Channel>, ChannelError>;
+}
+
+/// A section of the kind `K`.
+struct Section<'a, K: Kind> {
+    kind: ProviderKind,
+    settings: &'a K::Settings,
+}
+
+impl<'a, K: Build> Configured<'a> for Section<'a, K> {
+    fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    fn section(&self) -> &'a dyn ChannelSection {
+        self.settings
+    }
+
+    fn profile(&self, default_locale: &str) -> ChannelProfile {
+        let locale = self.settings.locale().unwrap_or(default_locale);
+        ChannelProfile {
+            name: self.settings.name().to_owned(),
+            kind: Some(self.kind),
+            reach: reach(K::FAMILY, locale),
+            family: K::FAMILY,
+            limit: K::limit(self.settings),
+        }
+    }
+
+    fn inbound_secret(&self) -> Option<SecretSource> {
+        K::inbound_secret(self.settings)
+    }
+
+    fn build(&self, http: &reqwest::Client) -> Result<Arc<dyn Channel>, ChannelError> {
+        K::build(self.settings, http)
+    }
+}
+
+/// Who a channel's deliveries go to follows from what it sends: emails to
+/// each subscriber's address, SMS to each phone, posts and chat messages
+/// once, in the channel's language.
+fn reach(family: Option<TextFamily>, locale: &str) -> Reach {
+    match family {
+        None => Reach::Email,
+        Some(TextFamily::Sms) => Reach::Phone,
+        Some(TextFamily::Social | TextFamily::Chat) => Reach::Broadcast {
+            locale: locale.to_owned(),
+        },
+    }
+}
+
+macro_rules! channel_settings {
+    ($($key:ident: $variant:ident,)*) => {
+        /// The `[channels]` section: `[[channels.<kind>]]`, one array per
+        /// kind, so that several channels of a kind (two Mastodon accounts,
+        /// a gateway per region) each have their own name and settings.
+        #[derive(Debug, Clone, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct ChannelSettings {
+            $(
+                #[serde(default)]
+                pub $key: Vec<<$variant as Kind>::Settings>,
+            )*
+        }
+
+        impl ChannelSettings {
+            /// Every configured channel, in config order by kind.
+            pub fn configured(&self) -> Vec<Box<dyn Configured<'_> + '_>> {
+                let mut all: Vec<Box<dyn Configured<'_> + '_>> = Vec::new();
+                $(
+                    all.extend(self.$key.iter().map(|settings| {
+                        Box::new(Section::<$variant> {
+                            kind: ProviderKind::$variant,
+                            settings,
+                        }) as Box<dyn Configured<'_> + '_>
+                    }));
+                )*
+                all
+            }
+        }
+
+        /// Every kind's family and standard limit.
+        const STANDARD: &[(ProviderKind, Option<TextFamily>, TextLimit)] = &[
+            $((ProviderKind::$variant, <$variant as Kind>::FAMILY, <$variant as Kind>::STANDARD_LIMIT),)*
+        ];
+    };
+}
+with_kinds!(channel_settings);
+
+impl ChannelSettings {
+    /// What every configured channel has in common, in config order by kind.
+    pub fn common(&self) -> Vec<ChannelCommon<'_>> {
+        self.configured()
+            .iter()
+            .map(|channel| {
+                let section = channel.section();
+                ChannelCommon {
+                    kind: channel.kind(),
+                    name: section.name(),
+                    rate_per_second: section.rate_per_second(),
+                    burst: section.burst(),
+                }
+            })
+            .collect()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.common().into_iter().map(|c| c.name)
+    }
+
+    /// Rate limits by channel name, for the channels that have one.
+    pub fn rate_limits(&self) -> Result<std::collections::BTreeMap<String, RateLimit>, String> {
+        rate_limits(self.common())
+    }
+
+    /// What planning needs to know about every configured channel.
+    pub fn profiles(&self, default_locale: &str) -> Vec<ChannelProfile> {
+        self.configured()
+            .iter()
+            .map(|channel| channel.profile(default_locale))
+            .collect()
+    }
+
+    /// Whether a configured channel takes inbound SMS webhooks (whose
+    /// signatures need the daemon's public URL).
+    pub fn takes_inbound_sms(&self) -> bool {
+        self.configured()
+            .iter()
+            .any(|channel| channel.inbound_secret().is_some())
+    }
+
+    /// The secrets that sign inbound SMS webhooks, by channel name, for
+    /// the channels whose secret can be read.
+    pub fn inbound_sms_secrets(&self) -> HashMap<String, Secret> {
+        self.configured()
+            .iter()
+            .filter_map(|channel| {
+                let secret = channel.inbound_secret()?.read().ok()?;
+                Some((channel.section().name().to_owned(), secret))
+            })
+            .collect()
+    }
+}
+
+/// Builds every configured channel; reports every channel that cannot be
+/// built, not only the first.
+pub fn build_all(settings: &ChannelSettings) -> Result<Vec<Arc<dyn Channel>>, Vec<ChannelError>> {
+    let http = http::client().map_err(|e| vec![e])?;
+    let (channels, errors): (Vec<_>, Vec<_>) = settings
+        .configured()
+        .iter()
+        .map(|channel| channel.build(&http))
+        .partition(Result::is_ok);
+    if errors.is_empty() {
+        Ok(channels.into_iter().filter_map(Result::ok).collect())
+    } else {
+        Err(errors.into_iter().filter_map(Result::err).collect())
+    }
+}
+
+/// A kind of channel (`twilio`, `email`…) or a family (`sms`, `social`,
+/// `chat`) with its standard limits, for previewing a channel that is not
+/// configured yet. A family has the tightest limit of its kinds: a message
+/// that fits it fits them all.
+pub fn standard_profile(kind_or_family: &str, default_locale: &str) -> Option<ChannelProfile> {
+    let (family, limit) = match kind_or_family.parse::<ProviderKind>() {
+        Ok(kind) => STANDARD
+            .iter()
+            .find(|(standard, _, _)| *standard == kind)
+            .map(|(_, family, limit)| (*family, *limit))?,
+        Err(_) => {
+            let family = TextFamily::ALL
+                .into_iter()
+                .find(|family| family.as_str() == kind_or_family)?;
+            let limit = STANDARD
+                .iter()
+                .filter(|(_, of, _)| *of == Some(family))
+                .map(|(_, _, limit)| *limit)
+                .min_by_key(allowance)?;
+            (Some(family), limit)
+        }
+    };
+    Some(ChannelProfile {
+        name: kind_or_family.to_owned(),
+        kind: None,
+        reach: reach(family, default_locale),
+        family,
+        limit,
+    })
+}
+
+/// How much a limit lets through, to find the tightest of a family.
+fn allowance(limit: &TextLimit) -> usize {
+    match limit {
+        TextLimit::Unlimited => usize::MAX,
+        TextLimit::SmsSegments { max } | TextLimit::Length { max, .. } => *max,
+    }
+}
