@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{AnnouncementKind, Crisis, Declaration, DomainError, Status};
-use crate::message::{ChannelProfile, Form, Measurement, Reach, TextLimit};
+use crate::message::{
+    ChannelProfile, Form, Measurement, ProviderKind, Reach, TextFamily, TextLimit,
+};
 use crate::plan::{FitError, PlanInputs, fit};
 use crate::render::RenderContext;
 
@@ -55,8 +57,8 @@ pub enum PreviewError {
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error(
-        "no channel named `{0}` is configured, and it is not a channel type \
-         (email, sms, social, chat, twilio, vonage, sms_gateway, mastodon, bluesky, slack, discord, teams, telegram)"
+        "no channel named `{0}` is configured, and it is not a channel type ({types})",
+        types = channel_types()
     )]
     UnknownChannel(String),
     #[error("a preview is of an initial, update or resolved announcement")]
@@ -64,6 +66,22 @@ pub enum PreviewError {
 }
 
 const SAMPLE_READER: &str = "Sample Reader";
+
+/// What a preview takes for a channel type: email, the text families, and
+/// every provider.
+fn channel_types() -> String {
+    let email = ProviderKind::Email.as_str();
+    let families = TextFamily::ALL.iter().map(TextFamily::as_str);
+    let providers = ProviderKind::ALL
+        .iter()
+        .filter(|kind| **kind != ProviderKind::Email)
+        .map(|kind| kind.as_str());
+    std::iter::once(email)
+        .chain(families)
+        .chain(providers)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// A channel type's standard profile, given its name and the default
 /// locale: how a preview shows a channel that is not configured.

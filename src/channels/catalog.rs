@@ -73,12 +73,12 @@ pub trait Configured<'a> {
 }
 
 /// A section of the kind `K`.
-struct Section<'a, K: Kind> {
+struct SectionOf<'a, K: Kind> {
     kind: ProviderKind,
     settings: &'a K::Settings,
 }
 
-impl<'a, K: Build> Configured<'a> for Section<'a, K> {
+impl<'a, K: Build> Configured<'a> for SectionOf<'a, K> {
     fn kind(&self) -> ProviderKind {
         self.kind
     }
@@ -140,7 +140,7 @@ macro_rules! channel_settings {
                 let mut all: Vec<Box<dyn Configured<'_> + '_>> = Vec::new();
                 $(
                     all.extend(self.$key.iter().map(|settings| {
-                        Box::new(Section::<$variant> {
+                        Box::new(SectionOf::<$variant> {
                             kind: ProviderKind::$variant,
                             settings,
                         }) as Box<dyn Configured<'_> + '_>
@@ -265,5 +265,191 @@ fn allowance(limit: &TextLimit) -> usize {
     match limit {
         TextLimit::Unlimited => usize::MAX,
         TextLimit::SmsSegments { max } | TextLimit::Length { max, .. } => *max,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::post::LengthRule;
+
+    const fn length(rule: LengthRule, max: usize) -> TextLimit {
+        TextLimit::Length { rule, max }
+    }
+
+    fn broadcast(locale: &str) -> Reach {
+        Reach::Broadcast {
+            locale: locale.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_kind_or_family_previews_with_its_standard_limits_and_a_family_with_the_tightest() {
+        use TextFamily::{Chat, Sms, Social};
+        let sms = (Some(Sms), TextLimit::SmsSegments { max: 3 }, Reach::Phone);
+        let bluesky = (
+            Some(Social),
+            length(LengthRule::Graphemes, 300),
+            broadcast("bn"),
+        );
+        let discord = (Some(Chat), length(LengthRule::Chars, 2000), broadcast("bn"));
+        let chat_4000 = (Some(Chat), length(LengthRule::Chars, 4000), broadcast("bn"));
+        let table = [
+            ("email", (None, TextLimit::Unlimited, Reach::Email)),
+            ("sms", sms.clone()),
+            ("twilio", sms.clone()),
+            ("vonage", sms.clone()),
+            ("sms_gateway", sms),
+            (
+                "mastodon",
+                (
+                    Some(Social),
+                    length(LengthRule::Mastodon, 500),
+                    broadcast("bn"),
+                ),
+            ),
+            ("social", bluesky.clone()),
+            ("bluesky", bluesky),
+            ("chat", discord.clone()),
+            ("discord", discord),
+            ("slack", chat_4000.clone()),
+            ("teams", chat_4000),
+            (
+                "telegram",
+                (Some(Chat), length(LengthRule::Utf16, 4096), broadcast("bn")),
+            ),
+        ];
+        for (name, (family, limit, reach)) in table {
+            assert_eq!(
+                standard_profile(name, "bn"),
+                Some(ChannelProfile {
+                    name: name.to_owned(),
+                    kind: None,
+                    reach,
+                    family,
+                    limit,
+                }),
+                "{name}"
+            );
+        }
+        assert_eq!(standard_profile("pager", "bn"), None);
+    }
+
+    const EVERY_KIND: &str = r#"
+        [[email]]
+        name = "mail"
+        from = "Support <support@example.com>"
+        transport = "spool"
+        [[twilio]]
+        name = "twilio"
+        account_sid = "AC1"
+        from = "+15005550006"
+        max_segments = 2
+        [[vonage]]
+        name = "vonage"
+        api_key = "k"
+        from = "Example"
+        [[sms_gateway]]
+        name = "gateway"
+        url = "https://gw.example.com"
+        [[mastodon]]
+        name = "mastodon"
+        instance_url = "https://mastodon.example"
+        max_characters = 1000
+        locale = "pt-BR"
+        [[bluesky]]
+        name = "bluesky"
+        identifier = "crisis.example.com"
+        [[slack]]
+        name = "slack"
+        locale = "bn"
+        [[discord]]
+        name = "discord"
+        [[teams]]
+        name = "teams"
+        [[telegram]]
+        name = "telegram"
+        chat_id = "@news"
+    "#;
+
+    #[test]
+    fn every_configured_channel_has_its_kinds_profile_in_config_order() {
+        use TextFamily::{Chat, Sms, Social};
+        let settings: ChannelSettings = toml::from_str(EVERY_KIND).unwrap();
+        let profile = |name: &str, kind, reach, family, limit| ChannelProfile {
+            name: name.to_owned(),
+            kind: Some(kind),
+            reach,
+            family,
+            limit,
+        };
+        let sms = |max| TextLimit::SmsSegments { max };
+        let chars = |max| length(LengthRule::Chars, max);
+        use ProviderKind as K;
+        assert_eq!(
+            settings.profiles("en"),
+            vec![
+                profile("mail", K::Email, Reach::Email, None, TextLimit::Unlimited),
+                profile("twilio", K::Twilio, Reach::Phone, Some(Sms), sms(2)),
+                profile("vonage", K::Vonage, Reach::Phone, Some(Sms), sms(3)),
+                profile("gateway", K::SmsGateway, Reach::Phone, Some(Sms), sms(3)),
+                profile(
+                    "mastodon",
+                    K::Mastodon,
+                    broadcast("pt-BR"),
+                    Some(Social),
+                    length(LengthRule::Mastodon, 1000)
+                ),
+                profile(
+                    "bluesky",
+                    K::Bluesky,
+                    broadcast("en"),
+                    Some(Social),
+                    length(LengthRule::Graphemes, 300)
+                ),
+                profile("slack", K::Slack, broadcast("bn"), Some(Chat), chars(4000)),
+                profile(
+                    "discord",
+                    K::Discord,
+                    broadcast("en"),
+                    Some(Chat),
+                    chars(2000)
+                ),
+                profile("teams", K::Teams, broadcast("en"), Some(Chat), chars(4000)),
+                profile(
+                    "telegram",
+                    K::Telegram,
+                    broadcast("en"),
+                    Some(Chat),
+                    length(LengthRule::Utf16, 4096)
+                ),
+            ]
+        );
+        let kinds: Vec<ProviderKind> = settings.common().iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, ProviderKind::ALL);
+    }
+
+    #[test]
+    fn only_twilio_channels_take_inbound_sms_and_their_readable_tokens_sign_them() {
+        let settings: ChannelSettings = toml::from_str(EVERY_KIND).unwrap();
+        assert!(settings.takes_inbound_sms());
+        // Its token cannot be read: no secret to check with.
+        assert!(settings.inbound_sms_secrets().is_empty());
+
+        let token = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(token.path(), "auth-token").unwrap();
+        let text = format!(
+            "[[twilio]]\nname = \"sms\"\naccount_sid = \"AC1\"\nfrom = \"+1\"\n\
+             auth_token_file = \"{}\"\n[[vonage]]\nname = \"v\"\napi_key = \"k\"\nfrom = \"f\"\n",
+            token.path().display()
+        );
+        let settings: ChannelSettings = toml::from_str(&text).unwrap();
+        let secrets = settings.inbound_sms_secrets();
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(secrets["sms"].expose(), "auth-token");
+
+        let without: ChannelSettings =
+            toml::from_str("[[vonage]]\nname = \"v\"\napi_key = \"k\"\nfrom = \"f\"\n").unwrap();
+        assert!(!without.takes_inbound_sms());
     }
 }
