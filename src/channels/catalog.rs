@@ -15,6 +15,7 @@ use super::chat::*;
 use super::sms::*;
 use super::social::*;
 use super::{Channel, ChannelError, ChannelSection, http};
+use crate::message::post::LengthRule;
 use crate::message::{ChannelProfile, Reach};
 use crate::message::{TextFamily, TextLimit};
 use crate::secret::{Secret, SecretSource};
@@ -41,6 +42,11 @@ pub trait Kind: 'static {
     fn inbound_secret(_settings: &Self::Settings) -> Option<SecretSource> {
         None
     }
+}
+
+/// A limit of at most `max`, counted by `rule`.
+pub const fn length(rule: LengthRule, max: usize) -> TextLimit {
+    TextLimit::Length { rule, max }
 }
 
 /// How a channel of a kind is built from its section.
@@ -271,11 +277,6 @@ fn allowance(limit: &TextLimit) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::post::LengthRule;
-
-    const fn length(rule: LengthRule, max: usize) -> TextLimit {
-        TextLimit::Length { rule, max }
-    }
 
     fn broadcast(locale: &str) -> Reach {
         Reach::Broadcast {

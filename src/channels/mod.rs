@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use crate::message::ProviderKind;
-pub use catalog::{Build, ChannelSettings, Configured, Kind, build_all, standard_profile};
+pub use catalog::{Build, ChannelSettings, Configured, Kind, build_all, length, standard_profile};
 pub use chat::*;
 pub use email::{EmailChannel, EmailSettings, EmailTransportKind, SmtpSettings, SmtpTls};
 pub use http::HttpChannel;

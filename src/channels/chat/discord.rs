@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::webhook::{Webhook, WebhookSettings};
 use crate::channels::http::{Answer, Exchange, Provider, excerpt, is_temporary};
-use crate::channels::{DeliveryError, Kind, Receipt, message_of};
+use crate::channels::{DeliveryError, Kind, Receipt, length, message_of};
 use crate::message::post::LengthRule;
 use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
@@ -43,10 +43,7 @@ struct DiscordMessage {
 impl Kind for Discord {
     type Settings = WebhookSettings;
     const FAMILY: Option<TextFamily> = Some(TextFamily::Chat);
-    const STANDARD_LIMIT: TextLimit = TextLimit::Length {
-        rule: LengthRule::Chars,
-        max: 2000,
-    };
+    const STANDARD_LIMIT: TextLimit = length(LengthRule::Chars, 2000);
 }
 
 #[async_trait]
@@ -93,10 +90,7 @@ impl Provider for Discord {
 
     /// 200 with the message; a 204 (`wait` ignored) has no id to give.
     fn receipt(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
-        let id = serde_json::from_str::<DiscordMessage>(&answer.body)
-            .ok()
-            .map(|m| m.id);
-        Ok(Receipt { provider_ref: id })
+        Ok(answer.receipt(|m: DiscordMessage| m.id))
     }
 
     fn classify(&self, answer: &Answer) -> DeliveryError {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::webhook::{Webhook, WebhookSettings};
 use crate::channels::http::{Answer, Exchange, Provider, classify};
-use crate::channels::{DeliveryError, Kind, Receipt, message_of};
+use crate::channels::{DeliveryError, Kind, Receipt, length, message_of};
 use crate::message::post::LengthRule;
 use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
@@ -21,10 +21,7 @@ impl Kind for Slack {
     type Settings = WebhookSettings;
     const FAMILY: Option<TextFamily> = Some(TextFamily::Chat);
     /// Slack truncates far later, but advises keeping messages under 4,000.
-    const STANDARD_LIMIT: TextLimit = TextLimit::Length {
-        rule: LengthRule::Chars,
-        max: 4000,
-    };
+    const STANDARD_LIMIT: TextLimit = length(LengthRule::Chars, 4000);
 }
 
 #[async_trait]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::webhook::{Webhook, WebhookSettings};
 use crate::channels::http::{Answer, Exchange, Provider, classify};
-use crate::channels::{DeliveryError, Kind, Receipt, message_of};
+use crate::channels::{DeliveryError, Kind, Receipt, length, message_of};
 use crate::domain::Severity;
 use crate::message::MessageContent;
 use crate::message::post::LengthRule;
@@ -22,10 +22,7 @@ impl Kind for Teams {
     type Settings = WebhookSettings;
     const FAMILY: Option<TextFamily> = Some(TextFamily::Chat);
     /// Teams cards allow ~28 KB; longer text is unreadable in a chat anyway.
-    const STANDARD_LIMIT: TextLimit = TextLimit::Length {
-        rule: LengthRule::Chars,
-        max: 4000,
-    };
+    const STANDARD_LIMIT: TextLimit = length(LengthRule::Chars, 4000);
 }
 
 /// The Adaptive Card: the crisis title as a heading coloured by severity,

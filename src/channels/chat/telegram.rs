@@ -12,11 +12,10 @@ use serde::Deserialize;
 
 use crate::channels::http::{Answer, Exchange, Provider, excerpt, is_http_url, is_temporary};
 use crate::channels::settings::{read_secret, secret, section};
-use crate::channels::{DeliveryError, Kind, Receipt, message_of};
+use crate::channels::{DeliveryError, Kind, Receipt, length, message_of};
 use crate::message::post::LengthRule;
 use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
-use crate::secret::SecretSource;
 
 section! {
     /// A Telegram bot posting to one chat or channel.
@@ -33,12 +32,6 @@ section! {
 
 fn default_api_base() -> String {
     "https://api.telegram.org".into()
-}
-
-impl TelegramSettings {
-    pub fn bot_token(&self) -> SecretSource {
-        secret(&self.bot_token_env, &self.bot_token_file)
-    }
 }
 
 pub struct Telegram {
@@ -75,10 +68,7 @@ impl Kind for Telegram {
     type Settings = TelegramSettings;
     const FAMILY: Option<TextFamily> = Some(TextFamily::Chat);
     /// 4,096 UTF-16 code units, as the Bot API counts.
-    const STANDARD_LIMIT: TextLimit = TextLimit::Length {
-        rule: LengthRule::Utf16,
-        max: 4096,
-    };
+    const STANDARD_LIMIT: TextLimit = length(LengthRule::Utf16, 4096);
 }
 
 impl Telegram {
@@ -96,7 +86,10 @@ impl Provider for Telegram {
         if !is_http_url(api_base) {
             return Err(format!("api_base `{api_base}` is not an http(s) URL"));
         }
-        let token = read_secret("bot token", &settings.bot_token())?;
+        let token = read_secret(
+            "bot token",
+            &secret(&settings.bot_token_env, &settings.bot_token_file),
+        )?;
         // It goes into the URL path as is: a character that would end the
         // segment means it is not a bot token (`123456:ABC-DEF...`).
         if token

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use reqwest::Url;
 
 use crate::channels::settings::{read_secret, secret, section};
-use crate::secret::SecretSource;
 
 section! {
     /// A Slack, Discord or Teams incoming webhook. Its URL carries its
@@ -15,12 +14,6 @@ section! {
         pub webhook_url_env: Option<String>,
         pub webhook_url_file: Option<PathBuf>,
         @locale,
-    }
-}
-
-impl WebhookSettings {
-    pub fn webhook_url(&self) -> SecretSource {
-        secret(&self.webhook_url_env, &self.webhook_url_file)
     }
 }
 
@@ -51,7 +44,10 @@ impl Webhook {
 /// Reads a webhook URL from its secret and checks that it is an http(s)
 /// URL. The URL is a credential: no error repeats it.
 fn webhook_url(settings: &WebhookSettings) -> Result<Url, String> {
-    let raw = read_secret("webhook URL", &settings.webhook_url())?;
+    let raw = read_secret(
+        "webhook URL",
+        &secret(&settings.webhook_url_env, &settings.webhook_url_file),
+    )?;
     let invalid = |why: &str| format!("the webhook URL {why}");
     // `url::ParseError` describes the problem without quoting the input.
     let url = Url::parse(&raw).map_err(|e| invalid(&format!("is not a URL ({e})")))?;

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::de::DeserializeOwned;
 
 pub use driver::{Exchange, HttpChannel, Provider};
 
-use super::{ChannelError, DeliveryError};
+use super::{ChannelError, DeliveryError, Receipt};
 
 pub const USER_AGENT: &str = concat!(
     "crisisd/",
@@ -55,6 +56,16 @@ impl Answer {
     /// The start of the body, enough to say what went wrong.
     pub fn excerpt(&self) -> String {
         excerpt(&self.body)
+    }
+
+    /// A success's receipt, with the provider's id for the message read
+    /// from its JSON body by `id`. A 2xx means the message exists; failing
+    /// here would only send it again, so a body that cannot be read still
+    /// counts as sent, without an id.
+    pub fn receipt<T: DeserializeOwned>(&self, id: impl FnOnce(T) -> String) -> Receipt {
+        Receipt {
+            provider_ref: serde_json::from_str(&self.body).ok().map(id),
+        }
     }
 }
 

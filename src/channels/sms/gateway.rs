@@ -17,7 +17,6 @@ use crate::channels::{DeliveryError, Kind, Receipt, message_of};
 use crate::message::sms::{self, SmsEncoding};
 use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
-use crate::secret::SecretSource;
 
 section! {
     /// A generic HTTP SMS gateway: method, URL, headers and body are
@@ -37,12 +36,6 @@ section! {
         pub secret_file: Option<PathBuf>,
         #[serde(default)]
         pub success: GatewaySuccess,
-    }
-}
-
-impl SmsGatewaySettings {
-    pub fn secret(&self) -> SecretSource {
-        secret(&self.secret_env, &self.secret_file)
     }
 }
 
@@ -239,8 +232,9 @@ impl Provider for SmsGateway {
     fn new(settings: &SmsGatewaySettings) -> Result<Self, String> {
         let templates = templates(settings)?;
         check_success(&settings.success)?;
-        let secret = if settings.secret().is_set() {
-            Some(read_secret("gateway secret", &settings.secret())?)
+        let source = secret(&settings.secret_env, &settings.secret_file);
+        let secret = if source.is_set() {
+            Some(read_secret("gateway secret", &source)?)
         } else {
             None
         };

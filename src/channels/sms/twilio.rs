@@ -37,12 +37,6 @@ fn default_base_url() -> String {
     "https://api.twilio.com".into()
 }
 
-impl TwilioSettings {
-    pub fn auth_token(&self) -> SecretSource {
-        secret(&self.auth_token_env, &self.auth_token_file)
-    }
-}
-
 pub struct Twilio {
     account_sid: String,
     auth_token: String,
@@ -80,7 +74,7 @@ impl Kind for Twilio {
 
     /// Twilio signs the messages it forwards with the auth token.
     fn inbound_secret(settings: &TwilioSettings) -> Option<SecretSource> {
-        Some(settings.auth_token())
+        Some(secret(&settings.auth_token_env, &settings.auth_token_file))
     }
 }
 
@@ -105,7 +99,10 @@ impl Provider for Twilio {
         }
         Ok(Self {
             account_sid: settings.account_sid.clone(),
-            auth_token: read_secret("auth token", &settings.auth_token())?,
+            auth_token: read_secret(
+                "auth token",
+                &secret(&settings.auth_token_env, &settings.auth_token_file),
+            )?,
             sender,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
         })
@@ -142,10 +139,7 @@ impl Provider for Twilio {
     }
 
     fn receipt(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
-        let sid = serde_json::from_str::<TwilioMessage>(&answer.body)
-            .ok()
-            .map(|m| m.sid);
-        Ok(Receipt { provider_ref: sid })
+        Ok(answer.receipt(|m: TwilioMessage| m.sid))
     }
 
     fn classify(&self, answer: &Answer) -> DeliveryError {

@@ -12,7 +12,6 @@ use crate::channels::{DeliveryError, Kind, Receipt, message_of};
 use crate::message::sms::is_gsm7;
 use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
-use crate::secret::SecretSource;
 
 section! {
     /// Vonage (Nexmo) SMS API.
@@ -28,12 +27,6 @@ section! {
 
 fn default_base_url() -> String {
     "https://rest.nexmo.com".into()
-}
-
-impl VonageSettings {
-    pub fn api_secret(&self) -> SecretSource {
-        secret(&self.api_secret_env, &self.api_secret_file)
-    }
 }
 
 pub struct Vonage {
@@ -76,7 +69,10 @@ impl Provider for Vonage {
     fn new(settings: &VonageSettings) -> Result<Self, String> {
         Ok(Self {
             api_key: settings.api_key.clone(),
-            api_secret: read_secret("API secret", &settings.api_secret())?,
+            api_secret: read_secret(
+                "API secret",
+                &secret(&settings.api_secret_env, &settings.api_secret_file),
+            )?,
             from: settings.from.clone(),
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
         })

@@ -20,11 +20,10 @@ use tokio::sync::Mutex;
 
 use crate::channels::http::{Answer, Exchange, Provider, is_http_url, is_temporary};
 use crate::channels::settings::{read_secret, secret, section};
-use crate::channels::{DeliveryError, Kind, Receipt, message_of};
+use crate::channels::{DeliveryError, Kind, Receipt, length, message_of};
 use crate::message::post::{LengthRule, link_facets};
 use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
-use crate::secret::SecretSource;
 
 section! {
     /// A Bluesky account, posting with an app password.
@@ -42,12 +41,6 @@ section! {
 
 fn default_service() -> String {
     "https://bsky.social".into()
-}
-
-impl BlueskySettings {
-    pub fn app_password(&self) -> SecretSource {
-        secret(&self.app_password_env, &self.app_password_file)
-    }
 }
 
 pub struct Bluesky {
@@ -166,10 +159,7 @@ impl Kind for Bluesky {
     type Settings = BlueskySettings;
     const FAMILY: Option<TextFamily> = Some(TextFamily::Social);
     /// 300 graphemes, whatever the PDS.
-    const STANDARD_LIMIT: TextLimit = TextLimit::Length {
-        rule: LengthRule::Graphemes,
-        max: 300,
-    };
+    const STANDARD_LIMIT: TextLimit = length(LengthRule::Graphemes, 300);
 }
 
 impl Bluesky {
@@ -302,7 +292,10 @@ impl Provider for Bluesky {
         Ok(Self {
             service: service.to_owned(),
             identifier: identifier.to_owned(),
-            app_password: read_secret("app password", &settings.app_password())?,
+            app_password: read_secret(
+                "app password",
+                &secret(&settings.app_password_env, &settings.app_password_file),
+            )?,
             session: Mutex::new(None),
         })
     }
@@ -337,13 +330,8 @@ impl Provider for Bluesky {
         self.session(exchange).await.map(drop)
     }
 
-    /// A 2xx means the post exists; failing here would only post it
-    /// again, so an unreadable body still counts as sent.
     fn receipt(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
-        let uri = serde_json::from_str::<CreatedRecord>(&answer.body)
-            .ok()
-            .map(|r| r.uri);
-        Ok(Receipt { provider_ref: uri })
+        Ok(answer.receipt(|m: CreatedRecord| m.uri))
     }
 
     /// What a refused `createRecord` means for the delivery.

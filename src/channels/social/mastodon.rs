@@ -14,11 +14,10 @@ use serde::Deserialize;
 
 use crate::channels::http::{Answer, Exchange, Provider, is_http_url, is_temporary};
 use crate::channels::settings::{read_secret, secret, section};
-use crate::channels::{DeliveryError, Kind, Receipt, message_of};
+use crate::channels::{DeliveryError, Kind, Receipt, length, message_of};
 use crate::message::post::LengthRule;
 use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
-use crate::secret::SecretSource;
 
 section! {
     /// A Mastodon account.
@@ -41,12 +40,6 @@ const MAX_CHARACTERS: usize = 500;
 
 fn default_max_characters() -> usize {
     MAX_CHARACTERS
-}
-
-impl MastodonSettings {
-    pub fn access_token(&self) -> SecretSource {
-        secret(&self.access_token_env, &self.access_token_file)
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -91,18 +84,11 @@ struct MastodonStatus {
 impl Kind for Mastodon {
     type Settings = MastodonSettings;
     const FAMILY: Option<TextFamily> = Some(TextFamily::Social);
-    const STANDARD_LIMIT: TextLimit = characters(MAX_CHARACTERS);
+    /// Characters as Mastodon counts them (a link as 23).
+    const STANDARD_LIMIT: TextLimit = length(LengthRule::Mastodon, MAX_CHARACTERS);
 
     fn limit(settings: &MastodonSettings) -> TextLimit {
-        characters(settings.max_characters)
-    }
-}
-
-/// Characters as Mastodon counts them (a link as 23).
-const fn characters(max: usize) -> TextLimit {
-    TextLimit::Length {
-        rule: LengthRule::Mastodon,
-        max,
+        length(LengthRule::Mastodon, settings.max_characters)
     }
 }
 
@@ -119,7 +105,10 @@ impl Provider for Mastodon {
         }
         Ok(Self {
             instance_url: instance_url.to_owned(),
-            access_token: read_secret("access token", &settings.access_token())?,
+            access_token: read_secret(
+                "access token",
+                &secret(&settings.access_token_env, &settings.access_token_file),
+            )?,
             visibility: settings.visibility.as_str(),
         })
     }
@@ -158,13 +147,8 @@ impl Provider for Mastodon {
         exchange.check(request).await
     }
 
-    /// A 2xx means the status exists; failing here would only post it
-    /// again, so an unreadable body still counts as sent.
     fn receipt(&self, answer: &Answer) -> Result<Receipt, DeliveryError> {
-        let id = serde_json::from_str::<MastodonStatus>(&answer.body)
-            .ok()
-            .map(|s| s.id);
-        Ok(Receipt { provider_ref: id })
+        Ok(answer.receipt(|m: MastodonStatus| m.id))
     }
 
     /// The token is never part of the reason: Mastodon does not echo it,

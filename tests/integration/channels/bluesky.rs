@@ -7,13 +7,12 @@ use std::time::Duration;
 use crisisd::channels::{
     Bluesky, BlueskySettings, Channel, ChannelError, DeliveryError, HttpChannel,
 };
-use crisisd::message::DeliveryContent;
 use crisisd::outbox::Delivery;
 use serde_json::{Value, json};
 use wiremock::matchers::{bearer_token, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::{secret_file, text_delivery};
+use super::secret_file;
 
 const HANDLE: &str = "crisis.example.com";
 const APP_PASSWORD: &str = "abcd-efgh-ijkl-mnop";
@@ -50,11 +49,7 @@ fn channel(server: &MockServer) -> HttpChannel<Bluesky> {
 
 /// A delivery whose message is in `language`.
 fn delivery_in(language: &str, text: &str) -> Delivery {
-    let mut delivery = text_delivery("bluesky-main", "", text);
-    if let DeliveryContent::Message(message) = std::sync::Arc::make_mut(&mut delivery.content) {
-        message.language = language.to_owned();
-    }
-    delivery
+    super::delivery_in("bluesky-main", language, text)
 }
 
 /// A session as createSession and refreshSession answer it.

@@ -33,6 +33,9 @@ struct Provider {
     hidden: &'static [&'static str],
     /// How it names itself when it reads failures the shared way.
     label: Option<&'static str>,
+    /// Refusals it documents (status, body): each is permanent, and its
+    /// reason names both.
+    refusals: &'static [(u16, &'static str)],
 }
 
 const PROVIDERS: &[Provider] = &[
@@ -48,6 +51,7 @@ const PROVIDERS: &[Provider] = &[
         ),
         hidden: &[],
         label: None,
+        refusals: &[],
     },
     Provider {
         kind: "vonage",
@@ -58,6 +62,7 @@ const PROVIDERS: &[Provider] = &[
         health: ("GET", "/account/get-balance"),
         hidden: &[],
         label: Some("Vonage"),
+        refusals: &[],
     },
     Provider {
         kind: "sms_gateway",
@@ -69,6 +74,7 @@ const PROVIDERS: &[Provider] = &[
         health: ("HEAD", "/"),
         hidden: &[],
         label: Some("sms_gateway-channel"),
+        refusals: &[],
     },
     Provider {
         kind: "mastodon",
@@ -78,6 +84,7 @@ const PROVIDERS: &[Provider] = &[
         health: ("GET", "/api/v1/accounts/verify_credentials"),
         hidden: &[],
         label: None,
+        refusals: &[],
     },
     Provider {
         kind: "bluesky",
@@ -88,6 +95,7 @@ const PROVIDERS: &[Provider] = &[
         health: ("POST", "/xrpc/com.atproto.server.createSession"),
         hidden: &[],
         label: None,
+        refusals: &[],
     },
     Provider {
         kind: "slack",
@@ -97,6 +105,13 @@ const PROVIDERS: &[Provider] = &[
         health: ("HEAD", "/"),
         hidden: &["SECRET"],
         label: Some("Slack"),
+        refusals: &[
+            (400, "invalid_payload"),
+            (400, "no_text"),
+            (403, "action_prohibited"),
+            (404, "channel_not_found"),
+            (410, "channel_is_archived"),
+        ],
     },
     Provider {
         kind: "discord",
@@ -106,6 +121,7 @@ const PROVIDERS: &[Provider] = &[
         health: ("GET", "/api/webhooks/112233445566778899/SECRETtokenSECRET"),
         hidden: &["SECRETtoken"],
         label: None,
+        refusals: &[],
     },
     Provider {
         kind: "teams",
@@ -120,6 +136,11 @@ const PROVIDERS: &[Provider] = &[
             "/workflows/0a1b2c3d/triggers/manual/paths/invoke",
         ],
         label: Some("Teams"),
+        refusals: &[
+            (400, "Bad payload received by generic incoming webhook."),
+            (404, "Webhook Bad Request - Null or empty event"),
+            (410, "Connector configuration not found"),
+        ],
     },
     Provider {
         kind: "telegram",
@@ -133,6 +154,7 @@ const PROVIDERS: &[Provider] = &[
         // The token, and the start of its secret half.
         hidden: &["AAHsecret"],
         label: None,
+        refusals: &[],
     },
 ];
 
@@ -304,7 +326,8 @@ impl Provider {
         server
     }
 
-    /// What every case's answer becomes for this provider.
+    /// What every case's answer, and every refusal the provider
+    /// documents, becomes for this provider.
     async fn answers(&self) {
         for case in CASES {
             let server = self.server().await;
@@ -314,17 +337,30 @@ impl Provider {
                 self.path,
                 self.secret.replace("{base}", &server.uri())
             );
-            Mock::given(path(self.path))
-                .respond_with((case.answer)(&echo))
-                .mount(&server)
-                .await;
-            let (channel, _secret) = self.channel(&server.uri());
-            let err = channel
-                .send(&text_delivery(&self.name(), "+15005550006", "x"))
-                .await
-                .unwrap_err();
-            self.check(case, &err);
+            self.check(case, &self.failure(&server, (case.answer)(&echo)).await);
         }
+        for (status, body) in self.refusals {
+            let server = self.server().await;
+            let answer = ResponseTemplate::new(*status).set_body_string(*body);
+            let err = self.failure(&server, answer).await;
+            let context = format!("{}, {status} {body}: {err:?}", self.kind);
+            assert!(matches!(err, DeliveryError::Permanent { .. }), "{context}");
+            assert!(reason(&err).contains(body), "{context}");
+            assert!(reason(&err).contains(&status.to_string()), "{context}");
+        }
+    }
+
+    /// How sending one delivery fails when the provider gives `answer`.
+    async fn failure(&self, server: &MockServer, answer: ResponseTemplate) -> DeliveryError {
+        Mock::given(path(self.path))
+            .respond_with(answer)
+            .mount(server)
+            .await;
+        let (channel, _secret) = self.channel(&server.uri());
+        channel
+            .send(&text_delivery(&self.name(), "+15005550006", "x"))
+            .await
+            .unwrap_err()
     }
 
     fn check(&self, case: &Case, err: &DeliveryError) {

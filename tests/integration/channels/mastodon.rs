@@ -8,13 +8,12 @@ use crisisd::channels::{
     Channel, ChannelError, DeliveryError, HttpChannel, Mastodon, MastodonSettings,
     MastodonVisibility,
 };
-use crisisd::message::DeliveryContent;
 use crisisd::outbox::Delivery;
 use serde_json::json;
 use wiremock::matchers::{bearer_token, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::{secret_file, text_delivery};
+use super::secret_file;
 
 const TOKEN: &str = "mastodon-test-token";
 const STATUSES: &str = "/api/v1/statuses";
@@ -47,11 +46,7 @@ fn channel(server: &MockServer) -> HttpChannel<Mastodon> {
 
 /// A delivery whose message is in `language`.
 fn delivery_in(language: &str, text: &str) -> Delivery {
-    let mut delivery = text_delivery("mastodon-main", "", text);
-    if let DeliveryContent::Message(message) = std::sync::Arc::make_mut(&mut delivery.content) {
-        message.language = language.to_owned();
-    }
-    delivery
+    super::delivery_in("mastodon-main", language, text)
 }
 
 fn status(id: &str) -> ResponseTemplate {

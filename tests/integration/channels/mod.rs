@@ -47,6 +47,21 @@ pub fn text_delivery(channel: &str, destination: &str, text: &str) -> Delivery {
     }
 }
 
+/// `delivery` with its message changed by `change`.
+pub fn with_message(mut delivery: Delivery, change: impl FnOnce(&mut MessageContent)) -> Delivery {
+    if let DeliveryContent::Message(message) = std::sync::Arc::make_mut(&mut delivery.content) {
+        change(message);
+    }
+    delivery
+}
+
+/// A broadcast delivery whose message is in `language`.
+pub fn delivery_in(channel: &str, language: &str, text: &str) -> Delivery {
+    with_message(text_delivery(channel, "", text), |message| {
+        message.language = language.to_owned();
+    })
+}
+
 /// A secret in a temporary file, for the `*_file` settings.
 pub fn secret_file(value: &str) -> tempfile::NamedTempFile {
     let file = tempfile::NamedTempFile::new().expect("temp file");

@@ -84,37 +84,6 @@ async fn slacks_control_characters_are_escaped_so_nobody_is_pinged() {
 }
 
 #[tokio::test]
-async fn slacks_error_codes_are_permanent_and_name_the_problem() {
-    for (status, code) in [
-        (400, "invalid_payload"),
-        (400, "no_text"),
-        (403, "action_prohibited"),
-        (404, "channel_not_found"),
-        (410, "channel_is_archived"),
-    ] {
-        let server = MockServer::start().await;
-        let url = hook(&server);
-        Mock::given(method("POST"))
-            .respond_with(ResponseTemplate::new(status).set_body_string(code))
-            .mount(&server)
-            .await;
-        let err = channel(&url, Duration::from_secs(5))
-            .send(&text_delivery("slack-ops", "", "x"))
-            .await
-            .unwrap_err();
-        match err {
-            DeliveryError::Permanent { reason } => {
-                assert!(
-                    reason.contains(code) && reason.contains(&status.to_string()),
-                    "{reason}"
-                )
-            }
-            other => panic!("{status} {code}: expected permanent, got {other:?}"),
-        }
-    }
-}
-
-#[tokio::test]
 async fn a_revoked_webhook_is_permanent_and_says_to_replace_it() {
     let server = MockServer::start().await;
     let url = hook(&server);
