@@ -5,19 +5,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::email::EmailChannel as Email;
-use super::http::{HttpChannel, Provider};
-use super::settings::{ChannelCommon, RateLimit, rate_limits};
-use crate::message::ProviderKind;
-use crate::message::kind::with_kinds;
-// The kinds' types, by the names `with_kinds!` lists.
+// The kinds' types, by the names `with_kinds!` gives them.
 use super::chat::*;
+use super::email::EmailChannel as Email;
 use super::sms::*;
 use super::social::*;
+
+use super::http::{HttpChannel, Provider};
+use super::settings::{ChannelCommon, RateLimit, rate_limits};
 use super::{Channel, ChannelError, ChannelSection, http};
+use crate::message::kind::with_kinds;
 use crate::message::post::LengthRule;
-use crate::message::{ChannelProfile, Reach};
-use crate::message::{TextFamily, TextLimit};
+use crate::message::{ChannelProfile, ProviderKind, Reach, TextFamily, TextLimit};
 use crate::secret::{Secret, SecretSource};
 
 /// A kind of channel: its section and how its messages are written.

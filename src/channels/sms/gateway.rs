@@ -227,6 +227,7 @@ impl SmsGateway {
 
 #[async_trait]
 impl Provider for SmsGateway {
+    /// Only a fallback: a gateway is named by its channel (`label`).
     const LABEL: &'static str = "SMS gateway";
 
     fn new(settings: &SmsGatewaySettings) -> Result<Self, String> {
