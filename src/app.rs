@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::background::{BackgroundRuntime, MAX_NICE};
+use crate::background::BackgroundRuntime;
 use crate::banner::Banner;
 use crate::channels::{self, Channel};
 use crate::clock::{Clock, SystemClock};
@@ -162,107 +162,15 @@ fn sample_context(
 /// Validates the whole configuration, templates and audience included,
 /// reporting every problem at once.
 pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
-    let mut problems = Vec::new();
+    let mut problems = settings.problems();
     let default_locale = settings.locales.default.clone();
-
-    if settings.company.name.trim().is_empty() {
-        problems.push("company.name is empty; announcements are signed with it".to_owned());
-    }
-    let status_url = &settings.company.status_url;
-    if !(status_url.starts_with("https://") || status_url.starts_with("http://")) {
-        problems.push(format!(
-            "company.status_url `{status_url}` must be an http(s) URL"
-        ));
-    }
-
-    let mut names = HashSet::new();
-    for name in settings.channels.names() {
-        if name.trim().is_empty() {
-            problems.push("channels: a channel has an empty name".to_owned());
-        } else if !names.insert(name) {
-            problems.push(format!("channels: the name `{name}` is used twice"));
-        }
-    }
-    if names.is_empty() {
-        problems.push(
-            "channels: no channel is configured; add at least one [[channels.email]]".to_owned(),
-        );
-    }
-
-    if settings.dispatch.nice > MAX_NICE {
-        problems.push(format!(
-            "dispatch.nice is {}; it goes from 0 (as the API) to {MAX_NICE} (yields the most)",
-            settings.dispatch.nice
-        ));
-    }
-
-    let mut ids = HashSet::new();
-    for entry in &settings.directory {
-        if !ids.insert(entry.id.as_str()) {
-            problems.push(format!("directory: the id `{}` is used twice", entry.id));
-        }
-        problems.extend(entry.problems(&default_locale));
-    }
-    if settings.directory.is_empty() {
-        problems.push(
-            "directory: no contact entries; every announcement must say how to reach support"
-                .into(),
-        );
-    }
-
-    let mut cors_origins = Vec::new();
-    for origin in &settings.banner.cors_origins {
-        let valid = origin == "*"
-            || ((origin.starts_with("https://") || origin.starts_with("http://"))
-                && !origin.ends_with('/'));
-        match HeaderValue::from_str(origin) {
-            Ok(value) if valid => cors_origins.push(value),
-            _ => problems.push(format!(
-                "banner.cors_origins: `{origin}` is not an origin (scheme://host[:port], no path, or \"*\")"
-            )),
-        }
-    }
-
-    let mut tokens = Vec::new();
-    let mut token_names = HashSet::new();
-    for token in &settings.api.tokens {
-        if !token_names.insert(token.name.as_str()) {
-            problems.push(format!(
-                "api.tokens: the name `{}` is used twice",
-                token.name
-            ));
-        }
-        let source = token.secret();
-        if !source.is_set() {
-            problems.push(format!(
-                "api.tokens `{}`: set token_env or token_file",
-                token.name
-            ));
-            continue;
-        }
-        let generated_later =
-            token.generate_if_missing && source.resolved_file().is_some_and(|p| !p.exists());
-        match source.read() {
-            Ok(secret) => tokens.push(NamedToken::new(&token.name, &secret)),
-            Err(_) if generated_later => {}
-            Err(err) => problems.push(format!("api.tokens `{}`: {err}", token.name)),
-        }
-    }
-    if settings.api.tokens.is_empty() {
-        problems.push(
-            "api.tokens: no API token is configured; the API and CLI could not be used".into(),
-        );
-    }
-
-    if let Some(flag) = &settings.flag_file
-        && flag.path.is_dir()
-    {
-        problems.push(format!(
-            "flag_file.path: {} is a directory",
-            flag.path.display()
-        ));
-    }
-
+    let cors_origins = settings.banner.cors_origins(&mut problems);
+    let tokens = settings
+        .api
+        .tokens(&mut problems)
+        .iter()
+        .map(|(name, secret)| NamedToken::new(name, secret))
+        .collect();
     let renderer = match Renderer::load(&settings.templates.dir, &default_locale) {
         Ok(renderer) => Some(renderer),
         Err(err) => {
@@ -284,46 +192,12 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
             Vec::new()
         }
     };
-    match &settings.server.public_url {
-        Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
-            problems.push(format!("server.public_url `{url}` must be an http(s) URL"));
-        }
-        None if settings.server.listen.ip().is_unspecified()
-            && (settings.consent.is_some() || settings.channels.takes_inbound_sms()) =>
-        {
-            problems.push(format!(
-                "server.public_url is needed: the daemon listens on {} and unsubscribe links and \
-                 webhook signatures need the address the outside world uses",
-                settings.server.listen
-            ));
-        }
-        _ => {}
-    }
-    if settings.health.check_interval < std::time::Duration::from_secs(1) {
-        problems.push("health.check_interval must be at least 1s".to_owned());
-    }
-    if let Err(problem) = settings.channels.rate_limits() {
-        problems.push(format!("channels: {problem}"));
-    }
-    let unsubscribe = match &settings.consent {
-        None => None,
-        Some(consent) => {
-            let source = consent.signing_key();
-            let generated_later =
-                consent.generate_if_missing && source.resolved_file().is_some_and(|p| !p.exists());
-            match source.read() {
-                Ok(key) => Some(UnsubscribeLinks {
-                    base_url: settings.server.public_url(),
-                    signer: UnsubscribeSigner::new(key),
-                }),
-                Err(_) if generated_later => None,
-                Err(err) => {
-                    problems.push(format!("consent.signing_key: {err}"));
-                    None
-                }
-            }
-        }
-    };
+    let unsubscribe = settings.consent.as_ref().and_then(|consent| {
+        Some(UnsubscribeLinks {
+            base_url: settings.server.public_url(),
+            signer: UnsubscribeSigner::new(consent.key(&mut problems)?),
+        })
+    });
 
     let hooks = Hook::build_all(&settings).unwrap_or_else(|errors| {
         problems.extend(errors);

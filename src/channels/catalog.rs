@@ -184,6 +184,30 @@ impl ChannelSettings {
         self.common().into_iter().map(|c| c.name)
     }
 
+    /// Problems of the section as a whole: every channel named, each name
+    /// once, at least one channel, and rate limits that make sense.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for name in self.names() {
+            if name.trim().is_empty() {
+                problems.push("channels: a channel has an empty name".to_owned());
+            } else if !names.insert(name) {
+                problems.push(format!("channels: the name `{name}` is used twice"));
+            }
+        }
+        if names.is_empty() {
+            problems.push(
+                "channels: no channel is configured; add at least one [[channels.email]]"
+                    .to_owned(),
+            );
+        }
+        if let Err(problem) = self.rate_limits() {
+            problems.push(format!("channels: {problem}"));
+        }
+        problems
+    }
+
     /// Rate limits by channel name, for the channels that have one.
     pub fn rate_limits(&self) -> Result<std::collections::BTreeMap<String, RateLimit>, String> {
         rate_limits(self.common())

@@ -3,6 +3,7 @@
 
 mod hooks;
 mod load;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
