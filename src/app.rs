@@ -36,8 +36,8 @@ use crate::lifecycle::{Notifier, ReloadError, ReloadRequest, Reloader};
 use crate::liveness::Liveness;
 use crate::message::Reach;
 use crate::outbox::{CrisisFilter, SqliteStore, Store, StoreError};
-use crate::plan::{FitError, PlanInputs, SharedInputs, UnsubscribeLinks, fit};
-use crate::render::{CompanyView, EMAIL_KINDS, RenderContext, Renderer};
+use crate::plan::{PlanInputs, SharedInputs, UnsubscribeLinks};
+use crate::render::{CompanyView, EMAIL_KINDS, RenderContext, Renderer, Unsendable};
 use crate::secret::{Secret, SecretSource};
 use crate::service::{CrisisService, Scheduler, ServiceError};
 
@@ -381,8 +381,8 @@ fn unfit(
         let personal = profile.reach == Reach::Phone;
         for locale in &locales {
             for (what, template, ctx) in samples(locale, personal) {
-                if let Err(FitError::TooLong(measurement)) =
-                    fit(&inputs.renderer, family, profile.limit, &ctx)
+                if let Err(Unsendable::TooLong(measurement)) =
+                    inputs.renderer.compose(profile, &ctx)
                 {
                     problems.push(format!(
                         "channel `{}`: the {locale} {what} does not fit even in its short form \

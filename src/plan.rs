@@ -1,72 +1,26 @@
 //! Planning: a crisis transition and the config become an announcement and
-//! its deliveries, each rendered for its channel, reader and language, and
-//! fitted to the channel's limit.
+//! its deliveries, each composed for its channel, reader and language
+//! (`render::compose`). `Planner::start` makes the announcement and its
+//! broadcasts; `PlanStream` (stream.rs) its per-subscriber deliveries.
 
-use std::collections::HashMap;
+mod stream;
+
+pub use stream::{PlanBatch, PlanStream};
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use tracing::warn;
 use uuid::Uuid;
 
-use crate::domain::audience::{Audience, AudienceError, Subscriber, Subscribers};
-use crate::domain::consent::{ContactPoint, OptOuts, UnsubscribeSigner};
-use crate::domain::directory::{self, ContactEntry, ContactView};
+use crate::domain::audience::{Audience, AudienceError};
+use crate::domain::consent::{OptOuts, UnsubscribeSigner};
+use crate::domain::directory::{ContactEntry, ContactView};
 use crate::domain::follow_up::{FollowUpSpec, FollowUps};
-use crate::domain::{AnnouncementKind, Crisis, DeliveryId, Severity};
-use crate::message::{
-    ChannelProfile, DeliveryContent, EmailContent, Form, Measurement, MessageContent, NAME_MARK,
-    Reach, TextFamily, TextLimit, UNSUBSCRIBE_MARK, sms,
-};
-use crate::outbox::{Announcement, NewDelivery, NewRendition, Payload};
-use crate::render::{CompanyView, RenderContext, RenderError, Renderer};
+use crate::domain::{AnnouncementKind, Crisis, DeliveryId};
+use crate::message::{ChannelProfile, DeliveryContent, EmailContent, Reach};
+use crate::outbox::{Announcement, NewDelivery, Payload};
+use crate::render::{CompanyView, RenderContext, Renderer, Unsendable};
 use arc_swap::ArcSwap;
-
-/// The text chosen for a channel and how it measures.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Fitted {
-    pub text: String,
-    pub form: Form,
-    pub measurement: Measurement,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum FitError {
-    #[error(transparent)]
-    Render(#[from] RenderError),
-    #[error("too long for the channel even in the short form: {0}")]
-    TooLong(Measurement),
-}
-
-/// The long form when it fits the channel's limit, else the short form;
-/// never a text cut off mid-word.
-pub fn fit(
-    renderer: &Renderer,
-    family: TextFamily,
-    limit: TextLimit,
-    ctx: &RenderContext,
-) -> Result<Fitted, FitError> {
-    for form in [Form::Long, Form::Short] {
-        let mut text = renderer.render_text(family, form, ctx)?;
-        if family == TextFamily::Sms {
-            // A staff member's curly apostrophe must not double the cost.
-            text = sms::prefer_gsm7(&text).into_owned();
-        }
-        let measurement = limit.measure(&text);
-        if measurement.fits {
-            return Ok(Fitted {
-                text,
-                form,
-                measurement,
-            });
-        }
-        if form == Form::Short {
-            return Err(FitError::TooLong(measurement));
-        }
-    }
-    unreachable!("the loop returns on the short form")
-}
 
 /// Where one-click unsubscribe links point, and how they are signed.
 #[derive(Debug, Clone)]
@@ -104,13 +58,7 @@ pub struct PlanInputs {
 impl PlanInputs {
     /// The directory as a reader in `locale` sees it at `now`.
     pub fn contacts(&self, locale: &str, now: DateTime<Utc>) -> Vec<ContactView> {
-        directory::views(
-            &self.directory,
-            locale,
-            self.renderer.default_locale(),
-            &self.renderer.strings(locale).hours,
-            now,
-        )
+        self.renderer.contacts(&self.directory, locale, now)
     }
 }
 
@@ -136,6 +84,15 @@ fn empty_email() -> DeliveryContent {
         html: String::new(),
         unsubscribe_url: None,
     })
+}
+
+/// Why a message that cannot be sent is written dead, as operators read it.
+fn dead_reason(profile: &ChannelProfile, unsendable: &Unsendable) -> String {
+    match profile.family {
+        // An email has no limit: only its templates can fail it.
+        None => format!("message did not render: {unsendable}"),
+        Some(_) => format!("message not sent: {unsendable}"),
+    }
 }
 
 /// A delivery that planning already knows cannot be sent.
@@ -273,40 +230,53 @@ impl Planner {
             created_at: now,
             follow_up: follow_up.cloned(),
         };
-        let mut deliveries = Vec::new();
-        for profile in &self.inputs.channels {
-            let (Reach::Broadcast { locale }, Some(family)) = (&profile.reach, profile.family)
-            else {
-                continue;
-            };
-            if follow_up.is_some_and(|spec| !spec.uses_channel(&profile.name)) {
-                continue;
-            }
-            let ctx = self.context(crisis, kind, locale, None, now);
-            let ctx = self.with_follow_up(ctx, crisis, follow_up, None);
-            match message(&self.inputs, crisis, family, profile.limit, &ctx) {
-                Ok(content) => deliveries.push(NewDelivery {
-                    id: DeliveryId::new(),
-                    channel: profile.name.clone(),
-                    recipient_id: None,
-                    destination: profile.name.clone(),
-                    locale: ctx.locale.clone(),
-                    payload: Payload::Inline(content),
-                    priority: priority(kind),
-                    dead_reason: None,
-                    not_before: None,
-                }),
-                Err(reason) => deliveries.push(dead(
-                    profile,
-                    kind,
-                    None,
-                    &profile.name,
-                    &ctx.locale,
-                    reason,
-                )),
-            }
-        }
+        let deliveries = self
+            .inputs
+            .channels
+            .iter()
+            .filter(|profile| follow_up.is_none_or(|spec| spec.uses_channel(&profile.name)))
+            .filter_map(|profile| self.broadcast(profile, crisis, kind, follow_up, now))
+            .collect();
         (announcement, deliveries)
+    }
+
+    /// The one delivery of an announcement on a broadcast channel (social,
+    /// chat), composed in the channel's language; none for a channel that
+    /// reaches subscribers one by one.
+    fn broadcast(
+        &self,
+        profile: &ChannelProfile,
+        crisis: &Crisis,
+        kind: AnnouncementKind,
+        follow_up: Option<&FollowUpSpec>,
+        now: DateTime<Utc>,
+    ) -> Option<NewDelivery> {
+        let (Reach::Broadcast { locale }, Some(_)) = (&profile.reach, profile.family) else {
+            return None;
+        };
+        let ctx = self.context(crisis, kind, locale, None, now);
+        let ctx = self.with_follow_up(ctx, crisis, follow_up, None);
+        Some(match self.inputs.renderer.compose(profile, &ctx) {
+            Ok(composed) => NewDelivery {
+                id: DeliveryId::new(),
+                channel: profile.name.clone(),
+                recipient_id: None,
+                destination: profile.name.clone(),
+                locale: ctx.locale.clone(),
+                payload: Payload::Inline(composed.content),
+                priority: priority(kind),
+                dead_reason: None,
+                not_before: None,
+            },
+            Err(unsendable) => dead(
+                profile,
+                kind,
+                None,
+                &profile.name,
+                &ctx.locale,
+                dead_reason(profile, &unsendable),
+            ),
+        })
     }
 
     /// The per-subscriber deliveries (email, SMS) of an announcement,
@@ -320,316 +290,82 @@ impl Planner {
         opt_outs: &'a OptOuts,
         skip: u64,
     ) -> Result<PlanStream<'a>, AudienceError> {
-        Ok(PlanStream {
-            planner: self,
-            crisis,
-            announcement,
-            now,
-            opt_outs,
-            subscribers: self.inputs.audience.subscribers(skip)?,
-            position: skip,
-            renditions: HashMap::new(),
-        })
+        PlanStream::new(self, crisis, announcement, now, opt_outs, skip)
     }
 }
 
-/// One rendition per channel, language, time zone and form; what differs
-/// per reader (name, unsubscribe link) is filled in when it is sent.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RenditionKey {
-    channel: usize,
-    locale: String,
-    timezone: chrono_tz::Tz,
-    form: Form,
-    /// Follow-ups list the resources of the reader's region.
-    region: Option<String>,
-}
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::Path;
 
-#[derive(Debug, Clone)]
-enum Rendered {
-    /// Stored under this id, with its text for measuring SMS.
-    Ready {
-        id: Uuid,
-        content: Arc<DeliveryContent>,
-    },
-    /// Cannot be sent: the reason.
-    Failed(String),
-}
+    use super::*;
+    use crate::message::{ProviderKind, TextFamily, TextLimit};
+    use crate::render::RenderError;
 
-/// A batch of planned deliveries and the renditions they need, written in
-/// one transaction.
-#[derive(Debug, Clone, Default)]
-pub struct PlanBatch {
-    pub renditions: Vec<NewRendition>,
-    pub deliveries: Vec<NewDelivery>,
-    /// Subscribers planned so far, this batch included: where to resume.
-    pub through: u64,
-}
-
-pub struct PlanStream<'a> {
-    planner: &'a Planner,
-    crisis: &'a Crisis,
-    announcement: &'a Announcement,
-    now: DateTime<Utc>,
-    opt_outs: &'a OptOuts,
-    subscribers: std::iter::Skip<Subscribers>,
-    position: u64,
-    renditions: HashMap<RenditionKey, Rendered>,
-}
-
-impl PlanStream<'_> {
-    /// The next batch, or none when every subscriber is planned.
-    pub fn next_batch(&mut self) -> Option<PlanBatch> {
-        let mut batch = PlanBatch::default();
-        let mut taken = 0;
-        while taken < BATCH_SUBSCRIBERS {
-            let Some(subscriber) = self.subscribers.next() else {
-                break;
-            };
-            taken += 1;
-            self.position += 1;
-            match subscriber {
-                Ok(subscriber) => self.plan_subscriber(&subscriber, &mut batch),
-                // The file changed since it was checked; the row is
-                // reported, the rest still planned.
-                Err(problem) => warn!(%problem, "Skipped an audience row that is no longer valid."),
-            }
+    pub(crate) fn email_channel() -> ChannelProfile {
+        ChannelProfile {
+            name: "email".into(),
+            kind: Some(ProviderKind::Email),
+            reach: Reach::Email,
+            family: None,
+            limit: TextLimit::Unlimited,
         }
-        if taken == 0 {
-            return None;
-        }
-        batch.through = self.position;
-        Some(batch)
     }
 
-    /// The rendition for a key, rendering (and queueing for storage) the
-    /// first time it is needed.
-    fn rendition(&mut self, key: RenditionKey, batch: &mut PlanBatch) -> Rendered {
-        if let Some(rendered) = self.renditions.get(&key) {
-            return rendered.clone();
+    pub(crate) fn sms_channel(limit: TextLimit) -> ChannelProfile {
+        ChannelProfile {
+            name: "sms".into(),
+            kind: Some(ProviderKind::Twilio),
+            reach: Reach::Phone,
+            family: Some(TextFamily::Sms),
+            limit,
         }
-        let planner = self.planner;
-        let inputs = &planner.inputs;
-        let profile = &inputs.channels[key.channel];
-        let ctx = planner.context(
-            self.crisis,
-            self.announcement.kind,
-            &key.locale,
-            Some((NAME_MARK, key.timezone)),
-            self.now,
+    }
+
+    /// Plan inputs with `renderer`, these channels, no directory and the
+    /// audience of these CSV rows (written to `dir`).
+    pub(crate) fn inputs(
+        dir: &Path,
+        rows: &str,
+        renderer: Renderer,
+        channels: Vec<ChannelProfile>,
+    ) -> PlanInputs {
+        let audience = dir.join("audience.csv");
+        std::fs::write(
+            &audience,
+            format!("id,name,email,phone,locale,timezone\n{rows}"),
+        )
+        .unwrap();
+        PlanInputs {
+            company: CompanyView {
+                name: "Test Co.".into(),
+                status_url: "https://status.example.com".into(),
+            },
+            directory: Vec::new(),
+            audience: Audience::load(&audience, "en").unwrap(),
+            renderer,
+            channels,
+            unsubscribe: None,
+        }
+    }
+
+    #[test]
+    fn a_dead_deliverys_reason_says_whether_the_message_did_not_render_or_was_not_sent() {
+        let sms = sms_channel(TextLimit::SmsSegments { max: 3 });
+        let missing = Unsendable::Render(RenderError::Missing("en/email/initial.text.j2".into()));
+        assert_eq!(
+            dead_reason(&email_channel(), &missing),
+            "message did not render: template en/email/initial.text.j2 is missing"
         );
-        let mut ctx = planner.with_follow_up(
-            ctx,
-            self.crisis,
-            self.announcement.follow_up.as_ref(),
-            key.region.as_deref(),
+        assert_eq!(
+            dead_reason(&sms, &missing),
+            "message not sent: template en/email/initial.text.j2 is missing"
         );
-        let rendered = match profile.family {
-            None => {
-                if let Some(recipient) = &mut ctx.recipient {
-                    recipient.unsubscribe_url = inputs
-                        .unsubscribe
-                        .as_ref()
-                        .map(|_| UNSUBSCRIBE_MARK.to_owned());
-                }
-                inputs
-                    .renderer
-                    .render_email(&ctx)
-                    .map(|mut email| {
-                        email.unsubscribe_url = inputs
-                            .unsubscribe
-                            .as_ref()
-                            .map(|_| UNSUBSCRIBE_MARK.to_owned());
-                        DeliveryContent::Email(email)
-                    })
-                    .map_err(|e| format!("message did not render: {e}"))
-            }
-            Some(family) => inputs
-                .renderer
-                .render_text(family, key.form, &ctx)
-                .map(|text| {
-                    let text = if family == TextFamily::Sms {
-                        sms::prefer_gsm7(&text).into_owned()
-                    } else {
-                        text
-                    };
-                    DeliveryContent::Message(MessageContent {
-                        text,
-                        form: key.form,
-                        title: ctx.crisis.title.clone(),
-                        link: inputs.company.status_url.clone(),
-                        severity: self.crisis.severity,
-                        language: ctx.locale.clone(),
-                    })
-                })
-                .map_err(|e| format!("message not sent: {e}")),
-        };
-        let rendered = match rendered {
-            Ok(content) => {
-                let id = Uuid::now_v7();
-                batch.renditions.push(NewRendition {
-                    id,
-                    content: content.clone(),
-                });
-                Rendered::Ready {
-                    id,
-                    content: Arc::new(content),
-                }
-            }
-            Err(reason) => Rendered::Failed(reason),
-        };
-        self.renditions.insert(key, rendered.clone());
-        rendered
+        let too_long = Unsendable::TooLong(sms.limit.measure(&"x".repeat(500)));
+        assert_eq!(
+            dead_reason(&sms, &too_long),
+            "message not sent: too long for the channel even in the short form: \
+             4 of 3 segments (GSM-7, 500 units)"
+        );
     }
-
-    fn plan_subscriber(&mut self, subscriber: &Subscriber, batch: &mut PlanBatch) {
-        let inputs = &self.planner.inputs;
-        let kind = self.announcement.kind;
-        let locale = inputs
-            .renderer
-            .resolve_locale(&subscriber.locale)
-            .to_owned();
-        let follow_up = self.announcement.follow_up.as_ref();
-        if follow_up
-            .is_some_and(|spec| !spec.admits(&subscriber.locale, subscriber.region.as_deref()))
-        {
-            return;
-        }
-        // Only follow-ups have resources per region: other announcements
-        // keep one rendition for every region.
-        let region = follow_up.and(subscriber.region.clone());
-        for (index, profile) in inputs.channels.iter().enumerate() {
-            if follow_up.is_some_and(|spec| !spec.uses_channel(&profile.name)) {
-                continue;
-            }
-            let key = |form| RenditionKey {
-                channel: index,
-                locale: locale.clone(),
-                timezone: subscriber.timezone,
-                form,
-                region: region.clone(),
-            };
-            let mut not_before = None;
-            let (destination, unsubscribe_url) = match profile.reach {
-                Reach::Email => {
-                    let Some(email) = &subscriber.email else {
-                        continue;
-                    };
-                    let email = email.to_string();
-                    if self.opt_outs.contains(ContactPoint::Email, &email) {
-                        continue;
-                    }
-                    let url = inputs.unsubscribe.as_ref().map(|links| links.url(&email));
-                    (email, url)
-                }
-                Reach::Phone => {
-                    let Some(phone) = &subscriber.phone else {
-                        continue;
-                    };
-                    if self.opt_outs.contains(ContactPoint::Phone, phone) {
-                        continue;
-                    }
-                    // A follow-up can wait for the morning; a critical
-                    // crisis's cannot.
-                    if follow_up.is_some() && self.crisis.severity != Severity::Critical {
-                        not_before = self
-                            .planner
-                            .follow_ups
-                            .as_ref()
-                            .and_then(|f| f.quiet_hours)
-                            .map(|quiet| quiet.release(self.now, subscriber.timezone))
-                            .filter(|at| *at > self.now);
-                    }
-                    (phone.clone(), None)
-                }
-                Reach::Broadcast { .. } => continue,
-            };
-            let chosen = match profile.family {
-                // Email has no limit: one form.
-                None => self.rendition(key(Form::Long), batch),
-                Some(_) => self.fitted(key, &subscriber.name, profile.limit, batch),
-            };
-            let delivery = match chosen {
-                Rendered::Ready { id, .. } => NewDelivery {
-                    id: DeliveryId::new(),
-                    channel: profile.name.clone(),
-                    recipient_id: Some(subscriber.id.clone()),
-                    destination,
-                    locale: locale.clone(),
-                    payload: Payload::Rendition {
-                        id,
-                        recipient_name: Some(subscriber.name.clone()),
-                        unsubscribe_url,
-                    },
-                    priority: priority(kind),
-                    dead_reason: None,
-                    not_before,
-                },
-                Rendered::Failed(reason) => dead(
-                    profile,
-                    kind,
-                    Some(&subscriber.id),
-                    &destination,
-                    &locale,
-                    reason,
-                ),
-            };
-            batch.deliveries.push(delivery);
-        }
-    }
-
-    /// The long form when it fits the channel with this reader's name in
-    /// it, else the short form, else a reason not to send.
-    fn fitted(
-        &mut self,
-        key: impl Fn(Form) -> RenditionKey,
-        name: &str,
-        limit: TextLimit,
-        batch: &mut PlanBatch,
-    ) -> Rendered {
-        let mut last = None;
-        for form in [Form::Long, Form::Short] {
-            let rendered = self.rendition(key(form), batch);
-            let Rendered::Ready { content, .. } = &rendered else {
-                return rendered;
-            };
-            let DeliveryContent::Message(message) = content.as_ref() else {
-                return rendered;
-            };
-            // Most templates do not name the reader; when one does, the
-            // reader's own name is what gets measured.
-            let measurement = if message.text.contains(NAME_MARK) {
-                limit.measure(&message.text.replace(NAME_MARK, name))
-            } else {
-                limit.measure(&message.text)
-            };
-            if measurement.fits {
-                return rendered;
-            }
-            last = Some(measurement);
-        }
-        Rendered::Failed(match last {
-            Some(measurement) => format!("message not sent: {}", FitError::TooLong(measurement)),
-            None => "message not sent: no form fits".to_owned(),
-        })
-    }
-}
-
-fn message(
-    inputs: &PlanInputs,
-    crisis: &Crisis,
-    family: TextFamily,
-    limit: TextLimit,
-    ctx: &RenderContext,
-) -> Result<DeliveryContent, String> {
-    let fitted =
-        fit(&inputs.renderer, family, limit, ctx).map_err(|e| format!("message not sent: {e}"))?;
-    Ok(DeliveryContent::Message(MessageContent {
-        text: fitted.text,
-        form: fitted.form,
-        title: ctx.crisis.title.clone(),
-        link: inputs.company.status_url.clone(),
-        severity: crisis.severity,
-        language: ctx.locale.clone(),
-    }))
 }

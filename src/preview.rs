@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{AnnouncementKind, Crisis, Declaration, DomainError, Status};
 use crate::message::{
-    ChannelProfile, Form, Measurement, ProviderKind, Reach, TextFamily, TextLimit,
+    ChannelProfile, DeliveryContent, Form, Measurement, ProviderKind, Reach, TextFamily,
 };
-use crate::plan::{FitError, PlanInputs, fit};
-use crate::render::RenderContext;
+use crate::plan::PlanInputs;
+use crate::render::{RenderContext, Unsendable};
 
 /// What to preview.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,6 +142,8 @@ pub fn preview(
     Ok(PreviewResponse { previews })
 }
 
+/// One channel's message in one language, composed as planning would
+/// compose it.
 fn render_one(
     inputs: &PlanInputs,
     profile: &ChannelProfile,
@@ -165,46 +167,134 @@ fn render_one(
         measurement,
         problem,
     };
-    let Some(family) = profile.family else {
-        return match inputs.renderer.render_email(ctx) {
-            Ok(email) => {
-                let measurement = TextLimit::Unlimited.measure(&email.text);
-                Preview {
-                    subject: Some(email.subject),
-                    ..base(email.text, Form::Long, measurement, None)
-                }
+    match inputs.renderer.compose(profile, ctx) {
+        Ok(composed) => match composed.content {
+            DeliveryContent::Email(email) => Preview {
+                subject: Some(email.subject),
+                ..base(email.text, composed.form, composed.measurement, None)
+            },
+            DeliveryContent::Message(message) => {
+                base(message.text, composed.form, composed.measurement, None)
             }
-            Err(err) => base(
-                String::new(),
-                Form::Long,
-                TextLimit::Unlimited.measure(""),
-                Some(err.to_string()),
-            ),
-        };
-    };
-    match fit(&inputs.renderer, family, profile.limit, ctx) {
-        Ok(fitted) => base(fitted.text, fitted.form, fitted.measurement, None),
-        Err(FitError::TooLong(measurement)) => {
-            // Show the short form that is still too long, so staff can see
-            // what to cut.
-            let text = inputs
-                .renderer
-                .render_text(family, Form::Short, ctx)
+        },
+        Err(Unsendable::TooLong(measurement)) => {
+            // Show the short form that is still too long, as its template
+            // wrote it, so staff can see what to cut.
+            let text = profile
+                .family
+                .and_then(|family| inputs.renderer.render_text(family, Form::Short, ctx).ok())
                 .unwrap_or_default();
-            base(
-                text,
-                Form::Short,
-                measurement.clone(),
-                Some(format!(
-                    "too long even in the short form ({measurement}); it would not be sent"
-                )),
-            )
+            let problem =
+                format!("too long even in the short form ({measurement}); it would not be sent");
+            base(text, Form::Short, measurement, Some(problem))
         }
-        Err(FitError::Render(err)) => base(
+        Err(Unsendable::Render(err)) => base(
             String::new(),
             Form::Long,
             profile.limit.measure(""),
             Some(err.to_string()),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::TextLimit;
+    use crate::message::post::LengthRule;
+    use crate::plan::tests::email_channel;
+    use crate::render::Renderer;
+    use crate::render::tests::shipped;
+
+    fn inputs(dir: &std::path::Path, channels: Vec<ChannelProfile>) -> PlanInputs {
+        crate::plan::tests::inputs(dir, "", shipped(), channels)
+    }
+
+    /// No channel type is previewed with standard limits here.
+    fn no_standard(_: &str, _: &str) -> Option<ChannelProfile> {
+        None
+    }
+
+    fn request(channel: &str) -> PreviewRequest {
+        serde_json::from_value(serde_json::json!({
+            "kind": "outage", "severity": "critical", "title": "Payments are down",
+            "summary": "Card payments fail for most customers since 09:10; cash on delivery \
+                        still works. We are working with our payment provider on a fix.",
+            "channel": channel,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_post_too_long_even_in_its_short_form_is_shown_in_it_with_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = TextLimit::Length {
+            rule: LengthRule::Graphemes,
+            max: 40,
+        };
+        let tiny = ChannelProfile {
+            name: "tiny".into(),
+            kind: Some(ProviderKind::Bluesky),
+            reach: Reach::Broadcast {
+                locale: "en".into(),
+            },
+            family: Some(TextFamily::Social),
+            limit,
+        };
+        let inputs = inputs(dir.path(), vec![tiny]);
+        let now = Utc::now();
+        let previews = preview(&inputs, request("tiny"), now, no_standard)
+            .unwrap()
+            .previews;
+        assert_eq!(previews.len(), 1, "the channel's own language only");
+        let shown = &previews[0];
+        assert_eq!((shown.form, shown.locale.as_str()), (Form::Short, "en"));
+        assert_eq!(shown.measurement, limit.measure(&shown.text));
+        assert!(!shown.measurement.fits);
+        assert!(shown.text.starts_with("URGENT"), "{}", shown.text);
+        assert_eq!(
+            shown.problem.as_deref(),
+            Some(
+                format!(
+                    "too long even in the short form ({}); it would not be sent",
+                    shown.measurement
+                )
+                .as_str()
+            )
+        );
+    }
+
+    #[test]
+    fn an_email_preview_has_its_subject_and_one_form_and_an_unknown_template_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inputs = inputs(dir.path(), vec![email_channel()]);
+        let previews = preview(&inputs, request("email"), Utc::now(), no_standard)
+            .unwrap()
+            .previews;
+        let locales: Vec<&str> = previews.iter().map(|p| p.locale.as_str()).collect();
+        assert_eq!(locales, ["bn", "en", "eo"], "every language with templates");
+        assert!(previews.iter().all(|p| p.form == Form::Long
+            && p.problem.is_none()
+            && p.subject.as_deref().is_some_and(|s| !s.is_empty())));
+
+        let empty = tempfile::tempdir().unwrap();
+        let en = empty.path().join("en");
+        std::fs::create_dir(&en).unwrap();
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/en/strings.toml"),
+            en.join("strings.toml"),
+        )
+        .unwrap();
+        inputs.renderer = Renderer::load(empty.path(), "en").unwrap();
+        let previews = preview(&inputs, request("email"), Utc::now(), no_standard)
+            .unwrap()
+            .previews;
+        assert_eq!(previews.len(), 1);
+        assert_eq!(previews[0].subject, None);
+        assert_eq!(previews[0].text, "");
+        assert_eq!(
+            previews[0].problem.as_deref(),
+            Some("template en/email/initial.subject.j2 is missing")
+        );
     }
 }

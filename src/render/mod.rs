@@ -1,20 +1,27 @@
 //! Rendering announcements with minijinja: templates are read once, checked
-//! against sample data at start, and rendered when an announcement is
-//! planned.
+//! against sample data at start (`check`, `sample`), and composed into
+//! each channel's message when an announcement is planned or previewed
+//! (`compose`).
+
+mod compose;
+mod context;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 pub use crate::message::{EmailContent, Form, Measurement, TextFamily, TextLimit, escape_html};
+pub use compose::{Composed, Unsendable, fit};
+pub use context::{
+    AnnouncementView, CompanyView, CrisisView, RecipientView, RenderContext, local_time,
+};
 
-use crate::domain::directory::{ContactView, HoursStrings};
-use crate::domain::follow_up::FollowUpView;
-use crate::domain::{AnnouncementKind, Crisis};
+use crate::domain::AnnouncementKind;
+use crate::domain::directory::{self, ContactEntry, ContactView, HoursStrings};
 
 /// Labels the banner script shows, per locale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,12 +44,14 @@ pub struct LocaleStrings {
     pub banner: BannerLabels,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Cloneable, so that a rendition that failed can fail every reader who
+/// needs it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RenderError {
     #[error("cannot read templates from {path}: {source}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     #[error("{path}: {message}")]
     Strings { path: PathBuf, message: String },
@@ -53,105 +62,15 @@ pub enum RenderError {
     #[error("template {name}: {source:#}")]
     Template {
         name: String,
-        source: minijinja::Error,
+        source: Arc<minijinja::Error>,
     },
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct CompanyView {
-    pub name: String,
-    pub status_url: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CrisisView {
-    pub id: String,
-    pub kind: String,
-    pub severity: String,
-    pub title: String,
-    pub summary: String,
-    pub status: String,
-    pub declared_at: String,
-    pub declared_at_local: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AnnouncementView {
-    pub kind: AnnouncementKind,
-    pub message: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RecipientView {
-    pub name: String,
-    pub timezone: String,
-    /// The reader's one-click unsubscribe link (email only).
-    pub unsubscribe_url: Option<String>,
-}
-
-/// Everything a template sees; documented in templates/README.md.
-#[derive(Debug, Clone, Serialize)]
-pub struct RenderContext {
-    pub locale: String,
-    pub company: CompanyView,
-    pub crisis: CrisisView,
-    pub announcement: AnnouncementView,
-    pub recipient: Option<RecipientView>,
-    pub contacts: Vec<ContactView>,
-    pub emergency_contacts: Vec<ContactView>,
-    pub now_local: String,
-    /// For a follow-up: its topic and the reader's resources.
-    pub follow_up: Option<FollowUpView>,
-}
-
-pub fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
-    format!(
-        "{} ({})",
-        at.with_timezone(&zone).format("%Y-%m-%d %H:%M"),
-        zone.name()
-    )
-}
-
-impl RenderContext {
-    /// The context for one reader of one announcement.
-    pub fn new(
-        locale: &str,
-        company: CompanyView,
-        crisis: &Crisis,
-        kind: AnnouncementKind,
-        recipient: Option<(&str, Tz)>,
-        contacts: Vec<ContactView>,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let zone = recipient.map_or(Tz::UTC, |(_, tz)| tz);
-        let (title, summary) = crisis.text_for(locale);
-        let emergency_contacts = contacts.iter().filter(|c| c.emergency).cloned().collect();
-        Self {
-            locale: locale.to_owned(),
-            company,
-            crisis: CrisisView {
-                id: crisis.id.to_string(),
-                kind: crisis.kind.to_string(),
-                severity: crisis.severity.to_string(),
-                title: title.to_owned(),
-                summary: summary.to_owned(),
-                status: crisis.status.to_string(),
-                declared_at: crisis.declared_at.to_rfc3339(),
-                declared_at_local: local_time(crisis.declared_at, zone),
-            },
-            announcement: AnnouncementView {
-                kind,
-                message: crisis.last_message.clone(),
-            },
-            recipient: recipient.map(|(name, tz)| RecipientView {
-                name: name.to_owned(),
-                timezone: tz.name().to_owned(),
-                unsubscribe_url: None,
-            }),
-            contacts,
-            emergency_contacts,
-            now_local: local_time(now, zone),
-            follow_up: None,
+impl RenderError {
+    fn template(name: String, source: minijinja::Error) -> Self {
+        RenderError::Template {
+            name,
+            source: Arc::new(source),
         }
     }
 }
@@ -198,7 +117,10 @@ impl Renderer {
         let mut strings = BTreeMap::new();
         let read_err = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| RenderError::Read { path, source }
+            move |source| RenderError::Read {
+                path,
+                source: Arc::new(source),
+            }
         };
         for entry in std::fs::read_dir(dir).map_err(read_err(dir))? {
             let entry = entry.map_err(read_err(dir))?;
@@ -222,10 +144,7 @@ impl Renderer {
                     .replace('\\', "/");
                 let source = std::fs::read_to_string(&path).map_err(read_err(&path))?;
                 env.add_template_owned(relative.clone(), source)
-                    .map_err(|source| RenderError::Template {
-                        name: relative.clone(),
-                        source,
-                    })?;
+                    .map_err(|source| RenderError::template(relative.clone(), source))?;
                 names.insert(relative);
             }
         }
@@ -265,6 +184,23 @@ impl Renderer {
             .unwrap_or(&self.default_strings)
     }
 
+    /// The contact directory as a reader in `locale` sees it at `now`, in
+    /// that locale's words for opening hours.
+    pub fn contacts(
+        &self,
+        directory: &[ContactEntry],
+        locale: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<ContactView> {
+        directory::views(
+            directory,
+            locale,
+            &self.default_locale,
+            &self.strings(locale).hours,
+            now,
+        )
+    }
+
     /// `<locale>/<path>`, falling back to the default locale's template.
     fn template_name(&self, locale: &str, path: &str) -> Result<String, RenderError> {
         let locale = self.resolve_locale(locale);
@@ -280,13 +216,10 @@ impl Renderer {
         let template = self
             .env
             .get_template(&name)
-            .map_err(|source| RenderError::Template {
-                name: name.clone(),
-                source,
-            })?;
+            .map_err(|source| RenderError::template(name.clone(), source))?;
         template
             .render(ctx)
-            .map_err(|source| RenderError::Template { name, source })
+            .map_err(|source| RenderError::template(name, source))
     }
 
     pub fn render_email(&self, ctx: &RenderContext) -> Result<EmailContent, RenderError> {
@@ -462,10 +395,34 @@ fn template_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn shipped() -> Renderer {
+    /// A copy of the shipped templates of these locales, for a test to
+    /// change.
+    pub(crate) fn copy_of_shipped(locales: &[&str]) -> tempfile::TempDir {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let entry = entry.unwrap();
+                let target = to.join(entry.file_name());
+                if entry.file_type().unwrap().is_dir() {
+                    copy(&entry.path(), &target);
+                } else {
+                    std::fs::copy(entry.path(), target).unwrap();
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        for locale in locales {
+            copy(&shipped.join(locale), &dir.path().join(locale));
+        }
+        dir
+    }
+
+    /// The templates crisisd ships with.
+    pub(crate) fn shipped() -> Renderer {
         Renderer::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
             "en",

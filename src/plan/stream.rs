@@ -1,0 +1,417 @@
+//! The per-subscriber deliveries of an announcement (email, SMS), planned
+//! in batches from the audience file. Each message is rendered once per
+//! rendition (channel, language, time zone, form, region) and shared by
+//! every reader who needs it; each reader's delivery takes the form that
+//! fits with their own name in it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tracing::warn;
+use uuid::Uuid;
+
+use super::{BATCH_SUBSCRIBERS, Planner, dead, dead_reason, priority};
+use crate::domain::audience::{AudienceError, Subscriber, Subscribers};
+use crate::domain::consent::{ContactPoint, OptOuts};
+use crate::domain::{AnnouncementKind, Crisis, DeliveryId, Severity};
+use crate::message::{ChannelProfile, Form, NAME_MARK, Reach, UNSUBSCRIBE_MARK};
+use crate::outbox::{Announcement, NewDelivery, NewRendition, Payload};
+use crate::render::{Composed, RenderContext, RenderError, Unsendable, fit};
+
+/// One rendition per channel, language, time zone and form; what differs
+/// per reader (name, unsubscribe link) is filled in when it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RenditionKey {
+    channel: usize,
+    locale: String,
+    timezone: chrono_tz::Tz,
+    form: Form,
+    /// Follow-ups list the resources of the reader's region.
+    region: Option<String>,
+}
+
+/// A rendition stored under `id`, its draft kept for measuring each
+/// reader's message.
+#[derive(Debug, Clone)]
+struct Rendition {
+    id: Uuid,
+    draft: Arc<Composed>,
+}
+
+/// A batch of planned deliveries and the renditions they need, written in
+/// one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct PlanBatch {
+    pub renditions: Vec<NewRendition>,
+    pub deliveries: Vec<NewDelivery>,
+    /// Subscribers planned so far, this batch included: where to resume.
+    pub through: u64,
+}
+
+pub struct PlanStream<'a> {
+    planner: &'a Planner,
+    crisis: &'a Crisis,
+    announcement: &'a Announcement,
+    now: DateTime<Utc>,
+    opt_outs: &'a OptOuts,
+    subscribers: std::iter::Skip<Subscribers>,
+    position: u64,
+    /// Every rendition rendered so far, or why it did not render.
+    renditions: HashMap<RenditionKey, Result<Rendition, RenderError>>,
+}
+
+/// Where one subscriber's delivery on a channel goes.
+struct Route {
+    destination: String,
+    unsubscribe_url: Option<String>,
+    not_before: Option<DateTime<Utc>>,
+}
+
+impl<'a> PlanStream<'a> {
+    pub(super) fn new(
+        planner: &'a Planner,
+        crisis: &'a Crisis,
+        announcement: &'a Announcement,
+        now: DateTime<Utc>,
+        opt_outs: &'a OptOuts,
+        skip: u64,
+    ) -> Result<Self, AudienceError> {
+        Ok(Self {
+            planner,
+            crisis,
+            announcement,
+            now,
+            opt_outs,
+            subscribers: planner.inputs.audience.subscribers(skip)?,
+            position: skip,
+            renditions: HashMap::new(),
+        })
+    }
+}
+
+impl PlanStream<'_> {
+    /// The next batch, or none when every subscriber is planned.
+    pub fn next_batch(&mut self) -> Option<PlanBatch> {
+        let mut batch = PlanBatch::default();
+        let mut taken = 0;
+        while taken < BATCH_SUBSCRIBERS {
+            let Some(subscriber) = self.subscribers.next() else {
+                break;
+            };
+            taken += 1;
+            self.position += 1;
+            match subscriber {
+                Ok(subscriber) => self.plan_subscriber(&subscriber, &mut batch),
+                // The file changed since it was checked; the row is
+                // reported, the rest still planned.
+                Err(problem) => warn!(%problem, "Skipped an audience row that is no longer valid."),
+            }
+        }
+        if taken == 0 {
+            return None;
+        }
+        batch.through = self.position;
+        Some(batch)
+    }
+
+    fn plan_subscriber(&mut self, subscriber: &Subscriber, batch: &mut PlanBatch) {
+        let planner = self.planner;
+        let kind = self.announcement.kind;
+        let locale = planner
+            .inputs
+            .renderer
+            .resolve_locale(&subscriber.locale)
+            .to_owned();
+        let follow_up = self.announcement.follow_up.as_ref();
+        if follow_up
+            .is_some_and(|spec| !spec.admits(&subscriber.locale, subscriber.region.as_deref()))
+        {
+            return;
+        }
+        // Only follow-ups have resources per region: other announcements
+        // keep one rendition for every region.
+        let region = follow_up.and(subscriber.region.clone());
+        for (index, profile) in planner.inputs.channels.iter().enumerate() {
+            if follow_up.is_some_and(|spec| !spec.uses_channel(&profile.name)) {
+                continue;
+            }
+            let Some(route) = self.route(profile, subscriber) else {
+                continue;
+            };
+            let key = |form| RenditionKey {
+                channel: index,
+                locale: locale.clone(),
+                timezone: subscriber.timezone,
+                form,
+                region: region.clone(),
+            };
+            let chosen = fit(
+                |form| self.rendition(key(form), batch),
+                |rendition| {
+                    rendition
+                        .draft
+                        .measurement_for(&subscriber.name, profile.limit)
+                },
+            );
+            let delivery = subscriber_delivery(profile, kind, subscriber, &locale, route, chosen);
+            batch.deliveries.push(delivery);
+        }
+    }
+
+    /// Where a subscriber's delivery on this channel goes; none when the
+    /// subscriber has no address for it or opted out of it, or the channel
+    /// is a broadcast.
+    fn route(&self, profile: &ChannelProfile, subscriber: &Subscriber) -> Option<Route> {
+        match profile.reach {
+            Reach::Email => {
+                let email = subscriber.email.as_ref()?.to_string();
+                if self.opt_outs.contains(ContactPoint::Email, &email) {
+                    return None;
+                }
+                let links = self.planner.inputs.unsubscribe.as_ref();
+                Some(Route {
+                    unsubscribe_url: links.map(|links| links.url(&email)),
+                    destination: email,
+                    not_before: None,
+                })
+            }
+            Reach::Phone => {
+                let phone = subscriber.phone.as_ref()?;
+                if self.opt_outs.contains(ContactPoint::Phone, phone) {
+                    return None;
+                }
+                Some(Route {
+                    destination: phone.clone(),
+                    unsubscribe_url: None,
+                    not_before: self.quiet_hours_release(subscriber.timezone),
+                })
+            }
+            Reach::Broadcast { .. } => None,
+        }
+    }
+
+    /// When a text to a reader in `timezone` may go, if not at once: a
+    /// follow-up can wait for the morning; a critical crisis's cannot.
+    fn quiet_hours_release(&self, timezone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+        if self.announcement.follow_up.is_none() || self.crisis.severity == Severity::Critical {
+            return None;
+        }
+        self.planner
+            .follow_ups
+            .as_ref()
+            .and_then(|f| f.quiet_hours)
+            .map(|quiet| quiet.release(self.now, timezone))
+            .filter(|at| *at > self.now)
+    }
+
+    /// The rendition for a key, rendering (and queueing for storage) the
+    /// first time it is needed.
+    fn rendition(
+        &mut self,
+        key: RenditionKey,
+        batch: &mut PlanBatch,
+    ) -> Result<Rendition, RenderError> {
+        if let Some(rendered) = self.renditions.get(&key) {
+            return rendered.clone();
+        }
+        let inputs = &self.planner.inputs;
+        let profile = &inputs.channels[key.channel];
+        let ctx = self.rendition_context(&key, profile);
+        let rendered = inputs.renderer.draft(profile, key.form, &ctx).map(|draft| {
+            let id = Uuid::now_v7();
+            batch.renditions.push(NewRendition {
+                id,
+                content: draft.content.clone(),
+            });
+            Rendition {
+                id,
+                draft: Arc::new(draft),
+            }
+        });
+        self.renditions.insert(key, rendered.clone());
+        rendered
+    }
+
+    /// What a rendition's templates see: a reader whose name is
+    /// `NAME_MARK` and, for email with one-click unsubscribe, whose link is
+    /// `UNSUBSCRIBE_MARK`; each reader's own are filled in when it is sent.
+    fn rendition_context(&self, key: &RenditionKey, profile: &ChannelProfile) -> RenderContext {
+        let planner = self.planner;
+        let ctx = planner.context(
+            self.crisis,
+            self.announcement.kind,
+            &key.locale,
+            Some((NAME_MARK, key.timezone)),
+            self.now,
+        );
+        let mut ctx = planner.with_follow_up(
+            ctx,
+            self.crisis,
+            self.announcement.follow_up.as_ref(),
+            key.region.as_deref(),
+        );
+        if profile.family.is_none()
+            && let Some(recipient) = &mut ctx.recipient
+        {
+            recipient.unsubscribe_url = planner
+                .inputs
+                .unsubscribe
+                .as_ref()
+                .map(|_| UNSUBSCRIBE_MARK.to_owned());
+        }
+        ctx
+    }
+}
+
+/// A subscriber's delivery of the rendition chosen for them, or a dead
+/// one with the reason their message cannot be sent.
+fn subscriber_delivery(
+    profile: &ChannelProfile,
+    kind: AnnouncementKind,
+    subscriber: &Subscriber,
+    locale: &str,
+    route: Route,
+    chosen: Result<Rendition, Unsendable>,
+) -> NewDelivery {
+    match chosen {
+        Ok(rendition) => NewDelivery {
+            id: DeliveryId::new(),
+            channel: profile.name.clone(),
+            recipient_id: Some(subscriber.id.clone()),
+            destination: route.destination,
+            locale: locale.to_owned(),
+            payload: Payload::Rendition {
+                id: rendition.id,
+                recipient_name: Some(subscriber.name.clone()),
+                unsubscribe_url: route.unsubscribe_url,
+            },
+            priority: priority(kind),
+            dead_reason: None,
+            not_before: route.not_before,
+        },
+        Err(unsendable) => dead(
+            profile,
+            kind,
+            Some(&subscriber.id),
+            &route.destination,
+            locale,
+            dead_reason(profile, &unsendable),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::{AnnouncementKind, Declaration};
+    use crate::message::post::LengthRule;
+    use crate::message::{DeliveryContent, TextLimit};
+    use crate::plan::PlanInputs;
+    use crate::plan::tests::{inputs as plan_inputs, sms_channel};
+    use crate::render::Renderer;
+    use crate::render::tests::copy_of_shipped;
+
+    const LONG_NAME: &str = "Maximilian Featherstonehaugh-Worthington";
+
+    fn long_sms(name: &str) -> String {
+        format!("Hello {name}, the long form of the message.")
+    }
+
+    fn short_sms(name: &str) -> String {
+        format!("Hi {name}, short.")
+    }
+
+    /// In `templates`, a copy of the shipped English ones: SMS templates
+    /// that name the reader, an audience of readers with names of three
+    /// lengths (and one opted out), and an SMS channel counted in
+    /// characters that fits the long form only with the shortest name.
+    fn inputs(templates: &Path) -> PlanInputs {
+        std::fs::write(
+            templates.join("en/sms/initial.j2"),
+            long_sms("{{ recipient.name }}"),
+        )
+        .unwrap();
+        std::fs::write(
+            templates.join("en/sms/initial.short.j2"),
+            short_sms("{{ recipient.name }}"),
+        )
+        .unwrap();
+        let rows = format!(
+            "al,Al,,+14155550101,en,UTC\n\
+             bart,Bartholomew,,+14155550102,en,UTC\n\
+             max,{LONG_NAME},,+14155550103,en,UTC\n\
+             out,Opted Out,,+14155550104,en,UTC\n"
+        );
+        let sms = sms_channel(TextLimit::Length {
+            rule: LengthRule::Chars,
+            max: long_sms("Al").chars().count(),
+        });
+        let renderer = Renderer::load(templates, "en").unwrap();
+        plan_inputs(templates, &rows, renderer, vec![sms])
+    }
+
+    #[test]
+    fn each_reader_gets_the_shared_form_that_fits_with_their_own_name() {
+        let dir = copy_of_shipped(&["en"]);
+        let planner = Planner::new(Arc::new(inputs(dir.path())));
+        let declaration: Declaration = serde_json::from_value(serde_json::json!({
+            "kind": "outage", "severity": "major", "title": "Payments are down",
+            "summary": "Card payments fail.",
+        }))
+        .unwrap();
+        let now = Utc::now();
+        let crisis = Crisis::declare(declaration, now).unwrap();
+        let (announcement, broadcasts) = planner.start(&crisis, AnnouncementKind::Initial, now);
+        assert!(broadcasts.is_empty());
+        let mut opt_outs = OptOuts::default();
+        opt_outs.phones.insert("+14155550104".into());
+        let mut stream = planner
+            .stream(&crisis, &announcement, now, &opt_outs, 0)
+            .unwrap();
+        let batch = stream.next_batch().expect("a batch");
+        assert!(stream.next_batch().is_none());
+        assert_eq!(batch.through, 4);
+
+        // Both forms rendered once, with the mark for the name.
+        let texts: Vec<&str> = batch
+            .renditions
+            .iter()
+            .map(|r| match &r.content {
+                DeliveryContent::Message(message) => message.text.as_str(),
+                DeliveryContent::Email(_) => panic!("an SMS"),
+            })
+            .collect();
+        assert_eq!(texts, [long_sms(NAME_MARK), short_sms(NAME_MARK)]);
+        let rendition_of = |i: usize| match &batch.deliveries[i].payload {
+            Payload::Rendition {
+                id, recipient_name, ..
+            } => (*id, recipient_name.clone()),
+            Payload::Inline(_) => panic!("{:?}", batch.deliveries[i]),
+        };
+        assert_eq!(batch.deliveries.len(), 3, "the opted-out reader is skipped");
+        assert_eq!(rendition_of(0), (batch.renditions[0].id, Some("Al".into())));
+        assert_eq!(
+            rendition_of(1),
+            (batch.renditions[1].id, Some("Bartholomew".into()))
+        );
+        let unfit = &batch.deliveries[2];
+        assert_eq!(unfit.recipient_id.as_deref(), Some("max"));
+        let max = long_sms("Al").chars().count();
+        assert_eq!(
+            unfit.dead_reason.as_deref(),
+            Some(
+                format!(
+                    "message not sent: too long for the channel even in the short form: \
+                     {} of {max} characters",
+                    short_sms(LONG_NAME).chars().count()
+                )
+                .as_str()
+            )
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! What a template sees: the views of the company, the crisis, the
+//! announcement and its reader, documented in templates/README.md.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::domain::directory::ContactView;
+use crate::domain::follow_up::FollowUpView;
+use crate::domain::{AnnouncementKind, Crisis, Severity};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompanyView {
+    pub name: String,
+    pub status_url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CrisisView {
+    pub id: String,
+    pub kind: String,
+    /// Templates see its name (`critical`); a composed message keeps it
+    /// for cards and headings.
+    pub severity: Severity,
+    pub title: String,
+    pub summary: String,
+    pub status: String,
+    pub declared_at: String,
+    pub declared_at_local: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnouncementView {
+    pub kind: AnnouncementKind,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecipientView {
+    pub name: String,
+    pub timezone: String,
+    /// The reader's one-click unsubscribe link (email only).
+    pub unsubscribe_url: Option<String>,
+}
+
+/// Everything a template sees; documented in templates/README.md.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderContext {
+    pub locale: String,
+    pub company: CompanyView,
+    pub crisis: CrisisView,
+    pub announcement: AnnouncementView,
+    pub recipient: Option<RecipientView>,
+    pub contacts: Vec<ContactView>,
+    pub emergency_contacts: Vec<ContactView>,
+    pub now_local: String,
+    /// For a follow-up: its topic and the reader's resources.
+    pub follow_up: Option<FollowUpView>,
+}
+
+pub fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
+    format!(
+        "{} ({})",
+        at.with_timezone(&zone).format("%Y-%m-%d %H:%M"),
+        zone.name()
+    )
+}
+
+impl RenderContext {
+    /// The context for one reader of one announcement.
+    pub fn new(
+        locale: &str,
+        company: CompanyView,
+        crisis: &Crisis,
+        kind: AnnouncementKind,
+        recipient: Option<(&str, Tz)>,
+        contacts: Vec<ContactView>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let zone = recipient.map_or(Tz::UTC, |(_, tz)| tz);
+        let (title, summary) = crisis.text_for(locale);
+        let emergency_contacts = contacts.iter().filter(|c| c.emergency).cloned().collect();
+        Self {
+            locale: locale.to_owned(),
+            company,
+            crisis: CrisisView {
+                id: crisis.id.to_string(),
+                kind: crisis.kind.to_string(),
+                severity: crisis.severity,
+                title: title.to_owned(),
+                summary: summary.to_owned(),
+                status: crisis.status.to_string(),
+                declared_at: crisis.declared_at.to_rfc3339(),
+                declared_at_local: local_time(crisis.declared_at, zone),
+            },
+            announcement: AnnouncementView {
+                kind,
+                message: crisis.last_message.clone(),
+            },
+            recipient: recipient.map(|(name, tz)| RecipientView {
+                name: name.to_owned(),
+                timezone: tz.name().to_owned(),
+                unsubscribe_url: None,
+            }),
+            contacts,
+            emergency_contacts,
+            now_local: local_time(now, zone),
+            follow_up: None,
+        }
+    }
+}
