@@ -26,18 +26,16 @@ use crate::config::{ConfigError, Settings};
 use crate::dispatch::{Dispatcher, Wake};
 use crate::domain::audience::Audience;
 use crate::domain::consent::UnsubscribeSigner;
-use crate::domain::follow_up::{FollowUpSpec, FollowUps, Library, Phase, Topic};
-use crate::domain::{AnnouncementKind, Crisis, Kind, Severity};
+use crate::domain::follow_up::{FollowUps, Library};
 use crate::health::{self, Health};
 use crate::http::{self, AppState, NamedToken};
 use crate::intake::flag_file::FlagFileWatcher;
 use crate::intake::{Hook, Intake};
 use crate::lifecycle::{Notifier, ReloadError, ReloadRequest, Reloader};
 use crate::liveness::Liveness;
-use crate::message::Reach;
 use crate::outbox::{CrisisFilter, SqliteStore, Store, StoreError};
 use crate::plan::{PlanInputs, SharedInputs, UnsubscribeLinks};
-use crate::render::{CompanyView, EMAIL_KINDS, RenderContext, Renderer, Unsendable};
+use crate::render::{CompanyView, Renderer};
 use crate::secret::{Secret, SecretSource};
 use crate::service::{CrisisService, Scheduler, ServiceError};
 
@@ -81,82 +79,6 @@ pub struct Prepared {
     /// `[[hooks]]`, their secrets read and rules compiled.
     pub hooks: Vec<Hook>,
     pub follow_ups: Arc<FollowUps>,
-}
-
-/// The sample context of a follow-up on `topic`, with every resource of
-/// the library for the sample crisis's kind.
-fn sample_follow_up(
-    inputs: &PlanInputs,
-    follow_ups: &FollowUps,
-    locale: &str,
-    topic: Topic,
-    email: bool,
-) -> RenderContext {
-    let mut ctx = sample_context(inputs, locale, AnnouncementKind::FollowUp, email, false);
-    let spec = FollowUpSpec {
-        plan: "sample".into(),
-        step: "sample".into(),
-        phase: if topic == Topic::Satisfaction {
-            Phase::AfterResolution
-        } else {
-            Phase::Active
-        },
-        topic,
-        categories: Vec::new(),
-        channels: Vec::new(),
-        locales: Vec::new(),
-        regions: Vec::new(),
-    };
-    ctx.follow_up = Some(
-        follow_ups
-            .library
-            .follow_up_view(&spec, Kind::Outage, &ctx.locale, None),
-    );
-    ctx
-}
-
-/// A crisis and a context with every variable filled, to render each
-/// template once before it is needed.
-fn sample_context(
-    inputs: &PlanInputs,
-    locale: &str,
-    kind: AnnouncementKind,
-    email: bool,
-    message: bool,
-) -> RenderContext {
-    let now = Utc::now();
-    let mut crisis = Crisis {
-        id: crate::domain::CrisisId::new(),
-        kind: Kind::Outage,
-        severity: Severity::Critical,
-        // Typical lengths, so limits are checked against realistic text.
-        title: "Card payments are failing".into(),
-        summary:
-            "Card payments fail for most customers since 09:10; cash on delivery still works. \
-                  We are working with our payment provider on a fix."
-                .into(),
-        localized: Default::default(),
-        status: crate::domain::Status::Declared,
-        version: 1,
-        last_message: message.then(|| "Sample message.".to_owned()),
-        declared_at: now,
-        updated_at: now,
-        resolved_at: None,
-    };
-    if kind == AnnouncementKind::Resolved {
-        crisis.status = crate::domain::Status::Resolved;
-        crisis.resolved_at = Some(now);
-    }
-    let recipient = email.then_some(("Sample Reader", chrono_tz::Tz::UTC));
-    RenderContext::new(
-        locale,
-        inputs.company.clone(),
-        &crisis,
-        kind,
-        recipient,
-        inputs.contacts(locale, now),
-        now,
-    )
 }
 
 /// Validates the whole configuration, templates and audience included,
@@ -232,27 +154,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         channels: settings.channels.profiles(&default_locale),
         unsubscribe,
     };
-    problems.extend(
-        inputs
-            .renderer
-            .check(|locale, kind, email, message| {
-                sample_context(&inputs, locale, kind, email, message)
-            })
-            .into_iter()
-            .map(|e| format!("templates: {e}")),
-    );
-    let topics = follow_ups.topics();
-    problems.extend(
-        inputs
-            .renderer
-            .check_follow_ups(&topics, |locale, topic, email| {
-                sample_follow_up(&inputs, &follow_ups, locale, topic, email)
-            })
-            .into_iter()
-            .map(|e| format!("templates: {e}")),
-    );
-    problems.extend(unfit_messages(&inputs));
-    problems.extend(unfit_follow_ups(&inputs, &follow_ups, &topics));
+    problems.extend(inputs.template_problems(&follow_ups, Utc::now()));
     if !problems.is_empty() {
         return Err(StartupError::Invalid(problems));
     }
@@ -331,71 +233,6 @@ fn generate_consent_key(settings: &Settings, inputs: &mut PlanInputs) -> Result<
         });
     }
     Ok(())
-}
-
-/// Problems with messages that do not fit their channel even in the short
-/// form, found with representative content before any crisis.
-fn unfit_messages(inputs: &PlanInputs) -> Vec<String> {
-    unfit(inputs, |locale, personal| {
-        EMAIL_KINDS
-            .iter()
-            .map(|kind| {
-                let ctx = sample_context(inputs, locale, *kind, personal, true);
-                (format!("{kind} message"), kind.to_string(), ctx)
-            })
-            .collect()
-    })
-}
-
-/// The same for the follow-up topics the plans use, with every resource of
-/// the library in the message: a step whose short form cannot fit is found
-/// before a crisis, not as dead deliveries during one.
-fn unfit_follow_ups(inputs: &PlanInputs, follow_ups: &FollowUps, topics: &[Topic]) -> Vec<String> {
-    unfit(inputs, |locale, personal| {
-        topics
-            .iter()
-            .map(|topic| {
-                let ctx = sample_follow_up(inputs, follow_ups, locale, *topic, personal);
-                (format!("{topic} follow-up"), "follow_up".to_owned(), ctx)
-            })
-            .collect()
-    })
-}
-
-/// Fits every text channel's messages, in each language it writes, as
-/// `samples(locale, personal)` gives them (what, template name, context);
-/// a problem for each that does not fit even in its short form.
-fn unfit(
-    inputs: &PlanInputs,
-    samples: impl Fn(&str, bool) -> Vec<(String, String, RenderContext)>,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    for profile in &inputs.channels {
-        let Some(family) = profile.family else {
-            continue;
-        };
-        let locales: Vec<String> = match &profile.reach {
-            Reach::Broadcast { locale } => vec![locale.clone()],
-            _ => inputs.renderer.locales().map(str::to_owned).collect(),
-        };
-        let personal = profile.reach == Reach::Phone;
-        for locale in &locales {
-            for (what, template, ctx) in samples(locale, personal) {
-                if let Err(Unsendable::TooLong(measurement)) =
-                    inputs.renderer.compose(profile, &ctx)
-                {
-                    problems.push(format!(
-                        "channel `{}`: the {locale} {what} does not fit even in its short form \
-                         with a typical title ({measurement}); shorten templates/{locale}/{}/{template}.short.j2 \
-                         or raise the limit",
-                        profile.name,
-                        family.as_str()
-                    ));
-                }
-            }
-        }
-    }
-    problems
 }
 
 /// Spool directories are made at start, not by `check-config`.

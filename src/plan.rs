@@ -19,6 +19,7 @@ use crate::domain::follow_up::{FollowUpSpec, FollowUps};
 use crate::domain::{AnnouncementKind, Crisis, DeliveryId};
 use crate::message::{ChannelProfile, DeliveryContent, EmailContent, Reach};
 use crate::outbox::{Announcement, NewDelivery, Payload};
+use crate::render::sample::Samples;
 use crate::render::{CompanyView, RenderContext, Renderer, Unsendable};
 use arc_swap::ArcSwap;
 
@@ -59,6 +60,21 @@ impl PlanInputs {
     /// The directory as a reader in `locale` sees it at `now`.
     pub fn contacts(&self, locale: &str, now: DateTime<Utc>) -> Vec<ContactView> {
         self.renderer.contacts(&self.directory, locale, now)
+    }
+
+    /// What the templates would do wrong in a crisis, found with sample
+    /// data now: templates that do not render, and text channels whose
+    /// messages do not fit even in their short form. Check-config and
+    /// start-up refuse a config that has any.
+    pub fn template_problems(&self, follow_ups: &FollowUps, now: DateTime<Utc>) -> Vec<String> {
+        let samples = Samples {
+            renderer: &self.renderer,
+            company: &self.company,
+            directory: &self.directory,
+            library: &follow_ups.library,
+            now,
+        };
+        samples.problems(&self.channels, &follow_ups.topics())
     }
 }
 

@@ -9,7 +9,8 @@ use crate::message::{
     ChannelProfile, DeliveryContent, Form, Measurement, ProviderKind, Reach, TextFamily,
 };
 use crate::plan::PlanInputs;
-use crate::render::{RenderContext, Unsendable};
+use crate::render::sample::READER;
+use crate::render::{Addressee, RenderContext, Unsendable};
 
 /// What to preview.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,8 +65,6 @@ pub enum PreviewError {
     #[error("a preview is of an initial, update or resolved announcement")]
     UnsupportedKind,
 }
-
-const SAMPLE_READER: &str = "Sample Reader";
 
 /// What a preview takes for a channel type: email, the text families, and
 /// every provider.
@@ -125,8 +124,8 @@ pub fn preview(
             (None, _) => all_locales.clone(),
         };
         for locale in locales {
-            let personal = matches!(profile.reach, Reach::Email | Reach::Phone);
-            let recipient = personal.then_some((SAMPLE_READER, chrono_tz::Tz::UTC));
+            let personal = Addressee::of(&profile.reach) == Addressee::Personal;
+            let recipient = personal.then_some(READER);
             let ctx = RenderContext::new(
                 &locale,
                 inputs.company.clone(),

@@ -3,8 +3,10 @@
 //! each channel's message when an announcement is planned or previewed
 //! (`compose`).
 
+mod check;
 mod compose;
 mod context;
+pub mod sample;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 pub use crate::message::{EmailContent, Form, Measurement, TextFamily, TextLimit, escape_html};
+pub use check::{Addressee, Subject};
 pub use compose::{Composed, Unsendable, fit};
 pub use context::{
     AnnouncementView, CompanyView, CrisisView, RecipientView, RenderContext, local_time,
@@ -253,121 +256,6 @@ impl Renderer {
     ) -> Result<String, RenderError> {
         let path = template_name(family, ctx.announcement.kind, form);
         Ok(self.render(&ctx.locale, &path, ctx)?.trim().to_owned())
-    }
-
-    /// Every template the daemon renders, relative to a locale directory.
-    fn required() -> Vec<String> {
-        let mut paths = vec![BANNER_TEMPLATE.to_owned()];
-        for kind in EMAIL_KINDS {
-            paths.extend(
-                EMAIL_PARTS
-                    .iter()
-                    .map(|part| format!("email/{kind}.{part}.j2")),
-            );
-            for family in TextFamily::ALL {
-                paths.extend(
-                    [Form::Long, Form::Short].map(|form| template_name(family, kind, form)),
-                );
-            }
-        }
-        paths
-    }
-
-    /// Renders every template of every locale against sample data, so a
-    /// broken template is found before a crisis, not during one.
-    pub fn check(
-        &self,
-        sample: impl Fn(&str, AnnouncementKind, bool, bool) -> RenderContext,
-    ) -> Vec<RenderError> {
-        let problems: Vec<RenderError> = Self::required()
-            .into_iter()
-            .map(|path| format!("{}/{path}", self.default_locale))
-            .filter(|name| !self.names.contains(name))
-            .map(RenderError::Missing)
-            .collect();
-        if !problems.is_empty() {
-            return problems;
-        }
-        let mut problems = Vec::new();
-        let mut note = |result: Result<(), RenderError>| {
-            if let Err(err) = result {
-                problems.push(err);
-            }
-        };
-        for locale in self.strings.keys() {
-            for with_message in [true, false] {
-                for kind in EMAIL_KINDS {
-                    // Email and SMS go to a person; the banner, posts and
-                    // chat messages to everyone.
-                    let personal = sample(locale, kind, true, with_message);
-                    let broadcast = sample(locale, kind, false, with_message);
-                    note(self.render_email(&personal).map(drop));
-                    for form in [Form::Long, Form::Short] {
-                        note(self.render_text(TextFamily::Sms, form, &personal).map(drop));
-                        note(
-                            self.render_text(TextFamily::Social, form, &broadcast)
-                                .map(drop),
-                        );
-                        note(
-                            self.render_text(TextFamily::Chat, form, &broadcast)
-                                .map(drop),
-                        );
-                    }
-                    if kind != AnnouncementKind::Resolved {
-                        note(self.render_banner(&broadcast).map(drop));
-                    }
-                }
-            }
-        }
-        problems
-    }
-}
-
-impl Renderer {
-    /// Renders the follow-up templates of every locale for each topic a
-    /// plan uses (`sample(locale, topic, personal)`); the default locale
-    /// must have every one of them, other locales fall back to it.
-    pub fn check_follow_ups(
-        &self,
-        topics: &[crate::domain::follow_up::Topic],
-        sample: impl Fn(&str, crate::domain::follow_up::Topic, bool) -> RenderContext,
-    ) -> Vec<RenderError> {
-        if topics.is_empty() {
-            return Vec::new();
-        }
-        let kind = AnnouncementKind::FollowUp;
-        let mut paths: Vec<String> = EMAIL_PARTS
-            .iter()
-            .map(|part| format!("email/{kind}.{part}.j2"))
-            .collect();
-        for family in TextFamily::ALL {
-            paths.extend([Form::Long, Form::Short].map(|form| template_name(family, kind, form)));
-        }
-        let missing: Vec<RenderError> = paths
-            .into_iter()
-            .map(|path| format!("{}/{path}", self.default_locale))
-            .filter(|name| !self.names.contains(name))
-            .map(RenderError::Missing)
-            .collect();
-        if !missing.is_empty() {
-            return missing;
-        }
-        let mut problems = Vec::new();
-        for locale in self.strings.keys() {
-            for topic in topics {
-                let personal = sample(locale, *topic, true);
-                let broadcast = sample(locale, *topic, false);
-                let mut results = vec![self.render_email(&personal).map(drop)];
-                for form in [Form::Long, Form::Short] {
-                    results.push(self.render_text(TextFamily::Sms, form, &personal).map(drop));
-                    for family in [TextFamily::Social, TextFamily::Chat] {
-                        results.push(self.render_text(family, form, &broadcast).map(drop));
-                    }
-                }
-                problems.extend(results.into_iter().filter_map(Result::err));
-            }
-        }
-        problems
     }
 }
 
