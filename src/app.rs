@@ -23,7 +23,7 @@ use crate::banner::Banner;
 use crate::channels::{self, Channel};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, Settings};
-use crate::dispatch::{Dispatcher, Wake};
+use crate::dispatch::Dispatcher;
 use crate::domain::audience::Audience;
 use crate::domain::consent::UnsubscribeSigner;
 use crate::domain::follow_up::{FollowUps, Library};
@@ -33,7 +33,7 @@ use crate::intake::flag_file::FlagFileWatcher;
 use crate::intake::{Hook, Intake};
 use crate::lifecycle::{Notifier, ReloadError, ReloadRequest, Reloader};
 use crate::liveness::Liveness;
-use crate::outbox::{CrisisFilter, SqliteStore, Store, StoreError};
+use crate::outbox::{CrisisFilter, Ledger, SqliteStore, Storage, StoreError};
 use crate::plan::{PlanInputs, SharedInputs, UnsubscribeLinks};
 use crate::render::{CompanyView, Renderer};
 use crate::secret::{Secret, SecretSource};
@@ -259,9 +259,8 @@ pub fn check_config(path: &Path) -> Result<Prepared, StartupError> {
 /// What the daemon runs on, kept between reloads.
 struct Runtime {
     settings: Settings,
-    store: Arc<dyn Store>,
+    storage: Storage,
     clock: Arc<dyn Clock>,
-    wake: Wake,
     /// The channels the dispatcher serves: the configured ones, and removed
     /// ones that still have deliveries to finish.
     channels: Vec<Arc<dyn Channel>>,
@@ -289,18 +288,17 @@ impl Workers {
         let mut tasks = JoinSet::new();
         let settings = &runtime.settings;
         let dispatcher = Dispatcher::new(
-            runtime.store.clone(),
+            runtime.storage.queue.clone(),
             runtime.channels.clone(),
             settings.dispatch.clone(),
             runtime.clock.clone(),
-            runtime.wake.clone(),
         )
         // Checked by prepare().
         .with_rate_limits(settings.channels.rate_limits().unwrap_or_default())
         .with_liveness(runtime.liveness.clone());
         tasks.spawn_on(dispatcher.run(stop.clone()), &runtime.fanout);
         if let Some(flag) = &settings.flag_file {
-            let watcher = FlagFileWatcher::new(flag.clone(), service.clone());
+            let watcher = FlagFileWatcher::new(flag.clone(), service.clone(), &runtime.storage);
             tasks.spawn(watcher.run(stop.clone()));
         }
         tasks.spawn(health::monitor(
@@ -386,22 +384,19 @@ impl Application {
         generate_consent_key(&settings, &mut inputs)?;
         create_spool_dirs(&settings)?;
         let inputs: SharedInputs = Arc::new(ArcSwap::from_pointee(inputs));
-        let sqlite = Arc::new(SqliteStore::open(&settings.store.sqlite_path).await?);
-        let store: Arc<dyn Store> = sqlite.clone();
-        let active = store.crises(CrisisFilter::Active).await?;
+        let storage = Storage::new(SqliteStore::open(&settings.store.sqlite_path).await?);
+        let active = storage.crises.crises(CrisisFilter::Active).await?;
         // Read before anything can start a new plan, so only what a previous
         // run left unfinished is resumed.
-        let unfinished = store.unfinished_plans().await?;
+        let unfinished = storage.plans.unfinished_plans().await?;
         let banner = Arc::new(Banner::new(inputs.clone(), active));
-        let wake = Wake::default();
         let fanout =
             BackgroundRuntime::start(settings.dispatch.nice).map_err(StartupError::Runtime)?;
         let service = Arc::new(
             CrisisService::new(
-                store.clone(),
+                storage.clone(),
                 inputs.clone(),
                 banner.clone(),
-                wake.clone(),
                 clock.clone(),
             )
             .plan_on(fanout.handle())
@@ -423,12 +418,13 @@ impl Application {
         let liveness = Liveness::default();
         let scheduler = Scheduler::new(service.clone(), clock.clone(), follow_ups.poll_interval)
             .with_liveness(liveness.clone());
-        let intake = Arc::new(Intake::new(hooks, service.clone(), sqlite, clock.clone()));
+        let intake = Arc::new(Intake::new(hooks, service.clone(), &storage, clock.clone()));
         let health = Arc::new(Health::default());
         health.set_channels(channels.iter().map(|c| c.name().to_owned()));
         let state = AppState {
             intake,
             service,
+            storage: storage.clone(),
             banner,
             inputs,
             tokens: Arc::new(ArcSwap::from_pointee(tokens)),
@@ -458,9 +454,8 @@ impl Application {
             router,
             runtime: Runtime {
                 settings,
-                store,
+                storage,
                 clock,
-                wake,
                 channels,
                 health,
                 liveness,
@@ -540,14 +535,14 @@ impl Application {
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .into_future(),
         );
-        let status = status_line(&state, runtime.store.as_ref()).await;
+        let status = status_line(&state, runtime.storage.ledger.as_ref()).await;
         runtime.notifier.ready(&status);
         info!(%addr, active_crises = state.banner.active_count(), "crisisd is ready.");
         // Watched until the very end, drain included: systemd's watchdog
         // keeps running while the service stops.
         let supervision = CancellationToken::new();
         let supervisor = tokio::spawn(supervise(
-            runtime.store.clone(),
+            runtime.storage.ledger.clone(),
             state.banner.clone(),
             runtime.liveness.clone(),
             runtime.notifier,
@@ -616,7 +611,7 @@ impl Runtime {
             Err(err) => {
                 crate::telemetry::reloaded(false);
                 error!(config = %path.display(), error = %err, "Reload refused; the running configuration stays.");
-                let status = status_line(state, self.store.as_ref()).await;
+                let status = status_line(state, self.storage.ledger.as_ref()).await;
                 self.notifier
                     .ready(&format!("Reload refused (see the log). {status}"));
                 return (workers, Err(ReloadError::Refused(err.to_string())));
@@ -636,7 +631,7 @@ impl Runtime {
             .iter()
             .map(|c| c.name().to_owned())
             .collect();
-        let unfinished: HashSet<String> = match self.store.channel_counts().await {
+        let unfinished: HashSet<String> = match self.storage.ledger.channel_counts().await {
             Ok(counts) => counts
                 .into_iter()
                 .filter(|c| c.state != crate::outbox::DeliveryState::Dead)
@@ -674,14 +669,14 @@ impl Runtime {
             channels = self.channels.len(),
             "Configuration reloaded."
         );
-        let status = status_line(state, self.store.as_ref()).await;
+        let status = status_line(state, self.storage.ledger.as_ref()).await;
         self.notifier.ready(&status);
         (workers, Ok(()))
     }
 }
 
 /// The one-line summary systemd shows in `systemctl status`.
-async fn status_line(state: &AppState, store: &dyn Store) -> String {
+async fn status_line(state: &AppState, store: &dyn Ledger) -> String {
     let active = state.banner.active_count();
     match store.channel_counts().await {
         Ok(counts) => {
@@ -700,7 +695,7 @@ async fn status_line(state: &AppState, store: &dyn Store) -> String {
 /// answers and every registered loop makes progress, and keeps the status
 /// line current.
 async fn supervise(
-    store: Arc<dyn Store>,
+    store: Arc<dyn Ledger>,
     banner: Arc<Banner>,
     liveness: Liveness,
     notifier: Notifier,

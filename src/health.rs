@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::channels::Channel;
 use crate::clock::Clock;
-use crate::outbox::Store;
+use crate::outbox::Ledger;
 
 /// A channel's last healthcheck.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -92,7 +92,7 @@ impl Health {
     }
 
     /// Pings the store and collects the rest.
-    pub async fn readiness(&self, store: &dyn Store) -> Readiness {
+    pub async fn readiness(&self, store: &dyn Ledger) -> Readiness {
         let store = match tokio::time::timeout(CHECK_TIMEOUT, store.ping()).await {
             Ok(Ok(())) => Check {
                 ok: true,

@@ -11,7 +11,7 @@ use super::client::ApiClient;
 use super::client_args::{ClientArgs, with_query};
 use super::declare::transition;
 use crate::http::hooks::{HookLog, LOG_LIMIT_DEFAULT, LOG_LIMIT_MAX, ProposalList};
-use crate::intake::{Pending, PendingState};
+use crate::outbox::{Pending, PendingState};
 
 /// Declare a crisis a webhook proposed (a hook in `propose` mode, or one still held by
 /// `declare_after`): its announcement goes out now, under the id it was shown with.

@@ -9,7 +9,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -22,26 +22,16 @@ use crate::clock::Clock;
 use crate::config::DispatchSettings;
 use crate::domain::DeliveryId;
 use crate::liveness::{Heartbeat, Liveness};
-use crate::outbox::{Delivery, Outcome, Store, StoreError};
+use crate::outbox::{DeadCause, Delivery, DeliveryQueue, Outcome, StoreError};
 use crate::sync::lock;
 
-/// Wakes the workers when new deliveries are written, so the first email
-/// of a crisis does not wait for the next poll.
-#[derive(Debug, Default, Clone)]
-pub struct Wake(Arc<Notify>);
-
-impl Wake {
-    pub fn notify(&self) {
-        self.0.notify_waiters();
-    }
-}
-
 pub struct Dispatcher {
-    store: Arc<dyn Store>,
+    /// Also wakes the workers when new deliveries are written, so the first
+    /// email of a crisis does not wait for the next poll.
+    queue: Arc<dyn DeliveryQueue>,
     channels: Vec<Arc<dyn Channel>>,
     settings: DispatchSettings,
     clock: Arc<dyn Clock>,
-    wake: Wake,
     owner: String,
     rate_limits: std::collections::BTreeMap<String, RateLimit>,
     liveness: Liveness,
@@ -49,18 +39,16 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub fn new(
-        store: Arc<dyn Store>,
+        queue: Arc<dyn DeliveryQueue>,
         channels: Vec<Arc<dyn Channel>>,
         settings: DispatchSettings,
         clock: Arc<dyn Clock>,
-        wake: Wake,
     ) -> Self {
         Self {
-            store,
+            queue,
             channels,
             settings,
             clock,
-            wake,
             // Unique per process start, so a restarted daemon never mistakes
             // a dead process's leases for its own.
             owner: format!("crisisd-{}", uuid::Uuid::new_v4()),
@@ -89,7 +77,7 @@ impl Dispatcher {
     /// `drain_timeout` to finish; the rest are released for the next start.
     pub async fn run(self, shutdown: CancellationToken) {
         let known: Vec<String> = self.channels.iter().map(|c| c.name().to_owned()).collect();
-        match self.store.kill_unroutable(&known, self.clock.now()).await {
+        match self.queue.kill_unroutable(&known, self.clock.now()).await {
             Ok(0) => {}
             Ok(n) => error!(
                 count = n,
@@ -100,7 +88,7 @@ impl Dispatcher {
             }
         }
         let (recorder, recording) =
-            Recorder::start(self.store.clone(), self.owner.clone(), self.clock.clone());
+            Recorder::start(self.queue.clone(), self.owner.clone(), self.clock.clone());
         let mut workers = JoinSet::new();
         for channel in &self.channels {
             let rate = self.rate_limits.get(channel.name()).copied();
@@ -123,13 +111,12 @@ impl Dispatcher {
                 ),
                 recorder: recorder.clone(),
                 channel: channel.clone(),
-                store: self.store.clone(),
+                queue: self.queue.clone(),
                 policy: RetryPolicy::from(&self.settings),
                 lease: self.settings.lease,
                 poll_interval: self.settings.poll_interval,
                 drain_timeout: self.settings.drain_timeout,
                 clock: self.clock.clone(),
-                wake: self.wake.clone(),
                 owner: self.owner.clone(),
             };
             workers.spawn(worker.run(shutdown.clone()));
@@ -155,13 +142,12 @@ struct ChannelWorker {
     channel: Arc<dyn Channel>,
     gate: Gate,
     recorder: Recorder,
-    store: Arc<dyn Store>,
+    queue: Arc<dyn DeliveryQueue>,
     policy: RetryPolicy,
     lease: Duration,
     poll_interval: Duration,
     drain_timeout: Duration,
     clock: Arc<dyn Clock>,
-    wake: Wake,
     owner: String,
 }
 
@@ -225,7 +211,7 @@ impl ChannelWorker {
             this.heartbeat.beat();
             // Registered before claiming, so a wake between the claim and the
             // wait is not lost.
-            let notified = this.wake.0.notified();
+            let notified = this.queue.work_due().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             match this.admit(&mut slots, &shutdown).await {
@@ -330,7 +316,7 @@ impl ChannelWorker {
         let claim = tokio::spawn(async move {
             let now = worker.clock.now();
             worker
-                .store
+                .queue
                 .claim(
                     worker.channel.name(),
                     &worker.owner,
@@ -408,7 +394,7 @@ impl ChannelWorker {
         if ids.is_empty() {
             return;
         }
-        if let Err(err) = self.store.release(ids, &self.owner).await {
+        if let Err(err) = self.queue.release(ids, &self.owner).await {
             warn!(channel = %self.channel.name(), error = %err, "Could not release leases; they expire on their own.");
         }
     }
@@ -505,7 +491,10 @@ impl ChannelWorker {
             }
             Err(DeliveryError::Permanent { reason }) => {
                 error!(%crisis_id, channel = %name, %delivery_id, %reason, "Delivery is dead.");
-                Outcome::Dead { reason }
+                Outcome::Dead {
+                    cause: DeadCause::Permanent,
+                    reason,
+                }
             }
             Err(DeliveryError::Transient {
                 reason,
@@ -514,7 +503,10 @@ impl ChannelWorker {
                 if attempt >= self.policy.max_attempts {
                     let reason = format!("gave up after {attempt} attempts; last error: {reason}");
                     error!(%crisis_id, channel = %name, %delivery_id, %reason, "Delivery is dead.");
-                    Outcome::Dead { reason }
+                    Outcome::Dead {
+                        cause: DeadCause::AttemptsExhausted,
+                        reason,
+                    }
                 } else {
                     let delay = self.policy.delay(attempt, retry_after);
                     warn!(
@@ -551,7 +543,7 @@ const RECORD_BATCH: usize = 512;
 
 impl Recorder {
     fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn DeliveryQueue>,
         owner: String,
         clock: Arc<dyn Clock>,
     ) -> (Self, tokio::task::JoinHandle<()>) {

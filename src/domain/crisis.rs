@@ -61,8 +61,9 @@ macro_rules! string_enum {
         }
 
         impl fmt::Display for $name {
+            // `pad`, so a width in a format string lines tables up.
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
@@ -82,7 +83,8 @@ macro_rules! string_enum {
         }
     };
 }
-// Also names the follow-ups' topics, categories and states.
+// Also names the follow-ups' topics, categories and states, and the
+// outbox's delivery states, dead causes and webhook verdicts.
 pub(crate) use string_enum;
 
 string_enum!(

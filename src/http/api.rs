@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 use super::auth::Authenticated;
 use super::{ApiError, AppState};
 use crate::domain::{Actor, ActorSource, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration};
-use crate::outbox::{CrisisFilter, DeliveryCount, DeliveryState, Store, StoreError};
+use crate::outbox::{
+    CrisisFilter, CrisisStore, DeadFilter, DeliveryCount, DeliveryState, Ledger, StoreError,
+};
 use crate::service::{Applied, IdempotencyRequest, TransitionContext, answer_status};
 
 /// Sent by the CLI so the audit trail names the person, not only the token.
@@ -89,14 +91,14 @@ type Rates = HashMap<(CrisisId, String), f64>;
 /// for a crisis whose last transition is more recent, since that
 /// transition, so a fan-out that began 2 s ago is not divided by 10 s.
 async fn measure_rates(
-    store: &dyn Store,
+    ledger: &dyn Ledger,
     scope: Option<CrisisId>,
     crises: &[Crisis],
     now: DateTime<Utc>,
 ) -> Result<Rates, StoreError> {
     let window_start = now - RATE_WINDOW;
     let window = RATE_WINDOW.as_seconds_f64();
-    let mut rates: Rates = store
+    let mut rates: Rates = ledger
         .finished_since(scope, window_start)
         .await?
         .into_iter()
@@ -109,7 +111,7 @@ async fn measure_rates(
             .as_seconds_f64()
             .clamp(1.0, window);
         rates.retain(|(id, _), _| *id != crisis.id);
-        for f in store
+        for f in ledger
             .finished_since(Some(crisis.id), crisis.updated_at)
             .await?
         {
@@ -358,11 +360,11 @@ pub async fn list(
 ) -> Result<Json<CrisisList>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = query.status;
-    let store = state.service.store();
-    let crises = store.crises(filter).await?;
-    let counts = store.delivery_counts(None).await?;
-    let rates = measure_rates(store.as_ref(), None, &crises, state.clock.now()).await?;
-    let opt_outs = store.opt_outs().await?;
+    let storage = &state.storage;
+    let crises = storage.crises.crises(filter).await?;
+    let counts = storage.ledger.delivery_counts(None).await?;
+    let rates = measure_rates(storage.ledger.as_ref(), None, &crises, state.clock.now()).await?;
+    let opt_outs = storage.consent.opt_outs().await?;
     Ok(Json(CrisisList {
         opt_outs: OptOutCounts {
             email: opt_outs.emails.len(),
@@ -384,33 +386,42 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<CrisisDetail>, ApiError> {
     let id = parse_id(&id)?;
-    let store = state.service.store();
-    let crisis = store
+    let storage = &state.storage;
+    let crisis = storage
+        .crises
         .crisis(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no crisis with id {id}")))?;
-    let counts = store.delivery_counts(Some(id)).await?;
+    let counts = storage.ledger.delivery_counts(Some(id)).await?;
     let rates = measure_rates(
-        store.as_ref(),
+        storage.ledger.as_ref(),
         Some(id),
         std::slice::from_ref(&crisis),
         state.clock.now(),
     )
     .await?;
-    let events = store.events(id).await?;
-    let dead = store
-        .dead_deliveries(Some(id), 50)
+    let events = storage.crises.events(id).await?;
+    let dead = storage
+        .dead_letters
+        .list(
+            DeadFilter {
+                crisis: Some(id),
+                channel: None,
+            },
+            50,
+        )
         .await?
         .into_iter()
         .map(|d| DeadDelivery {
             id: d.id.to_string(),
             channel: d.channel,
             destination: d.destination,
-            reason: d.last_error.unwrap_or_default(),
+            reason: d.reason,
         })
         .collect();
-    let follow_ups =
-        crate::domain::follow_up::FollowUpCounts::of(&store.follow_ups(Some(id)).await?);
+    let follow_ups = crate::domain::follow_up::FollowUpCounts::of(
+        &storage.follow_ups.follow_ups(Some(id)).await?,
+    );
     Ok(Json(CrisisDetail {
         deliveries: counts_for(id, &counts, &rates),
         crisis,
@@ -480,13 +491,13 @@ pub struct RetryDeadResponse {
 }
 
 /// A crisis named in a filter: 400 when it is not an id, 404 when unknown.
-async fn existing_crisis(store: &dyn Store, raw: &str) -> Result<CrisisId, ApiError> {
+async fn existing_crisis(crises: &dyn CrisisStore, raw: &str) -> Result<CrisisId, ApiError> {
     let id: CrisisId = raw.trim().parse().map_err(|_| {
         ApiError::BadRequest(format!(
             "`crisis` must be a crisis id (a UUID), not `{raw}`"
         ))
     })?;
-    match store.crisis(id).await? {
+    match crises.crisis(id).await? {
         Some(_) => Ok(id),
         None => Err(ApiError::NotFound(format!("no crisis with id {id}"))),
     }
@@ -513,18 +524,21 @@ pub async fn dead(
             "`limit` must be 1 to {DEAD_LIMIT_MAX}, not {limit}"
         )));
     }
-    let store = state.service.store();
+    let storage = &state.storage;
     let crisis = match query.crisis.as_deref() {
-        Some(raw) => Some(existing_crisis(store.as_ref(), raw).await?),
+        Some(raw) => Some(existing_crisis(storage.crises.as_ref(), raw).await?),
         None => None,
     };
     let channel = channel_filter(query.channel)?;
-    let letters = store
-        .dead_letters(crisis, channel.as_deref(), limit)
-        .await?;
+    let filter = DeadFilter {
+        crisis,
+        channel: channel.as_deref(),
+    };
+    let letters = storage.dead_letters.list(filter, limit).await?;
     // The total comes from the per-state counts, which the store keeps
     // indexed; it tells whether the page is all there is.
-    let total = store
+    let total = storage
+        .ledger
         .delivery_counts(crisis)
         .await?
         .iter()
@@ -549,9 +563,7 @@ pub async fn dead(
     }))
 }
 
-/// Requeues dead deliveries. The dispatcher is not woken (its wake belongs
-/// to the crisis service); it finds them at its next poll, within
-/// `[dispatch] poll_interval`.
+/// Requeues dead deliveries; the store wakes the dispatcher for them.
 pub async fn retry_dead(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -562,9 +574,9 @@ pub async fn retry_dead(
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => RetryDeadRequest::default(),
         _ => parse_json::<RetryDeadRequest>(body, state.max_body_bytes)?.0,
     };
-    let store = state.service.store();
+    let storage = &state.storage;
     let crisis = match request.crisis.as_deref() {
-        Some(raw) => Some(existing_crisis(store.as_ref(), raw).await?),
+        Some(raw) => Some(existing_crisis(storage.crises.as_ref(), raw).await?),
         None => None,
     };
     let inputs = state.inputs.load();
@@ -583,11 +595,16 @@ pub async fn retry_dead(
     };
     let mut n = 0;
     for channel in &channels {
+        let filter = DeadFilter {
+            crisis,
+            channel: Some(channel.as_str()),
+        };
         n += if request.dry_run {
-            store.requeueable_dead(crisis, Some(channel)).await?
+            storage.dead_letters.count_requeueable(filter).await?
         } else {
-            store
-                .requeue_dead(crisis, Some(channel), state.clock.now())
+            storage
+                .dead_letters
+                .requeue(filter, state.clock.now())
                 .await?
         };
     }

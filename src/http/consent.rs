@@ -67,8 +67,9 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
     let Some(address) = unsubscribe_address(&state, &token) else {
         return refused();
     };
-    let store = state.service.store();
-    match store
+    match state
+        .storage
+        .consent
         .opt_out(
             ContactPoint::Email,
             &address,
@@ -153,13 +154,13 @@ pub async fn twilio_inbound(
     let (Some(from), Some(text)) = (field("From"), field("Body")) else {
         return (StatusCode::BAD_REQUEST, "From and Body are required").into_response();
     };
-    let store = state.service.store();
+    let consent = &state.storage.consent;
     let recorded = match keyword(text) {
-        Some(false) => store
+        Some(false) => consent
             .opt_out(ContactPoint::Phone, from, "sms keyword", state.clock.now())
             .await
             .map(|changed| changed.then_some("opted out")),
-        Some(true) => store
+        Some(true) => consent
             .opt_in(ContactPoint::Phone, from)
             .await
             .map(|changed| changed.then_some("opted back in")),

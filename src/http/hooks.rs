@@ -14,7 +14,8 @@ use super::api::{actor, parse_id};
 use super::auth::Authenticated;
 use super::error::ErrorDetail;
 use super::{ApiError, AppState, ErrorBody};
-use crate::intake::{DecisionError, HookLogEntry, Pending, Request};
+use crate::intake::{DecisionError, Request};
+use crate::outbox::{HookLogEntry, Pending};
 
 /// Default and largest page of `GET /v1/hooks/log`.
 pub const LOG_LIMIT_DEFAULT: u32 = 50;
@@ -100,7 +101,7 @@ pub async fn proposals(
     _auth: Authenticated,
 ) -> Result<Json<ProposalList>, ApiError> {
     Ok(Json(ProposalList {
-        proposals: state.intake.store().open_pendings().await?,
+        proposals: state.storage.hooks.open_pendings().await?,
     }))
 }
 
@@ -132,8 +133,8 @@ pub async fn log(
         )));
     }
     let entries = state
-        .intake
-        .store()
+        .storage
+        .hooks
         .hook_log(query.hook.as_deref(), limit)
         .await?;
     Ok(Json(HookLog { entries }))

@@ -27,6 +27,7 @@ pub use error::{ApiError, ErrorBody};
 use crate::banner::Banner;
 use crate::clock::Clock;
 use crate::health::Health;
+use crate::outbox::Storage;
 use crate::plan::SharedInputs;
 use crate::service::CrisisService;
 use arc_swap::ArcSwap;
@@ -36,6 +37,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<CrisisService>,
+    /// What handlers read and write beside the service's transitions.
+    pub storage: Storage,
     /// Inbound webhooks, their holds and proposals.
     pub intake: Arc<crate::intake::Intake>,
     pub banner: Arc<Banner>,

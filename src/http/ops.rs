@@ -17,7 +17,7 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let readiness = state.health.readiness(state.service.store().as_ref()).await;
+    let readiness = state.health.readiness(state.storage.ledger.as_ref()).await;
     let status = if readiness.problems.is_empty() {
         StatusCode::OK
     } else {
@@ -28,7 +28,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Refreshes the gauges read from the store, then renders everything.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let store = state.service.store();
+    let storage = &state.storage;
     let channels: Vec<String> = state
         .inputs
         .load()
@@ -38,10 +38,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .collect();
     // A store that does not answer leaves the gauges at their last value;
     // /readyz reports it.
-    if let Ok(counts) = store.channel_counts().await {
+    if let Ok(counts) = storage.ledger.channel_counts().await {
         crate::telemetry::ledger(&channels, &counts);
     }
-    if let Ok(active) = store.crises(CrisisFilter::Active).await {
+    if let Ok(active) = storage.crises.crises(CrisisFilter::Active).await {
         crate::telemetry::active_crises(&active);
     }
     (

@@ -38,7 +38,7 @@ pub async fn all(
     Query(query): Query<ScheduleQuery>,
 ) -> Result<Json<ScheduleList>, ApiError> {
     let zone = zone(&state, &query)?;
-    let follow_ups = state.service.store().follow_ups(None).await?;
+    let follow_ups = state.storage.follow_ups.follow_ups(None).await?;
     Ok(Json(ScheduleList::new(follow_ups, zone)))
 }
 
@@ -52,10 +52,10 @@ pub async fn crisis(
     let id: CrisisId = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("`{id}` is not a crisis id (a UUID)")))?;
-    let store = state.service.store();
-    if store.crisis(id).await?.is_none() {
+    let storage = &state.storage;
+    if storage.crises.crisis(id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no crisis with id {id}")));
     }
-    let follow_ups = store.follow_ups(Some(id)).await?;
+    let follow_ups = storage.follow_ups.follow_ups(Some(id)).await?;
     Ok(Json(ScheduleList::new(follow_ups, zone)))
 }

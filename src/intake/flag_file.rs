@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::config::FlagFileSettings;
 use crate::domain::{Actor, ActorSource, CrisisUpdate, Declaration, Kind, LocalizedText, Severity};
+use crate::outbox::{CrisisStore, SourceLinkStore, Storage};
 use crate::service::{CrisisService, ServiceError, SourceRef, TransitionContext};
 
 pub const SOURCE: &str = "flag_file";
@@ -75,15 +76,19 @@ fn parse(text: &str) -> Result<Flag, String> {
 pub struct FlagFileWatcher {
     settings: FlagFileSettings,
     service: Arc<CrisisService>,
+    links: Arc<dyn SourceLinkStore>,
+    crises: Arc<dyn CrisisStore>,
     /// Hash of the last invalid content reported, so it is logged once.
     reported: Option<String>,
 }
 
 impl FlagFileWatcher {
-    pub fn new(settings: FlagFileSettings, service: Arc<CrisisService>) -> Self {
+    pub fn new(settings: FlagFileSettings, service: Arc<CrisisService>, storage: &Storage) -> Self {
         Self {
             settings,
             service,
+            links: storage.source_links.clone(),
+            crises: storage.crises.clone(),
             reported: None,
         }
     }
@@ -131,10 +136,9 @@ impl FlagFileWatcher {
         };
         self.reported = None;
         let external_id = self.path().display().to_string();
-        let store = self.service.store();
-        let link = store.source_link(SOURCE, &external_id).await?;
+        let link = self.links.source_link(SOURCE, &external_id).await?;
         let linked = match &link {
-            Some(link) => store.crisis(link.crisis_id).await?,
+            Some(link) => self.crises.crisis(link.crisis_id).await?,
             None => None,
         };
         let actor = Actor::new(ActorSource::FlagFile, external_id.clone());
@@ -155,7 +159,7 @@ impl FlagFileWatcher {
                 // Resolved by hand while the file still said active: now
                 // that the file agrees, forget the link, so the same content
                 // written again declares a new crisis.
-                (Some(_), _) => store.unlink_source(SOURCE, &external_id).await?,
+                (Some(_), _) => self.links.unlink_source(SOURCE, &external_id).await?,
                 (None, _) => {}
             },
             Flag::Active {

@@ -16,7 +16,6 @@ mod rules;
 mod signal;
 mod standard;
 mod statuspage;
-mod store;
 mod uptime_kuma;
 mod verify;
 
@@ -34,13 +33,15 @@ use tracing::{error, info, warn};
 
 pub use rules::{Matcher, Rules};
 pub use signal::{Parsed, Signal, SignalState};
-pub use store::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState};
 pub use verify::{SecretFormatError, Verifier, VerifyError, standard_key};
 
 use crate::clock::Clock;
 use crate::config::{HookMode, HookSettings, HookSource, Settings};
 use crate::domain::{Actor, ActorSource, Crisis, CrisisId, Declaration};
-use crate::outbox::{SourceLink, StoreError};
+use crate::outbox::{
+    CrisisStore, HookLogEntry, HookStore, Pending, PendingState, SourceLink, SourceLinkStore,
+    Storage, StoreError, Verdict,
+};
 use crate::service::{
     Applied, CrisisService, ServiceError, SourceRef, TransitionContext, TransitionOutcome,
 };
@@ -181,8 +182,8 @@ fn link_source(hook: &str) -> String {
 /// What a webhook did; the body of its 200 answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
-    /// `applied` (something changed), `ignored` or `duplicate`.
-    pub verdict: String,
+    /// `Applied` (something changed), `Ignored` or `Duplicate`.
+    pub verdict: Verdict,
     pub transitions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -216,13 +217,13 @@ impl IntakeError {
         }
     }
 
-    fn verdict(&self) -> &'static str {
+    fn verdict(&self) -> Verdict {
         match self {
-            IntakeError::UnknownHook(_) => "unknown_hook",
-            IntakeError::TooLarge => "too_large",
-            IntakeError::Unreadable(_) | IntakeError::Malformed(_) => "malformed",
-            IntakeError::Unauthorized(_) => "unauthorized",
-            IntakeError::Failed(_) => "failed",
+            IntakeError::UnknownHook(_) => Verdict::UnknownHook,
+            IntakeError::TooLarge => Verdict::TooLarge,
+            IntakeError::Unreadable(_) | IntakeError::Malformed(_) => Verdict::Malformed,
+            IntakeError::Unauthorized(_) => Verdict::Unauthorized,
+            IntakeError::Failed(_) => Verdict::Failed,
         }
     }
 }
@@ -254,6 +255,8 @@ pub struct Intake {
     hooks: HashMap<String, Hook>,
     service: Arc<CrisisService>,
     store: Arc<dyn HookStore>,
+    links: Arc<dyn SourceLinkStore>,
+    crises: Arc<dyn CrisisStore>,
     clock: Arc<dyn Clock>,
     lock: Mutex<()>,
     /// Wakes the hold timer when a new hold is made.
@@ -264,7 +267,7 @@ impl Intake {
     pub fn new(
         hooks: Vec<Hook>,
         service: Arc<CrisisService>,
-        store: Arc<dyn HookStore>,
+        storage: &Storage,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
@@ -273,15 +276,13 @@ impl Intake {
                 .map(|h| (h.name().to_owned(), h))
                 .collect(),
             service,
-            store,
+            store: storage.hooks.clone(),
+            links: storage.source_links.clone(),
+            crises: storage.crises.clone(),
             clock,
             lock: Mutex::new(()),
             wake: Notify::new(),
         }
-    }
-
-    pub fn store(&self) -> &Arc<dyn HookStore> {
-        &self.store
     }
 
     /// Receives one webhook and records it in the hook log, whatever the
@@ -296,15 +297,10 @@ impl Intake {
         let mut delivery_id = None;
         let result = self.process(&request, &mut delivery_id).await;
         let (status, verdict, transitions, error) = match &result {
-            Ok(receipt) => (
-                200,
-                receipt.verdict.clone(),
-                receipt.transitions.clone(),
-                None,
-            ),
+            Ok(receipt) => (200, receipt.verdict, receipt.transitions.clone(), None),
             Err(err) => (
                 err.status(),
-                err.verdict().to_owned(),
+                err.verdict(),
                 Vec::new(),
                 Some(err.to_string()),
             ),
@@ -372,7 +368,7 @@ impl Intake {
             .map_err(failed)?
         {
             return Ok(Receipt {
-                verdict: "duplicate".into(),
+                verdict: Verdict::Duplicate,
                 transitions: Vec::new(),
                 note: Some(format!(
                     "delivery {id} was received before; nothing changed"
@@ -394,7 +390,11 @@ impl Intake {
             .await
             .map_err(failed)?;
         Ok(Receipt {
-            verdict: if changed { "applied" } else { "ignored" }.into(),
+            verdict: if changed {
+                Verdict::Applied
+            } else {
+                Verdict::Ignored
+            },
             transitions,
             note: parsed.note,
         })
@@ -430,10 +430,9 @@ impl Intake {
         let name = hook.name();
         let key = signal.key.as_str();
         let source = link_source(name);
-        let crises = self.service.store();
-        let link = crises.source_link(&source, key).await?;
+        let link = self.links.source_link(&source, key).await?;
         let linked = match &link {
-            Some(link) => crises.crisis(link.crisis_id).await?,
+            Some(link) => self.crises.crisis(link.crisis_id).await?,
             None => None,
         };
         let open = self.store.open_pending(name, key).await?;
@@ -486,10 +485,7 @@ impl Intake {
                 crisis.id
             ))),
             (Some(_), _) => {
-                self.service
-                    .store()
-                    .unlink_source(&link_source(name), key)
-                    .await?;
+                self.links.unlink_source(&link_source(name), key).await?;
                 Ok(Step::same(format!(
                     "{key} resolved; its crisis was already resolved in crisisd"
                 )))
@@ -652,8 +648,7 @@ impl Intake {
         let source = link_source(&pending.hook);
         // A previous run may have declared it and stopped before noting so.
         let linked = self
-            .service
-            .store()
+            .links
             .source_link(&source, &pending.external_id)
             .await?;
         let Some(hook) = self.hooks.get(&pending.hook) else {
@@ -705,7 +700,7 @@ impl Intake {
         pending.updated_at = self.clock.now();
         // Declared already, by a run that stopped before noting it: say so
         // rather than fail on the id forever.
-        if self.service.store().crisis(id).await?.is_some() {
+        if self.crises.crisis(id).await?.is_some() {
             pending.state = PendingState::Confirmed;
             self.store.save_pending(&pending).await?;
             return Err(DecisionError::NotOpen {

@@ -17,8 +17,8 @@ use crate::domain::consent::{OptOuts, UnsubscribeSigner};
 use crate::domain::directory::{ContactEntry, ContactView};
 use crate::domain::follow_up::{FollowUpSpec, FollowUps};
 use crate::domain::{AnnouncementKind, Crisis, DeliveryId};
-use crate::message::{ChannelProfile, DeliveryContent, EmailContent, Reach};
-use crate::outbox::{Announcement, NewDelivery, Payload};
+use crate::message::{ChannelProfile, Reach};
+use crate::outbox::{Announcement, DeadCause, NewDelivery, Payload, Planned};
 use crate::render::sample::Samples;
 use crate::render::{CompanyView, RenderContext, Renderer, Unsendable};
 use arc_swap::ArcSwap;
@@ -93,15 +93,6 @@ fn priority(kind: AnnouncementKind) -> u8 {
     }
 }
 
-fn empty_email() -> DeliveryContent {
-    DeliveryContent::Email(EmailContent {
-        subject: String::new(),
-        text: String::new(),
-        html: String::new(),
-        unsubscribe_url: None,
-    })
-}
-
 /// Why a message that cannot be sent is written dead, as operators read it.
 fn dead_reason(profile: &ChannelProfile, unsendable: &Unsendable) -> String {
     match profile.family {
@@ -111,7 +102,8 @@ fn dead_reason(profile: &ChannelProfile, unsendable: &Unsendable) -> String {
     }
 }
 
-/// A delivery that planning already knows cannot be sent.
+/// A delivery that planning already knows cannot be sent: written dead,
+/// with no content.
 fn dead(
     profile: &ChannelProfile,
     kind: AnnouncementKind,
@@ -126,10 +118,11 @@ fn dead(
         recipient_id: recipient_id.map(str::to_owned),
         destination: destination.to_owned(),
         locale: locale.to_owned(),
-        payload: Payload::Inline(empty_email()),
         priority: priority(kind),
-        dead_reason: Some(reason),
-        not_before: None,
+        planned: Planned::Dead {
+            cause: DeadCause::Unfit,
+            reason,
+        },
     }
 }
 
@@ -279,10 +272,11 @@ impl Planner {
                 recipient_id: None,
                 destination: profile.name.clone(),
                 locale: ctx.locale.clone(),
-                payload: Payload::Inline(composed.content),
                 priority: priority(kind),
-                dead_reason: None,
-                not_before: None,
+                planned: Planned::Queued {
+                    payload: Payload::Inline(composed.content),
+                    not_before: None,
+                },
             },
             Err(unsendable) => dead(
                 profile,

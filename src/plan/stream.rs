@@ -16,7 +16,7 @@ use crate::domain::audience::{AudienceError, Subscriber, Subscribers};
 use crate::domain::consent::{ContactPoint, OptOuts};
 use crate::domain::{AnnouncementKind, Crisis, DeliveryId, Severity};
 use crate::message::{ChannelProfile, Form, NAME_MARK, Reach, UNSUBSCRIBE_MARK};
-use crate::outbox::{Announcement, NewDelivery, NewRendition, Payload};
+use crate::outbox::{Announcement, NewDelivery, NewRendition, Payload, Planned};
 use crate::render::{Composed, RenderContext, RenderError, Unsendable, fit};
 
 /// One rendition per channel, language, time zone and form; what differs
@@ -281,14 +281,15 @@ fn subscriber_delivery(
             recipient_id: Some(subscriber.id.clone()),
             destination: route.destination,
             locale: locale.to_owned(),
-            payload: Payload::Rendition {
-                id: rendition.id,
-                recipient_name: Some(subscriber.name.clone()),
-                unsubscribe_url: route.unsubscribe_url,
-            },
             priority: priority(kind),
-            dead_reason: None,
-            not_before: route.not_before,
+            planned: Planned::Queued {
+                payload: Payload::Rendition {
+                    id: rendition.id,
+                    recipient_name: Some(subscriber.name.clone()),
+                    unsubscribe_url: route.unsubscribe_url,
+                },
+                not_before: route.not_before,
+            },
         },
         Err(unsendable) => dead(
             profile,
@@ -311,6 +312,7 @@ mod tests {
     use crate::domain::{AnnouncementKind, Declaration};
     use crate::message::post::LengthRule;
     use crate::message::{DeliveryContent, TextLimit};
+    use crate::outbox::DeadCause;
     use crate::plan::PlanInputs;
     use crate::plan::tests::{inputs as plan_inputs, sms_channel};
     use crate::render::Renderer;
@@ -387,11 +389,15 @@ mod tests {
             })
             .collect();
         assert_eq!(texts, [long_sms(NAME_MARK), short_sms(NAME_MARK)]);
-        let rendition_of = |i: usize| match &batch.deliveries[i].payload {
-            Payload::Rendition {
-                id, recipient_name, ..
+        let rendition_of = |i: usize| match &batch.deliveries[i].planned {
+            Planned::Queued {
+                payload:
+                    Payload::Rendition {
+                        id, recipient_name, ..
+                    },
+                ..
             } => (*id, recipient_name.clone()),
-            Payload::Inline(_) => panic!("{:?}", batch.deliveries[i]),
+            _ => panic!("{:?}", batch.deliveries[i]),
         };
         assert_eq!(batch.deliveries.len(), 3, "the opted-out reader is skipped");
         assert_eq!(rendition_of(0), (batch.renditions[0].id, Some("Al".into())));
@@ -402,8 +408,12 @@ mod tests {
         let unfit = &batch.deliveries[2];
         assert_eq!(unfit.recipient_id.as_deref(), Some("max"));
         let max = long_sms("Al").chars().count();
+        let Planned::Dead { cause, reason } = &unfit.planned else {
+            panic!("written dead: {unfit:?}");
+        };
+        assert_eq!(*cause, DeadCause::Unfit);
         assert_eq!(
-            unfit.dead_reason.as_deref(),
+            Some(reason.as_str()),
             Some(
                 format!(
                     "message not sent: too long for the channel even in the short form: \

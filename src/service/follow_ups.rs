@@ -100,15 +100,15 @@ impl CrisisService {
             return Ok(0);
         };
         let now = self.now();
-        let stored = self.store.follow_ups(None).await?;
-        let mut crises = self.store.crises(CrisisFilter::Active).await?;
+        let stored = self.storage.follow_ups.follow_ups(None).await?;
+        let mut crises = self.storage.crises.crises(CrisisFilter::Active).await?;
         let waiting: BTreeSet<CrisisId> = stored
             .iter()
             .filter(|f| f.state == FollowUpState::Pending && f.spec.phase == Phase::AfterResolution)
             .map(|f| f.crisis_id)
             .collect();
         for id in waiting {
-            if let Some(crisis) = self.store.crisis(id).await?
+            if let Some(crisis) = self.storage.crises.crisis(id).await?
                 && !crisis.is_active()
             {
                 crises.push(crisis);
@@ -147,7 +147,8 @@ impl CrisisService {
                 continue;
             }
             let count = wanted.len();
-            self.store
+            self.storage
+                .follow_ups
                 .replace_follow_ups(FollowUpReplacement {
                     crisis: crisis.id,
                     phase,
@@ -176,7 +177,11 @@ impl CrisisService {
         let now = self.now();
         let max_lateness = TimeDelta::from_std(plans.max_lateness).unwrap_or(TimeDelta::MAX);
         loop {
-            let due = self.store.due_follow_ups(now, DUE_BATCH).await?;
+            let due = self
+                .storage
+                .follow_ups
+                .due_follow_ups(now, DUE_BATCH)
+                .await?;
             for follow_up in &due {
                 if self.stopping.is_cancelled() {
                     return Err(ServiceError::Stopping);
@@ -188,7 +193,7 @@ impl CrisisService {
                 break;
             }
         }
-        Ok(self.store.next_follow_up_at().await?)
+        Ok(self.storage.follow_ups.next_follow_up_at().await?)
     }
 
     async fn send_follow_up(
@@ -199,8 +204,9 @@ impl CrisisService {
         plans: &FollowUps,
     ) -> Result<(), ServiceError> {
         let spec = &follow_up.spec;
-        let Some(crisis) = self.store.crisis(follow_up.crisis_id).await? else {
-            self.store
+        let Some(crisis) = self.storage.crises.crisis(follow_up.crisis_id).await? else {
+            self.storage
+                .follow_ups
                 .settle_follow_up(
                     follow_up.id,
                     FollowUpState::Skipped,
@@ -211,7 +217,8 @@ impl CrisisService {
             return Ok(());
         };
         if spec.phase == Phase::Active && !crisis.is_active() {
-            self.store
+            self.storage
+                .follow_ups
                 .settle_follow_up(
                     follow_up.id,
                     FollowUpState::Cancelled,
@@ -230,7 +237,8 @@ impl CrisisService {
                 humantime::format_duration(plans.max_lateness),
             );
             warn!(crisis_id = %crisis.id, step = %spec.step, occurrence = follow_up.occurrence, %reason, "Follow-up skipped.");
-            self.store
+            self.storage
+                .follow_ups
                 .settle_follow_up(follow_up.id, FollowUpState::Skipped, &reason, now)
                 .await?;
             return Ok(());
@@ -239,7 +247,8 @@ impl CrisisService {
         let (announcement, deliveries) = planner.start_follow_up(&crisis, spec, now);
         let planning = planner.follow_up_reaches_subscribers(spec);
         let started = self
-            .store
+            .storage
+            .follow_ups
             .start_follow_up(FollowUpStart {
                 follow_up: follow_up.id,
                 announcement: announcement.clone(),
@@ -259,7 +268,6 @@ impl CrisisService {
             topic = %spec.topic,
             "Follow-up sent."
         );
-        self.wake.notify();
         if planning {
             // Owned by the service's tracker like any plan; a stop leaves
             // it unfinished and the next start resumes it.

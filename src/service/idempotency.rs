@@ -78,7 +78,8 @@ impl CrisisService {
         request: &IdempotencyRequest,
     ) -> Result<Option<Applied>, ServiceError> {
         let Some(record) = self
-            .store
+            .storage
+            .idempotency
             .idempotent_response(&request.scope, &request.key)
             .await?
         else {

@@ -1,6 +1,6 @@
 //! The crisis service applies transitions: it checks them, plans the
-//! announcement, writes everything in one transaction, then lights the
-//! banner and wakes the dispatcher. It knows nothing of HTTP: flag sources
+//! announcement, writes everything in one transaction (the store then
+//! wakes the dispatcher), then lights the banner. It knows nothing of HTTP: flag sources
 //! (the API, the flag file, webhooks) map its outcomes to their own
 //! answers.
 
@@ -24,18 +24,16 @@ pub use transition::{Applied, SourceRef, Transition, TransitionContext, Transiti
 
 use crate::banner::Banner;
 use crate::clock::Clock;
-use crate::dispatch::Wake;
 use crate::domain::follow_up::FollowUps;
-use crate::outbox::Store;
+use crate::outbox::Storage;
 use crate::plan::{Planner, SharedInputs};
 
 pub struct CrisisService {
-    store: Arc<dyn Store>,
+    storage: Storage,
     /// What plans read; a reload swaps it, and each plan keeps the
     /// snapshot it started with.
     inputs: SharedInputs,
     banner: Arc<Banner>,
-    wake: Wake,
     clock: Arc<dyn Clock>,
     /// Plans in progress, owned here so a stop can wait for them.
     tasks: TaskTracker,
@@ -50,17 +48,15 @@ pub struct CrisisService {
 
 impl CrisisService {
     pub fn new(
-        store: Arc<dyn Store>,
+        storage: Storage,
         inputs: SharedInputs,
         banner: Arc<Banner>,
-        wake: Wake,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            store,
+            storage,
             inputs,
             banner,
-            wake,
             clock,
             tasks: TaskTracker::new(),
             fanout: None,
@@ -90,10 +86,6 @@ impl CrisisService {
             Some(follow_ups) => planner.with_follow_ups(follow_ups.clone()),
             None => planner,
         }
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// The token that stops planning at the next batch; cancelled as soon

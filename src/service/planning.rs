@@ -20,8 +20,8 @@ pub(super) struct Completion {
 
 impl CrisisService {
     /// Plans an announcement's per-subscriber deliveries from subscriber
-    /// `skip` on, batch by batch, waking the dispatcher after each so the
-    /// first messages go out while the rest are still being written.
+    /// `skip` on, batch by batch; each batch stored wakes the dispatcher, so
+    /// the first messages go out while the rest are still being written.
     pub(super) fn spawn_plan(
         self: &Arc<Self>,
         planner: Planner,
@@ -48,7 +48,7 @@ impl CrisisService {
         crisis: &Crisis,
         skip: u64,
     ) -> Result<(), ServiceError> {
-        let opt_outs = self.store.opt_outs().await?;
+        let opt_outs = self.storage.consent.opt_outs().await?;
         let mut stream = planner.stream(
             crisis,
             announcement,
@@ -57,7 +57,8 @@ impl CrisisService {
             skip,
         )?;
         while let Some(batch) = stream.next_batch() {
-            self.store
+            self.storage
+                .plans
                 .append_plan(
                     announcement,
                     &batch.renditions,
@@ -65,7 +66,6 @@ impl CrisisService {
                     batch.through,
                 )
                 .await?;
-            self.wake.notify();
             // A stop leaves the plan unfinished; the next start resumes it
             // from the last batch written.
             if self.stopping.is_cancelled() {
@@ -86,8 +86,13 @@ impl CrisisService {
         announcement: &Announcement,
         completion: &Completion,
     ) -> Result<usize, ServiceError> {
-        let total = usize::try_from(self.store.announcement_deliveries(announcement.id).await?)
-            .unwrap_or(usize::MAX);
+        let total = usize::try_from(
+            self.storage
+                .plans
+                .announcement_deliveries(announcement.id)
+                .await?,
+        )
+        .unwrap_or(usize::MAX);
         let outcome = TransitionOutcome {
             crisis: completion.crisis.clone(),
             announcement: announcement.kind,
@@ -98,7 +103,10 @@ impl CrisisService {
             .as_ref()
             .map(|key| idempotency::completion(key, &outcome))
             .transpose()?;
-        self.store.finish_plan(announcement.id, record).await?;
+        self.storage
+            .plans
+            .finish_plan(announcement.id, record)
+            .await?;
         Ok(total)
     }
 
@@ -111,7 +119,7 @@ impl CrisisService {
     ) -> Result<usize, ServiceError> {
         for plan in &plans {
             let announcement = &plan.announcement;
-            let Some(crisis) = self.store.crisis(announcement.crisis_id).await? else {
+            let Some(crisis) = self.storage.crises.crisis(announcement.crisis_id).await? else {
                 continue;
             };
             info!(

@@ -174,14 +174,16 @@ impl CrisisService {
     }
 
     async fn existing(&self, id: CrisisId) -> Result<Crisis, ServiceError> {
-        self.store
+        self.storage
+            .crises
             .crisis(id)
             .await?
             .ok_or(ServiceError::NotFound(id))
     }
 
-    /// Writes the change with its announcement, then lights the banner,
-    /// wakes the dispatcher and the scheduler, and plans the subscribers.
+    /// Writes the change with its announcement (the store wakes the
+    /// dispatcher), then lights the banner, wakes the scheduler, and plans
+    /// the subscribers.
     async fn commit(
         self: &Arc<Self>,
         change: Change,
@@ -223,7 +225,6 @@ impl CrisisService {
             return Ok(replayed);
         }
         self.banner.apply(&crisis);
-        self.wake.notify();
         if scheduled {
             self.schedule_wake.notify_one();
         }
@@ -251,7 +252,7 @@ impl CrisisService {
         write: TransitionWrite,
         ctx: &TransitionContext,
     ) -> Result<Option<Applied>, ServiceError> {
-        let Err(err) = self.store.record_transition(write).await else {
+        let Err(err) = self.storage.crises.record_transition(write).await else {
             return Ok(None);
         };
         if let Some(request) = &ctx.idempotency

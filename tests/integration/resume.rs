@@ -4,7 +4,7 @@
 use crisisd::domain::{
     Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, Declaration, Kind, Severity,
 };
-use crisisd::outbox::{Announcement, IdempotencyRecord, SqliteStore, Store, TransitionWrite};
+use crisisd::outbox::{Announcement, IdempotencyRecord, SqliteStore, Storage, TransitionWrite};
 
 use crate::support::{SmtpServer, TestConfig, WAIT, spawn_app_in};
 
@@ -27,10 +27,13 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
     )
     .expect("valid");
     {
-        let store = SqliteStore::open(&dir.path().join("crisisd.db"))
-            .await
-            .expect("open");
-        store
+        let storage = Storage::new(
+            SqliteStore::open(&dir.path().join("crisisd.db"))
+                .await
+                .expect("open"),
+        );
+        storage
+            .crises
             .record_transition(TransitionWrite {
                 crisis: crisis.clone(),
                 previous_version: None,
@@ -71,11 +74,21 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
         .await;
     assert_eq!(smtp.wait_for(3, WAIT).await.len(), 3);
 
-    let store = SqliteStore::open(&app.dir.path().join("crisisd.db"))
-        .await
-        .expect("open");
-    assert!(store.unfinished_plans().await.expect("plans").is_empty());
-    let record = store
+    let storage = Storage::new(
+        SqliteStore::open(&app.dir.path().join("crisisd.db"))
+            .await
+            .expect("open"),
+    );
+    assert!(
+        storage
+            .plans
+            .unfinished_plans()
+            .await
+            .expect("plans")
+            .is_empty()
+    );
+    let record = storage
+        .idempotency
         .idempotent_response("tests", "declare-1")
         .await
         .expect("read")

@@ -2,22 +2,19 @@
 //! transaction, and each claimed with its announcement in one transaction,
 //! so none is sent twice or after the all-clear.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
 
-use super::{
-    ROWS_PER_INSERT, SqliteStore, from_millis, insert_announcement, insert_deliveries, json,
-    millis, parse, to_json,
-};
+use super::plans::{insert_announcement, insert_deliveries};
+use super::{ROWS_PER_INSERT, SqliteStore, Tx, decode, from_millis, json, millis, parse, to_json};
 use crate::domain::follow_up::{
     CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpState, NewFollowUp, Phase,
 };
 use crate::domain::{AnnouncementKind, Crisis, CrisisId, DeliveryId, Status};
-use crate::outbox::{Announcement, FollowUpReplacement, FollowUpStart, Outcome, StoreError};
-
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+use crate::outbox::{
+    Announcement, DeadCause, FollowUpReplacement, FollowUpStart, FollowUpStore, Outcome, StoreError,
+};
 
 async fn cancel_pending(
     tx: &mut Tx<'_>,
@@ -46,11 +43,12 @@ async fn kill_queued(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE deliveries SET state = 'dead', last_error = ?, finished_at = ?, \
+        "UPDATE deliveries SET state = 'dead', last_error = ?, dead_cause = ?, finished_at = ?, \
          lease_owner = NULL, lease_until = NULL \
          WHERE crisis_id = ? AND kind = ? AND state IN ('pending', 'retrying')",
     )
     .bind(CANCELLED_BY_RESOLVE)
+    .bind(DeadCause::Cancelled.as_str())
     .bind(millis(at))
     .bind(crisis_id.to_string())
     .bind(AnnouncementKind::FollowUp.as_str())
@@ -114,13 +112,14 @@ pub(super) async fn kill_if_resolved(
         return Ok(());
     }
     sqlx::query(
-        "UPDATE deliveries SET state = 'dead', last_error = ?1, finished_at = created_at \
+        "UPDATE deliveries SET state = 'dead', last_error = ?1, dead_cause = ?4, finished_at = created_at \
          WHERE announcement_id = ?2 AND state = 'pending' \
          AND EXISTS (SELECT 1 FROM crises WHERE id = ?3 AND status = 'resolved')",
     )
     .bind(CANCELLED_BY_RESOLVE)
     .bind(announcement.id.to_string())
     .bind(announcement.crisis_id.to_string())
+    .bind(DeadCause::Cancelled.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -144,6 +143,8 @@ pub(super) async fn kill_retries_after_resolve(
         );
         query
             .push_bind(CANCELLED_BY_RESOLVE)
+            .push(", dead_cause = ")
+            .push_bind(DeadCause::Cancelled.as_str())
             .push(", finished_at = ")
             .push_bind(now)
             .push(" WHERE state = 'retrying' AND kind = 'follow_up' AND id IN (");
@@ -162,31 +163,43 @@ pub(super) async fn kill_retries_after_resolve(
     Ok(())
 }
 
-fn follow_up_from_row(row: &SqliteRow) -> Result<FollowUp, StoreError> {
-    Ok(FollowUp {
-        id: parse(row.try_get::<&str, _>("id")?, "follow-up id")?,
-        crisis_id: parse(row.try_get::<&str, _>("crisis_id")?, "crisis id")?,
-        occurrence: u32::try_from(row.try_get::<i64, _>("occurrence")?).unwrap_or(0),
-        due_at: from_millis(row.try_get("due_at")?)?,
-        spec: json(row.try_get::<&str, _>("spec")?, "follow-up step")?,
-        state: parse(row.try_get::<&str, _>("state")?, "follow-up state")?,
-        reason: row.try_get("reason")?,
-        announcement_id: row
-            .try_get::<Option<&str>, _>("announcement_id")?
-            .map(|id| parse(id, "announcement id"))
-            .transpose()?,
-        settled_at: row
-            .try_get::<Option<i64>, _>("settled_at")?
-            .map(from_millis)
-            .transpose()?,
-    })
+#[derive(sqlx::FromRow)]
+struct FollowUpRow<'r> {
+    id: &'r str,
+    crisis_id: &'r str,
+    occurrence: i64,
+    due_at: i64,
+    spec: &'r str,
+    state: &'r str,
+    reason: Option<String>,
+    announcement_id: Option<&'r str>,
+    settled_at: Option<i64>,
 }
 
-impl SqliteStore {
-    pub(super) async fn list_follow_ups(
-        &self,
-        crisis: Option<CrisisId>,
-    ) -> Result<Vec<FollowUp>, StoreError> {
+impl TryFrom<FollowUpRow<'_>> for FollowUp {
+    type Error = StoreError;
+
+    fn try_from(row: FollowUpRow<'_>) -> Result<Self, StoreError> {
+        Ok(FollowUp {
+            id: parse(row.id, "follow-up id")?,
+            crisis_id: parse(row.crisis_id, "crisis id")?,
+            occurrence: u32::try_from(row.occurrence).unwrap_or(0),
+            due_at: from_millis(row.due_at)?,
+            spec: json(row.spec, "follow-up step")?,
+            state: parse(row.state, "follow-up state")?,
+            reason: row.reason,
+            announcement_id: row
+                .announcement_id
+                .map(|id| parse(id, "announcement id"))
+                .transpose()?,
+            settled_at: row.settled_at.map(from_millis).transpose()?,
+        })
+    }
+}
+
+#[async_trait]
+impl FollowUpStore for SqliteStore {
+    async fn follow_ups(&self, crisis: Option<CrisisId>) -> Result<Vec<FollowUp>, StoreError> {
         sqlx::query(
             "SELECT * FROM follow_ups WHERE (?1 IS NULL OR crisis_id = ?1) ORDER BY due_at, rowid",
         )
@@ -194,11 +207,11 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(follow_up_from_row)
+        .map(decode::<FollowUpRow, _>)
         .collect()
     }
 
-    pub(super) async fn due(
+    async fn due_follow_ups(
         &self,
         now: DateTime<Utc>,
         limit: u32,
@@ -212,11 +225,11 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(follow_up_from_row)
+        .map(decode::<FollowUpRow, _>)
         .collect()
     }
 
-    pub(super) async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn next_follow_up_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let at: Option<i64> =
             sqlx::query_scalar("SELECT MIN(due_at) FROM follow_ups WHERE state = 'pending'")
                 .fetch_one(&self.pool)
@@ -224,7 +237,7 @@ impl SqliteStore {
         at.map(from_millis).transpose()
     }
 
-    pub(super) async fn settle(
+    async fn settle_follow_up(
         &self,
         id: Uuid,
         state: FollowUpState,
@@ -245,7 +258,7 @@ impl SqliteStore {
         Ok(changed == 1)
     }
 
-    pub(super) async fn replace(&self, replacement: FollowUpReplacement) -> Result<(), StoreError> {
+    async fn replace_follow_ups(&self, replacement: FollowUpReplacement) -> Result<(), StoreError> {
         let FollowUpReplacement {
             crisis,
             phase,
@@ -284,7 +297,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) async fn start(&self, start: FollowUpStart) -> Result<bool, StoreError> {
+    async fn start_follow_up(&self, start: FollowUpStart) -> Result<bool, StoreError> {
         let FollowUpStart {
             follow_up,
             announcement,
@@ -315,6 +328,7 @@ impl SqliteStore {
         }
         insert_deliveries(&mut tx, &announcement, &deliveries).await?;
         tx.commit().await?;
+        self.work_due.notify();
         Ok(true)
     }
 }

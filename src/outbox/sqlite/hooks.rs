@@ -2,48 +2,71 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, from_millis, json, millis, parse, to_json};
+use super::{SqliteStore, decode, from_millis, json, millis, parse, to_json};
 use crate::domain::CrisisId;
-use crate::intake::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState};
-use crate::outbox::StoreError;
+use crate::outbox::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, StoreError};
 
-fn pending_from_row(row: &SqliteRow) -> Result<Pending, StoreError> {
-    let state: &str = row.try_get("state")?;
-    Ok(Pending {
-        id: parse(row.try_get::<&str, _>("id")?, "pending id")?,
-        hook: row.try_get("hook")?,
-        external_id: row.try_get("external_id")?,
-        state: PendingState::parse(state)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown pending state `{state}`")))?,
-        declaration: json(
-            row.try_get::<&str, _>("declaration")?,
-            "pending declaration",
-        )?,
-        due_at: row
-            .try_get::<Option<i64>, _>("due_at")?
-            .map(from_millis)
-            .transpose()?,
-        created_at: from_millis(row.try_get("created_at")?)?,
-        updated_at: from_millis(row.try_get("updated_at")?)?,
-        decided_by: row.try_get("decided_by")?,
-    })
+#[derive(sqlx::FromRow)]
+struct PendingRow<'r> {
+    id: &'r str,
+    hook: String,
+    external_id: String,
+    state: &'r str,
+    declaration: &'r str,
+    due_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    decided_by: Option<String>,
 }
 
-fn entry_from_row(row: &SqliteRow) -> Result<HookLogEntry, StoreError> {
-    Ok(HookLogEntry {
-        seq: row.try_get("seq")?,
-        hook: row.try_get("hook")?,
-        source: row.try_get("source")?,
-        received_at: from_millis(row.try_get("received_at")?)?,
-        status: u16::try_from(row.try_get::<i64, _>("status")?).unwrap_or(0),
-        verdict: row.try_get("verdict")?,
-        transitions: json(row.try_get::<&str, _>("transitions")?, "hook transitions")?,
-        error: row.try_get("error")?,
-        delivery_id: row.try_get("delivery_id")?,
-    })
+impl TryFrom<PendingRow<'_>> for Pending {
+    type Error = StoreError;
+
+    fn try_from(row: PendingRow<'_>) -> Result<Self, StoreError> {
+        Ok(Pending {
+            id: parse(row.id, "pending id")?,
+            hook: row.hook,
+            external_id: row.external_id,
+            state: parse(row.state, "pending state")?,
+            declaration: json(row.declaration, "pending declaration")?,
+            due_at: row.due_at.map(from_millis).transpose()?,
+            created_at: from_millis(row.created_at)?,
+            updated_at: from_millis(row.updated_at)?,
+            decided_by: row.decided_by,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct HookLogRow<'r> {
+    seq: i64,
+    hook: String,
+    source: String,
+    received_at: i64,
+    status: i64,
+    verdict: &'r str,
+    transitions: &'r str,
+    error: Option<String>,
+    delivery_id: Option<String>,
+}
+
+impl TryFrom<HookLogRow<'_>> for HookLogEntry {
+    type Error = StoreError;
+
+    fn try_from(row: HookLogRow<'_>) -> Result<Self, StoreError> {
+        Ok(HookLogEntry {
+            seq: row.seq,
+            hook: row.hook,
+            source: row.source,
+            received_at: from_millis(row.received_at)?,
+            status: u16::try_from(row.status).unwrap_or(0),
+            verdict: parse(row.verdict, "webhook verdict")?,
+            transitions: json(row.transitions, "hook transitions")?,
+            error: row.error,
+            delivery_id: row.delivery_id,
+        })
+    }
 }
 
 #[async_trait]
@@ -59,7 +82,7 @@ impl HookStore for SqliteStore {
         .bind(&entry.source)
         .bind(millis(entry.received_at))
         .bind(i64::from(entry.status))
-        .bind(&entry.verdict)
+        .bind(entry.verdict.as_str())
         .bind(to_json(&entry.transitions)?)
         .bind(&entry.error)
         .bind(&entry.delivery_id)
@@ -87,7 +110,7 @@ impl HookStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(entry_from_row)
+        .map(decode::<HookLogRow, _>)
         .collect()
     }
 
@@ -132,7 +155,7 @@ impl HookStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
-        .map(pending_from_row)
+        .map(decode::<PendingRow, _>)
         .transpose()
     }
 
@@ -142,7 +165,7 @@ impl HookStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(pending_from_row)
+            .map(decode::<PendingRow, _>)
             .transpose()
     }
 
@@ -176,7 +199,7 @@ impl HookStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(pending_from_row)
+        .map(decode::<PendingRow, _>)
         .collect()
     }
 
@@ -195,7 +218,7 @@ impl HookStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(pending_from_row)
+        .map(decode::<PendingRow, _>)
         .collect()
     }
 }

@@ -16,28 +16,62 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// An email delivery for the store's own tests, `dead_reason` set for one
-/// planned dead.
-pub fn email_delivery(n: usize, dead_reason: Option<&str>) -> crisisd::outbox::NewDelivery {
-    use crisisd::domain::DeliveryId;
-    use crisisd::message::DeliveryContent;
-    use crisisd::outbox::{NewDelivery, Payload};
-    NewDelivery {
-        id: DeliveryId::new(),
+/// A queued email delivery for the store's own tests.
+pub fn email_delivery(n: usize) -> crisisd::outbox::NewDelivery {
+    use crisisd::message::{DeliveryContent, EmailContent};
+    use crisisd::outbox::{Payload, Planned};
+    new_email_delivery(
+        n,
+        Planned::Queued {
+            payload: Payload::Inline(DeliveryContent::Email(EmailContent {
+                subject: "s".into(),
+                text: "t".into(),
+                html: "h".into(),
+                unsubscribe_url: None,
+            })),
+            not_before: None,
+        },
+    )
+}
+
+/// An email delivery planning could not render: written dead.
+pub fn unfit_email_delivery(n: usize, reason: &str) -> crisisd::outbox::NewDelivery {
+    use crisisd::outbox::{DeadCause, Planned};
+    new_email_delivery(
+        n,
+        Planned::Dead {
+            cause: DeadCause::Unfit,
+            reason: reason.to_owned(),
+        },
+    )
+}
+
+fn new_email_delivery(n: usize, planned: crisisd::outbox::Planned) -> crisisd::outbox::NewDelivery {
+    crisisd::outbox::NewDelivery {
+        id: crisisd::domain::DeliveryId::new(),
         channel: "email".into(),
         recipient_id: Some(format!("r{n}")),
         destination: format!("r{n}@example.com"),
         locale: "en".into(),
-        payload: Payload::Inline(DeliveryContent::Email(crisisd::message::EmailContent {
-            subject: "s".into(),
-            text: "t".into(),
-            html: "h".into(),
-            unsubscribe_url: None,
-        })),
         priority: 0,
-        dead_reason: dead_reason.map(str::to_owned),
-        not_before: None,
+        planned,
     }
+}
+
+/// Writes one outcome the way the dispatcher's recorder does (a batch of
+/// one): the store's tests mark deliveries sent, retrying or dead with it.
+pub async fn record_outcome(
+    storage: &crisisd::outbox::Storage,
+    owner: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    id: crisisd::domain::DeliveryId,
+    outcome: crisisd::outbox::Outcome,
+) {
+    storage
+        .queue
+        .record_outcomes(owner, now, &[(id, outcome)])
+        .await
+        .expect("outcome");
 }
 
 /// Copies a directory tree (templates to edit in a test).

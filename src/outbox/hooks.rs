@@ -2,12 +2,33 @@
 //! ids already seen, and source incidents waiting to become crises (held
 //! by `declare_after`, or proposed for a person to confirm).
 
+use std::fmt;
+use std::str::FromStr;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{CrisisId, Declaration};
-use crate::outbox::StoreError;
+use super::StoreError;
+use crate::domain::{CrisisId, Declaration, DomainError, string_enum};
+
+string_enum!(
+    /// What became of a webhook: the `verdict` of its answer and of its log
+    /// entry. `Applied`: something changed; `Ignored`: understood, nothing
+    /// to change; `Duplicate`: its delivery id was received before;
+    /// `Failed`: applying it failed, and the source may send it again; the
+    /// others say why it was refused.
+    Verdict {
+        Applied => "applied",
+        Ignored => "ignored",
+        Duplicate => "duplicate",
+        Unauthorized => "unauthorized",
+        Malformed => "malformed",
+        TooLarge => "too_large",
+        UnknownHook => "unknown_hook",
+        Failed => "failed",
+    }
+);
 
 /// One webhook received, whatever became of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,9 +41,7 @@ pub struct HookLogEntry {
     pub received_at: DateTime<Utc>,
     /// The HTTP status it was answered with.
     pub status: u16,
-    /// `applied`, `ignored`, `duplicate`, `unauthorized`, `malformed`,
-    /// `too_large`, `unknown_hook`, `failed`.
-    pub verdict: String,
+    pub verdict: Verdict,
     /// What it did, one line per source incident (`declared <id>`, `held
     /// <id> until ...`, `unchanged <id>`, `filtered: ...`).
     #[serde(default)]
@@ -33,48 +52,23 @@ pub struct HookLogEntry {
     pub delivery_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PendingState {
-    /// Waiting out `declare_after`.
-    Held,
-    /// Waiting for a person: `crisisd confirm` or `crisisd discard`.
-    Proposed,
-    /// The hold ran out and the crisis was declared.
-    Declared,
-    /// Confirmed and declared.
-    Confirmed,
-    /// Discarded by a person.
-    Discarded,
-    /// The source resolved it before it was declared.
-    Withdrawn,
-}
+string_enum!(
+    /// Where a source incident is: `Held` waits out `declare_after`;
+    /// `Proposed` waits for a person (`crisisd confirm` or `crisisd
+    /// discard`); `Declared` when the hold ran out and the crisis was
+    /// declared; `Confirmed` and declared; `Discarded` by a person;
+    /// `Withdrawn` when the source resolved it before it was declared.
+    PendingState {
+        Held => "held",
+        Proposed => "proposed",
+        Declared => "declared",
+        Confirmed => "confirmed",
+        Discarded => "discarded",
+        Withdrawn => "withdrawn",
+    }
+);
 
 impl PendingState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PendingState::Held => "held",
-            PendingState::Proposed => "proposed",
-            PendingState::Declared => "declared",
-            PendingState::Confirmed => "confirmed",
-            PendingState::Discarded => "discarded",
-            PendingState::Withdrawn => "withdrawn",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [
-            PendingState::Held,
-            PendingState::Proposed,
-            PendingState::Declared,
-            PendingState::Confirmed,
-            PendingState::Discarded,
-            PendingState::Withdrawn,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-    }
-
     pub fn is_open(&self) -> bool {
         matches!(self, PendingState::Held | PendingState::Proposed)
     }

@@ -1,0 +1,112 @@
+//! Announcements and their plans: what planning writes to the outbox,
+//! batch by batch, and what a restart resumes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{DeadCause, IdempotencyRecord, StoreError};
+use crate::domain::follow_up::FollowUpSpec;
+use crate::domain::{AnnouncementKind, CrisisId, DeliveryId};
+use crate::message::DeliveryContent;
+
+/// One announcement, planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub id: Uuid,
+    pub crisis_id: CrisisId,
+    pub kind: AnnouncementKind,
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// For a follow-up: its step (topic, channels, audience).
+    pub follow_up: Option<FollowUpSpec>,
+}
+
+/// A message rendered once for many readers (same channel, language, time
+/// zone), stored once; deliveries refer to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRendition {
+    pub id: Uuid,
+    pub content: DeliveryContent,
+}
+
+/// What a queued delivery carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// The whole rendered message (broadcasts).
+    Inline(DeliveryContent),
+    /// A rendition, and what to fill in for this reader.
+    Rendition {
+        id: Uuid,
+        recipient_name: Option<String>,
+        unsubscribe_url: Option<String>,
+    },
+}
+
+/// What planning made of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Planned {
+    /// To be sent.
+    Queued {
+        payload: Payload,
+        /// Not sent before this (quiet hours); `None`: at once.
+        not_before: Option<DateTime<Utc>>,
+    },
+    /// Planning already knows it cannot be sent (a template that did not
+    /// render, a text too long for the channel): written dead, with no
+    /// content.
+    Dead {
+        cause: DeadCause,
+        /// For people: what `crisisd dead` shows.
+        reason: String,
+    },
+}
+
+/// A delivery to be written to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub id: DeliveryId,
+    pub channel: String,
+    pub recipient_id: Option<String>,
+    pub destination: String,
+    pub locale: String,
+    /// Lower goes first.
+    pub priority: u8,
+    pub planned: Planned,
+}
+
+/// An announcement whose per-subscriber deliveries were not all written
+/// (the daemon stopped mid-plan): resumed at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedPlan {
+    pub announcement: Announcement,
+    /// Subscribers already planned.
+    pub planned_through: u64,
+    /// The Idempotency-Key of the request that caused it, to complete.
+    pub idempotency: Option<(String, String)>,
+}
+
+#[async_trait]
+pub trait PlanStore: Send + Sync + 'static {
+    /// Writes one batch of a streamed plan: its renditions, its deliveries,
+    /// and how far the plan got, in one transaction; signals work due once
+    /// it is committed.
+    async fn append_plan(
+        &self,
+        announcement: &Announcement,
+        renditions: &[NewRendition],
+        deliveries: &[NewDelivery],
+        planned_through: u64,
+    ) -> Result<(), StoreError>;
+    /// Marks a streamed plan complete and stores the response for its
+    /// Idempotency-Key.
+    async fn finish_plan(
+        &self,
+        announcement_id: Uuid,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> Result<(), StoreError>;
+    /// Oldest first.
+    async fn unfinished_plans(&self) -> Result<Vec<UnfinishedPlan>, StoreError>;
+    /// Deliveries written for an announcement so far.
+    async fn announcement_deliveries(&self, announcement_id: Uuid) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,91 @@
+//! Opt-outs in SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{SqliteStore, decode, millis};
+use crate::domain::consent::{ContactPoint, OptOuts, normalize};
+use crate::outbox::{ConsentStore, DeadCause, StoreError};
+
+/// What a retry or a queued message to an opted-out address says.
+pub(super) const OPTED_OUT: &str = "the recipient opted out";
+
+#[derive(sqlx::FromRow)]
+struct OptOutRow<'r> {
+    point: &'r str,
+    address: String,
+}
+
+impl TryFrom<OptOutRow<'_>> for (ContactPoint, String) {
+    type Error = StoreError;
+
+    fn try_from(row: OptOutRow<'_>) -> Result<Self, StoreError> {
+        let point = ContactPoint::parse(row.point)
+            .ok_or_else(|| StoreError::Corrupt("unknown opt-out contact point".into()))?;
+        Ok((point, row.address))
+    }
+}
+
+#[async_trait]
+impl ConsentStore for SqliteStore {
+    async fn opt_out(
+        &self,
+        point: ContactPoint,
+        address: &str,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO opt_outs (point, address, source, opted_out_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(point.as_str())
+        .bind(normalize(point, address))
+        .bind(source)
+        .bind(millis(at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // Messages already queued for them are not sent either; they end
+        // dead with the reason, so the count stays honest.
+        sqlx::query(
+            "UPDATE deliveries SET state = 'dead', last_error = ?, dead_cause = ?, finished_at = ? \
+             WHERE lower(destination) = lower(?) AND state IN ('pending', 'retrying')",
+        )
+        .bind(OPTED_OUT)
+        .bind(DeadCause::OptedOut.as_str())
+        .bind(millis(at))
+        .bind(normalize(point, address))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(inserted > 0)
+    }
+
+    async fn opt_in(&self, point: ContactPoint, address: &str) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
+        let removed = sqlx::query("DELETE FROM opt_outs WHERE point = ? AND address = ?")
+            .bind(point.as_str())
+            .bind(normalize(point, address))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(removed > 0)
+    }
+
+    async fn opt_outs(&self) -> Result<OptOuts, StoreError> {
+        let rows = sqlx::query("SELECT point, address FROM opt_outs")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut opt_outs = OptOuts::default();
+        for row in &rows {
+            match decode::<OptOutRow, _>(row)? {
+                (ContactPoint::Email, address) => opt_outs.emails.insert(address),
+                (ContactPoint::Phone, address) => opt_outs.phones.insert(address),
+            };
+        }
+        Ok(opt_outs)
+    }
+}

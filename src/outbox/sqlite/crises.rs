@@ -1,0 +1,219 @@
+//! Crises and their audit trail in SQLite, and the transition write: the
+//! crisis, its key, its event, its follow-ups, its announcement and
+//! deliveries and its source link, in one transaction on the durable pool.
+
+use async_trait::async_trait;
+
+use super::{
+    SqliteStore, Tx, decode, follow_ups, from_millis, idempotency, json, millis, parse, plans,
+    source_links, to_json,
+};
+use crate::domain::{Actor, Crisis, CrisisEvent, CrisisId};
+use crate::outbox::{CrisisFilter, CrisisStore, StoreError, TransitionWrite};
+
+#[derive(sqlx::FromRow)]
+struct CrisisRow<'r> {
+    id: &'r str,
+    kind: &'r str,
+    severity: &'r str,
+    title: String,
+    summary: String,
+    localized: &'r str,
+    status: &'r str,
+    version: i64,
+    last_message: Option<String>,
+    declared_at: i64,
+    updated_at: i64,
+    resolved_at: Option<i64>,
+}
+
+impl TryFrom<CrisisRow<'_>> for Crisis {
+    type Error = StoreError;
+
+    fn try_from(row: CrisisRow<'_>) -> Result<Self, StoreError> {
+        Ok(Crisis {
+            id: parse(row.id, "crisis id")?,
+            kind: parse(row.kind, "kind")?,
+            severity: parse(row.severity, "severity")?,
+            title: row.title,
+            summary: row.summary,
+            localized: json(row.localized, "localized text")?,
+            status: parse(row.status, "status")?,
+            version: u32::try_from(row.version)
+                .map_err(|_| StoreError::Corrupt("crisis version out of range".into()))?,
+            last_message: row.last_message,
+            declared_at: from_millis(row.declared_at)?,
+            updated_at: from_millis(row.updated_at)?,
+            resolved_at: row.resolved_at.map(from_millis).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow<'r> {
+    crisis_id: &'r str,
+    status: &'r str,
+    actor_source: &'r str,
+    actor_name: String,
+    message: Option<String>,
+    at: i64,
+}
+
+impl TryFrom<EventRow<'_>> for CrisisEvent {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow<'_>) -> Result<Self, StoreError> {
+        Ok(CrisisEvent {
+            crisis_id: parse(row.crisis_id, "crisis id")?,
+            status: parse(row.status, "status")?,
+            actor: Actor {
+                source: parse(row.actor_source, "actor source")?,
+                name: row.actor_name,
+            },
+            message: row.message,
+            at: from_millis(row.at)?,
+        })
+    }
+}
+
+async fn insert_crisis(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO crises (id, kind, severity, title, summary, localized, status, version, \
+         last_message, declared_at, updated_at, resolved_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(crisis.id.to_string())
+    .bind(crisis.kind.as_str())
+    .bind(crisis.severity.as_str())
+    .bind(&crisis.title)
+    .bind(&crisis.summary)
+    .bind(to_json(&crisis.localized)?)
+    .bind(crisis.status.as_str())
+    .bind(i64::from(crisis.version))
+    .bind(&crisis.last_message)
+    .bind(millis(crisis.declared_at))
+    .bind(millis(crisis.updated_at))
+    .bind(crisis.resolved_at.map(millis))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Refused with `Conflict` when the stored version is no longer `previous`.
+async fn update_crisis(tx: &mut Tx<'_>, crisis: &Crisis, previous: u32) -> Result<(), StoreError> {
+    let changed = sqlx::query(
+        "UPDATE crises SET kind = ?, severity = ?, title = ?, summary = ?, localized = ?, \
+         status = ?, version = ?, last_message = ?, updated_at = ?, resolved_at = ? \
+         WHERE id = ? AND version = ?",
+    )
+    .bind(crisis.kind.as_str())
+    .bind(crisis.severity.as_str())
+    .bind(&crisis.title)
+    .bind(&crisis.summary)
+    .bind(to_json(&crisis.localized)?)
+    .bind(crisis.status.as_str())
+    .bind(i64::from(crisis.version))
+    .bind(&crisis.last_message)
+    .bind(millis(crisis.updated_at))
+    .bind(crisis.resolved_at.map(millis))
+    .bind(crisis.id.to_string())
+    .bind(i64::from(previous))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(StoreError::Conflict(crisis.id));
+    }
+    Ok(())
+}
+
+async fn insert_event(tx: &mut Tx<'_>, event: &CrisisEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO crisis_events (crisis_id, status, actor_source, actor_name, message, at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(event.crisis_id.to_string())
+    .bind(event.status.as_str())
+    .bind(event.actor.source.as_str())
+    .bind(&event.actor.name)
+    .bind(&event.message)
+    .bind(millis(event.at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl CrisisStore for SqliteStore {
+    async fn record_transition(&self, write: TransitionWrite) -> Result<(), StoreError> {
+        let TransitionWrite {
+            crisis,
+            previous_version,
+            event,
+            announcement,
+            deliveries,
+            planning,
+            idempotency,
+            source_link,
+            follow_ups,
+        } = write;
+        let writing = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        match previous_version {
+            None => insert_crisis(&mut tx, &crisis).await?,
+            Some(previous) => update_crisis(&mut tx, &crisis, previous).await?,
+        }
+        if let Some(record) = &idempotency {
+            idempotency::take(&mut tx, record, event.at).await?;
+        }
+        insert_event(&mut tx, &event).await?;
+        // Before the all-clear's own deliveries are written, so only
+        // follow-up messages queued earlier are killed.
+        follow_ups::apply_change(&mut tx, &crisis, &follow_ups, event.at).await?;
+        plans::insert_announcement(&mut tx, &announcement, planning, idempotency.as_ref()).await?;
+        plans::insert_deliveries(&mut tx, &announcement, &deliveries).await?;
+        if let Some(change) = &source_link {
+            source_links::apply(&mut tx, change).await?;
+        }
+        tx.commit().await?;
+        drop(writing);
+        self.work_due.notify();
+        Ok(())
+    }
+
+    async fn crisis(&self, id: CrisisId) -> Result<Option<Crisis>, StoreError> {
+        sqlx::query("SELECT * FROM crises WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(decode::<CrisisRow, _>)
+            .transpose()
+    }
+
+    async fn crises(&self, filter: CrisisFilter) -> Result<Vec<Crisis>, StoreError> {
+        let condition = match filter {
+            CrisisFilter::Active => "WHERE status != 'resolved'",
+            CrisisFilter::Resolved => "WHERE status = 'resolved'",
+            CrisisFilter::All => "",
+        };
+        sqlx::query(&format!(
+            "SELECT * FROM crises {condition} ORDER BY declared_at DESC, id DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode::<CrisisRow, _>)
+        .collect()
+    }
+
+    async fn events(&self, id: CrisisId) -> Result<Vec<CrisisEvent>, StoreError> {
+        sqlx::query("SELECT * FROM crisis_events WHERE crisis_id = ? ORDER BY seq")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(decode::<EventRow, _>)
+            .collect()
+    }
+}

@@ -1,0 +1,121 @@
+//! Dead deliveries in SQLite: listed newest first through the
+//! `(state, finished_at)` index, and requeued by their cause.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{SqliteStore, count, decode, from_millis, millis, parse};
+use crate::outbox::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct DeadLetterRow<'r> {
+    id: &'r str,
+    crisis_id: &'r str,
+    channel: String,
+    destination: String,
+    attempts: i64,
+    died_at: i64,
+    dead_cause: &'r str,
+    last_error: Option<String>,
+}
+
+impl TryFrom<DeadLetterRow<'_>> for DeadLetter {
+    type Error = StoreError;
+
+    fn try_from(row: DeadLetterRow<'_>) -> Result<Self, StoreError> {
+        Ok(DeadLetter {
+            id: parse(row.id, "delivery id")?,
+            crisis_id: parse(row.crisis_id, "crisis id")?,
+            channel: row.channel,
+            destination: row.destination,
+            attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+            finished_at: from_millis(row.died_at)?,
+            cause: parse(row.dead_cause, "dead cause")?,
+            reason: row.last_error.unwrap_or_default(),
+        })
+    }
+}
+
+/// Dead deliveries that can be sent again: of a cause that allows it, and
+/// not to an address that opted out (since): sending it would ignore the
+/// opt-out. Addresses are matched as `opt_out` stores them (emails
+/// lower-cased, both trimmed), which the `(point, address)` key serves.
+/// `?1` is the crisis and `?2` the channel, each optional.
+static REQUEUEABLE: LazyLock<String> = LazyLock::new(|| {
+    let causes: Vec<String> = DeadCause::ALL
+        .iter()
+        .filter(|cause| cause.requeueable())
+        .map(|cause| format!("'{}'", cause.as_str()))
+        .collect();
+    format!(
+        "state = 'dead' AND dead_cause IN ({}) \
+         AND NOT EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.point IN ('email', 'phone') \
+             AND opt_outs.address IN (lower(trim(deliveries.destination)), trim(deliveries.destination))) \
+         AND (?1 IS NULL OR crisis_id = ?1) AND (?2 IS NULL OR channel = ?2)",
+        causes.join(", ")
+    )
+});
+
+#[async_trait]
+impl DeadLetterStore for SqliteStore {
+    async fn list(
+        &self,
+        filter: DeadFilter<'_>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        // Every way into `dead` sets finished_at; ordering by it lets the
+        // (state, finished_at) index serve the newest first.
+        sqlx::query(
+            "SELECT id, crisis_id, channel, destination, attempts, \
+             COALESCE(finished_at, created_at) AS died_at, dead_cause, last_error FROM deliveries \
+             WHERE state = 'dead' AND (?1 IS NULL OR crisis_id = ?1) AND (?2 IS NULL OR channel = ?2) \
+             ORDER BY finished_at DESC, id DESC LIMIT ?3",
+        )
+        .bind(filter.crisis.map(|id| id.to_string()))
+        .bind(filter.channel)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode::<DeadLetterRow, _>)
+        .collect()
+    }
+
+    async fn count_requeueable(&self, filter: DeadFilter<'_>) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM deliveries WHERE {}",
+            *REQUEUEABLE
+        ))
+        .bind(filter.crisis.map(|id| id.to_string()))
+        .bind(filter.channel)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count(n))
+    }
+
+    async fn requeue(&self, filter: DeadFilter<'_>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        // last_error stays: it says why the delivery died until the next
+        // outcome replaces it. finished_at is cleared, so the rate counts
+        // the delivery again when it finishes anew; the cause too, as the
+        // delivery is no longer dead.
+        let writing = self.writer.lock().await;
+        let requeued = sqlx::query(&format!(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, available_at = ?3, \
+             finished_at = NULL, dead_cause = NULL, lease_owner = NULL, lease_until = NULL WHERE {}",
+            *REQUEUEABLE
+        ))
+        .bind(filter.crisis.map(|id| id.to_string()))
+        .bind(filter.channel)
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        drop(writing);
+        if requeued > 0 {
+            self.work_due.notify();
+        }
+        Ok(requeued)
+    }
+}

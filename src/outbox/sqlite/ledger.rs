@@ -1,0 +1,134 @@
+//! Counts over the SQLite ledger, and its ping.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{SqliteStore, count, decode, millis, parse};
+use crate::domain::CrisisId;
+use crate::outbox::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct DeliveryCountRow<'r> {
+    crisis_id: &'r str,
+    channel: String,
+    state: &'r str,
+    n: i64,
+}
+
+impl TryFrom<DeliveryCountRow<'_>> for DeliveryCount {
+    type Error = StoreError;
+
+    fn try_from(row: DeliveryCountRow<'_>) -> Result<Self, StoreError> {
+        Ok(DeliveryCount {
+            crisis_id: parse(row.crisis_id, "crisis id")?,
+            channel: row.channel,
+            state: parse(row.state, "delivery state")?,
+            count: count(row.n),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChannelStateCountRow<'r> {
+    channel: String,
+    state: &'r str,
+    n: i64,
+}
+
+impl TryFrom<ChannelStateCountRow<'_>> for ChannelStateCount {
+    type Error = StoreError;
+
+    fn try_from(row: ChannelStateCountRow<'_>) -> Result<Self, StoreError> {
+        Ok(ChannelStateCount {
+            channel: row.channel,
+            state: parse(row.state, "delivery state")?,
+            count: count(row.n),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct FinishedCountRow<'r> {
+    crisis_id: &'r str,
+    channel: String,
+    n: i64,
+}
+
+impl TryFrom<FinishedCountRow<'_>> for FinishedCount {
+    type Error = StoreError;
+
+    fn try_from(row: FinishedCountRow<'_>) -> Result<Self, StoreError> {
+        Ok(FinishedCount {
+            crisis_id: parse(row.crisis_id, "crisis id")?,
+            channel: row.channel,
+            count: count(row.n),
+        })
+    }
+}
+
+#[async_trait]
+impl Ledger for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn channel_counts(&self) -> Result<Vec<ChannelStateCount>, StoreError> {
+        // By state first: the (state, finished_at) index skips sent rows.
+        sqlx::query(
+            "SELECT channel, state, COUNT(*) AS n FROM deliveries \
+             WHERE state IN ('pending', 'in_flight', 'retrying', 'dead') \
+             GROUP BY channel, state ORDER BY channel, state",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode::<ChannelStateCountRow, _>)
+        .collect()
+    }
+
+    async fn delivery_counts(
+        &self,
+        crisis: Option<CrisisId>,
+    ) -> Result<Vec<DeliveryCount>, StoreError> {
+        let rows = match crisis {
+            Some(id) => {
+                sqlx::query(
+                    "SELECT crisis_id, channel, state, COUNT(*) AS n FROM deliveries WHERE crisis_id = ? \
+                     GROUP BY crisis_id, channel, state ORDER BY channel, state",
+                )
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT crisis_id, channel, state, COUNT(*) AS n FROM deliveries \
+                     GROUP BY crisis_id, channel, state ORDER BY crisis_id, channel, state",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(decode::<DeliveryCountRow, _>).collect()
+    }
+
+    async fn finished_since(
+        &self,
+        crisis: Option<CrisisId>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<FinishedCount>, StoreError> {
+        sqlx::query(
+            "SELECT crisis_id, channel, COUNT(*) AS n FROM deliveries \
+             WHERE state IN ('sent', 'dead') AND finished_at >= ?1 AND (?2 IS NULL OR crisis_id = ?2) \
+             GROUP BY crisis_id, channel ORDER BY crisis_id, channel",
+        )
+        .bind(millis(since))
+        .bind(crisis.map(|id| id.to_string()))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode::<FinishedCountRow, _>)
+        .collect()
+    }
+}

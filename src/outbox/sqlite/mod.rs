@@ -1,0 +1,137 @@
+//! The embedded store: SQLite in WAL mode, one file. This module opens it
+//! (two pools, the writer queue, the rendition cache); each storage trait
+//! is implemented in its own file, rows read as `FromRow` structs and
+//! converted into domain types with `TryFrom`.
+
+mod consent;
+mod crises;
+mod dead_letters;
+mod follow_ups;
+mod hooks;
+mod idempotency;
+mod ledger;
+mod plans;
+mod queue;
+mod source_links;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{FromRow, SqlitePool};
+
+use super::{StoreError, WorkDue};
+use crate::message::DeliveryContent;
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    /// Commits reach the disk before they return (`synchronous = FULL`):
+    /// crisis transitions, opt-outs, everything an API answer promises.
+    pool: SqlitePool,
+    /// The dispatcher's bookkeeping (plan batches, claims, outcomes,
+    /// releases), committed with `synchronous = NORMAL`: in WAL mode a
+    /// process crash loses none of it, and a power cut can only roll back
+    /// the latest claims and outcomes, so a delivery is sent again, never
+    /// lost. It saves an fsync per claim and per outcome batch, which was
+    /// what bounded email throughput (3.7 ms each on the benchmark VM).
+    ledger: SqlitePool,
+    /// SQLite lets one transaction write at a time, and a second writer
+    /// waits in SQLite's busy handler, which sleeps 1, 2, 5… ms between
+    /// tries (thousands of such sleeps per fan-out in the benchmark).
+    /// Writers queue here instead, and each starts the moment the one
+    /// before it commits.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Decoded renditions by id, so a claim does not parse the same
+    /// message for every reader.
+    renditions: Arc<Mutex<HashMap<String, Arc<DeliveryContent>>>>,
+    /// Signalled after commits that queue deliveries.
+    work_due: WorkDue,
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+/// Rows per multi-row statement: 20 parameters each stays well under
+/// SQLite's limit of 32,766.
+const ROWS_PER_INSERT: usize = 500;
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an accepted crisis survives a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("src/outbox/migrations/sqlite")
+            .run(&pool)
+            .await?;
+        // Opened lazily, so its connection threads start where the
+        // dispatcher runs (and take that runtime's CPU priority).
+        let ledger = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
+        Ok(Self {
+            pool,
+            ledger,
+            writer: Arc::default(),
+            renditions: Arc::default(),
+            work_due: WorkDue::default(),
+        })
+    }
+}
+
+/// The one way a row is read: as its `FromRow` struct (borrowing the
+/// row's text), then converted into the domain type.
+fn decode<'r, R, T>(row: &'r SqliteRow) -> Result<T, StoreError>
+where
+    R: FromRow<'r, SqliteRow>,
+    T: TryFrom<R, Error = StoreError>,
+{
+    T::try_from(R::from_row(row)?)
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+fn parse<T: FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unreadable {what} `{text}`")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("unreadable {what}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A `COUNT(*)` as the count it is.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}

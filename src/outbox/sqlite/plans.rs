@@ -1,0 +1,251 @@
+//! Plans in SQLite: announcements and their deliveries, written with
+//! multi-row INSERTs inside the caller's transaction (a transition, a plan
+//! batch, a follow-up starting), and the plans a restart resumes.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{
+    ROWS_PER_INSERT, SqliteStore, Tx, count, decode, follow_ups, from_millis, idempotency, json,
+    millis, parse, to_json,
+};
+use crate::outbox::{
+    Announcement, DeliveryState, IdempotencyRecord, NewDelivery, NewRendition, Payload, PlanStore,
+    Planned, StoreError, UnfinishedPlan,
+};
+
+/// Columns of one delivery row, in insert order.
+const INSERT_COLUMNS: &str = "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, recipient_id, \
+     destination, locale, content, priority, state, attempts, available_at, last_error, dead_cause, created_at, \
+     finished_at, rendition_id, recipient_name, unsubscribe_url) ";
+
+/// What one delivery row stores beyond the delivery's own fields.
+struct RowValues<'a> {
+    delivery: &'a NewDelivery,
+    state: DeliveryState,
+    /// The inline message as JSON; empty for a rendition's reader and for
+    /// a delivery planned dead.
+    content: String,
+    rendition: Option<(String, Option<&'a str>, Option<&'a str>)>,
+    available_at: i64,
+    finished_at: Option<i64>,
+    dead: Option<(&'static str, &'a str)>,
+}
+
+impl<'a> RowValues<'a> {
+    fn of(delivery: &'a NewDelivery, now: i64) -> Result<Self, StoreError> {
+        let mut values = Self {
+            delivery,
+            state: DeliveryState::Pending,
+            content: String::new(),
+            rendition: None,
+            available_at: now,
+            finished_at: None,
+            dead: None,
+        };
+        match &delivery.planned {
+            Planned::Queued {
+                payload,
+                not_before,
+            } => {
+                if let Some(at) = not_before {
+                    values.available_at = millis(*at).max(now);
+                }
+                match payload {
+                    Payload::Inline(content) => values.content = to_json(content)?,
+                    Payload::Rendition {
+                        id,
+                        recipient_name,
+                        unsubscribe_url,
+                    } => {
+                        values.rendition = Some((
+                            id.to_string(),
+                            recipient_name.as_deref(),
+                            unsubscribe_url.as_deref(),
+                        ));
+                    }
+                }
+            }
+            Planned::Dead { cause, reason } => {
+                values.state = DeliveryState::Dead;
+                values.finished_at = Some(now);
+                values.dead = Some((cause.as_str(), reason));
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// Writes deliveries with multi-row INSERTs inside the caller's transaction.
+pub(super) async fn insert_deliveries(
+    tx: &mut Tx<'_>,
+    announcement: &Announcement,
+    deliveries: &[NewDelivery],
+) -> Result<(), StoreError> {
+    let now = millis(announcement.created_at);
+    let crisis_id = announcement.crisis_id.to_string();
+    let announcement_id = announcement.id.to_string();
+    for chunk in deliveries.chunks(ROWS_PER_INSERT) {
+        let rows = chunk
+            .iter()
+            .map(|delivery| RowValues::of(delivery, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INSERT_COLUMNS);
+        query.push_values(&rows, |mut row, values| {
+            let delivery = values.delivery;
+            let rendition = values.rendition.as_ref();
+            row.push_bind(delivery.id.to_string())
+                .push_bind(crisis_id.as_str())
+                .push_bind(announcement_id.as_str())
+                .push_bind(announcement.kind.as_str())
+                .push_bind(delivery.channel.as_str())
+                .push_bind(delivery.recipient_id.as_deref())
+                .push_bind(delivery.destination.as_str())
+                .push_bind(delivery.locale.as_str())
+                .push_bind(values.content.as_str())
+                .push_bind(i64::from(delivery.priority))
+                .push_bind(values.state.as_str())
+                .push_bind(0_i64)
+                .push_bind(values.available_at)
+                .push_bind(values.dead.map(|(_, reason)| reason))
+                .push_bind(values.dead.map(|(cause, _)| cause))
+                .push_bind(now)
+                .push_bind(values.finished_at)
+                .push_bind(rendition.map(|(id, _, _)| id.as_str()))
+                .push_bind(rendition.and_then(|(_, name, _)| *name))
+                .push_bind(rendition.and_then(|(_, _, url)| *url));
+        });
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Writes an announcement row inside the caller's transaction.
+pub(super) async fn insert_announcement(
+    tx: &mut Tx<'_>,
+    announcement: &Announcement,
+    planning: bool,
+    idempotency: Option<&IdempotencyRecord>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
+         idempotency_scope, idempotency_key, follow_up) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(announcement.id.to_string())
+    .bind(announcement.crisis_id.to_string())
+    .bind(announcement.kind.as_str())
+    .bind(&announcement.message)
+    .bind(millis(announcement.created_at))
+    .bind(planning)
+    .bind(idempotency.map(|r| r.scope.clone()))
+    .bind(idempotency.map(|r| r.key.clone()))
+    .bind(announcement.follow_up.as_ref().map(to_json).transpose()?)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// An announcement still planning, as `announcements` stores it.
+#[derive(sqlx::FromRow)]
+struct UnfinishedPlanRow<'r> {
+    id: &'r str,
+    crisis_id: &'r str,
+    kind: &'r str,
+    message: Option<String>,
+    created_at: i64,
+    follow_up: Option<&'r str>,
+    planned_through: i64,
+    idempotency_scope: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
+    type Error = StoreError;
+
+    fn try_from(row: UnfinishedPlanRow<'_>) -> Result<Self, StoreError> {
+        Ok(UnfinishedPlan {
+            announcement: Announcement {
+                id: parse(row.id, "announcement id")?,
+                crisis_id: parse(row.crisis_id, "crisis id")?,
+                kind: parse(row.kind, "announcement kind")?,
+                message: row.message,
+                created_at: from_millis(row.created_at)?,
+                follow_up: row
+                    .follow_up
+                    .map(|text| json(text, "follow-up step"))
+                    .transpose()?,
+            },
+            planned_through: count(row.planned_through),
+            idempotency: row.idempotency_scope.zip(row.idempotency_key),
+        })
+    }
+}
+
+#[async_trait]
+impl PlanStore for SqliteStore {
+    async fn append_plan(
+        &self,
+        announcement: &Announcement,
+        renditions: &[NewRendition],
+        deliveries: &[NewDelivery],
+        planned_through: u64,
+    ) -> Result<(), StoreError> {
+        let writing = self.writer.lock().await;
+        let mut tx = self.ledger.begin().await?;
+        for rendition in renditions {
+            sqlx::query("INSERT INTO renditions (id, announcement_id, content) VALUES (?, ?, ?)")
+                .bind(rendition.id.to_string())
+                .bind(announcement.id.to_string())
+                .bind(to_json(&rendition.content)?)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_deliveries(&mut tx, announcement, deliveries).await?;
+        follow_ups::kill_if_resolved(&mut tx, announcement).await?;
+        sqlx::query("UPDATE announcements SET planned_through = ? WHERE id = ?")
+            .bind(i64::try_from(planned_through).unwrap_or(i64::MAX))
+            .bind(announcement.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        drop(writing);
+        self.work_due.notify();
+        Ok(())
+    }
+
+    async fn finish_plan(
+        &self,
+        announcement_id: Uuid,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE announcements SET planning = 0 WHERE id = ?")
+            .bind(announcement_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if let Some(record) = idempotency {
+            idempotency::complete(&mut tx, &record).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unfinished_plans(&self) -> Result<Vec<UnfinishedPlan>, StoreError> {
+        sqlx::query("SELECT * FROM announcements WHERE planning = 1 ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(decode::<UnfinishedPlanRow, _>)
+            .collect()
+    }
+
+    async fn announcement_deliveries(&self, announcement_id: Uuid) -> Result<u64, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE announcement_id = ?")
+                .bind(announcement_id.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(count(n))
+    }
+}

@@ -1,0 +1,89 @@
+//! Source links in SQLite: set or removed inside a transition's
+//! transaction, read and forgotten here.
+
+use async_trait::async_trait;
+use sqlx::SqliteExecutor;
+
+use super::{SqliteStore, Tx, decode, parse};
+use crate::outbox::{SourceLink, SourceLinkChange, SourceLinkStore, StoreError};
+
+#[derive(sqlx::FromRow)]
+struct SourceLinkRow<'r> {
+    source: String,
+    external_id: String,
+    crisis_id: &'r str,
+    fingerprint: String,
+}
+
+impl TryFrom<SourceLinkRow<'_>> for SourceLink {
+    type Error = StoreError;
+
+    fn try_from(row: SourceLinkRow<'_>) -> Result<Self, StoreError> {
+        Ok(SourceLink {
+            source: row.source,
+            external_id: row.external_id,
+            crisis_id: parse(row.crisis_id, "crisis id")?,
+            fingerprint: row.fingerprint,
+        })
+    }
+}
+
+async fn remove(
+    executor: impl SqliteExecutor<'_>,
+    source: &str,
+    external_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM source_links WHERE source = ? AND external_id = ?")
+        .bind(source)
+        .bind(external_id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// A transition's link change, in its transaction.
+pub(super) async fn apply(tx: &mut Tx<'_>, change: &SourceLinkChange) -> Result<(), StoreError> {
+    match change {
+        SourceLinkChange::Set(link) => {
+            sqlx::query(
+                "INSERT INTO source_links (source, external_id, crisis_id, fingerprint) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (source, external_id) DO UPDATE SET crisis_id = excluded.crisis_id, \
+                 fingerprint = excluded.fingerprint",
+            )
+            .bind(&link.source)
+            .bind(&link.external_id)
+            .bind(link.crisis_id.to_string())
+            .bind(&link.fingerprint)
+            .execute(&mut **tx)
+            .await?;
+        }
+        SourceLinkChange::Remove {
+            source,
+            external_id,
+        } => remove(&mut **tx, source, external_id).await?,
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl SourceLinkStore for SqliteStore {
+    async fn source_link(
+        &self,
+        source: &str,
+        external_id: &str,
+    ) -> Result<Option<SourceLink>, StoreError> {
+        sqlx::query("SELECT * FROM source_links WHERE source = ? AND external_id = ?")
+            .bind(source)
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(decode::<SourceLinkRow, _>)
+            .transpose()
+    }
+
+    async fn unlink_source(&self, source: &str, external_id: &str) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
+        remove(&self.pool, source, external_id).await
+    }
+}

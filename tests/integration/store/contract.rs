@@ -1,0 +1,1839 @@
+//! The store contract: what every storage backend promises, written only
+//! against the traits of `crisisd::outbox::Storage`, so a new backend runs
+//! the same suite unchanged (`store_contract!` at the end lists it).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use crisisd::domain::consent::ContactPoint;
+use crisisd::domain::follow_up::{
+    FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase, Topic,
+};
+use crisisd::domain::{
+    Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, CrisisUpdate, Declaration, Kind,
+    Severity,
+};
+use crisisd::outbox::{
+    Announcement, CrisisFilter, DeadCause, DeadFilter, DeliveryState, FollowUpReplacement,
+    FollowUpStart, IdempotencyRecord, NewDelivery, Outcome, Planned, Storage, StoreError,
+    TransitionWrite,
+};
+use tokio::sync::futures::Notified;
+use uuid::Uuid;
+
+use crate::support::{email_delivery, record_outcome, unfit_email_delivery};
+
+/// A database for one test, empty at first.
+pub trait Database {
+    /// The storage on it, opened anew on each call, as a restarted daemon
+    /// opens it.
+    fn open(&self) -> impl Future<Output = Storage>;
+}
+
+pub fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + seconds, 0)
+        .single()
+        .expect("time")
+}
+
+/// The write a service would make for `crisis` after a transition.
+pub fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) -> TransitionWrite {
+    TransitionWrite {
+        crisis: crisis.clone(),
+        previous_version,
+        event: CrisisEvent {
+            crisis_id: crisis.id,
+            status: crisis.status,
+            actor: Actor::new(ActorSource::Api, "tests"),
+            message: crisis.last_message.clone(),
+            at: crisis.updated_at,
+        },
+        announcement: Announcement {
+            id: Uuid::now_v7(),
+            crisis_id: crisis.id,
+            kind: AnnouncementKind::Initial,
+            message: None,
+            created_at: crisis.updated_at,
+            follow_up: None,
+        },
+        deliveries: (0..deliveries).map(email_delivery).collect(),
+        planning: false,
+        idempotency: None,
+        source_link: None,
+        follow_ups: Default::default(),
+    }
+}
+
+pub fn declared() -> Crisis {
+    Crisis::declare(
+        Declaration {
+            kind: Kind::Outage,
+            severity: Severity::Major,
+            title: "Payments are down".into(),
+            summary: "Card payments fail.".into(),
+            localized: Default::default(),
+            message: None,
+        },
+        at(0),
+    )
+    .expect("valid")
+}
+
+fn message(text: &str) -> CrisisUpdate {
+    CrisisUpdate {
+        message: Some(text.into()),
+        ..Default::default()
+    }
+}
+
+fn sent() -> Outcome {
+    Outcome::Sent { provider_ref: None }
+}
+
+fn retry(at: DateTime<Utc>, error: &str) -> Outcome {
+    Outcome::Retry {
+        at,
+        error: error.into(),
+    }
+}
+
+fn refused(reason: &str) -> Outcome {
+    Outcome::Dead {
+        cause: DeadCause::Permanent,
+        reason: reason.into(),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// The crisis's deliveries by state.
+async fn states(storage: &Storage, crisis: &Crisis) -> Vec<(DeliveryState, u64)> {
+    let mut states: Vec<(DeliveryState, u64)> = Vec::new();
+    for count in storage
+        .ledger
+        .delivery_counts(Some(crisis.id))
+        .await
+        .expect("counts")
+    {
+        match states.iter_mut().find(|(state, _)| *state == count.state) {
+            Some((_, n)) => *n += count.count,
+            None => states.push((count.state, count.count)),
+        }
+    }
+    states.sort_by_key(|(state, _)| state.as_str());
+    states
+}
+
+/// Quiet hours: not sent before `at`.
+fn hold_until(delivery: &mut NewDelivery, at: DateTime<Utc>) {
+    if let Planned::Queued { not_before, .. } = &mut delivery.planned {
+        *not_before = Some(at);
+    }
+}
+
+fn of_crisis(crisis: &Crisis) -> DeadFilter<'static> {
+    DeadFilter {
+        crisis: Some(crisis.id),
+        channel: None,
+    }
+}
+
+fn follow_up(crisis: &Crisis, step: &str, due: DateTime<Utc>) -> NewFollowUp {
+    NewFollowUp {
+        id: Uuid::now_v7(),
+        crisis_id: crisis.id,
+        occurrence: 1,
+        due_at: due,
+        spec: FollowUpSpec {
+            plan: "default".into(),
+            step: step.into(),
+            phase: Phase::Active,
+            topic: Topic::Resources,
+            categories: Vec::new(),
+            channels: Vec::new(),
+            locales: Vec::new(),
+            regions: Vec::new(),
+        },
+    }
+}
+
+/// The announcement a due follow-up becomes.
+fn follow_up_announcement(
+    crisis: &Crisis,
+    follow_up: &NewFollowUp,
+    now: DateTime<Utc>,
+) -> Announcement {
+    Announcement {
+        id: Uuid::now_v7(),
+        crisis_id: crisis.id,
+        kind: AnnouncementKind::FollowUp,
+        message: None,
+        created_at: now,
+        follow_up: Some(follow_up.spec.clone()),
+    }
+}
+
+pub async fn a_transition_is_stored_whole_and_survives_reopening(db: &impl Database) {
+    let crisis = declared();
+    {
+        let storage = db.open().await;
+        storage
+            .crises
+            .record_transition(write(&crisis, None, 3))
+            .await
+            .expect("write");
+    }
+    let storage = db.open().await;
+    assert_eq!(
+        storage.crises.crisis(crisis.id).await.expect("read"),
+        Some(crisis.clone())
+    );
+    assert_eq!(
+        storage
+            .crises
+            .crises(CrisisFilter::Active)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(
+        storage
+            .crises
+            .events(crisis.id)
+            .await
+            .expect("events")
+            .len(),
+        1
+    );
+    let counts = storage
+        .ledger
+        .delivery_counts(Some(crisis.id))
+        .await
+        .expect("counts");
+    assert_eq!(counts.len(), 1);
+    assert_eq!(
+        (counts[0].state, counts[0].count),
+        (DeliveryState::Pending, 3)
+    );
+}
+
+pub async fn a_write_based_on_a_stale_version_is_refused_and_changes_nothing(db: &impl Database) {
+    let storage = db.open().await;
+    let original = declared();
+    storage
+        .crises
+        .record_transition(write(&original, None, 0))
+        .await
+        .expect("declare");
+
+    let mut first = original.clone();
+    first
+        .apply_update(message("first"), at(10))
+        .expect("update");
+    storage
+        .crises
+        .record_transition(write(&first, Some(1), 1))
+        .await
+        .expect("first update");
+
+    let mut second = original.clone();
+    second
+        .apply_update(message("second"), at(11))
+        .expect("update");
+    let err = storage
+        .crises
+        .record_transition(write(&second, Some(1), 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(id) if id == original.id),
+        "{err}"
+    );
+
+    let stored = storage
+        .crises
+        .crisis(original.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(stored.last_message.as_deref(), Some("first"));
+    assert_eq!(stored.version, 2);
+    let counts = storage
+        .ledger
+        .delivery_counts(Some(original.id))
+        .await
+        .expect("counts");
+    assert_eq!(
+        counts.iter().map(|c| c.count).sum::<u64>(),
+        1,
+        "the refused write left no deliveries"
+    );
+    let events = storage.crises.events(original.id).await.expect("events");
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].message.as_deref(), Some("first"), "oldest first");
+}
+
+pub async fn an_idempotency_key_is_taken_once_and_a_second_write_with_it_leaves_nothing(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let record = IdempotencyRecord {
+        scope: "tests".into(),
+        key: "k1".into(),
+        fingerprint: "f".into(),
+        status: 201,
+        body: "{}".into(),
+    };
+    let first = declared();
+    let mut w = write(&first, None, 2);
+    w.idempotency = Some(record.clone());
+    storage.crises.record_transition(w).await.expect("first");
+
+    let second = declared();
+    let mut w = write(&second, None, 2);
+    w.idempotency = Some(record.clone());
+    let err = storage.crises.record_transition(w).await.unwrap_err();
+    assert!(matches!(err, StoreError::IdempotencyKeyTaken), "{err}");
+    assert_eq!(
+        storage.crises.crisis(second.id).await.expect("read"),
+        None,
+        "rolled back"
+    );
+    assert!(
+        storage
+            .ledger
+            .delivery_counts(Some(second.id))
+            .await
+            .expect("counts")
+            .is_empty(),
+        "no deliveries of the refused write"
+    );
+    assert_eq!(
+        storage
+            .idempotency
+            .idempotent_response("tests", "k1")
+            .await
+            .expect("read"),
+        Some(record)
+    );
+    assert_eq!(
+        storage
+            .idempotency
+            .idempotent_response("other-token", "k1")
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+pub async fn a_lease_keeps_a_delivery_from_others_until_it_expires(db: &impl Database) {
+    let storage = db.open().await;
+    let crisis = declared();
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 3))
+        .await
+        .expect("write");
+    let queue = &storage.queue;
+
+    let claimed = queue
+        .claim("email", "a", at(1), LEASE, 2)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert!(
+        claimed
+            .iter()
+            .all(|d| d.attempts == 1 && d.state == DeliveryState::InFlight)
+    );
+    let rest = queue
+        .claim("email", "b", at(2), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(rest.len(), 1, "leased deliveries are not handed out twice");
+    assert!(
+        queue
+            .claim("email", "b", at(3), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert!(
+        queue
+            .claim("sms", "b", at(3), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "per channel"
+    );
+
+    // Worker `a` dies; after its lease expires `b` takes its deliveries over.
+    let taken_over = queue
+        .claim("email", "b", at(61), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(taken_over.len(), 2);
+    assert!(taken_over.iter().all(|d| d.attempts == 2));
+
+    // `a` comes back and reports: its lease is gone, so nothing changes.
+    record_outcome(&storage, "a", at(62), claimed[0].id, sent()).await;
+    let counts = storage
+        .ledger
+        .delivery_counts(Some(crisis.id))
+        .await
+        .expect("counts");
+    assert!(counts.iter().all(|c| c.state == DeliveryState::InFlight));
+}
+
+pub async fn outcomes_are_recorded_and_a_retry_waits_for_its_time(db: &impl Database) {
+    let storage = db.open().await;
+    let crisis = declared();
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 3))
+        .await
+        .expect("write");
+    let queue = &storage.queue;
+    let claimed = queue
+        .claim("email", "w", at(1), LEASE, 3)
+        .await
+        .expect("claim");
+
+    let sent_ok = Outcome::Sent {
+        provider_ref: Some("250 OK".into()),
+    };
+    record_outcome(&storage, "w", at(2), claimed[0].id, sent_ok.clone()).await;
+    // Sent again is harmless.
+    record_outcome(&storage, "w", at(2), claimed[0].id, sent_ok).await;
+    record_outcome(
+        &storage,
+        "w",
+        at(30),
+        claimed[1].id,
+        retry(at(30), "451 busy"),
+    )
+    .await;
+    record_outcome(&storage, "w", at(2), claimed[2].id, refused("550 rejected")).await;
+
+    assert!(
+        queue
+            .claim("email", "w", at(29), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let retried = queue
+        .claim("email", "w", at(30), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].last_error.as_deref(), Some("451 busy"));
+    assert_eq!(retried[0].attempts, 2);
+
+    let dead = storage
+        .dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, "550 rejected");
+    assert_eq!(dead[0].cause, DeadCause::Permanent);
+    assert_eq!(dead[0].finished_at, at(2));
+}
+
+pub async fn released_leases_are_claimable_at_once_and_give_the_attempt_back(db: &impl Database) {
+    let storage = db.open().await;
+    let crisis = declared();
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 1))
+        .await
+        .expect("write");
+    let queue = &storage.queue;
+    let claimed = queue
+        .claim("email", "w", at(1), LEASE, 1)
+        .await
+        .expect("claim");
+    queue.release(&[claimed[0].id], "w").await.expect("release");
+    let again = queue
+        .claim("email", "x", at(2), LEASE, 1)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again[0].state, DeliveryState::InFlight);
+
+    // Tried before: given back, it is a retry again (and still due now).
+    record_outcome(&storage, "x", at(3), again[0].id, retry(at(3), "421 later")).await;
+    let retried = queue
+        .claim("email", "x", at(3), LEASE, 1)
+        .await
+        .expect("claim");
+    assert_eq!(retried[0].attempts, 2);
+    queue.release(&[retried[0].id], "x").await.expect("release");
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Retrying, 1)]
+    );
+}
+
+pub async fn deliveries_for_channels_no_longer_configured_end_dead_with_a_reason(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let crisis = declared();
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 2))
+        .await
+        .expect("write");
+    let killed = storage
+        .queue
+        .kill_unroutable(&["sms".to_owned()], at(5))
+        .await
+        .expect("kill");
+    assert_eq!(killed, 2);
+    let dead = storage
+        .dead_letters
+        .list(DeadFilter::default(), 10)
+        .await
+        .expect("dead");
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().all(
+        |d| d.reason == "channel `email` is not configured" && d.cause == DeadCause::Unroutable
+    ));
+    assert_eq!(
+        storage
+            .queue
+            .kill_unroutable(&["email".to_owned()], at(6))
+            .await
+            .expect("kill"),
+        0
+    );
+}
+
+pub async fn claims_take_new_messages_by_priority_before_due_retries(db: &impl Database) {
+    let storage = db.open().await;
+    let crisis = declared();
+    let mut w = write(&crisis, None, 0);
+    let mut follow_up = email_delivery(0);
+    follow_up.priority = 1;
+    let (first, second) = (email_delivery(1), email_delivery(2));
+    let mut quiet = email_delivery(3);
+    hold_until(&mut quiet, at(100));
+    w.deliveries = vec![follow_up.clone(), first.clone(), quiet.clone()];
+    storage.crises.record_transition(w).await.expect("write");
+    let queue = &storage.queue;
+
+    let claimed = queue
+        .claim("email", "w", at(1), LEASE, 1)
+        .await
+        .expect("claim");
+    assert_eq!(claimed[0].id, first.id, "priority 0 first");
+    record_outcome(&storage, "w", at(1), first.id, retry(at(2), "421 later")).await;
+
+    // A second announcement's message, written after the retry was due.
+    let mut update = crisis.clone();
+    update.apply_update(message("more"), at(3)).expect("update");
+    let mut w = write(&update, Some(crisis.version), 0);
+    w.deliveries = vec![second.clone()];
+    storage.crises.record_transition(w).await.expect("update");
+
+    let order: Vec<_> = [
+        queue
+            .claim("email", "w", at(4), LEASE, 1)
+            .await
+            .expect("claim"),
+        queue
+            .claim("email", "w", at(4), LEASE, 1)
+            .await
+            .expect("claim"),
+        queue
+            .claim("email", "w", at(4), LEASE, 1)
+            .await
+            .expect("claim"),
+    ]
+    .into_iter()
+    .map(|claimed| claimed[0].id)
+    .collect();
+    assert_eq!(
+        order,
+        vec![second.id, follow_up.id, first.id],
+        "pending by priority, then the due retry"
+    );
+    for id in order {
+        record_outcome(&storage, "w", at(5), id, sent()).await;
+    }
+    assert!(
+        queue
+            .claim("email", "w", at(99), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "held until not_before"
+    );
+    let released = queue
+        .claim("email", "w", at(100), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].id, quiet.id);
+    assert_eq!(released[0].available_at, at(100));
+}
+
+pub async fn an_outcome_counts_only_while_its_owner_holds_the_lease(db: &impl Database) {
+    let storage = db.open().await;
+    let crisis = declared();
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 2))
+        .await
+        .expect("write");
+    let queue = &storage.queue;
+    let claimed = queue
+        .claim("email", "a", at(1), LEASE, 2)
+        .await
+        .expect("claim");
+
+    // Another owner's outcomes and release change nothing.
+    record_outcome(&storage, "b", at(2), claimed[0].id, sent()).await;
+    record_outcome(&storage, "b", at(2), claimed[1].id, refused("550")).await;
+    queue
+        .release(&[claimed[0].id, claimed[1].id], "b")
+        .await
+        .expect("release");
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::InFlight, 2)]
+    );
+
+    // The owner's do.
+    record_outcome(&storage, "a", at(3), claimed[0].id, sent()).await;
+    record_outcome(&storage, "a", at(3), claimed[1].id, retry(at(10), "451")).await;
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Retrying, 1), (DeliveryState::Sent, 1)]
+    );
+}
+
+pub async fn a_final_state_is_never_overwritten_by_a_late_outcome(db: &impl Database) {
+    let storage = db.open().await;
+    let crisis = declared();
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 2))
+        .await
+        .expect("write");
+    let queue = &storage.queue;
+    let claimed = queue
+        .claim("email", "w", at(1), LEASE, 2)
+        .await
+        .expect("claim");
+    let (delivered, refused_one) = (claimed[0].id, claimed[1].id);
+    record_outcome(&storage, "w", at(2), delivered, sent()).await;
+    record_outcome(&storage, "w", at(2), refused_one, refused("550 rejected")).await;
+
+    // Late, repeated or contradictory outcomes, in one batch and alone.
+    storage
+        .queue
+        .record_outcomes(
+            "w",
+            at(3),
+            &[
+                (delivered, refused("late")),
+                (delivered, retry(at(4), "late")),
+                (refused_one, sent()),
+                (refused_one, retry(at(4), "late")),
+            ],
+        )
+        .await
+        .expect("outcomes");
+    queue
+        .release(&[delivered, refused_one], "w")
+        .await
+        .expect("release");
+    assert_eq!(
+        queue.kill_unroutable(&[], at(5)).await.expect("kill"),
+        0,
+        "finished deliveries are not unroutable"
+    );
+
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Dead, 1), (DeliveryState::Sent, 1)]
+    );
+    let dead = storage
+        .dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].id, dead[0].reason.as_str(), dead[0].finished_at),
+        (refused_one, "550 rejected", at(2))
+    );
+    let finished = storage
+        .ledger
+        .finished_since(Some(crisis.id), at(3))
+        .await
+        .expect("finished");
+    assert!(
+        finished.is_empty(),
+        "finished at 2, not again: {finished:?}"
+    );
+}
+
+pub async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_ones(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let crisis = declared();
+    let mut w = write(&crisis, None, 0);
+    w.deliveries = vec![
+        email_delivery(0),
+        email_delivery(1),
+        unfit_email_delivery(2, "template `en/email/initial.subject.j2` failed"),
+        email_delivery(3),
+    ];
+    storage.crises.record_transition(w).await.expect("write");
+    let queue = &storage.queue;
+    let claimed = queue
+        .claim("email", "w", at(1), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3, "the unrendered one was written dead");
+    record_outcome(&storage, "w", at(2), claimed[0].id, refused("550 rejected")).await;
+    record_outcome(&storage, "w", at(3), claimed[1].id, sent()).await;
+    // Dies for another reason, then its reader opts out (with other case
+    // and spaces than the delivery's address).
+    record_outcome(
+        &storage,
+        "w",
+        at(1),
+        claimed[2].id,
+        refused("550 mailbox full"),
+    )
+    .await;
+    let opted_out = format!(" {} ", claimed[2].destination.to_uppercase());
+    storage
+        .consent
+        .opt_out(ContactPoint::Email, &opted_out, "unsubscribe", at(1))
+        .await
+        .expect("opt out");
+
+    let finished = storage
+        .ledger
+        .finished_since(Some(crisis.id), at(2))
+        .await
+        .expect("finished");
+    assert_eq!(finished.len(), 1);
+    assert_eq!(
+        finished[0].count, 2,
+        "the sent and the dead one since then, not the one dead since planning"
+    );
+    assert_eq!(
+        storage
+            .ledger
+            .finished_since(None, at(3))
+            .await
+            .expect("finished")
+            .iter()
+            .map(|f| f.count)
+            .sum::<u64>(),
+        1
+    );
+
+    let dead_letters = &storage.dead_letters;
+    let letters = dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .expect("dead");
+    assert_eq!(letters.len(), 3);
+    assert_eq!(letters[0].id, claimed[0].id, "newest first");
+    assert_eq!(letters[0].finished_at, at(2));
+    assert_eq!(letters[0].attempts, 1);
+    assert_eq!(letters[0].reason, "550 rejected");
+    assert_eq!(letters[2].cause, DeadCause::Unfit);
+    assert_eq!(letters[2].attempts, 0);
+    assert!(
+        dead_letters
+            .list(
+                DeadFilter {
+                    crisis: None,
+                    channel: Some("sms")
+                },
+                10
+            )
+            .await
+            .expect("dead")
+            .is_empty()
+    );
+    assert_eq!(
+        dead_letters
+            .list(DeadFilter::default(), 1)
+            .await
+            .expect("dead")
+            .len(),
+        1,
+        "at most the limit"
+    );
+
+    assert_eq!(
+        dead_letters
+            .count_requeueable(of_crisis(&crisis))
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        dead_letters
+            .requeue(
+                DeadFilter {
+                    crisis: Some(crisis.id),
+                    channel: Some("email")
+                },
+                at(10)
+            )
+            .await
+            .expect("requeue"),
+        1
+    );
+    assert_eq!(
+        dead_letters
+            .requeue(DeadFilter::default(), at(10))
+            .await
+            .expect("requeue"),
+        0,
+        "requeuing twice changes nothing more"
+    );
+    assert!(
+        queue
+            .claim("email", "w", at(9), LEASE, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "due from the time of the requeue"
+    );
+    let again = queue
+        .claim("email", "w", at(10), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, claimed[0].id);
+    assert_eq!(again[0].attempts, 1, "attempts start over");
+    assert_eq!(
+        again[0].last_error.as_deref(),
+        Some("550 rejected"),
+        "the reason stays until the next outcome"
+    );
+    let still_dead = dead_letters
+        .list(DeadFilter::default(), 10)
+        .await
+        .expect("dead");
+    assert_eq!(still_dead.len(), 2, "{still_dead:?}");
+    assert!(still_dead[0].reason.contains("mailbox full"), "opted out");
+    assert!(still_dead[1].reason.contains("initial.subject.j2"));
+}
+
+pub async fn requeue_leaves_opted_out_cancelled_and_unfit_deliveries_dead_by_cause(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let mut crisis = declared();
+    let step = follow_up(&crisis, "first", at(60));
+    let mut w = write(&crisis, None, 0);
+    w.deliveries = vec![
+        unfit_email_delivery(0, "too long"),
+        email_delivery(1),
+        email_delivery(2),
+        email_delivery(3),
+        email_delivery(4),
+    ];
+    w.follow_ups = FollowUpChange {
+        cancel: None,
+        schedule: vec![step.clone()],
+    };
+    storage.crises.record_transition(w).await.expect("write");
+    let queue = &storage.queue;
+    let claimed = queue
+        .claim("email", "w", at(1), LEASE, 2)
+        .await
+        .expect("claim");
+    let waiting: Vec<String> = (1..=4)
+        .map(|n| format!("r{n}@example.com"))
+        .filter(|address| claimed.iter().all(|d| d.destination != *address))
+        .collect();
+    let mut expected = vec![
+        ("r0@example.com".to_owned(), DeadCause::Unfit),
+        (claimed[0].destination.clone(), DeadCause::Permanent),
+        (claimed[1].destination.clone(), DeadCause::AttemptsExhausted),
+        (waiting[0].clone(), DeadCause::OptedOut),
+        (waiting[1].clone(), DeadCause::Unroutable),
+        ("r5@example.com".to_owned(), DeadCause::Cancelled),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    // One of each cause a requeue may try again...
+    record_outcome(&storage, "w", at(2), claimed[0].id, refused("550 rejected")).await;
+    let gave_up = Outcome::Dead {
+        cause: DeadCause::AttemptsExhausted,
+        reason: "gave up after 1 attempts; last error: 421".into(),
+    };
+    record_outcome(&storage, "w", at(2), claimed[1].id, gave_up).await;
+    // ...and one to an address that opts out while it waits, and opts back
+    // in: its message stays dead.
+    let consent = &storage.consent;
+    let opting = waiting[0].to_uppercase();
+    assert!(
+        consent
+            .opt_out(ContactPoint::Email, &opting, "unsubscribe", at(3))
+            .await
+            .expect("opt out")
+    );
+    assert!(
+        consent
+            .opt_in(ContactPoint::Email, &opting)
+            .await
+            .expect("opt in")
+    );
+    // A follow-up message queued when the all-clear comes.
+    let start = FollowUpStart {
+        follow_up: step.id,
+        announcement: follow_up_announcement(&crisis, &step, at(60)),
+        deliveries: vec![email_delivery(5)],
+        planning: false,
+    };
+    assert!(
+        storage
+            .follow_ups
+            .start_follow_up(start)
+            .await
+            .expect("start")
+    );
+    let previous = crisis.version;
+    crisis.resolve(None, at(61)).expect("resolve");
+    storage
+        .crises
+        .record_transition(write(&crisis, Some(previous), 0))
+        .await
+        .expect("resolve");
+    // The last one's channel goes away.
+    let unroutable = queue
+        .kill_unroutable(&["sms".to_owned()], at(62))
+        .await
+        .expect("kill");
+    assert_eq!(unroutable, 1, "the one still pending");
+
+    let letters = storage
+        .dead_letters
+        .list(DeadFilter::default(), 10)
+        .await
+        .expect("dead");
+    let mut causes: Vec<(String, DeadCause)> = letters
+        .iter()
+        .map(|letter| (letter.destination.clone(), letter.cause))
+        .collect();
+    causes.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(causes, expected);
+    let reason = |cause: DeadCause| {
+        letters
+            .iter()
+            .find(|l| l.cause == cause)
+            .map(|l| l.reason.clone())
+    };
+    assert_eq!(reason(DeadCause::Unfit).as_deref(), Some("too long"));
+    assert_eq!(
+        reason(DeadCause::OptedOut).as_deref(),
+        Some("the recipient opted out")
+    );
+    assert_eq!(
+        reason(DeadCause::Cancelled).as_deref(),
+        Some("cancelled: the crisis was resolved")
+    );
+
+    let all = DeadFilter::default();
+    assert_eq!(
+        storage
+            .dead_letters
+            .count_requeueable(all)
+            .await
+            .expect("count"),
+        3
+    );
+    assert_eq!(
+        storage
+            .dead_letters
+            .requeue(all, at(70))
+            .await
+            .expect("requeue"),
+        3
+    );
+    let mut back: Vec<String> = queue
+        .claim("email", "w", at(70), LEASE, 10)
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|d| d.destination)
+        .collect();
+    back.sort();
+    let mut requeueable: Vec<String> = expected
+        .iter()
+        .filter(|(_, cause)| cause.requeueable())
+        .map(|(destination, _)| destination.clone())
+        .collect();
+    requeueable.sort();
+    assert_eq!(back, requeueable);
+    let left: Vec<DeadCause> = storage
+        .dead_letters
+        .list(all, 10)
+        .await
+        .expect("dead")
+        .iter()
+        .map(|l| l.cause)
+        .collect();
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|cause| !cause.requeueable()), "{left:?}");
+}
+
+pub async fn a_retry_to_an_address_opted_out_meanwhile_ends_dead(db: &impl Database) {
+    let storage = db.open().await;
+    let crisis = declared();
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 2))
+        .await
+        .expect("write");
+    let claimed = storage
+        .queue
+        .claim("email", "w", at(1), LEASE, 2)
+        .await
+        .expect("claim");
+    let consent = &storage.consent;
+    for delivery in &claimed {
+        consent
+            .opt_out(
+                ContactPoint::Email,
+                &delivery.destination,
+                "unsubscribe",
+                at(2),
+            )
+            .await
+            .expect("opt out");
+    }
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::InFlight, 2)],
+        "in flight when the reader opted out: sent"
+    );
+    record_outcome(&storage, "w", at(3), claimed[0].id, sent()).await;
+    record_outcome(&storage, "w", at(3), claimed[1].id, retry(at(9), "421")).await;
+    let dead = storage
+        .dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, claimed[1].id);
+    assert_eq!(
+        (dead[0].cause, dead[0].reason.as_str(), dead[0].finished_at),
+        (DeadCause::OptedOut, "the recipient opted out", at(3))
+    );
+}
+
+pub async fn opting_out_ends_queued_messages_and_opting_in_takes_it_back(db: &impl Database) {
+    let storage = db.open().await;
+    let crisis = declared();
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 3))
+        .await
+        .expect("write");
+    let consent = &storage.consent;
+    assert!(
+        consent
+            .opt_out(
+                ContactPoint::Email,
+                " R0@Example.com ",
+                "unsubscribe",
+                at(1)
+            )
+            .await
+            .expect("opt out"),
+        "new"
+    );
+    assert!(
+        !consent
+            .opt_out(ContactPoint::Email, "r0@example.com", "unsubscribe", at(2))
+            .await
+            .expect("opt out"),
+        "already opted out"
+    );
+    assert!(
+        consent
+            .opt_out(ContactPoint::Phone, "+15550100", "sms keyword", at(2))
+            .await
+            .expect("opt out")
+    );
+    let opt_outs = consent.opt_outs().await.expect("opt-outs");
+    assert!(opt_outs.contains(ContactPoint::Email, "R0@EXAMPLE.COM"));
+    assert!(opt_outs.contains(ContactPoint::Phone, "+15550100"));
+    assert_eq!((opt_outs.emails.len(), opt_outs.phones.len()), (1, 1));
+
+    let dead = storage
+        .dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].destination.as_str(),
+            dead[0].cause,
+            dead[0].finished_at
+        ),
+        ("r0@example.com", DeadCause::OptedOut, at(1))
+    );
+
+    assert!(
+        consent
+            .opt_in(ContactPoint::Phone, "+15550100")
+            .await
+            .expect("opt in")
+    );
+    assert!(
+        !consent
+            .opt_in(ContactPoint::Phone, "+15550100")
+            .await
+            .expect("opt in"),
+        "no longer opted out"
+    );
+    let opt_outs = consent.opt_outs().await.expect("opt-outs");
+    assert!(!opt_outs.contains(ContactPoint::Phone, "+15550100"));
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Dead, 1), (DeliveryState::Pending, 2)]
+    );
+}
+
+pub async fn a_source_link_is_set_replaced_and_removed_with_transitions(db: &impl Database) {
+    use crisisd::outbox::{SourceLink, SourceLinkChange};
+    let storage = db.open().await;
+    let links = &storage.source_links;
+    let mut crisis = declared();
+    let id = crisis.id;
+    let link = |fingerprint: &str| SourceLink {
+        source: "hook:status".into(),
+        external_id: "incident-1".into(),
+        crisis_id: id,
+        fingerprint: fingerprint.into(),
+    };
+    let mut w = write(&crisis, None, 0);
+    w.source_link = Some(SourceLinkChange::Set(link("a")));
+    storage.crises.record_transition(w).await.expect("declare");
+    assert_eq!(
+        links
+            .source_link("hook:status", "incident-1")
+            .await
+            .expect("link"),
+        Some(link("a"))
+    );
+    assert_eq!(
+        links
+            .source_link("hook:other", "incident-1")
+            .await
+            .expect("link"),
+        None,
+        "per source"
+    );
+
+    let previous = crisis.version;
+    crisis.apply_update(message("more"), at(5)).expect("update");
+    let mut w = write(&crisis, Some(previous), 0);
+    w.source_link = Some(SourceLinkChange::Set(link("b")));
+    storage.crises.record_transition(w).await.expect("update");
+    assert_eq!(
+        links
+            .source_link("hook:status", "incident-1")
+            .await
+            .expect("link")
+            .map(|l| l.fingerprint),
+        Some("b".to_owned()),
+        "replaced"
+    );
+
+    let previous = crisis.version;
+    crisis.resolve(None, at(6)).expect("resolve");
+    let mut w = write(&crisis, Some(previous), 0);
+    w.source_link = Some(SourceLinkChange::Remove {
+        source: "hook:status".into(),
+        external_id: "incident-1".into(),
+    });
+    storage.crises.record_transition(w).await.expect("resolve");
+    assert_eq!(
+        links
+            .source_link("hook:status", "incident-1")
+            .await
+            .expect("link"),
+        None
+    );
+
+    // Set again by a new crisis, then forgotten without a transition.
+    let other = declared();
+    let mut w = write(&other, None, 0);
+    w.source_link = Some(SourceLinkChange::Set(SourceLink {
+        crisis_id: other.id,
+        ..link("c")
+    }));
+    storage.crises.record_transition(w).await.expect("declare");
+    links
+        .unlink_source("hook:status", "incident-1")
+        .await
+        .expect("unlink");
+    assert_eq!(
+        links
+            .source_link("hook:status", "incident-1")
+            .await
+            .expect("link"),
+        None
+    );
+    links
+        .unlink_source("hook:status", "incident-1")
+        .await
+        .expect("unlinking twice is harmless");
+}
+
+pub async fn a_plan_is_written_in_batches_and_listed_until_finished(db: &impl Database) {
+    use crisisd::message::{DeliveryContent, EmailContent, NAME_MARK};
+    use crisisd::outbox::{NewRendition, Payload};
+    let storage = db.open().await;
+    let crisis = declared();
+    let mut w = write(&crisis, None, 1);
+    w.planning = true;
+    w.idempotency = Some(IdempotencyRecord {
+        scope: "tests".into(),
+        key: "declare-1".into(),
+        fingerprint: "f".into(),
+        status: 0,
+        body: String::new(),
+    });
+    let announcement = w.announcement.clone();
+    storage.crises.record_transition(w).await.expect("declare");
+    let plans = &storage.plans;
+    let unfinished = plans.unfinished_plans().await.expect("plans");
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(unfinished[0].announcement, announcement);
+    assert_eq!(unfinished[0].planned_through, 0);
+    assert_eq!(
+        unfinished[0].idempotency,
+        Some(("tests".to_owned(), "declare-1".to_owned()))
+    );
+
+    let rendition = NewRendition {
+        id: Uuid::now_v7(),
+        content: DeliveryContent::Email(EmailContent {
+            subject: format!("For {NAME_MARK}"),
+            text: "t".into(),
+            html: "h".into(),
+            unsubscribe_url: None,
+        }),
+    };
+    let mut reader = email_delivery(7);
+    reader.planned = Planned::Queued {
+        payload: Payload::Rendition {
+            id: rendition.id,
+            recipient_name: Some("Ana".into()),
+            unsubscribe_url: Some("https://example.com/u".into()),
+        },
+        not_before: None,
+    };
+    plans
+        .append_plan(
+            &announcement,
+            std::slice::from_ref(&rendition),
+            &[reader.clone(), unfit_email_delivery(8, "too long")],
+            2,
+        )
+        .await
+        .expect("batch");
+    assert_eq!(
+        plans.unfinished_plans().await.expect("plans")[0].planned_through,
+        2,
+        "how far it got"
+    );
+    assert_eq!(
+        plans
+            .announcement_deliveries(announcement.id)
+            .await
+            .expect("count"),
+        3
+    );
+
+    let claimed = storage
+        .queue
+        .claim("email", "w", at(1), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2, "the unfit one is dead");
+    let claimed_reader = claimed
+        .iter()
+        .find(|d| d.id == reader.id)
+        .expect("the reader's delivery");
+    assert_eq!(*claimed_reader.content, rendition.content);
+    let personal = claimed_reader.personal.as_ref().expect("personal part");
+    assert_eq!(personal.rendition, rendition.id);
+    assert_eq!(personal.recipient_name.as_deref(), Some("Ana"));
+    assert_eq!(
+        personal.unsubscribe_url.as_deref(),
+        Some("https://example.com/u")
+    );
+    let DeliveryContent::Email(email) = claimed_reader.personalized().into_owned() else {
+        panic!("an email");
+    };
+    assert_eq!(email.subject, "For Ana");
+    let inline = claimed.iter().find(|d| d.id != reader.id).expect("inline");
+    assert!(inline.personal.is_none());
+
+    // As the service completes it: the fingerprint is not repeated.
+    let done = IdempotencyRecord {
+        scope: "tests".into(),
+        key: "declare-1".into(),
+        fingerprint: String::new(),
+        status: 201,
+        body: "{\"deliveries\":3}".into(),
+    };
+    plans
+        .finish_plan(announcement.id, Some(done))
+        .await
+        .expect("finish");
+    assert!(plans.unfinished_plans().await.expect("plans").is_empty());
+    let record = storage
+        .idempotency
+        .idempotent_response("tests", "declare-1")
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(
+        (
+            record.status,
+            record.body.as_str(),
+            record.fingerprint.as_str()
+        ),
+        (201, "{\"deliveries\":3}", "f"),
+        "completed, its fingerprint kept"
+    );
+}
+
+pub async fn the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_starts_after_it(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let follow_ups = &storage.follow_ups;
+    let mut crisis = declared();
+    let (first, second) = (
+        follow_up(&crisis, "first", at(3600)),
+        follow_up(&crisis, "second", at(3600)),
+    );
+    let mut declaration = write(&crisis, None, 0);
+    declaration.follow_ups = FollowUpChange {
+        cancel: None,
+        schedule: vec![first.clone(), second.clone()],
+    };
+    storage.crises.record_transition(declaration).await.unwrap();
+    assert_eq!(
+        follow_ups.due_follow_ups(at(3599), 10).await.unwrap().len(),
+        0
+    );
+    assert_eq!(
+        follow_ups.due_follow_ups(at(3600), 10).await.unwrap().len(),
+        2
+    );
+
+    // The first becomes its announcement; one message waits (say, for
+    // the morning), one goes, and a second batch is still to be planned.
+    let started = follow_up_announcement(&crisis, &first, at(3600));
+    let mut held = email_delivery(1);
+    held.priority = 1;
+    hold_until(&mut held, at(36_000));
+    let start = FollowUpStart {
+        follow_up: first.id,
+        announcement: started.clone(),
+        deliveries: vec![held, email_delivery(4)],
+        planning: true,
+    };
+    assert!(follow_ups.start_follow_up(start.clone()).await.unwrap());
+    let again = FollowUpStart {
+        announcement: follow_up_announcement(&crisis, &first, at(3600)),
+        ..start
+    };
+    assert!(
+        !follow_ups.start_follow_up(again).await.unwrap(),
+        "a follow-up is claimed once"
+    );
+
+    // One of its messages is being sent when the all-clear comes.
+    let sending = storage
+        .queue
+        .claim("email", "tests", at(3600), LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(sending.len(), 1, "the held one waits");
+
+    // The all-clear, in the same second as the second follow-up's turn.
+    let previous = crisis.version;
+    crisis.resolve(None, at(3600)).unwrap();
+    storage
+        .crises
+        .record_transition(write(&crisis, Some(previous), 0))
+        .await
+        .unwrap();
+    let start_second = FollowUpStart {
+        follow_up: second.id,
+        announcement: follow_up_announcement(&crisis, &second, at(3600)),
+        deliveries: vec![email_delivery(2)],
+        planning: false,
+    };
+    assert!(
+        !follow_ups.start_follow_up(start_second).await.unwrap(),
+        "resolved first"
+    );
+
+    // The send fails transiently: it is not tried again after the all-clear.
+    record_outcome(
+        &storage,
+        "tests",
+        at(3601),
+        sending[0].id,
+        retry(at(3602), "421 try later"),
+    )
+    .await;
+
+    // The first follow-up's plan writes its last batch after the all-clear.
+    storage
+        .plans
+        .append_plan(&started, &[], &[email_delivery(3)], 2)
+        .await
+        .unwrap();
+
+    let claimed = storage
+        .queue
+        .claim("email", "tests", at(86_400), LEASE, 10)
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "{claimed:?}");
+    let dead = storage
+        .dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 3);
+    assert!(dead.iter().all(
+        |d| d.cause == DeadCause::Cancelled && d.reason == "cancelled: the crisis was resolved"
+    ));
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Dead, 3)],
+        "all three dead, nothing else"
+    );
+    assert_eq!(
+        storage
+            .dead_letters
+            .requeue(of_crisis(&crisis), at(86_400))
+            .await
+            .unwrap(),
+        0
+    );
+
+    let list = follow_ups.follow_ups(Some(crisis.id)).await.unwrap();
+    assert_eq!(list[0].state, FollowUpState::Sent);
+    assert_eq!(list[0].announcement_id, Some(started.id));
+    assert_eq!(list[1].state, FollowUpState::Cancelled);
+    assert_eq!(
+        list[1].reason.as_deref(),
+        Some("cancelled: the crisis was resolved")
+    );
+    assert_eq!(follow_ups.next_follow_up_at().await.unwrap(), None);
+}
+
+pub async fn a_follow_up_is_settled_once_and_a_changed_plan_replaces_the_rest(db: &impl Database) {
+    let storage = db.open().await;
+    let follow_ups = &storage.follow_ups;
+    let crisis = declared();
+    let (early, late) = (
+        follow_up(&crisis, "early", at(60)),
+        follow_up(&crisis, "late", at(7200)),
+    );
+    let mut w = write(&crisis, None, 0);
+    w.follow_ups = FollowUpChange {
+        cancel: None,
+        schedule: vec![late.clone(), early.clone()],
+    };
+    storage.crises.record_transition(w).await.expect("declare");
+    assert_eq!(
+        follow_ups.next_follow_up_at().await.expect("next"),
+        Some(at(60))
+    );
+    let due = follow_ups.due_follow_ups(at(9000), 1).await.expect("due");
+    assert_eq!(due.len(), 1, "at most the limit");
+    assert_eq!(due[0].id, early.id, "earliest first");
+
+    assert!(
+        follow_ups
+            .settle_follow_up(early.id, FollowUpState::Skipped, "skipped: late", at(70))
+            .await
+            .expect("settle")
+    );
+    assert!(
+        !follow_ups
+            .settle_follow_up(early.id, FollowUpState::Cancelled, "again", at(71))
+            .await
+            .expect("settle"),
+        "no longer pending"
+    );
+
+    let replacement = follow_up(&crisis, "replacement", at(3600));
+    follow_ups
+        .replace_follow_ups(FollowUpReplacement {
+            crisis: crisis.id,
+            phase: Phase::Active,
+            after: at(100),
+            reason: "cancelled: the follow-up plan changed".into(),
+            schedule: vec![replacement.clone()],
+        })
+        .await
+        .expect("replace");
+    let list = follow_ups.follow_ups(Some(crisis.id)).await.expect("list");
+    let state_of = |id: Uuid| {
+        list.iter()
+            .find(|f| f.id == id)
+            .map(|f| (f.state, f.reason.clone()))
+    };
+    assert_eq!(
+        state_of(early.id),
+        Some((FollowUpState::Skipped, Some("skipped: late".into())))
+    );
+    assert_eq!(
+        state_of(late.id),
+        Some((
+            FollowUpState::Cancelled,
+            Some("cancelled: the follow-up plan changed".into())
+        ))
+    );
+    assert_eq!(
+        state_of(replacement.id).map(|(state, _)| state),
+        Some(FollowUpState::Pending)
+    );
+    assert_eq!(
+        follow_ups.next_follow_up_at().await.expect("next"),
+        Some(at(3600))
+    );
+    assert_eq!(
+        follow_ups.follow_ups(None).await.expect("all").len(),
+        3,
+        "every crisis's"
+    );
+}
+
+pub async fn a_hook_delivery_is_remembered_and_the_log_keeps_what_came(db: &impl Database) {
+    use crisisd::outbox::{HookLogEntry, Verdict};
+    let storage = db.open().await;
+    let hooks = &storage.hooks;
+    assert!(!hooks.delivery_seen("status", "d1").await.expect("seen"));
+    hooks
+        .remember_delivery("status", "d1", at(1))
+        .await
+        .expect("remember");
+    hooks
+        .remember_delivery("status", "d1", at(2))
+        .await
+        .expect("remembering twice is harmless");
+    assert!(hooks.delivery_seen("status", "d1").await.expect("seen"));
+    assert!(
+        !hooks.delivery_seen("other", "d1").await.expect("seen"),
+        "per hook"
+    );
+
+    let entry = |hook: &str, verdict: Verdict, n: i64| HookLogEntry {
+        seq: 0,
+        hook: hook.into(),
+        source: "statuspage".into(),
+        received_at: at(n),
+        status: 200,
+        verdict,
+        transitions: vec![format!("declared {n}")],
+        error: None,
+        delivery_id: Some(format!("d{n}")),
+    };
+    for (n, (hook, verdict)) in [
+        ("status", Verdict::Applied),
+        ("other", Verdict::TooLarge),
+        ("status", Verdict::Duplicate),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = i64::try_from(n).expect("small");
+        hooks
+            .record_hook(&entry(hook, verdict, n))
+            .await
+            .expect("log");
+    }
+    let log = hooks.hook_log(Some("status"), 10).await.expect("log");
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        log.iter().map(|e| e.verdict).collect::<Vec<_>>(),
+        vec![Verdict::Duplicate, Verdict::Applied],
+        "newest first"
+    );
+    assert!(log[0].seq > log[1].seq);
+    assert_eq!(
+        HookLogEntry {
+            seq: 0,
+            ..log[1].clone()
+        },
+        entry("status", Verdict::Applied, 0)
+    );
+    let all = hooks.hook_log(None, 2).await.expect("log");
+    assert_eq!(all.len(), 2, "at most the limit");
+    assert_eq!(all[1].verdict, Verdict::TooLarge);
+}
+
+pub async fn a_held_incident_is_kept_until_it_is_decided(db: &impl Database) {
+    use crisisd::outbox::{Pending, PendingState};
+    let storage = db.open().await;
+    let hooks = &storage.hooks;
+    let crisis = declared();
+    let held = Pending {
+        id: crisis.id,
+        hook: "status".into(),
+        external_id: "incident-1".into(),
+        state: PendingState::Held,
+        declaration: Declaration {
+            kind: Kind::Outage,
+            severity: Severity::Major,
+            title: "Payments are down".into(),
+            summary: "Card payments fail.".into(),
+            localized: Default::default(),
+            message: None,
+        },
+        due_at: Some(at(300)),
+        created_at: at(0),
+        updated_at: at(0),
+        decided_by: None,
+    };
+    hooks.save_pending(&held).await.expect("save");
+    assert_eq!(
+        hooks
+            .open_pending("status", "incident-1")
+            .await
+            .expect("open"),
+        Some(held.clone())
+    );
+    assert_eq!(hooks.next_hold().await.expect("next"), Some(at(300)));
+    assert!(hooks.due_holds(at(299)).await.expect("due").is_empty());
+    assert_eq!(
+        hooks.due_holds(at(300)).await.expect("due"),
+        vec![held.clone()]
+    );
+
+    let proposed = Pending {
+        state: PendingState::Proposed,
+        due_at: None,
+        updated_at: at(300),
+        ..held.clone()
+    };
+    hooks.save_pending(&proposed).await.expect("replace");
+    assert_eq!(hooks.next_hold().await.expect("next"), None);
+    assert_eq!(
+        hooks.open_pendings().await.expect("open"),
+        vec![proposed.clone()]
+    );
+
+    let confirmed = Pending {
+        state: PendingState::Confirmed,
+        decided_by: Some("alice".into()),
+        updated_at: at(400),
+        ..proposed
+    };
+    hooks.save_pending(&confirmed).await.expect("decide");
+    assert_eq!(
+        hooks
+            .open_pending("status", "incident-1")
+            .await
+            .expect("open"),
+        None
+    );
+    assert!(hooks.open_pendings().await.expect("open").is_empty());
+    assert_eq!(
+        hooks.pending(crisis.id).await.expect("by id"),
+        Some(confirmed)
+    );
+}
+
+pub async fn the_ledger_counts_queues_by_channel_and_answers_a_ping(db: &impl Database) {
+    let storage = db.open().await;
+    storage.ledger.ping().await.expect("ping");
+    let (one, two) = (declared(), declared());
+    storage
+        .crises
+        .record_transition(write(&one, None, 3))
+        .await
+        .expect("write");
+    storage
+        .crises
+        .record_transition(write(&two, None, 1))
+        .await
+        .expect("write");
+    let claimed = storage
+        .queue
+        .claim("email", "w", at(1), LEASE, 3)
+        .await
+        .expect("claim");
+    record_outcome(&storage, "w", at(2), claimed[0].id, sent()).await;
+    record_outcome(&storage, "w", at(2), claimed[1].id, refused("550")).await;
+
+    let channels: Vec<(String, DeliveryState, u64)> = storage
+        .ledger
+        .channel_counts()
+        .await
+        .expect("counts")
+        .into_iter()
+        .map(|c| (c.channel, c.state, c.count))
+        .collect();
+    assert_eq!(
+        channels,
+        vec![
+            ("email".to_owned(), DeliveryState::Dead, 1),
+            ("email".to_owned(), DeliveryState::InFlight, 1),
+            ("email".to_owned(), DeliveryState::Pending, 1),
+        ],
+        "sent ones are not counted"
+    );
+    let all = storage.ledger.delivery_counts(None).await.expect("counts");
+    assert_eq!(all.iter().map(|c| c.count).sum::<u64>(), 4);
+    assert_eq!(
+        all.iter()
+            .filter(|c| c.crisis_id == two.id)
+            .map(|c| c.count)
+            .sum::<u64>(),
+        1
+    );
+    let finished = storage
+        .ledger
+        .finished_since(None, at(2))
+        .await
+        .expect("finished");
+    assert_eq!(finished.iter().map(|f| f.count).sum::<u64>(), 2);
+}
+
+/// A waiter for work due, registered now (as a worker does before it
+/// claims).
+fn registered(storage: &Storage) -> Pin<Box<Notified<'_>>> {
+    let mut notified = Box::pin(storage.queue.work_due().notified());
+    notified.as_mut().enable();
+    notified
+}
+
+async fn woken(notified: Pin<Box<Notified<'_>>>) -> bool {
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .is_ok()
+}
+
+pub async fn committed_work_wakes_whoever_waits_for_it(db: &impl Database) {
+    let storage = db.open().await;
+    let crisis = declared();
+    let step = follow_up(&crisis, "first", at(60));
+    let mut w = write(&crisis, None, 1);
+    w.planning = true;
+    w.follow_ups = FollowUpChange {
+        cancel: None,
+        schedule: vec![step.clone()],
+    };
+    let announcement = w.announcement.clone();
+    let notified = registered(&storage);
+    storage.crises.record_transition(w).await.expect("declare");
+    assert!(woken(notified).await, "by a transition");
+
+    let notified = registered(&storage);
+    let start = FollowUpStart {
+        follow_up: step.id,
+        announcement: follow_up_announcement(&crisis, &step, at(60)),
+        deliveries: vec![email_delivery(2)],
+        planning: false,
+    };
+    assert!(
+        storage
+            .follow_ups
+            .start_follow_up(start)
+            .await
+            .expect("start")
+    );
+    assert!(woken(notified).await, "by a follow-up started");
+
+    let notified = registered(&storage);
+    storage
+        .plans
+        .append_plan(&announcement, &[], &[email_delivery(1)], 1)
+        .await
+        .expect("batch");
+    assert!(woken(notified).await, "by a plan batch");
+
+    let claimed = storage
+        .queue
+        .claim("email", "w", at(1), LEASE, 1)
+        .await
+        .expect("claim");
+    record_outcome(&storage, "w", at(2), claimed[0].id, refused("550")).await;
+    let notified = registered(&storage);
+    assert_eq!(
+        storage
+            .dead_letters
+            .requeue(DeadFilter::default(), at(3))
+            .await
+            .expect("requeue"),
+        1
+    );
+    assert!(woken(notified).await, "by a requeue");
+}
+
+/// Runs every contract test against one backend: `$database` is an
+/// expression making a fresh `Database` for each test.
+macro_rules! store_contract {
+    ($database:expr) => {
+        store_contract!(@each $database;
+            a_transition_is_stored_whole_and_survives_reopening,
+            a_write_based_on_a_stale_version_is_refused_and_changes_nothing,
+            an_idempotency_key_is_taken_once_and_a_second_write_with_it_leaves_nothing,
+            a_lease_keeps_a_delivery_from_others_until_it_expires,
+            outcomes_are_recorded_and_a_retry_waits_for_its_time,
+            released_leases_are_claimable_at_once_and_give_the_attempt_back,
+            deliveries_for_channels_no_longer_configured_end_dead_with_a_reason,
+            claims_take_new_messages_by_priority_before_due_retries,
+            an_outcome_counts_only_while_its_owner_holds_the_lease,
+            a_final_state_is_never_overwritten_by_a_late_outcome,
+            the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_ones,
+            requeue_leaves_opted_out_cancelled_and_unfit_deliveries_dead_by_cause,
+            a_retry_to_an_address_opted_out_meanwhile_ends_dead,
+            opting_out_ends_queued_messages_and_opting_in_takes_it_back,
+            a_source_link_is_set_replaced_and_removed_with_transitions,
+            a_plan_is_written_in_batches_and_listed_until_finished,
+            the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_starts_after_it,
+            a_follow_up_is_settled_once_and_a_changed_plan_replaces_the_rest,
+            a_hook_delivery_is_remembered_and_the_log_keeps_what_came,
+            a_held_incident_is_kept_until_it_is_decided,
+            the_ledger_counts_queues_by_channel_and_answers_a_ping,
+            committed_work_wakes_whoever_waits_for_it,
+        );
+    };
+    (@each $database:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let database = $database;
+                $crate::store::contract::$name(&database).await;
+            }
+        )+
+    };
+}
