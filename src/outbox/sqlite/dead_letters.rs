@@ -119,3 +119,49 @@ impl DeadLetterStore for SqliteStore {
         Ok(requeued)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_0007_backfills_every_cause_and_only_known_ones() {
+        let sql = include_str!("../migrations/sqlite/0007_dead_cause.sql");
+        let words: Vec<&str> = ["THEN '", "ELSE '"]
+            .iter()
+            .flat_map(|keyword| {
+                sql.match_indices(keyword).map(|(at, _)| {
+                    let rest = &sql[at + keyword.len()..];
+                    &rest[..rest.find('\'').unwrap()]
+                })
+            })
+            .collect();
+        let causes: Vec<DeadCause> = words.iter().map(|w| w.parse().unwrap()).collect();
+        assert_eq!(causes.len(), DeadCause::ALL.len(), "{words:?}");
+        assert!(DeadCause::ALL.iter().all(|cause| causes.contains(cause)));
+    }
+
+    #[test]
+    fn a_requeue_tries_again_only_what_another_try_can_help() {
+        let requeueable: Vec<DeadCause> = DeadCause::ALL
+            .iter()
+            .copied()
+            .filter(|cause| cause.requeueable())
+            .collect();
+        assert_eq!(
+            requeueable,
+            [
+                DeadCause::Unroutable,
+                DeadCause::AttemptsExhausted,
+                DeadCause::Permanent
+            ]
+        );
+        for cause in DeadCause::ALL {
+            assert_eq!(
+                REQUEUEABLE.contains(&format!("'{cause}'")),
+                cause.requeueable(),
+                "{cause}"
+            );
+        }
+    }
+}

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use super::consent::OPTED_OUT;
-use super::{ROWS_PER_INSERT, SqliteStore, follow_ups, from_millis, json, millis, parse, to_json};
+use super::{
+    ROWS_PER_INSERT, SqliteStore, Tx, follow_ups, from_millis, json, millis, parse, to_json,
+};
 use crate::domain::DeliveryId;
 use crate::message::DeliveryContent;
 use crate::outbox::{DeadCause, Delivery, DeliveryQueue, Outcome, Personal, StoreError, WorkDue};
@@ -122,7 +124,7 @@ impl SqliteStore {
     /// delivery was what bounded throughput (perf: most of the time in
     /// thread wake-ups, little in SQLite itself).
     async fn record_sent(
-        tx: &mut super::Tx<'_>,
+        tx: &mut Tx<'_>,
         owner: &str,
         now: i64,
         outcomes: &[(DeliveryId, Outcome)],

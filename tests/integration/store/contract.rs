@@ -838,10 +838,9 @@ pub async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_
     assert!(still_dead[1].reason.contains("initial.subject.j2"));
 }
 
-pub async fn requeue_leaves_opted_out_cancelled_and_unfit_deliveries_dead_by_cause(
-    db: &impl Database,
-) {
-    let storage = db.open().await;
+/// One dead delivery of each cause; returns each one's destination and
+/// cause, by destination.
+async fn dead_of_every_cause(storage: &Storage) -> Vec<(String, DeadCause)> {
     let mut crisis = declared();
     let step = follow_up(&crisis, "first", at(60));
     let mut w = write(&crisis, None, 0);
@@ -876,12 +875,12 @@ pub async fn requeue_leaves_opted_out_cancelled_and_unfit_deliveries_dead_by_cau
     ];
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     // One of each cause a requeue may try again...
-    record_outcome(&storage, "w", at(2), claimed[0].id, refused("550 rejected")).await;
+    record_outcome(storage, "w", at(2), claimed[0].id, refused("550 rejected")).await;
     let gave_up = Outcome::Dead {
         cause: DeadCause::AttemptsExhausted,
         reason: "gave up after 1 attempts; last error: 421".into(),
     };
-    record_outcome(&storage, "w", at(2), claimed[1].id, gave_up).await;
+    record_outcome(storage, "w", at(2), claimed[1].id, gave_up).await;
     // ...and one to an address that opts out while it waits, and opts back
     // in: its message stays dead.
     let consent = &storage.consent;
@@ -925,7 +924,14 @@ pub async fn requeue_leaves_opted_out_cancelled_and_unfit_deliveries_dead_by_cau
         .await
         .expect("kill");
     assert_eq!(unroutable, 1, "the one still pending");
+    expected
+}
 
+pub async fn requeue_leaves_opted_out_cancelled_and_unfit_deliveries_dead_by_cause(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let expected = dead_of_every_cause(&storage).await;
     let letters = storage
         .dead_letters
         .list(DeadFilter::default(), 10)
@@ -970,7 +976,8 @@ pub async fn requeue_leaves_opted_out_cancelled_and_unfit_deliveries_dead_by_cau
             .expect("requeue"),
         3
     );
-    let mut back: Vec<String> = queue
+    let mut back: Vec<String> = storage
+        .queue
         .claim("email", "w", at(70), LEASE, 10)
         .await
         .expect("claim")
@@ -1205,8 +1212,6 @@ pub async fn a_source_link_is_set_replaced_and_removed_with_transitions(db: &imp
 }
 
 pub async fn a_plan_is_written_in_batches_and_listed_until_finished(db: &impl Database) {
-    use crisisd::message::{DeliveryContent, EmailContent, NAME_MARK};
-    use crisisd::outbox::{NewRendition, Payload};
     let storage = db.open().await;
     let crisis = declared();
     let mut w = write(&crisis, None, 1);
@@ -1230,29 +1235,11 @@ pub async fn a_plan_is_written_in_batches_and_listed_until_finished(db: &impl Da
         Some(("tests".to_owned(), "declare-1".to_owned()))
     );
 
-    let rendition = NewRendition {
-        id: Uuid::now_v7(),
-        content: DeliveryContent::Email(EmailContent {
-            subject: format!("For {NAME_MARK}"),
-            text: "t".into(),
-            html: "h".into(),
-            unsubscribe_url: None,
-        }),
-    };
-    let mut reader = email_delivery(7);
-    reader.planned = Planned::Queued {
-        payload: Payload::Rendition {
-            id: rendition.id,
-            recipient_name: Some("Ana".into()),
-            unsubscribe_url: Some("https://example.com/u".into()),
-        },
-        not_before: None,
-    };
     plans
         .append_plan(
             &announcement,
-            std::slice::from_ref(&rendition),
-            &[reader.clone(), unfit_email_delivery(8, "too long")],
+            &[],
+            &[email_delivery(7), unfit_email_delivery(8, "too long")],
             2,
         )
         .await
@@ -1269,31 +1256,10 @@ pub async fn a_plan_is_written_in_batches_and_listed_until_finished(db: &impl Da
             .expect("count"),
         3
     );
-
-    let claimed = storage
-        .queue
-        .claim("email", "w", at(1), LEASE, 10)
-        .await
-        .expect("claim");
-    assert_eq!(claimed.len(), 2, "the unfit one is dead");
-    let claimed_reader = claimed
-        .iter()
-        .find(|d| d.id == reader.id)
-        .expect("the reader's delivery");
-    assert_eq!(*claimed_reader.content, rendition.content);
-    let personal = claimed_reader.personal.as_ref().expect("personal part");
-    assert_eq!(personal.rendition, rendition.id);
-    assert_eq!(personal.recipient_name.as_deref(), Some("Ana"));
     assert_eq!(
-        personal.unsubscribe_url.as_deref(),
-        Some("https://example.com/u")
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Dead, 1), (DeliveryState::Pending, 2)]
     );
-    let DeliveryContent::Email(email) = claimed_reader.personalized().into_owned() else {
-        panic!("an email");
-    };
-    assert_eq!(email.subject, "For Ana");
-    let inline = claimed.iter().find(|d| d.id != reader.id).expect("inline");
-    assert!(inline.personal.is_none());
 
     // As the service completes it: the fingerprint is not repeated.
     let done = IdempotencyRecord {
@@ -1323,6 +1289,72 @@ pub async fn a_plan_is_written_in_batches_and_listed_until_finished(db: &impl Da
         (201, "{\"deliveries\":3}", "f"),
         "completed, its fingerprint kept"
     );
+}
+
+pub async fn a_claimed_reader_gets_the_shared_rendition_and_their_own_part(db: &impl Database) {
+    use crisisd::message::{DeliveryContent, EmailContent, NAME_MARK};
+    use crisisd::outbox::{NewRendition, Payload};
+    let storage = db.open().await;
+    let crisis = declared();
+    let mut w = write(&crisis, None, 1);
+    w.planning = true;
+    let announcement = w.announcement.clone();
+    storage.crises.record_transition(w).await.expect("declare");
+    let rendition = NewRendition {
+        id: Uuid::now_v7(),
+        content: DeliveryContent::Email(EmailContent {
+            subject: format!("For {NAME_MARK}"),
+            text: "t".into(),
+            html: "h".into(),
+            unsubscribe_url: None,
+        }),
+    };
+    let mut reader = email_delivery(7);
+    reader.planned = Planned::Queued {
+        payload: Payload::Rendition {
+            id: rendition.id,
+            recipient_name: Some("Ana".into()),
+            unsubscribe_url: Some("https://example.com/u".into()),
+        },
+        not_before: None,
+    };
+    storage
+        .plans
+        .append_plan(
+            &announcement,
+            std::slice::from_ref(&rendition),
+            std::slice::from_ref(&reader),
+            1,
+        )
+        .await
+        .expect("batch");
+
+    let claimed = storage
+        .queue
+        .claim("email", "w", at(1), LEASE, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let claimed_reader = claimed
+        .iter()
+        .find(|d| d.id == reader.id)
+        .expect("the reader's delivery");
+    assert_eq!(*claimed_reader.content, rendition.content);
+    let personal = claimed_reader.personal.as_ref().expect("personal part");
+    assert_eq!(personal.rendition, rendition.id);
+    assert_eq!(personal.recipient_name.as_deref(), Some("Ana"));
+    assert_eq!(
+        personal.unsubscribe_url.as_deref(),
+        Some("https://example.com/u")
+    );
+    let DeliveryContent::Email(email) = claimed_reader.personalized().into_owned() else {
+        panic!("an email");
+    };
+    assert_eq!(email.subject, "For Ana");
+    let inline = claimed.iter().find(|d| d.id != reader.id).expect("inline");
+    assert!(inline.personal.is_none());
+    assert_eq!(inline.kind, AnnouncementKind::Initial);
+    assert_eq!(inline.announcement_id, announcement.id);
 }
 
 pub async fn the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_starts_after_it(
@@ -1819,6 +1851,7 @@ macro_rules! store_contract {
             opting_out_ends_queued_messages_and_opting_in_takes_it_back,
             a_source_link_is_set_replaced_and_removed_with_transitions,
             a_plan_is_written_in_batches_and_listed_until_finished,
+            a_claimed_reader_gets_the_shared_rendition_and_their_own_part,
             the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_starts_after_it,
             a_follow_up_is_settled_once_and_a_changed_plan_replaces_the_rest,
             a_hook_delivery_is_remembered_and_the_log_keeps_what_came,

@@ -56,30 +56,78 @@ async fn migrated_through(database: &SqliteFile, last: &str) -> SqlitePool {
     pool
 }
 
+/// A crisis with one announcement in a database before migration 0007,
+/// to which deliveries are added as that store wrote them.
+struct BeforeCauses {
+    pool: SqlitePool,
+    crisis: String,
+    announcement: String,
+}
+
+impl BeforeCauses {
+    async fn new(database: &SqliteFile) -> Self {
+        let pool = migrated_through(database, "0006_hooks.sql").await;
+        let crisis = super::declared().id.to_string();
+        sqlx::query(
+            "INSERT INTO crises (id, kind, severity, title, summary, status, version, declared_at, updated_at) \
+             VALUES (?, 'outage', 'major', 't', 's', 'declared', 1, 0, 0)",
+        )
+        .bind(&crisis)
+        .execute(&pool)
+        .await
+        .expect("crisis");
+        let announcement = uuid::Uuid::now_v7().to_string();
+        sqlx::query(
+            "INSERT INTO announcements (id, crisis_id, kind, created_at) VALUES (?, ?, 'initial', 0)",
+        )
+        .bind(&announcement)
+        .bind(&crisis)
+        .execute(&pool)
+        .await
+        .expect("announcement");
+        Self {
+            pool,
+            crisis,
+            announcement,
+        }
+    }
+
+    /// A delivery to `r{n}@example.com`, created at 10.
+    async fn delivery(
+        &self,
+        n: usize,
+        state: &str,
+        last_error: Option<&str>,
+        attempts: i64,
+        finished_at: Option<i64>,
+    ) -> DeliveryId {
+        let id = DeliveryId::new();
+        sqlx::query(
+            "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, destination, locale, \
+             content, state, attempts, available_at, last_error, created_at, finished_at) \
+             VALUES (?, ?, ?, 'initial', 'email', ?, 'en', '{}', ?, ?, 10, ?, 10, ?)",
+        )
+        .bind(id.to_string())
+        .bind(&self.crisis)
+        .bind(&self.announcement)
+        .bind(format!("r{n}@example.com"))
+        .bind(state)
+        .bind(attempts)
+        .bind(last_error)
+        .bind(finished_at)
+        .execute(&self.pool)
+        .await
+        .expect("delivery");
+        id
+    }
+}
+
 #[tokio::test]
 async fn dead_deliveries_stored_before_causes_were_get_theirs_from_the_old_rules() {
     let database = SqliteFile::new();
-    let pool = migrated_through(&database, "0006_hooks.sql").await;
-    let crisis = super::declared();
-    sqlx::query(
-        "INSERT INTO crises (id, kind, severity, title, summary, status, version, declared_at, updated_at) \
-         VALUES (?, 'outage', 'major', 't', 's', 'declared', 1, 0, 0)",
-    )
-    .bind(crisis.id.to_string())
-    .execute(&pool)
-    .await
-    .expect("crisis");
-    let announcement = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
-        "INSERT INTO announcements (id, crisis_id, kind, created_at) VALUES (?, ?, 'initial', 0)",
-    )
-    .bind(&announcement)
-    .bind(crisis.id.to_string())
-    .execute(&pool)
-    .await
-    .expect("announcement");
+    let before = BeforeCauses::new(&database).await;
     // What the store wrote for each way into `dead`: last_error, attempts,
-    // finished_at (each created at 10).
+    // finished_at.
     let dead = [
         ("the recipient opted out", 0, 20, DeadCause::OptedOut),
         // Killed in the batch that planned it: finished when created.
@@ -104,47 +152,22 @@ async fn dead_deliveries_stored_before_causes_were_get_theirs_from_the_old_rules
         ),
         ("550 rejected", 1, 50, DeadCause::Permanent),
     ];
-    let insert = |n: usize,
-                  state: &'static str,
-                  last_error: Option<&'static str>,
-                  attempts: i64,
-                  finished_at: Option<i64>| {
-        let (pool, crisis, announcement) = (&pool, &crisis, &announcement);
-        async move {
-            let id = DeliveryId::new();
-            sqlx::query(
-                "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, destination, locale, \
-                 content, state, attempts, available_at, last_error, created_at, finished_at) \
-                 VALUES (?, ?, ?, 'initial', 'email', ?, 'en', '{}', ?, ?, 10, ?, 10, ?)",
-            )
-            .bind(id.to_string())
-            .bind(crisis.id.to_string())
-            .bind(announcement)
-            .bind(format!("r{n}@example.com"))
-            .bind(state)
-            .bind(attempts)
-            .bind(last_error)
-            .bind(finished_at)
-            .execute(pool)
-            .await
-            .expect("delivery");
-            id
-        }
-    };
     let mut expected = Vec::new();
     for (n, (last_error, attempts, finished_at, cause)) in dead.into_iter().enumerate() {
-        let id = insert(n, "dead", Some(last_error), attempts, Some(finished_at)).await;
+        let id = before
+            .delivery(n, "dead", Some(last_error), attempts, Some(finished_at))
+            .await;
         expected.push((id, cause));
     }
-    insert(dead.len(), "pending", None, 0, None).await;
+    before.delivery(dead.len(), "pending", None, 0, None).await;
     // The opted-out reader is still opted out, as it would be.
     sqlx::query(
         "INSERT INTO opt_outs (point, address, source, opted_out_at) VALUES ('email', 'r0@example.com', 'unsubscribe', 20)",
     )
-    .execute(&pool)
+    .execute(&before.pool)
     .await
     .expect("opt-out");
-    pool.close().await;
+    before.pool.close().await;
 
     let storage = database.open().await;
     let mut causes: Vec<(DeliveryId, DeadCause)> = storage
