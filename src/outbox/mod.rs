@@ -54,35 +54,6 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Every storage trait: what one backend implements.
-pub trait Backend:
-    CrisisStore
-    + IdempotencyStore
-    + SourceLinkStore
-    + ConsentStore
-    + PlanStore
-    + DeliveryQueue
-    + DeadLetterStore
-    + FollowUpStore
-    + HookStore
-    + Ledger
-{
-}
-
-impl<T> Backend for T where
-    T: CrisisStore
-        + IdempotencyStore
-        + SourceLinkStore
-        + ConsentStore
-        + PlanStore
-        + DeliveryQueue
-        + DeadLetterStore
-        + FollowUpStore
-        + HookStore
-        + Ledger
-{
-}
-
 /// The storage handle the app passes down: one backend seen through each
 /// of its traits. Every method is safe to call again after a failure:
 /// completing a delivery whose lease was lost changes nothing.
@@ -107,7 +78,20 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn new<B: Backend>(backend: B) -> Self {
+    /// One backend, which implements every storage trait, seen through each.
+    pub fn new<B>(backend: B) -> Self
+    where
+        B: CrisisStore
+            + IdempotencyStore
+            + SourceLinkStore
+            + ConsentStore
+            + PlanStore
+            + DeliveryQueue
+            + DeadLetterStore
+            + FollowUpStore
+            + HookStore
+            + Ledger,
+    {
         let backend = Arc::new(backend);
         Self {
             crises: backend.clone(),

@@ -76,51 +76,51 @@ impl TryFrom<EventRow<'_>> for CrisisEvent {
     }
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// What a transition changes, bound in the order both statements name it:
+/// kind, severity, title, summary, localized, status, version,
+/// last_message, updated_at, resolved_at.
+fn bind_changes<'q>(query: Query<'q>, crisis: &'q Crisis) -> Result<Query<'q>, StoreError> {
+    Ok(query
+        .bind(crisis.kind.as_str())
+        .bind(crisis.severity.as_str())
+        .bind(&crisis.title)
+        .bind(&crisis.summary)
+        .bind(to_json(&crisis.localized)?)
+        .bind(crisis.status.as_str())
+        .bind(i64::from(crisis.version))
+        .bind(&crisis.last_message)
+        .bind(millis(crisis.updated_at))
+        .bind(crisis.resolved_at.map(millis)))
+}
+
 async fn insert_crisis(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO crises (id, kind, severity, title, summary, localized, status, version, \
-         last_message, declared_at, updated_at, resolved_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(crisis.id.to_string())
-    .bind(crisis.kind.as_str())
-    .bind(crisis.severity.as_str())
-    .bind(&crisis.title)
-    .bind(&crisis.summary)
-    .bind(to_json(&crisis.localized)?)
-    .bind(crisis.status.as_str())
-    .bind(i64::from(crisis.version))
-    .bind(&crisis.last_message)
-    .bind(millis(crisis.declared_at))
-    .bind(millis(crisis.updated_at))
-    .bind(crisis.resolved_at.map(millis))
-    .execute(&mut **tx)
-    .await?;
+    let query = sqlx::query(
+        "INSERT INTO crises (kind, severity, title, summary, localized, status, version, last_message, \
+         updated_at, resolved_at, id, declared_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    bind_changes(query, crisis)?
+        .bind(crisis.id.to_string())
+        .bind(millis(crisis.declared_at))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
 /// Refused with `Conflict` when the stored version is no longer `previous`.
 async fn update_crisis(tx: &mut Tx<'_>, crisis: &Crisis, previous: u32) -> Result<(), StoreError> {
-    let changed = sqlx::query(
+    let query = sqlx::query(
         "UPDATE crises SET kind = ?, severity = ?, title = ?, summary = ?, localized = ?, \
          status = ?, version = ?, last_message = ?, updated_at = ?, resolved_at = ? \
          WHERE id = ? AND version = ?",
-    )
-    .bind(crisis.kind.as_str())
-    .bind(crisis.severity.as_str())
-    .bind(&crisis.title)
-    .bind(&crisis.summary)
-    .bind(to_json(&crisis.localized)?)
-    .bind(crisis.status.as_str())
-    .bind(i64::from(crisis.version))
-    .bind(&crisis.last_message)
-    .bind(millis(crisis.updated_at))
-    .bind(crisis.resolved_at.map(millis))
-    .bind(crisis.id.to_string())
-    .bind(i64::from(previous))
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    );
+    let changed = bind_changes(query, crisis)?
+        .bind(crisis.id.to_string())
+        .bind(i64::from(previous))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     if changed == 0 {
         return Err(StoreError::Conflict(crisis.id));
     }

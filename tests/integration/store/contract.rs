@@ -16,9 +16,9 @@ use crisisd::domain::{
     Severity,
 };
 use crisisd::outbox::{
-    Announcement, CrisisFilter, DeadCause, DeadFilter, DeliveryState, FollowUpReplacement,
-    FollowUpStart, IdempotencyRecord, NewDelivery, Outcome, Planned, Storage, StoreError,
-    TransitionWrite,
+    Announcement, CrisisFilter, DeadCause, DeadFilter, Delivery, DeliveryState,
+    FollowUpReplacement, FollowUpStart, IdempotencyRecord, NewDelivery, Outcome, Planned, Storage,
+    StoreError, TransitionWrite,
 };
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
@@ -124,6 +124,58 @@ async fn states(storage: &Storage, crisis: &Crisis) -> Vec<(DeliveryState, u64)>
     }
     states.sort_by_key(|(state, _)| state.as_str());
     states
+}
+
+/// A crisis declared with `deliveries` emails queued.
+async fn declare(storage: &Storage, deliveries: usize) -> Crisis {
+    let crisis = declared();
+    storage
+        .crises
+        .record_transition(write(&crisis, None, deliveries))
+        .await
+        .expect("declare");
+    crisis
+}
+
+/// The email channel's due deliveries, leased to `owner` for `LEASE`.
+async fn claim(storage: &Storage, owner: &str, now: DateTime<Utc>, limit: u32) -> Vec<Delivery> {
+    storage
+        .queue
+        .claim("email", owner, now, LEASE, limit)
+        .await
+        .expect("claim")
+}
+
+/// The follow-up `step` becoming its announcement at `now`, with one
+/// broadcast; whether it started.
+async fn start_follow_up(
+    storage: &Storage,
+    crisis: &Crisis,
+    step: &NewFollowUp,
+    now: DateTime<Utc>,
+    delivery: NewDelivery,
+) -> bool {
+    storage
+        .follow_ups
+        .start_follow_up(FollowUpStart {
+            follow_up: step.id,
+            announcement: follow_up_announcement(crisis, step, now),
+            deliveries: vec![delivery],
+            planning: false,
+        })
+        .await
+        .expect("start")
+}
+
+/// The all-clear at `now`, with no deliveries of its own.
+async fn resolve(storage: &Storage, crisis: &mut Crisis, now: DateTime<Utc>) {
+    let previous = crisis.version;
+    crisis.resolve(None, now).expect("resolve");
+    storage
+        .crises
+        .record_transition(write(crisis, Some(previous), 0))
+        .await
+        .expect("resolve");
 }
 
 /// Quiet hours: not sent before `at`.
@@ -331,36 +383,19 @@ pub async fn an_idempotency_key_is_taken_once_and_a_second_write_with_it_leaves_
 
 pub async fn a_lease_keeps_a_delivery_from_others_until_it_expires(db: &impl Database) {
     let storage = db.open().await;
-    let crisis = declared();
-    storage
-        .crises
-        .record_transition(write(&crisis, None, 3))
-        .await
-        .expect("write");
+    let crisis = declare(&storage, 3).await;
     let queue = &storage.queue;
 
-    let claimed = queue
-        .claim("email", "a", at(1), LEASE, 2)
-        .await
-        .expect("claim");
+    let claimed = claim(&storage, "a", at(1), 2).await;
     assert_eq!(claimed.len(), 2);
     assert!(
         claimed
             .iter()
             .all(|d| d.attempts == 1 && d.state == DeliveryState::InFlight)
     );
-    let rest = queue
-        .claim("email", "b", at(2), LEASE, 10)
-        .await
-        .expect("claim");
+    let rest = claim(&storage, "b", at(2), 10).await;
     assert_eq!(rest.len(), 1, "leased deliveries are not handed out twice");
-    assert!(
-        queue
-            .claim("email", "b", at(3), LEASE, 10)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(claim(&storage, "b", at(3), 10).await.is_empty());
     assert!(
         queue
             .claim("sms", "b", at(3), LEASE, 10)
@@ -371,10 +406,7 @@ pub async fn a_lease_keeps_a_delivery_from_others_until_it_expires(db: &impl Dat
     );
 
     // Worker `a` dies; after its lease expires `b` takes its deliveries over.
-    let taken_over = queue
-        .claim("email", "b", at(61), LEASE, 10)
-        .await
-        .expect("claim");
+    let taken_over = claim(&storage, "b", at(61), 10).await;
     assert_eq!(taken_over.len(), 2);
     assert!(taken_over.iter().all(|d| d.attempts == 2));
 
@@ -390,17 +422,8 @@ pub async fn a_lease_keeps_a_delivery_from_others_until_it_expires(db: &impl Dat
 
 pub async fn outcomes_are_recorded_and_a_retry_waits_for_its_time(db: &impl Database) {
     let storage = db.open().await;
-    let crisis = declared();
-    storage
-        .crises
-        .record_transition(write(&crisis, None, 3))
-        .await
-        .expect("write");
-    let queue = &storage.queue;
-    let claimed = queue
-        .claim("email", "w", at(1), LEASE, 3)
-        .await
-        .expect("claim");
+    let crisis = declare(&storage, 3).await;
+    let claimed = claim(&storage, "w", at(1), 3).await;
 
     let sent_ok = Outcome::Sent {
         provider_ref: Some("250 OK".into()),
@@ -418,17 +441,8 @@ pub async fn outcomes_are_recorded_and_a_retry_waits_for_its_time(db: &impl Data
     .await;
     record_outcome(&storage, "w", at(2), claimed[2].id, refused("550 rejected")).await;
 
-    assert!(
-        queue
-            .claim("email", "w", at(29), LEASE, 10)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
-    let retried = queue
-        .claim("email", "w", at(30), LEASE, 10)
-        .await
-        .expect("claim");
+    assert!(claim(&storage, "w", at(29), 10).await.is_empty());
+    let retried = claim(&storage, "w", at(30), 10).await;
     assert_eq!(retried.len(), 1);
     assert_eq!(retried[0].last_error.as_deref(), Some("451 busy"));
     assert_eq!(retried[0].attempts, 2);
@@ -446,32 +460,18 @@ pub async fn outcomes_are_recorded_and_a_retry_waits_for_its_time(db: &impl Data
 
 pub async fn released_leases_are_claimable_at_once_and_give_the_attempt_back(db: &impl Database) {
     let storage = db.open().await;
-    let crisis = declared();
-    storage
-        .crises
-        .record_transition(write(&crisis, None, 1))
-        .await
-        .expect("write");
+    let crisis = declare(&storage, 1).await;
     let queue = &storage.queue;
-    let claimed = queue
-        .claim("email", "w", at(1), LEASE, 1)
-        .await
-        .expect("claim");
+    let claimed = claim(&storage, "w", at(1), 1).await;
     queue.release(&[claimed[0].id], "w").await.expect("release");
-    let again = queue
-        .claim("email", "x", at(2), LEASE, 1)
-        .await
-        .expect("claim");
+    let again = claim(&storage, "x", at(2), 1).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 1);
     assert_eq!(again[0].state, DeliveryState::InFlight);
 
     // Tried before: given back, it is a retry again (and still due now).
     record_outcome(&storage, "x", at(3), again[0].id, retry(at(3), "421 later")).await;
-    let retried = queue
-        .claim("email", "x", at(3), LEASE, 1)
-        .await
-        .expect("claim");
+    let retried = claim(&storage, "x", at(3), 1).await;
     assert_eq!(retried[0].attempts, 2);
     queue.release(&[retried[0].id], "x").await.expect("release");
     assert_eq!(
@@ -484,12 +484,7 @@ pub async fn deliveries_for_channels_no_longer_configured_end_dead_with_a_reason
     db: &impl Database,
 ) {
     let storage = db.open().await;
-    let crisis = declared();
-    storage
-        .crises
-        .record_transition(write(&crisis, None, 2))
-        .await
-        .expect("write");
+    declare(&storage, 2).await;
     let killed = storage
         .queue
         .kill_unroutable(&["sms".to_owned()], at(5))
@@ -526,12 +521,8 @@ pub async fn claims_take_new_messages_by_priority_before_due_retries(db: &impl D
     hold_until(&mut quiet, at(100));
     w.deliveries = vec![follow_up.clone(), first.clone(), quiet.clone()];
     storage.crises.record_transition(w).await.expect("write");
-    let queue = &storage.queue;
 
-    let claimed = queue
-        .claim("email", "w", at(1), LEASE, 1)
-        .await
-        .expect("claim");
+    let claimed = claim(&storage, "w", at(1), 1).await;
     assert_eq!(claimed[0].id, first.id, "priority 0 first");
     record_outcome(&storage, "w", at(1), first.id, retry(at(2), "421 later")).await;
 
@@ -543,18 +534,9 @@ pub async fn claims_take_new_messages_by_priority_before_due_retries(db: &impl D
     storage.crises.record_transition(w).await.expect("update");
 
     let order: Vec<_> = [
-        queue
-            .claim("email", "w", at(4), LEASE, 1)
-            .await
-            .expect("claim"),
-        queue
-            .claim("email", "w", at(4), LEASE, 1)
-            .await
-            .expect("claim"),
-        queue
-            .claim("email", "w", at(4), LEASE, 1)
-            .await
-            .expect("claim"),
+        claim(&storage, "w", at(4), 1).await,
+        claim(&storage, "w", at(4), 1).await,
+        claim(&storage, "w", at(4), 1).await,
     ]
     .into_iter()
     .map(|claimed| claimed[0].id)
@@ -568,17 +550,10 @@ pub async fn claims_take_new_messages_by_priority_before_due_retries(db: &impl D
         record_outcome(&storage, "w", at(5), id, sent()).await;
     }
     assert!(
-        queue
-            .claim("email", "w", at(99), LEASE, 10)
-            .await
-            .expect("claim")
-            .is_empty(),
+        claim(&storage, "w", at(99), 10).await.is_empty(),
         "held until not_before"
     );
-    let released = queue
-        .claim("email", "w", at(100), LEASE, 10)
-        .await
-        .expect("claim");
+    let released = claim(&storage, "w", at(100), 10).await;
     assert_eq!(released.len(), 1);
     assert_eq!(released[0].id, quiet.id);
     assert_eq!(released[0].available_at, at(100));
@@ -586,17 +561,9 @@ pub async fn claims_take_new_messages_by_priority_before_due_retries(db: &impl D
 
 pub async fn an_outcome_counts_only_while_its_owner_holds_the_lease(db: &impl Database) {
     let storage = db.open().await;
-    let crisis = declared();
-    storage
-        .crises
-        .record_transition(write(&crisis, None, 2))
-        .await
-        .expect("write");
+    let crisis = declare(&storage, 2).await;
     let queue = &storage.queue;
-    let claimed = queue
-        .claim("email", "a", at(1), LEASE, 2)
-        .await
-        .expect("claim");
+    let claimed = claim(&storage, "a", at(1), 2).await;
 
     // Another owner's outcomes and release change nothing.
     record_outcome(&storage, "b", at(2), claimed[0].id, sent()).await;
@@ -621,17 +588,9 @@ pub async fn an_outcome_counts_only_while_its_owner_holds_the_lease(db: &impl Da
 
 pub async fn a_final_state_is_never_overwritten_by_a_late_outcome(db: &impl Database) {
     let storage = db.open().await;
-    let crisis = declared();
-    storage
-        .crises
-        .record_transition(write(&crisis, None, 2))
-        .await
-        .expect("write");
+    let crisis = declare(&storage, 2).await;
     let queue = &storage.queue;
-    let claimed = queue
-        .claim("email", "w", at(1), LEASE, 2)
-        .await
-        .expect("claim");
+    let claimed = claim(&storage, "w", at(1), 2).await;
     let (delivered, refused_one) = (claimed[0].id, claimed[1].id);
     record_outcome(&storage, "w", at(2), delivered, sent()).await;
     record_outcome(&storage, "w", at(2), refused_one, refused("550 rejected")).await;
@@ -699,11 +658,7 @@ pub async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_
         email_delivery(3),
     ];
     storage.crises.record_transition(w).await.expect("write");
-    let queue = &storage.queue;
-    let claimed = queue
-        .claim("email", "w", at(1), LEASE, 10)
-        .await
-        .expect("claim");
+    let claimed = claim(&storage, "w", at(1), 10).await;
     assert_eq!(claimed.len(), 3, "the unrendered one was written dead");
     record_outcome(&storage, "w", at(2), claimed[0].id, refused("550 rejected")).await;
     record_outcome(&storage, "w", at(3), claimed[1].id, sent()).await;
@@ -810,17 +765,10 @@ pub async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_
         "requeuing twice changes nothing more"
     );
     assert!(
-        queue
-            .claim("email", "w", at(9), LEASE, 10)
-            .await
-            .expect("claim")
-            .is_empty(),
+        claim(&storage, "w", at(9), 10).await.is_empty(),
         "due from the time of the requeue"
     );
-    let again = queue
-        .claim("email", "w", at(10), LEASE, 10)
-        .await
-        .expect("claim");
+    let again = claim(&storage, "w", at(10), 10).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, claimed[0].id);
     assert_eq!(again[0].attempts, 1, "attempts start over");
@@ -857,10 +805,7 @@ async fn dead_of_every_cause(storage: &Storage) -> Vec<(String, DeadCause)> {
     };
     storage.crises.record_transition(w).await.expect("write");
     let queue = &storage.queue;
-    let claimed = queue
-        .claim("email", "w", at(1), LEASE, 2)
-        .await
-        .expect("claim");
+    let claimed = claim(storage, "w", at(1), 2).await;
     let waiting: Vec<String> = (1..=4)
         .map(|n| format!("r{n}@example.com"))
         .filter(|address| claimed.iter().all(|d| d.destination != *address))
@@ -898,26 +843,8 @@ async fn dead_of_every_cause(storage: &Storage) -> Vec<(String, DeadCause)> {
             .expect("opt in")
     );
     // A follow-up message queued when the all-clear comes.
-    let start = FollowUpStart {
-        follow_up: step.id,
-        announcement: follow_up_announcement(&crisis, &step, at(60)),
-        deliveries: vec![email_delivery(5)],
-        planning: false,
-    };
-    assert!(
-        storage
-            .follow_ups
-            .start_follow_up(start)
-            .await
-            .expect("start")
-    );
-    let previous = crisis.version;
-    crisis.resolve(None, at(61)).expect("resolve");
-    storage
-        .crises
-        .record_transition(write(&crisis, Some(previous), 0))
-        .await
-        .expect("resolve");
+    assert!(start_follow_up(storage, &crisis, &step, at(60), email_delivery(5)).await);
+    resolve(storage, &mut crisis, at(61)).await;
     // The last one's channel goes away.
     let unroutable = queue
         .kill_unroutable(&["sms".to_owned()], at(62))
@@ -976,11 +903,8 @@ pub async fn requeue_leaves_opted_out_cancelled_and_unfit_deliveries_dead_by_cau
             .expect("requeue"),
         3
     );
-    let mut back: Vec<String> = storage
-        .queue
-        .claim("email", "w", at(70), LEASE, 10)
+    let mut back: Vec<String> = claim(&storage, "w", at(70), 10)
         .await
-        .expect("claim")
         .into_iter()
         .map(|d| d.destination)
         .collect();
@@ -1006,17 +930,8 @@ pub async fn requeue_leaves_opted_out_cancelled_and_unfit_deliveries_dead_by_cau
 
 pub async fn a_retry_to_an_address_opted_out_meanwhile_ends_dead(db: &impl Database) {
     let storage = db.open().await;
-    let crisis = declared();
-    storage
-        .crises
-        .record_transition(write(&crisis, None, 2))
-        .await
-        .expect("write");
-    let claimed = storage
-        .queue
-        .claim("email", "w", at(1), LEASE, 2)
-        .await
-        .expect("claim");
+    let crisis = declare(&storage, 2).await;
+    let claimed = claim(&storage, "w", at(1), 2).await;
     let consent = &storage.consent;
     for delivery in &claimed {
         consent
@@ -1051,12 +966,7 @@ pub async fn a_retry_to_an_address_opted_out_meanwhile_ends_dead(db: &impl Datab
 
 pub async fn opting_out_ends_queued_messages_and_opting_in_takes_it_back(db: &impl Database) {
     let storage = db.open().await;
-    let crisis = declared();
-    storage
-        .crises
-        .record_transition(write(&crisis, None, 3))
-        .await
-        .expect("write");
+    let crisis = declare(&storage, 3).await;
     let consent = &storage.consent;
     assert!(
         consent
@@ -1329,11 +1239,7 @@ pub async fn a_claimed_reader_gets_the_shared_rendition_and_their_own_part(db: &
         .await
         .expect("batch");
 
-    let claimed = storage
-        .queue
-        .claim("email", "w", at(1), LEASE, 10)
-        .await
-        .expect("claim");
+    let claimed = claim(&storage, "w", at(1), 10).await;
     assert_eq!(claimed.len(), 2);
     let claimed_reader = claimed
         .iter()
@@ -1405,29 +1311,13 @@ pub async fn the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_star
     );
 
     // One of its messages is being sent when the all-clear comes.
-    let sending = storage
-        .queue
-        .claim("email", "tests", at(3600), LEASE, 10)
-        .await
-        .unwrap();
+    let sending = claim(&storage, "tests", at(3600), 10).await;
     assert_eq!(sending.len(), 1, "the held one waits");
 
     // The all-clear, in the same second as the second follow-up's turn.
-    let previous = crisis.version;
-    crisis.resolve(None, at(3600)).unwrap();
-    storage
-        .crises
-        .record_transition(write(&crisis, Some(previous), 0))
-        .await
-        .unwrap();
-    let start_second = FollowUpStart {
-        follow_up: second.id,
-        announcement: follow_up_announcement(&crisis, &second, at(3600)),
-        deliveries: vec![email_delivery(2)],
-        planning: false,
-    };
+    resolve(&storage, &mut crisis, at(3600)).await;
     assert!(
-        !follow_ups.start_follow_up(start_second).await.unwrap(),
+        !start_follow_up(&storage, &crisis, &second, at(3600), email_delivery(2)).await,
         "resolved first"
     );
 
@@ -1448,11 +1338,7 @@ pub async fn the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_star
         .await
         .unwrap();
 
-    let claimed = storage
-        .queue
-        .claim("email", "tests", at(86_400), LEASE, 10)
-        .await
-        .unwrap();
+    let claimed = claim(&storage, "tests", at(86_400), 10).await;
     assert!(claimed.is_empty(), "{claimed:?}");
     let dead = storage
         .dead_letters
@@ -1717,11 +1603,7 @@ pub async fn the_ledger_counts_queues_by_channel_and_answers_a_ping(db: &impl Da
         .record_transition(write(&two, None, 1))
         .await
         .expect("write");
-    let claimed = storage
-        .queue
-        .claim("email", "w", at(1), LEASE, 3)
-        .await
-        .expect("claim");
+    let claimed = claim(&storage, "w", at(1), 3).await;
     record_outcome(&storage, "w", at(2), claimed[0].id, sent()).await;
     record_outcome(&storage, "w", at(2), claimed[1].id, refused("550")).await;
 
@@ -1789,19 +1671,7 @@ pub async fn committed_work_wakes_whoever_waits_for_it(db: &impl Database) {
     assert!(woken(notified).await, "by a transition");
 
     let notified = registered(&storage);
-    let start = FollowUpStart {
-        follow_up: step.id,
-        announcement: follow_up_announcement(&crisis, &step, at(60)),
-        deliveries: vec![email_delivery(2)],
-        planning: false,
-    };
-    assert!(
-        storage
-            .follow_ups
-            .start_follow_up(start)
-            .await
-            .expect("start")
-    );
+    assert!(start_follow_up(&storage, &crisis, &step, at(60), email_delivery(2)).await);
     assert!(woken(notified).await, "by a follow-up started");
 
     let notified = registered(&storage);
@@ -1812,11 +1682,7 @@ pub async fn committed_work_wakes_whoever_waits_for_it(db: &impl Database) {
         .expect("batch");
     assert!(woken(notified).await, "by a plan batch");
 
-    let claimed = storage
-        .queue
-        .claim("email", "w", at(1), LEASE, 1)
-        .await
-        .expect("claim");
+    let claimed = claim(&storage, "w", at(1), 1).await;
     record_outcome(&storage, "w", at(2), claimed[0].id, refused("550")).await;
     let notified = registered(&storage);
     assert_eq!(
