@@ -33,13 +33,18 @@ string_enum!(
 );
 
 impl DeadCause {
-    /// Whether another try may help. Not: it would ignore an opt-out, it
-    /// has nothing to send, or the all-clear cancelled it. (A requeue also
-    /// leaves dead what goes to an address opted out since.)
+    /// Whether another try may help. Not: it has nothing to send, or the
+    /// all-clear cancelled it. (A requeue also leaves dead whatever goes to
+    /// an address that is opted out now.)
     pub fn requeueable(self) -> bool {
         match self {
-            DeadCause::Unroutable | DeadCause::AttemptsExhausted | DeadCause::Permanent => true,
-            DeadCause::OptedOut | DeadCause::Unfit | DeadCause::Cancelled => false,
+            // An opted-out reader's message may go again once they opt back
+            // in: requeue skips every address that is opted out now.
+            DeadCause::OptedOut
+            | DeadCause::Unroutable
+            | DeadCause::AttemptsExhausted
+            | DeadCause::Permanent => true,
+            DeadCause::Unfit | DeadCause::Cancelled => false,
         }
     }
 }

@@ -151,6 +151,7 @@ mod tests {
         assert_eq!(
             requeueable,
             [
+                DeadCause::OptedOut,
                 DeadCause::Unroutable,
                 DeadCause::AttemptsExhausted,
                 DeadCause::Permanent
