@@ -172,59 +172,67 @@ impl Verifier {
                     .map(|()| None)
                     .map_err(|_| VerifyError::BadSignature)
             }
-            Verifier::PagerDuty { key } => {
-                let header = header_text(headers, PAGERDUTY_SIGNATURE_HEADER)?;
-                let mut mac = mac(key);
-                mac.update(body);
-                // During a secret rotation PagerDuty sends one signature per
-                // secret; one match is enough.
-                let mut matched = false;
-                for candidate in header.split(',') {
-                    let Some(hex_sig) = candidate.trim().strip_prefix("v1=") else {
-                        continue;
-                    };
-                    if let Ok(bytes) = hex::decode(hex_sig)
-                        && mac.clone().verify_slice(&bytes).is_ok()
-                    {
-                        matched = true;
-                    }
-                }
-                if matched {
-                    Ok(None)
-                } else {
-                    Err(VerifyError::BadSignature)
-                }
-            }
+            Verifier::PagerDuty { key } => verify_pagerduty(key, headers, body),
             Verifier::Standard { key, tolerance } => {
-                let id = header_text(headers, STANDARD_ID_HEADER)?;
-                let timestamp = header_text(headers, STANDARD_TIMESTAMP_HEADER)?;
-                let signatures = header_text(headers, STANDARD_SIGNATURE_HEADER)?;
-                check_timestamp(STANDARD_TIMESTAMP_HEADER, timestamp, *tolerance, now)?;
-                let mut mac = mac(key);
-                mac.update(id.as_bytes());
-                mac.update(b".");
-                mac.update(timestamp.as_bytes());
-                mac.update(b".");
-                mac.update(body);
-                let mut matched = false;
-                for candidate in signatures.split(' ') {
-                    let Some(encoded) = candidate.strip_prefix("v1,") else {
-                        continue;
-                    };
-                    if let Ok(bytes) = BASE64.decode(encoded)
-                        && mac.clone().verify_slice(&bytes).is_ok()
-                    {
-                        matched = true;
-                    }
-                }
-                if matched {
-                    Ok(Some(id.to_owned()))
-                } else {
-                    Err(VerifyError::BadSignature)
-                }
+                verify_standard(key, *tolerance, headers, body, now)
             }
         }
     }
+}
+
+/// PagerDuty's `v1=` signatures: during a secret rotation it sends one per
+/// secret, and one match is enough.
+fn verify_pagerduty(
+    key: &[u8],
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<String>, VerifyError> {
+    let header = header_text(headers, PAGERDUTY_SIGNATURE_HEADER)?;
+    let mut mac = mac(key);
+    mac.update(body);
+    let candidates = header
+        .split(',')
+        .filter_map(|candidate| candidate.trim().strip_prefix("v1="))
+        .filter_map(|signature| hex::decode(signature).ok());
+    any_matches(&mac, candidates)
+        .then_some(None)
+        .ok_or(VerifyError::BadSignature)
+}
+
+/// Standard Webhooks: `v1,` signatures over id, timestamp and body, the
+/// timestamp within the tolerance.
+fn verify_standard(
+    key: &[u8],
+    tolerance: Duration,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Option<String>, VerifyError> {
+    let id = header_text(headers, STANDARD_ID_HEADER)?;
+    let timestamp = header_text(headers, STANDARD_TIMESTAMP_HEADER)?;
+    let signatures = header_text(headers, STANDARD_SIGNATURE_HEADER)?;
+    check_timestamp(STANDARD_TIMESTAMP_HEADER, timestamp, tolerance, now)?;
+    let mut mac = mac(key);
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let candidates = signatures
+        .split(' ')
+        .filter_map(|candidate| candidate.strip_prefix("v1,"))
+        .filter_map(|encoded| BASE64.decode(encoded).ok());
+    any_matches(&mac, candidates)
+        .then(|| Some(id.to_owned()))
+        .ok_or(VerifyError::BadSignature)
+}
+
+/// Whether one of the signatures is the MAC's, each compared in constant
+/// time and all of them compared.
+fn any_matches(mac: &HmacSha256, signatures: impl Iterator<Item = Vec<u8>>) -> bool {
+    signatures.fold(false, |matched, signature| {
+        mac.clone().verify_slice(&signature).is_ok() | matched
+    })
 }
 
 fn mac(key: &[u8]) -> HmacSha256 {

@@ -2,8 +2,11 @@
 
 // A panic is how a test fails.
 #![allow(clippy::unwrap_used)]
+// A test reads as one scenario, top to bottom.
+#![allow(clippy::too_many_lines)]
 
 mod api;
+mod architecture;
 mod banner;
 mod broadcast;
 mod browser;

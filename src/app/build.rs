@@ -1,0 +1,166 @@
+//! Building the application from Settings: checked first, then the store
+//! opened, the service, intake and HTTP state made, and the listener bound.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+use super::prepare::{Prepared, prepare};
+use super::workers::Runtime;
+use super::{Application, StartupError};
+use crate::background::BackgroundRuntime;
+use crate::banner::Banner;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::health::{self, Health};
+use crate::http::{self, AppState};
+use crate::intake::{Hook, Intake};
+use crate::lifecycle::{Notifier, Reloader};
+use crate::liveness::Liveness;
+use crate::outbox::{CrisisFilter, SqliteStore, Storage};
+use crate::plan::SharedInputs;
+use crate::service::{CrisisService, Scheduler};
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        // Validate first: a broken config must not leave files behind.
+        let mut prepared = prepare(settings)?;
+        prepared.write_generated()?;
+        let inputs: SharedInputs = Arc::new(ArcSwap::from_pointee(prepared.inputs));
+        let storage = Storage::new(SqliteStore::open(&prepared.settings.store.sqlite_path).await?);
+        let active = storage.crises.crises(CrisisFilter::Active).await?;
+        // Read before anything can start a new plan, so only what a previous
+        // run left unfinished is resumed.
+        let unfinished = storage.plans.unfinished_plans().await?;
+        let banner = Arc::new(Banner::new(inputs.clone(), active));
+        let fanout = BackgroundRuntime::start(prepared.settings.dispatch.nice)
+            .map_err(StartupError::Runtime)?;
+        let service = Arc::new(
+            CrisisService::new(
+                storage.clone(),
+                inputs.clone(),
+                banner.clone(),
+                clock.clone(),
+            )
+            .plan_on(fanout.handle())
+            .with_follow_ups(prepared.follow_ups.clone()),
+        );
+        reconcile_follow_ups(&service).await;
+        let liveness = Liveness::default();
+        let scheduler = Scheduler::new(
+            service.clone(),
+            clock.clone(),
+            prepared.follow_ups.poll_interval,
+        )
+        .with_liveness(liveness.clone());
+        let health = Arc::new(Health::default());
+        health.set_channels(prepared.channels.iter().map(|c| c.name().to_owned()));
+        let parts = Parts {
+            settings: &prepared.settings,
+            storage: &storage,
+            service,
+            banner,
+            inputs,
+            health: &health,
+            clock: &clock,
+        };
+        let state = parts.state(prepared.hooks, prepared.tokens);
+        // Installed before the first delivery can be counted.
+        crate::telemetry::handle();
+        let router = http::router(state.clone(), &prepared.cors_origins);
+        let addr = prepared.settings.server.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        // A failing provider does not stop the start: its deliveries wait
+        // and are retried, and /readyz says which channel is failing.
+        health::check_channels(&health, &prepared.channels, clock.as_ref()).await;
+        let (reloader, reloads) = Reloader::new();
+        let Prepared {
+            settings, channels, ..
+        } = prepared;
+        Ok(Self {
+            listener,
+            state,
+            router,
+            runtime: Runtime {
+                settings,
+                storage,
+                clock,
+                channels,
+                health,
+                liveness,
+                notifier: Notifier,
+                fanout: fanout.handle(),
+            },
+            scheduler,
+            unfinished,
+            fanout,
+            reloads,
+            reloader,
+        })
+    }
+}
+
+/// Before anything can declare: only crises already under way are compared
+/// with the follow-up plans as configured now.
+async fn reconcile_follow_ups(service: &Arc<CrisisService>) {
+    match service.reconcile_follow_ups().await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            crises = n,
+            "Follow-up plans changed since the last run; their schedules were replaced."
+        ),
+        Err(err) => error!(
+            error = %err,
+            "Could not compare the stored follow-ups with the plans; they are kept as they are."
+        ),
+    }
+}
+
+/// What the HTTP state is made of.
+struct Parts<'a> {
+    settings: &'a Settings,
+    storage: &'a Storage,
+    service: Arc<CrisisService>,
+    banner: Arc<Banner>,
+    inputs: SharedInputs,
+    health: &'a Arc<Health>,
+    clock: &'a Arc<dyn Clock>,
+}
+
+impl Parts<'_> {
+    fn state(self, hooks: Vec<Hook>, tokens: Vec<http::NamedToken>) -> AppState {
+        let intake = Arc::new(Intake::new(
+            hooks,
+            self.service.clone(),
+            self.storage,
+            self.clock.clone(),
+        ));
+        AppState {
+            intake,
+            service: self.service,
+            storage: self.storage.clone(),
+            banner: self.banner,
+            inputs: self.inputs,
+            tokens: Arc::new(ArcSwap::from_pointee(tokens)),
+            inbound_sms: Arc::new(ArcSwap::from_pointee(
+                self.settings.channels.inbound_sms_secrets(),
+            )),
+            health: self.health.clone(),
+            public_url: self.settings.server.public_url(),
+            clock: self.clock.clone(),
+            max_body_bytes: self.settings.server.max_body_bytes,
+            banner_max_age: self.settings.banner.max_age,
+        }
+    }
+}

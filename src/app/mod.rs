@@ -1,0 +1,86 @@
+//! Building the application from Settings, binding, and running until
+//! stopped: `prepare` checks the config (all that `check-config` does),
+//! `build` opens the store and binds, `run` serves, reloads and drains,
+//! `supervise` keeps systemd informed.
+
+mod build;
+mod prepare;
+mod reload;
+mod run;
+mod supervise;
+mod workers;
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+pub use prepare::{Prepared, check_config, prepare};
+
+use crate::background::BackgroundRuntime;
+use crate::config::ConfigError;
+use crate::http::AppState;
+use crate::lifecycle::{ReloadRequest, Reloader};
+use crate::outbox::{StoreError, UnfinishedPlan};
+use crate::service::Scheduler;
+use workers::Runtime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write the generated secret to {path}: {source}")]
+    SecretFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the spool directory {path}: {source}")]
+    SpoolDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot start the fan-out runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    router: axum::Router,
+    runtime: Runtime,
+    scheduler: Scheduler,
+    unfinished: Vec<UnfinishedPlan>,
+    /// Plans and sends run here, below the API's CPU priority.
+    fanout: BackgroundRuntime,
+    reloads: mpsc::Receiver<ReloadRequest>,
+    reloader: Reloader,
+}
+
+impl Application {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The handle that reloads the configuration of this daemon once it
+    /// runs (SIGHUP uses it).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+}

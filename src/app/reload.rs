@@ -1,0 +1,139 @@
+//! SIGHUP: the config is read and checked as at a start; on any problem the
+//! running configuration stays, otherwise the inputs, tokens and secrets
+//! are swapped and a new generation of workers starts on the new channels.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::prepare::{Prepared, load_and_prepare};
+use super::supervise::status_line;
+use super::workers::{Runtime, Workers};
+use crate::channels::Channel;
+use crate::config::Settings;
+use crate::health;
+use crate::http::AppState;
+use crate::lifecycle::ReloadError;
+use crate::outbox::DeliveryState;
+
+impl Runtime {
+    /// Re-reads the configuration at `path` and applies it; on any problem
+    /// the running configuration stays. Returns the workers to keep.
+    pub(super) async fn reload(
+        &mut self,
+        path: &Path,
+        state: &AppState,
+        workers: Workers,
+        shutdown: &CancellationToken,
+    ) -> (Workers, Result<(), ReloadError>) {
+        self.notifier.reloading();
+        let prepared = match load_and_prepare(path) {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                crate::telemetry::reloaded(false);
+                error!(config = %path.display(), error = %err, "Reload refused; the running configuration stays.");
+                let status = status_line(state, self.storage.ledger.as_ref()).await;
+                self.notifier
+                    .ready(&format!("Reload refused (see the log). {status}"));
+                return (workers, Err(ReloadError::Refused(err.to_string())));
+            }
+        };
+        let restart_only = restart_only_changes(&self.settings, &prepared.settings);
+        if !restart_only.is_empty() {
+            warn!(
+                settings = %restart_only.join(", "),
+                "These settings changed but only take effect at the next restart."
+            );
+        }
+        let workers = self.apply(prepared, state, workers, shutdown).await;
+        crate::telemetry::reloaded(true);
+        info!(
+            config = %path.display(),
+            channels = self.channels.len(),
+            "Configuration reloaded."
+        );
+        let status = status_line(state, self.storage.ledger.as_ref()).await;
+        self.notifier.ready(&status);
+        (workers, Ok(()))
+    }
+
+    /// Swaps in what a checked config built and restarts the workers on it.
+    async fn apply(
+        &mut self,
+        prepared: Prepared,
+        state: &AppState,
+        workers: Workers,
+        shutdown: &CancellationToken,
+    ) -> Workers {
+        let channels = self.with_removed_channels(prepared.channels).await;
+        // Planned deliveries are in the outbox with their rendered text:
+        // only what is planned from now on sees the new inputs.
+        state.inputs.store(Arc::new(prepared.inputs));
+        state.tokens.store(Arc::new(prepared.tokens));
+        state
+            .inbound_sms
+            .store(Arc::new(prepared.settings.channels.inbound_sms_secrets()));
+        // The dispatcher, watcher and monitor restart on the new channels
+        // and settings; in-flight sends finish first.
+        workers.stop().await;
+        self.channels = channels;
+        self.settings = prepared.settings;
+        self.health
+            .set_channels(self.channels.iter().map(|c| c.name().to_owned()));
+        health::check_channels(&self.health, &self.channels, self.clock.as_ref()).await;
+        Workers::start(self, &state.service, shutdown)
+    }
+
+    /// Channels that are no longer configured keep sending what was
+    /// planned for them: a reload never strands a delivery.
+    async fn with_removed_channels(
+        &self,
+        mut channels: Vec<Arc<dyn Channel>>,
+    ) -> Vec<Arc<dyn Channel>> {
+        let configured: HashSet<String> = channels.iter().map(|c| c.name().to_owned()).collect();
+        let unfinished: HashSet<String> = match self.storage.ledger.channel_counts().await {
+            Ok(counts) => counts
+                .into_iter()
+                .filter(|c| c.state != DeliveryState::Dead)
+                .map(|c| c.channel)
+                .collect(),
+            // Unknown: keep every removed channel until the next restart.
+            Err(_) => self.channels.iter().map(|c| c.name().to_owned()).collect(),
+        };
+        for old in &self.channels {
+            if !configured.contains(old.name()) && unfinished.contains(old.name()) {
+                info!(channel = %old.name(), "Channel removed from the configuration; it finishes the deliveries already planned for it.");
+                channels.push(old.clone());
+            }
+        }
+        channels
+    }
+}
+
+/// The parts of the configuration a reload cannot change: they are read
+/// once, when the listener, the store and the router are made.
+fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.server.listen != new.server.listen {
+        changed.push("server.listen");
+    }
+    if old.server.public_url != new.server.public_url {
+        changed.push("server.public_url");
+    }
+    if old.server.max_body_bytes != new.server.max_body_bytes {
+        changed.push("server.max_body_bytes");
+    }
+    if old.store.sqlite_path != new.store.sqlite_path {
+        changed.push("store.sqlite_path");
+    }
+    if old.banner.cors_origins != new.banner.cors_origins {
+        changed.push("banner.cors_origins");
+    }
+    if old.banner.max_age != new.banner.max_age {
+        changed.push("banner.max_age");
+    }
+    changed
+}
