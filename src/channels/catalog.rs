@@ -14,6 +14,7 @@ use super::social::*;
 use super::http::{HttpChannel, Provider};
 use super::settings::{ChannelCommon, RateLimit, rate_limits};
 use super::{Channel, ChannelError, ChannelSection, http};
+use crate::domain::ChannelName;
 use crate::message::kind::with_kinds;
 use crate::message::post::LengthRule;
 use crate::message::{ChannelProfile, ProviderKind, Reach, TextFamily, TextLimit};
@@ -190,7 +191,7 @@ impl ChannelSettings {
         let mut problems = Vec::new();
         let mut names = std::collections::HashSet::new();
         for name in self.names() {
-            if name.trim().is_empty() {
+            if ChannelName::parse(name).is_err() {
                 problems.push("channels: a channel has an empty name".to_owned());
             } else if !names.insert(name) {
                 problems.push(format!("channels: the name `{name}` is used twice"));

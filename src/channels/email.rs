@@ -14,14 +14,13 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::mime::{PreparedEmail, Reader};
 use super::settings::{secret, section};
 use super::smtp_pool::SmtpPool;
 use super::{Build, ChannelError, DeliveryError, Kind, Receipt};
-use crate::message::DeliveryContent;
-use crate::message::TextLimit;
+use crate::domain::RenditionId;
+use crate::message::{DeliveryContent, TextLimit};
 use crate::outbox::Delivery;
 use crate::secret::SecretSource;
 use crate::sync::lock;
@@ -199,7 +198,7 @@ pub struct EmailChannel {
     transport: Transport,
     concurrency: usize,
     /// Encoded renditions by id (see `mime`).
-    prepared: Mutex<HashMap<Uuid, Arc<PreparedEmail>>>,
+    prepared: Mutex<HashMap<RenditionId, Arc<PreparedEmail>>>,
 }
 
 impl std::fmt::Debug for EmailChannel {

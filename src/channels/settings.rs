@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::message::ProviderKind;
-use crate::message::TextLimit;
+use crate::message::{ProviderKind, TextLimit};
 use crate::secret::SecretSource;
 
 /// What every channel section has, whatever its kind.

@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use super::PhoneNumber;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscriber {
     pub id: String,
     pub name: String,
     pub email: Option<lettre::Address>,
     /// E.164, e.g. `+8801712345678`.
-    pub phone: Option<String>,
+    pub phone: Option<PhoneNumber>,
     pub locale: String,
     pub timezone: Tz,
     /// Optional `region` column: which follow-ups and resources apply.
@@ -60,7 +62,7 @@ struct Row {
 
 /// `+` then 2 to 15 digits, the first not zero.
 pub fn is_e164(phone: &str) -> bool {
-    super::PhoneNumber::parse(phone).is_ok()
+    PhoneNumber::parse(phone).is_ok()
 }
 
 /// Reports at most this many bad rows: enough to fix a file, without
@@ -174,12 +176,7 @@ fn check(row: Row, default_locale: &str) -> Result<Subscriber, String> {
     };
     let phone = match row.phone.as_str() {
         "" => None,
-        text if is_e164(text) => Some(text.to_owned()),
-        text => {
-            return Err(format!(
-                "phone `{text}` is not in E.164 form (+ and country code, digits only)"
-            ));
-        }
+        text => Some(PhoneNumber::parse(text).map_err(|e| e.to_string())?),
     };
     if email.is_none() && phone.is_none() {
         return Err(format!(

@@ -3,17 +3,16 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::{DeadCause, IdempotencyRecord, StoreError};
 use crate::domain::follow_up::FollowUpSpec;
-use crate::domain::{AnnouncementKind, CrisisId, DeliveryId};
+use crate::domain::{AnnouncementId, AnnouncementKind, CrisisId, DeliveryId, RenditionId};
 use crate::message::DeliveryContent;
 
 /// One announcement, planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement {
-    pub id: Uuid,
+    pub id: AnnouncementId,
     pub crisis_id: CrisisId,
     pub kind: AnnouncementKind,
     pub message: Option<String>,
@@ -26,7 +25,7 @@ pub struct Announcement {
 /// zone), stored once; deliveries refer to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRendition {
-    pub id: Uuid,
+    pub id: RenditionId,
     pub content: DeliveryContent,
 }
 
@@ -37,7 +36,7 @@ pub enum Payload {
     Inline(DeliveryContent),
     /// A rendition, and what to fill in for this reader.
     Rendition {
-        id: Uuid,
+        id: RenditionId,
         recipient_name: Option<String>,
         unsubscribe_url: Option<String>,
     },
@@ -102,11 +101,14 @@ pub trait PlanStore: Send + Sync + 'static {
     /// Idempotency-Key.
     async fn finish_plan(
         &self,
-        announcement_id: Uuid,
+        announcement_id: AnnouncementId,
         idempotency: Option<IdempotencyRecord>,
     ) -> Result<(), StoreError>;
     /// Oldest first.
     async fn unfinished_plans(&self) -> Result<Vec<UnfinishedPlan>, StoreError>;
     /// Deliveries written for an announcement so far.
-    async fn announcement_deliveries(&self, announcement_id: Uuid) -> Result<u64, StoreError>;
+    async fn announcement_deliveries(
+        &self,
+        announcement_id: AnnouncementId,
+    ) -> Result<u64, StoreError>;
 }

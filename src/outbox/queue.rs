@@ -13,10 +13,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
-use uuid::Uuid;
 
 use super::{DeadCause, StoreError};
-use crate::domain::{AnnouncementKind, CrisisId, DeliveryId, DomainError, string_enum};
+use crate::domain::{
+    AnnouncementId, AnnouncementKind, CrisisId, DeliveryId, DomainError, RenditionId, string_enum,
+};
 use crate::message::DeliveryContent;
 
 string_enum!(
@@ -35,7 +36,7 @@ string_enum!(
 pub struct Delivery {
     pub id: DeliveryId,
     pub crisis_id: CrisisId,
-    pub announcement_id: Uuid,
+    pub announcement_id: AnnouncementId,
     pub kind: AnnouncementKind,
     pub channel: String,
     pub recipient_id: Option<String>,
@@ -57,7 +58,7 @@ pub struct Delivery {
 pub struct Personal {
     /// The rendition's id: channels may keep work done on it (an email's
     /// encoded body) for its other readers.
-    pub rendition: Uuid,
+    pub rendition: RenditionId,
     pub recipient_name: Option<String>,
     pub unsubscribe_url: Option<String>,
 }

@@ -10,13 +10,12 @@ pub use stream::{PlanBatch, PlanStream};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::domain::audience::{Audience, AudienceError};
 use crate::domain::consent::{OptOuts, UnsubscribeSigner};
 use crate::domain::directory::{ContactEntry, ContactView};
 use crate::domain::follow_up::{FollowUpSpec, FollowUps};
-use crate::domain::{AnnouncementKind, Crisis, DeliveryId};
+use crate::domain::{AnnouncementId, AnnouncementKind, Crisis, DeliveryId};
 use crate::message::{ChannelProfile, Reach};
 use crate::outbox::{Announcement, DeadCause, NewDelivery, Payload, Planned};
 use crate::render::sample::Samples;
@@ -232,7 +231,7 @@ impl Planner {
         now: DateTime<Utc>,
     ) -> (Announcement, Vec<NewDelivery>) {
         let announcement = Announcement {
-            id: Uuid::now_v7(),
+            id: AnnouncementId::new(),
             crisis_id: crisis.id,
             kind,
             message: crisis.last_message.clone(),

@@ -9,12 +9,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tracing::warn;
-use uuid::Uuid;
 
 use super::{BATCH_SUBSCRIBERS, Planner, dead, dead_reason, priority};
 use crate::domain::audience::{AudienceError, Subscriber, Subscribers};
 use crate::domain::consent::{ContactPoint, OptOuts};
-use crate::domain::{AnnouncementKind, Crisis, DeliveryId, Severity};
+use crate::domain::{AnnouncementKind, Crisis, DeliveryId, RenditionId, Severity};
 use crate::message::{ChannelProfile, Form, NAME_MARK, Reach, UNSUBSCRIBE_MARK};
 use crate::outbox::{Announcement, NewDelivery, NewRendition, Payload, Planned};
 use crate::render::{Composed, RenderContext, RenderError, Unsendable, fit};
@@ -35,7 +34,7 @@ struct RenditionKey {
 /// reader's message.
 #[derive(Debug, Clone)]
 struct Rendition {
-    id: Uuid,
+    id: RenditionId,
     draft: Arc<Composed>,
 }
 
@@ -178,11 +177,11 @@ impl PlanStream<'_> {
             }
             Reach::Phone => {
                 let phone = subscriber.phone.as_ref()?;
-                if self.opt_outs.contains(ContactPoint::Phone, phone) {
+                if self.opt_outs.contains(ContactPoint::Phone, phone.as_str()) {
                     return None;
                 }
                 Some(Route {
-                    destination: phone.clone(),
+                    destination: phone.to_string(),
                     unsubscribe_url: None,
                     not_before: self.quiet_hours_release(subscriber.timezone),
                 })
@@ -219,7 +218,7 @@ impl PlanStream<'_> {
         let profile = &inputs.channels[key.channel];
         let ctx = self.rendition_context(&key, profile);
         let rendered = inputs.renderer.draft(profile, key.form, &ctx).map(|draft| {
-            let id = Uuid::now_v7();
+            let id = RenditionId::new();
             batch.renditions.push(NewRendition {
                 id,
                 content: draft.content.clone(),

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use super::idempotency;
-use super::{CrisisService, ServiceError, TransitionOutcome};
+use super::{CrisisService, ServiceError, TransitionOutcome, idempotency};
 use crate::domain::Crisis;
 use crate::outbox::{Announcement, UnfinishedPlan};
 use crate::plan::Planner;

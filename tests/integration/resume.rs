@@ -45,7 +45,7 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
                     at: crisis.updated_at,
                 },
                 announcement: Announcement {
-                    id: uuid::Uuid::now_v7(),
+                    id: crisisd::domain::AnnouncementId::new(),
                     crisis_id: crisis.id,
                     kind: AnnouncementKind::Initial,
                     message: None,

@@ -11,9 +11,8 @@ use super::webhook::{Webhook, WebhookSettings};
 use crate::channels::http::{Answer, Exchange, Provider, classify};
 use crate::channels::{DeliveryError, Kind, Receipt, length, message_of};
 use crate::domain::Severity;
-use crate::message::MessageContent;
 use crate::message::post::LengthRule;
-use crate::message::{TextFamily, TextLimit};
+use crate::message::{MessageContent, TextFamily, TextLimit};
 use crate::outbox::Delivery;
 
 pub struct Teams(Webhook);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{FollowUp, FollowUpState, Phase, Topic};
-use crate::domain::CrisisId;
+use crate::domain::{AnnouncementId, CrisisId};
 
 /// A crisis's follow-ups at a glance, in its detail (`crisisd status ID`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +75,7 @@ pub struct ScheduleEntry {
     pub due_local: String,
     pub state: FollowUpState,
     pub reason: Option<String>,
-    pub announcement_id: Option<Uuid>,
+    pub announcement_id: Option<AnnouncementId>,
     pub settled_at: Option<DateTime<Utc>>,
 }
 

@@ -25,7 +25,7 @@ pub use settings::{
 };
 pub use steps::{FollowUps, normalize_cron};
 
-use crate::domain::{CrisisId, DomainError, string_enum};
+use crate::domain::{AnnouncementId, CrisisId, DomainError, string_enum};
 
 string_enum!(
     /// What a resource is for.
@@ -130,7 +130,7 @@ pub struct FollowUp {
     /// Why it was cancelled or skipped.
     pub reason: Option<String>,
     /// The announcement it became, once sent.
-    pub announcement_id: Option<Uuid>,
+    pub announcement_id: Option<AnnouncementId>,
     /// When it was sent, cancelled or skipped.
     pub settled_at: Option<DateTime<Utc>>,
 }

@@ -3,12 +3,12 @@
 //! batch, a follow-up starting), and the plans a restart resumes.
 
 use async_trait::async_trait;
-use uuid::Uuid;
 
 use super::{
     ROWS_PER_INSERT, SqliteStore, Tx, count, decode, follow_ups, from_millis, idempotency, json,
     millis, parse, to_json,
 };
+use crate::domain::AnnouncementId;
 use crate::outbox::{
     Announcement, DeliveryState, IdempotencyRecord, NewDelivery, NewRendition, Payload, PlanStore,
     Planned, StoreError, UnfinishedPlan,
@@ -215,7 +215,7 @@ impl PlanStore for SqliteStore {
 
     async fn finish_plan(
         &self,
-        announcement_id: Uuid,
+        announcement_id: AnnouncementId,
         idempotency: Option<IdempotencyRecord>,
     ) -> Result<(), StoreError> {
         let _writing = self.writer.lock().await;
@@ -240,7 +240,10 @@ impl PlanStore for SqliteStore {
             .collect()
     }
 
-    async fn announcement_deliveries(&self, announcement_id: Uuid) -> Result<u64, StoreError> {
+    async fn announcement_deliveries(
+        &self,
+        announcement_id: AnnouncementId,
+    ) -> Result<u64, StoreError> {
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE announcement_id = ?")
                 .bind(announcement_id.to_string())

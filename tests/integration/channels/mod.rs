@@ -24,7 +24,7 @@ pub fn text_delivery(channel: &str, destination: &str, text: &str) -> Delivery {
     Delivery {
         id: DeliveryId::new(),
         crisis_id: CrisisId::new(),
-        announcement_id: uuid::Uuid::now_v7(),
+        announcement_id: crisisd::domain::AnnouncementId::new(),
         kind: AnnouncementKind::Initial,
         channel: channel.to_owned(),
         recipient_id: None,

@@ -51,7 +51,7 @@ pub fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) 
             at: crisis.updated_at,
         },
         announcement: Announcement {
-            id: Uuid::now_v7(),
+            id: crisisd::domain::AnnouncementId::new(),
             crisis_id: crisis.id,
             kind: AnnouncementKind::Initial,
             message: None,
@@ -218,7 +218,7 @@ fn follow_up_announcement(
     now: DateTime<Utc>,
 ) -> Announcement {
     Announcement {
-        id: Uuid::now_v7(),
+        id: crisisd::domain::AnnouncementId::new(),
         crisis_id: crisis.id,
         kind: AnnouncementKind::FollowUp,
         message: None,
@@ -1209,7 +1209,7 @@ pub async fn a_claimed_reader_gets_the_shared_rendition_and_their_own_part(db: &
     let announcement = w.announcement.clone();
     storage.crises.record_transition(w).await.expect("declare");
     let rendition = NewRendition {
-        id: Uuid::now_v7(),
+        id: crisisd::domain::RenditionId::new(),
         content: DeliveryContent::Email(EmailContent {
             subject: format!("For {NAME_MARK}"),
             text: "t".into(),
