@@ -1,4 +1,5 @@
 pub mod app;
+pub mod postgres;
 pub mod smtp;
 
 pub use app::{PUBLIC_URL, TOKEN, TestApp, TestConfig, declaration, spawn_app, spawn_app_in};
