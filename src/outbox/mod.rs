@@ -13,7 +13,9 @@ mod hooks;
 mod idempotency;
 mod ledger;
 mod plans;
+mod postgres;
 mod queue;
+mod rows;
 mod source_links;
 mod sqlite;
 
@@ -29,6 +31,7 @@ pub use ledger::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger};
 pub use plans::{
     Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
 };
+pub use postgres::PostgresStore;
 pub use queue::{Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue};
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::SqliteStore;

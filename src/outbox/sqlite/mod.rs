@@ -14,20 +14,15 @@ mod plans;
 mod queue;
 mod source_links;
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{FromRow, SqlitePool};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::rows::{RenditionCache, count, decode, from_millis, millis, to_json};
 use super::{StoreError, WorkDue};
-use crate::message::DeliveryContent;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -49,7 +44,7 @@ pub struct SqliteStore {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Decoded renditions by id, so a claim does not parse the same
     /// message for every reader.
-    renditions: Arc<Mutex<HashMap<String, Arc<DeliveryContent>>>>,
+    renditions: RenditionCache,
     /// Signalled after commits that queue deliveries.
     work_due: WorkDue,
 }
@@ -93,45 +88,8 @@ impl SqliteStore {
             pool,
             ledger,
             writer: Arc::default(),
-            renditions: Arc::default(),
+            renditions: RenditionCache::default(),
             work_due: WorkDue::default(),
         })
     }
-}
-
-/// The one way a row is read: as its `FromRow` struct (borrowing the
-/// row's text), then converted into the domain type.
-fn decode<'r, R, T>(row: &'r SqliteRow) -> Result<T, StoreError>
-where
-    R: FromRow<'r, SqliteRow>,
-    T: TryFrom<R, Error = StoreError>,
-{
-    T::try_from(R::from_row(row)?)
-}
-
-fn millis(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
-}
-
-fn parse<T: FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("unreadable {what} `{text}`")))
-}
-
-fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("unreadable {what}: {e}")))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// A `COUNT(*)` as the count it is.
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
