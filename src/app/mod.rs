@@ -7,6 +7,7 @@ mod build;
 mod prepare;
 mod reload;
 mod run;
+mod store;
 mod supervise;
 mod workers;
 
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 pub use prepare::{Prepared, check_config, prepare};
+pub use store::{StoreCheck, check_store, open_storage};
 
 use crate::background::BackgroundRuntime;
 use crate::config::ConfigError;

@@ -615,3 +615,32 @@ pub(super) fn requeueable(crisis: &str, channel: &str) -> String {
         causes.join(", ")
     )
 }
+
+/// The migrations a database has applied; none when it has no migrations
+/// table yet.
+pub(super) async fn applied_migrations<'c, E>(executor: E) -> Result<Vec<i64>, StoreError>
+where
+    E: sqlx::Executor<'c>,
+    i64: for<'r> sqlx::Decode<'r, E::Database> + sqlx::Type<E::Database>,
+    for<'q> <E::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, E::Database>,
+    (i64,): for<'r> FromRow<'r, <E::Database as sqlx::Database>::Row>,
+{
+    match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(executor)
+        .await
+    {
+        Ok(versions) => Ok(versions),
+        // No migrations table: a database this binary never opened.
+        Err(sqlx::Error::Database(e)) if e.message().contains("_sqlx_migrations") => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `migrator`'s migrations missing from `applied`, by file name.
+pub(super) fn missing(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<String> {
+    migrator
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{:04}_{}", m.version, m.description.replace(' ', "_")))
+        .collect()
+}

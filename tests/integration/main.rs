@@ -23,6 +23,7 @@ mod operations;
 mod preview;
 mod resume;
 mod service;
+mod shared_store;
 mod sms;
 mod store;
 mod support;

@@ -23,7 +23,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use super::rows::{RenditionCache, count, decode, from_millis, millis, to_json};
+use super::rows::{
+    RenditionCache, applied_migrations, count, decode, from_millis, millis, missing, to_json,
+};
 use super::{StoreError, WorkDue};
 
 /// How long a statement may wait for a connection from the pool before
@@ -32,6 +34,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection attempt may take: a database that does not answer
 /// is reported, not waited on forever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// This binary's migrations, for `open` and the check without it.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/outbox/migrations/postgres");
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -51,9 +56,7 @@ impl PostgresStore {
     /// migrate once and the others wait for it.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let pool = Self::connect(url, 16).await?;
-        sqlx::migrate!("src/outbox/migrations/postgres")
-            .run(&pool)
-            .await?;
+        MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
             renditions: RenditionCache::default(),
@@ -78,21 +81,8 @@ impl PostgresStore {
     /// Migrations this binary knows and the database has not applied.
     pub async fn missing_migrations(url: &str) -> Result<Vec<String>, StoreError> {
         let pool = Self::connect(url, 1).await?;
-        let applied: Vec<i64> =
-            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&pool)
-                .await
-            {
-                Ok(versions) => versions,
-                // No table yet: nothing applied.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
+        let applied = applied_migrations(&pool).await;
         pool.close().await;
-        Ok(sqlx::migrate!("src/outbox/migrations/postgres")
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .map(|m| format!("{:04}_{}", m.version, m.description.replace(' ', "_")))
-            .collect())
+        Ok(missing(&MIGRATOR, &applied?))
     }
 }

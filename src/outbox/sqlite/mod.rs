@@ -51,6 +51,9 @@ pub struct SqliteStore {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
+/// This binary's migrations, for `open` and the check without it.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/outbox/migrations/sqlite");
+
 /// Rows per multi-row statement: 20 parameters each stays well under
 /// SQLite's limit of 32,766.
 const ROWS_PER_INSERT: usize = 500;
@@ -76,9 +79,7 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("src/outbox/migrations/sqlite")
-            .run(&pool)
-            .await?;
+        MIGRATOR.run(&pool).await?;
         // Opened lazily, so its connection threads start where the
         // dispatcher runs (and take that runtime's CPU priority).
         let ledger = SqlitePoolOptions::new()
@@ -91,5 +92,18 @@ impl SqliteStore {
             renditions: RenditionCache::default(),
             work_due: WorkDue::default(),
         })
+    }
+
+    /// Migrations this binary knows and the existing file at `path` lacks;
+    /// the file is opened read-only.
+    pub async fn missing_migrations(path: &Path) -> Result<Vec<String>, StoreError> {
+        let options = SqliteConnectOptions::new().filename(path).read_only(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let applied = super::rows::applied_migrations(&pool).await;
+        pool.close().await;
+        Ok(super::rows::missing(&MIGRATOR, &applied?))
     }
 }

@@ -57,6 +57,9 @@ pub struct TestConfig {
     pub email_extra: String,
     /// The daemon's clock; the system clock when unset.
     pub clock: Option<Arc<ManualClock>>,
+    /// A PostgreSQL URL for `[store]`; a SQLite file in the directory when
+    /// unset.
+    pub store_url: Option<String>,
 }
 
 impl TestConfig {
@@ -79,6 +82,7 @@ impl TestConfig {
             dispatch_extra: String::new(),
             email_extra: String::new(),
             clock: None,
+            store_url: None,
         }
     }
 
@@ -125,7 +129,7 @@ max_body_bytes = {max_body}
 public_url = "{public_url}"
 
 [store]
-sqlite_path = "{db}"
+{store}
 
 [[api.tokens]]
 name = "tests"
@@ -188,7 +192,10 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
 "#,
             listen = self.listen,
             max_body = self.max_body_bytes,
-            db = dir.join("crisisd.db").display(),
+            store = match &self.store_url {
+                Some(url) => format!("url = \"{url}\""),
+                None => format!("sqlite_path = \"{}\"", dir.join("crisisd.db").display()),
+            },
             token = dir.join("token").display(),
             templates = templates_dir().display(),
             audience = dir.join("audience.csv").display(),
