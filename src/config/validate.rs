@@ -25,6 +25,7 @@ impl Settings {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = self.company.problems();
         problems.extend(self.channels.problems());
+        problems.extend(self.channels.lease_problems(self.dispatch.lease));
         problems.extend(self.dispatch.problems());
         problems.extend(directory_problems(&self.directory, &self.locales.default));
         problems.extend(self.flag_file.iter().flat_map(FlagFileSettings::problems));

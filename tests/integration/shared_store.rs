@@ -117,3 +117,42 @@ async fn a_daemon_on_postgres_declares_sends_and_keeps_the_crisis_across_a_resta
     assert_eq!(crisis["title"], "Payments are down", "{crisis}");
     assert_eq!(crisis["deliveries"]["email"]["sent"], 3, "{crisis}");
 }
+
+#[tokio::test]
+async fn check_config_refuses_a_send_timeout_not_comfortably_shorter_than_the_lease() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = TestConfig::new(1);
+    config.lease = "8s";
+    config.smtp_timeout = "5s";
+    let path = dir.path().join("crisisd.toml");
+    std::fs::write(&path, config.write(dir.path())).expect("write");
+    let output = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .expect("run crisisd");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "channels `email`: its timeout (5s) is not comfortably shorter than dispatch.lease (8s)"
+        ),
+        "{err}"
+    );
+
+    config.lease = "10s";
+    std::fs::write(&path, config.write(dir.path())).expect("write");
+    let output = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .expect("run crisisd");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "half the lease is enough: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

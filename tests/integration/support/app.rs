@@ -36,6 +36,8 @@ pub struct TestConfig {
     pub audience: String,
     pub concurrency: usize,
     pub lease: &'static str,
+    /// The SMTP timeout; at most half the lease (check-config refuses more).
+    pub smtp_timeout: &'static str,
     pub retry_base: &'static str,
     pub max_attempts: u32,
     pub flag_file: bool,
@@ -68,7 +70,8 @@ impl TestConfig {
             smtp_port,
             audience: AUDIENCE.to_owned(),
             concurrency: 4,
-            lease: "5s",
+            lease: "15s",
+            smtp_timeout: "5s",
             retry_base: "100ms",
             max_attempts: 5,
             flag_file: false,
@@ -151,7 +154,7 @@ concurrency = {concurrency}
 host = "localhost"
 port = {smtp_port}
 tls = "{tls}"
-timeout = "5s"
+timeout = "{smtp_timeout}"
 {auth}{ca}
 [dispatch]
 lease = "{lease}"
@@ -202,6 +205,7 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
             concurrency = self.concurrency,
             smtp_port = self.smtp_port,
             lease = self.lease,
+            smtp_timeout = self.smtp_timeout,
             max_attempts = self.max_attempts,
             retry_base = self.retry_base,
             cors = serde_json::to_string(&self.cors_origins).expect("origins"),
