@@ -9,9 +9,11 @@ mod crisis;
 pub mod directory;
 pub mod follow_up;
 mod ids;
+mod localized;
 
 pub(crate) use crisis::string_enum;
 pub use crisis::*;
 pub use ids::{
     AnnouncementId, ChannelName, DeliveryId, Locale, PhoneNumber, RenditionId, ValueError,
 };
+pub use localized::{LocalizedText, StaleLocales, TextField, Translations};
