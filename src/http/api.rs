@@ -435,15 +435,15 @@ pub async fn show(
 pub const DEAD_LIMIT_DEFAULT: u32 = 100;
 pub const DEAD_LIMIT_MAX: u32 = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadQuery {
-    #[serde(default)]
-    crisis: Option<String>,
-    #[serde(default)]
-    channel: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crisis: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// One dead delivery in `GET /v1/deliveries/dead`.
