@@ -21,6 +21,7 @@ mod flow;
 mod follow_ups;
 mod hooks;
 mod operations;
+mod order;
 mod preview;
 mod resume;
 mod service;
