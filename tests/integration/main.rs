@@ -13,6 +13,7 @@ mod browser;
 mod channels;
 mod cli;
 mod consent;
+mod console;
 mod crash;
 mod delivery;
 mod flag_file;
