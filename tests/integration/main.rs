@@ -13,6 +13,7 @@ mod browser;
 mod channels;
 mod cli;
 mod consent;
+mod console;
 mod content;
 mod crash;
 mod delivery;

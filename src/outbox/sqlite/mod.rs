@@ -3,6 +3,7 @@
 //! is implemented in its own file, rows read as `FromRow` structs and
 //! converted into domain types with `TryFrom`.
 
+mod accounts;
 mod consent;
 mod crises;
 mod dead_letters;
