@@ -16,8 +16,9 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+pub use build::open_store;
 pub use prepare::{Prepared, check_config, prepare};
-pub use store::{StoreCheck, check_store, open_storage};
+pub use store::{StoreCheck, check_store, open_location};
 
 use crate::background::BackgroundRuntime;
 use crate::config::ConfigError;
@@ -67,6 +68,15 @@ pub struct Application {
     fanout: BackgroundRuntime,
     reloads: mpsc::Receiver<ReloadRequest>,
     reloader: Reloader,
+}
+
+/// The store of the config file at `config`, for commands that work on
+/// it directly (`crisisd user`).
+pub async fn open_storage(
+    config: &std::path::Path,
+) -> Result<crate::outbox::Storage, StartupError> {
+    let settings = crate::config::Settings::load(config)?;
+    open_store(&settings).await
 }
 
 impl Application {

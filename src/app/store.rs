@@ -7,7 +7,7 @@ use crate::config::StoreLocation;
 use crate::outbox::{PostgresStore, SqliteStore, Storage, StoreError};
 
 /// Opens (and migrates) the store at `location`.
-pub async fn open_storage(location: &StoreLocation) -> Result<Storage, StoreError> {
+pub async fn open_location(location: &StoreLocation) -> Result<Storage, StoreError> {
     info!(store = %location, "opening the store");
     Ok(match location {
         StoreLocation::Sqlite(path) => Storage::new(SqliteStore::open(path).await?),

@@ -13,13 +13,14 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use super::{
-    Announcement, ChannelStateCount, DeadCause, DeadLetter, Delivery, DeliveryCount, DeliveryState,
-    FinishedCount, HookLogEntry, IdempotencyRecord, NewDelivery, Payload, Pending, Personal,
-    Planned, SourceLink, StoreError, UnfinishedPlan,
+    AccountEvent, Announcement, ChannelStateCount, DeadCause, DeadLetter, Delivery, DeliveryCount,
+    DeliveryState, FinishedCount, HookLogEntry, IdempotencyRecord, NewDelivery, Payload, Pending,
+    Personal, Planned, Session, SourceLink, StoreError, UnfinishedPlan,
 };
+use crate::domain::account::User;
 use crate::domain::consent::ContactPoint;
-use crate::domain::follow_up::FollowUp;
-use crate::domain::{Actor, Crisis, CrisisEvent};
+use crate::domain::follow_up::{FollowUp, Phase};
+use crate::domain::{Actor, AnnouncementKind, Crisis, CrisisEvent};
 use crate::message::DeliveryContent;
 use crate::sync::lock;
 
@@ -359,7 +360,7 @@ impl TryFrom<FinishedCountRow<'_>> for FinishedCount {
 /// Columns of one delivery row, in insert order.
 pub(super) const INSERT_COLUMNS: &str = "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, recipient_id, \
      destination, locale, content, priority, state, attempts, available_at, last_error, dead_cause, created_at, \
-     finished_at, rendition_id, recipient_name, unsubscribe_url) ";
+     finished_at, rendition_id, recipient_name, unsubscribe_url, ordinal, reached_only) ";
 
 /// What one delivery row stores beyond the delivery's own fields.
 pub(super) struct RowValues<'a> {
@@ -430,6 +431,7 @@ pub(super) struct UnfinishedPlanRow<'r> {
     pub(super) planned_through: i64,
     pub(super) idempotency_scope: Option<String>,
     pub(super) idempotency_key: Option<String>,
+    pub(super) reached_only: bool,
 }
 
 impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
@@ -447,6 +449,7 @@ impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
                     .follow_up
                     .map(|text| json(text, "follow-up step"))
                     .transpose()?,
+                reached_only: row.reached_only,
             },
             planned_through: count(row.planned_through),
             idempotency: row.idempotency_scope.zip(row.idempotency_key),
@@ -644,3 +647,107 @@ pub(super) fn missing(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Ve
         .map(|m| format!("{:04}_{}", m.version, m.description.replace(' ', "_")))
         .collect()
 }
+
+#[derive(sqlx::FromRow)]
+pub(super) struct UserRow<'r> {
+    pub(super) name: &'r str,
+    pub(super) role: &'r str,
+    pub(super) password_hash: String,
+    pub(super) created_at: i64,
+}
+
+impl TryFrom<UserRow<'_>> for User {
+    type Error = StoreError;
+
+    fn try_from(row: UserRow<'_>) -> Result<Self, StoreError> {
+        Ok(User {
+            name: parse(row.name, "user name")?,
+            role: parse(row.role, "role")?,
+            password_hash: row.password_hash,
+            created_at: from_millis(row.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SessionRow<'r> {
+    pub(super) token_digest: String,
+    pub(super) user_name: &'r str,
+    pub(super) role: &'r str,
+    pub(super) csrf: String,
+    pub(super) created_at: i64,
+    pub(super) last_seen_at: i64,
+}
+
+impl TryFrom<SessionRow<'_>> for Session {
+    type Error = StoreError;
+
+    fn try_from(row: SessionRow<'_>) -> Result<Self, StoreError> {
+        Ok(Session {
+            token_digest: row.token_digest,
+            user: parse(row.user_name, "user name")?,
+            role: parse(row.role, "role")?,
+            csrf: row.csrf,
+            created_at: from_millis(row.created_at)?,
+            last_seen_at: from_millis(row.last_seen_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AccountEventRow<'r> {
+    pub(super) at: i64,
+    pub(super) kind: &'r str,
+    pub(super) user_name: String,
+    pub(super) detail: String,
+}
+
+impl TryFrom<AccountEventRow<'_>> for AccountEvent {
+    type Error = StoreError;
+
+    fn try_from(row: AccountEventRow<'_>) -> Result<Self, StoreError> {
+        Ok(AccountEvent {
+            at: from_millis(row.at)?,
+            kind: parse(row.kind, "account event")?,
+            user: row.user_name,
+            detail: row.detail,
+        })
+    }
+}
+
+/// Whether `announcement` was made before its crisis's all-clear (the
+/// initial one, an update, a follow-up of the active phase): its messages
+/// still queued when the all-clear comes are not sent after it.
+pub(super) fn made_before_the_all_clear(announcement: &Announcement) -> bool {
+    match announcement.kind {
+        AnnouncementKind::Initial | AnnouncementKind::Update => true,
+        AnnouncementKind::FollowUp => announcement
+            .follow_up
+            .as_ref()
+            .is_some_and(|spec| spec.phase == Phase::Active),
+        AnnouncementKind::Resolved => false,
+    }
+}
+
+/// SQL shared by both backends' claims (portable between SQLite and
+/// PostgreSQL), over a delivery `d`.
+/// All-clears a claim may cancel (their readers got nothing earlier) before
+/// it commits; more wait for the next claim, which is asked for at once.
+pub(super) const MAX_CANCELLED_PER_CLAIM: usize = 4096;
+
+/// A delivery is held back while an earlier message of its crisis to the
+/// same destination on the same channel is unfinished: announcements reach
+/// each reader in order. A follow-up (priority 1) holds back only later
+/// follow-ups, so a step held by quiet hours never delays an update. One
+/// range of `deliveries_by_reader`; empty for a crisis's first message.
+pub(super) const HELD_BACK: &str = "EXISTS (SELECT 1 FROM deliveries AS earlier \
+     WHERE earlier.crisis_id = d.crisis_id AND earlier.channel = d.channel \
+       AND earlier.destination = d.destination AND earlier.ordinal < d.ordinal \
+       AND earlier.priority <= d.priority AND earlier.state IN ('pending', 'in_flight', 'retrying'))";
+
+/// A delivery meant only for readers reached before (the all-clear) whose
+/// reader got no earlier message of the crisis on this channel.
+pub(super) const UNREACHED: &str = "CASE WHEN d.reached_only THEN NOT EXISTS (SELECT 1 FROM deliveries AS earlier \
+     WHERE earlier.crisis_id = d.crisis_id AND earlier.channel = d.channel \
+       AND earlier.destination = d.destination AND earlier.ordinal < d.ordinal \
+       AND earlier.state = 'sent') ELSE false END";

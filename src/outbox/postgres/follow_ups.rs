@@ -15,16 +15,22 @@ use crate::domain::follow_up::{
     CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpState, NewFollowUp, Phase,
 };
 use crate::domain::{AnnouncementKind, Crisis, CrisisId, DeliveryId, Status};
-use crate::outbox::rows::FollowUpRow;
+use crate::outbox::rows::{FollowUpRow, made_before_the_all_clear};
 use crate::outbox::{
     Announcement, DeadCause, FollowUpReplacement, FollowUpStart, FollowUpStore, Outcome, StoreError,
 };
 
 /// The crisis's status, its row locked until the transaction ends: the
-/// all-clear cannot commit in between.
-async fn lock_status(tx: &mut Tx<'_>, crisis: CrisisId) -> Result<Option<String>, StoreError> {
+/// all-clear cannot commit in between. `FOR UPDATE` when the transaction
+/// adds an announcement (whose place in the crisis needs the crisis to
+/// itself), `FOR SHARE` otherwise.
+async fn lock_status(
+    tx: &mut Tx<'_>,
+    crisis: CrisisId,
+    lock: &str,
+) -> Result<Option<String>, StoreError> {
     Ok(
-        sqlx::query_scalar("SELECT status FROM crises WHERE id = $1 FOR SHARE")
+        sqlx::query_scalar(&format!("SELECT status FROM crises WHERE id = $1 {lock}"))
             .bind(crisis.to_string())
             .fetch_optional(&mut **tx)
             .await?,
@@ -49,8 +55,9 @@ async fn cancel_pending(
     Ok(())
 }
 
-/// Messages of the crisis's follow-ups still queued end dead: nothing of a
-/// follow-up goes out after the all-clear.
+/// The crisis's messages still queued (the initial announcement, updates
+/// and follow-ups the all-clear overtakes) end dead; those in flight
+/// finish, and the all-clear waits for them.
 async fn kill_queued(
     tx: &mut Tx<'_>,
     crisis_id: CrisisId,
@@ -59,12 +66,14 @@ async fn kill_queued(
     sqlx::query(
         "UPDATE deliveries SET state = 'dead', last_error = $1, dead_cause = $2, finished_at = $3, \
          lease_owner = NULL, lease_until = NULL \
-         WHERE crisis_id = $4 AND kind = $5 AND state IN ('pending', 'retrying')",
+         WHERE crisis_id = $4 AND kind IN ($5, $6, $7) AND state IN ('pending', 'retrying')",
     )
     .bind(CANCELLED_BY_RESOLVE)
     .bind(DeadCause::Cancelled.as_str())
     .bind(millis(at))
     .bind(crisis_id.to_string())
+    .bind(AnnouncementKind::Initial.as_str())
+    .bind(AnnouncementKind::Update.as_str())
     .bind(AnnouncementKind::FollowUp.as_str())
     .execute(&mut **tx)
     .await?;
@@ -112,21 +121,20 @@ pub(super) async fn apply_change(
     Ok(())
 }
 
-/// A batch of a follow-up written after its crisis was resolved (the
-/// plan was still streaming when the all-clear came) is killed at once, in
-/// the batch's own transaction.
+/// A batch of an announcement made before the all-clear written after its
+/// crisis was resolved (its plan was still streaming when the all-clear
+/// came) is killed at once, in the batch's own transaction.
 pub(super) async fn kill_if_resolved(
     tx: &mut Tx<'_>,
     announcement: &Announcement,
 ) -> Result<(), StoreError> {
-    if announcement
-        .follow_up
-        .as_ref()
-        .is_none_or(|spec| spec.phase != Phase::Active)
-    {
+    if !made_before_the_all_clear(announcement) {
         return Ok(());
     }
-    if lock_status(tx, announcement.crisis_id).await?.as_deref() != Some(Status::Resolved.as_str())
+    if lock_status(tx, announcement.crisis_id, "FOR SHARE")
+        .await?
+        .as_deref()
+        != Some(Status::Resolved.as_str())
     {
         return Ok(());
     }
@@ -142,8 +150,9 @@ pub(super) async fn kill_if_resolved(
     Ok(())
 }
 
-/// A follow-up message that was being sent when the all-clear came and
-/// failed transiently is not tried again after it.
+/// A message of the crisis that was being sent when the all-clear came and
+/// failed transiently (the initial one, an update, a follow-up of the
+/// active phase) is not tried again after it.
 pub(super) async fn kill_retries_after_resolve(
     tx: &mut Tx<'_>,
     outcomes: &[(DeliveryId, Outcome)],
@@ -159,11 +168,11 @@ pub(super) async fn kill_retries_after_resolve(
     }
     sqlx::query(
         "UPDATE deliveries SET state = 'dead', last_error = $1, dead_cause = $2, finished_at = $3 \
-         WHERE state = 'retrying' AND kind = 'follow_up' AND id = ANY($4) \
+         WHERE state = 'retrying' AND kind != 'resolved' AND id = ANY($4) \
          AND EXISTS (SELECT 1 FROM crises WHERE crises.id = deliveries.crisis_id \
          AND crises.status = 'resolved') \
-         AND EXISTS (SELECT 1 FROM announcements a WHERE a.id = deliveries.announcement_id \
-         AND a.follow_up::jsonb ->> 'phase' = 'active')",
+         AND (kind != 'follow_up' OR EXISTS (SELECT 1 FROM announcements a \
+         WHERE a.id = deliveries.announcement_id AND a.follow_up::jsonb ->> 'phase' = 'active'))",
     )
     .bind(CANCELLED_BY_RESOLVE)
     .bind(DeadCause::Cancelled.as_str())
@@ -244,7 +253,7 @@ impl FollowUpStore for PostgresStore {
             schedule,
         } = replacement;
         let mut tx = self.pool.begin().await?;
-        let status = lock_status(&mut tx, crisis).await?;
+        let status = lock_status(&mut tx, crisis, "FOR SHARE").await?;
         if phase == Phase::Active
             && status.as_deref() != Some(Status::Declared.as_str())
             && status.as_deref() != Some(Status::Updated.as_str())
@@ -281,7 +290,7 @@ impl FollowUpStore for PostgresStore {
         // The crisis's row first: a resolve either committed before (and
         // the status says so) or waits for this transaction (and kills
         // what it writes).
-        let status = lock_status(&mut tx, announcement.crisis_id).await?;
+        let status = lock_status(&mut tx, announcement.crisis_id, "FOR UPDATE").await?;
         let resolved = status.as_deref() == Some(Status::Resolved.as_str());
         insert_announcement(&mut tx, &announcement, planning, None).await?;
         // The claim: still pending (two daemons starting the same one: the

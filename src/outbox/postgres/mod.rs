@@ -6,6 +6,7 @@
 //! skip rows another daemon holds (`FOR UPDATE SKIP LOCKED`), and a write
 //! that depends on a crisis's status locks that crisis's row first.
 
+mod accounts;
 mod consent;
 mod crises;
 mod dead_letters;

@@ -20,10 +20,10 @@ const ROWS_PER_INSERT: usize = 5000;
 
 const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, \
      recipient_id, destination, locale, content, priority, state, attempts, available_at, last_error, \
-     dead_cause, created_at, finished_at, rendition_id, recipient_name, unsubscribe_url) \
+     dead_cause, created_at, finished_at, rendition_id, recipient_name, unsubscribe_url, ordinal, reached_only) \
      SELECT v.id, $1, $2, $3, v.channel, v.recipient_id, v.destination, v.locale, v.content, v.priority, \
      v.state, 0, v.available_at, v.last_error, v.dead_cause, $4, v.finished_at, v.rendition_id, \
-     v.recipient_name, v.unsubscribe_url \
+     v.recipient_name, v.unsubscribe_url, $20, $21 \
      FROM UNNEST($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], \
      $12::text[], $13::bigint[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[]) \
      AS v(id, channel, recipient_id, destination, locale, content, priority, state, available_at, \
@@ -83,7 +83,16 @@ pub(super) async fn insert_deliveries(
     announcement: &Announcement,
     deliveries: &[NewDelivery],
 ) -> Result<(), StoreError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
     let now = millis(announcement.created_at);
+    // Each row carries its announcement's place, which the claim orders a
+    // reader's messages by.
+    let ordinal: i64 = sqlx::query_scalar("SELECT ordinal FROM announcements WHERE id = $1")
+        .bind(announcement.id.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
     for chunk in deliveries.chunks(ROWS_PER_INSERT) {
         let mut columns = Columns::default();
         for delivery in chunk {
@@ -109,6 +118,8 @@ pub(super) async fn insert_deliveries(
             .bind(columns.rendition_id)
             .bind(columns.recipient_name)
             .bind(columns.unsubscribe_url)
+            .bind(ordinal)
+            .bind(announcement.reached_only)
             .execute(&mut **tx)
             .await?;
     }
@@ -122,9 +133,15 @@ pub(super) async fn insert_announcement(
     planning: bool,
     idempotency: Option<&IdempotencyRecord>,
 ) -> Result<(), StoreError> {
+    // Its place among the crisis's announcements. Every writer of an
+    // announcement holds its crisis's row lock (a transition updates the
+    // row, a follow-up starting locks it), so none computes the same
+    // place; the unique index would refuse it if one did.
     sqlx::query(
         "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
-         idempotency_scope, idempotency_key, follow_up) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         idempotency_scope, idempotency_key, follow_up, reached_only, ordinal) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+         (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM announcements WHERE crisis_id = $2))",
     )
     .bind(announcement.id.to_string())
     .bind(announcement.crisis_id.to_string())
@@ -135,6 +152,7 @@ pub(super) async fn insert_announcement(
     .bind(idempotency.map(|r| r.scope.clone()))
     .bind(idempotency.map(|r| r.key.clone()))
     .bind(announcement.follow_up.as_ref().map(to_json).transpose()?)
+    .bind(announcement.reached_only)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -11,16 +11,23 @@ use chrono::{DateTime, Utc};
 
 use super::{PostgresStore, Tx, follow_ups, millis};
 use crate::domain::DeliveryId;
-use crate::outbox::rows::{DELIVERY_COLUMNS, OPTED_OUT};
-use crate::outbox::{DeadCause, Delivery, DeliveryQueue, Outcome, StoreError, WorkDue};
+use sqlx::Row;
+
+use crate::outbox::rows::{
+    DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED,
+};
+use crate::outbox::{
+    ALL_CLEAR_UNREACHED, DeadCause, Delivery, DeliveryQueue, Outcome, StoreError, WorkDue,
+};
 
 /// The opt-out check of a retry, on the row being updated.
 const OPTED_OUT_NOW: &str =
     "EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.address = lower(deliveries.destination))";
 
-/// Takes up to `limit` due rows of one state for `owner`, in claim order.
-/// The state and its order are inlined so the planner uses the state's
-/// partial index.
+/// Takes up to `limit` due rows of one state for `owner`, in claim order,
+/// not held back, each leased, or cancelled when it is an all-clear its
+/// reader does not need (`state` then says `dead`). The state and its
+/// order are inlined so the planner uses the state's partial index.
 async fn claim_state(
     tx: &mut Tx<'_>,
     (state, order): (&str, &str),
@@ -29,11 +36,19 @@ async fn claim_state(
     limit: i64,
 ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
     let sql = format!(
-        "WITH due AS (SELECT id FROM deliveries WHERE channel = $1 AND state = '{state}' \
-           AND available_at <= $2 ORDER BY {order} LIMIT $3 FOR UPDATE SKIP LOCKED), \
-         claimed AS (UPDATE deliveries SET state = 'in_flight', lease_owner = $4, lease_until = $5, \
-           attempts = deliveries.attempts + 1 FROM due WHERE deliveries.id = due.id RETURNING deliveries.*) \
-         SELECT {DELIVERY_COLUMNS} FROM claimed ORDER BY {order}"
+        "WITH due AS (SELECT d.id, {UNREACHED} AS unreached FROM deliveries AS d \
+           WHERE d.channel = $1 AND d.state = '{state}' AND d.available_at <= $2 AND NOT {HELD_BACK} \
+           ORDER BY {order} LIMIT $3 FOR UPDATE OF d SKIP LOCKED), \
+         claimed AS (UPDATE deliveries SET \
+           state = CASE WHEN due.unreached THEN 'dead' ELSE 'in_flight' END, \
+           lease_owner = CASE WHEN due.unreached THEN NULL ELSE $4 END, \
+           lease_until = CASE WHEN due.unreached THEN NULL ELSE $5 END, \
+           attempts = deliveries.attempts + CASE WHEN due.unreached THEN 0 ELSE 1 END, \
+           last_error = CASE WHEN due.unreached THEN $6 ELSE deliveries.last_error END, \
+           dead_cause = CASE WHEN due.unreached THEN $7 ELSE NULL END, \
+           finished_at = CASE WHEN due.unreached THEN $2 ELSE deliveries.finished_at END \
+           FROM due WHERE deliveries.id = due.id RETURNING deliveries.*) \
+         SELECT {DELIVERY_COLUMNS} FROM claimed AS d ORDER BY {order}"
     );
     Ok(sqlx::query(&sql)
         .bind(channel)
@@ -41,8 +56,16 @@ async fn claim_state(
         .bind(limit)
         .bind(owner)
         .bind(lease_until)
+        .bind(ALL_CLEAR_UNREACHED)
+        .bind(DeadCause::Cancelled.as_str())
         .fetch_all(&mut **tx)
         .await?)
+}
+
+/// Whether a row a claim returned was leased (not cancelled instead).
+fn is_leased(row: &sqlx::postgres::PgRow) -> bool {
+    row.try_get::<&str, _>("state")
+        .is_ok_and(|state| state == "in_flight")
 }
 
 /// Sends, the bulk of outcomes, in one statement.
@@ -187,28 +210,39 @@ impl DeliveryQueue for PostgresStore {
         .execute(&mut *tx)
         .await?;
         // New messages first, by priority (initial, updates and the
-        // all-clear before follow-ups), then retries that are due.
+        // all-clear before follow-ups), then retries that are due. An
+        // all-clear cancelled on the way makes room for another row, up to
+        // a bound that keeps the transaction short.
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut rows = Vec::new();
+        let mut cancelled = 0;
         for state in [
-            ("pending", "priority, available_at"),
-            ("retrying", "available_at"),
+            ("pending", "d.priority, d.available_at"),
+            ("retrying", "d.available_at"),
         ] {
-            let wanted = i64::from(limit) - i64::try_from(rows.len()).unwrap_or(i64::MAX);
-            if wanted <= 0 {
-                break;
-            }
-            rows.extend(
-                claim_state(
+            while rows.len() < limit && cancelled < MAX_CANCELLED_PER_CLAIM {
+                let wanted = i64::try_from(limit - rows.len()).unwrap_or(i64::MAX);
+                let taken = claim_state(
                     &mut tx,
                     state,
                     (channel, owner),
                     (now_ms, lease_until),
                     wanted,
                 )
-                .await?,
-            );
+                .await?;
+                let (leased, dropped): (Vec<_>, Vec<_>) = taken.into_iter().partition(is_leased);
+                rows.extend(leased);
+                cancelled += dropped.len();
+                if dropped.is_empty() {
+                    break;
+                }
+            }
         }
         tx.commit().await?;
+        if cancelled >= MAX_CANCELLED_PER_CLAIM {
+            // More may be waiting behind them: claim again at once.
+            self.work_due.notify();
+        }
         self.renditions
             .claimed(&rows, |id| async move {
                 let text: Option<String> =

@@ -3,6 +3,7 @@
 //! is implemented in its own file, rows read as `FromRow` structs and
 //! converted into domain types with `TryFrom`.
 
+mod accounts;
 mod consent;
 mod crises;
 mod dead_letters;
@@ -54,7 +55,7 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 /// This binary's migrations, for `open` and the check without it.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/outbox/migrations/sqlite");
 
-/// Rows per multi-row statement: 20 parameters each stays well under
+/// Rows per multi-row statement: 22 parameters each stays well under
 /// SQLite's limit of 32,766.
 const ROWS_PER_INSERT: usize = 500;
 

@@ -36,9 +36,11 @@ pub struct TestConfig {
     pub audience: String,
     pub concurrency: usize,
     pub lease: &'static str,
-    /// The SMTP timeout; at most half the lease (check-config refuses more).
-    pub smtp_timeout: &'static str,
     pub retry_base: &'static str,
+    pub retry_max: &'static str,
+    /// The SMTP client's timeout for each step of a send; at most half the
+    /// lease (check-config refuses more).
+    pub smtp_timeout: &'static str,
     pub max_attempts: u32,
     pub flag_file: bool,
     pub listen: &'static str,
@@ -70,9 +72,10 @@ impl TestConfig {
             smtp_port,
             audience: AUDIENCE.to_owned(),
             concurrency: 4,
-            lease: "15s",
-            smtp_timeout: "5s",
+            lease: "30s",
             retry_base: "100ms",
+            retry_max: "1s",
+            smtp_timeout: "5s",
             max_attempts: 5,
             flag_file: false,
             listen: "127.0.0.1:0",
@@ -160,7 +163,7 @@ timeout = "{smtp_timeout}"
 lease = "{lease}"
 max_attempts = {max_attempts}
 retry_base = "{retry_base}"
-retry_max = "1s"
+retry_max = "{retry_max}"
 poll_interval = "50ms"
 drain_timeout = "2s"
 {dispatch_extra}
@@ -205,9 +208,10 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
             concurrency = self.concurrency,
             smtp_port = self.smtp_port,
             lease = self.lease,
-            smtp_timeout = self.smtp_timeout,
             max_attempts = self.max_attempts,
             retry_base = self.retry_base,
+            retry_max = self.retry_max,
+            smtp_timeout = self.smtp_timeout,
             cors = serde_json::to_string(&self.cors_origins).expect("origins"),
             tls = self.smtp_tls,
             public_url = PUBLIC_URL,
