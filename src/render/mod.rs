@@ -7,6 +7,7 @@ mod check;
 mod compose;
 mod context;
 pub mod sample;
+pub mod strict;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -62,6 +63,14 @@ pub enum RenderError {
     NoDefaultLocale(String),
     #[error("template {0} is missing")]
     Missing(String),
+    #[error(
+        "template {name} uses {} that no message gives it (misspelt?)",
+        variables.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+    )]
+    Undeclared {
+        name: String,
+        variables: Vec<String>,
+    },
     #[error("template {name}: {source:#}")]
     Template {
         name: String,
