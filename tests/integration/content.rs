@@ -669,4 +669,35 @@ mod contract {
             }
         }
     }
+
+    /// Esperanto without its accented letters is GSM-7, and its short SMS
+    /// is measured so: 3 segments of 153 give room for the summary, the
+    /// message and the best channel, where UCS-2 would allow 201 units.
+    #[test]
+    fn a_short_sms_is_measured_in_the_encoding_it_is_sent_in() {
+        let world = world();
+        let mut ctx = context(
+            &world,
+            &TEXTS[2],
+            Subject::Announcement(AnnouncementKind::Initial),
+        );
+        ctx.crisis.severity = Severity::Major;
+        ctx.crisis.title = "Kartpagoj malsukcesas".into();
+        ctx.crisis.summary =
+            "Ekde 09:10 kartpagoj malsukcesas por plej multaj klientoj; pago kontante plu funkcias."
+                .into();
+        ctx.announcement.message =
+            Some("Pagu per banka transpago; neniu mendo estos nuligita.".into());
+        let (text, room) = render(&world, Shown::Short(TextFamily::Sms), &ctx);
+        let measured = sms::analyze(&text);
+        assert_eq!(measured.encoding, sms::SmsEncoding::Gsm7, "{text}");
+        assert!(measured.units > 201, "more than UCS-2 would allow: {text}");
+        assert_eq!(room, Some(3), "{text}");
+        for part in [
+            &ctx.crisis.summary,
+            ctx.announcement.message.as_ref().unwrap(),
+        ] {
+            assert!(text.contains(part.as_str()), "{text}");
+        }
+    }
 }
