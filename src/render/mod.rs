@@ -37,6 +37,11 @@ pub struct BannerLabels {
     pub open_now: String,
     pub closed_now: String,
     pub always_open: String,
+    /// The control that opens a notice's summary, message and contacts.
+    pub show_details: String,
+    pub hide_details: String,
+    /// The link to the status page, with the full and current text.
+    pub status_page: String,
 }
 
 /// `templates/<locale>/strings.toml`: words the code itself puts in front
