@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+pub use build::open_store;
 pub use prepare::{Prepared, check_config, prepare};
 
 use crate::background::BackgroundRuntime;
@@ -65,6 +66,15 @@ pub struct Application {
     fanout: BackgroundRuntime,
     reloads: mpsc::Receiver<ReloadRequest>,
     reloader: Reloader,
+}
+
+/// The store of the config file at `config`, for commands that work on
+/// it directly (`crisisd user`).
+pub async fn open_storage(
+    config: &std::path::Path,
+) -> Result<crate::outbox::Storage, StartupError> {
+    let settings = crate::config::Settings::load(config)?;
+    open_store(&settings).await
 }
 
 impl Application {

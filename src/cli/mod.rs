@@ -15,6 +15,7 @@ mod schedule;
 mod serve;
 mod status;
 mod texts;
+mod user;
 mod watch;
 
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ Examples:
   crisisd retry-dead --crisis 0193... --yes      send them again
   crisisd confirm 0193...                        declare a crisis a webhook proposed
   crisisd hooks log                              webhooks received and what they did
+  crisisd user add alice --role author           a console account (password from stdin or a prompt)
   crisisd completions bash > /etc/bash_completion.d/crisisd
 
 Every subcommand has its own --help with examples, e.g. `crisisd declare --help`.
@@ -107,6 +109,7 @@ pub enum Command {
     Confirm(hooks::ConfirmArgs),
     Discard(hooks::DiscardArgs),
     Hooks(hooks::HooksArgs),
+    User(user::UserArgs),
 }
 
 /// How a command failed, which decides the exit code.
@@ -175,6 +178,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Confirm(args) => args.run(&config).await,
         Command::Discard(args) => args.run(&config).await,
         Command::Hooks(args) => args.run(&config).await,
+        Command::User(args) => args.run(&config).await,
     }
 }
 

@@ -3,6 +3,7 @@
 //! contact directory every announcement carries. A leaf: it imports no
 //! other module of crisisd but `sync`.
 
+pub mod account;
 pub mod audience;
 pub mod consent;
 mod crisis;

@@ -5,6 +5,7 @@
 //! the leaves (domain, message); `sqlite/` is the embedded backend, and a
 //! new backend is one folder that passes the store contract suite.
 
+mod accounts;
 mod consent;
 mod crises;
 mod dead_letters;
@@ -19,6 +20,7 @@ mod sqlite;
 
 use std::sync::Arc;
 
+pub use accounts::{AccountEvent, AccountEventKind, AccountStore, NewSession, Session};
 pub use consent::ConsentStore;
 pub use crises::{CrisisFilter, CrisisStore, TransitionWrite};
 pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
@@ -29,7 +31,9 @@ pub use ledger::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger};
 pub use plans::{
     Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
 };
-pub use queue::{Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue};
+pub use queue::{
+    ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
+};
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::SqliteStore;
 
@@ -75,6 +79,8 @@ pub struct Storage {
     pub hooks: Arc<dyn HookStore>,
     /// Counts and health, for the API, metrics and the supervisor.
     pub ledger: Arc<dyn Ledger>,
+    /// Console accounts, their sessions and the account audit trail.
+    pub accounts: Arc<dyn AccountStore>,
 }
 
 impl Storage {
@@ -90,7 +96,8 @@ impl Storage {
             + DeadLetterStore
             + FollowUpStore
             + HookStore
-            + Ledger,
+            + Ledger
+            + AccountStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -103,7 +110,8 @@ impl Storage {
             dead_letters: backend.clone(),
             follow_ups: backend.clone(),
             hooks: backend.clone(),
-            ledger: backend,
+            ledger: backend.clone(),
+            accounts: backend,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! is implemented in its own file, rows read as `FromRow` structs and
 //! converted into domain types with `TryFrom`.
 
+mod accounts;
 mod consent;
 mod crises;
 mod dead_letters;
@@ -56,7 +57,7 @@ pub struct SqliteStore {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
-/// Rows per multi-row statement: 20 parameters each stays well under
+/// Rows per multi-row statement: 22 parameters each stays well under
 /// SQLite's limit of 32,766.
 const ROWS_PER_INSERT: usize = 500;
 
