@@ -22,6 +22,7 @@ mod hooks;
 mod operations;
 mod order;
 mod preview;
+mod recovery;
 mod resume;
 mod service;
 mod sms;
