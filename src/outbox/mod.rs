@@ -29,7 +29,9 @@ pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
-pub use ledger::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger};
+pub use ledger::{
+    ChannelStateCount, DeliveryCount, FinishedCount, Ledger, WRITE_FAULT_QUIET, WriteFaults,
+};
 pub use plans::{
     Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
 };
@@ -59,6 +61,43 @@ pub enum StoreError {
     IdempotencyKeyTaken,
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    #[error(
+        "the database file {0} was deleted or replaced while the daemon ran; nothing is written \
+         until the daemon is restarted on the right file"
+    )]
+    Replaced(std::path::PathBuf),
+    #[error("writes fail: {0}")]
+    WriteFailing(&'static str),
+}
+
+impl StoreError {
+    /// Why the store cannot serve at all right now (a full disk, an I/O
+    /// error, a lock it cannot get, its file gone), as opposed to a fault
+    /// of one request: `None` for the latter. Nothing was written by the
+    /// failed request in either case.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match self {
+            StoreError::Replaced(_) => Some("its database file was deleted or replaced"),
+            StoreError::WriteFailing(why) => Some(why),
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                // SQLite's extended result codes carry the primary code in
+                // their low byte.
+                let code = db.code()?.parse::<i32>().ok()? & 0xff;
+                match code {
+                    5 | 6 => Some("the database is locked"),
+                    8 => Some("the database is read-only"),
+                    10 => Some("an I/O error on the database"),
+                    13 => Some("the disk holding the database is full"),
+                    14 => Some("the database file cannot be opened"),
+                    _ => None,
+                }
+            }
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                Some("the database does not answer")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The storage handle the app passes down: one backend seen through each
