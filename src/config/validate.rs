@@ -31,6 +31,7 @@ impl Settings {
         let needs_public_url = self.consent.is_some() || self.channels.takes_inbound_sms();
         problems.extend(self.server.problems(needs_public_url));
         problems.extend(self.health.problems());
+        problems.extend(self.console.problems());
         problems
     }
 }
