@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::{ActorSource, Kind, LocalizedText, Severity};
+use crate::domain::{Kind, LocalizedText, Severity};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,20 +52,17 @@ pub struct TrustedHeader {
 }
 
 /// An announcement needs an approver other than its author when its
-/// severity is listed, or when a webhook's proposal of a listed source is
-/// confirmed. Drills and corrections never do.
+/// severity is listed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TwoPersonRule {
     pub severities: Vec<Severity>,
-    pub sources: Vec<ActorSource>,
 }
 
 impl Default for TwoPersonRule {
     fn default() -> Self {
         Self {
             severities: vec![Severity::Critical],
-            sources: Vec::new(),
         }
     }
 }

@@ -17,6 +17,7 @@ mod plans;
 mod queue;
 mod source_links;
 mod sqlite;
+mod submissions;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use plans::{
 pub use queue::{Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue};
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::SqliteStore;
+pub use submissions::{Submission, SubmissionState, SubmissionStore};
 
 use crate::domain::CrisisId;
 
@@ -79,6 +81,8 @@ pub struct Storage {
     pub ledger: Arc<dyn Ledger>,
     /// Console accounts, their sessions and the account audit trail.
     pub accounts: Arc<dyn AccountStore>,
+    /// Console drafts waiting for a second person.
+    pub submissions: Arc<dyn SubmissionStore>,
 }
 
 impl Storage {
@@ -95,7 +99,8 @@ impl Storage {
             + FollowUpStore
             + HookStore
             + Ledger
-            + AccountStore,
+            + AccountStore
+            + SubmissionStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -109,7 +114,8 @@ impl Storage {
             follow_ups: backend.clone(),
             hooks: backend.clone(),
             ledger: backend.clone(),
-            accounts: backend,
+            accounts: backend.clone(),
+            submissions: backend,
         }
     }
 }

@@ -6,11 +6,14 @@
 //! JavaScript. It calls the same service and stores as the API.
 
 mod assets;
+mod compose;
 mod limit;
 mod live;
 mod login;
 mod pages;
+mod send;
 mod session;
+mod submissions;
 mod view;
 
 use axum::Router;
@@ -62,6 +65,14 @@ pub fn router() -> Router<AppState> {
         .route("/console/crises/{id}", get(pages::crisis))
         .route("/console/crises/{id}/requeue", post(pages::requeue))
         .route("/console/hooks", get(pages::hooks))
+        .route("/console/compose", get(compose::page).post(compose::post))
+        .route("/console/submissions/{id}", get(submissions::page))
+        .route("/console/submissions/{id}/edit", get(submissions::edit))
+        .route(
+            "/console/submissions/{id}/approve",
+            post(submissions::approve),
+        )
+        .route("/console/submissions/{id}/send", post(submissions::send))
         .route("/console/live", get(live::dashboard))
         .route("/console/crises/{id}/live", get(live::crisis))
         .route("/console/assets/{name}", get(assets::asset))
@@ -150,34 +161,37 @@ impl<'a> Page<'a> {
     }
 }
 
+/// One UI string in `lang`.
+fn text(state: &AppState, lang: &str, key: &str) -> String {
+    state
+        .console
+        .view
+        .strings(lang)
+        .get_attr(key)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
 /// A form without this session's CSRF token: refused, nothing done.
 fn csrf_refused(state: &AppState, lang: &'static str) -> Response {
-    let strings = state.console.view.strings(lang);
-    let text = |key: &str| {
-        strings
-            .get_attr(key)
-            .map(|v| v.to_string())
-            .unwrap_or_default()
-    };
     Page::anonymous(state, lang).render(
         StatusCode::FORBIDDEN,
         "message.html.j2",
-        context! { heading => text("csrf_heading"), body => text("csrf_body") },
+        context! {
+            heading => text(state, lang, "csrf_heading"),
+            body => text(state, lang, "csrf_body"),
+        },
     )
 }
 
 /// A signed-in person whose role does not allow what they asked.
 fn forbidden(state: &AppState, staff: &Staff, lang: &'static str) -> Response {
-    let strings = state.console.view.strings(lang);
-    let text = |key: &str| {
-        strings
-            .get_attr(key)
-            .map(|v| v.to_string())
-            .unwrap_or_default()
-    };
     Page::of(state, staff, lang).render(
         StatusCode::FORBIDDEN,
         "message.html.j2",
-        context! { heading => text("forbidden_heading"), body => text("forbidden_body") },
+        context! {
+            heading => text(state, lang, "forbidden_heading"),
+            body => text(state, lang, "forbidden_body"),
+        },
     )
 }

@@ -117,7 +117,15 @@ pub async fn dashboard_parts(state: &AppState) -> Result<Value, StoreError> {
             }
         })
         .collect();
+    let submissions: Vec<Value> = storage
+        .submissions
+        .open_submissions()
+        .await?
+        .iter()
+        .map(|s| super::submissions::submission_view(state, s))
+        .collect();
     Ok(context! {
+        submissions => submissions,
         pending => pending,
         active => cards(state, &active, None).await?,
         resolved => cards(state, &resolved, None).await?,
@@ -135,12 +143,12 @@ pub async fn dashboard(
     Ok(Page::of(&state, &staff, lang).render(StatusCode::OK, "dashboard.html.j2", parts))
 }
 
-fn parse_id(raw: &str) -> Result<CrisisId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<CrisisId, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::NotFound(format!("no crisis with id `{raw}`")))
 }
 
-async fn stored_crisis(state: &AppState, id: CrisisId) -> Result<Crisis, ApiError> {
+pub(super) async fn stored_crisis(state: &AppState, id: CrisisId) -> Result<Crisis, ApiError> {
     state
         .storage
         .crises

@@ -48,6 +48,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/preview.html.j2"),
     ),
     (
+        "confirm.html.j2",
+        include_str!("../../../templates/console/confirm.html.j2"),
+    ),
+    (
+        "submission.html.j2",
+        include_str!("../../../templates/console/submission.html.j2"),
+    ),
+    (
+        "_draft.html.j2",
+        include_str!("../../../templates/console/_draft.html.j2"),
+    ),
+    (
         "hooks.html.j2",
         include_str!("../../../templates/console/hooks.html.j2"),
     ),

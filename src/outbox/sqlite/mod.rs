@@ -14,6 +14,7 @@ mod ledger;
 mod plans;
 mod queue;
 mod source_links;
+mod submissions;
 
 use std::collections::HashMap;
 use std::path::Path;

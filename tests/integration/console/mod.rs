@@ -2,6 +2,7 @@
 //! browser end-to-end tests.
 
 pub mod accounts;
+mod compose;
 mod pages;
 mod signin;
 
@@ -43,6 +44,18 @@ impl Page {
             .body
             .find(marker)
             .unwrap_or_else(|| panic!("no CSRF field: {}", self.body))
+            + marker.len();
+        let end = self.body[start..].find('"').expect("end") + start;
+        self.body[start..end].to_owned()
+    }
+
+    /// The value of the first input named `name`.
+    pub fn field(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self
+            .body
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no field {name}: {}", self.body))
             + marker.len();
         let end = self.body[start..].find('"').expect("end") + start;
         self.body[start..end].to_owned()
