@@ -95,6 +95,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         renderer,
         channels: settings.channels.profiles(&default_locale),
         unsubscribe,
+        all_clear_to_unreached: settings.dispatch.all_clear_to_unreached,
     };
     problems.extend(inputs.template_problems(&follow_ups, Utc::now()));
     if !problems.is_empty() {

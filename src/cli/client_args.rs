@@ -94,8 +94,8 @@ pub fn print_json<T: Serialize>(value: &T) {
     }
 }
 
-/// `path?query`, the query form-encoded.
-pub fn with_query(path: &str, query: &[(&str, String)]) -> Result<String, Failure> {
+/// `path?query`, the query (one of the API's query types) form-encoded.
+pub fn with_query(path: &str, query: &impl Serialize) -> Result<String, Failure> {
     let query = serde_urlencoded::to_string(query)
         .map_err(|e| Failure::Runtime(anyhow!("cannot build the query: {e}")))?;
     Ok(format!("{path}?{query}"))
@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn a_query_is_form_encoded_so_a_plus_in_a_zone_survives() {
-        let path = with_query("/v1/follow-ups", &[("tz", "Etc/GMT+5".to_owned())]);
+        let query = crate::http::schedule::ScheduleQuery {
+            tz: Some("Etc/GMT+5".to_owned()),
+        };
+        let path = with_query("/v1/follow-ups", &query);
         assert_eq!(path.expect("encodes"), "/v1/follow-ups?tz=Etc%2FGMT%2B5");
     }
 }

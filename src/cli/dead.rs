@@ -10,7 +10,7 @@ use clap::Args;
 use super::Failure;
 use super::client_args::{ClientArgs, with_query};
 use crate::http::api::{
-    DEAD_LIMIT_DEFAULT, DEAD_LIMIT_MAX, DeadList, RetryDeadRequest, RetryDeadResponse,
+    DEAD_LIMIT_DEFAULT, DEAD_LIMIT_MAX, DeadList, DeadQuery, RetryDeadRequest, RetryDeadResponse,
 };
 
 /// List dead deliveries with their reasons, newest first.
@@ -42,9 +42,11 @@ pub struct DeadArgs {
 impl DeadArgs {
     pub async fn run(self, config: &Path) -> Result<(), Failure> {
         let api = self.client.connect(config)?;
-        let mut query = vec![("limit", self.limit.to_string())];
-        query.extend(self.crisis.map(|c| ("crisis", c)));
-        query.extend(self.channel.map(|c| ("channel", c)));
+        let query = DeadQuery {
+            crisis: self.crisis,
+            channel: self.channel,
+            limit: Some(self.limit),
+        };
         let list: DeadList = api.get(&with_query("/v1/deliveries/dead", &query)?).await?;
         self.client.print(&list, print_dead);
         Ok(())

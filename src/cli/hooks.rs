@@ -10,7 +10,7 @@ use super::Failure;
 use super::client::ApiClient;
 use super::client_args::{ClientArgs, with_query};
 use super::declare::transition;
-use crate::http::hooks::{HookLog, LOG_LIMIT_DEFAULT, LOG_LIMIT_MAX, ProposalList};
+use crate::http::hooks::{HookLog, LOG_LIMIT_DEFAULT, LOG_LIMIT_MAX, LogQuery, ProposalList};
 use crate::outbox::{Pending, PendingState};
 
 /// Declare a crisis a webhook proposed (a hook in `propose` mode, or one still held by
@@ -99,8 +99,10 @@ impl HooksArgs {
                 client,
             } => {
                 let api = client.connect(config)?;
-                let mut query = vec![("limit", limit.to_string())];
-                query.extend(hook.map(|h| ("hook", h)));
+                let query = LogQuery {
+                    hook,
+                    limit: Some(limit),
+                };
                 let log: HookLog = api.get(&with_query("/v1/hooks/log", &query)?).await?;
                 client.print(&log, print_log);
                 Ok(())

@@ -14,6 +14,7 @@ mod preview;
 mod schedule;
 mod serve;
 mod status;
+mod texts;
 mod user;
 mod watch;
 

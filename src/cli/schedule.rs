@@ -9,6 +9,7 @@ use clap::Args;
 use super::Failure;
 use super::client_args::{ClientArgs, with_query};
 use crate::domain::follow_up::ScheduleList;
+use crate::http::schedule::ScheduleQuery;
 
 /// List follow-ups with their due times and states.
 #[derive(Debug, Args)]
@@ -46,7 +47,12 @@ impl ScheduleArgs {
         let path = match zone {
             // Encoded: `Etc/GMT+5` would otherwise reach the daemon as
             // `Etc/GMT 5`.
-            Some(zone) => with_query(&path, &[("tz", zone.name().to_owned())])?,
+            Some(zone) => {
+                let query = ScheduleQuery {
+                    tz: Some(zone.name().to_owned()),
+                };
+                with_query(&path, &query)?
+            }
             None => path,
         };
         let list: ScheduleList = api.get(&path).await?;

@@ -249,6 +249,10 @@ pub struct DispatchSettings {
     /// Niceness (0-19) of the threads that plan and send fan-outs, so the
     /// API and the banner keep their share of the CPU during one.
     pub nice: u8,
+    /// Send the all-clear also to readers whom no earlier message of the
+    /// crisis reached on that channel (it was cancelled by the all-clear,
+    /// or failed). Off: they were never told, so nothing is cleared.
+    pub all_clear_to_unreached: bool,
 }
 
 impl Default for DispatchSettings {
@@ -264,6 +268,7 @@ impl Default for DispatchSettings {
             breaker_cooldown: Duration::from_secs(5),
             breaker_max_cooldown: Duration::from_secs(300),
             nice: 10,
+            all_clear_to_unreached: false,
         }
     }
 }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
-    CrisisId, CrisisUpdate, Declaration, DomainError, Kind, LocalizedText, Severity, string_enum,
+    Crisis, CrisisId, CrisisUpdate, Declaration, DomainError, Kind, LocalizedText, Resolution,
+    Severity, TextField, Translations, string_enum,
 };
 
 string_enum!(
@@ -34,8 +35,11 @@ pub struct Draft {
     pub title: String,
     pub summary: String,
     pub message: Option<String>,
-    /// Title and summary in the other locales.
-    pub localized: BTreeMap<String, LocalizedText>,
+    /// Title, summary and message in the other locales.
+    pub localized: Translations,
+    /// For an update or all-clear: locales with their own text for what
+    /// changes, and no new text here, read the default language's.
+    pub fall_back: bool,
 }
 
 impl Draft {
@@ -58,17 +62,68 @@ impl Draft {
         }
     }
 
-    /// The update as the API would take it: every field given.
-    pub fn update(&self) -> CrisisUpdate {
+    /// The update of `current` this draft asks for, as the API would take
+    /// it. A locale's text is given only where it differs from what the
+    /// locale has now, so a translation left as it was while the default
+    /// text changed is what the domain calls stale (refused, naming the
+    /// locale, unless `fall_back`).
+    pub fn update(&self, current: &Crisis) -> CrisisUpdate {
         CrisisUpdate {
             message: self.message.clone(),
             kind: Some(self.kind),
             severity: Some(self.severity),
             title: Some(self.title.clone()),
             summary: Some(self.summary.clone()),
-            localized: Some(self.localized.clone()),
+            localized: Some(changed_translations(&self.localized, &current.localized)),
+            fall_back: self.fall_back,
         }
     }
+
+    /// The all-clear with its message per locale.
+    pub fn resolution(&self) -> Resolution {
+        let localized = self
+            .localized
+            .iter()
+            .filter_map(|(locale, text)| {
+                text.message.clone().map(|message| {
+                    let text = LocalizedText {
+                        message: Some(message),
+                        ..LocalizedText::default()
+                    };
+                    (locale.clone(), text)
+                })
+            })
+            .collect();
+        Resolution {
+            message: self.message.clone(),
+            localized,
+            fall_back: self.fall_back,
+        }
+    }
+}
+
+/// The fields of `wanted` that differ from `current`; a message always
+/// counts (it belongs to the announcement being made).
+fn changed_translations(wanted: &Translations, current: &Translations) -> Translations {
+    let mut changed = BTreeMap::new();
+    for (locale, text) in wanted {
+        let now = current.get(locale);
+        let mut given = LocalizedText::default();
+        for field in [TextField::Title, TextField::Summary] {
+            let value = text.get(field);
+            if value.is_some() && value != now.and_then(|n| n.get(field)) {
+                match field {
+                    TextField::Title => given.title = value.cloned(),
+                    _ => given.summary = value.cloned(),
+                }
+            }
+        }
+        given.message = text.message.clone();
+        if !given.is_empty() {
+            changed.insert(locale.clone(), given);
+        }
+    }
+    changed
 }
 
 #[cfg(test)]
@@ -87,10 +142,12 @@ mod tests {
             localized: BTreeMap::from([(
                 "bn".to_owned(),
                 LocalizedText {
-                    title: "পেমেন্ট বন্ধ".into(),
-                    summary: "কার্ড পেমেন্ট ব্যর্থ।".into(),
+                    title: Some("পেমেন্ট বন্ধ".into()),
+                    summary: Some("কার্ড পেমেন্ট ব্যর্থ।".into()),
+                    message: None,
                 },
             )]),
+            fall_back: false,
         }
     }
 
@@ -103,15 +160,29 @@ mod tests {
         edited.summary.push(' ');
         assert_ne!(edited.content_hash(), original.content_hash());
         let mut translated = draft();
-        translated
-            .localized
-            .get_mut("bn")
-            .expect("bn")
-            .title
-            .push('!');
+        translated.localized.get_mut("bn").expect("bn").title = Some("বন্ধ!".into());
         assert_ne!(translated.content_hash(), original.content_hash());
         let mut milder = draft();
         milder.severity = Severity::Major;
         assert_ne!(milder.content_hash(), original.content_hash());
+    }
+
+    #[test]
+    fn an_update_gives_only_the_translations_that_changed() {
+        let now = chrono::Utc::now();
+        let crisis = Crisis::declare(draft().declaration(), now).expect("declared");
+        let mut same = draft();
+        same.action = DraftAction::Update;
+        same.title = "Payments are still down".into();
+        assert_eq!(
+            same.update(&crisis).localized,
+            Some(Translations::new()),
+            "the Bengali text as it was is not given, so the domain sees it stale"
+        );
+        let mut translated = same.clone();
+        translated.localized.get_mut("bn").expect("bn").title = Some("পেমেন্ট এখনো বন্ধ".into());
+        let given = translated.update(&crisis).localized.expect("given");
+        assert_eq!(given["bn"].title.as_deref(), Some("পেমেন্ট এখনো বন্ধ"));
+        assert_eq!(given["bn"].summary, None, "the summary did not change");
     }
 }

@@ -11,9 +11,11 @@ pub mod directory;
 pub mod draft;
 pub mod follow_up;
 mod ids;
+mod localized;
 
 pub(crate) use crisis::string_enum;
 pub use crisis::*;
 pub use ids::{
     AnnouncementId, ChannelName, DeliveryId, Locale, PhoneNumber, RenditionId, ValueError,
 };
+pub use localized::{LocalizedText, StaleLocales, TextField, Translations};

@@ -189,12 +189,9 @@ pub struct ListQuery {
     status: CrisisFilter,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResolveRequest {
-    #[serde(default)]
-    pub message: Option<String>,
-}
+/// The body of `POST /v1/crises/{id}/resolve`: its message, per locale
+/// too.
+pub type ResolveRequest = crate::domain::Resolution;
 
 pub(super) fn parse_id(raw: &str) -> Result<CrisisId, ApiError> {
     raw.parse()
@@ -349,7 +346,7 @@ pub async fn resolve(
         _ => parse_json::<ResolveRequest>(body, state.max_body_bytes)?,
     };
     let ctx = transition_context(&auth, &headers, &method, &uri, &raw)?;
-    let applied = state.service.resolve(id, request.message, ctx).await?;
+    let applied = state.service.resolve_with(id, request, ctx).await?;
     Ok(respond(applied))
 }
 
@@ -435,15 +432,15 @@ pub async fn show(
 pub const DEAD_LIMIT_DEFAULT: u32 = 100;
 pub const DEAD_LIMIT_MAX: u32 = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadQuery {
-    #[serde(default)]
-    crisis: Option<String>,
-    #[serde(default)]
-    channel: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crisis: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 /// One dead delivery in `GET /v1/deliveries/dead`.

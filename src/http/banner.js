@@ -113,8 +113,10 @@
     box.setAttribute('data-crisis-id', crisis.id);
 
     var body = el('div', { flex: '1 1 20em', minWidth: '0', overflowWrap: 'anywhere' });
-    body.appendChild(el('p', { margin: '0 0 0.35em', fontWeight: alert ? 'bold' : 'normal' },
-      crisis.message || crisis.title));
+    body.appendChild(el('p', { margin: '0 0 0.35em', fontWeight: 'bold' },
+      crisis.headline || crisis.title));
+    if (crisis.summary) body.appendChild(el('p', { margin: '0 0 0.35em' }, crisis.summary));
+    if (crisis.message) body.appendChild(el('p', { margin: '0 0 0.35em' }, crisis.message));
     var contacts = shortContacts(data.contacts || []);
     if (contacts.length) {
       body.appendChild(el('p', { margin: '0', fontWeight: 'bold' }, data.labels.contacts));

@@ -105,13 +105,14 @@ pub async fn proposals(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
-    #[serde(default)]
-    hook: Option<String>,
-    #[serde(default)]
-    limit: Option<u32>,
+    /// Only this hook's entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ mod error;
 pub mod hooks;
 mod ops;
 pub mod preview;
-mod schedule;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,17 +4,18 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use chrono_tz::Tz;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::auth::Authenticated;
 use super::{ApiError, AppState};
 use crate::domain::CrisisId;
 use crate::domain::follow_up::ScheduleList;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleQuery {
     /// IANA zone for `due_local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tz: Option<String>,
 }
 

@@ -32,7 +32,9 @@ pub use ledger::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger};
 pub use plans::{
     Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
 };
-pub use queue::{Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue};
+pub use queue::{
+    ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
+};
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::SqliteStore;
 pub use submissions::{Submission, SubmissionState, SubmissionStore};

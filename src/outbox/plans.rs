@@ -19,6 +19,10 @@ pub struct Announcement {
     pub created_at: DateTime<Utc>,
     /// For a follow-up: its step (topic, channels, audience).
     pub follow_up: Option<FollowUpSpec>,
+    /// Sent only to destinations an earlier message of the crisis reached
+    /// on the same channel (the all-clear, unless configured otherwise);
+    /// to any other, its delivery ends `cancelled` when its turn comes.
+    pub reached_only: bool,
 }
 
 /// A message rendered once for many readers (same channel, language, time

@@ -76,6 +76,12 @@ impl Delivery {
     }
 }
 
+/// Why an all-clear was not sent: its reader got no earlier message of the
+/// crisis on that channel (the announcement was cancelled by the all-clear,
+/// or failed), so there is nothing to clear. Its cause is `Cancelled`.
+pub const ALL_CLEAR_UNREACHED: &str =
+    "cancelled: no earlier message of this crisis reached this destination, so no all-clear";
+
 /// What happened to one claimed delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -119,7 +125,13 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// Leases up to `limit` due deliveries of `channel` to `owner` until
     /// `now + lease`, counting an attempt for each: expired leases of the
     /// channel are put back first; then pending ones by priority, oldest
-    /// first; then due retries.
+    /// first; then due retries. A delivery is held back while an earlier
+    /// announcement of its crisis to the same destination on the same
+    /// channel is pending, in flight or retrying (a follow-up holds back
+    /// only later follow-ups). One whose announcement is `reached_only`
+    /// and whose destination no earlier message of the crisis reached on
+    /// the channel ends dead instead, `Cancelled` with
+    /// `ALL_CLEAR_UNREACHED`, and is not returned.
     async fn claim(
         &self,
         channel: &str,

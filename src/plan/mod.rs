@@ -53,6 +53,9 @@ pub struct PlanInputs {
     pub renderer: Renderer,
     pub channels: Vec<ChannelProfile>,
     pub unsubscribe: Option<UnsubscribeLinks>,
+    /// Whether the all-clear also goes to readers no earlier message of
+    /// the crisis reached on a channel (`[dispatch] all_clear_to_unreached`).
+    pub all_clear_to_unreached: bool,
 }
 
 impl PlanInputs {
@@ -237,6 +240,7 @@ impl Planner {
             message: crisis.last_message.clone(),
             created_at: now,
             follow_up: follow_up.cloned(),
+            reached_only: kind == AnnouncementKind::Resolved && !self.inputs.all_clear_to_unreached,
         };
         let deliveries = self
             .inputs
@@ -355,6 +359,7 @@ pub(crate) mod tests {
             renderer,
             channels,
             unsubscribe: None,
+            all_clear_to_unreached: false,
         }
     }
 

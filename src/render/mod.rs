@@ -20,7 +20,7 @@ pub use crate::message::{EmailContent, Form, Measurement, TextFamily, TextLimit,
 pub use check::{Addressee, Subject};
 pub use compose::{Composed, Unsendable, fit};
 pub use context::{
-    AnnouncementView, CompanyView, CrisisView, RecipientView, RenderContext, local_time,
+    AnnouncementView, CompanyView, CrisisView, MAX_ROOM, RecipientView, RenderContext, local_time,
 };
 
 use crate::domain::AnnouncementKind;

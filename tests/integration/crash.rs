@@ -76,7 +76,8 @@ impl Daemon {
         child
     }
 
-    async fn declare(&self) {
+    /// Declares a crisis and returns its id.
+    async fn declare(&self) -> String {
         let declared = self
             .http
             .post(format!("{}/v1/crises", self.base))
@@ -86,7 +87,131 @@ impl Daemon {
             .await
             .expect("declare");
         assert_eq!(declared.status(), 201);
+        let body: serde_json::Value = declared.json().await.expect("JSON");
+        body["crisis"]["id"].as_str().expect("id").to_owned()
     }
+
+    /// Posts an update or the all-clear (`action`: `updates`, `resolve`).
+    async fn post(&self, id: &str, action: &str, message: &str) {
+        let response = self
+            .http
+            .post(format!("{}/v1/crises/{id}/{action}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "message": message }))
+            .send()
+            .await
+            .expect(action);
+        assert_eq!(response.status(), 200, "{action}");
+    }
+
+    /// The crisis's email deliveries by state, once all `planned` are
+    /// written and none is left to send.
+    async fn settled(&self, id: &str, planned: u64, within: Duration) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let detail: serde_json::Value = self
+                .http
+                .get(format!("{}/v1/crises/{id}", self.base))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("GET")
+                .json()
+                .await
+                .expect("JSON");
+            let email = &detail["deliveries"]["email"];
+            let unfinished: u64 = ["pending", "in_flight", "retrying"]
+                .iter()
+                .map(|state| email[state].as_u64().unwrap_or(0))
+                .sum();
+            let finished: u64 = ["sent", "dead"]
+                .iter()
+                .map(|state| email[state].as_u64().unwrap_or(0))
+                .sum();
+            if unfinished == 0 && finished == planned {
+                return email.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still unfinished after {within:?}: {detail:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// An announcement's place in a crisis, from its subject.
+fn rank(subject: &str) -> u8 {
+    if subject.starts_with("All clear:") {
+        2
+    } else if subject.contains("Update:") {
+        1
+    } else {
+        0
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_killed_during_an_update_and_the_all_clear_keeps_each_readers_messages_in_order() {
+    let smtp = SmtpServer::start().await;
+    smtp.set_delay(Duration::from_millis(4));
+    let daemon = Daemon::new(&smtp, READERS, "1s", CONCURRENCY);
+
+    let mut process = daemon.start().await;
+    let id = daemon.declare().await;
+    smtp.wait_for(READERS / 5, WAIT).await;
+    daemon.post(&id, "updates", "A fix is rolling out.").await;
+    smtp.wait_for(READERS / 5 * 2, WAIT).await;
+    daemon.post(&id, "resolve", "Payments work again.").await;
+    smtp.wait_for(READERS / 5 * 2 + 50, WAIT).await;
+    process.start_kill().expect("SIGKILL");
+    process.wait().await.expect("reaped");
+
+    let mut process = daemon.start().await;
+    // The announcement, the update and the all-clear, to every reader.
+    let planned = 3 * READERS as u64;
+    let email = daemon.settled(&id, planned, Duration::from_secs(90)).await;
+    // Anything a wrong order would still send comes within a lease.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let messages = smtp.accepted();
+    let mut per_reader: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for message in &messages {
+        per_reader
+            .entry(message.to.join(","))
+            .or_default()
+            .push(rank(&message.subject()));
+    }
+    let mut distinct = 0;
+    for (reader, ranks) in &per_reader {
+        assert!(
+            ranks.windows(2).all(|pair| pair[0] <= pair[1]),
+            "{reader} got the crisis's messages out of order (0 initial, 1 update, 2 all-clear): {ranks:?}"
+        );
+        assert_eq!(
+            ranks.last(),
+            Some(&2),
+            "{reader} was told of the crisis and got the all-clear last: {ranks:?}"
+        );
+        assert!(
+            ranks.len() > 1,
+            "{reader} got an all-clear for a crisis it never heard of: {ranks:?}"
+        );
+        let mut unique = ranks.clone();
+        unique.dedup();
+        distinct += unique.len();
+    }
+    let duplicates = messages.len() - distinct;
+    assert!(
+        duplicates <= CONCURRENCY,
+        "{duplicates} duplicates; at most the {CONCURRENCY} in flight at the kill may repeat"
+    );
+    assert_eq!(
+        email["sent"].as_u64(),
+        Some(distinct as u64),
+        "every message sent once is counted: {email}"
+    );
+    process.start_kill().expect("stop");
+    process.wait().await.expect("reaped");
 }
 
 #[tokio::test]
@@ -97,7 +222,7 @@ async fn a_daemon_killed_mid_fan_out_delivers_everything_after_restart_with_boun
     let daemon = Daemon::new(&smtp, READERS, "1s", CONCURRENCY);
 
     let mut process = daemon.start().await;
-    daemon.declare().await;
+    let _ = daemon.declare().await;
     smtp.wait_for(READERS / 5, WAIT).await;
     process.start_kill().expect("SIGKILL");
     process.wait().await.expect("reaped");
@@ -167,7 +292,7 @@ async fn sigterm_lets_in_flight_sends_finish_exits_0_and_leaves_the_rest_for_the
     let daemon = Daemon::new(&smtp, FEW, "5s", 2);
 
     let mut process = daemon.start().await;
-    daemon.declare().await;
+    let _ = daemon.declare().await;
     smtp.wait_for(1, WAIT).await;
 
     let pid = process.id().expect("pid").to_string();

@@ -66,18 +66,13 @@ impl Fields {
         let severity: Severity = self.get("severity").parse().map_err(|e| format!("{e}"))?;
         let mut localized = BTreeMap::new();
         for locale in other_locales {
-            let title = self.optional(&format!("title.{locale}"));
-            let summary = self.optional(&format!("summary.{locale}"));
-            // Half a translation is kept, and the domain's check names
-            // the missing half.
-            if title.is_some() || summary.is_some() {
-                localized.insert(
-                    locale.clone(),
-                    LocalizedText {
-                        title: title.unwrap_or_default(),
-                        summary: summary.unwrap_or_default(),
-                    },
-                );
+            let text = LocalizedText {
+                title: self.optional(&format!("title.{locale}")),
+                summary: self.optional(&format!("summary.{locale}")),
+                message: self.optional(&format!("message.{locale}")),
+            };
+            if !text.is_empty() {
+                localized.insert(locale.clone(), text);
             }
         }
         Ok(Draft {
@@ -89,6 +84,7 @@ impl Fields {
             summary: self.optional("summary").unwrap_or_default(),
             message: self.optional("message"),
             localized,
+            fall_back: self.get("fall_back") == "on",
         })
     }
 }
@@ -113,8 +109,9 @@ pub fn draft_view(state: &AppState, draft: &Draft) -> Value {
             let text = draft.localized.get(&locale);
             context! {
                 locale => locale,
-                title => text.map(|t| t.title.clone()),
-                summary => text.map(|t| t.summary.clone()),
+                title => text.and_then(|t| t.title.clone()),
+                summary => text.and_then(|t| t.summary.clone()),
+                message => text.and_then(|t| t.message.clone()),
             }
         })
         .collect();
@@ -126,6 +123,7 @@ pub fn draft_view(state: &AppState, draft: &Draft) -> Value {
         title => draft.title.clone(),
         summary => draft.summary.clone(),
         message => draft.message.clone(),
+        fall_back => draft.fall_back,
         default_locale => state.inputs.load().renderer.default_locale().to_owned(),
         locales => locales,
         hash => draft.content_hash(),
@@ -147,6 +145,13 @@ async fn starting_draft(state: &AppState, query: &ComposeQuery) -> Result<Draft,
             Some("resolve") => DraftAction::Resolve,
             _ => DraftAction::Update,
         };
+        // The translations as they are, less the last announcement's
+        // message: each announcement says its own.
+        let mut localized = crisis.localized;
+        for text in localized.values_mut() {
+            text.message = None;
+        }
+        localized.retain(|_, text| !text.is_empty());
         return Ok(Draft {
             action,
             crisis: Some(crisis.id),
@@ -155,7 +160,8 @@ async fn starting_draft(state: &AppState, query: &ComposeQuery) -> Result<Draft,
             title: crisis.title,
             summary: crisis.summary,
             message: None,
-            localized: crisis.localized,
+            localized,
+            fall_back: false,
         });
     }
     let template = query
@@ -171,6 +177,7 @@ async fn starting_draft(state: &AppState, query: &ComposeQuery) -> Result<Draft,
             summary: t.summary.clone(),
             message: t.message.clone(),
             localized: t.localized.clone(),
+            fall_back: false,
         },
         None => Draft {
             action: DraftAction::Declare,
@@ -181,6 +188,7 @@ async fn starting_draft(state: &AppState, query: &ComposeQuery) -> Result<Draft,
             summary: String::new(),
             message: None,
             localized: BTreeMap::new(),
+            fall_back: false,
         },
     })
 }
@@ -344,6 +352,15 @@ pub async fn post(
             ));
         }
     };
+    if let Err(error) = check_against_crisis(&state, &draft).await? {
+        return Ok(form_page(
+            &page,
+            &draft,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(error),
+            context! { previews => previews },
+        ));
+    }
     match step {
         Step::Preview => Ok(form_page(
             &page,
@@ -356,6 +373,26 @@ pub async fn post(
         Step::Send => send::send_confirmed(&page, &staff, &draft, &fields).await,
         Step::Submit => send::submit(&page, &staff, &draft, &fields).await,
     }
+}
+
+/// An update or all-clear tried on a copy of the crisis as it is now, so
+/// the form says before any confirmation what the domain would refuse:
+/// a translation left stale, a crisis already resolved.
+async fn check_against_crisis(
+    state: &AppState,
+    draft: &Draft,
+) -> Result<Result<(), String>, ApiError> {
+    let Some(id) = draft.crisis else {
+        return Ok(Ok(()));
+    };
+    let mut crisis = super::pages::stored_crisis(state, id).await?;
+    let now = state.clock.now();
+    let tried = match draft.action {
+        DraftAction::Declare => Ok(()),
+        DraftAction::Update => crisis.apply_update(draft.update(&crisis.clone()), now),
+        DraftAction::Resolve => crisis.resolve_with(draft.resolution(), now),
+    };
+    Ok(tried.map_err(|e| e.to_string()))
 }
 
 impl ComposeQuery {

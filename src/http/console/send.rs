@@ -99,8 +99,19 @@ pub async fn apply(
     let service = &state.service;
     let applied = match (draft.action, draft.crisis) {
         (DraftAction::Declare, _) => service.declare(draft.declaration(), ctx).await?,
-        (DraftAction::Update, Some(id)) => service.update(id, draft.update(), ctx).await?,
-        (DraftAction::Resolve, Some(id)) => service.resolve(id, draft.message.clone(), ctx).await?,
+        (DraftAction::Update, Some(id)) => {
+            let current = state
+                .storage
+                .crises
+                .crisis(id)
+                .await
+                .map_err(ServiceError::Store)?
+                .ok_or(ServiceError::NotFound(id))?;
+            service.update(id, draft.update(&current), ctx).await?
+        }
+        (DraftAction::Resolve, Some(id)) => {
+            service.resolve_with(id, draft.resolution(), ctx).await?
+        }
         (_, None) => {
             return Err(ServiceError::Domain(crate::domain::DomainError::Empty {
                 field: "crisis",

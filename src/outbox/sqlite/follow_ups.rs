@@ -34,9 +34,11 @@ async fn cancel_pending(
     Ok(())
 }
 
-/// Messages of the crisis's follow-ups still queued (held by quiet hours,
-/// or waiting to be claimed or retried) end dead: nothing of a follow-up
-/// goes out after the all-clear. `retry-dead` leaves them dead.
+/// The crisis's messages still queued (waiting to be claimed or retried,
+/// or held by quiet hours) end dead: the initial announcement, updates and
+/// follow-ups the all-clear overtakes are not sent after it; the all-clear
+/// says what they needed to know. Messages in flight finish, and the
+/// all-clear waits for them. `retry-dead` leaves them dead.
 async fn kill_queued(
     tx: &mut Tx<'_>,
     crisis_id: CrisisId,
@@ -45,12 +47,14 @@ async fn kill_queued(
     sqlx::query(
         "UPDATE deliveries SET state = 'dead', last_error = ?, dead_cause = ?, finished_at = ?, \
          lease_owner = NULL, lease_until = NULL \
-         WHERE crisis_id = ? AND kind = ? AND state IN ('pending', 'retrying')",
+         WHERE crisis_id = ? AND kind IN (?, ?, ?) AND state IN ('pending', 'retrying')",
     )
     .bind(CANCELLED_BY_RESOLVE)
     .bind(DeadCause::Cancelled.as_str())
     .bind(millis(at))
     .bind(crisis_id.to_string())
+    .bind(AnnouncementKind::Initial.as_str())
+    .bind(AnnouncementKind::Update.as_str())
     .bind(AnnouncementKind::FollowUp.as_str())
     .execute(&mut **tx)
     .await?;
@@ -97,18 +101,23 @@ pub(super) async fn apply_change(
     Ok(())
 }
 
-/// A batch of a follow-up written after its crisis was resolved (the
-/// plan was still streaming when the all-clear came) is killed at once, in
-/// the batch's own transaction.
+/// A batch of an announcement made before the all-clear (the initial one,
+/// an update, a follow-up of the active phase) written after its crisis
+/// was resolved (its plan was still streaming when the all-clear came) is
+/// killed at once, in the batch's own transaction.
 pub(super) async fn kill_if_resolved(
     tx: &mut Tx<'_>,
     announcement: &Announcement,
 ) -> Result<(), StoreError> {
-    if announcement
-        .follow_up
-        .as_ref()
-        .is_none_or(|spec| spec.phase != Phase::Active)
-    {
+    let before_the_all_clear = match announcement.kind {
+        AnnouncementKind::Initial | AnnouncementKind::Update => true,
+        AnnouncementKind::FollowUp => announcement
+            .follow_up
+            .as_ref()
+            .is_some_and(|spec| spec.phase == Phase::Active),
+        AnnouncementKind::Resolved => false,
+    };
+    if !before_the_all_clear {
         return Ok(());
     }
     sqlx::query(
@@ -125,8 +134,9 @@ pub(super) async fn kill_if_resolved(
     Ok(())
 }
 
-/// A follow-up message that was being sent when the all-clear came and
-/// failed transiently is not tried again after it.
+/// A message of the crisis that was being sent when the all-clear came and
+/// failed transiently (the initial one, an update, a follow-up of the
+/// active phase) is not tried again after it.
 pub(super) async fn kill_retries_after_resolve(
     tx: &mut Tx<'_>,
     outcomes: &[(DeliveryId, Outcome)],
@@ -147,7 +157,7 @@ pub(super) async fn kill_retries_after_resolve(
             .push_bind(DeadCause::Cancelled.as_str())
             .push(", finished_at = ")
             .push_bind(now)
-            .push(" WHERE state = 'retrying' AND kind = 'follow_up' AND id IN (");
+            .push(" WHERE state = 'retrying' AND kind != 'resolved' AND id IN (");
         let mut ids = query.separated(", ");
         for id in chunk {
             ids.push_bind(id.clone());
@@ -155,8 +165,9 @@ pub(super) async fn kill_retries_after_resolve(
         query.push(
             ") AND EXISTS (SELECT 1 FROM crises WHERE crises.id = deliveries.crisis_id \
              AND crises.status = 'resolved') \
-             AND EXISTS (SELECT 1 FROM announcements a WHERE a.id = deliveries.announcement_id \
-             AND json_extract(a.follow_up, '$.phase') = 'active')",
+             AND (kind != 'follow_up' OR EXISTS (SELECT 1 FROM announcements a \
+             WHERE a.id = deliveries.announcement_id \
+             AND json_extract(a.follow_up, '$.phase') = 'active'))",
         );
         query.build().execute(&mut **tx).await?;
     }

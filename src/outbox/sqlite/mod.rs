@@ -58,7 +58,7 @@ pub struct SqliteStore {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
-/// Rows per multi-row statement: 20 parameters each stays well under
+/// Rows per multi-row statement: 22 parameters each stays well under
 /// SQLite's limit of 32,766.
 const ROWS_PER_INSERT: usize = 500;
 

@@ -17,7 +17,7 @@ use crate::outbox::{
 /// Columns of one delivery row, in insert order.
 const INSERT_COLUMNS: &str = "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, recipient_id, \
      destination, locale, content, priority, state, attempts, available_at, last_error, dead_cause, created_at, \
-     finished_at, rendition_id, recipient_name, unsubscribe_url) ";
+     finished_at, rendition_id, recipient_name, unsubscribe_url, ordinal, reached_only) ";
 
 /// What one delivery row stores beyond the delivery's own fields.
 struct RowValues<'a> {
@@ -82,9 +82,18 @@ pub(super) async fn insert_deliveries(
     announcement: &Announcement,
     deliveries: &[NewDelivery],
 ) -> Result<(), StoreError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
     let now = millis(announcement.created_at);
     let crisis_id = announcement.crisis_id.to_string();
     let announcement_id = announcement.id.to_string();
+    // Each row carries its announcement's place, which the claim orders a
+    // reader's messages by.
+    let ordinal: i64 = sqlx::query_scalar("SELECT ordinal FROM announcements WHERE id = ?")
+        .bind(&announcement_id)
+        .fetch_one(&mut **tx)
+        .await?;
     for chunk in deliveries.chunks(ROWS_PER_INSERT) {
         let rows = chunk
             .iter()
@@ -113,7 +122,9 @@ pub(super) async fn insert_deliveries(
                 .push_bind(values.finished_at)
                 .push_bind(rendition.map(|(id, _, _)| id.as_str()))
                 .push_bind(rendition.and_then(|(_, name, _)| *name))
-                .push_bind(rendition.and_then(|(_, _, url)| *url));
+                .push_bind(rendition.and_then(|(_, _, url)| *url))
+                .push_bind(ordinal)
+                .push_bind(announcement.reached_only);
         });
         query.build().execute(&mut **tx).await?;
     }
@@ -127,9 +138,13 @@ pub(super) async fn insert_announcement(
     planning: bool,
     idempotency: Option<&IdempotencyRecord>,
 ) -> Result<(), StoreError> {
+    // Its place among the crisis's announcements: the one writer (or, in a
+    // backend with concurrent writers, the unique index) keeps it unique.
     sqlx::query(
         "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
-         idempotency_scope, idempotency_key, follow_up) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         idempotency_scope, idempotency_key, follow_up, reached_only, ordinal) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+         (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM announcements WHERE crisis_id = ?2))",
     )
     .bind(announcement.id.to_string())
     .bind(announcement.crisis_id.to_string())
@@ -140,6 +155,7 @@ pub(super) async fn insert_announcement(
     .bind(idempotency.map(|r| r.scope.clone()))
     .bind(idempotency.map(|r| r.key.clone()))
     .bind(announcement.follow_up.as_ref().map(to_json).transpose()?)
+    .bind(announcement.reached_only)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -157,6 +173,7 @@ struct UnfinishedPlanRow<'r> {
     planned_through: i64,
     idempotency_scope: Option<String>,
     idempotency_key: Option<String>,
+    reached_only: bool,
 }
 
 impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
@@ -174,6 +191,7 @@ impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
                     .follow_up
                     .map(|text| json(text, "follow-up step"))
                     .transpose()?,
+                reached_only: row.reached_only,
             },
             planned_through: count(row.planned_through),
             idempotency: row.idempotency_scope.zip(row.idempotency_key),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
+use sqlx::{FromRow, Row};
 
 use super::consent::OPTED_OUT;
 use super::{
@@ -15,7 +15,9 @@ use super::{
 };
 use crate::domain::DeliveryId;
 use crate::message::DeliveryContent;
-use crate::outbox::{DeadCause, Delivery, DeliveryQueue, Outcome, Personal, StoreError, WorkDue};
+use crate::outbox::{
+    ALL_CLEAR_UNREACHED, DeadCause, Delivery, DeliveryQueue, Outcome, Personal, StoreError, WorkDue,
+};
 use crate::sync::lock;
 
 /// What a claim returns of each row: `DeliveryRow`'s columns.
@@ -25,6 +27,84 @@ const DELIVERY_COLUMNS: &str = "id, crisis_id, announcement_id, kind, channel, r
 
 /// Renditions kept decoded in memory; a crisis has a few dozen.
 const RENDITION_CACHE: usize = 4096;
+
+/// All-clears a claim may cancel (their readers got nothing earlier) before
+/// it commits; more wait for the next claim, which is asked for at once.
+const MAX_CANCELLED_PER_CLAIM: usize = 4096;
+
+/// A delivery is held back while an earlier message of its crisis to the
+/// same destination on the same channel is unfinished: announcements reach
+/// each reader in order. A follow-up (priority 1) holds back only later
+/// follow-ups, so a step held by quiet hours never delays an update. One
+/// range of `deliveries_by_reader`; empty for a crisis's first message.
+const HELD_BACK: &str = "EXISTS (SELECT 1 FROM deliveries AS earlier \
+     WHERE earlier.crisis_id = d.crisis_id AND earlier.channel = d.channel \
+       AND earlier.destination = d.destination AND earlier.ordinal < d.ordinal \
+       AND earlier.priority <= d.priority AND earlier.state IN ('pending', 'in_flight', 'retrying'))";
+
+/// A delivery meant only for readers reached before (the all-clear) whose
+/// reader got no earlier message of the crisis on this channel.
+const UNREACHED: &str = "CASE WHEN d.reached_only = 1 THEN NOT EXISTS (SELECT 1 FROM deliveries AS earlier \
+     WHERE earlier.crisis_id = d.crisis_id AND earlier.channel = d.channel \
+       AND earlier.destination = d.destination AND earlier.ordinal < d.ordinal \
+       AND earlier.state = 'sent') ELSE 0 END";
+
+/// One claim's transaction parameters.
+struct Claim<'a> {
+    channel: &'a str,
+    owner: &'a str,
+    now: i64,
+    lease_until: i64,
+}
+
+impl Claim<'_> {
+    /// Up to `wanted` due rows in `state`, in claim order and not held
+    /// back, each leased, or cancelled when it is an all-clear its reader
+    /// does not need (`state` then says `dead`).
+    async fn take(
+        &self,
+        tx: &mut Tx<'_>,
+        state: &str,
+        wanted: usize,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+        let order = match state {
+            "pending" => "d.priority, d.available_at",
+            _ => "d.available_at",
+        };
+        let sql = format!(
+            "UPDATE deliveries SET \
+               state = CASE WHEN c.unreached THEN 'dead' ELSE 'in_flight' END, \
+               lease_owner = CASE WHEN c.unreached THEN NULL ELSE ?1 END, \
+               lease_until = CASE WHEN c.unreached THEN NULL ELSE ?2 END, \
+               attempts = attempts + CASE WHEN c.unreached THEN 0 ELSE 1 END, \
+               last_error = CASE WHEN c.unreached THEN ?7 ELSE last_error END, \
+               dead_cause = CASE WHEN c.unreached THEN ?8 ELSE NULL END, \
+               finished_at = CASE WHEN c.unreached THEN ?5 ELSE finished_at END \
+             FROM (SELECT d.id, {UNREACHED} AS unreached FROM deliveries AS d \
+               WHERE d.channel = ?3 AND d.state = ?4 AND d.available_at <= ?5 AND NOT {HELD_BACK} \
+               ORDER BY {order} LIMIT ?6) AS c \
+             WHERE deliveries.id = c.id \
+             RETURNING {DELIVERY_COLUMNS}"
+        );
+        Ok(sqlx::query(&sql)
+            .bind(self.owner)
+            .bind(self.lease_until)
+            .bind(self.channel)
+            .bind(state)
+            .bind(self.now)
+            .bind(i64::try_from(wanted).unwrap_or(i64::MAX))
+            .bind(ALL_CLEAR_UNREACHED)
+            .bind(DeadCause::Cancelled.as_str())
+            .fetch_all(&mut **tx)
+            .await?)
+    }
+}
+
+/// Whether a row a claim returned was leased (not cancelled instead).
+fn is_leased(row: &sqlx::sqlite::SqliteRow) -> bool {
+    row.try_get::<&str, _>("state")
+        .is_ok_and(|state| state == "in_flight")
+}
 
 /// A claimed delivery as stored: its own message (`content`), or empty and
 /// a rendition shared with other readers.
@@ -184,37 +264,36 @@ impl DeliveryQueue for SqliteStore {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        // New messages first, by priority (initial, updates and the
-        // all-clear before follow-ups), then retries that are due. Each is
-        // one range of the (channel, state, priority, available_at) index.
+        let claim = Claim {
+            channel,
+            owner,
+            now: now_ms,
+            lease_until,
+        };
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let mut rows = Vec::new();
-        for (state, order) in [
-            ("pending", "priority, available_at"),
-            ("retrying", "available_at"),
-        ] {
-            let wanted = i64::from(limit) - i64::try_from(rows.len()).unwrap_or(i64::MAX);
-            if wanted <= 0 {
-                break;
+        let mut cancelled = 0;
+        // New messages first, by priority (initial, updates and the
+        // all-clear before follow-ups), then retries that are due. An
+        // all-clear cancelled on the way makes room for another row, up to
+        // a bound that keeps the transaction short.
+        for state in ["pending", "retrying"] {
+            while rows.len() < limit && cancelled < MAX_CANCELLED_PER_CLAIM {
+                let wanted = limit - rows.len();
+                let taken = claim.take(&mut tx, state, wanted).await?;
+                let (leased, dropped): (Vec<_>, Vec<_>) = taken.into_iter().partition(is_leased);
+                rows.extend(leased);
+                cancelled += dropped.len();
+                if dropped.is_empty() {
+                    break;
+                }
             }
-            let sql = format!(
-                "UPDATE deliveries SET state = 'in_flight', lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM deliveries WHERE channel = ?3 AND state = ?4 AND available_at <= ?5 \
-                   ORDER BY {order} LIMIT ?6) \
-                 RETURNING {DELIVERY_COLUMNS}"
-            );
-            rows.extend(
-                sqlx::query(&sql)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .bind(channel)
-                    .bind(state)
-                    .bind(now_ms)
-                    .bind(wanted)
-                    .fetch_all(&mut *tx)
-                    .await?,
-            );
         }
         tx.commit().await?;
+        if cancelled >= MAX_CANCELLED_PER_CLAIM {
+            // More may be waiting behind them: claim again at once.
+            self.work_due.notify();
+        }
         self.claimed(&rows).await
     }
 

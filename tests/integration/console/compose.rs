@@ -468,3 +468,102 @@ async fn a_prepared_text_starts_a_declaration_and_the_all_clear_starts_from_the_
     assert_eq!(crisis["status"], "resolved");
     assert_eq!(actors(&app, &id).await, ["api:tests", "console:author"]);
 }
+
+#[tokio::test]
+async fn an_update_that_would_leave_a_translation_stale_is_refused_unless_it_falls_back() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    with_accounts(&app).await;
+    let mut author = Browser::signed_in(&app, "author", PASSWORD).await;
+    let csrf = author.get("/console/compose").await.csrf();
+    let confirm = author
+        .post(
+            "/console/compose",
+            &with(
+                declaration(&csrf, "major", "Card payments fail."),
+                &[("step", "confirm")],
+            ),
+        )
+        .await;
+    let (hash, key) = (confirm.field("hash"), confirm.field("send_key"));
+    let sent = author
+        .post(
+            "/console/compose",
+            &with(
+                declaration(&csrf, "major", "Card payments fail."),
+                &[("step", "send"), ("hash", &hash), ("send_key", &key)],
+            ),
+        )
+        .await;
+    let id = crisis_id(sent.location()).await;
+    smtp.wait_for(3, WAIT).await;
+
+    let form = author
+        .get(&format!("/console/compose?crisis={id}&action=update"))
+        .await;
+    assert!(
+        form.body.contains("পেমেন্ট বন্ধ"),
+        "the translation is prefilled: {}",
+        form.body
+    );
+    let update = |fall_back: &'static str| {
+        let mut fields = declaration(&csrf, "major", "Card payments fail; cash works.");
+        fields[1] = ("action", "update");
+        fields.extend([
+            ("crisis", id.as_str()),
+            ("step", "preview"),
+            ("fall_back", fall_back),
+        ]);
+        fields
+    };
+    let stale = author.post("/console/compose", &update("")).await;
+    assert_eq!(
+        stale.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "said at preview: {}",
+        stale.body
+    );
+    assert!(
+        stale.body.contains("that bn has"),
+        "the stale locale is named: {}",
+        stale.body
+    );
+    let refused = author
+        .post(
+            "/console/compose",
+            &with(
+                update(""),
+                &[("step", "send"), ("hash", "h"), ("send_key", "k1")],
+            ),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert_eq!(smtp.accepted().len(), 3, "nothing more sent");
+    let fell_back = author
+        .post(
+            "/console/compose",
+            &with(update("on"), &[("step", "confirm")]),
+        )
+        .await;
+    let sent = author
+        .post(
+            "/console/compose",
+            &with(
+                update("on"),
+                &[
+                    ("step", "send"),
+                    ("hash", &fell_back.field("hash")),
+                    ("send_key", "k2"),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let crisis = app.get_json(&format!("/v1/crises/{id}")).await;
+    assert_eq!(crisis["summary"], "Card payments fail; cash works.");
+}

@@ -59,6 +59,7 @@ pub fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) 
             message: None,
             created_at: crisis.updated_at,
             follow_up: None,
+            reached_only: false,
         },
         deliveries: (0..deliveries).map(email_delivery).collect(),
         planning: false,
@@ -226,6 +227,7 @@ fn follow_up_announcement(
         message: None,
         created_at: now,
         follow_up: Some(follow_up.spec.clone()),
+        reached_only: false,
     }
 }
 
@@ -844,15 +846,16 @@ async fn dead_of_every_cause(storage: &Storage) -> Vec<(String, DeadCause)> {
             .await
             .expect("opt in")
     );
-    // A follow-up message queued when the all-clear comes.
-    assert!(start_follow_up(storage, &crisis, &step, at(60), email_delivery(5)).await);
-    resolve(storage, &mut crisis, at(61)).await;
-    // The last one's channel goes away.
+    // The last one's channel goes away (before the all-clear, which would
+    // cancel it as it cancels every queued message of the crisis).
     let unroutable = queue
-        .kill_unroutable(&["sms".to_owned()], at(62))
+        .kill_unroutable(&["sms".to_owned()], at(59))
         .await
         .expect("kill");
     assert_eq!(unroutable, 1, "the one still pending");
+    // A follow-up message queued when the all-clear comes.
+    assert!(start_follow_up(storage, &crisis, &step, at(60), email_delivery(5)).await);
+    resolve(storage, &mut crisis, at(61)).await;
     expected
 }
 
@@ -1959,6 +1962,7 @@ fn submitted_draft(summary: &str) -> Draft {
         summary: summary.into(),
         message: None,
         localized: Default::default(),
+        fall_back: false,
     }
 }
 

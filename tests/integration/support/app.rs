@@ -37,6 +37,9 @@ pub struct TestConfig {
     pub concurrency: usize,
     pub lease: &'static str,
     pub retry_base: &'static str,
+    pub retry_max: &'static str,
+    /// The SMTP client's timeout for each step of a send.
+    pub smtp_timeout: &'static str,
     pub max_attempts: u32,
     pub flag_file: bool,
     pub listen: &'static str,
@@ -67,6 +70,8 @@ impl TestConfig {
             concurrency: 4,
             lease: "5s",
             retry_base: "100ms",
+            retry_max: "1s",
+            smtp_timeout: "5s",
             max_attempts: 5,
             flag_file: false,
             listen: "127.0.0.1:0",
@@ -147,13 +152,13 @@ concurrency = {concurrency}
 host = "localhost"
 port = {smtp_port}
 tls = "{tls}"
-timeout = "5s"
+timeout = "{smtp_timeout}"
 {auth}{ca}
 [dispatch]
 lease = "{lease}"
 max_attempts = {max_attempts}
 retry_base = "{retry_base}"
-retry_max = "1s"
+retry_max = "{retry_max}"
 poll_interval = "50ms"
 drain_timeout = "2s"
 {dispatch_extra}
@@ -197,6 +202,8 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
             lease = self.lease,
             max_attempts = self.max_attempts,
             retry_base = self.retry_base,
+            retry_max = self.retry_max,
+            smtp_timeout = self.smtp_timeout,
             cors = serde_json::to_string(&self.cors_origins).expect("origins"),
             tls = self.smtp_tls,
             public_url = PUBLIC_URL,

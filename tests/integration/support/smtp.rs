@@ -92,6 +92,10 @@ struct State {
     /// MAIL commands that arrived with more commands behind them in the
     /// same read: pipelined transactions.
     pipelined: usize,
+    /// Greylisting, as many relays do: the first RCPT of each of these
+    /// addresses is answered 451, later ones are accepted.
+    greylisting: std::collections::HashSet<String>,
+    greylisted: std::collections::HashSet<String>,
 }
 
 /// How the test server speaks TLS.
@@ -240,6 +244,15 @@ impl SmtpServer {
         self.state.lock().unwrap().credentials = Some((username.to_owned(), password.to_owned()));
     }
 
+    /// Greylist these addresses: the first RCPT of each is answered 451.
+    pub fn greylist<S: ToString>(&self, addresses: impl IntoIterator<Item = S>) {
+        self.state
+            .lock()
+            .unwrap()
+            .greylisting
+            .extend(addresses.into_iter().map(|a| a.to_string()));
+    }
+
     /// Stop advertising PIPELINING (RFC 2920), as older relays do.
     pub fn disable_pipelining(&self) {
         self.state.lock().unwrap().no_pipelining = true;
@@ -386,7 +399,11 @@ fn session(
                 "250 OK".to_owned()
             } else if upper.starts_with("RCPT TO:") {
                 let rcpt = address(&command[8..]);
-                match state.lock().unwrap().rejected_recipients.get(&rcpt) {
+                let mut state = state.lock().unwrap();
+                let first_time =
+                    state.greylisting.contains(&rcpt) && state.greylisted.insert(rcpt.clone());
+                match state.rejected_recipients.get(&rcpt) {
+                    _ if first_time => "451 4.7.1 greylisted, try again later".to_owned(),
                     Some(rejection) => rejection.clone(),
                     None => {
                         to.push(rcpt);

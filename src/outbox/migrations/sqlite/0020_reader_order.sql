@@ -1,0 +1,27 @@
+-- Announcements of one crisis reach each reader in order, per channel: an
+-- announcement's ordinal within its crisis (1 for the first), copied onto
+-- its deliveries, lets a claim hold back a delivery while an earlier one
+-- to the same destination on the same channel is unfinished. The
+-- all-clear goes only to destinations an earlier message reached, unless
+-- configured otherwise (`reached_only`).
+ALTER TABLE announcements ADD COLUMN ordinal INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE announcements ADD COLUMN reached_only INTEGER NOT NULL DEFAULT 0;
+UPDATE announcements SET ordinal = (
+    SELECT COUNT(*) FROM announcements AS earlier
+    WHERE earlier.crisis_id = announcements.crisis_id
+      AND (earlier.created_at < announcements.created_at
+           OR (earlier.created_at = announcements.created_at AND earlier.id <= announcements.id)));
+CREATE UNIQUE INDEX announcements_by_ordinal ON announcements (crisis_id, ordinal);
+
+ALTER TABLE deliveries ADD COLUMN ordinal INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deliveries ADD COLUMN reached_only INTEGER NOT NULL DEFAULT 0;
+-- Only unfinished rows need their place: a finished one at 0 still counts
+-- as earlier than anything written from now on, and rewriting every row
+-- of a large outbox would make the upgrade slow.
+UPDATE deliveries SET ordinal = (
+    SELECT ordinal FROM announcements WHERE announcements.id = deliveries.announcement_id)
+WHERE state IN ('pending', 'in_flight', 'retrying');
+-- A reader's deliveries of a crisis on a channel, in announcement order.
+-- State is left out on purpose: a claim or an outcome then never touches
+-- this index.
+CREATE INDEX deliveries_by_reader ON deliveries (crisis_id, channel, destination, ordinal);
