@@ -25,8 +25,11 @@ pub struct BannerCrisis {
     pub severity: Severity,
     pub title: String,
     pub summary: String,
-    /// The rendered banner text.
-    pub message: String,
+    /// The rendered headline (`banner/message.j2`).
+    pub headline: String,
+    /// The staff's latest message, in the reader's language where it has
+    /// one.
+    pub message: Option<String>,
     pub status: Status,
     pub updated_at: DateTime<Utc>,
     /// ARIA role for the notice: `alert` for critical, else `status`.
@@ -39,6 +42,8 @@ pub struct BannerView {
     pub crises: Vec<BannerCrisis>,
     pub contacts: Vec<ContactView>,
     pub labels: BannerLabels,
+    /// Where the full, current text is.
+    pub status_url: String,
 }
 
 /// The banner for one language, as served.
@@ -185,18 +190,18 @@ impl Banner {
                     contacts.clone(),
                     now,
                 );
-                let (title, summary) = crisis.text_for(&locale);
-                let message = renderer.render_banner(&ctx).unwrap_or_else(|err| {
-                    warn!(crisis_id = %crisis.id, error = %err, "Banner template failed; showing title and summary.");
-                    format!("{title}: {summary}")
+                let headline = renderer.render_banner(&ctx).unwrap_or_else(|err| {
+                    warn!(crisis_id = %crisis.id, error = %err, "Banner template failed; showing the title.");
+                    ctx.crisis.title.clone()
                 });
                 BannerCrisis {
                     id: crisis.id,
                     kind: crisis.kind,
                     severity: crisis.severity,
-                    title: title.to_owned(),
-                    summary: summary.to_owned(),
-                    message,
+                    headline,
+                    message: ctx.announcement.message,
+                    title: ctx.crisis.title,
+                    summary: ctx.crisis.summary,
                     status: crisis.status,
                     updated_at: crisis.updated_at,
                     role: if crisis.severity == Severity::Critical {
@@ -209,6 +214,7 @@ impl Banner {
             .collect();
         BannerView {
             labels: renderer.strings(&locale).banner.clone(),
+            status_url: inputs.company.status_url.clone(),
             lang: locale,
             crises,
             contacts,

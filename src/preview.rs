@@ -177,11 +177,16 @@ fn render_one(
             }
         },
         Err(Unsendable::TooLong(measurement)) => {
-            // Show the short form that is still too long, as its template
-            // wrote it, so staff can see what to cut.
+            // Show the short form that is still too long, with no room for
+            // anything optional, as its template wrote it, so staff can see
+            // what to cut.
+            let bare = RenderContext {
+                room: 0,
+                ..ctx.clone()
+            };
             let text = profile
                 .family
-                .and_then(|family| inputs.renderer.render_text(family, Form::Short, ctx).ok())
+                .and_then(|family| inputs.renderer.render_text(family, Form::Short, &bare).ok())
                 .unwrap_or_default();
             let problem =
                 format!("too long even in the short form ({measurement}); it would not be sent");

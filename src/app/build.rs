@@ -19,7 +19,7 @@ use crate::http::{self, AppState};
 use crate::intake::{Hook, Intake};
 use crate::lifecycle::{Notifier, Reloader};
 use crate::liveness::Liveness;
-use crate::outbox::{CrisisFilter, SqliteStore, Storage};
+use crate::outbox::{CrisisFilter, Storage};
 use crate::plan::SharedInputs;
 use crate::service::{CrisisService, Scheduler};
 
@@ -36,7 +36,7 @@ impl Application {
         let mut prepared = prepare(settings)?;
         prepared.write_generated()?;
         let inputs: SharedInputs = Arc::new(ArcSwap::from_pointee(prepared.inputs));
-        let storage = Storage::new(SqliteStore::open(&prepared.settings.store.sqlite_path).await?);
+        let storage = open_store(&prepared.settings).await?;
         let active = storage.crises.crises(CrisisFilter::Active).await?;
         // Read before anything can start a new plan, so only what a previous
         // run left unfinished is resumed.
@@ -109,6 +109,15 @@ impl Application {
             reloader,
         })
     }
+}
+
+/// The store the settings name, opened with its migrations applied.
+pub async fn open_store(settings: &Settings) -> Result<Storage, StartupError> {
+    let location = settings
+        .store
+        .location()
+        .map_err(|problem| StartupError::Invalid(vec![problem]))?;
+    Ok(super::open_location(&location).await?)
 }
 
 /// Before anything can declare: only crises already under way are compared

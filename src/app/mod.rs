@@ -7,6 +7,7 @@ mod build;
 mod prepare;
 mod reload;
 mod run;
+mod store;
 mod supervise;
 mod workers;
 
@@ -15,7 +16,9 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+pub use build::open_store;
 pub use prepare::{Prepared, check_config, prepare};
+pub use store::{StoreCheck, check_store, open_location};
 
 use crate::background::BackgroundRuntime;
 use crate::config::ConfigError;
@@ -65,6 +68,15 @@ pub struct Application {
     fanout: BackgroundRuntime,
     reloads: mpsc::Receiver<ReloadRequest>,
     reloader: Reloader,
+}
+
+/// The store of the config file at `config`, for commands that work on
+/// it directly (`crisisd user`).
+pub async fn open_storage(
+    config: &std::path::Path,
+) -> Result<crate::outbox::Storage, StartupError> {
+    let settings = crate::config::Settings::load(config)?;
+    open_store(&settings).await
 }
 
 impl Application {

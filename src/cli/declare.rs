@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::Failure;
 use super::client_args::ClientArgs;
+use super::texts::{TextArgs, Texts};
 use crate::domain::{CrisisUpdate, Declaration, Kind, Severity};
 use crate::http::api::ResolveRequest;
 use crate::service::TransitionOutcome;
@@ -24,29 +25,32 @@ pub struct DeclarationArgs {
     /// quiet hours.
     #[arg(long, value_enum)]
     pub severity: Severity,
-    /// A short headline, e.g. "Payments are down".
+    /// A short headline, e.g. "Payments are down" (or `title` in the --texts file).
     #[arg(long)]
-    pub title: String,
-    /// What is happening, in a sentence or two.
+    pub title: Option<String>,
+    /// What is happening, in a sentence or two (or `summary` in the --texts file).
     #[arg(long)]
-    pub summary: String,
-    /// A message from staff, shown with the announcement.
+    pub summary: Option<String>,
+    /// A message from staff, shown with the announcement on every channel.
     #[arg(long)]
     pub message: Option<String>,
+    #[command(flatten)]
+    pub texts: TextArgs,
 }
 
-impl From<DeclarationArgs> for Declaration {
-    fn from(args: DeclarationArgs) -> Self {
-        Declaration {
+impl TryFrom<DeclarationArgs> for Declaration {
+    type Error = anyhow::Error;
+
+    fn try_from(args: DeclarationArgs) -> anyhow::Result<Self> {
+        let texts = args.texts.load()?;
+        Ok(Declaration {
             kind: args.kind,
             severity: args.severity,
-            title: args.title,
-            summary: args.summary,
-            // Translations come from the templates' locales; the command
-            // line gives the text in the default language only.
-            localized: Default::default(),
-            message: args.message,
-        }
+            title: Texts::required(args.title, texts.title, "title")?,
+            summary: Texts::required(args.summary, texts.summary, "summary")?,
+            localized: texts.localized,
+            message: args.message.or(texts.message),
+        })
     }
 }
 
@@ -64,7 +68,7 @@ pub struct DeclareArgs {
 
 impl DeclareArgs {
     pub async fn run(self, config: &Path) -> Result<(), Failure> {
-        let declaration = Declaration::from(self.declaration);
+        let declaration = Declaration::try_from(self.declaration).map_err(Failure::Usage)?;
         transition(config, &self.client, "/v1/crises", &declaration).await
     }
 }
@@ -89,18 +93,27 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub summary: Option<String>,
     #[command(flatten)]
+    pub texts: TextArgs,
+    /// Locales with their own text for what this update changes, and no new text here, read
+    /// the default language's from now on (without it, the daemon refuses such an update and
+    /// names them).
+    #[arg(long)]
+    pub fall_back: bool,
+    #[command(flatten)]
     pub client: ClientArgs,
 }
 
 impl UpdateArgs {
     pub async fn run(self, config: &Path) -> Result<(), Failure> {
+        let texts = self.texts.load().map_err(Failure::Usage)?;
         let update = CrisisUpdate {
-            message: self.message,
+            message: self.message.or(texts.message),
             kind: self.kind,
             severity: self.severity,
-            title: self.title,
-            summary: self.summary,
-            localized: None,
+            title: self.title.or(texts.title),
+            summary: self.summary.or(texts.summary),
+            localized: (!texts.localized.is_empty()).then_some(texts.localized),
+            fall_back: self.fall_back,
         };
         let path = format!("/v1/crises/{}/updates", self.id);
         transition(config, &self.client, &path, &update).await
@@ -116,6 +129,12 @@ pub struct ResolveArgs {
     pub id: String,
     #[arg(long)]
     pub message: Option<String>,
+    /// The message in other languages: `--localized bn.message=…`, or a --texts file.
+    #[command(flatten)]
+    pub texts: TextArgs,
+    /// Locales with their own message and none here read the default language's.
+    #[arg(long)]
+    pub fall_back: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -123,8 +142,12 @@ pub struct ResolveArgs {
 impl ResolveArgs {
     pub async fn run(self, config: &Path) -> Result<(), Failure> {
         let path = format!("/v1/crises/{}/resolve", self.id);
+        let texts = self.texts.load().map_err(Failure::Usage)?;
+        texts.messages_only().map_err(Failure::Usage)?;
         let request = ResolveRequest {
-            message: self.message,
+            message: self.message.or(texts.message),
+            localized: texts.localized,
+            fall_back: self.fall_back,
         };
         transition(config, &self.client, &path, &request).await
     }
@@ -193,8 +216,11 @@ mod tests {
         let Command::Preview(preview) = parse("preview") else {
             panic!("not a preview");
         };
-        let declared = Declaration::from(declare.declaration);
-        assert_eq!(declared, Declaration::from(preview.declaration));
+        let declared = Declaration::try_from(declare.declaration).unwrap();
+        assert_eq!(
+            declared,
+            Declaration::try_from(preview.declaration).unwrap()
+        );
         assert_eq!(
             declared,
             Declaration {

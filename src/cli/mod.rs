@@ -14,6 +14,8 @@ mod preview;
 mod schedule;
 mod serve;
 mod status;
+mod texts;
+mod user;
 mod watch;
 
 use std::path::PathBuf;
@@ -39,6 +41,7 @@ Examples:
   crisisd retry-dead --crisis 0193... --yes      send them again
   crisisd confirm 0193...                        declare a crisis a webhook proposed
   crisisd hooks log                              webhooks received and what they did
+  crisisd user add alice --role author           a console account (password from stdin or a prompt)
   crisisd completions bash > /etc/bash_completion.d/crisisd
 
 Every subcommand has its own --help with examples, e.g. `crisisd declare --help`.
@@ -93,7 +96,7 @@ pub enum Command {
         long_about = check_config::LONG_ABOUT,
         after_help = check_config::AFTER_HELP
     )]
-    CheckConfig,
+    CheckConfig(check_config::CheckConfigArgs),
     Completions(completions::CompletionsArgs),
     Declare(declare::DeclareArgs),
     Update(declare::UpdateArgs),
@@ -106,6 +109,7 @@ pub enum Command {
     Confirm(hooks::ConfirmArgs),
     Discard(hooks::DiscardArgs),
     Hooks(hooks::HooksArgs),
+    User(user::UserArgs),
 }
 
 /// How a command failed, which decides the exit code.
@@ -158,7 +162,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let config = config_path(cli.config.as_deref());
     match cli.command {
         Command::Serve => serve::run(&config).await,
-        Command::CheckConfig => check_config::run(&config),
+        Command::CheckConfig(args) => check_config::run(&config, &args).await,
         Command::Completions(args) => {
             args.run();
             Ok(())
@@ -174,6 +178,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Confirm(args) => args.run(&config).await,
         Command::Discard(args) => args.run(&config).await,
         Command::Hooks(args) => args.run(&config).await,
+        Command::User(args) => args.run(&config).await,
     }
 }
 

@@ -38,7 +38,7 @@ impl PreviewArgs {
     pub async fn run(self, config: &Path) -> Result<(), Failure> {
         let api = self.client.connect(config)?;
         let request = PreviewRequest {
-            declaration: self.declaration.into(),
+            declaration: self.declaration.try_into().map_err(Failure::Usage)?,
             announcement: Some(self.announcement),
             lang: self.lang,
             channel: self.channel,

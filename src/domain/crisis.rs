@@ -1,10 +1,11 @@
 //! The crisis domain: what a crisis is and which transitions make sense.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+
+use super::localized::{self, StaleLocales, TextField, Translations};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -171,14 +172,6 @@ impl fmt::Display for Actor {
     }
 }
 
-/// Title and summary in one locale.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocalizedText {
-    pub title: String,
-    pub summary: String,
-}
-
 pub const MAX_TITLE_CHARS: usize = 200;
 pub const MAX_SUMMARY_CHARS: usize = 4000;
 pub const MAX_MESSAGE_CHARS: usize = 4000;
@@ -207,6 +200,20 @@ pub enum DomainError {
     AlreadyResolved { id: CrisisId },
     #[error("an update must change something: give a message, kind, severity, title or summary")]
     EmptyUpdate,
+    #[error("{field} must be one line (it is a headline in subjects, tables and chat)")]
+    MultiLine { field: &'static str },
+    #[error(
+        "localized text for `{0}` is empty: give a title, summary or message, or leave the locale out"
+    )]
+    EmptyTranslation(String),
+    #[error(
+        "localized messages need a message in the default language too (for every other reader)"
+    )]
+    MessageOnlyLocalized,
+    #[error("{0}")]
+    StaleLocales(StaleLocales),
+    #[error("an all-clear changes only the message: give its localized text as `message` alone")]
+    ResolutionRetitled,
 }
 
 /// What it takes to declare a crisis.
@@ -217,9 +224,9 @@ pub struct Declaration {
     pub severity: Severity,
     pub title: String,
     pub summary: String,
-    /// Per-locale title and summary, e.g. `{"bn": {...}}`.
+    /// Per-locale title, summary and message, e.g. `{"bn": {...}}`.
     #[serde(default)]
-    pub localized: BTreeMap<String, LocalizedText>,
+    pub localized: Translations,
     /// Optional first message, shown with the initial announcement.
     #[serde(default)]
     pub message: Option<String>,
@@ -242,8 +249,39 @@ pub struct CrisisUpdate {
     pub title: Option<String>,
     #[serde(default)]
     pub summary: Option<String>,
+    /// New text per locale for what this update changes (and any other
+    /// fix to a translation).
     #[serde(default)]
-    pub localized: Option<BTreeMap<String, LocalizedText>>,
+    pub localized: Option<Translations>,
+    /// Locales with their own text for a field this update changes, and no
+    /// new text here, read the default language's from now on. Without
+    /// it, such an update is refused, naming the locales.
+    #[serde(default)]
+    pub fall_back: bool,
+}
+
+/// The all-clear: an optional closing message, per locale too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolution {
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The message in other locales (`{"bn": {"message": "..."}}`).
+    #[serde(default)]
+    pub localized: Translations,
+    /// As for an update: locales whose own message is not given here read
+    /// the default language's.
+    #[serde(default)]
+    pub fall_back: bool,
+}
+
+impl From<Option<String>> for Resolution {
+    fn from(message: Option<String>) -> Self {
+        Self {
+            message,
+            ..Self::default()
+        }
+    }
 }
 
 fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), DomainError> {
@@ -257,13 +295,36 @@ fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), DomainE
     Ok(())
 }
 
-fn check_localized(localized: &BTreeMap<String, LocalizedText>) -> Result<(), DomainError> {
+fn check_title(field: &'static str, title: &str) -> Result<(), DomainError> {
+    check_text(field, title, MAX_TITLE_CHARS)?;
+    if title.contains(['\n', '\r', '\u{2028}', '\u{2029}']) {
+        return Err(DomainError::MultiLine { field });
+    }
+    Ok(())
+}
+
+/// Every locale tag valid, every text within its limits; a message in a
+/// locale only beside one in the default language.
+fn check_localized(localized: &Translations, has_message: bool) -> Result<(), DomainError> {
     for (locale, text) in localized {
         if super::Locale::parse(locale).is_err() {
             return Err(DomainError::InvalidLocale(locale.clone()));
         }
-        check_text("localized title", &text.title, MAX_TITLE_CHARS)?;
-        check_text("localized summary", &text.summary, MAX_SUMMARY_CHARS)?;
+        if text.is_empty() {
+            return Err(DomainError::EmptyTranslation(locale.clone()));
+        }
+        if let Some(title) = &text.title {
+            check_title("localized title", title)?;
+        }
+        if let Some(summary) = &text.summary {
+            check_text("localized summary", summary, MAX_SUMMARY_CHARS)?;
+        }
+        if let Some(message) = &text.message {
+            check_text("localized message", message, MAX_MESSAGE_CHARS)?;
+            if !has_message {
+                return Err(DomainError::MessageOnlyLocalized);
+            }
+        }
     }
     Ok(())
 }
@@ -277,9 +338,9 @@ fn check_message(message: &Option<String>) -> Result<(), DomainError> {
 
 impl Declaration {
     pub fn validate(&self) -> Result<(), DomainError> {
-        check_text("title", &self.title, MAX_TITLE_CHARS)?;
+        check_title("title", &self.title)?;
         check_text("summary", &self.summary, MAX_SUMMARY_CHARS)?;
-        check_localized(&self.localized)?;
+        check_localized(&self.localized, self.message.is_some())?;
         check_message(&self.message)
     }
 }
@@ -297,13 +358,13 @@ impl CrisisUpdate {
         }
         check_message(&self.message)?;
         if let Some(title) = &self.title {
-            check_text("title", title, MAX_TITLE_CHARS)?;
+            check_title("title", title)?;
         }
         if let Some(summary) = &self.summary {
             check_text("summary", summary, MAX_SUMMARY_CHARS)?;
         }
         if let Some(localized) = &self.localized {
-            check_localized(localized)?;
+            check_localized(localized, self.message.is_some())?;
         }
         Ok(())
     }
@@ -317,7 +378,8 @@ pub struct Crisis {
     pub severity: Severity,
     pub title: String,
     pub summary: String,
-    pub localized: BTreeMap<String, LocalizedText>,
+    /// Title, summary and the latest message in other locales.
+    pub localized: Translations,
     pub status: Status,
     /// Starts at 1 and grows with every transition; a write based on an
     /// older version is refused, so concurrent changes cannot overwrite
@@ -339,7 +401,7 @@ impl Crisis {
             severity: declaration.severity,
             title: declaration.title.trim().to_owned(),
             summary: declaration.summary.trim().to_owned(),
-            localized: declaration.localized,
+            localized: trimmed(declaration.localized),
             status: Status::Declared,
             version: 1,
             last_message: declaration.message,
@@ -362,6 +424,27 @@ impl Crisis {
             return Err(DomainError::AlreadyResolved { id: self.id });
         }
         update.validate()?;
+        let mut changed = Vec::new();
+        if update
+            .title
+            .as_deref()
+            .is_some_and(|t| t.trim() != self.title)
+        {
+            changed.push(TextField::Title);
+        }
+        if update
+            .summary
+            .as_deref()
+            .is_some_and(|s| s.trim() != self.summary)
+        {
+            changed.push(TextField::Summary);
+        }
+        if update.message.is_some() {
+            changed.push(TextField::Message);
+        }
+        let given = update.localized.unwrap_or_default();
+        localized::apply_change(&mut self.localized, &changed, &given, update.fall_back)
+            .map_err(DomainError::StaleLocales)?;
         if let Some(kind) = update.kind {
             self.kind = kind;
         }
@@ -373,9 +456,6 @@ impl Crisis {
         }
         if let Some(summary) = update.summary {
             self.summary = summary.trim().to_owned();
-        }
-        if let Some(localized) = update.localized {
-            self.localized.extend(localized);
         }
         self.last_message = update.message;
         self.status = Status::Updated;
@@ -389,27 +469,75 @@ impl Crisis {
         message: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<(), DomainError> {
+        self.resolve_with(Resolution::from(message), now)
+    }
+
+    /// The all-clear, with its message in other locales.
+    pub fn resolve_with(
+        &mut self,
+        resolution: Resolution,
+        now: DateTime<Utc>,
+    ) -> Result<(), DomainError> {
         if !self.is_active() {
             return Err(DomainError::AlreadyResolved { id: self.id });
         }
-        check_message(&message)?;
+        check_message(&resolution.message)?;
+        if resolution
+            .localized
+            .values()
+            .any(|text| text.title.is_some() || text.summary.is_some())
+        {
+            return Err(DomainError::ResolutionRetitled);
+        }
+        check_localized(&resolution.localized, resolution.message.is_some())?;
+        let changed: &[TextField] = if resolution.message.is_some() {
+            &[TextField::Message]
+        } else {
+            &[]
+        };
+        localized::apply_change(
+            &mut self.localized,
+            changed,
+            &resolution.localized,
+            resolution.fall_back,
+        )
+        .map_err(DomainError::StaleLocales)?;
         self.status = Status::Resolved;
         self.version += 1;
-        self.last_message = message;
+        self.last_message = resolution.message;
         self.updated_at = now;
         self.resolved_at = Some(now);
         Ok(())
     }
 
-    /// Title and summary for a locale, falling back to the declared text.
+    /// Title and summary for a locale, each falling back to the
+    /// default language's.
     pub fn text_for(&self, locale: &str) -> (&str, &str) {
-        let language = locale.split('-').next().unwrap_or(locale);
-        self.localized
-            .get(locale)
-            .or_else(|| self.localized.get(language))
-            .map(|t| (t.title.as_str(), t.summary.as_str()))
-            .unwrap_or((&self.title, &self.summary))
+        (
+            localized::lookup(&self.localized, locale, TextField::Title).unwrap_or(&self.title),
+            localized::lookup(&self.localized, locale, TextField::Summary).unwrap_or(&self.summary),
+        )
     }
+
+    /// The latest message for a locale, falling back to the default
+    /// language's; none when the latest transition had none.
+    pub fn message_for(&self, locale: &str) -> Option<&str> {
+        let message = self.last_message.as_deref()?;
+        Some(localized::lookup(&self.localized, locale, TextField::Message).unwrap_or(message))
+    }
+}
+
+/// Translations as stored: each text trimmed like the default one.
+fn trimmed(mut localized: Translations) -> Translations {
+    for text in localized.values_mut() {
+        for value in [&mut text.title, &mut text.summary, &mut text.message]
+            .into_iter()
+            .flatten()
+        {
+            *value = value.trim().to_owned();
+        }
+    }
+    localized
 }
 
 /// One line of the audit trail.
@@ -425,6 +553,7 @@ pub struct CrisisEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::LocalizedText;
 
     fn declaration() -> Declaration {
         Declaration {
@@ -432,7 +561,7 @@ mod tests {
             severity: Severity::Major,
             title: "Payments are down".into(),
             summary: "Card payments fail.".into(),
-            localized: BTreeMap::new(),
+            localized: Translations::new(),
             message: None,
         }
     }
@@ -470,8 +599,9 @@ mod tests {
         decl.localized.insert(
             "bn".into(),
             LocalizedText {
-                title: "পেমেন্ট বন্ধ".into(),
-                summary: "কার্ড পেমেন্ট ব্যর্থ।".into(),
+                title: Some("পেমেন্ট বন্ধ".into()),
+                summary: Some("কার্ড পেমেন্ট ব্যর্থ।".into()),
+                message: None,
             },
         );
         let crisis = Crisis::declare(decl, Utc::now()).expect("valid");

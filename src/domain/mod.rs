@@ -3,15 +3,18 @@
 //! contact directory every announcement carries. A leaf: it imports no
 //! other module of crisisd but `sync`.
 
+pub mod account;
 pub mod audience;
 pub mod consent;
 mod crisis;
 pub mod directory;
 pub mod follow_up;
 mod ids;
+mod localized;
 
 pub(crate) use crisis::string_enum;
 pub use crisis::*;
 pub use ids::{
     AnnouncementId, ChannelName, DeliveryId, Locale, PhoneNumber, RenditionId, ValueError,
 };
+pub use localized::{LocalizedText, StaleLocales, TextField, Translations};

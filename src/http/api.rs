@@ -194,12 +194,9 @@ pub struct ListQuery {
     status: CrisisFilter,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResolveRequest {
-    #[serde(default)]
-    pub message: Option<String>,
-}
+/// The body of `POST /v1/crises/{id}/resolve`: its message, per locale
+/// too.
+pub type ResolveRequest = crate::domain::Resolution;
 
 pub(super) fn parse_id(raw: &str) -> Result<CrisisId, ApiError> {
     raw.parse()
@@ -354,7 +351,7 @@ pub async fn resolve(
         _ => parse_json::<ResolveRequest>(body, state.max_body_bytes)?,
     };
     let ctx = transition_context(&auth, &headers, &method, &uri, &raw)?;
-    let applied = state.service.resolve(id, request.message, ctx).await?;
+    let applied = state.service.resolve_with(id, request, ctx).await?;
     Ok(respond(applied))
 }
 

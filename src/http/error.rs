@@ -85,6 +85,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Domain(DomainError::AlreadyResolved { .. }) => {
                 ApiError::Conflict(err.to_string())
             }
+            ServiceError::Domain(DomainError::StaleLocales(_)) => {
+                ApiError::Unprocessable(err.to_string())
+            }
             ServiceError::Domain(domain) => ApiError::BadRequest(domain.to_string()),
             ServiceError::NotFound(_) => ApiError::NotFound(err.to_string()),
             ServiceError::Conflict(_) => ApiError::Conflict(err.to_string()),

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::FlagFileSettings;
-use crate::domain::{Actor, ActorSource, CrisisUpdate, Declaration, Kind, LocalizedText, Severity};
+use crate::domain::{
+    Actor, ActorSource, CrisisUpdate, Declaration, Kind, LocalizedText, Resolution, Severity,
+};
 use crate::outbox::{CrisisStore, SourceLinkStore, Storage};
 use crate::service::{CrisisService, ServiceError, SourceRef, TransitionContext};
 
@@ -35,14 +37,21 @@ pub struct FlagContent {
     pub message: Option<String>,
     #[serde(default)]
     pub localized: BTreeMap<String, LocalizedText>,
+    /// When a change to the file's title, summary or message leaves a
+    /// locale's own text behind: `true` lets that locale read the default
+    /// language's; without it the change is refused (and logged) until the
+    /// file gives the locale's new text too.
+    #[serde(default)]
+    pub fall_back: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum Flag {
     /// Missing, or `active = false` (with its optional message).
-    Inactive { message: Option<String> },
+    Inactive { resolution: Resolution },
     Active {
         declaration: Declaration,
+        fall_back: bool,
         fingerprint: String,
     },
 }
@@ -51,7 +60,11 @@ fn parse(text: &str) -> Result<Flag, String> {
     let content: FlagContent = toml::from_str(text).map_err(|e| e.message().to_owned())?;
     if !content.active {
         return Ok(Flag::Inactive {
-            message: content.message,
+            resolution: Resolution {
+                message: content.message,
+                localized: content.localized,
+                fall_back: content.fall_back,
+            },
         });
     }
     let fingerprint = serde_json::to_vec(&content)
@@ -69,6 +82,7 @@ fn parse(text: &str) -> Result<Flag, String> {
     declaration.validate().map_err(|e| e.to_string())?;
     Ok(Flag::Active {
         declaration,
+        fall_back: content.fall_back,
         fingerprint,
     })
 }
@@ -112,8 +126,9 @@ impl FlagFileWatcher {
         }
     }
 
-    /// Reads the file once and makes the crisis match it.
-    pub async fn poll(&mut self) -> Result<(), ServiceError> {
+    /// The file's flag, or none (logged) when it cannot be read or is
+    /// invalid: then nothing changes.
+    async fn read(&mut self) -> Option<Flag> {
         let flag = match tokio::fs::read_to_string(self.path()).await {
             Ok(text) => match parse(&text) {
                 Ok(flag) => flag,
@@ -123,18 +138,26 @@ impl FlagFileWatcher {
                         error!(path = %self.path().display(), %problem, "The flag file is invalid; nothing was changed.");
                         self.reported = Some(hash);
                     }
-                    return Ok(());
+                    return None;
                 }
             },
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                Flag::Inactive { message: None }
-            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Flag::Inactive {
+                resolution: Resolution::default(),
+            },
             Err(err) => {
                 warn!(path = %self.path().display(), error = %err, "Cannot read the flag file; nothing was changed.");
-                return Ok(());
+                return None;
             }
         };
         self.reported = None;
+        Some(flag)
+    }
+
+    /// Reads the file once and makes the crisis match it.
+    pub async fn poll(&mut self) -> Result<(), ServiceError> {
+        let Some(flag) = self.read().await else {
+            return Ok(());
+        };
         let external_id = self.path().display().to_string();
         let link = self.links.source_link(SOURCE, &external_id).await?;
         let linked = match &link {
@@ -148,13 +171,15 @@ impl FlagFileWatcher {
             fingerprint,
         };
         match flag {
-            Flag::Inactive { message } => match (&link, &linked) {
+            Flag::Inactive { resolution } => match (&link, &linked) {
                 (Some(link), Some(crisis)) if crisis.is_active() => {
                     let ctx = TransitionContext {
                         source: Some(source_ref(link.fingerprint.clone())),
                         ..TransitionContext::by(actor)
                     };
-                    self.service.resolve(crisis.id, message, ctx).await?;
+                    self.service
+                        .resolve_with(crisis.id, resolution, ctx)
+                        .await?;
                 }
                 // Resolved by hand while the file still said active: now
                 // that the file agrees, forget the link, so the same content
@@ -164,6 +189,7 @@ impl FlagFileWatcher {
             },
             Flag::Active {
                 declaration,
+                fall_back,
                 fingerprint,
             } => {
                 let unchanged = link.as_ref().is_some_and(|l| l.fingerprint == fingerprint);
@@ -185,6 +211,7 @@ impl FlagFileWatcher {
                             title: Some(declaration.title),
                             summary: Some(declaration.summary),
                             localized: Some(declaration.localized),
+                            fall_back,
                         };
                         self.service.update(crisis.id, update, ctx).await?;
                     }
@@ -215,7 +242,7 @@ mod tests {
         assert_eq!(
             parse("active = false\nmessage = \"All good\"\n"),
             Ok(Flag::Inactive {
-                message: Some("All good".into())
+                resolution: Resolution::from(Some("All good".to_owned()))
             })
         );
     }

@@ -276,6 +276,10 @@ impl Rules {
         if wanted.message.is_some() && wanted.message != crisis.last_message {
             update.message = wanted.message;
         }
+        // A source writes in one language and cannot say what readers of
+        // another should read: they read its text, not an outdated
+        // translation.
+        update.fall_back = true;
         let unchanged = update.kind.is_none()
             && update.severity.is_none()
             && update.title.is_none()

@@ -5,6 +5,7 @@
 //! the leaves (domain, message); `sqlite/` is the embedded backend, and a
 //! new backend is one folder that passes the store contract suite.
 
+mod accounts;
 mod consent;
 mod crises;
 mod dead_letters;
@@ -13,12 +14,15 @@ mod hooks;
 mod idempotency;
 mod ledger;
 mod plans;
+mod postgres;
 mod queue;
+mod rows;
 mod source_links;
 mod sqlite;
 
 use std::sync::Arc;
 
+pub use accounts::{AccountEvent, AccountEventKind, AccountStore, NewSession, Session};
 pub use consent::ConsentStore;
 pub use crises::{CrisisFilter, CrisisStore, TransitionWrite};
 pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
@@ -31,6 +35,7 @@ pub use ledger::{
 pub use plans::{
     Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
 };
+pub use postgres::PostgresStore;
 pub use queue::{
     ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
 };
@@ -74,6 +79,20 @@ impl StoreError {
         match self {
             StoreError::Replaced(_) => Some("its database file was deleted or replaced"),
             StoreError::WriteFailing(why) => Some(why),
+            StoreError::Database(sqlx::Error::Database(db))
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some() =>
+            {
+                // SQLSTATE classes: 53 insufficient resources (53100: disk
+                // full), 08 connection exception, 57P admin shutdown.
+                let code = db.code()?;
+                match &code[..2] {
+                    "53" => Some("the database server is out of resources (disk, memory)"),
+                    "08" | "57" => Some("the database server does not answer"),
+                    _ => None,
+                }
+            }
             StoreError::Database(sqlx::Error::Database(db)) => {
                 // SQLite's extended result codes carry the primary code in
                 // their low byte.
@@ -116,6 +135,8 @@ pub struct Storage {
     pub hooks: Arc<dyn HookStore>,
     /// Counts and health, for the API, metrics and the supervisor.
     pub ledger: Arc<dyn Ledger>,
+    /// Console accounts, their sessions and the account audit trail.
+    pub accounts: Arc<dyn AccountStore>,
 }
 
 impl Storage {
@@ -131,7 +152,8 @@ impl Storage {
             + DeadLetterStore
             + FollowUpStore
             + HookStore
-            + Ledger,
+            + Ledger
+            + AccountStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -144,7 +166,8 @@ impl Storage {
             dead_letters: backend.clone(),
             follow_ups: backend.clone(),
             hooks: backend.clone(),
-            ledger: backend,
+            ledger: backend.clone(),
+            accounts: backend,
         }
     }
 }

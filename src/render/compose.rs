@@ -6,7 +6,9 @@
 
 use std::borrow::Cow;
 
-use super::{Form, Measurement, RenderContext, RenderError, Renderer, TextFamily, TextLimit};
+use super::{
+    Form, MAX_ROOM, Measurement, RenderContext, RenderError, Renderer, TextFamily, TextLimit,
+};
 use crate::message::{ChannelProfile, DeliveryContent, MessageContent, NAME_MARK, sms};
 
 /// A channel's message, rendered in the form chosen for it, and how it
@@ -67,8 +69,34 @@ impl Renderer {
     /// One form of the channel's message, rendered and measured but not
     /// chosen yet: what a rendition shared by many readers keeps. Email has
     /// one form, whatever `form` asks; SMS is written in GSM-7 where a few
-    /// typographic characters are all that stand in the way.
+    /// typographic characters are all that stand in the way. A short form
+    /// is rendered with the most room (optional parts: summary, message,
+    /// the best channel) that keeps it within the channel's limit, measured
+    /// in the encoding it would be sent in; with no room at all when even
+    /// that is over.
     pub fn draft(
+        &self,
+        profile: &ChannelProfile,
+        form: Form,
+        ctx: &RenderContext,
+    ) -> Result<Composed, RenderError> {
+        if form == Form::Long || profile.family.is_none() {
+            return self.draft_with_room(profile, form, ctx);
+        }
+        let mut roomy = ctx.clone();
+        for room in (1..=MAX_ROOM).rev() {
+            roomy.room = room;
+            let draft = self.draft_with_room(profile, form, &roomy)?;
+            if draft.measurement.fits {
+                return Ok(draft);
+            }
+        }
+        roomy.room = 0;
+        self.draft_with_room(profile, form, &roomy)
+    }
+
+    /// One form rendered with the room `ctx` gives it.
+    fn draft_with_room(
         &self,
         profile: &ChannelProfile,
         form: Form,
@@ -289,8 +317,12 @@ mod tests {
         let long = renderer
             .render_text(TextFamily::Social, Form::Long, &ctx)
             .unwrap();
+        let bare = RenderContext {
+            room: 0,
+            ..ctx.clone()
+        };
         let short = renderer
-            .render_text(TextFamily::Social, Form::Short, &ctx)
+            .render_text(TextFamily::Social, Form::Short, &bare)
             .unwrap();
         let chars = |text: &str| text.chars().count();
         assert!(chars(&short) < chars(&long));

@@ -56,7 +56,14 @@ pub struct RenderContext {
     pub now_local: String,
     /// For a follow-up: its topic and the reader's resources.
     pub follow_up: Option<FollowUpView>,
+    /// How many optional parts a short form may carry, from [`MAX_ROOM`]
+    /// down to 0: `compose` renders a short form with the most room that
+    /// fits the channel's limit, so no template counts characters itself.
+    pub room: u8,
 }
+
+/// The most room a short form is rendered with; long forms always see it.
+pub const MAX_ROOM: u8 = 3;
 
 pub fn local_time(at: DateTime<Utc>, zone: Tz) -> String {
     format!(
@@ -95,7 +102,7 @@ impl RenderContext {
             },
             announcement: AnnouncementView {
                 kind,
-                message: crisis.last_message.clone(),
+                message: crisis.message_for(locale).map(str::to_owned),
             },
             recipient: recipient.map(|(name, tz)| RecipientView {
                 name: name.to_owned(),
@@ -106,6 +113,7 @@ impl RenderContext {
             emergency_contacts,
             now_local: local_time(now, zone),
             follow_up: None,
+            room: MAX_ROOM,
         }
     }
 }

@@ -12,6 +12,7 @@ use super::planning::Completion;
 use super::{CrisisService, ServiceError};
 use crate::domain::{
     Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, Kind,
+    Resolution,
 };
 use crate::outbox::{Announcement, SourceLink, SourceLinkChange, StoreError, TransitionWrite};
 use crate::plan::Planner;
@@ -25,7 +26,7 @@ pub enum Transition {
     DeclareAs(CrisisId, Declaration),
     Update(CrisisId, CrisisUpdate),
     /// The all-clear, with an optional closing message.
-    Resolve(CrisisId, Option<String>),
+    Resolve(CrisisId, Resolution),
 }
 
 /// An outside source's incident that a transition should be tied to.
@@ -122,7 +123,17 @@ impl CrisisService {
         message: Option<String>,
         ctx: TransitionContext,
     ) -> Result<Applied, ServiceError> {
-        self.apply(Transition::Resolve(id, message), ctx).await
+        self.resolve_with(id, Resolution::from(message), ctx).await
+    }
+
+    /// The all-clear with its message in other locales too.
+    pub async fn resolve_with(
+        self: &Arc<Self>,
+        id: CrisisId,
+        resolution: Resolution,
+        ctx: TransitionContext,
+    ) -> Result<Applied, ServiceError> {
+        self.apply(Transition::Resolve(id, resolution), ctx).await
     }
 
     /// Applies a transition end to end: a repeated Idempotency-Key gets its
@@ -173,10 +184,10 @@ impl CrisisService {
                     before: Some(before),
                 }
             }
-            Transition::Resolve(id, message) => {
+            Transition::Resolve(id, resolution) => {
                 let mut crisis = self.existing(id).await?;
                 let before = (crisis.version, crisis.kind);
-                crisis.resolve(message, now)?;
+                crisis.resolve_with(resolution, now)?;
                 Change {
                     crisis,
                     announcement: AnnouncementKind::Resolved,

@@ -3,68 +3,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, count, decode, millis, parse};
+use super::{SqliteStore, decode, millis};
 use crate::domain::CrisisId;
+use crate::outbox::rows::{ChannelStateCountRow, DeliveryCountRow, FinishedCountRow};
 use crate::outbox::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger, StoreError};
-
-#[derive(sqlx::FromRow)]
-struct DeliveryCountRow<'r> {
-    crisis_id: &'r str,
-    channel: String,
-    state: &'r str,
-    n: i64,
-}
-
-impl TryFrom<DeliveryCountRow<'_>> for DeliveryCount {
-    type Error = StoreError;
-
-    fn try_from(row: DeliveryCountRow<'_>) -> Result<Self, StoreError> {
-        Ok(DeliveryCount {
-            crisis_id: parse(row.crisis_id, "crisis id")?,
-            channel: row.channel,
-            state: parse(row.state, "delivery state")?,
-            count: count(row.n),
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct ChannelStateCountRow<'r> {
-    channel: String,
-    state: &'r str,
-    n: i64,
-}
-
-impl TryFrom<ChannelStateCountRow<'_>> for ChannelStateCount {
-    type Error = StoreError;
-
-    fn try_from(row: ChannelStateCountRow<'_>) -> Result<Self, StoreError> {
-        Ok(ChannelStateCount {
-            channel: row.channel,
-            state: parse(row.state, "delivery state")?,
-            count: count(row.n),
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct FinishedCountRow<'r> {
-    crisis_id: &'r str,
-    channel: String,
-    n: i64,
-}
-
-impl TryFrom<FinishedCountRow<'_>> for FinishedCount {
-    type Error = StoreError;
-
-    fn try_from(row: FinishedCountRow<'_>) -> Result<Self, StoreError> {
-        Ok(FinishedCount {
-            crisis_id: parse(row.crisis_id, "crisis id")?,
-            channel: row.channel,
-            count: count(row.n),
-        })
-    }
-}
 
 #[async_trait]
 impl Ledger for SqliteStore {
@@ -105,7 +47,7 @@ impl Ledger for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<ChannelStateCountRow, _>)
+        .map(decode::<ChannelStateCountRow, _, _>)
         .collect()
     }
 
@@ -132,7 +74,7 @@ impl Ledger for SqliteStore {
                 .await?
             }
         };
-        rows.iter().map(decode::<DeliveryCountRow, _>).collect()
+        rows.iter().map(decode::<DeliveryCountRow, _, _>).collect()
     }
 
     async fn finished_since(
@@ -150,7 +92,7 @@ impl Ledger for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<FinishedCountRow, _>)
+        .map(decode::<FinishedCountRow, _, _>)
         .collect()
     }
 }

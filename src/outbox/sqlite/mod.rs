@@ -3,6 +3,7 @@
 //! is implemented in its own file, rows read as `FromRow` structs and
 //! converted into domain types with `TryFrom`.
 
+mod accounts;
 mod consent;
 mod crises;
 mod dead_letters;
@@ -14,21 +15,18 @@ mod plans;
 mod queue;
 mod source_links;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
     SqliteTransactionManager,
 };
-use sqlx::{ConnectOptions, Connection, FromRow, SqlitePool, TransactionManager};
+use sqlx::{ConnectOptions, Connection, SqlitePool, TransactionManager};
 
+use super::rows::{RenditionCache, count, decode, from_millis, millis, to_json};
 use super::{StoreError, WorkDue, WriteFaults};
-use crate::message::DeliveryContent;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -50,7 +48,7 @@ pub struct SqliteStore {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Decoded renditions by id, so a claim does not parse the same
     /// message for every reader.
-    renditions: Arc<Mutex<HashMap<String, Arc<DeliveryContent>>>>,
+    renditions: RenditionCache,
     /// Signalled after commits that queue deliveries.
     work_due: WorkDue,
     /// The database file opened, checked before every query.
@@ -60,6 +58,9 @@ pub struct SqliteStore {
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+/// This binary's migrations, for `open` and the check without it.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("src/outbox/migrations/sqlite");
 
 /// Rows per multi-row statement: 22 parameters each stays well under
 /// SQLite's limit of 32,766.
@@ -85,9 +86,7 @@ impl SqliteStore {
         // connection opened later never makes a new, empty database where
         // the real one was deleted.
         let mut first = options.clone().create_if_missing(true).connect().await?;
-        sqlx::migrate!("src/outbox/migrations/sqlite")
-            .run(&mut first)
-            .await?;
+        MIGRATOR.run(&mut first).await?;
         first.close().await?;
         let file = FileIdentity::of(path)
             .ok_or_else(|| StoreError::Replaced(path.to_path_buf()))
@@ -101,11 +100,24 @@ impl SqliteStore {
             pool,
             ledger,
             writer: Arc::default(),
-            renditions: Arc::default(),
+            renditions: RenditionCache::default(),
             work_due: WorkDue::default(),
             file,
             faults: Arc::default(),
         })
+    }
+
+    /// Migrations this binary knows and the existing file at `path` lacks;
+    /// the file is opened read-only.
+    pub async fn missing_migrations(path: &Path) -> Result<Vec<String>, StoreError> {
+        let options = SqliteConnectOptions::new().filename(path).read_only(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let applied = super::rows::applied_migrations(&pool).await;
+        pool.close().await;
+        Ok(super::rows::missing(&MIGRATOR, &applied?))
     }
 }
 
@@ -169,41 +181,4 @@ fn pool_options(max: u32, file: &Arc<FileIdentity>) -> SqlitePoolOptions {
                 Ok(SqliteTransactionManager::get_transaction_depth(connection) == 0)
             })
         })
-}
-
-/// The one way a row is read: as its `FromRow` struct (borrowing the
-/// row's text), then converted into the domain type.
-fn decode<'r, R, T>(row: &'r SqliteRow) -> Result<T, StoreError>
-where
-    R: FromRow<'r, SqliteRow>,
-    T: TryFrom<R, Error = StoreError>,
-{
-    T::try_from(R::from_row(row)?)
-}
-
-fn millis(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
-}
-
-fn parse<T: FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("unreadable {what} `{text}`")))
-}
-
-fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("unreadable {what}: {e}")))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// A `COUNT(*)` as the count it is.
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use crisisd::domain::account::{Role, User, UserName};
 use crisisd::domain::consent::ContactPoint;
 use crisisd::domain::follow_up::{
     FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase, Topic,
@@ -16,9 +17,9 @@ use crisisd::domain::{
     Severity,
 };
 use crisisd::outbox::{
-    Announcement, CrisisFilter, DeadCause, DeadFilter, Delivery, DeliveryState,
-    FollowUpReplacement, FollowUpStart, IdempotencyRecord, NewDelivery, Outcome, Planned, Storage,
-    StoreError, TransitionWrite,
+    AccountEvent, AccountEventKind, Announcement, CrisisFilter, DeadCause, DeadFilter, Delivery,
+    DeliveryState, FollowUpReplacement, FollowUpStart, IdempotencyRecord, NewDelivery, NewSession,
+    Outcome, Planned, Storage, StoreError, TransitionWrite,
 };
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
@@ -1697,6 +1698,259 @@ pub async fn committed_work_wakes_whoever_waits_for_it(db: &impl Database) {
     assert!(woken(notified).await, "by a requeue");
 }
 
+fn account(name: &str, role: Role) -> User {
+    User {
+        name: UserName::parse(name).expect("name"),
+        role,
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$hash-of-{name}"),
+        created_at: at(0),
+    }
+}
+
+fn session_of(user: &User, digest: &str, started: i64) -> NewSession {
+    NewSession {
+        token_digest: digest.into(),
+        user: user.name.clone(),
+        csrf: format!("csrf-{digest}"),
+        created_at: at(started),
+    }
+}
+
+pub async fn an_account_is_stored_once_and_removing_it_ends_its_sessions(db: &impl Database) {
+    let storage = db.open().await;
+    let alice = account("alice", Role::Author);
+    assert!(storage.accounts.add_user(&alice).await.expect("add"));
+    let mut impostor = account("alice", Role::Admin);
+    impostor.password_hash = "other".into();
+    assert!(
+        !storage.accounts.add_user(&impostor).await.expect("add"),
+        "a taken name is refused"
+    );
+    storage
+        .accounts
+        .add_user(&account("bob", Role::Approver))
+        .await
+        .expect("add");
+    let storage = db.open().await;
+    assert_eq!(
+        storage.accounts.user(&alice.name).await.expect("user"),
+        Some(alice.clone()),
+        "the first account is kept as it was"
+    );
+    let names: Vec<String> = storage
+        .accounts
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .map(|u| u.name.to_string())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    storage
+        .accounts
+        .start_session(&session_of(&alice, "d1", 1))
+        .await
+        .expect("session");
+    assert!(
+        storage
+            .accounts
+            .session("d1")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert!(
+        storage
+            .accounts
+            .remove_user(&alice.name)
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !storage
+            .accounts
+            .remove_user(&alice.name)
+            .await
+            .expect("again")
+    );
+    assert_eq!(
+        storage.accounts.user(&alice.name).await.expect("user"),
+        None
+    );
+    assert_eq!(
+        storage.accounts.session("d1").await.expect("read"),
+        None,
+        "a removed account's sessions end with it"
+    );
+}
+
+pub async fn a_session_is_found_by_its_digest_and_ends_when_idle_or_signed_out(db: &impl Database) {
+    let storage = db.open().await;
+    let alice = account("alice", Role::Approver);
+    storage.accounts.add_user(&alice).await.expect("add");
+    storage
+        .accounts
+        .start_session(&session_of(&alice, "d1", 10))
+        .await
+        .expect("d1");
+    storage
+        .accounts
+        .start_session(&session_of(&alice, "d2", 10))
+        .await
+        .expect("d2");
+    storage
+        .accounts
+        .start_session(&session_of(&alice, "d3", 10))
+        .await
+        .expect("d3");
+    let found = storage
+        .accounts
+        .session("d1")
+        .await
+        .expect("read")
+        .expect("d1");
+    assert_eq!(found.user, alice.name);
+    assert_eq!(
+        found.role,
+        Role::Approver,
+        "the account's role comes with it"
+    );
+    assert_eq!(found.csrf, "csrf-d1");
+    assert_eq!((found.created_at, found.last_seen_at), (at(10), at(10)));
+    assert_eq!(storage.accounts.session("nope").await.expect("read"), None);
+
+    storage
+        .accounts
+        .touch_session("d1", at(100))
+        .await
+        .expect("touch");
+    storage
+        .accounts
+        .touch_session("d1", at(50))
+        .await
+        .expect("late touch");
+    let storage = db.open().await;
+    let touched = storage
+        .accounts
+        .session("d1")
+        .await
+        .expect("read")
+        .expect("d1");
+    assert_eq!(touched.last_seen_at, at(100), "inactivity never goes back");
+
+    assert_eq!(
+        storage
+            .accounts
+            .end_idle_sessions(at(60))
+            .await
+            .expect("idle"),
+        2,
+        "d2 and d3 were last seen before"
+    );
+    assert!(
+        storage
+            .accounts
+            .session("d2")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        storage
+            .accounts
+            .session("d1")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    storage.accounts.end_session("d1").await.expect("sign out");
+    assert!(
+        storage
+            .accounts
+            .session("d1")
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
+
+pub async fn a_new_password_replaces_the_hash_and_ends_the_accounts_sessions(db: &impl Database) {
+    let storage = db.open().await;
+    let alice = account("alice", Role::Author);
+    let bob = account("bob", Role::Author);
+    storage.accounts.add_user(&alice).await.expect("add");
+    storage.accounts.add_user(&bob).await.expect("add");
+    storage
+        .accounts
+        .start_session(&session_of(&alice, "a", 1))
+        .await
+        .expect("a");
+    storage
+        .accounts
+        .start_session(&session_of(&bob, "b", 1))
+        .await
+        .expect("b");
+    assert!(
+        storage
+            .accounts
+            .set_password(&alice.name, "new-hash")
+            .await
+            .expect("passwd")
+    );
+    let stored = storage
+        .accounts
+        .user(&alice.name)
+        .await
+        .expect("user")
+        .expect("alice");
+    assert_eq!(stored.password_hash, "new-hash");
+    assert!(storage.accounts.session("a").await.expect("read").is_none());
+    assert!(
+        storage.accounts.session("b").await.expect("read").is_some(),
+        "only that account's sessions end"
+    );
+    let nobody = UserName::parse("carol").expect("name");
+    assert!(
+        !storage
+            .accounts
+            .set_password(&nobody, "x")
+            .await
+            .expect("passwd")
+    );
+}
+
+pub async fn the_account_audit_trail_lists_the_newest_first(db: &impl Database) {
+    let storage = db.open().await;
+    for (i, kind) in [
+        AccountEventKind::SignInFailed,
+        AccountEventKind::SignInLimited,
+        AccountEventKind::SignedIn,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        storage
+            .accounts
+            .record_account_event(&AccountEvent {
+                at: at(i as i64),
+                kind,
+                user: "alice".into(),
+                detail: format!("from 127.0.0.1 #{i}"),
+            })
+            .await
+            .expect("record");
+    }
+    let storage = db.open().await;
+    let events = storage.accounts.account_events(2).await.expect("events");
+    let kinds: Vec<AccountEventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [AccountEventKind::SignedIn, AccountEventKind::SignInLimited]
+    );
+    assert_eq!(events[0].detail, "from 127.0.0.1 #2");
+    assert_eq!(events[0].at, at(2));
+}
+
 /// Runs every contract test against one backend: `$database` is an
 /// expression making a fresh `Database` for each test.
 macro_rules! store_contract {
@@ -1725,6 +1979,10 @@ macro_rules! store_contract {
             a_held_incident_is_kept_until_it_is_decided,
             the_ledger_counts_queues_by_channel_and_answers_a_ping,
             committed_work_wakes_whoever_waits_for_it,
+            an_account_is_stored_once_and_removing_it_ends_its_sessions,
+            a_session_is_found_by_its_digest_and_ends_when_idle_or_signed_out,
+            a_new_password_replaces_the_hash_and_ends_the_accounts_sessions,
+            the_account_audit_trail_lists_the_newest_first,
         );
     };
     (@each $database:expr; $($name:ident),+ $(,)?) => {

@@ -1,0 +1,3 @@
+//! The console: accounts, managed with `crisisd user`.
+
+pub mod accounts;
