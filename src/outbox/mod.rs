@@ -81,6 +81,20 @@ impl StoreError {
         match self {
             StoreError::Replaced(_) => Some("its database file was deleted or replaced"),
             StoreError::WriteFailing(why) => Some(why),
+            StoreError::Database(sqlx::Error::Database(db))
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some() =>
+            {
+                // SQLSTATE classes: 53 insufficient resources (53100: disk
+                // full), 08 connection exception, 57P admin shutdown.
+                let code = db.code()?;
+                match &code[..2] {
+                    "53" => Some("the database server is out of resources (disk, memory)"),
+                    "08" | "57" => Some("the database server does not answer"),
+                    _ => None,
+                }
+            }
             StoreError::Database(sqlx::Error::Database(db)) => {
                 // SQLite's extended result codes carry the primary code in
                 // their low byte.

@@ -195,3 +195,49 @@ async fn a_database_file_deleted_while_running_is_reported_and_nothing_is_writte
         .expect("banner");
     assert_eq!(banner.status(), 200, "the banner still answers");
 }
+
+#[tokio::test]
+async fn an_audience_missing_at_a_declaration_is_planned_once_it_is_back_and_shown_meanwhile() {
+    let smtp = SmtpServer::start().await;
+    let app = crate::support::spawn_app(TestConfig::new(smtp.port())).await;
+    let audience = app.dir.path().join("audience.csv");
+    let saved = std::fs::read(&audience).expect("audience");
+    std::fs::remove_file(&audience).expect("remove the audience file");
+
+    let response = app
+        .post("/v1/crises", &declaration("Payments are down"))
+        .await;
+    assert_eq!(response.status(), 201, "the crisis is declared");
+    let body: Value = response.json().await.expect("JSON");
+    let pending = body["planning_pending"].as_str().unwrap_or_default();
+    assert!(
+        pending.contains("audience") && pending.contains("retried"),
+        "the answer says planning is pending, and why: {body:#}"
+    );
+    let id = body["crisis"]["id"].as_str().expect("id").to_owned();
+
+    let ready = wait_for_readyz(&app, 503, WAIT).await;
+    assert!(
+        ready["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.contains("not fully planned"))),
+        "{ready:#}"
+    );
+    let list = app.get_json("/v1/crises").await;
+    assert_eq!(
+        list["planning_pending"][0]["crisis_id"],
+        id.as_str(),
+        "{list:#}"
+    );
+
+    // The file is back (a deploy replaced it): planned without a restart.
+    std::fs::write(&audience, saved).expect("restore the audience");
+    smtp.wait_for(3, Duration::from_secs(30)).await;
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+    let list = app.get_json("/v1/crises").await;
+    assert_eq!(list["planning_pending"], serde_json::json!([]), "{list:#}");
+    wait_for_readyz(&app, 200, WAIT).await;
+}
