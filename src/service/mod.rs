@@ -28,6 +28,9 @@ use crate::domain::follow_up::FollowUps;
 use crate::outbox::Storage;
 use crate::plan::{Planner, SharedInputs};
 
+/// `[crises] duplicate_window` when unset: a day.
+pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 pub struct CrisisService {
     storage: Storage,
     /// What plans read; a reload swaps it, and each plan keeps the
@@ -44,6 +47,9 @@ pub struct CrisisService {
     follow_ups: Option<Arc<FollowUps>>,
     /// Wakes the scheduler when a transition stored new follow-ups.
     schedule_wake: Arc<tokio::sync::Notify>,
+    /// How recent an active crisis of the same kind and title must be for
+    /// a new declaration to be refused as its duplicate; zero: never.
+    duplicate_window: std::time::Duration,
 }
 
 impl CrisisService {
@@ -63,7 +69,14 @@ impl CrisisService {
             stopping: CancellationToken::new(),
             follow_ups: None,
             schedule_wake: Arc::default(),
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
         }
+    }
+
+    /// See `[crises] duplicate_window`.
+    pub fn with_duplicate_window(mut self, window: std::time::Duration) -> Self {
+        self.duplicate_window = window;
+        self
     }
 
     /// Runs plans on `fanout` (see `crate::background`) rather than on the

@@ -701,3 +701,87 @@ mod contract {
         }
     }
 }
+
+#[tokio::test]
+async fn a_second_identical_declaration_is_refused_naming_the_active_crisis_unless_separate() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    let declaration = json!({"kind": "outage", "severity": "major", "title": "Payments are down",
+                             "summary": "Card payments fail."});
+    let first = app.post("/v1/crises", &declaration).await;
+    assert_eq!(first.status(), 201);
+    let id = first.json::<Value>().await.expect("JSON")["crisis"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    smtp.wait_for(3, Duration::from_secs(10)).await;
+
+    // The same again, the title typed differently: refused, nobody messaged.
+    let mut again = declaration.clone();
+    again["title"] = json!(" payments are DOWN ");
+    let refused = app.post("/v1/crises", &again).await;
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!(body["error"]["existing_id"], id.as_str(), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--separate"),
+        "{body}"
+    );
+    let cli = crate::cli::crisisd(
+        &app,
+        &[
+            "declare",
+            "--kind",
+            "outage",
+            "--severity",
+            "major",
+            "--title",
+            "Payments are down",
+            "--summary",
+            "Card payments fail.",
+        ],
+    )
+    .await;
+    assert_eq!(cli.status.code(), Some(2), "{}", crate::cli::stderr(&cli));
+    assert!(
+        crate::cli::stderr(&cli).contains(&id),
+        "{}",
+        crate::cli::stderr(&cli)
+    );
+    assert_eq!(
+        app.banner("en").await["crises"].as_array().unwrap().len(),
+        1
+    );
+
+    // Another kind is another crisis; so is one said to be separate.
+    let mut other_kind = declaration.clone();
+    other_kind["kind"] = json!("security");
+    assert_eq!(app.post("/v1/crises", &other_kind).await.status(), 201);
+    let separate = crate::cli::crisisd(
+        &app,
+        &[
+            "declare",
+            "--kind",
+            "outage",
+            "--severity",
+            "major",
+            "--title",
+            "Payments are down",
+            "--summary",
+            "Card payments fail in the app too.",
+            "--separate",
+        ],
+    )
+    .await;
+    assert!(
+        separate.status.success(),
+        "{}",
+        crate::cli::stderr(&separate)
+    );
+    smtp.wait_for(9, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(smtp.accepted().len(), 9, "three crises, three readers each");
+}
