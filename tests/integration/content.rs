@@ -670,6 +670,52 @@ mod contract {
         }
     }
 
+    /// Wording a reader notices: no doubled full stop after a company
+    /// name ending in one ("Example Co.."), an all-clear subject that says
+    /// what is resolved, one Esperanto word for "update" everywhere.
+    #[test]
+    fn the_wording_reads_right_in_every_language_and_form() {
+        let world = world();
+        assert!(
+            world.settings.company.name.ends_with('.'),
+            "the case at hand"
+        );
+        for text in &TEXTS {
+            for subject in SUBJECTS {
+                let ctx = context(&world, text, subject);
+                for form in FORMS {
+                    let (rendered, _) = render(&world, form, &ctx);
+                    let rendered = unescape_html(&rendered);
+                    assert!(
+                        !rendered.contains(".."),
+                        "{} {subject:?} {form:?}: {rendered}",
+                        text.locale
+                    );
+                    assert!(!rendered.contains("Aktualigo"), "{rendered}");
+                    if text.locale == "eo"
+                        && subject == Subject::Announcement(AnnouncementKind::Update)
+                    {
+                        assert!(rendered.contains("Ĝisdatigo"), "{form:?}: {rendered}");
+                    }
+                }
+            }
+        }
+        let resolved = context(
+            &world,
+            &TEXTS[0],
+            Subject::Announcement(AnnouncementKind::Resolved),
+        );
+        let subject = world
+            .renderer
+            .render_email(&resolved)
+            .expect("email")
+            .subject;
+        assert_eq!(
+            subject,
+            "All clear: “Card payments are failing” is resolved – Example Co."
+        );
+    }
+
     /// Esperanto without its accented letters is GSM-7, and its short SMS
     /// is measured so: 3 segments of 153 give room for the summary, the
     /// message and the best channel, where UCS-2 would allow 201 units.
@@ -784,4 +830,41 @@ async fn a_second_identical_declaration_is_refused_naming_the_active_crisis_unle
     smtp.wait_for(9, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(smtp.accepted().len(), 9, "three crises, three readers each");
+}
+
+#[tokio::test]
+async fn a_multi_line_title_and_an_unknown_preview_language_are_refused_saying_why() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    let refused = app
+        .post(
+            "/v1/crises",
+            &json!({"kind": "outage", "severity": "major", "title": "Payments\nare down",
+                    "summary": "Card payments fail."}),
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("one line"));
+
+    let preview = app
+        .post(
+            "/v1/preview",
+            &json!({"kind": "outage", "severity": "major", "title": "Payments are down",
+                    "summary": "Card payments fail.", "channel": "sms", "lang": "fr"}),
+        )
+        .await;
+    assert_eq!(preview.status(), 400);
+    let problem = preview.text().await.unwrap();
+    assert!(
+        problem.contains("`fr`") && problem.contains("bn, en, eo"),
+        "{problem}"
+    );
+    let regional = app
+        .post(
+            "/v1/preview",
+            &json!({"kind": "outage", "severity": "major", "title": "Payments are down",
+                    "summary": "Card payments fail.", "channel": "sms", "lang": "bn-BD"}),
+        )
+        .await;
+    assert_eq!(regional.status(), 200, "a regional tag finds its language");
 }
