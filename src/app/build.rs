@@ -53,7 +53,8 @@ impl Application {
                 clock.clone(),
             )
             .plan_on(fanout.handle())
-            .with_follow_ups(prepared.follow_ups.clone()),
+            .with_follow_ups(prepared.follow_ups.clone())
+            .with_duplicate_window(prepared.settings.crises.duplicate_window),
         );
         reconcile_follow_ups(&service).await;
         let liveness = Liveness::default();

@@ -62,6 +62,27 @@ pub struct Settings {
     /// The web console at `/console`.
     #[serde(default)]
     pub console: ConsoleSettings,
+    #[serde(default)]
+    pub crises: CrisisSettings,
+}
+
+/// How declarations are guarded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrisisSettings {
+    /// A declaration of the same kind and title as an active crisis
+    /// declared this recently is refused as a duplicate (409 naming it)
+    /// unless it says it is separate; "0s" turns the guard off.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+}
+
+impl Default for CrisisSettings {
+    fn default() -> Self {
+        Self {
+            duplicate_window: crate::service::DEFAULT_DUPLICATE_WINDOW,
+        }
+    }
 }
 
 impl ServerSettings {

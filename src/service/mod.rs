@@ -29,6 +29,9 @@ use crate::domain::follow_up::FollowUps;
 use crate::outbox::Storage;
 use crate::plan::{Planner, SharedInputs};
 
+/// `[crises] duplicate_window` when unset: a day.
+pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 pub struct CrisisService {
     storage: Storage,
     /// What plans read; a reload swaps it, and each plan keeps the
@@ -47,6 +50,9 @@ pub struct CrisisService {
     schedule_wake: Arc<tokio::sync::Notify>,
     /// Plans waiting to be retried.
     pending_plans: Arc<planning::PendingPlans>,
+    /// How recent an active crisis of the same kind and title must be for
+    /// a new declaration to be refused as its duplicate; zero: never.
+    duplicate_window: std::time::Duration,
 }
 
 impl CrisisService {
@@ -67,6 +73,7 @@ impl CrisisService {
             follow_ups: None,
             schedule_wake: Arc::default(),
             pending_plans: Arc::default(),
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
         }
     }
 
@@ -74,6 +81,12 @@ impl CrisisService {
     /// planning failed and is being retried (see `PendingPlans`).
     pub fn pending_plans(&self) -> Vec<PendingPlan> {
         self.pending_plans.list()
+    }
+
+    /// See `[crises] duplicate_window`.
+    pub fn with_duplicate_window(mut self, window: std::time::Duration) -> Self {
+        self.duplicate_window = window;
+        self
     }
 
     /// Runs plans on `fanout` (see `crate::background`) rather than on the

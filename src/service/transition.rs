@@ -14,7 +14,9 @@ use crate::domain::{
     Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, Kind,
     Resolution,
 };
-use crate::outbox::{Announcement, SourceLink, SourceLinkChange, StoreError, TransitionWrite};
+use crate::outbox::{
+    Announcement, CrisisFilter, SourceLink, SourceLinkChange, StoreError, TransitionWrite,
+};
 use crate::plan::Planner;
 
 /// What a flag source asks of a crisis.
@@ -155,8 +157,40 @@ impl CrisisService {
         if let Some(why) = self.storage.ledger.write_fault() {
             return Err(StoreError::WriteFailing(why).into());
         }
+        // Sources (flag file, webhooks) are tied to their incident by a
+        // source link already; the guard is for people declaring twice.
+        if let Transition::Declare(declaration) = &transition
+            && ctx.source.is_none()
+            && !declaration.separate
+        {
+            self.refuse_duplicate(declaration).await?;
+        }
         let change = self.change(transition).await?;
         self.commit(change, ctx).await
+    }
+
+    /// An active crisis of the same kind and title declared within the
+    /// window: the declaration is its duplicate (two banners, everyone
+    /// messaged twice), refused naming it.
+    async fn refuse_duplicate(&self, declaration: &Declaration) -> Result<(), ServiceError> {
+        if self.duplicate_window.is_zero() {
+            return Ok(());
+        }
+        let since = self.now()
+            - chrono::Duration::from_std(self.duplicate_window).unwrap_or(chrono::Duration::MAX);
+        let title = declaration.title.trim().to_lowercase();
+        let active = self.storage.crises.crises(CrisisFilter::Active).await?;
+        match active.into_iter().find(|crisis| {
+            crisis.kind == declaration.kind
+                && crisis.title.to_lowercase() == title
+                && crisis.declared_at >= since
+        }) {
+            Some(existing) => Err(ServiceError::Duplicate {
+                existing: existing.id,
+                title: existing.title,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The crisis after the transition, as the domain allows it.

@@ -670,6 +670,52 @@ mod contract {
         }
     }
 
+    /// Wording a reader notices: no doubled full stop after a company
+    /// name ending in one ("Example Co.."), an all-clear subject that says
+    /// what is resolved, one Esperanto word for "update" everywhere.
+    #[test]
+    fn the_wording_reads_right_in_every_language_and_form() {
+        let world = world();
+        assert!(
+            world.settings.company.name.ends_with('.'),
+            "the case at hand"
+        );
+        for text in &TEXTS {
+            for subject in SUBJECTS {
+                let ctx = context(&world, text, subject);
+                for form in FORMS {
+                    let (rendered, _) = render(&world, form, &ctx);
+                    let rendered = unescape_html(&rendered);
+                    assert!(
+                        !rendered.contains(".."),
+                        "{} {subject:?} {form:?}: {rendered}",
+                        text.locale
+                    );
+                    assert!(!rendered.contains("Aktualigo"), "{rendered}");
+                    if text.locale == "eo"
+                        && subject == Subject::Announcement(AnnouncementKind::Update)
+                    {
+                        assert!(rendered.contains("Ĝisdatigo"), "{form:?}: {rendered}");
+                    }
+                }
+            }
+        }
+        let resolved = context(
+            &world,
+            &TEXTS[0],
+            Subject::Announcement(AnnouncementKind::Resolved),
+        );
+        let subject = world
+            .renderer
+            .render_email(&resolved)
+            .expect("email")
+            .subject;
+        assert_eq!(
+            subject,
+            "All clear: “Card payments are failing” is resolved – Example Co."
+        );
+    }
+
     /// Esperanto without its accented letters is GSM-7, and its short SMS
     /// is measured so: 3 segments of 153 give room for the summary, the
     /// message and the best channel, where UCS-2 would allow 201 units.
@@ -700,4 +746,125 @@ mod contract {
             assert!(text.contains(part.as_str()), "{text}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_second_identical_declaration_is_refused_naming_the_active_crisis_unless_separate() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    let declaration = json!({"kind": "outage", "severity": "major", "title": "Payments are down",
+                             "summary": "Card payments fail."});
+    let first = app.post("/v1/crises", &declaration).await;
+    assert_eq!(first.status(), 201);
+    let id = first.json::<Value>().await.expect("JSON")["crisis"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    smtp.wait_for(3, Duration::from_secs(10)).await;
+
+    // The same again, the title typed differently: refused, nobody messaged.
+    let mut again = declaration.clone();
+    again["title"] = json!(" payments are DOWN ");
+    let refused = app.post("/v1/crises", &again).await;
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!(body["error"]["existing_id"], id.as_str(), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--separate"),
+        "{body}"
+    );
+    let cli = crate::cli::crisisd(
+        &app,
+        &[
+            "declare",
+            "--kind",
+            "outage",
+            "--severity",
+            "major",
+            "--title",
+            "Payments are down",
+            "--summary",
+            "Card payments fail.",
+        ],
+    )
+    .await;
+    assert_eq!(cli.status.code(), Some(2), "{}", crate::cli::stderr(&cli));
+    assert!(
+        crate::cli::stderr(&cli).contains(&id),
+        "{}",
+        crate::cli::stderr(&cli)
+    );
+    assert_eq!(
+        app.banner("en").await["crises"].as_array().unwrap().len(),
+        1
+    );
+
+    // Another kind is another crisis; so is one said to be separate.
+    let mut other_kind = declaration.clone();
+    other_kind["kind"] = json!("security");
+    assert_eq!(app.post("/v1/crises", &other_kind).await.status(), 201);
+    let separate = crate::cli::crisisd(
+        &app,
+        &[
+            "declare",
+            "--kind",
+            "outage",
+            "--severity",
+            "major",
+            "--title",
+            "Payments are down",
+            "--summary",
+            "Card payments fail in the app too.",
+            "--separate",
+        ],
+    )
+    .await;
+    assert!(
+        separate.status.success(),
+        "{}",
+        crate::cli::stderr(&separate)
+    );
+    smtp.wait_for(9, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(smtp.accepted().len(), 9, "three crises, three readers each");
+}
+
+#[tokio::test]
+async fn a_multi_line_title_and_an_unknown_preview_language_are_refused_saying_why() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    let refused = app
+        .post(
+            "/v1/crises",
+            &json!({"kind": "outage", "severity": "major", "title": "Payments\nare down",
+                    "summary": "Card payments fail."}),
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("one line"));
+
+    let preview = app
+        .post(
+            "/v1/preview",
+            &json!({"kind": "outage", "severity": "major", "title": "Payments are down",
+                    "summary": "Card payments fail.", "channel": "sms", "lang": "fr"}),
+        )
+        .await;
+    assert_eq!(preview.status(), 400);
+    let problem = preview.text().await.unwrap();
+    assert!(
+        problem.contains("`fr`") && problem.contains("bn, en, eo"),
+        "{problem}"
+    );
+    let regional = app
+        .post(
+            "/v1/preview",
+            &json!({"kind": "outage", "severity": "major", "title": "Payments are down",
+                    "summary": "Card payments fail.", "channel": "sms", "lang": "bn-BD"}),
+        )
+        .await;
+    assert_eq!(regional.status(), 200, "a regional tag finds its language");
 }

@@ -263,3 +263,40 @@ async fn a_timeout_after_the_message_was_written_on_a_reused_connection_is_not_r
         "one transmission per attempt, none resent on a new connection"
     );
 }
+
+#[tokio::test]
+async fn a_spooled_email_is_named_by_its_delivery_id() {
+    let smtp = crate::support::SmtpServer::start().await;
+    let spool = tempfile::tempdir().expect("spool dir");
+    let mut config = crate::support::TestConfig::new(smtp.port());
+    config.extra = format!(
+        "[[channels.email]]\nname = \"spool\"\nfrom = \"Test Co. <support@example.com>\"\n\
+         transport = \"spool\"\nspool_dir = \"{}\"\n",
+        spool.path().display()
+    );
+    let app = crate::support::spawn_app(config).await;
+    app.declare("Payments are down").await;
+    let deadline = tokio::time::Instant::now() + crate::support::WAIT;
+    let files = loop {
+        let files: Vec<std::path::PathBuf> = std::fs::read_dir(spool.path())
+            .expect("read spool")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        if files.len() == 3 || tokio::time::Instant::now() > deadline {
+            break files;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(files.len(), 3, "one file per reader: {files:?}");
+    for file in files {
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        stem.parse::<crisisd::domain::DeliveryId>()
+            .unwrap_or_else(|e| panic!("{stem} is not a delivery id: {e}"));
+        let text = std::fs::read_to_string(&file).expect("read eml");
+        assert!(
+            text.contains(&format!("Message-ID: <{stem}@example.com>")),
+            "the file is named by the delivery its Message-ID names: {text}"
+        );
+    }
+}
