@@ -34,6 +34,10 @@ pub struct DeclarationArgs {
     /// A message from staff, shown with the announcement on every channel.
     #[arg(long)]
     pub message: Option<String>,
+    /// An exercise: only the drill audience ([audience] drill_file) gets it, every message
+    /// is marked DRILL, and it can never become live.
+    #[arg(long)]
+    pub drill: bool,
     #[command(flatten)]
     pub texts: TextArgs,
 }
@@ -50,6 +54,7 @@ impl TryFrom<DeclarationArgs> for Declaration {
             summary: Texts::required(args.summary, texts.summary, "summary")?,
             localized: texts.localized,
             message: args.message.or(texts.message),
+            drill: args.drill,
         })
     }
 }
@@ -227,6 +232,7 @@ mod tests {
                 summary: "Card payments fail.".to_owned(),
                 localized: Default::default(),
                 message: Some("We are on it.".to_owned()),
+                drill: false,
             }
         );
     }

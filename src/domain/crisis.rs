@@ -178,6 +178,10 @@ pub const MAX_MESSAGE_CHARS: usize = 4000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
+    #[error(
+        "a drill goes only to a drill audience, and none is configured: set [audience] drill_file"
+    )]
+    NoDrillAudience,
     #[error("`{0}` is not a crisis id (expected a UUID)")]
     InvalidId(String),
     #[error("unknown {what} `{value}` (expected one of: {expected})")]
@@ -230,6 +234,10 @@ pub struct Declaration {
     /// Optional first message, shown with the initial announcement.
     #[serde(default)]
     pub message: Option<String>,
+    /// An exercise: it reaches only the drill audience, every message is
+    /// marked, and it stays a drill until it is resolved.
+    #[serde(default)]
+    pub drill: bool,
 }
 
 /// A change to an active crisis. Every field is optional but at least one
@@ -390,6 +398,9 @@ pub struct Crisis {
     pub declared_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Set when declared, never changed: a drill cannot become live.
+    #[serde(default)]
+    pub drill: bool,
 }
 
 impl Crisis {
@@ -408,6 +419,7 @@ impl Crisis {
             declared_at: now,
             updated_at: now,
             resolved_at: None,
+            drill: declaration.drill,
         })
     }
 
@@ -563,6 +575,7 @@ mod tests {
             summary: "Card payments fail.".into(),
             localized: Translations::new(),
             message: None,
+            drill: false,
         }
     }
 

@@ -40,6 +40,9 @@ pub struct Draft {
     /// For an update or all-clear: locales with their own text for what
     /// changes, and no new text here, read the default language's.
     pub fall_back: bool,
+    /// A declaration of a drill (an update or all-clear of a drill is one
+    /// too: the crisis decides).
+    pub drill: bool,
 }
 
 impl Draft {
@@ -59,6 +62,7 @@ impl Draft {
             summary: self.summary.clone(),
             localized: self.localized.clone(),
             message: self.message.clone(),
+            drill: self.drill,
         }
     }
 
@@ -148,6 +152,7 @@ mod tests {
                 },
             )]),
             fall_back: false,
+            drill: false,
         }
     }
 

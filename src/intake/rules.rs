@@ -227,6 +227,8 @@ impl Rules {
                 .as_deref()
                 .filter(|m| !m.trim().is_empty())
                 .map(|m| clip(m, MAX_MESSAGE_CHARS)),
+            // A monitoring system reports real incidents.
+            drill: false,
         }
     }
 
@@ -250,6 +252,7 @@ impl Rules {
             },
             localized: current.localized.clone(),
             message: wanted.message.or_else(|| current.message.clone()),
+            drill: current.drill,
         }
     }
 

@@ -25,6 +25,7 @@ struct CrisisRow<'r> {
     declared_at: i64,
     updated_at: i64,
     resolved_at: Option<i64>,
+    drill: bool,
 }
 
 impl TryFrom<CrisisRow<'_>> for Crisis {
@@ -45,6 +46,7 @@ impl TryFrom<CrisisRow<'_>> for Crisis {
             declared_at: from_millis(row.declared_at)?,
             updated_at: from_millis(row.updated_at)?,
             resolved_at: row.resolved_at.map(from_millis).transpose()?,
+            drill: row.drill,
         })
     }
 }
@@ -98,11 +100,13 @@ fn bind_changes<'q>(query: Query<'q>, crisis: &'q Crisis) -> Result<Query<'q>, S
 async fn insert_crisis(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreError> {
     let query = sqlx::query(
         "INSERT INTO crises (kind, severity, title, summary, localized, status, version, last_message, \
-         updated_at, resolved_at, id, declared_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         updated_at, resolved_at, id, declared_at, drill) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
+    // `drill` is written once, here: no update changes it.
     bind_changes(query, crisis)?
         .bind(crisis.id.to_string())
         .bind(millis(crisis.declared_at))
+        .bind(crisis.drill)
         .execute(&mut **tx)
         .await?;
     Ok(())

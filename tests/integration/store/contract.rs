@@ -78,6 +78,7 @@ pub fn declared() -> Crisis {
             summary: "Card payments fail.".into(),
             localized: Default::default(),
             message: None,
+            drill: false,
         },
         at(0),
     )
@@ -1537,6 +1538,7 @@ pub async fn a_held_incident_is_kept_until_it_is_decided(db: &impl Database) {
             summary: "Card payments fail.".into(),
             localized: Default::default(),
             message: None,
+            drill: false,
         },
         due_at: Some(at(300)),
         created_at: at(0),
@@ -1963,6 +1965,7 @@ fn submitted_draft(summary: &str) -> Draft {
         message: None,
         localized: Default::default(),
         fall_back: false,
+        drill: false,
     }
 }
 
