@@ -20,7 +20,7 @@ use crate::http::{self, AppState};
 use crate::intake::{Hook, Intake};
 use crate::lifecycle::{Notifier, Reloader};
 use crate::liveness::Liveness;
-use crate::outbox::{CrisisFilter, SqliteStore, Storage};
+use crate::outbox::{CrisisFilter, Storage};
 use crate::plan::SharedInputs;
 use crate::service::{CrisisService, Scheduler};
 
@@ -114,9 +114,11 @@ impl Application {
 
 /// The store the settings name, opened with its migrations applied.
 pub async fn open_store(settings: &Settings) -> Result<Storage, StartupError> {
-    Ok(Storage::new(
-        SqliteStore::open(&settings.store.sqlite_path).await?,
-    ))
+    let location = settings
+        .store
+        .location()
+        .map_err(|problem| StartupError::Invalid(vec![problem]))?;
+    Ok(super::open_location(&location).await?)
 }
 
 /// Before anything can declare: only crises already under way are compared

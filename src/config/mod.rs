@@ -4,6 +4,7 @@
 mod console;
 mod hooks;
 mod load;
+mod store;
 mod validate;
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 pub use console::{ConsoleSettings, PreparedTemplate, TrustedHeader, TwoPersonRule};
 pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
+pub use store::{DATABASE_URL_ENV, StoreLocation, StoreSettings, redact};
 
 use crate::channels::ChannelSettings;
 use crate::domain::directory::ContactEntry;
@@ -128,21 +130,6 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
             public_url: None,
             max_body_bytes: 64 * 1024,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSettings {
-    /// SQLite database file; created with its directory when missing.
-    pub sqlite_path: PathBuf,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        Self {
-            sqlite_path: PathBuf::from("data/crisisd.db"),
         }
     }
 }

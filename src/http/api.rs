@@ -151,6 +151,11 @@ pub struct CrisisList {
     pub crises: Vec<CrisisSummary>,
     /// Contact points that asked not to be contacted.
     pub opt_outs: OptOutCounts,
+    /// Announcements whose subscribers are not all planned yet: planning
+    /// failed (the audience file unreadable, the store unable to write)
+    /// and the daemon retries it. `default`: an older daemon does not send it.
+    #[serde(default)]
+    pub planning_pending: Vec<crate::service::PendingPlan>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +368,7 @@ pub async fn list(
     let rates = measure_rates(storage.ledger.as_ref(), None, &crises, state.clock.now()).await?;
     let opt_outs = storage.consent.opt_outs().await?;
     Ok(Json(CrisisList {
+        planning_pending: state.service.pending_plans(),
         opt_outs: OptOutCounts {
             email: opt_outs.emails.len(),
             phone: opt_outs.phones.len(),

@@ -7,6 +7,7 @@ mod check;
 mod compose;
 mod context;
 pub mod sample;
+pub mod strict;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,11 @@ pub struct BannerLabels {
     pub open_now: String,
     pub closed_now: String,
     pub always_open: String,
+    /// The control that opens a notice's summary, message and contacts.
+    pub show_details: String,
+    pub hide_details: String,
+    /// The link to the status page, with the full and current text.
+    pub status_page: String,
 }
 
 /// `templates/<locale>/strings.toml`: words the code itself puts in front
@@ -69,6 +75,14 @@ pub enum RenderError {
     NoDefaultLocale(String),
     #[error("template {0} is missing")]
     Missing(String),
+    #[error(
+        "template {name} uses {} that no message gives it (misspelt?)",
+        variables.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+    )]
+    Undeclared {
+        name: String,
+        variables: Vec<String>,
+    },
     #[error("template {name}: {source:#}")]
     Template {
         name: String,

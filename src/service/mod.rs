@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 pub use error::ServiceError;
 pub use idempotency::{IdempotencyRequest, answer_status};
+pub use planning::PendingPlan;
 pub use scheduler::Scheduler;
 pub use transition::{Applied, SourceRef, Transition, TransitionContext, TransitionOutcome};
 
@@ -44,6 +45,8 @@ pub struct CrisisService {
     follow_ups: Option<Arc<FollowUps>>,
     /// Wakes the scheduler when a transition stored new follow-ups.
     schedule_wake: Arc<tokio::sync::Notify>,
+    /// Plans waiting to be retried.
+    pending_plans: Arc<planning::PendingPlans>,
 }
 
 impl CrisisService {
@@ -63,7 +66,14 @@ impl CrisisService {
             stopping: CancellationToken::new(),
             follow_ups: None,
             schedule_wake: Arc::default(),
+            pending_plans: Arc::default(),
         }
+    }
+
+    /// Announcements whose subscribers are not all planned yet because
+    /// planning failed and is being retried (see `PendingPlans`).
+    pub fn pending_plans(&self) -> Vec<PendingPlan> {
+        self.pending_plans.list()
     }
 
     /// Runs plans on `fanout` (see `crate::background`) rather than on the

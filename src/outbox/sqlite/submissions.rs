@@ -6,50 +6,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{SqliteStore, decode, from_millis, json, millis, parse, to_json};
+use super::{SqliteStore, decode, millis, to_json};
 use crate::domain::CrisisId;
 use crate::domain::account::UserName;
 use crate::domain::draft::Draft;
+use crate::outbox::rows::SubmissionRow;
 use crate::outbox::{StoreError, Submission, SubmissionState, SubmissionStore};
-
-#[derive(sqlx::FromRow)]
-struct SubmissionRow<'r> {
-    id: &'r str,
-    draft: &'r str,
-    content_hash: String,
-    author: &'r str,
-    state: &'r str,
-    approved_by: Option<&'r str>,
-    approved_hash: Option<String>,
-    crisis_id: Option<&'r str>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<SubmissionRow<'_>> for Submission {
-    type Error = StoreError;
-
-    fn try_from(row: SubmissionRow<'_>) -> Result<Self, StoreError> {
-        Ok(Submission {
-            id: parse(row.id, "submission id")?,
-            draft: json(row.draft, "draft")?,
-            content_hash: row.content_hash,
-            author: parse(row.author, "user name")?,
-            state: parse(row.state, "submission state")?,
-            approved_by: row
-                .approved_by
-                .map(|name| parse::<UserName>(name, "user name"))
-                .transpose()?,
-            approved_hash: row.approved_hash,
-            crisis: row
-                .crisis_id
-                .map(|id| parse::<CrisisId>(id, "crisis id"))
-                .transpose()?,
-            created_at: from_millis(row.created_at)?,
-            updated_at: from_millis(row.updated_at)?,
-        })
-    }
-}
 
 #[async_trait]
 impl SubmissionStore for SqliteStore {
@@ -80,7 +42,7 @@ impl SubmissionStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(decode::<SubmissionRow, _>)
+            .map(decode::<SubmissionRow, _, _>)
             .transpose()
     }
 
@@ -92,7 +54,7 @@ impl SubmissionStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<SubmissionRow, _>)
+        .map(decode::<SubmissionRow, _, _>)
         .collect()
     }
 
