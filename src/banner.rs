@@ -130,12 +130,17 @@ impl Banner {
     /// The JSON body of `GET /v1/banner` for a reader of `lang`, and its
     /// ETag: rendered afresh when the active crises change, and otherwise
     /// at most once a second, so the contacts' opening hours stay current.
-    pub fn rendered(&self, lang: &str, now: DateTime<Utc>) -> Arc<RenderedBanner> {
+    pub fn rendered(&self, lang: &str, drills: bool, now: DateTime<Utc>) -> Arc<RenderedBanner> {
         // A reload brings new templates and contacts: what was rendered
         // with the old ones is not served.
         let inputs = self.inputs.load_full();
         let locale = inputs.renderer.resolve_locale(lang);
-        if let Some(cached) = read(&self.rendered).get(locale).filter(|cached| {
+        let key = if drills {
+            format!("{locale}+drills")
+        } else {
+            locale.to_owned()
+        };
+        if let Some(cached) = read(&self.rendered).get(&key).filter(|cached| {
             Arc::ptr_eq(&cached.inputs, &inputs)
                 && cached.built_at <= now
                 && now - cached.built_at < FRESH_FOR
@@ -143,7 +148,7 @@ impl Banner {
             return cached.banner.clone();
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let view = self.view(locale, now);
+        let view = self.view(locale, drills, now);
         // A view of plain strings and enums always serializes.
         let json = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
         let digest = Sha256::digest(&json);
@@ -152,7 +157,7 @@ impl Banner {
         let mut rendered = write(&self.rendered);
         if self.generation.load(Ordering::SeqCst) == generation {
             rendered.insert(
-                locale.to_owned(),
+                key,
                 Cached {
                     built_at: now,
                     inputs: inputs.clone(),
@@ -163,12 +168,14 @@ impl Banner {
         banner
     }
 
-    /// What `GET /v1/banner` returns for a reader of `lang`.
-    pub fn view(&self, lang: &str, now: DateTime<Utc>) -> BannerView {
+    /// What `GET /v1/banner` returns for a reader of `lang`; drills only
+    /// when the site asks for them.
+    pub fn view(&self, lang: &str, drills: bool, now: DateTime<Utc>) -> BannerView {
         let inputs = self.inputs.load();
         let renderer = &inputs.renderer;
         let locale = renderer.resolve_locale(lang).to_owned();
-        let active = read(&self.active).clone();
+        let mut active = read(&self.active).clone();
+        active.retain(|crisis| drills || !crisis.drill);
         let contacts = if active.is_empty() {
             Vec::new()
         } else {

@@ -67,6 +67,13 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         problems.push(format!("audience: {err}"));
         Audience::default()
     });
+    let drill_audience = match &settings.audience.drill_file {
+        Some(file) => Audience::load(file, &default_locale).unwrap_or_else(|err| {
+            problems.push(format!("audience.drill_file: {err}"));
+            Audience::default()
+        }),
+        None => Audience::default(),
+    };
     let channels = channels::build_all(&settings.channels).unwrap_or_else(|errors| {
         problems.extend(errors.iter().map(|e| format!("channels: {e}")));
         Vec::new()
@@ -92,6 +99,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         },
         directory: settings.directory.clone(),
         audience,
+        drill_audience,
         renderer,
         channels: settings.channels.profiles(&default_locale),
         unsubscribe,

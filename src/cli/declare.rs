@@ -34,6 +34,10 @@ pub struct DeclarationArgs {
     /// A message from staff, shown with the announcement on every channel.
     #[arg(long)]
     pub message: Option<String>,
+    /// An exercise: only the drill audience ([audience] drill_file) gets it, every message
+    /// is marked DRILL, and it can never become live.
+    #[arg(long)]
+    pub drill: bool,
     #[command(flatten)]
     pub texts: TextArgs,
 }
@@ -51,6 +55,7 @@ impl TryFrom<DeclarationArgs> for Declaration {
             localized: texts.localized,
             message: args.message.or(texts.message),
             separate: false,
+            drill: args.drill,
         })
     }
 }
@@ -237,6 +242,7 @@ mod tests {
                 localized: Default::default(),
                 message: Some("We are on it.".to_owned()),
                 separate: false,
+                drill: false,
             }
         );
     }

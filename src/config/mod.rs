@@ -223,6 +223,10 @@ pub struct AudienceSettings {
     /// CSV with the header `id,name,email,phone,locale,timezone`, and
     /// optionally `region` after them.
     pub file: PathBuf,
+    /// The same format: who a drill goes to (staff, a test list). Without
+    /// it, a drill cannot be declared.
+    #[serde(default)]
+    pub drill_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -178,6 +178,10 @@ pub const MAX_MESSAGE_CHARS: usize = 4000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
+    #[error(
+        "a drill goes only to a drill audience, and none is configured: set [audience] drill_file"
+    )]
+    NoDrillAudience,
     #[error("`{0}` is not a crisis id (expected a UUID)")]
     InvalidId(String),
     #[error("unknown {what} `{value}` (expected one of: {expected})")]
@@ -235,6 +239,10 @@ pub struct Declaration {
     /// as a duplicate).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub separate: bool,
+    /// An exercise: it reaches only the drill audience, every message is
+    /// marked, and it stays a drill until it is resolved.
+    #[serde(default)]
+    pub drill: bool,
 }
 
 /// A change to an active crisis. Every field is optional but at least one
@@ -395,6 +403,9 @@ pub struct Crisis {
     pub declared_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Set when declared, never changed: a drill cannot become live.
+    #[serde(default)]
+    pub drill: bool,
 }
 
 impl Crisis {
@@ -413,6 +424,7 @@ impl Crisis {
             declared_at: now,
             updated_at: now,
             resolved_at: None,
+            drill: declaration.drill,
         })
     }
 
@@ -569,6 +581,7 @@ mod tests {
             localized: Translations::new(),
             message: None,
             separate: false,
+            drill: false,
         }
     }
 

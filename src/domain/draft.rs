@@ -40,6 +40,9 @@ pub struct Draft {
     /// For an update or all-clear: locales with their own text for what
     /// changes, and no new text here, read the default language's.
     pub fall_back: bool,
+    /// A declaration of a drill (an update or all-clear of a drill is one
+    /// too: the crisis decides).
+    pub drill: bool,
 }
 
 impl Draft {
@@ -61,6 +64,7 @@ impl Draft {
             message: self.message.clone(),
             // The duplicate guard holds for the console as for the API.
             separate: false,
+            drill: self.drill,
         }
     }
 
@@ -150,6 +154,7 @@ mod tests {
                 },
             )]),
             fall_back: false,
+            drill: false,
         }
     }
 

@@ -1,6 +1,7 @@
 /* crisisd website banner: one accessible notice per active crisis.
  * Embed: <script src="https://crisis.example.com/banner.js" defer></script>
- * Optional data-lang="bn" on the tag overrides the page language.
+ * Optional data-lang="bn" on the tag overrides the page language; data-drills="true"
+ * shows drills too (a staff page, a test site), which are hidden otherwise.
  * No dependencies, no globals; server data is only ever set as text. */
 (function () {
   'use strict';
@@ -236,6 +237,7 @@
   function load() {
     var url = new URL('v1/banner', BASE);
     url.searchParams.set('lang', lang());
+    if (script.getAttribute('data-drills') === 'true') url.searchParams.set('drills', 'true');
     fetch(url.toString(), { credentials: 'omit', headers: { Accept: 'application/json' } })
       .then(function (res) {
         if (!res.ok) throw new Error('HTTP ' + res.status);

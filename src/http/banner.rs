@@ -13,6 +13,9 @@ const SCRIPT: &str = include_str!("banner.js");
 #[derive(Debug, Deserialize)]
 pub struct BannerQuery {
     lang: Option<String>,
+    /// Show drills too; a public site leaves it out and never shows one.
+    #[serde(default)]
+    drills: bool,
 }
 
 /// `?lang=` wins; else the first Accept-Language tag we have templates for;
@@ -52,7 +55,9 @@ pub async fn banner(
     headers: HeaderMap,
 ) -> Response {
     let lang = choose_language(&state, &query, &headers);
-    let banner = state.banner.rendered(&lang, state.clock.now());
+    let banner = state
+        .banner
+        .rendered(&lang, query.drills, state.clock.now());
     let etag = &banner.etag;
     let cache_control = format!("public, max-age={}", state.banner_max_age.as_secs());
     let mut response = if etag_matches(&headers, etag) {

@@ -79,6 +79,7 @@ fn parse(text: &str) -> Result<Flag, String> {
         localized: content.localized,
         message: content.message,
         separate: false,
+        drill: false,
     };
     declaration.validate().map_err(|e| e.to_string())?;
     Ok(Flag::Active {

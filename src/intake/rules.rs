@@ -228,6 +228,8 @@ impl Rules {
                 .filter(|m| !m.trim().is_empty())
                 .map(|m| clip(m, MAX_MESSAGE_CHARS)),
             separate: false,
+            // A monitoring system reports real incidents.
+            drill: false,
         }
     }
 
@@ -252,6 +254,7 @@ impl Rules {
             localized: current.localized.clone(),
             message: wanted.message.or_else(|| current.message.clone()),
             separate: false,
+            drill: current.drill,
         }
     }
 

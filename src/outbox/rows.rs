@@ -98,6 +98,7 @@ pub(super) struct CrisisRow<'r> {
     pub(super) declared_at: i64,
     pub(super) updated_at: i64,
     pub(super) resolved_at: Option<i64>,
+    pub(super) drill: bool,
 }
 
 impl TryFrom<CrisisRow<'_>> for Crisis {
@@ -118,6 +119,7 @@ impl TryFrom<CrisisRow<'_>> for Crisis {
             declared_at: from_millis(row.declared_at)?,
             updated_at: from_millis(row.updated_at)?,
             resolved_at: row.resolved_at.map(from_millis).transpose()?,
+            drill: row.drill,
         })
     }
 }

@@ -50,6 +50,8 @@ pub struct PlanInputs {
     pub company: CompanyView,
     pub directory: Vec<ContactEntry>,
     pub audience: Audience,
+    /// Who a drill reaches; empty unless `[audience] drill_file` is set.
+    pub drill_audience: Audience,
     pub renderer: Renderer,
     pub channels: Vec<ChannelProfile>,
     pub unsubscribe: Option<UnsubscribeLinks>,
@@ -59,6 +61,15 @@ pub struct PlanInputs {
 }
 
 impl PlanInputs {
+    /// The audience `crisis` is planned for: a drill's own, or everyone.
+    pub fn audience_for(&self, crisis: &Crisis) -> &Audience {
+        if crisis.drill {
+            &self.drill_audience
+        } else {
+            &self.audience
+        }
+    }
+
     /// The directory as a reader in `locale` sees it at `now`.
     pub fn contacts(&self, locale: &str, now: DateTime<Utc>) -> Vec<ContactView> {
         self.renderer.contacts(&self.directory, locale, now)
@@ -176,8 +187,8 @@ impl Planner {
     /// Whether a follow-up's step sends on a channel that reaches
     /// subscribers one by one; if not, there is nothing to plan after its
     /// broadcasts.
-    pub fn follow_up_reaches_subscribers(&self, spec: &FollowUpSpec) -> bool {
-        self.inputs.audience.count > 0
+    pub fn follow_up_reaches_subscribers(&self, crisis: &Crisis, spec: &FollowUpSpec) -> bool {
+        self.inputs.audience_for(crisis).count > 0
             && self.inputs.channels.iter().any(|p| {
                 matches!(p.reach, Reach::Email | Reach::Phone) && spec.uses_channel(&p.name)
             })
@@ -185,8 +196,8 @@ impl Planner {
 
     /// Whether this announcement goes to subscribers one by one (email,
     /// SMS), which is planned in batches after the transition is stored.
-    pub fn reaches_subscribers(&self) -> bool {
-        self.inputs.audience.count > 0
+    pub fn reaches_subscribers(&self, crisis: &Crisis) -> bool {
+        self.inputs.audience_for(crisis).count > 0
             && self
                 .inputs
                 .channels
@@ -247,6 +258,8 @@ impl Planner {
             .channels
             .iter()
             .filter(|profile| follow_up.is_none_or(|spec| spec.uses_channel(&profile.name)))
+            // A drill posts nowhere public: it reaches its audience only.
+            .filter(|_| !crisis.drill)
             .filter_map(|profile| self.broadcast(profile, crisis, kind, follow_up, now))
             .collect();
         (announcement, deliveries)
@@ -356,6 +369,7 @@ pub(crate) mod tests {
             },
             directory: Vec::new(),
             audience: Audience::load(&audience, "en").unwrap(),
+            drill_audience: Audience::default(),
             renderer,
             channels,
             unsubscribe: None,

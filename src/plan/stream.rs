@@ -82,7 +82,7 @@ impl<'a> PlanStream<'a> {
             announcement,
             now,
             opt_outs,
-            subscribers: planner.inputs.audience.subscribers(skip)?,
+            subscribers: planner.inputs.audience_for(crisis).subscribers(skip)?,
             position: skip,
             renditions: HashMap::new(),
         })

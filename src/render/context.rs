@@ -27,6 +27,9 @@ pub struct CrisisView {
     pub status: String,
     pub declared_at: String,
     pub declared_at_local: String,
+    /// A drill: the renderer marks every message with the locale's
+    /// `drill_marker`.
+    pub drill: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,6 +102,7 @@ impl RenderContext {
                 status: crisis.status.to_string(),
                 declared_at: crisis.declared_at.to_rfc3339(),
                 declared_at_local: local_time(crisis.declared_at, zone),
+                drill: crisis.drill,
             },
             announcement: AnnouncementView {
                 kind,

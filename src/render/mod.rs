@@ -49,8 +49,15 @@ pub struct BannerLabels {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocaleStrings {
+    /// What every message of a drill starts with, e.g. `DRILL / EXERCISE`.
+    #[serde(default = "default_drill_marker")]
+    pub drill_marker: String,
     pub hours: HoursStrings,
     pub banner: BannerLabels,
+}
+
+fn default_drill_marker() -> String {
+    "DRILL / EXERCISE".to_owned()
 }
 
 /// Cloneable, so that a rendition that failed can fail every reader who
@@ -243,26 +250,47 @@ impl Renderer {
             .map_err(|source| RenderError::template(name, source))
     }
 
+    /// The drill marker of `ctx`'s locale, when its crisis is a drill.
+    fn drill_marker(&self, ctx: &RenderContext) -> Option<&str> {
+        ctx.crisis
+            .drill
+            .then(|| self.strings(&ctx.locale).drill_marker.as_str())
+    }
+
     pub fn render_email(&self, ctx: &RenderContext) -> Result<EmailContent, RenderError> {
         let kind = ctx.announcement.kind;
         let part = |part: &str| self.render(&ctx.locale, &format!("email/{kind}.{part}.j2"), ctx);
-        Ok(EmailContent {
-            // A subject is one line whatever the template's whitespace.
-            subject: part("subject")?
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" "),
-            text: part("text")?,
-            html: part("html")?,
-            unsubscribe_url: None,
+        // A subject is one line whatever the template's whitespace.
+        let subject = part("subject")?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (text, html) = (part("text")?, part("html")?);
+        Ok(match self.drill_marker(ctx) {
+            None => EmailContent {
+                subject,
+                text,
+                html,
+                unsubscribe_url: None,
+            },
+            Some(marker) => EmailContent {
+                subject: format!("[{marker}] {subject}"),
+                text: format!("*** {marker} ***\n\n{text}"),
+                html: mark_html(&html, marker),
+                unsubscribe_url: None,
+            },
         })
     }
 
     pub fn render_banner(&self, ctx: &RenderContext) -> Result<String, RenderError> {
-        Ok(self
+        let text = self
             .render(&ctx.locale, BANNER_TEMPLATE, ctx)?
             .trim()
-            .to_owned())
+            .to_owned();
+        Ok(match self.drill_marker(ctx) {
+            Some(marker) => format!("[{marker}] {text}"),
+            None => text,
+        })
     }
 
     /// One text message: the long or short form of a family's template.
@@ -273,8 +301,29 @@ impl Renderer {
         ctx: &RenderContext,
     ) -> Result<String, RenderError> {
         let path = template_name(family, ctx.announcement.kind, form);
-        Ok(self.render(&ctx.locale, &path, ctx)?.trim().to_owned())
+        let text = self.render(&ctx.locale, &path, ctx)?.trim().to_owned();
+        // Marked before it is measured, so the marker counts against the
+        // channel's limit like any other text.
+        Ok(match self.drill_marker(ctx) {
+            Some(marker) => format!("{marker}\n{text}"),
+            None => text,
+        })
     }
+}
+
+/// `html` with a marker block at the top of its body (or of the whole
+/// text, when it has no `<body>`).
+fn mark_html(html: &str, marker: &str) -> String {
+    let block = format!(
+        "<p style=\"background:#ffdd00;color:#0b0c0c;border:3px solid #0b0c0c;padding:8px;\
+         font-weight:bold;text-align:center\">{}</p>",
+        crate::message::escape_html(marker)
+    );
+    let insert_at = html
+        .find("<body")
+        .and_then(|at| html[at..].find('>').map(|end| at + end + 1))
+        .unwrap_or(0);
+    format!("{}{block}{}", &html[..insert_at], &html[insert_at..])
 }
 
 /// The template of a family's announcement kind in one form.

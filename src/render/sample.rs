@@ -142,6 +142,7 @@ fn typical_crisis(kind: AnnouncementKind, with_message: bool, now: DateTime<Utc>
         declared_at: now,
         updated_at: now,
         resolved_at: resolved.then_some(now),
+        drill: false,
     }
 }
 

@@ -245,7 +245,7 @@ impl CrisisService {
         }
         let planner = self.planner();
         let (announcement, deliveries) = planner.start_follow_up(&crisis, spec, now);
-        let planning = planner.follow_up_reaches_subscribers(spec);
+        let planning = planner.follow_up_reaches_subscribers(&crisis, spec);
         let started = self
             .storage
             .follow_ups

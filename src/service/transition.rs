@@ -11,8 +11,8 @@ use super::idempotency::{self, IdempotencyRequest};
 use super::planning::Completion;
 use super::{CrisisService, ServiceError};
 use crate::domain::{
-    Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, Kind,
-    Resolution,
+    Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, DomainError,
+    Kind, Resolution,
 };
 use crate::outbox::{
     Announcement, CrisisFilter, SourceLink, SourceLinkChange, StoreError, TransitionWrite,
@@ -201,6 +201,13 @@ impl CrisisService {
             announcement: AnnouncementKind::Initial,
             before: None,
         };
+        if let Transition::Declare(declaration) | Transition::DeclareAs(_, declaration) =
+            &transition
+            && declaration.drill
+            && self.inputs.load().drill_audience.count == 0
+        {
+            return Err(DomainError::NoDrillAudience.into());
+        }
         Ok(match transition {
             Transition::Declare(declaration) => declared(Crisis::declare(declaration, now)?),
             Transition::DeclareAs(id, declaration) => {
@@ -253,7 +260,7 @@ impl CrisisService {
         let planner = self.planner();
         let (announcement, deliveries) =
             planner.start(&crisis, change.announcement, crisis.updated_at);
-        let planning = planner.reaches_subscribers();
+        let planning = planner.reaches_subscribers(&crisis);
         let mut outcome = TransitionOutcome {
             crisis: crisis.clone(),
             announcement: change.announcement,

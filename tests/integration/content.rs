@@ -412,6 +412,7 @@ mod contract {
             declared_at: at,
             updated_at: at,
             resolved_at: resolved.then_some(at),
+            drill: false,
         }
     }
 

@@ -23,6 +23,7 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
             localized: Default::default(),
             message: None,
             separate: false,
+            drill: false,
         },
         chrono::Utc::now(),
     )

@@ -85,6 +85,7 @@ impl Fields {
             message: self.optional("message"),
             localized,
             fall_back: self.get("fall_back") == "on",
+            drill: action == DraftAction::Declare && self.get("drill") == "on",
         })
     }
 }
@@ -124,6 +125,7 @@ pub fn draft_view(state: &AppState, draft: &Draft) -> Value {
         summary => draft.summary.clone(),
         message => draft.message.clone(),
         fall_back => draft.fall_back,
+        drill => draft.drill,
         default_locale => state.inputs.load().renderer.default_locale().to_owned(),
         locales => locales,
         hash => draft.content_hash(),
@@ -162,6 +164,7 @@ async fn starting_draft(state: &AppState, query: &ComposeQuery) -> Result<Draft,
             message: None,
             localized,
             fall_back: false,
+            drill: crisis.drill,
         });
     }
     let template = query
@@ -178,6 +181,7 @@ async fn starting_draft(state: &AppState, query: &ComposeQuery) -> Result<Draft,
             message: t.message.clone(),
             localized: t.localized.clone(),
             fall_back: false,
+            drill: false,
         },
         None => Draft {
             action: DraftAction::Declare,
@@ -189,6 +193,7 @@ async fn starting_draft(state: &AppState, query: &ComposeQuery) -> Result<Draft,
             message: None,
             localized: BTreeMap::new(),
             fall_back: false,
+            drill: false,
         },
     })
 }
@@ -233,6 +238,7 @@ pub fn form_page(
         // What `extra` may give: the previews, the submission revised.
         previews => Value::from(()),
         submission => Value::from(()),
+        drill_page => draft.drill,
     };
     page.render(
         status,
@@ -415,7 +421,12 @@ async fn confirm(
 ) -> Result<Response, ApiError> {
     let state = page.state;
     let second_person = send::needs_second_person(state, draft).await?;
-    let counts = send::reach_counts(state).await;
+    let current = match draft.crisis {
+        Some(id) => state.storage.crises.crisis(id).await?,
+        None => None,
+    };
+    let drill = send::is_drill(draft, current.as_ref());
+    let counts = send::reach_counts(state, drill).await;
     let total: u64 = counts
         .iter()
         .map(|c| {
@@ -435,6 +446,8 @@ async fn confirm(
             total => total,
             second_person => second_person,
             send_key => random_token(),
+            drill => drill,
+            drill_page => drill,
             live_label => text(state, page.lang, "live"),
         },
     ))

@@ -144,6 +144,8 @@ impl<'a> Page<'a> {
             languages => view::LANGUAGES.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
             user => user,
             csrf => self.staff.map(|s| s.csrf.clone()),
+            // A page about a drill looks unmistakably different.
+            drill_page => false,
             company => self.state.inputs.load().company.name.clone(),
         }
     }

@@ -71,6 +71,7 @@ pub fn crisis_card(crisis: &Crisis, channels: &ChannelCounts) -> Value {
         severity => crisis.severity.as_str(),
         status => crisis.status.as_str(),
         resolved => crisis.status == Status::Resolved,
+        drill => crisis.drill,
         message => crisis.last_message.clone(),
         declared_at => when(crisis.declared_at),
         updated_at => when(crisis.updated_at),

@@ -25,22 +25,38 @@ use crate::service::{Applied, IdempotencyRequest, ServiceError, TransitionContex
 /// dodge the rule).
 pub async fn needs_second_person(state: &AppState, draft: &Draft) -> Result<bool, ApiError> {
     let rule = &state.console.settings.two_person;
-    let current: Option<Severity> = match draft.crisis {
-        Some(id) => state.storage.crises.crisis(id).await?.map(|c| c.severity),
+    let current = match draft.crisis {
+        Some(id) => state.storage.crises.crisis(id).await?,
         None => None,
     };
-    Ok(rule.applies(draft.severity) || current.is_some_and(|s| rule.applies(s)))
+    // A drill reaches only the drill audience: one person may send it.
+    if is_drill(draft, current.as_ref()) {
+        return Ok(false);
+    }
+    let severity: Option<Severity> = current.map(|c| c.severity);
+    Ok(rule.applies(draft.severity) || severity.is_some_and(|s| rule.applies(s)))
+}
+
+/// Whether the draft is of a drill: declared as one, or about one.
+pub fn is_drill(draft: &Draft, current: Option<&crate::domain::Crisis>) -> bool {
+    draft.drill || current.is_some_and(|c| c.drill)
 }
 
 /// Deliveries per channel and language the audience file would get now
 /// (before opt-outs): one per subscriber with an address or a number,
 /// one per broadcast channel in its locale.
-pub async fn reach_counts(state: &AppState) -> Vec<Value> {
+pub async fn reach_counts(state: &AppState, drill: bool) -> Vec<Value> {
     let inputs = state.inputs.load_full();
     let counted = tokio::task::spawn_blocking(move || {
         let mut email: BTreeMap<String, u64> = BTreeMap::new();
         let mut phone: BTreeMap<String, u64> = BTreeMap::new();
-        if let Ok(subscribers) = inputs.audience.subscribers(0) {
+        let audience = if drill {
+            &inputs.drill_audience
+        } else {
+            &inputs.audience
+        };
+        let readable = audience.count > 0;
+        if let Some(subscribers) = readable.then(|| audience.subscribers(0).ok()).flatten() {
             for subscriber in subscribers.flatten() {
                 let locale = inputs
                     .renderer
@@ -57,6 +73,8 @@ pub async fn reach_counts(state: &AppState) -> Vec<Value> {
         inputs
             .channels
             .iter()
+            // A drill posts on no broadcast channel.
+            .filter(|profile| !drill || !matches!(profile.reach, Reach::Broadcast { .. }))
             .map(|profile| {
                 let by_locale = match &profile.reach {
                     Reach::Email => email.clone(),

@@ -84,6 +84,7 @@ fn show(
                 && submission.state == SubmissionState::Submitted,
             may_send => staff.role.can_compose() && submission.approval_holds(),
             may_edit => staff.role.can_compose() && open,
+            drill_page => submission.draft.drill,
             error => error,
         },
     )

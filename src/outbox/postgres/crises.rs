@@ -36,11 +36,14 @@ fn bind_changes<'q>(
 async fn insert_crisis(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreError> {
     let query = sqlx::query(
         "INSERT INTO crises (kind, severity, title, summary, localized, status, version, last_message, \
-         updated_at, resolved_at, id, declared_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         updated_at, resolved_at, id, declared_at, drill) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     );
+    // `drill` is written once, here: no update changes it.
     bind_changes(query, crisis)?
         .bind(crisis.id.to_string())
         .bind(millis(crisis.declared_at))
+        .bind(crisis.drill)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -33,11 +33,13 @@ fn bind_changes<'q>(query: Query<'q>, crisis: &'q Crisis) -> Result<Query<'q>, S
 async fn insert_crisis(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreError> {
     let query = sqlx::query(
         "INSERT INTO crises (kind, severity, title, summary, localized, status, version, last_message, \
-         updated_at, resolved_at, id, declared_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         updated_at, resolved_at, id, declared_at, drill) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
+    // `drill` is written once, here: no update changes it.
     bind_changes(query, crisis)?
         .bind(crisis.id.to_string())
         .bind(millis(crisis.declared_at))
+        .bind(crisis.drill)
         .execute(&mut **tx)
         .await?;
     Ok(())

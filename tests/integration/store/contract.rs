@@ -79,6 +79,7 @@ pub fn declared() -> Crisis {
             localized: Default::default(),
             message: None,
             separate: false,
+            drill: false,
         },
         at(0),
     )
@@ -1539,6 +1540,7 @@ pub async fn a_held_incident_is_kept_until_it_is_decided(db: &impl Database) {
             localized: Default::default(),
             message: None,
             separate: false,
+            drill: false,
         },
         due_at: Some(at(300)),
         created_at: at(0),
@@ -1965,6 +1967,7 @@ fn submitted_draft(summary: &str) -> Draft {
         message: None,
         localized: Default::default(),
         fall_back: false,
+        drill: false,
     }
 }
 

@@ -34,6 +34,8 @@ pub fn templates_dir() -> PathBuf {
 pub struct TestConfig {
     pub smtp_port: u16,
     pub audience: String,
+    /// The drill audience's rows (`[audience] drill_file`), if any.
+    pub drill_audience: Option<String>,
     pub concurrency: usize,
     pub lease: &'static str,
     pub retry_base: &'static str,
@@ -71,6 +73,7 @@ impl TestConfig {
         Self {
             smtp_port,
             audience: AUDIENCE.to_owned(),
+            drill_audience: None,
             concurrency: 4,
             lease: "30s",
             retry_base: "100ms",
@@ -95,6 +98,14 @@ impl TestConfig {
     /// Writes the audience and token files and returns the config text.
     pub fn write(&self, dir: &Path) -> String {
         std::fs::write(dir.join("audience.csv"), &self.audience).expect("write audience");
+        let drill_file = match &self.drill_audience {
+            Some(rows) => {
+                let path = dir.join("drill.csv");
+                std::fs::write(&path, rows).expect("write the drill audience");
+                format!("drill_file = \"{}\"\n", path.display())
+            }
+            None => String::new(),
+        };
         std::fs::write(dir.join("token"), TOKEN).expect("write token");
         let auth = match self.smtp_auth {
             Some((username, password)) => {
@@ -146,7 +157,7 @@ dir = "{templates}"
 
 [audience]
 file = "{audience}"
-
+{drill_file}
 [[channels.email]]
 name = "email"
 from = "Test Co. Support <support@example.com>"
