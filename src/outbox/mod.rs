@@ -19,6 +19,7 @@ mod queue;
 mod rows;
 mod source_links;
 mod sqlite;
+mod submissions;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub use queue::{
 };
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::SqliteStore;
+pub use submissions::{Submission, SubmissionState, SubmissionStore};
 
 use crate::domain::CrisisId;
 
@@ -137,6 +139,8 @@ pub struct Storage {
     pub ledger: Arc<dyn Ledger>,
     /// Console accounts, their sessions and the account audit trail.
     pub accounts: Arc<dyn AccountStore>,
+    /// Console drafts waiting for a second person.
+    pub submissions: Arc<dyn SubmissionStore>,
 }
 
 impl Storage {
@@ -153,7 +157,8 @@ impl Storage {
             + FollowUpStore
             + HookStore
             + Ledger
-            + AccountStore,
+            + AccountStore
+            + SubmissionStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -167,7 +172,8 @@ impl Storage {
             follow_ups: backend.clone(),
             hooks: backend.clone(),
             ledger: backend.clone(),
-            accounts: backend,
+            accounts: backend.clone(),
+            submissions: backend,
         }
     }
 }

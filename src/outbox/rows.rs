@@ -15,12 +15,12 @@ use sqlx::FromRow;
 use super::{
     AccountEvent, Announcement, ChannelStateCount, DeadCause, DeadLetter, Delivery, DeliveryCount,
     DeliveryState, FinishedCount, HookLogEntry, IdempotencyRecord, NewDelivery, Payload, Pending,
-    Personal, Planned, Session, SourceLink, StoreError, UnfinishedPlan,
+    Personal, Planned, Session, SourceLink, StoreError, Submission, UnfinishedPlan,
 };
-use crate::domain::account::User;
+use crate::domain::account::{User, UserName};
 use crate::domain::consent::ContactPoint;
 use crate::domain::follow_up::{FollowUp, Phase};
-use crate::domain::{Actor, AnnouncementKind, Crisis, CrisisEvent};
+use crate::domain::{Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId};
 use crate::message::DeliveryContent;
 use crate::sync::lock;
 
@@ -751,3 +751,42 @@ pub(super) const UNREACHED: &str = "CASE WHEN d.reached_only THEN NOT EXISTS (SE
      WHERE earlier.crisis_id = d.crisis_id AND earlier.channel = d.channel \
        AND earlier.destination = d.destination AND earlier.ordinal < d.ordinal \
        AND earlier.state = 'sent') ELSE false END";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SubmissionRow<'r> {
+    pub(super) id: &'r str,
+    pub(super) draft: &'r str,
+    pub(super) content_hash: String,
+    pub(super) author: &'r str,
+    pub(super) state: &'r str,
+    pub(super) approved_by: Option<&'r str>,
+    pub(super) approved_hash: Option<String>,
+    pub(super) crisis_id: Option<&'r str>,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+}
+
+impl TryFrom<SubmissionRow<'_>> for Submission {
+    type Error = StoreError;
+
+    fn try_from(row: SubmissionRow<'_>) -> Result<Self, StoreError> {
+        Ok(Submission {
+            id: parse(row.id, "submission id")?,
+            draft: json(row.draft, "draft")?,
+            content_hash: row.content_hash,
+            author: parse(row.author, "user name")?,
+            state: parse(row.state, "submission state")?,
+            approved_by: row
+                .approved_by
+                .map(|name| parse::<UserName>(name, "user name"))
+                .transpose()?,
+            approved_hash: row.approved_hash,
+            crisis: row
+                .crisis_id
+                .map(|id| parse::<CrisisId>(id, "crisis id"))
+                .transpose()?,
+            created_at: from_millis(row.created_at)?,
+            updated_at: from_millis(row.updated_at)?,
+        })
+    }
+}

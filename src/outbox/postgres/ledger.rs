@@ -22,6 +22,14 @@ impl Ledger for PostgresStore {
         Ok(())
     }
 
+    /// PostgreSQL aborts a failed transaction on the server and frees its
+    /// locks itself, and a full disk there is the server's to report on each
+    /// statement, so no fault is remembered here; every write still fails
+    /// with the server's own error while the fault lasts.
+    fn write_fault(&self) -> Option<&'static str> {
+        None
+    }
+
     async fn channel_counts(&self) -> Result<Vec<ChannelStateCount>, StoreError> {
         sqlx::query(
             "SELECT channel, state, COUNT(*) AS n FROM deliveries \

@@ -14,6 +14,7 @@ mod ledger;
 mod plans;
 mod queue;
 mod source_links;
+mod submissions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
