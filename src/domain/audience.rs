@@ -163,16 +163,28 @@ impl Audience {
     }
 }
 
+/// An address as sending will take it: lettre's `Address` accepts some
+/// quoted local parts (`"x\"y"@example.com`) that its `Mailbox`, which
+/// the email channel addresses the message with, refuses; such a row
+/// would pass the check and every message to it end dead.
+fn sendable_address(text: &str) -> Result<lettre::Address, String> {
+    let address = text
+        .parse::<lettre::Address>()
+        .map_err(|e| format!("email `{text}` is not a valid address: {e}"))?;
+    address
+        .to_string()
+        .parse::<lettre::message::Mailbox>()
+        .map_err(|e| format!("email `{text}` cannot be sent to: {e}"))?;
+    Ok(address)
+}
+
 fn check(row: Row, default_locale: &str) -> Result<Subscriber, String> {
     if row.id.is_empty() {
         return Err("id is empty".into());
     }
     let email = match row.email.as_str() {
         "" => None,
-        text => Some(
-            text.parse::<lettre::Address>()
-                .map_err(|e| format!("email `{text}` is not a valid address: {e}"))?,
-        ),
+        text => Some(sendable_address(text)?),
     };
     let phone = match row.phone.as_str() {
         "" => None,

@@ -28,6 +28,10 @@ pub enum ApiError {
         message: String,
         existing_id: String,
     },
+    /// A request with the same Idempotency-Key is still being carried out:
+    /// 409, with `Retry-After` (the IETF Idempotency-Key draft's answer).
+    #[error("{0}")]
+    InProgress(String),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -58,7 +62,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) | ApiError::Duplicate { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Duplicate { .. } | ApiError::InProgress(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -80,7 +86,14 @@ impl IntoResponse for ApiError {
                 },
             },
         };
+        let retry_after = matches!(self, ApiError::InProgress(_));
         let mut response = (status, Json(body)).into_response();
+        if retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED
             && let Ok(value) = "Bearer realm=\"crisisd\"".parse()
         {
@@ -109,7 +122,7 @@ impl From<ServiceError> for ApiError {
                 existing_id: existing.to_string(),
             },
             ServiceError::IdempotencyMismatch => ApiError::Unprocessable(err.to_string()),
-            ServiceError::InProgress => ApiError::Conflict(err.to_string()),
+            ServiceError::InProgress => ApiError::InProgress(err.to_string()),
             ServiceError::Stopping => ApiError::Unavailable(err.to_string()),
             ServiceError::Audience(_) | ServiceError::Planning(_) => {
                 error!(error = %err, "Planning deliveries failed; the plan resumes at the next start.");

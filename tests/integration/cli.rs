@@ -190,6 +190,30 @@ async fn check_config_reports_bad_audience_rows_and_broken_templates() {
 }
 
 #[tokio::test]
+async fn check_config_refuses_an_address_that_sending_would_refuse_with_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = TestConfig::new(1);
+    config
+        .audience
+        // The address `"x\"y"@example.com`, quoted for CSV.
+        .push_str(r#"quoted,Quoted,"""x\""y""@example.com",,en,UTC"#);
+    config.audience.push('\n');
+    let text = config.write(dir.path());
+    let path = dir.path().join("crisisd.toml");
+    std::fs::write(&path, &text).expect("write");
+
+    let output = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .expect("run crisisd");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("line 5: email"), "{err}");
+}
+
+#[tokio::test]
 async fn the_shipped_configs_pass_check_config() {
     for config in ["config/crisisd.toml", "config/crisisd.example.toml"] {
         let output = Command::new(BIN)

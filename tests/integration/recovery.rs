@@ -241,3 +241,55 @@ async fn an_audience_missing_at_a_declaration_is_planned_once_it_is_back_and_sho
     assert_eq!(list["planning_pending"], serde_json::json!([]), "{list:#}");
     wait_for_readyz(&app, 200, WAIT).await;
 }
+
+#[tokio::test]
+async fn a_repeat_while_planning_is_pending_is_told_to_retry_and_gets_the_answer_once_planned() {
+    let smtp = SmtpServer::start().await;
+    let app = crate::support::spawn_app(TestConfig::new(smtp.port())).await;
+    let audience = app.dir.path().join("audience.csv");
+    let saved = std::fs::read(&audience).expect("audience");
+    std::fs::remove_file(&audience).expect("remove the audience file");
+    let declare = || {
+        app.http
+            .post(app.url("/v1/crises"))
+            .bearer_auth(crate::support::TOKEN)
+            .header("Idempotency-Key", "declare-while-pending")
+            .json(&declaration("Payments are down"))
+            .send()
+    };
+    let first = declare().await.expect("declare");
+    assert_eq!(first.status(), 201);
+
+    let repeat = declare().await.expect("repeat");
+    assert_eq!(repeat.status(), 409, "still being carried out");
+    assert_eq!(
+        repeat
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1"),
+        "the repeat is told when to come back"
+    );
+
+    std::fs::write(&audience, saved).expect("restore the audience");
+    smtp.wait_for(3, Duration::from_secs(30)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let again = declare().await.expect("repeat");
+        if again.status() == 201 {
+            assert_eq!(
+                again
+                    .headers()
+                    .get("idempotent-replayed")
+                    .and_then(|v| v.to_str().ok()),
+                Some("true")
+            );
+            let body: Value = again.json().await.expect("JSON");
+            assert_eq!(body["deliveries"], 3, "{body:#}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", again.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(smtp.accepted().len(), 3, "declared once");
+}

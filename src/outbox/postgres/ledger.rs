@@ -10,16 +10,18 @@ use crate::outbox::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger, Sto
 
 #[async_trait]
 impl Ledger for PostgresStore {
-    fn write_fault(&self) -> Option<&'static str> {
-        // The server owns its disk and files; a failing write answers 503
-        // by its SQLSTATE (`StoreError::unavailable`) and `ping` fails
-        // when the server does not answer.
-        None
-    }
-
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// PostgreSQL aborts a failed transaction on the server and frees its
+    /// locks itself, and a full disk there is the server's to report on each
+    /// statement, so no fault is remembered here; every write still fails
+    /// with the server's own error while the fault lasts (503 by its
+    /// SQLSTATE, see `StoreError::unavailable`).
+    fn write_fault(&self) -> Option<&'static str> {
+        None
     }
 
     async fn channel_counts(&self) -> Result<Vec<ChannelStateCount>, StoreError> {

@@ -462,3 +462,62 @@ async fn a_healthcheck_makes_its_one_harmless_request_and_posts_nothing() {
         assert_eq!(requests[0].method.as_str(), verb, "{}", provider.kind);
     }
 }
+
+#[tokio::test]
+async fn an_endless_error_body_is_read_only_up_to_a_cap_and_the_reason_stays_short() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const CHUNK: usize = 64 * 1024;
+    const OFFERED: usize = 200 << 20;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let written = Arc::new(AtomicUsize::new(0));
+    let server = tokio::spawn({
+        let written = written.clone();
+        async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\n\
+                        Transfer-Encoding: chunked\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.expect("head");
+            let chunk = format!(
+                "{CHUNK:x}\r\n{}\r\n",
+                "<p>error</p>".repeat(CHUNK / 12) + &" ".repeat(CHUNK % 12)
+            );
+            while written.load(Ordering::Relaxed) < OFFERED {
+                if socket.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+                written.fetch_add(CHUNK, Ordering::Relaxed);
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        }
+    });
+    let provider = PROVIDERS
+        .iter()
+        .find(|p| p.kind == "sms_gateway")
+        .expect("the gateway");
+    let (channel, _secret) = provider.channel(&base);
+    let err = channel
+        .send(&text_delivery(&provider.name(), "+15005550006", "x"))
+        .await
+        .unwrap_err();
+    drop(channel);
+    let _ = tokio::time::timeout(SLOW, server).await;
+    let reason = reason(&err);
+    assert!(reason.contains("500"), "{reason}");
+    assert!(
+        reason.len() < 1024,
+        "a short reason: {} bytes",
+        reason.len()
+    );
+    let sent = written.load(Ordering::Relaxed);
+    assert!(
+        sent < 16 << 20,
+        "the body was read past its cap: the server got {sent} bytes out of {OFFERED}"
+    );
+}
