@@ -184,6 +184,9 @@ fn print_outcome(outcome: &TransitionOutcome) {
         outcome.crisis.kind,
         outcome.deliveries
     );
+    if let Some(why) = &outcome.planning_pending {
+        eprintln!("Planning pending: {why}");
+    }
 }
 
 #[cfg(test)]

@@ -25,12 +25,15 @@ impl Settings {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = self.company.problems();
         problems.extend(self.channels.problems());
+        problems.extend(self.channels.lease_problems(self.dispatch.lease));
         problems.extend(self.dispatch.problems());
         problems.extend(directory_problems(&self.directory, &self.locales.default));
         problems.extend(self.flag_file.iter().flat_map(FlagFileSettings::problems));
         let needs_public_url = self.consent.is_some() || self.channels.takes_inbound_sms();
         problems.extend(self.server.problems(needs_public_url));
         problems.extend(self.health.problems());
+        problems.extend(self.store.problems());
+        problems.extend(self.console.problems());
         problems
     }
 }

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 pub use error::ServiceError;
 pub use idempotency::{IdempotencyRequest, answer_status};
+pub use planning::PendingPlan;
 pub use scheduler::Scheduler;
 pub use transition::{Applied, SourceRef, Transition, TransitionContext, TransitionOutcome};
 
@@ -50,6 +51,8 @@ pub struct CrisisService {
     /// How recent an active crisis of the same kind and title must be for
     /// a new declaration to be refused as its duplicate; zero: never.
     duplicate_window: std::time::Duration,
+    /// Plans waiting to be retried.
+    pending_plans: Arc<planning::PendingPlans>,
 }
 
 impl CrisisService {
@@ -70,7 +73,14 @@ impl CrisisService {
             follow_ups: None,
             schedule_wake: Arc::default(),
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            pending_plans: Arc::default(),
         }
+    }
+
+    /// Announcements whose subscribers are not all planned yet because
+    /// planning failed and is being retried (see `PendingPlans`).
+    pub fn pending_plans(&self) -> Vec<PendingPlan> {
+        self.pending_plans.list()
     }
 
     /// See `[crises] duplicate_window`.

@@ -66,6 +66,13 @@ pub struct TransitionOutcome {
     pub announcement: AnnouncementKind,
     /// Deliveries written to the outbox for this announcement.
     pub deliveries: usize,
+    /// Set when the subscribers could not be planned yet (the audience
+    /// file unreadable, the store unable to write): why. The transition is
+    /// stored and announced on the banner; planning is retried in the
+    /// daemon with backoff until it succeeds, and `deliveries` counts only
+    /// what was written so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planning_pending: Option<String>,
 }
 
 /// A transition applied now, or the stored answer to the first request
@@ -143,6 +150,12 @@ impl CrisisService {
             && let Some(replayed) = self.replay(request).await?
         {
             return Ok(replayed);
+        }
+        // While the store's writes fail (a full disk), a transition is
+        // refused before anything is written, at once, rather than after
+        // a wait and half-way through its plan.
+        if let Some(why) = self.storage.ledger.write_fault() {
+            return Err(StoreError::WriteFailing(why).into());
         }
         // Sources (flag file, webhooks) are tied to their incident by a
         // source link already; the guard is for people declaring twice.
@@ -245,6 +258,7 @@ impl CrisisService {
             crisis: crisis.clone(),
             announcement: change.announcement,
             deliveries: deliveries.len(),
+            planning_pending: None,
         };
         let write = TransitionWrite {
             crisis: crisis.clone(),
@@ -274,9 +288,13 @@ impl CrisisService {
             self.schedule_wake.notify_one();
         }
         if planning {
-            outcome.deliveries = self
+            match self
                 .plan_subscribers(planner, announcement, crisis.clone(), &ctx)
-                .await?;
+                .await?
+            {
+                PlanProgress::Done(total) => outcome.deliveries = total,
+                PlanProgress::Pending(why) => outcome.planning_pending = Some(why),
+            }
         }
         info!(
             crisis_id = %crisis.id,
@@ -317,14 +335,16 @@ impl CrisisService {
 
     /// Plans the subscribers in a task the service owns: a client that
     /// hangs up must not stop the fan-out half-way, nor keep its
-    /// Idempotency-Key open. Returns the announcement's deliveries.
+    /// Idempotency-Key open. Returns the announcement's deliveries, or,
+    /// when planning has to wait (see `PendingPlans`), why: the task goes
+    /// on retrying after the answer.
     async fn plan_subscribers(
         self: &Arc<Self>,
         planner: Planner,
         announcement: Announcement,
         crisis: Crisis,
         ctx: &TransitionContext,
-    ) -> Result<usize, ServiceError> {
+    ) -> Result<PlanProgress, ServiceError> {
         let completion = Completion {
             idempotency: ctx
                 .idempotency
@@ -332,10 +352,23 @@ impl CrisisService {
                 .map(|r| (r.scope.clone(), r.key.clone())),
             crisis,
         };
-        self.spawn_plan(planner, announcement, 0, completion)
-            .await
-            .map_err(|e| ServiceError::Planning(e.to_string()))?
+        let (first_wait, waiting) = tokio::sync::oneshot::channel();
+        let plan = self.spawn_plan(planner, announcement, 0, completion, Some(first_wait));
+        tokio::select! {
+            done = plan => done
+                .map_err(|e| ServiceError::Planning(e.to_string()))?
+                .map(PlanProgress::Done),
+            Ok(why) = waiting => Ok(PlanProgress::Pending(why)),
+        }
     }
+}
+
+/// How far a transition's plan got before its answer.
+enum PlanProgress {
+    /// Complete, with the announcement's deliveries.
+    Done(usize),
+    /// Waiting to be retried, and why.
+    Pending(String),
 }
 
 /// The audit trail's entry for a transition.

@@ -1,5 +1,6 @@
 pub mod app;
 pub mod browser;
+pub mod postgres;
 pub mod smtp;
 
 pub use app::{PUBLIC_URL, TOKEN, TestApp, TestConfig, declaration, spawn_app, spawn_app_in};
