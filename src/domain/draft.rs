@@ -59,6 +59,7 @@ impl Draft {
             summary: self.summary.clone(),
             localized: self.localized.clone(),
             message: self.message.clone(),
+            // The duplicate guard holds for the console as for the API.
             separate: false,
         }
     }

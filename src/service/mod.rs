@@ -48,11 +48,11 @@ pub struct CrisisService {
     follow_ups: Option<Arc<FollowUps>>,
     /// Wakes the scheduler when a transition stored new follow-ups.
     schedule_wake: Arc<tokio::sync::Notify>,
+    /// Plans waiting to be retried.
+    pending_plans: Arc<planning::PendingPlans>,
     /// How recent an active crisis of the same kind and title must be for
     /// a new declaration to be refused as its duplicate; zero: never.
     duplicate_window: std::time::Duration,
-    /// Plans waiting to be retried.
-    pending_plans: Arc<planning::PendingPlans>,
 }
 
 impl CrisisService {
@@ -72,8 +72,8 @@ impl CrisisService {
             stopping: CancellationToken::new(),
             follow_ups: None,
             schedule_wake: Arc::default(),
-            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             pending_plans: Arc::default(),
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
         }
     }
 
