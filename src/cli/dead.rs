@@ -141,27 +141,30 @@ const RETRY_DEAD_PATH: &str = "/v1/deliveries/retry-dead";
 impl RetryDeadArgs {
     /// Counts and asks first unless `--yes`; never asks a pipe.
     pub async fn run(self, config: &Path) -> Result<(), Failure> {
-        if !self.yes && !std::io::stdin().is_terminal() {
-            return Err(Failure::Usage(anyhow!(
-                "retry-dead asks for confirmation and stdin is not a terminal; pass --yes to requeue \
-                 without asking (nothing was requeued)"
-            )));
-        }
         let api = self.client.connect(config)?;
         let scope = self.scope();
         let mut request = RetryDeadRequest {
-            crisis: self.crisis,
-            channel: self.channel,
+            crisis: self.crisis.clone(),
+            channel: self.channel.clone(),
             dry_run: !self.yes,
         };
         if !self.yes {
             let preview: RetryDeadResponse = api.post(RETRY_DEAD_PATH, &request).await?;
             let n = preview.would_requeue.unwrap_or(0);
             if n == 0 {
-                self.client.print(&RetryDeadResponse::default(), |_| {
+                // Nothing to do is not an error, on a terminal or not.
+                self.client.print(&preview, |preview| {
                     println!("No dead deliveries to requeue{scope}.");
+                    explain_left_dead(preview.left_dead, &scope);
                 });
                 return Ok(());
+            }
+            if !std::io::stdin().is_terminal() {
+                return Err(Failure::Usage(anyhow!(
+                    "retry-dead would requeue {n} dead deliveries{scope} and asks for confirmation, \
+                     but stdin is not a terminal; pass --yes to requeue without asking (nothing was \
+                     requeued)"
+                )));
             }
             let question =
                 format!("Requeue {n} dead deliveries{scope}? They will be sent again. [y/N] ");
@@ -174,6 +177,7 @@ impl RetryDeadArgs {
         let response: RetryDeadResponse = api.post(RETRY_DEAD_PATH, &request).await?;
         self.client.print(&response, |response| {
             println!("Requeued {} dead deliveries{scope}.", response.requeued);
+            explain_left_dead(response.left_dead, &scope);
             if response.requeued > 0 {
                 eprintln!(
                     "The daemon sends them within its poll interval; follow them with `crisisd status --watch`."
@@ -191,6 +195,19 @@ impl RetryDeadArgs {
             (None, Some(ch)) => format!(" on channel {ch}"),
             (None, None) => String::new(),
         }
+    }
+}
+
+/// Why some dead deliveries stay dead: requeueing sends the same message
+/// again, which cannot help one that never had a message.
+fn explain_left_dead(left_dead: u64, scope: &str) {
+    if left_dead > 0 {
+        eprintln!(
+            "{left_dead} dead deliveries{scope} cannot be sent again by requeueing: their message \
+             could not be rendered or did not fit the channel at planning (fix the template or the \
+             channel's limit, then send an update), the all-clear cancelled them, or their reader \
+             is opted out now. `crisisd dead` shows each one's reason."
+        );
     }
 }
 

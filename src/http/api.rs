@@ -491,6 +491,28 @@ pub struct RetryDeadResponse {
     /// For a dry run: how many would be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub would_requeue: Option<u64>,
+    /// Dead deliveries in scope that requeueing cannot help: their message
+    /// could not be rendered or fitted at planning, the all-clear
+    /// cancelled them, or their reader is opted out now.
+    #[serde(default)]
+    pub left_dead: u64,
+}
+
+/// Dead deliveries of these channels (of `crisis`, if given), from the
+/// per-state counts the store keeps.
+async fn dead_count(
+    storage: &crate::outbox::Storage,
+    crisis: Option<CrisisId>,
+    channels: &[String],
+) -> Result<u64, ApiError> {
+    Ok(storage
+        .ledger
+        .delivery_counts(crisis)
+        .await?
+        .iter()
+        .filter(|c| c.state == DeliveryState::Dead && channels.contains(&c.channel))
+        .map(|c| c.count)
+        .sum())
 }
 
 /// A crisis named in a filter: 400 when it is not an id, 404 when unknown.
@@ -596,6 +618,7 @@ pub async fn retry_dead(
         }
         None => configured.iter().map(|c| (*c).to_owned()).collect(),
     };
+    let dead = dead_count(storage, crisis, &channels).await?;
     let mut n = 0;
     for channel in &channels {
         let filter = DeadFilter {
@@ -611,10 +634,12 @@ pub async fn retry_dead(
                 .await?
         };
     }
+    let left_dead = dead.saturating_sub(n);
     if request.dry_run {
         return Ok(Json(RetryDeadResponse {
             requeued: 0,
             would_requeue: Some(n),
+            left_dead,
         }));
     }
     // Not a crisis transition, so not in the audit trail; the log names who.
@@ -633,6 +658,7 @@ pub async fn retry_dead(
     Ok(Json(RetryDeadResponse {
         requeued: n,
         would_requeue: None,
+        left_dead,
     }))
 }
 

@@ -260,7 +260,7 @@ async fn retry_dead_requeues_dead_deliveries_and_they_are_then_delivered() {
     assert_eq!(dry.status(), 200);
     assert_eq!(
         dry.json::<Value>().await.expect("JSON"),
-        json!({"requeued": 0, "would_requeue": 3})
+        json!({"requeued": 0, "would_requeue": 3, "left_dead": 0})
     );
     assert_eq!(dead_list(&app, "").await["total"], 3);
 
@@ -286,7 +286,7 @@ async fn retry_dead_requeues_dead_deliveries_and_they_are_then_delivered() {
     let again = app.post("/v1/deliveries/retry-dead", &json!({})).await;
     assert_eq!(
         again.json::<Value>().await.expect("JSON"),
-        json!({"requeued": 0}),
+        json!({"requeued": 0, "left_dead": 0}),
         "nothing dead is left to requeue"
     );
 }
@@ -327,7 +327,7 @@ async fn retry_dead_also_requeues_a_resolved_crisis_and_refuses_unknown_channels
         .await;
     assert_eq!(
         requeued.json::<Value>().await.expect("JSON"),
-        json!({"requeued": 3})
+        json!({"requeued": 3, "left_dead": 0})
     );
     app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 6)
         .await;
@@ -483,5 +483,21 @@ async fn the_api_reports_a_positive_rate_and_an_eta_right_after_a_fan_out() {
     assert!(
         line.contains("/s") && line.contains("ETA done"),
         "rate and ETA per channel: {line}"
+    );
+}
+
+#[tokio::test]
+async fn retry_dead_with_nothing_to_requeue_says_so_and_exits_0_even_without_a_terminal() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    let id = app.declare("Payments are down").await;
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["sent"] == 3)
+        .await;
+    let output = crisisd(&app, &["retry-dead", "--crisis", &id]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("No dead deliveries to requeue"),
+        "{}",
+        stdout(&output)
     );
 }
