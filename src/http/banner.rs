@@ -8,16 +8,20 @@ use serde::Deserialize;
 
 use super::AppState;
 
-const SCRIPT: &str = include_str!("banner.js");
+use crate::banner::SCRIPT;
 
 #[derive(Debug, Deserialize)]
 pub struct BannerQuery {
-    lang: Option<String>,
+    pub(super) lang: Option<String>,
 }
 
 /// `?lang=` wins; else the first Accept-Language tag we have templates for;
 /// else the default locale.
-fn choose_language(state: &AppState, query: &BannerQuery, headers: &HeaderMap) -> String {
+pub(super) fn choose_language(
+    state: &AppState,
+    query: &BannerQuery,
+    headers: &HeaderMap,
+) -> String {
     if let Some(lang) = query.lang.as_deref().filter(|l| !l.is_empty()) {
         return lang.to_owned();
     }
@@ -36,7 +40,7 @@ fn choose_language(state: &AppState, query: &BannerQuery, headers: &HeaderMap) -
         .unwrap_or_else(|| renderer.default_locale().to_owned())
 }
 
-fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+pub(super) fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()

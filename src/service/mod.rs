@@ -27,6 +27,7 @@ use crate::clock::Clock;
 use crate::domain::follow_up::FollowUps;
 use crate::outbox::Storage;
 use crate::plan::{Planner, SharedInputs};
+use crate::publish::Publisher;
 
 pub struct CrisisService {
     storage: Storage,
@@ -44,6 +45,8 @@ pub struct CrisisService {
     follow_ups: Option<Arc<FollowUps>>,
     /// Wakes the scheduler when a transition stored new follow-ups.
     schedule_wake: Arc<tokio::sync::Notify>,
+    /// Told of every transition: the crisis page, feeds and mirror.
+    publisher: Option<Arc<Publisher>>,
 }
 
 impl CrisisService {
@@ -63,7 +66,14 @@ impl CrisisService {
             stopping: CancellationToken::new(),
             follow_ups: None,
             schedule_wake: Arc::default(),
+            publisher: None,
         }
+    }
+
+    /// Tells `publisher` of every transition once it is written.
+    pub fn publish_with(mut self, publisher: Arc<Publisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
     }
 
     /// Runs plans on `fanout` (see `crate::background`) rather than on the
