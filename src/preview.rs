@@ -40,6 +40,9 @@ pub struct Preview {
     /// For email.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// For email: the HTML part as the reader sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     pub text: String,
     pub form: Form,
     pub measurement: Measurement,
@@ -161,6 +164,7 @@ fn render_one(
         .to_owned(),
         locale: locale.clone(),
         subject: None,
+        html: None,
         text,
         form,
         measurement,
@@ -170,6 +174,7 @@ fn render_one(
         Ok(composed) => match composed.content {
             DeliveryContent::Email(email) => Preview {
                 subject: Some(email.subject),
+                html: Some(email.html),
                 ..base(email.text, composed.form, composed.measurement, None)
             },
             DeliveryContent::Message(message) => {

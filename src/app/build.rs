@@ -17,11 +17,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::domain::follow_up::FollowUps;
 use crate::health::{self, Health};
+use crate::http::console::Console;
 use crate::http::{self, AppState};
 use crate::intake::{Hook, Intake};
 use crate::lifecycle::{Notifier, Reloader};
 use crate::liveness::Liveness;
-use crate::outbox::{CrisisFilter, SqliteStore, Storage};
+use crate::outbox::{CrisisFilter, Storage};
 use crate::plan::SharedInputs;
 use crate::publish::{Mirror, PublishOptions, Publisher};
 use crate::service::{CrisisService, Scheduler};
@@ -80,7 +81,7 @@ impl Application {
             health: &health,
             clock: &clock,
         };
-        let state = parts.state(prepared.hooks, prepared.tokens);
+        let state = parts.state(prepared.hooks, prepared.tokens)?;
         // Installed before the first delivery can be counted.
         crate::telemetry::handle();
         let router = http::router(state.clone(), &prepared.cors_origins);
@@ -121,9 +122,11 @@ impl Application {
 
 /// The store the settings name, opened with its migrations applied.
 pub async fn open_store(settings: &Settings) -> Result<Storage, StartupError> {
-    Ok(Storage::new(
-        SqliteStore::open(&settings.store.sqlite_path).await?,
-    ))
+    let location = settings
+        .store
+        .location()
+        .map_err(|problem| StartupError::Invalid(vec![problem]))?;
+    Ok(super::open_location(&location).await?)
 }
 
 /// The follow-up scheduler, and the liveness registry it beats first.
@@ -199,14 +202,20 @@ struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    fn state(self, hooks: Vec<Hook>, tokens: Vec<http::NamedToken>) -> AppState {
+    fn state(
+        self,
+        hooks: Vec<Hook>,
+        tokens: Vec<http::NamedToken>,
+    ) -> Result<AppState, StartupError> {
         let intake = Arc::new(Intake::new(
             hooks,
             self.service.clone(),
             self.storage,
             self.clock.clone(),
         ));
-        AppState {
+        let public_url = self.settings.server.public_url();
+        let console = Console::new(self.settings.console.clone(), &public_url)?;
+        Ok(AppState {
             intake,
             service: self.service,
             storage: self.storage.clone(),
@@ -218,10 +227,11 @@ impl Parts<'_> {
                 self.settings.channels.inbound_sms_secrets(),
             )),
             health: self.health.clone(),
-            public_url: self.settings.server.public_url(),
+            public_url,
             clock: self.clock.clone(),
             max_body_bytes: self.settings.server.max_body_bytes,
             banner_max_age: self.settings.banner.max_age,
-        }
+            console: Arc::new(console),
+        })
     }
 }

@@ -7,6 +7,7 @@ mod build;
 mod prepare;
 mod reload;
 mod run;
+mod store;
 mod supervise;
 mod workers;
 
@@ -17,6 +18,7 @@ use tokio::sync::mpsc;
 
 pub use build::open_store;
 pub use prepare::{Prepared, check_config, prepare};
+pub use store::{StoreCheck, check_store, open_location};
 
 use crate::background::BackgroundRuntime;
 use crate::config::ConfigError;
@@ -53,6 +55,8 @@ pub enum StartupError {
     Serve(std::io::Error),
     #[error("cannot start the fan-out runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Console(#[from] crate::http::console::ViewError),
 }
 
 pub struct Application {

@@ -126,8 +126,8 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.server.max_body_bytes != new.server.max_body_bytes {
         changed.push("server.max_body_bytes");
     }
-    if old.store.sqlite_path != new.store.sqlite_path {
-        changed.push("store.sqlite_path");
+    if old.store != new.store {
+        changed.push("store");
     }
     if old.banner.cors_origins != new.banner.cors_origins {
         changed.push("banner.cors_origins");

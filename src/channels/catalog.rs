@@ -209,6 +209,30 @@ impl ChannelSettings {
         problems
     }
 
+    /// Channels whose send may outlast most of `lease`: a send still
+    /// running when its lease ends may be taken over and sent again by
+    /// another worker or daemon, and its outcome no longer counts. A send
+    /// must end within half the lease.
+    pub fn lease_problems(&self, lease: std::time::Duration) -> Vec<String> {
+        self.configured()
+            .iter()
+            .filter_map(|channel| {
+                let section = channel.section();
+                let timeout = section.send_timeout()?;
+                (timeout.saturating_mul(2) > lease).then(|| {
+                    format!(
+                        "channels `{}`: its timeout ({}) is not comfortably shorter than \
+                         dispatch.lease ({}); a send must end within half the lease, or \
+                         another daemon may take it over and send it again",
+                        section.name(),
+                        humantime::format_duration(timeout),
+                        humantime::format_duration(lease)
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Rate limits by channel name, for the channels that have one.
     pub fn rate_limits(&self) -> Result<std::collections::BTreeMap<String, RateLimit>, String> {
         rate_limits(self.common())

@@ -25,6 +25,12 @@ pub trait ChannelSection {
     fn limit(&self) -> Option<TextLimit> {
         None
     }
+    /// The longest one send may take (the provider's request timeout, or
+    /// SMTP's), which a lease must comfortably outlast; none for a
+    /// channel that writes locally (a spool directory).
+    fn send_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// What every HTTP provider's section adds.
@@ -101,7 +107,11 @@ macro_rules! section {
             "crate::channels::settings::default_email_concurrency",
             { $($(#[$meta])* pub $field: $type,)* },
             {},
-            {});
+            {
+                fn send_timeout(&self) -> Option<::std::time::Duration> {
+                    self.smtp.as_ref().map(|smtp| smtp.timeout)
+                }
+            });
     };
     (@http [$($doc:tt)*] $name:ident, $concurrency:literal,
         { $($fields:tt)* }, { $($methods:tt)* }) => {
@@ -114,7 +124,12 @@ macro_rules! section {
                 )]
                 pub timeout: ::std::time::Duration,
             },
-            { $($methods)* });
+            {
+                $($methods)*
+                fn send_timeout(&self) -> Option<::std::time::Duration> {
+                    Some(self.timeout)
+                }
+            });
 
         impl $crate::channels::HttpSection for $name {
             fn timeout(&self) -> ::std::time::Duration {

@@ -96,7 +96,7 @@ pub enum Command {
         long_about = check_config::LONG_ABOUT,
         after_help = check_config::AFTER_HELP
     )]
-    CheckConfig,
+    CheckConfig(check_config::CheckConfigArgs),
     Completions(completions::CompletionsArgs),
     Declare(declare::DeclareArgs),
     Update(declare::UpdateArgs),
@@ -162,7 +162,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let config = config_path(cli.config.as_deref());
     match cli.command {
         Command::Serve => serve::run(&config).await,
-        Command::CheckConfig => check_config::run(&config),
+        Command::CheckConfig(args) => check_config::run(&config, &args).await,
         Command::Completions(args) => {
             args.run();
             Ok(())

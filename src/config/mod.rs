@@ -1,8 +1,10 @@
 //! Settings: the TOML configuration, parsed strictly (unknown keys are
 //! errors) and validated before anything starts.
 
+mod console;
 mod hooks;
 mod load;
+mod store;
 mod validate;
 
 use std::net::SocketAddr;
@@ -11,8 +13,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use console::{ConsoleSettings, PreparedTemplate, TrustedHeader, TwoPersonRule};
 pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
+pub use store::{DATABASE_URL_ENV, StoreLocation, StoreSettings, redact};
 
 use crate::channels::ChannelSettings;
 use crate::domain::directory::ContactEntry;
@@ -57,6 +61,9 @@ pub struct Settings {
     pub follow_ups: FollowUpSettings,
     #[serde(default)]
     pub publish: PublishSettings,
+    /// The web console at `/console`.
+    #[serde(default)]
+    pub console: ConsoleSettings,
 }
 
 impl ServerSettings {
@@ -125,21 +132,6 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
             public_url: None,
             max_body_bytes: 64 * 1024,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSettings {
-    /// SQLite database file; created with its directory when missing.
-    pub sqlite_path: PathBuf,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        Self {
-            sqlite_path: PathBuf::from("data/crisisd.db"),
         }
     }
 }

@@ -25,6 +25,7 @@ impl Settings {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = self.company.problems();
         problems.extend(self.channels.problems());
+        problems.extend(self.channels.lease_problems(self.dispatch.lease));
         problems.extend(self.dispatch.problems());
         problems.extend(directory_problems(&self.directory, &self.locales.default));
         problems.extend(self.flag_file.iter().flat_map(FlagFileSettings::problems));
@@ -32,6 +33,8 @@ impl Settings {
         problems.extend(self.server.problems(needs_public_url));
         problems.extend(self.health.problems());
         problems.extend(self.publish.problems());
+        problems.extend(self.store.problems());
+        problems.extend(self.console.problems());
         problems
     }
 }

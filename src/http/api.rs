@@ -90,7 +90,7 @@ type Rates = HashMap<(CrisisId, String), f64>;
 /// Measures the rates from `finished_at`: over the last `RATE_WINDOW`, or,
 /// for a crisis whose last transition is more recent, since that
 /// transition, so a fan-out that began 2 s ago is not divided by 10 s.
-async fn measure_rates(
+pub(crate) async fn measure_rates(
     ledger: &dyn Ledger,
     scope: Option<CrisisId>,
     crises: &[Crisis],
@@ -124,7 +124,7 @@ async fn measure_rates(
 /// Channel name -> counts.
 pub type ChannelCounts = BTreeMap<String, StateCounts>;
 
-fn counts_for(id: CrisisId, counts: &[DeliveryCount], rates: &Rates) -> ChannelCounts {
+pub(crate) fn counts_for(id: CrisisId, counts: &[DeliveryCount], rates: &Rates) -> ChannelCounts {
     let mut by_channel = ChannelCounts::new();
     for count in counts.iter().filter(|c| c.crisis_id == id) {
         by_channel

@@ -44,7 +44,7 @@ pub struct ErrorDetail {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -106,6 +106,14 @@ impl From<ServiceError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         error!(error = %err, "Store error while serving a request.");
-        ApiError::Internal
+        match err.unavailable() {
+            // A client can act on these: the request changed nothing, and
+            // the same request later (same Idempotency-Key) is safe.
+            Some(why) => ApiError::Unavailable(format!(
+                "the store cannot write right now ({why}); nothing was changed: try again \
+                 later, /readyz says when it is back"
+            )),
+            None => ApiError::Internal,
+        }
     }
 }

@@ -4,6 +4,7 @@ pub mod api;
 mod auth;
 mod banner;
 mod consent;
+pub mod console;
 mod error;
 pub mod hooks;
 mod ops;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
     pub banner_max_age: Duration,
+    /// The web console's templates, settings and sign-in limits.
+    pub console: Arc<console::Console>,
 }
 
 /// CORS for the banner: only the configured origins, only GET.
@@ -115,7 +118,13 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
     let intake = Router::new()
         .route("/v1/hooks/{name}", post(hooks::receive))
         .layer(DefaultBodyLimit::max(crate::intake::MAX_BODY_BYTES));
+    let console = if state.console.settings.enabled {
+        console::router()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(console)
         .merge(intake)
         .merge(api)
         .merge(public)

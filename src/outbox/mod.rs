@@ -14,9 +14,12 @@ mod hooks;
 mod idempotency;
 mod ledger;
 mod plans;
+mod postgres;
 mod queue;
+mod rows;
 mod source_links;
 mod sqlite;
+mod submissions;
 
 use std::sync::Arc;
 
@@ -27,15 +30,19 @@ pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
-pub use ledger::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger};
+pub use ledger::{
+    ChannelStateCount, DeliveryCount, FinishedCount, Ledger, WRITE_FAULT_QUIET, WriteFaults,
+};
 pub use plans::{
     Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
 };
+pub use postgres::PostgresStore;
 pub use queue::{
     ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
 };
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::SqliteStore;
+pub use submissions::{Submission, SubmissionState, SubmissionStore};
 
 use crate::domain::CrisisId;
 
@@ -56,6 +63,43 @@ pub enum StoreError {
     IdempotencyKeyTaken,
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    #[error(
+        "the database file {0} was deleted or replaced while the daemon ran; nothing is written \
+         until the daemon is restarted on the right file"
+    )]
+    Replaced(std::path::PathBuf),
+    #[error("writes fail: {0}")]
+    WriteFailing(&'static str),
+}
+
+impl StoreError {
+    /// Why the store cannot serve at all right now (a full disk, an I/O
+    /// error, a lock it cannot get, its file gone), as opposed to a fault
+    /// of one request: `None` for the latter. Nothing was written by the
+    /// failed request in either case.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match self {
+            StoreError::Replaced(_) => Some("its database file was deleted or replaced"),
+            StoreError::WriteFailing(why) => Some(why),
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                // SQLite's extended result codes carry the primary code in
+                // their low byte.
+                let code = db.code()?.parse::<i32>().ok()? & 0xff;
+                match code {
+                    5 | 6 => Some("the database is locked"),
+                    8 => Some("the database is read-only"),
+                    10 => Some("an I/O error on the database"),
+                    13 => Some("the disk holding the database is full"),
+                    14 => Some("the database file cannot be opened"),
+                    _ => None,
+                }
+            }
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                Some("the database does not answer")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The storage handle the app passes down: one backend seen through each
@@ -81,6 +125,8 @@ pub struct Storage {
     pub ledger: Arc<dyn Ledger>,
     /// Console accounts, their sessions and the account audit trail.
     pub accounts: Arc<dyn AccountStore>,
+    /// Console drafts waiting for a second person.
+    pub submissions: Arc<dyn SubmissionStore>,
 }
 
 impl Storage {
@@ -97,7 +143,8 @@ impl Storage {
             + FollowUpStore
             + HookStore
             + Ledger
-            + AccountStore,
+            + AccountStore
+            + SubmissionStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -111,7 +158,8 @@ impl Storage {
             follow_ups: backend.clone(),
             hooks: backend.clone(),
             ledger: backend.clone(),
-            accounts: backend,
+            accounts: backend.clone(),
+            submissions: backend,
         }
     }
 }

@@ -142,6 +142,12 @@ impl CrisisService {
         {
             return Ok(replayed);
         }
+        // While the store's writes fail (a full disk), a transition is
+        // refused before anything is written, at once, rather than after
+        // a wait and half-way through its plan.
+        if let Some(why) = self.storage.ledger.write_fault() {
+            return Err(StoreError::WriteFailing(why).into());
+        }
         let change = self.change(transition).await?;
         self.commit(change, ctx).await
     }

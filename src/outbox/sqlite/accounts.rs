@@ -3,76 +3,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, decode, from_millis, millis, parse};
+use super::{SqliteStore, decode, millis};
 use crate::domain::account::{User, UserName};
+use crate::outbox::rows::{AccountEventRow, SessionRow, UserRow};
 use crate::outbox::{AccountEvent, AccountStore, NewSession, Session, StoreError};
-
-#[derive(sqlx::FromRow)]
-struct UserRow<'r> {
-    name: &'r str,
-    role: &'r str,
-    password_hash: String,
-    created_at: i64,
-}
-
-impl TryFrom<UserRow<'_>> for User {
-    type Error = StoreError;
-
-    fn try_from(row: UserRow<'_>) -> Result<Self, StoreError> {
-        Ok(User {
-            name: parse(row.name, "user name")?,
-            role: parse(row.role, "role")?,
-            password_hash: row.password_hash,
-            created_at: from_millis(row.created_at)?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct SessionRow<'r> {
-    token_digest: String,
-    user_name: &'r str,
-    role: &'r str,
-    csrf: String,
-    created_at: i64,
-    last_seen_at: i64,
-}
-
-impl TryFrom<SessionRow<'_>> for Session {
-    type Error = StoreError;
-
-    fn try_from(row: SessionRow<'_>) -> Result<Self, StoreError> {
-        Ok(Session {
-            token_digest: row.token_digest,
-            user: parse(row.user_name, "user name")?,
-            role: parse(row.role, "role")?,
-            csrf: row.csrf,
-            created_at: from_millis(row.created_at)?,
-            last_seen_at: from_millis(row.last_seen_at)?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow<'r> {
-    at: i64,
-    kind: &'r str,
-    user_name: String,
-    detail: String,
-}
-
-impl TryFrom<EventRow<'_>> for AccountEvent {
-    type Error = StoreError;
-
-    fn try_from(row: EventRow<'_>) -> Result<Self, StoreError> {
-        Ok(AccountEvent {
-            at: from_millis(row.at)?,
-            kind: parse(row.kind, "account event")?,
-            user: row.user_name,
-            detail: row.detail,
-        })
-    }
-}
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -98,7 +32,7 @@ impl AccountStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(decode::<UserRow, _>)
+            .map(decode::<UserRow, _, _>)
             .transpose()
     }
 
@@ -107,7 +41,7 @@ impl AccountStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(decode::<UserRow, _>)
+            .map(decode::<UserRow, _, _>)
             .collect()
     }
 
@@ -165,7 +99,7 @@ impl AccountStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
-        .map(decode::<SessionRow, _>)
+        .map(decode::<SessionRow, _, _>)
         .transpose()
     }
 
@@ -220,7 +154,7 @@ impl AccountStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(decode::<EventRow, _>)
+            .map(decode::<AccountEventRow, _, _>)
             .collect()
     }
 }

@@ -5,26 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::{SqliteStore, decode, millis};
 use crate::domain::consent::{ContactPoint, OptOuts, normalize};
+use crate::outbox::rows::{OPTED_OUT, OptOutRow};
 use crate::outbox::{ConsentStore, DeadCause, StoreError};
-
-/// What a retry or a queued message to an opted-out address says.
-pub(super) const OPTED_OUT: &str = "the recipient opted out";
-
-#[derive(sqlx::FromRow)]
-struct OptOutRow<'r> {
-    point: &'r str,
-    address: String,
-}
-
-impl TryFrom<OptOutRow<'_>> for (ContactPoint, String) {
-    type Error = StoreError;
-
-    fn try_from(row: OptOutRow<'_>) -> Result<Self, StoreError> {
-        let point = ContactPoint::parse(row.point)
-            .ok_or_else(|| StoreError::Corrupt("unknown opt-out contact point".into()))?;
-        Ok((point, row.address))
-    }
-}
 
 #[async_trait]
 impl ConsentStore for SqliteStore {
@@ -81,7 +63,7 @@ impl ConsentStore for SqliteStore {
             .await?;
         let mut opt_outs = OptOuts::default();
         for row in &rows {
-            match decode::<OptOutRow, _>(row)? {
+            match decode::<OptOutRow, _, _>(row)? {
                 (ContactPoint::Email, address) => opt_outs.emails.insert(address),
                 (ContactPoint::Phone, address) => opt_outs.phones.insert(address),
             };

@@ -5,76 +5,11 @@
 use async_trait::async_trait;
 
 use super::{
-    SqliteStore, Tx, decode, follow_ups, from_millis, idempotency, json, millis, parse, plans,
-    source_links, to_json,
+    SqliteStore, Tx, decode, follow_ups, idempotency, millis, plans, source_links, to_json,
 };
-use crate::domain::{Actor, Crisis, CrisisEvent, CrisisId};
+use crate::domain::{Crisis, CrisisEvent, CrisisId};
+use crate::outbox::rows::{CrisisRow, EventRow};
 use crate::outbox::{CrisisFilter, CrisisStore, StoreError, TransitionWrite};
-
-#[derive(sqlx::FromRow)]
-struct CrisisRow<'r> {
-    id: &'r str,
-    kind: &'r str,
-    severity: &'r str,
-    title: String,
-    summary: String,
-    localized: &'r str,
-    status: &'r str,
-    version: i64,
-    last_message: Option<String>,
-    declared_at: i64,
-    updated_at: i64,
-    resolved_at: Option<i64>,
-}
-
-impl TryFrom<CrisisRow<'_>> for Crisis {
-    type Error = StoreError;
-
-    fn try_from(row: CrisisRow<'_>) -> Result<Self, StoreError> {
-        Ok(Crisis {
-            id: parse(row.id, "crisis id")?,
-            kind: parse(row.kind, "kind")?,
-            severity: parse(row.severity, "severity")?,
-            title: row.title,
-            summary: row.summary,
-            localized: json(row.localized, "localized text")?,
-            status: parse(row.status, "status")?,
-            version: u32::try_from(row.version)
-                .map_err(|_| StoreError::Corrupt("crisis version out of range".into()))?,
-            last_message: row.last_message,
-            declared_at: from_millis(row.declared_at)?,
-            updated_at: from_millis(row.updated_at)?,
-            resolved_at: row.resolved_at.map(from_millis).transpose()?,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow<'r> {
-    crisis_id: &'r str,
-    status: &'r str,
-    actor_source: &'r str,
-    actor_name: String,
-    message: Option<String>,
-    at: i64,
-}
-
-impl TryFrom<EventRow<'_>> for CrisisEvent {
-    type Error = StoreError;
-
-    fn try_from(row: EventRow<'_>) -> Result<Self, StoreError> {
-        Ok(CrisisEvent {
-            crisis_id: parse(row.crisis_id, "crisis id")?,
-            status: parse(row.status, "status")?,
-            actor: Actor {
-                source: parse(row.actor_source, "actor source")?,
-                name: row.actor_name,
-            },
-            message: row.message,
-            at: from_millis(row.at)?,
-        })
-    }
-}
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
@@ -161,40 +96,46 @@ async fn insert_event(tx: &mut Tx<'_>, event: &CrisisEvent) -> Result<(), StoreE
 #[async_trait]
 impl CrisisStore for SqliteStore {
     async fn record_transition(&self, write: TransitionWrite) -> Result<(), StoreError> {
-        let TransitionWrite {
-            crisis,
-            previous_version,
-            event,
-            announcement,
-            deliveries,
-            planning,
-            idempotency,
-            source_link,
-            follow_ups,
-        } = write;
-        let writing = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
-        match previous_version {
-            None => insert_crisis(&mut tx, &crisis).await?,
-            Some(previous) => update_crisis(&mut tx, &crisis, previous).await?,
+        let result: Result<_, StoreError> = async {
+            let TransitionWrite {
+                crisis,
+                previous_version,
+                event,
+                announcement,
+                deliveries,
+                planning,
+                idempotency,
+                source_link,
+                follow_ups,
+            } = write;
+            let writing = self.writer.lock().await;
+            let mut tx = self.pool.begin().await?;
+            match previous_version {
+                None => insert_crisis(&mut tx, &crisis).await?,
+                Some(previous) => update_crisis(&mut tx, &crisis, previous).await?,
+            }
+            if let Some(record) = &idempotency {
+                idempotency::take(&mut tx, record, event.at).await?;
+            }
+            insert_version(&mut tx, &crisis).await?;
+            insert_event(&mut tx, &event).await?;
+            // Before the all-clear's own deliveries are written, so only
+            // follow-up messages queued earlier are killed.
+            follow_ups::apply_change(&mut tx, &crisis, &follow_ups, event.at).await?;
+            plans::insert_announcement(&mut tx, &announcement, planning, idempotency.as_ref())
+                .await?;
+            plans::insert_deliveries(&mut tx, &announcement, &deliveries).await?;
+            if let Some(change) = &source_link {
+                source_links::apply(&mut tx, change).await?;
+            }
+            tx.commit().await?;
+            drop(writing);
+            self.work_due.notify();
+            Ok(())
         }
-        if let Some(record) = &idempotency {
-            idempotency::take(&mut tx, record, event.at).await?;
-        }
-        insert_version(&mut tx, &crisis).await?;
-        insert_event(&mut tx, &event).await?;
-        // Before the all-clear's own deliveries are written, so only
-        // follow-up messages queued earlier are killed.
-        follow_ups::apply_change(&mut tx, &crisis, &follow_ups, event.at).await?;
-        plans::insert_announcement(&mut tx, &announcement, planning, idempotency.as_ref()).await?;
-        plans::insert_deliveries(&mut tx, &announcement, &deliveries).await?;
-        if let Some(change) = &source_link {
-            source_links::apply(&mut tx, change).await?;
-        }
-        tx.commit().await?;
-        drop(writing);
-        self.work_due.notify();
-        Ok(())
+        .await;
+        self.faults.note(&result);
+        result
     }
 
     async fn crisis(&self, id: CrisisId) -> Result<Option<Crisis>, StoreError> {
@@ -203,7 +144,7 @@ impl CrisisStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(decode::<CrisisRow, _>)
+            .map(decode::<CrisisRow, _, _>)
             .transpose()
     }
 
@@ -219,7 +160,7 @@ impl CrisisStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<CrisisRow, _>)
+        .map(decode::<CrisisRow, _, _>)
         .collect()
     }
 
@@ -229,7 +170,7 @@ impl CrisisStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(decode::<EventRow, _>)
+            .map(decode::<EventRow, _, _>)
             .collect()
     }
 
@@ -241,7 +182,7 @@ impl CrisisStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<CrisisRow, _>)
+        .map(decode::<CrisisRow, _, _>)
         .collect()
     }
 
@@ -254,7 +195,7 @@ impl CrisisStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<CrisisRow, _>)
+        .map(decode::<CrisisRow, _, _>)
         .collect()
     }
 }

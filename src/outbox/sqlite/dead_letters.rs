@@ -6,57 +6,12 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, count, decode, from_millis, millis, parse};
-use crate::outbox::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore, StoreError};
+use super::{SqliteStore, count, decode, millis};
+use crate::outbox::rows::{DeadLetterRow, requeueable};
+use crate::outbox::{DeadFilter, DeadLetter, DeadLetterStore, StoreError};
 
-#[derive(sqlx::FromRow)]
-struct DeadLetterRow<'r> {
-    id: &'r str,
-    crisis_id: &'r str,
-    channel: String,
-    destination: String,
-    attempts: i64,
-    died_at: i64,
-    dead_cause: &'r str,
-    last_error: Option<String>,
-}
-
-impl TryFrom<DeadLetterRow<'_>> for DeadLetter {
-    type Error = StoreError;
-
-    fn try_from(row: DeadLetterRow<'_>) -> Result<Self, StoreError> {
-        Ok(DeadLetter {
-            id: parse(row.id, "delivery id")?,
-            crisis_id: parse(row.crisis_id, "crisis id")?,
-            channel: row.channel,
-            destination: row.destination,
-            attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
-            finished_at: from_millis(row.died_at)?,
-            cause: parse(row.dead_cause, "dead cause")?,
-            reason: row.last_error.unwrap_or_default(),
-        })
-    }
-}
-
-/// Dead deliveries that can be sent again: of a cause that allows it, and
-/// not to an address that opted out (since): sending it would ignore the
-/// opt-out. Addresses are matched as `opt_out` stores them (emails
-/// lower-cased, both trimmed), which the `(point, address)` key serves.
-/// `?1` is the crisis and `?2` the channel, each optional.
-static REQUEUEABLE: LazyLock<String> = LazyLock::new(|| {
-    let causes: Vec<String> = DeadCause::ALL
-        .iter()
-        .filter(|cause| cause.requeueable())
-        .map(|cause| format!("'{}'", cause.as_str()))
-        .collect();
-    format!(
-        "state = 'dead' AND dead_cause IN ({}) \
-         AND NOT EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.point IN ('email', 'phone') \
-             AND opt_outs.address IN (lower(trim(deliveries.destination)), trim(deliveries.destination))) \
-         AND (?1 IS NULL OR crisis_id = ?1) AND (?2 IS NULL OR channel = ?2)",
-        causes.join(", ")
-    )
-});
+/// `rows::requeueable` with `?1` the crisis and `?2` the channel.
+static REQUEUEABLE: LazyLock<String> = LazyLock::new(|| requeueable("?1", "?2"));
 
 #[async_trait]
 impl DeadLetterStore for SqliteStore {
@@ -79,7 +34,7 @@ impl DeadLetterStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<DeadLetterRow, _>)
+        .map(decode::<DeadLetterRow, _, _>)
         .collect()
     }
 
@@ -123,6 +78,7 @@ impl DeadLetterStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::DeadCause;
 
     #[test]
     fn migration_0007_backfills_every_cause_and_only_known_ones() {

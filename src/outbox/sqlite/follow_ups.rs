@@ -7,11 +7,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::plans::{insert_announcement, insert_deliveries};
-use super::{ROWS_PER_INSERT, SqliteStore, Tx, decode, from_millis, json, millis, parse, to_json};
+use super::{ROWS_PER_INSERT, SqliteStore, Tx, decode, from_millis, millis, to_json};
 use crate::domain::follow_up::{
     CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpState, NewFollowUp, Phase,
 };
 use crate::domain::{AnnouncementKind, Crisis, CrisisId, DeliveryId, Status};
+use crate::outbox::rows::{FollowUpRow, made_before_the_all_clear};
 use crate::outbox::{
     Announcement, DeadCause, FollowUpReplacement, FollowUpStart, FollowUpStore, Outcome, StoreError,
 };
@@ -109,15 +110,7 @@ pub(super) async fn kill_if_resolved(
     tx: &mut Tx<'_>,
     announcement: &Announcement,
 ) -> Result<(), StoreError> {
-    let before_the_all_clear = match announcement.kind {
-        AnnouncementKind::Initial | AnnouncementKind::Update => true,
-        AnnouncementKind::FollowUp => announcement
-            .follow_up
-            .as_ref()
-            .is_some_and(|spec| spec.phase == Phase::Active),
-        AnnouncementKind::Resolved => false,
-    };
-    if !before_the_all_clear {
+    if !made_before_the_all_clear(announcement) {
         return Ok(());
     }
     sqlx::query(
@@ -174,40 +167,6 @@ pub(super) async fn kill_retries_after_resolve(
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
-struct FollowUpRow<'r> {
-    id: &'r str,
-    crisis_id: &'r str,
-    occurrence: i64,
-    due_at: i64,
-    spec: &'r str,
-    state: &'r str,
-    reason: Option<String>,
-    announcement_id: Option<&'r str>,
-    settled_at: Option<i64>,
-}
-
-impl TryFrom<FollowUpRow<'_>> for FollowUp {
-    type Error = StoreError;
-
-    fn try_from(row: FollowUpRow<'_>) -> Result<Self, StoreError> {
-        Ok(FollowUp {
-            id: parse(row.id, "follow-up id")?,
-            crisis_id: parse(row.crisis_id, "crisis id")?,
-            occurrence: u32::try_from(row.occurrence).unwrap_or(0),
-            due_at: from_millis(row.due_at)?,
-            spec: json(row.spec, "follow-up step")?,
-            state: parse(row.state, "follow-up state")?,
-            reason: row.reason,
-            announcement_id: row
-                .announcement_id
-                .map(|id| parse(id, "announcement id"))
-                .transpose()?,
-            settled_at: row.settled_at.map(from_millis).transpose()?,
-        })
-    }
-}
-
 #[async_trait]
 impl FollowUpStore for SqliteStore {
     async fn follow_ups(&self, crisis: Option<CrisisId>) -> Result<Vec<FollowUp>, StoreError> {
@@ -218,7 +177,7 @@ impl FollowUpStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<FollowUpRow, _>)
+        .map(decode::<FollowUpRow, _, _>)
         .collect()
     }
 
@@ -236,7 +195,7 @@ impl FollowUpStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<FollowUpRow, _>)
+        .map(decode::<FollowUpRow, _, _>)
         .collect()
     }
 

@@ -3,71 +3,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, decode, from_millis, json, millis, parse, to_json};
+use super::{SqliteStore, decode, from_millis, millis, to_json};
 use crate::domain::CrisisId;
+use crate::outbox::rows::{HookLogRow, PendingRow};
 use crate::outbox::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, StoreError};
-
-#[derive(sqlx::FromRow)]
-struct PendingRow<'r> {
-    id: &'r str,
-    hook: String,
-    external_id: String,
-    state: &'r str,
-    declaration: &'r str,
-    due_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-    decided_by: Option<String>,
-}
-
-impl TryFrom<PendingRow<'_>> for Pending {
-    type Error = StoreError;
-
-    fn try_from(row: PendingRow<'_>) -> Result<Self, StoreError> {
-        Ok(Pending {
-            id: parse(row.id, "pending id")?,
-            hook: row.hook,
-            external_id: row.external_id,
-            state: parse(row.state, "pending state")?,
-            declaration: json(row.declaration, "pending declaration")?,
-            due_at: row.due_at.map(from_millis).transpose()?,
-            created_at: from_millis(row.created_at)?,
-            updated_at: from_millis(row.updated_at)?,
-            decided_by: row.decided_by,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct HookLogRow<'r> {
-    seq: i64,
-    hook: String,
-    source: String,
-    received_at: i64,
-    status: i64,
-    verdict: &'r str,
-    transitions: &'r str,
-    error: Option<String>,
-    delivery_id: Option<String>,
-}
-
-impl TryFrom<HookLogRow<'_>> for HookLogEntry {
-    type Error = StoreError;
-
-    fn try_from(row: HookLogRow<'_>) -> Result<Self, StoreError> {
-        Ok(HookLogEntry {
-            seq: row.seq,
-            hook: row.hook,
-            source: row.source,
-            received_at: from_millis(row.received_at)?,
-            status: u16::try_from(row.status).unwrap_or(0),
-            verdict: parse(row.verdict, "webhook verdict")?,
-            transitions: json(row.transitions, "hook transitions")?,
-            error: row.error,
-            delivery_id: row.delivery_id,
-        })
-    }
-}
 
 #[async_trait]
 impl HookStore for SqliteStore {
@@ -110,7 +49,7 @@ impl HookStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<HookLogRow, _>)
+        .map(decode::<HookLogRow, _, _>)
         .collect()
     }
 
@@ -155,7 +94,7 @@ impl HookStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
-        .map(decode::<PendingRow, _>)
+        .map(decode::<PendingRow, _, _>)
         .transpose()
     }
 
@@ -165,7 +104,7 @@ impl HookStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(decode::<PendingRow, _>)
+            .map(decode::<PendingRow, _, _>)
             .transpose()
     }
 
@@ -199,7 +138,7 @@ impl HookStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<PendingRow, _>)
+        .map(decode::<PendingRow, _, _>)
         .collect()
     }
 
@@ -218,7 +157,7 @@ impl HookStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<PendingRow, _>)
+        .map(decode::<PendingRow, _, _>)
         .collect()
     }
 }

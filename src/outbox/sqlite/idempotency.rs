@@ -5,31 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{SqliteStore, Tx, decode, millis};
+use crate::outbox::rows::IdempotencyRow;
 use crate::outbox::{IdempotencyRecord, IdempotencyStore, StoreError};
-
-#[derive(sqlx::FromRow)]
-struct IdempotencyRow {
-    scope: String,
-    key: String,
-    fingerprint: String,
-    status: i64,
-    body: String,
-}
-
-impl TryFrom<IdempotencyRow> for IdempotencyRecord {
-    type Error = StoreError;
-
-    fn try_from(row: IdempotencyRow) -> Result<Self, StoreError> {
-        Ok(IdempotencyRecord {
-            scope: row.scope,
-            key: row.key,
-            fingerprint: row.fingerprint,
-            status: u16::try_from(row.status)
-                .map_err(|_| StoreError::Corrupt("idempotency status out of range".into()))?,
-            body: row.body,
-        })
-    }
-}
 
 /// Stores the key's record; refused when the key is stored already (by a
 /// concurrent request).
@@ -85,7 +62,7 @@ impl IdempotencyStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(decode::<IdempotencyRow, _>)
+            .map(decode::<IdempotencyRow, _, _>)
             .transpose()
     }
 }

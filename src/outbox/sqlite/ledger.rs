@@ -3,74 +3,38 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, count, decode, millis, parse};
+use super::{SqliteStore, decode, millis};
 use crate::domain::CrisisId;
+use crate::outbox::rows::{ChannelStateCountRow, DeliveryCountRow, FinishedCountRow};
 use crate::outbox::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger, StoreError};
-
-#[derive(sqlx::FromRow)]
-struct DeliveryCountRow<'r> {
-    crisis_id: &'r str,
-    channel: String,
-    state: &'r str,
-    n: i64,
-}
-
-impl TryFrom<DeliveryCountRow<'_>> for DeliveryCount {
-    type Error = StoreError;
-
-    fn try_from(row: DeliveryCountRow<'_>) -> Result<Self, StoreError> {
-        Ok(DeliveryCount {
-            crisis_id: parse(row.crisis_id, "crisis id")?,
-            channel: row.channel,
-            state: parse(row.state, "delivery state")?,
-            count: count(row.n),
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct ChannelStateCountRow<'r> {
-    channel: String,
-    state: &'r str,
-    n: i64,
-}
-
-impl TryFrom<ChannelStateCountRow<'_>> for ChannelStateCount {
-    type Error = StoreError;
-
-    fn try_from(row: ChannelStateCountRow<'_>) -> Result<Self, StoreError> {
-        Ok(ChannelStateCount {
-            channel: row.channel,
-            state: parse(row.state, "delivery state")?,
-            count: count(row.n),
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct FinishedCountRow<'r> {
-    crisis_id: &'r str,
-    channel: String,
-    n: i64,
-}
-
-impl TryFrom<FinishedCountRow<'_>> for FinishedCount {
-    type Error = StoreError;
-
-    fn try_from(row: FinishedCountRow<'_>) -> Result<Self, StoreError> {
-        Ok(FinishedCount {
-            crisis_id: parse(row.crisis_id, "crisis id")?,
-            channel: row.channel,
-            count: count(row.n),
-        })
-    }
-}
 
 #[async_trait]
 impl Ledger for SqliteStore {
+    fn write_fault(&self) -> Option<&'static str> {
+        let replaced = self.file.check().err();
+        replaced
+            .as_ref()
+            .and_then(StoreError::unavailable)
+            .or_else(|| self.faults.current())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.file.check()?;
+        if let Some(why) = self.faults.current() {
+            return Err(StoreError::WriteFailing(why));
+        }
+        // A write, not only a read: a full disk or a lost lock lets reads
+        // through while every write fails. One row, rewritten in place, on
+        // the ledger's connections (no fsync of its own in WAL mode).
+        let _writing = self.writer.lock().await;
+        let mut tx = self.ledger.begin().await?;
+        sqlx::query("INSERT OR REPLACE INTO store_probe (id, probed_at) VALUES (1, ?)")
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        let result = tx.commit().await.map_err(StoreError::from);
+        self.faults.note(&result);
+        result
     }
 
     async fn channel_counts(&self) -> Result<Vec<ChannelStateCount>, StoreError> {
@@ -83,7 +47,7 @@ impl Ledger for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<ChannelStateCountRow, _>)
+        .map(decode::<ChannelStateCountRow, _, _>)
         .collect()
     }
 
@@ -110,7 +74,7 @@ impl Ledger for SqliteStore {
                 .await?
             }
         };
-        rows.iter().map(decode::<DeliveryCountRow, _>).collect()
+        rows.iter().map(decode::<DeliveryCountRow, _, _>).collect()
     }
 
     async fn finished_since(
@@ -128,7 +92,7 @@ impl Ledger for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(decode::<FinishedCountRow, _>)
+        .map(decode::<FinishedCountRow, _, _>)
         .collect()
     }
 }

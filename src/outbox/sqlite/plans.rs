@@ -5,76 +5,14 @@
 use async_trait::async_trait;
 
 use super::{
-    ROWS_PER_INSERT, SqliteStore, Tx, count, decode, follow_ups, from_millis, idempotency, json,
-    millis, parse, to_json,
+    ROWS_PER_INSERT, SqliteStore, Tx, count, decode, follow_ups, idempotency, millis, to_json,
 };
 use crate::domain::AnnouncementId;
+use crate::outbox::rows::{INSERT_COLUMNS, RowValues, UnfinishedPlanRow};
 use crate::outbox::{
-    Announcement, DeliveryState, IdempotencyRecord, NewDelivery, NewRendition, Payload, PlanStore,
-    Planned, StoreError, UnfinishedPlan,
+    Announcement, IdempotencyRecord, NewDelivery, NewRendition, PlanStore, StoreError,
+    UnfinishedPlan,
 };
-
-/// Columns of one delivery row, in insert order.
-const INSERT_COLUMNS: &str = "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, recipient_id, \
-     destination, locale, content, priority, state, attempts, available_at, last_error, dead_cause, created_at, \
-     finished_at, rendition_id, recipient_name, unsubscribe_url, ordinal, reached_only) ";
-
-/// What one delivery row stores beyond the delivery's own fields.
-struct RowValues<'a> {
-    delivery: &'a NewDelivery,
-    state: DeliveryState,
-    /// The inline message as JSON; empty for a rendition's reader and for
-    /// a delivery planned dead.
-    content: String,
-    rendition: Option<(String, Option<&'a str>, Option<&'a str>)>,
-    available_at: i64,
-    finished_at: Option<i64>,
-    dead: Option<(&'static str, &'a str)>,
-}
-
-impl<'a> RowValues<'a> {
-    fn of(delivery: &'a NewDelivery, now: i64) -> Result<Self, StoreError> {
-        let mut values = Self {
-            delivery,
-            state: DeliveryState::Pending,
-            content: String::new(),
-            rendition: None,
-            available_at: now,
-            finished_at: None,
-            dead: None,
-        };
-        match &delivery.planned {
-            Planned::Queued {
-                payload,
-                not_before,
-            } => {
-                if let Some(at) = not_before {
-                    values.available_at = millis(*at).max(now);
-                }
-                match payload {
-                    Payload::Inline(content) => values.content = to_json(content)?,
-                    Payload::Rendition {
-                        id,
-                        recipient_name,
-                        unsubscribe_url,
-                    } => {
-                        values.rendition = Some((
-                            id.to_string(),
-                            recipient_name.as_deref(),
-                            unsubscribe_url.as_deref(),
-                        ));
-                    }
-                }
-            }
-            Planned::Dead { cause, reason } => {
-                values.state = DeliveryState::Dead;
-                values.finished_at = Some(now);
-                values.dead = Some((cause.as_str(), reason));
-            }
-        }
-        Ok(values)
-    }
-}
 
 /// Writes deliveries with multi-row INSERTs inside the caller's transaction.
 pub(super) async fn insert_deliveries(
@@ -161,44 +99,6 @@ pub(super) async fn insert_announcement(
     Ok(())
 }
 
-/// An announcement still planning, as `announcements` stores it.
-#[derive(sqlx::FromRow)]
-struct UnfinishedPlanRow<'r> {
-    id: &'r str,
-    crisis_id: &'r str,
-    kind: &'r str,
-    message: Option<String>,
-    created_at: i64,
-    follow_up: Option<&'r str>,
-    planned_through: i64,
-    idempotency_scope: Option<String>,
-    idempotency_key: Option<String>,
-    reached_only: bool,
-}
-
-impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
-    type Error = StoreError;
-
-    fn try_from(row: UnfinishedPlanRow<'_>) -> Result<Self, StoreError> {
-        Ok(UnfinishedPlan {
-            announcement: Announcement {
-                id: parse(row.id, "announcement id")?,
-                crisis_id: parse(row.crisis_id, "crisis id")?,
-                kind: parse(row.kind, "announcement kind")?,
-                message: row.message,
-                created_at: from_millis(row.created_at)?,
-                follow_up: row
-                    .follow_up
-                    .map(|text| json(text, "follow-up step"))
-                    .transpose()?,
-                reached_only: row.reached_only,
-            },
-            planned_through: count(row.planned_through),
-            idempotency: row.idempotency_scope.zip(row.idempotency_key),
-        })
-    }
-}
-
 #[async_trait]
 impl PlanStore for SqliteStore {
     async fn append_plan(
@@ -208,27 +108,34 @@ impl PlanStore for SqliteStore {
         deliveries: &[NewDelivery],
         planned_through: u64,
     ) -> Result<(), StoreError> {
-        let writing = self.writer.lock().await;
-        let mut tx = self.ledger.begin().await?;
-        for rendition in renditions {
-            sqlx::query("INSERT INTO renditions (id, announcement_id, content) VALUES (?, ?, ?)")
+        let result: Result<_, StoreError> = async {
+            let writing = self.writer.lock().await;
+            let mut tx = self.ledger.begin().await?;
+            for rendition in renditions {
+                sqlx::query(
+                    "INSERT INTO renditions (id, announcement_id, content) VALUES (?, ?, ?)",
+                )
                 .bind(rendition.id.to_string())
                 .bind(announcement.id.to_string())
                 .bind(to_json(&rendition.content)?)
                 .execute(&mut *tx)
                 .await?;
+            }
+            insert_deliveries(&mut tx, announcement, deliveries).await?;
+            follow_ups::kill_if_resolved(&mut tx, announcement).await?;
+            sqlx::query("UPDATE announcements SET planned_through = ? WHERE id = ?")
+                .bind(i64::try_from(planned_through).unwrap_or(i64::MAX))
+                .bind(announcement.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            drop(writing);
+            self.work_due.notify();
+            Ok(())
         }
-        insert_deliveries(&mut tx, announcement, deliveries).await?;
-        follow_ups::kill_if_resolved(&mut tx, announcement).await?;
-        sqlx::query("UPDATE announcements SET planned_through = ? WHERE id = ?")
-            .bind(i64::try_from(planned_through).unwrap_or(i64::MAX))
-            .bind(announcement.id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        drop(writing);
-        self.work_due.notify();
-        Ok(())
+        .await;
+        self.faults.note(&result);
+        result
     }
 
     async fn finish_plan(
@@ -254,7 +161,7 @@ impl PlanStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(decode::<UnfinishedPlanRow, _>)
+            .map(decode::<UnfinishedPlanRow, _, _>)
             .collect()
     }
 

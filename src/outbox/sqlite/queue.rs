@@ -2,52 +2,20 @@
 //! releases, the hot path of a fan-out. Each claim and each outcome batch
 //! is one transaction, with as few statements as it can be.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, Row};
+use sqlx::Row;
 
-use super::consent::OPTED_OUT;
-use super::{
-    ROWS_PER_INSERT, SqliteStore, Tx, follow_ups, from_millis, json, millis, parse, to_json,
-};
+use super::{ROWS_PER_INSERT, SqliteStore, Tx, follow_ups, millis, to_json};
 use crate::domain::DeliveryId;
-use crate::message::DeliveryContent;
-use crate::outbox::{
-    ALL_CLEAR_UNREACHED, DeadCause, Delivery, DeliveryQueue, Outcome, Personal, StoreError, WorkDue,
+use crate::outbox::rows::{
+    DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED,
 };
-use crate::sync::lock;
-
-/// What a claim returns of each row: `DeliveryRow`'s columns.
-const DELIVERY_COLUMNS: &str = "id, crisis_id, announcement_id, kind, channel, recipient_id, destination, \
-     locale, content, state, attempts, available_at, last_error, created_at, rendition_id, recipient_name, \
-     unsubscribe_url";
-
-/// Renditions kept decoded in memory; a crisis has a few dozen.
-const RENDITION_CACHE: usize = 4096;
-
-/// All-clears a claim may cancel (their readers got nothing earlier) before
-/// it commits; more wait for the next claim, which is asked for at once.
-const MAX_CANCELLED_PER_CLAIM: usize = 4096;
-
-/// A delivery is held back while an earlier message of its crisis to the
-/// same destination on the same channel is unfinished: announcements reach
-/// each reader in order. A follow-up (priority 1) holds back only later
-/// follow-ups, so a step held by quiet hours never delays an update. One
-/// range of `deliveries_by_reader`; empty for a crisis's first message.
-const HELD_BACK: &str = "EXISTS (SELECT 1 FROM deliveries AS earlier \
-     WHERE earlier.crisis_id = d.crisis_id AND earlier.channel = d.channel \
-       AND earlier.destination = d.destination AND earlier.ordinal < d.ordinal \
-       AND earlier.priority <= d.priority AND earlier.state IN ('pending', 'in_flight', 'retrying'))";
-
-/// A delivery meant only for readers reached before (the all-clear) whose
-/// reader got no earlier message of the crisis on this channel.
-const UNREACHED: &str = "CASE WHEN d.reached_only = 1 THEN NOT EXISTS (SELECT 1 FROM deliveries AS earlier \
-     WHERE earlier.crisis_id = d.crisis_id AND earlier.channel = d.channel \
-       AND earlier.destination = d.destination AND earlier.ordinal < d.ordinal \
-       AND earlier.state = 'sent') ELSE 0 END";
+use crate::outbox::{
+    ALL_CLEAR_UNREACHED, DeadCause, Delivery, DeliveryQueue, Outcome, StoreError, WorkDue,
+};
 
 /// One claim's transaction parameters.
 struct Claim<'a> {
@@ -106,97 +74,19 @@ fn is_leased(row: &sqlx::sqlite::SqliteRow) -> bool {
         .is_ok_and(|state| state == "in_flight")
 }
 
-/// A claimed delivery as stored: its own message (`content`), or empty and
-/// a rendition shared with other readers.
-#[derive(FromRow)]
-struct DeliveryRow<'r> {
-    id: &'r str,
-    crisis_id: &'r str,
-    announcement_id: &'r str,
-    kind: &'r str,
-    channel: String,
-    recipient_id: Option<String>,
-    destination: String,
-    locale: String,
-    content: &'r str,
-    state: &'r str,
-    attempts: i64,
-    available_at: i64,
-    last_error: Option<String>,
-    created_at: i64,
-    rendition_id: Option<&'r str>,
-    recipient_name: Option<String>,
-    unsubscribe_url: Option<String>,
-}
-
-/// A row and the message it sends (its own, or its rendition's, decoded
-/// once for all its readers).
-impl TryFrom<(DeliveryRow<'_>, Arc<DeliveryContent>)> for Delivery {
-    type Error = StoreError;
-
-    fn try_from(
-        (row, content): (DeliveryRow<'_>, Arc<DeliveryContent>),
-    ) -> Result<Self, StoreError> {
-        let personal = match row.rendition_id {
-            Some(rendition) => Some(Personal {
-                rendition: parse(rendition, "rendition id")?,
-                recipient_name: row.recipient_name,
-                unsubscribe_url: row.unsubscribe_url,
-            }),
-            None => None,
-        };
-        Ok(Delivery {
-            id: parse(row.id, "delivery id")?,
-            crisis_id: parse(row.crisis_id, "crisis id")?,
-            announcement_id: parse(row.announcement_id, "announcement id")?,
-            kind: parse(row.kind, "announcement kind")?,
-            channel: row.channel,
-            recipient_id: row.recipient_id,
-            destination: row.destination,
-            locale: row.locale,
-            content,
-            personal,
-            state: parse(row.state, "delivery state")?,
-            attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
-            available_at: from_millis(row.available_at)?,
-            last_error: row.last_error,
-            created_at: from_millis(row.created_at)?,
-        })
-    }
-}
-
 impl SqliteStore {
-    /// A rendition, decoded once.
-    async fn rendition(&self, id: &str) -> Result<Arc<DeliveryContent>, StoreError> {
-        if let Some(content) = lock(&self.renditions).get(id) {
-            return Ok(content.clone());
-        }
-        let text: String = sqlx::query_scalar("SELECT content FROM renditions WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.ledger)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("rendition {id} is missing")))?;
-        let content: Arc<DeliveryContent> = Arc::new(json(&text, "rendition")?);
-        let mut cache = lock(&self.renditions);
-        if cache.len() >= RENDITION_CACHE {
-            cache.clear();
-        }
-        cache.insert(id.to_owned(), content.clone());
-        Ok(content)
-    }
-
     /// The claimed rows as deliveries, each with its message.
     async fn claimed(&self, rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Delivery>, StoreError> {
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in rows {
-            let row = DeliveryRow::from_row(row)?;
-            let content = match row.rendition_id {
-                Some(rendition) => self.rendition(rendition).await?,
-                None => Arc::new(json(row.content, "delivery content")?),
-            };
-            claimed.push(Delivery::try_from((row, content))?);
-        }
-        Ok(claimed)
+        self.renditions
+            .claimed(rows, |id| async move {
+                let text: Option<String> =
+                    sqlx::query_scalar("SELECT content FROM renditions WHERE id = ?")
+                        .bind(id)
+                        .fetch_optional(&self.ledger)
+                        .await?;
+                Ok(text)
+            })
+            .await
     }
 
     /// Sends, the bulk of outcomes, go in one statement per chunk: each
@@ -249,6 +139,7 @@ impl DeliveryQueue for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
+        let result: Result<_, StoreError> = async {
         let now_ms = millis(now);
         let lease_until =
             now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
@@ -295,6 +186,10 @@ impl DeliveryQueue for SqliteStore {
             self.work_due.notify();
         }
         self.claimed(&rows).await
+        }
+        .await;
+        self.faults.note(&result);
+        result
     }
 
     async fn record_outcomes(
@@ -304,6 +199,7 @@ impl DeliveryQueue for SqliteStore {
         outcomes: &[(DeliveryId, Outcome)],
     ) -> Result<(), StoreError> {
         let now = millis(now);
+        let result: Result<_, StoreError> = async {
         let _writing = self.writer.lock().await;
         let mut tx = self.ledger.begin().await?;
         Self::record_sent(&mut tx, owner, now, outcomes).await?;
@@ -347,6 +243,10 @@ impl DeliveryQueue for SqliteStore {
         follow_ups::kill_retries_after_resolve(&mut tx, outcomes, now).await?;
         tx.commit().await?;
         Ok(())
+        }
+        .await;
+        self.faults.note(&result);
+        result
     }
 
     async fn release(&self, ids: &[DeliveryId], owner: &str) -> Result<(), StoreError> {

@@ -4,29 +4,9 @@
 use async_trait::async_trait;
 use sqlx::SqliteExecutor;
 
-use super::{SqliteStore, Tx, decode, parse};
+use super::{SqliteStore, Tx, decode};
+use crate::outbox::rows::SourceLinkRow;
 use crate::outbox::{SourceLink, SourceLinkChange, SourceLinkStore, StoreError};
-
-#[derive(sqlx::FromRow)]
-struct SourceLinkRow<'r> {
-    source: String,
-    external_id: String,
-    crisis_id: &'r str,
-    fingerprint: String,
-}
-
-impl TryFrom<SourceLinkRow<'_>> for SourceLink {
-    type Error = StoreError;
-
-    fn try_from(row: SourceLinkRow<'_>) -> Result<Self, StoreError> {
-        Ok(SourceLink {
-            source: row.source,
-            external_id: row.external_id,
-            crisis_id: parse(row.crisis_id, "crisis id")?,
-            fingerprint: row.fingerprint,
-        })
-    }
-}
 
 async fn remove(
     executor: impl SqliteExecutor<'_>,
@@ -78,7 +58,7 @@ impl SourceLinkStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
             .as_ref()
-            .map(decode::<SourceLinkRow, _>)
+            .map(decode::<SourceLinkRow, _, _>)
             .transpose()
     }
 

@@ -1,9 +1,10 @@
 //! The store contract (`contract.rs`), written against the storage traits,
-//! and the backends that run it (`sqlite.rs`). A new backend adds its file
+//! and the backends that run it (`sqlite.rs`, `postgres.rs`). A new backend adds its file
 //! with a `Database` and one `store_contract!` line.
 
 #[macro_use]
 mod contract;
+mod postgres;
 mod sqlite;
 
 pub use contract::declared;

@@ -38,7 +38,8 @@ pub struct TestConfig {
     pub lease: &'static str,
     pub retry_base: &'static str,
     pub retry_max: &'static str,
-    /// The SMTP client's timeout for each step of a send.
+    /// The SMTP client's timeout for each step of a send; at most half the
+    /// lease (check-config refuses more).
     pub smtp_timeout: &'static str,
     pub max_attempts: u32,
     pub flag_file: bool,
@@ -60,6 +61,9 @@ pub struct TestConfig {
     pub email_extra: String,
     /// The daemon's clock; the system clock when unset.
     pub clock: Option<Arc<ManualClock>>,
+    /// A PostgreSQL URL for `[store]`; a SQLite file in the directory when
+    /// unset.
+    pub store_url: Option<String>,
 }
 
 impl TestConfig {
@@ -68,7 +72,7 @@ impl TestConfig {
             smtp_port,
             audience: AUDIENCE.to_owned(),
             concurrency: 4,
-            lease: "5s",
+            lease: "30s",
             retry_base: "100ms",
             retry_max: "1s",
             smtp_timeout: "5s",
@@ -84,6 +88,7 @@ impl TestConfig {
             dispatch_extra: String::new(),
             email_extra: String::new(),
             clock: None,
+            store_url: None,
         }
     }
 
@@ -130,7 +135,7 @@ max_body_bytes = {max_body}
 public_url = "{public_url}"
 
 [store]
-sqlite_path = "{db}"
+{store}
 
 [[api.tokens]]
 name = "tests"
@@ -193,7 +198,10 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
 "#,
             listen = self.listen,
             max_body = self.max_body_bytes,
-            db = dir.join("crisisd.db").display(),
+            store = match &self.store_url {
+                Some(url) => format!("url = \"{url}\""),
+                None => format!("sqlite_path = \"{}\"", dir.join("crisisd.db").display()),
+            },
             token = dir.join("token").display(),
             templates = templates_dir().display(),
             audience = dir.join("audience.csv").display(),

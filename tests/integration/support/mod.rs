@@ -1,7 +1,10 @@
 pub mod app;
+pub mod browser;
+pub mod postgres;
 pub mod smtp;
 
 pub use app::{PUBLIC_URL, TOKEN, TestApp, TestConfig, declaration, spawn_app, spawn_app_in};
+pub use browser::run_browser_script;
 pub use smtp::{SmtpServer, TlsMode};
 
 use std::time::Duration;

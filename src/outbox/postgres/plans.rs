@@ -1,0 +1,230 @@
+//! Plans in PostgreSQL: announcements and their deliveries, written inside
+//! the caller's transaction (a transition, a plan batch, a follow-up
+//! starting), and the plans a restart resumes. Deliveries go in one
+//! `INSERT … SELECT FROM UNNEST` per chunk: one array per column, so a
+//! batch is one statement of a fixed shape, whatever its size.
+
+use async_trait::async_trait;
+
+use super::{PostgresStore, Tx, count, decode, follow_ups, idempotency, millis, to_json};
+use crate::domain::AnnouncementId;
+use crate::outbox::rows::{RowValues, UnfinishedPlanRow};
+use crate::outbox::{
+    Announcement, IdempotencyRecord, NewDelivery, NewRendition, PlanStore, StoreError,
+    UnfinishedPlan,
+};
+
+/// Rows per statement: large enough that a plan batch is one or two
+/// statements, small enough that one statement's arrays stay a few MB.
+const ROWS_PER_INSERT: usize = 5000;
+
+const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, crisis_id, announcement_id, kind, channel, \
+     recipient_id, destination, locale, content, priority, state, attempts, available_at, last_error, \
+     dead_cause, created_at, finished_at, rendition_id, recipient_name, unsubscribe_url, ordinal, reached_only) \
+     SELECT v.id, $1, $2, $3, v.channel, v.recipient_id, v.destination, v.locale, v.content, v.priority, \
+     v.state, 0, v.available_at, v.last_error, v.dead_cause, $4, v.finished_at, v.rendition_id, \
+     v.recipient_name, v.unsubscribe_url, $20, $21 \
+     FROM UNNEST($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], \
+     $12::text[], $13::bigint[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[]) \
+     AS v(id, channel, recipient_id, destination, locale, content, priority, state, available_at, \
+     last_error, dead_cause, finished_at, rendition_id, recipient_name, unsubscribe_url)";
+
+/// A chunk of deliveries as one array per column, in `INSERT_DELIVERIES`'s
+/// order.
+#[derive(Default)]
+struct Columns {
+    id: Vec<String>,
+    channel: Vec<String>,
+    recipient_id: Vec<Option<String>>,
+    destination: Vec<String>,
+    locale: Vec<String>,
+    content: Vec<String>,
+    priority: Vec<i64>,
+    state: Vec<String>,
+    available_at: Vec<i64>,
+    last_error: Vec<Option<String>>,
+    dead_cause: Vec<Option<String>>,
+    finished_at: Vec<Option<i64>>,
+    rendition_id: Vec<Option<String>>,
+    recipient_name: Vec<Option<String>>,
+    unsubscribe_url: Vec<Option<String>>,
+}
+
+impl Columns {
+    fn push(&mut self, values: RowValues<'_>) {
+        let delivery = values.delivery;
+        self.id.push(delivery.id.to_string());
+        self.channel.push(delivery.channel.clone());
+        self.recipient_id.push(delivery.recipient_id.clone());
+        self.destination.push(delivery.destination.clone());
+        self.locale.push(delivery.locale.clone());
+        self.content.push(values.content);
+        self.priority.push(i64::from(delivery.priority));
+        self.state.push(values.state.as_str().to_owned());
+        self.available_at.push(values.available_at);
+        self.last_error
+            .push(values.dead.map(|(_, reason)| reason.to_owned()));
+        self.dead_cause
+            .push(values.dead.map(|(cause, _)| cause.to_owned()));
+        self.finished_at.push(values.finished_at);
+        let (id, name, url) = match values.rendition {
+            Some((id, name, url)) => (Some(id), name, url),
+            None => (None, None, None),
+        };
+        self.rendition_id.push(id);
+        self.recipient_name.push(name.map(str::to_owned));
+        self.unsubscribe_url.push(url.map(str::to_owned));
+    }
+}
+
+/// Writes deliveries inside the caller's transaction.
+pub(super) async fn insert_deliveries(
+    tx: &mut Tx<'_>,
+    announcement: &Announcement,
+    deliveries: &[NewDelivery],
+) -> Result<(), StoreError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let now = millis(announcement.created_at);
+    // Each row carries its announcement's place, which the claim orders a
+    // reader's messages by.
+    let ordinal: i64 = sqlx::query_scalar("SELECT ordinal FROM announcements WHERE id = $1")
+        .bind(announcement.id.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
+    for chunk in deliveries.chunks(ROWS_PER_INSERT) {
+        let mut columns = Columns::default();
+        for delivery in chunk {
+            columns.push(RowValues::of(delivery, now)?);
+        }
+        sqlx::query(INSERT_DELIVERIES)
+            .bind(announcement.crisis_id.to_string())
+            .bind(announcement.id.to_string())
+            .bind(announcement.kind.as_str())
+            .bind(now)
+            .bind(columns.id)
+            .bind(columns.channel)
+            .bind(columns.recipient_id)
+            .bind(columns.destination)
+            .bind(columns.locale)
+            .bind(columns.content)
+            .bind(columns.priority)
+            .bind(columns.state)
+            .bind(columns.available_at)
+            .bind(columns.last_error)
+            .bind(columns.dead_cause)
+            .bind(columns.finished_at)
+            .bind(columns.rendition_id)
+            .bind(columns.recipient_name)
+            .bind(columns.unsubscribe_url)
+            .bind(ordinal)
+            .bind(announcement.reached_only)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes an announcement row inside the caller's transaction.
+pub(super) async fn insert_announcement(
+    tx: &mut Tx<'_>,
+    announcement: &Announcement,
+    planning: bool,
+    idempotency: Option<&IdempotencyRecord>,
+) -> Result<(), StoreError> {
+    // Its place among the crisis's announcements. Every writer of an
+    // announcement holds its crisis's row lock (a transition updates the
+    // row, a follow-up starting locks it), so none computes the same
+    // place; the unique index would refuse it if one did.
+    sqlx::query(
+        "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
+         idempotency_scope, idempotency_key, follow_up, reached_only, ordinal) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+         (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM announcements WHERE crisis_id = $2))",
+    )
+    .bind(announcement.id.to_string())
+    .bind(announcement.crisis_id.to_string())
+    .bind(announcement.kind.as_str())
+    .bind(&announcement.message)
+    .bind(millis(announcement.created_at))
+    .bind(planning)
+    .bind(idempotency.map(|r| r.scope.clone()))
+    .bind(idempotency.map(|r| r.key.clone()))
+    .bind(announcement.follow_up.as_ref().map(to_json).transpose()?)
+    .bind(announcement.reached_only)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl PlanStore for PostgresStore {
+    async fn append_plan(
+        &self,
+        announcement: &Announcement,
+        renditions: &[NewRendition],
+        deliveries: &[NewDelivery],
+        planned_through: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for rendition in renditions {
+            sqlx::query(
+                "INSERT INTO renditions (id, announcement_id, content) VALUES ($1, $2, $3)",
+            )
+            .bind(rendition.id.to_string())
+            .bind(announcement.id.to_string())
+            .bind(to_json(&rendition.content)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        insert_deliveries(&mut tx, announcement, deliveries).await?;
+        follow_ups::kill_if_resolved(&mut tx, announcement).await?;
+        sqlx::query("UPDATE announcements SET planned_through = $1 WHERE id = $2")
+            .bind(i64::try_from(planned_through).unwrap_or(i64::MAX))
+            .bind(announcement.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.work_due.notify();
+        Ok(())
+    }
+
+    async fn finish_plan(
+        &self,
+        announcement_id: AnnouncementId,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE announcements SET planning = false WHERE id = $1")
+            .bind(announcement_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if let Some(record) = idempotency {
+            idempotency::complete(&mut tx, &record).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unfinished_plans(&self) -> Result<Vec<UnfinishedPlan>, StoreError> {
+        sqlx::query("SELECT * FROM announcements WHERE planning ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(decode::<UnfinishedPlanRow, _, _>)
+            .collect()
+    }
+
+    async fn announcement_deliveries(
+        &self,
+        announcement_id: AnnouncementId,
+    ) -> Result<u64, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE announcement_id = $1")
+                .bind(announcement_id.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(count(n))
+    }
+}
