@@ -18,6 +18,10 @@ use crate::plan::{PlanInputs, SharedInputs};
 use crate::render::{BannerLabels, RenderContext};
 use crate::sync::{read, write};
 
+/// The script a website embeds to show the banner (`GET /banner.js`, and
+/// in the static mirror).
+pub const SCRIPT: &str = include_str!("http/banner.js");
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct BannerCrisis {
     pub id: CrisisId,

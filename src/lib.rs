@@ -24,6 +24,7 @@ pub mod message;
 pub mod outbox;
 pub mod plan;
 pub mod preview;
+pub mod publish;
 pub mod render;
 pub mod secret;
 pub mod service;

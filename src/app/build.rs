@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use chrono::TimeDelta;
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
@@ -14,6 +15,7 @@ use crate::background::BackgroundRuntime;
 use crate::banner::Banner;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::domain::follow_up::FollowUps;
 use crate::health::{self, Health};
 use crate::http::console::Console;
 use crate::http::{self, AppState};
@@ -22,6 +24,7 @@ use crate::lifecycle::{Notifier, Reloader};
 use crate::liveness::Liveness;
 use crate::outbox::{CrisisFilter, Storage};
 use crate::plan::SharedInputs;
+use crate::publish::{Mirror, PublishOptions, Publisher};
 use crate::service::{CrisisService, Scheduler};
 
 impl Application {
@@ -43,6 +46,14 @@ impl Application {
         // run left unfinished is resumed.
         let unfinished = storage.plans.unfinished_plans().await?;
         let banner = Arc::new(Banner::new(inputs.clone(), active));
+        let (publisher, mirror) = publishing(
+            &prepared.settings,
+            &prepared.follow_ups,
+            &storage,
+            &inputs,
+            &banner,
+            &clock,
+        );
         let fanout = BackgroundRuntime::start(prepared.settings.dispatch.nice)
             .map_err(StartupError::Runtime)?;
         let service = Arc::new(
@@ -54,16 +65,11 @@ impl Application {
             )
             .plan_on(fanout.handle())
             .with_follow_ups(prepared.follow_ups.clone())
-            .with_duplicate_window(prepared.settings.crises.duplicate_window),
+            .with_duplicate_window(prepared.settings.crises.duplicate_window)
+            .publish_with(publisher.clone()),
         );
         reconcile_follow_ups(&service).await;
-        let liveness = Liveness::default();
-        let scheduler = Scheduler::new(
-            service.clone(),
-            clock.clone(),
-            prepared.follow_ups.poll_interval,
-        )
-        .with_liveness(liveness.clone());
+        let (scheduler, liveness) = scheduler(&service, &clock, &prepared.follow_ups);
         let health = Arc::new(Health::default());
         health.set_channels(prepared.channels.iter().map(|c| c.name().to_owned()));
         let parts = Parts {
@@ -71,6 +77,7 @@ impl Application {
             storage: &storage,
             service,
             banner,
+            publisher,
             inputs,
             health: &health,
             clock: &clock,
@@ -106,6 +113,7 @@ impl Application {
             },
             scheduler,
             unfinished,
+            mirror,
             fanout,
             reloads,
             reloader,
@@ -120,6 +128,50 @@ pub async fn open_store(settings: &Settings) -> Result<Storage, StartupError> {
         .location()
         .map_err(|problem| StartupError::Invalid(vec![problem]))?;
     Ok(super::open_location(&location).await?)
+}
+
+/// The follow-up scheduler, and the liveness registry it beats first.
+fn scheduler(
+    service: &Arc<CrisisService>,
+    clock: &Arc<dyn Clock>,
+    follow_ups: &FollowUps,
+) -> (Scheduler, Liveness) {
+    let liveness = Liveness::default();
+    let scheduler = Scheduler::new(service.clone(), clock.clone(), follow_ups.poll_interval)
+        .with_liveness(liveness.clone());
+    (scheduler, liveness)
+}
+
+/// The crisis page, CAP documents and feeds, and the static mirror's
+/// writer when `[publish] dir` is set.
+fn publishing(
+    all: &Settings,
+    follow_ups: &Arc<FollowUps>,
+    storage: &Storage,
+    inputs: &SharedInputs,
+    banner: &Arc<Banner>,
+    clock: &Arc<dyn Clock>,
+) -> (Arc<Publisher>, Option<Mirror>) {
+    let settings = &all.publish;
+    let publisher = Arc::new(Publisher::new(
+        storage.clone(),
+        inputs.clone(),
+        banner.clone(),
+        follow_ups.clone(),
+        PublishOptions {
+            public_url: all.server.public_url(),
+            cap_expires: TimeDelta::from_std(settings.cap_expires).unwrap_or(TimeDelta::MAX),
+        },
+    ));
+    let mirror = settings.dir.clone().map(|dir| {
+        Mirror::new(
+            publisher.clone(),
+            dir,
+            settings.base_url.clone(),
+            clock.clone(),
+        )
+    });
+    (publisher, mirror)
 }
 
 /// Before anything can declare: only crises already under way are compared
@@ -144,6 +196,7 @@ struct Parts<'a> {
     storage: &'a Storage,
     service: Arc<CrisisService>,
     banner: Arc<Banner>,
+    publisher: Arc<Publisher>,
     inputs: SharedInputs,
     health: &'a Arc<Health>,
     clock: &'a Arc<dyn Clock>,
@@ -168,6 +221,7 @@ impl Parts<'_> {
             service: self.service,
             storage: self.storage.clone(),
             banner: self.banner,
+            publisher: self.publisher,
             inputs: self.inputs,
             tokens: Arc::new(ArcSwap::from_pointee(tokens)),
             inbound_sms: Arc::new(ArcSwap::from_pointee(

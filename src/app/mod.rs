@@ -66,6 +66,8 @@ pub struct Application {
     runtime: Runtime,
     scheduler: Scheduler,
     unfinished: Vec<UnfinishedPlan>,
+    /// The static mirror's writer, when `[publish] dir` is set.
+    mirror: Option<crate::publish::Mirror>,
     /// Plans and sends run here, below the API's CPU priority.
     fanout: BackgroundRuntime,
     reloads: mpsc::Receiver<ReloadRequest>,

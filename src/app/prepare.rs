@@ -106,6 +106,11 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         all_clear_to_unreached: settings.dispatch.all_clear_to_unreached,
     };
     problems.extend(inputs.template_problems(&follow_ups, Utc::now()));
+    problems.extend(crate::publish::template_problems(
+        &inputs,
+        &follow_ups.library,
+        Utc::now(),
+    ));
     if !problems.is_empty() {
         return Err(StartupError::Invalid(problems));
     }

@@ -28,6 +28,7 @@ impl Application {
             mut runtime,
             unfinished,
             scheduler,
+            mirror,
             mut reloads,
             reloader: _,
             // Kept to the end: the dispatcher and plans run on it.
@@ -35,6 +36,9 @@ impl Application {
         } = self;
         let workers = Workers::start(&runtime, &state.service, &shutdown);
         let mut tasks = background(&state, unfinished, scheduler, &shutdown);
+        if let Some(mirror) = mirror {
+            tasks.spawn(mirror.run(shutdown.clone()));
+        }
         // The listener is bound and accepts from here on.
         runtime.health.set_serving(true);
         let server = tokio::spawn(

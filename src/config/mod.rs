@@ -59,6 +59,8 @@ pub struct Settings {
     pub health: HealthSettings,
     #[serde(default)]
     pub follow_ups: FollowUpSettings,
+    #[serde(default)]
+    pub publish: PublishSettings,
     /// The web console at `/console`.
     #[serde(default)]
     pub console: ConsoleSettings,
@@ -300,6 +302,32 @@ impl Default for BannerSettings {
         Self {
             cors_origins: Vec::new(),
             max_age: Duration::from_secs(15),
+        }
+    }
+}
+
+/// `[publish]`: the crisis page, CAP documents and feeds, and where their
+/// static copy is written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishSettings {
+    /// The static mirror's directory; none is written when unset.
+    pub dir: Option<PathBuf>,
+    /// The URL the mirror's directory is served at, for the links between
+    /// its files; relative links when unset.
+    pub base_url: Option<String>,
+    /// How long a CAP document is valid after it is sent (`expires`), and
+    /// how long a resolved crisis's Cancel stays in the CAP feed.
+    #[serde(with = "humantime_serde")]
+    pub cap_expires: Duration,
+}
+
+impl Default for PublishSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            base_url: None,
+            cap_expires: Duration::from_secs(24 * 3600),
         }
     }
 }

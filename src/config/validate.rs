@@ -10,7 +10,7 @@ use axum::http::HeaderValue;
 
 use super::{
     ApiSettings, BannerSettings, CompanySettings, ConsentSettings, DispatchSettings,
-    FlagFileSettings, HealthSettings, ServerSettings, Settings,
+    FlagFileSettings, HealthSettings, PublishSettings, ServerSettings, Settings,
 };
 use crate::background::MAX_NICE;
 use crate::domain::directory::ContactEntry;
@@ -32,8 +32,31 @@ impl Settings {
         let needs_public_url = self.consent.is_some() || self.channels.takes_inbound_sms();
         problems.extend(self.server.problems(needs_public_url));
         problems.extend(self.health.problems());
+        problems.extend(self.publish.problems());
         problems.extend(self.store.problems());
         problems.extend(self.console.problems());
+        problems
+    }
+}
+
+impl PublishSettings {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(url) = self.base_url.as_deref().filter(|url| !is_http_url(url)) {
+            problems.push(format!(
+                "publish.base_url `{url}` must be an http(s) URL (where the directory is served)"
+            ));
+        }
+        if self.base_url.is_some() && self.dir.is_none() {
+            problems
+                .push("publish.base_url is set but publish.dir is not: nothing is mirrored".into());
+        }
+        if self.cap_expires < Duration::from_secs(60) {
+            problems.push(format!(
+                "publish.cap_expires is {}; at least 1m, or alerting systems drop alerts at once",
+                humantime::format_duration(self.cap_expires)
+            ));
+        }
         problems
     }
 }

@@ -8,11 +8,11 @@ use serde::Deserialize;
 
 use super::AppState;
 
-const SCRIPT: &str = include_str!("banner.js");
+use crate::banner::SCRIPT;
 
 #[derive(Debug, Deserialize)]
 pub struct BannerQuery {
-    lang: Option<String>,
+    pub(super) lang: Option<String>,
     /// Show drills too; a public site leaves it out and never shows one.
     #[serde(default)]
     drills: bool,
@@ -20,7 +20,11 @@ pub struct BannerQuery {
 
 /// `?lang=` wins; else the first Accept-Language tag we have templates for;
 /// else the default locale.
-fn choose_language(state: &AppState, query: &BannerQuery, headers: &HeaderMap) -> String {
+pub(super) fn choose_language(
+    state: &AppState,
+    query: &BannerQuery,
+    headers: &HeaderMap,
+) -> String {
     if let Some(lang) = query.lang.as_deref().filter(|l| !l.is_empty()) {
         return lang.to_owned();
     }
@@ -39,7 +43,7 @@ fn choose_language(state: &AppState, query: &BannerQuery, headers: &HeaderMap) -
         .unwrap_or_else(|| renderer.default_locale().to_owned())
 }
 
-fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+pub(super) fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()

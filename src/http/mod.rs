@@ -9,6 +9,7 @@ mod error;
 pub mod hooks;
 mod ops;
 pub mod preview;
+mod publish;
 pub mod schedule;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::clock::Clock;
 use crate::health::Health;
 use crate::outbox::Storage;
 use crate::plan::SharedInputs;
+use crate::publish::Publisher;
 use crate::service::CrisisService;
 use arc_swap::ArcSwap;
 
@@ -43,6 +45,8 @@ pub struct AppState {
     /// Inbound webhooks, their holds and proposals.
     pub intake: Arc<crate::intake::Intake>,
     pub banner: Arc<Banner>,
+    /// The crisis page, CAP documents and feeds.
+    pub publisher: Arc<Publisher>,
     /// Swapped whole by a reload, like the tokens and Twilio secrets.
     pub inputs: SharedInputs,
     pub tokens: Arc<ArcSwap<Vec<NamedToken>>>,
@@ -91,6 +95,11 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
     let public = Router::new()
         .route("/v1/banner", get(banner::banner))
         .route("/banner.js", get(banner::script))
+        .route("/status", get(publish::page))
+        .route("/status/{lang}", get(publish::page_in))
+        .route("/v1/feed.atom", get(publish::feed))
+        .route("/v1/cap.atom", get(publish::cap_feed))
+        .route("/v1/crises/{id}/cap.xml", get(publish::cap))
         .layer(banner_cors(cors_origins));
     // Called by mail providers, people and Twilio: no token, each request
     // authenticated by its own signature.

@@ -57,4 +57,10 @@ pub trait CrisisStore: Send + Sync + 'static {
     async fn crises(&self, filter: CrisisFilter) -> Result<Vec<Crisis>, StoreError>;
     /// The audit trail, oldest first.
     async fn events(&self, id: CrisisId) -> Result<Vec<CrisisEvent>, StoreError>;
+    /// The crisis as each of its transitions left it, oldest first (a
+    /// crisis declared before versions were kept has its latest only).
+    async fn versions(&self, id: CrisisId) -> Result<Vec<Crisis>, StoreError>;
+    /// The newest transitions of every crisis, newest first, at most
+    /// `limit`: what the feeds list.
+    async fn recent_versions(&self, limit: u32) -> Result<Vec<Crisis>, StoreError>;
 }

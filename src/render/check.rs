@@ -104,9 +104,13 @@ impl Renderer {
     /// Every template whose variables are not all in `context` (a union
     /// of every subject's samples, see [`super::strict`]), whatever
     /// filters follow them or whichever branch they are on.
+    /// The crisis page's templates (`<locale>/status/`) see a view of
+    /// their own, not a message: they are checked by rendering that view
+    /// (`publish::template_problems`).
     pub fn undeclared(&self, context: &serde_json::Value) -> Vec<RenderError> {
         self.names
             .iter()
+            .filter(|name| !name.contains("/status/"))
             .filter_map(|name| {
                 let variables = super::strict::undeclared(&self.env, name, context);
                 (!variables.is_empty()).then(|| RenderError::Undeclared {

@@ -24,8 +24,8 @@ pub use context::{
     AnnouncementView, CompanyView, CrisisView, MAX_ROOM, RecipientView, RenderContext, local_time,
 };
 
-use crate::domain::AnnouncementKind;
 use crate::domain::directory::{self, ContactEntry, ContactView, HoursStrings};
+use crate::domain::{AnnouncementKind, Kind, Status};
 
 /// Labels the banner script shows, per locale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +54,52 @@ pub struct LocaleStrings {
     pub drill_marker: String,
     pub hours: HoursStrings,
     pub banner: BannerLabels,
+    /// Words of the feeds and CAP alerts; English where a locale has none.
+    #[serde(default)]
+    pub publish: PublishStrings,
+}
+
+/// `[publish]` of `strings.toml`: feed titles, transition words and the
+/// crisis kinds' names (CAP's `event`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishStrings {
+    pub feed_title: String,
+    pub cap_feed_title: String,
+    pub declared: String,
+    pub updated: String,
+    pub resolved: String,
+    /// By kind name (`outage`); a kind left out is shown by its name.
+    pub kinds: BTreeMap<String, String>,
+}
+
+impl Default for PublishStrings {
+    fn default() -> Self {
+        Self {
+            feed_title: "Service announcements".into(),
+            cap_feed_title: "Active alerts (CAP 1.2)".into(),
+            declared: "Declared".into(),
+            updated: "Update".into(),
+            resolved: "Resolved".into(),
+            kinds: BTreeMap::new(),
+        }
+    }
+}
+
+impl PublishStrings {
+    pub fn kind(&self, kind: Kind) -> &str {
+        self.kinds
+            .get(kind.as_str())
+            .map_or(kind.as_str(), String::as_str)
+    }
+
+    pub fn status(&self, status: Status) -> &str {
+        match status {
+            Status::Declared => &self.declared,
+            Status::Updated => &self.updated,
+            Status::Resolved => &self.resolved,
+        }
+    }
 }
 
 fn default_drill_marker() -> String {
@@ -239,7 +285,12 @@ impl Renderer {
             .ok_or_else(|| RenderError::Missing(format!("{}/{path}", self.default_locale)))
     }
 
-    fn render(&self, locale: &str, path: &str, ctx: &RenderContext) -> Result<String, RenderError> {
+    fn render<S: Serialize>(
+        &self,
+        locale: &str,
+        path: &str,
+        ctx: &S,
+    ) -> Result<String, RenderError> {
         let name = self.template_name(locale, path)?;
         let template = self
             .env
@@ -255,6 +306,17 @@ impl Renderer {
         ctx.crisis
             .drill
             .then(|| self.strings(&ctx.locale).drill_marker.as_str())
+    }
+
+    /// A page of its own view (the public crisis page): `<locale>/<path>`,
+    /// falling back to the default locale's template.
+    pub fn render_view<S: Serialize>(
+        &self,
+        locale: &str,
+        path: &str,
+        view: &S,
+    ) -> Result<String, RenderError> {
+        self.render(locale, path, view)
     }
 
     pub fn render_email(&self, ctx: &RenderContext) -> Result<EmailContent, RenderError> {

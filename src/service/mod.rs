@@ -28,6 +28,7 @@ use crate::clock::Clock;
 use crate::domain::follow_up::FollowUps;
 use crate::outbox::Storage;
 use crate::plan::{Planner, SharedInputs};
+use crate::publish::Publisher;
 
 /// `[crises] duplicate_window` when unset: a day.
 pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -53,6 +54,8 @@ pub struct CrisisService {
     /// How recent an active crisis of the same kind and title must be for
     /// a new declaration to be refused as its duplicate; zero: never.
     duplicate_window: std::time::Duration,
+    /// Told of every transition: the crisis page, feeds and mirror.
+    publisher: Option<Arc<Publisher>>,
 }
 
 impl CrisisService {
@@ -74,6 +77,7 @@ impl CrisisService {
             schedule_wake: Arc::default(),
             pending_plans: Arc::default(),
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            publisher: None,
         }
     }
 
@@ -86,6 +90,12 @@ impl CrisisService {
     /// See `[crises] duplicate_window`.
     pub fn with_duplicate_window(mut self, window: std::time::Duration) -> Self {
         self.duplicate_window = window;
+        self
+    }
+
+    /// Tells `publisher` of every transition once it is written.
+    pub fn publish_with(mut self, publisher: Arc<Publisher>) -> Self {
+        self.publisher = Some(publisher);
         self
     }
 

@@ -291,6 +291,9 @@ impl CrisisService {
             return Ok(replayed);
         }
         self.banner.apply(&crisis);
+        if let Some(publisher) = &self.publisher {
+            publisher.changed();
+        }
         if scheduled {
             self.schedule_wake.notify_one();
         }

@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["outbox"],
     &["plan"],
     &["preview", "banner"],
+    &["publish"],
     &["service"],
     &["channels"],
     &["telemetry", "config"],

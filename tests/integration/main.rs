@@ -24,6 +24,7 @@ mod hooks;
 mod operations;
 mod order;
 mod preview;
+mod publish;
 mod recovery;
 mod resume;
 mod service;

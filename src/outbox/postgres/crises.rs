@@ -68,6 +68,21 @@ async fn update_crisis(tx: &mut Tx<'_>, crisis: &Crisis, previous: u32) -> Resul
     Ok(())
 }
 
+/// The crisis as this transition leaves it, kept beside the current row.
+async fn insert_version(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreError> {
+    let query = sqlx::query(
+        "INSERT INTO crisis_versions (kind, severity, title, summary, localized, status, version, \
+         last_message, updated_at, resolved_at, crisis_id, declared_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    );
+    bind_changes(query, crisis)?
+        .bind(crisis.id.to_string())
+        .bind(millis(crisis.declared_at))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn insert_event(tx: &mut Tx<'_>, event: &CrisisEvent) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO crisis_events (crisis_id, status, actor_source, actor_name, message, at) \
@@ -106,6 +121,7 @@ impl CrisisStore for PostgresStore {
         if let Some(record) = &idempotency {
             idempotency::take(&mut tx, record, event.at).await?;
         }
+        insert_version(&mut tx, &crisis).await?;
         insert_event(&mut tx, &event).await?;
         // Before the all-clear's own deliveries are written, so only
         // follow-up messages queued earlier are killed.
@@ -154,5 +170,30 @@ impl CrisisStore for PostgresStore {
             .iter()
             .map(decode::<EventRow, _, _>)
             .collect()
+    }
+
+    async fn versions(&self, id: CrisisId) -> Result<Vec<Crisis>, StoreError> {
+        sqlx::query(
+            "SELECT crisis_id AS id, * FROM crisis_versions WHERE crisis_id = $1 ORDER BY version",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode::<CrisisRow, _, _>)
+        .collect()
+    }
+
+    async fn recent_versions(&self, limit: u32) -> Result<Vec<Crisis>, StoreError> {
+        sqlx::query(
+            "SELECT crisis_id AS id, * FROM crisis_versions \
+             ORDER BY updated_at DESC, crisis_id DESC, version DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode::<CrisisRow, _, _>)
+        .collect()
     }
 }

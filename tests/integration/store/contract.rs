@@ -334,6 +334,48 @@ pub async fn a_write_based_on_a_stale_version_is_refused_and_changes_nothing(db:
     assert_eq!(events[1].message.as_deref(), Some("first"), "oldest first");
 }
 
+pub async fn every_transition_keeps_its_version_and_a_refused_one_keeps_none(db: &impl Database) {
+    let storage = db.open().await;
+    let mut crisis = declare(&storage, 0).await;
+    let declared = crisis.clone();
+    crisis
+        .apply_update(message("Recovering."), at(10))
+        .expect("update");
+    storage
+        .crises
+        .record_transition(write(&crisis, Some(1), 0))
+        .await
+        .expect("update");
+    let updated = crisis.clone();
+    let mut stale = declared.clone();
+    stale
+        .apply_update(message("stale"), at(11))
+        .expect("update");
+    storage
+        .crises
+        .record_transition(write(&stale, Some(1), 0))
+        .await
+        .unwrap_err();
+    resolve(&storage, &mut crisis, at(20)).await;
+
+    let storage = db.open().await;
+    let versions = storage.crises.versions(crisis.id).await.expect("versions");
+    assert_eq!(
+        versions,
+        vec![declared.clone(), updated.clone(), crisis.clone()]
+    );
+    let other = declare(&storage, 0).await;
+    let recent = storage.crises.recent_versions(2).await.expect("recent");
+    assert_eq!(
+        recent,
+        vec![crisis.clone(), updated],
+        "newest first, at most 2"
+    );
+    let all = storage.crises.recent_versions(10).await.expect("recent");
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert!(all.contains(&other) && all.contains(&declared));
+}
+
 pub async fn an_idempotency_key_is_taken_once_and_a_second_write_with_it_leaves_nothing(
     db: &impl Database,
 ) {
@@ -2107,6 +2149,7 @@ macro_rules! store_contract {
         store_contract!(@each $database;
             a_transition_is_stored_whole_and_survives_reopening,
             a_write_based_on_a_stale_version_is_refused_and_changes_nothing,
+            every_transition_keeps_its_version_and_a_refused_one_keeps_none,
             an_idempotency_key_is_taken_once_and_a_second_write_with_it_leaves_nothing,
             a_lease_keeps_a_delivery_from_others_until_it_expires,
             outcomes_are_recorded_and_a_retry_waits_for_its_time,
