@@ -36,7 +36,8 @@ impl Application {
         let mut prepared = prepare(settings)?;
         prepared.write_generated()?;
         let inputs: SharedInputs = Arc::new(ArcSwap::from_pointee(prepared.inputs));
-        let storage = open_store(&prepared.settings).await?;
+        let (storage, events, leadership) =
+            super::store::open_for_daemon(&prepared.settings).await?;
         let active = storage.crises.crises(CrisisFilter::Active).await?;
         // Read before anything can start a new plan, so only what a previous
         // run left unfinished is resumed.
@@ -61,7 +62,8 @@ impl Application {
             clock.clone(),
             prepared.follow_ups.poll_interval,
         )
-        .with_liveness(liveness.clone());
+        .with_liveness(liveness.clone())
+        .with_leadership(leadership.clone());
         let health = Arc::new(Health::default());
         health.set_channels(prepared.channels.iter().map(|c| c.name().to_owned()));
         let parts = Parts {
@@ -104,6 +106,8 @@ impl Application {
             },
             scheduler,
             unfinished,
+            events,
+            leadership,
             fanout,
             reloads,
             reloader,

@@ -12,6 +12,7 @@ mod dead_letters;
 mod follow_ups;
 mod hooks;
 mod idempotency;
+mod leader;
 mod ledger;
 mod plans;
 mod postgres;
@@ -29,11 +30,12 @@ pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
+pub use leader::{LeaderStore, Leadership, Term};
 pub use ledger::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger};
 pub use plans::{
     Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
 };
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, StoreEvent, StoreEvents};
 pub use queue::{
     ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
 };
@@ -84,6 +86,8 @@ pub struct Storage {
     pub ledger: Arc<dyn Ledger>,
     /// Console accounts, their sessions and the account audit trail.
     pub accounts: Arc<dyn AccountStore>,
+    /// Which daemon leads, among those sharing the store.
+    pub leader: Arc<dyn LeaderStore>,
 }
 
 impl Storage {
@@ -100,7 +104,8 @@ impl Storage {
             + FollowUpStore
             + HookStore
             + Ledger
-            + AccountStore,
+            + AccountStore
+            + LeaderStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -114,7 +119,8 @@ impl Storage {
             follow_ups: backend.clone(),
             hooks: backend.clone(),
             ledger: backend.clone(),
-            accounts: backend,
+            accounts: backend.clone(),
+            leader: backend,
         }
     }
 }

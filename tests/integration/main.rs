@@ -26,6 +26,7 @@ mod order;
 mod preview;
 mod resume;
 mod service;
+mod several_daemons;
 mod shared_store;
 mod sms;
 mod store;

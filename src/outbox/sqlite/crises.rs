@@ -108,7 +108,7 @@ impl CrisisStore for SqliteStore {
         plans::insert_announcement(&mut tx, &announcement, planning, idempotency.as_ref()).await?;
         plans::insert_deliveries(&mut tx, &announcement, &deliveries).await?;
         if let Some(change) = &source_link {
-            source_links::apply(&mut tx, change).await?;
+            source_links::apply(&mut tx, change, previous_version.is_none()).await?;
         }
         tx.commit().await?;
         drop(writing);

@@ -1,8 +1,10 @@
 pub mod app;
+pub mod daemon;
 pub mod postgres;
 pub mod smtp;
 
 pub use app::{PUBLIC_URL, TOKEN, TestApp, TestConfig, declaration, spawn_app, spawn_app_in};
+pub use daemon::Daemon;
 pub use smtp::{SmtpServer, TlsMode};
 
 use std::time::Duration;
