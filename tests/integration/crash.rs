@@ -27,7 +27,7 @@ fn crash_daemon(
     config.concurrency = concurrency;
     config.lease = lease;
     // A send ends well within its lease (check-config insists).
-    config.smtp_timeout = if lease == "1s" { "500ms" } else { "2s" };
+    config.smtp_timeout = if lease == "2s" { "1s" } else { "2s" };
     Daemon::new(config)
 }
 
@@ -46,7 +46,7 @@ fn rank(subject: &str) -> u8 {
 async fn a_daemon_killed_during_an_update_and_the_all_clear_keeps_each_readers_messages_in_order() {
     let smtp = SmtpServer::start().await;
     smtp.set_delay(Duration::from_millis(4));
-    let daemon = crash_daemon(&smtp, READERS, "1s", CONCURRENCY);
+    let daemon = crash_daemon(&smtp, READERS, "2s", CONCURRENCY);
 
     let mut process = daemon.start().await;
     let id = daemon.declare().await;
@@ -63,7 +63,7 @@ async fn a_daemon_killed_during_an_update_and_the_all_clear_keeps_each_readers_m
     let planned = 3 * READERS as u64;
     let email = daemon.settled(&id, planned, Duration::from_secs(90)).await;
     // Anything a wrong order would still send comes within a lease.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let messages = smtp.accepted();
     let mut per_reader: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for message in &messages {
@@ -110,7 +110,7 @@ async fn a_daemon_killed_mid_fan_out_delivers_everything_after_restart_with_boun
     let smtp = SmtpServer::start().await;
     // Slow acceptance keeps the fan-out going long enough to kill it midway.
     smtp.set_delay(Duration::from_millis(4));
-    let daemon = crash_daemon(&smtp, READERS, "1s", CONCURRENCY);
+    let daemon = crash_daemon(&smtp, READERS, "2s", CONCURRENCY);
 
     let mut process = daemon.start().await;
     let _ = daemon.declare().await;

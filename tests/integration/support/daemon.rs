@@ -32,7 +32,9 @@ impl Daemon {
             config: path,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
+                // A declaration to a large audience answers once its first
+                // batches are written, which takes a while on a loaded machine.
+                .timeout(Duration::from_secs(60))
                 .build()
                 .expect("client"),
         }
