@@ -91,8 +91,9 @@ impl Health {
         self.serving.load(Ordering::SeqCst)
     }
 
-    /// Pings the store and collects the rest.
-    pub async fn readiness(&self, store: &dyn Ledger) -> Readiness {
+    /// Pings the store and collects the rest; `waiting` are other
+    /// problems the caller knows of (plans being retried).
+    pub async fn readiness(&self, store: &dyn Ledger, waiting: Vec<String>) -> Readiness {
         let store = match tokio::time::timeout(CHECK_TIMEOUT, store.ping()).await {
             Ok(Ok(())) => Check {
                 ok: true,
@@ -122,7 +123,7 @@ impl Health {
             }
         };
         let channels = self.channels().clone();
-        let mut problems = Vec::new();
+        let mut problems = waiting;
         if let Some(error) = &store.error {
             problems.push(format!("store: {error}"));
         }

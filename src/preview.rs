@@ -40,6 +40,9 @@ pub struct Preview {
     /// For email.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// For email: the HTML part as the reader sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
     pub text: String,
     pub form: Form,
     pub measurement: Measurement,
@@ -64,6 +67,10 @@ pub enum PreviewError {
     UnknownChannel(String),
     #[error("a preview is of an initial, update or resolved announcement")]
     UnsupportedKind,
+    /// Falling back to the default language would show a text no reader
+    /// of `lang` gets in that form unnoticed.
+    #[error("no templates for the language `{lang}`; there are: {known}")]
+    UnknownLanguage { lang: String, known: String },
 }
 
 /// What a preview takes for a channel type: email, the text families, and
@@ -114,6 +121,15 @@ pub fn preview(
         },
     };
     let all_locales: Vec<String> = inputs.renderer.locales().map(str::to_owned).collect();
+    if let Some(lang) = &request.lang {
+        let language = lang.split('-').next().unwrap_or(lang);
+        if !all_locales.iter().any(|l| l == lang || l == language) {
+            return Err(PreviewError::UnknownLanguage {
+                lang: lang.clone(),
+                known: all_locales.join(", "),
+            });
+        }
+    }
     let mut previews = Vec::new();
     for profile in &profiles {
         let locales = match (&request.lang, &profile.reach) {
@@ -161,6 +177,7 @@ fn render_one(
         .to_owned(),
         locale: locale.clone(),
         subject: None,
+        html: None,
         text,
         form,
         measurement,
@@ -170,6 +187,7 @@ fn render_one(
         Ok(composed) => match composed.content {
             DeliveryContent::Email(email) => Preview {
                 subject: Some(email.subject),
+                html: Some(email.html),
                 ..base(email.text, composed.form, composed.measurement, None)
             },
             DeliveryContent::Message(message) => {

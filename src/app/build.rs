@@ -15,6 +15,7 @@ use crate::banner::Banner;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::health::{self, Health};
+use crate::http::console::Console;
 use crate::http::{self, AppState};
 use crate::intake::{Hook, Intake};
 use crate::lifecycle::{Notifier, Reloader};
@@ -53,7 +54,8 @@ impl Application {
                 clock.clone(),
             )
             .plan_on(fanout.handle())
-            .with_follow_ups(prepared.follow_ups.clone()),
+            .with_follow_ups(prepared.follow_ups.clone())
+            .with_duplicate_window(prepared.settings.crises.duplicate_window),
         );
         reconcile_follow_ups(&service).await;
         let liveness = Liveness::default();
@@ -75,7 +77,7 @@ impl Application {
             health: &health,
             clock: &clock,
         };
-        let state = parts.state(prepared.hooks, prepared.tokens);
+        let state = parts.state(prepared.hooks, prepared.tokens)?;
         // Installed before the first delivery can be counted.
         crate::telemetry::handle();
         let router = http::router(state.clone(), &prepared.cors_origins);
@@ -152,14 +154,20 @@ struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    fn state(self, hooks: Vec<Hook>, tokens: Vec<http::NamedToken>) -> AppState {
+    fn state(
+        self,
+        hooks: Vec<Hook>,
+        tokens: Vec<http::NamedToken>,
+    ) -> Result<AppState, StartupError> {
         let intake = Arc::new(Intake::new(
             hooks,
             self.service.clone(),
             self.storage,
             self.clock.clone(),
         ));
-        AppState {
+        let public_url = self.settings.server.public_url();
+        let console = Console::new(self.settings.console.clone(), &public_url)?;
+        Ok(AppState {
             intake,
             service: self.service,
             storage: self.storage.clone(),
@@ -170,10 +178,11 @@ impl Parts<'_> {
                 self.settings.channels.inbound_sms_secrets(),
             )),
             health: self.health.clone(),
-            public_url: self.settings.server.public_url(),
+            public_url,
             clock: self.clock.clone(),
             max_body_bytes: self.settings.server.max_body_bytes,
             banner_max_age: self.settings.banner.max_age,
-        }
+            console: Arc::new(console),
+        })
     }
 }

@@ -55,6 +55,8 @@ pub enum StartupError {
     Serve(std::io::Error),
     #[error("cannot start the fan-out runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Console(#[from] crate::http::console::ViewError),
 }
 
 pub struct Application {

@@ -54,9 +54,14 @@ impl Application {
         // The listener is bound and accepts from here on.
         runtime.health.set_serving(true);
         let server = tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future(),
+            // With the peer's address: the console rate-limits sign-ins by
+            // it and trusts a proxy's header only from the proxy.
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
         );
         let status = status_line(&state, runtime.storage.ledger.as_ref()).await;
         runtime.notifier.ready(&status);

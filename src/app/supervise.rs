@@ -18,6 +18,12 @@ use crate::outbox::{ChannelStateCount, DeliveryState, Ledger};
 /// How often the status line is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(10);
 
+/// How long the store's writes may keep failing (a full disk) before the
+/// watchdog is no longer pinged: the daemon recovers by itself once space
+/// returns, so a short fault is ridden out; a fault that lasts this long
+/// may be one only a restart clears (systemd then restarts the daemon).
+const WRITES_STUCK: Duration = Duration::from_secs(300);
+
 /// Deliveries not yet sent or dead, every channel together.
 fn pending(counts: &[ChannelStateCount]) -> u64 {
     counts
@@ -67,6 +73,7 @@ pub(super) async fn supervise(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_status = tokio::time::Instant::now();
     let mut healthy = true;
+    let mut failing_since = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -74,6 +81,18 @@ pub(super) async fn supervise(
         }
         let mut problems: Vec<String> =
             liveness.stalled().iter().map(ToString::to_string).collect();
+        match store.write_fault() {
+            Some(why) => {
+                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= WRITES_STUCK {
+                    problems.push(format!(
+                        "the store's writes have failed for {}: {why}",
+                        humantime::format_duration(WRITES_STUCK)
+                    ));
+                }
+            }
+            None => failing_since = None,
+        }
         let pending = store_pending(store.as_ref())
             .await
             .map_err(|problem| problems.push(problem))

@@ -12,7 +12,7 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
 use super::mime::{PreparedEmail, Reader};
@@ -112,10 +112,8 @@ enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     /// Plain and STARTTLS, on connections opened with no-delay.
     Pooled(SmtpPool),
-    Spool {
-        transport: AsyncFileTransport<Tokio1Executor>,
-        dir: PathBuf,
-    },
+    /// `<delivery id>.eml` files in `dir`.
+    Spool { dir: PathBuf },
 }
 
 impl Transport {
@@ -126,10 +124,7 @@ impl Transport {
                     .spool_dir
                     .clone()
                     .ok_or("transport `spool` needs `spool_dir`")?;
-                Ok(Transport::Spool {
-                    transport: AsyncFileTransport::new(&dir),
-                    dir,
-                })
+                Ok(Transport::Spool { dir })
             }
             EmailTransportKind::Smtp => {
                 let smtp = settings
@@ -329,6 +324,18 @@ fn tls_mode(smtp: &SmtpSettings) -> Result<Tls, String> {
     })
 }
 
+/// Writes one message as `<delivery id>.eml`, whole or not at all (a
+/// temporary file renamed over it): whoever picks up the spool finds each
+/// delivery by its id, and a delivery sent again after a crash replaces
+/// its file rather than adding a second one.
+async fn spool_file(dir: &std::path::Path, id: &str, message: &[u8]) -> std::io::Result<String> {
+    let name = format!("{id}.eml");
+    let partial = dir.join(format!(".{id}.eml.partial"));
+    tokio::fs::write(&partial, message).await?;
+    tokio::fs::rename(&partial, dir.join(&name)).await?;
+    Ok(name)
+}
+
 fn classify_smtp(err: lettre::transport::smtp::Error) -> DeliveryError {
     let code = err.status().map(|code| code.to_string());
     if code.as_deref().is_some_and(|c| AUTH_REPLIES.contains(&c)) {
@@ -375,15 +382,14 @@ impl super::Channel for EmailChannel {
                     provider_ref: response.message().next().map(str::to_owned),
                 })
             }
-            Transport::Spool { transport, .. } => {
-                let id = transport
-                    .send_raw(&envelope, message.as_bytes())
+            Transport::Spool { dir } => {
+                let name = spool_file(dir, &delivery.id.to_string(), message.as_bytes())
                     .await
                     .map_err(|e| {
                         DeliveryError::transient(format!("cannot write to the spool: {e}"))
                     })?;
                 Ok(Receipt {
-                    provider_ref: Some(id),
+                    provider_ref: Some(name),
                 })
             }
         }

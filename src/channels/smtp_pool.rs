@@ -205,15 +205,20 @@ impl SmtpPool {
             message.push_str("\r\n");
         }
         // A reused connection the server has closed fails without an SMTP
-        // reply: then the message goes once more, on a new connection.
+        // reply: then the message goes once more, on a new connection, but
+        // only if its text was not written yet. Once it was, the server may
+        // have it (a reply lost or late, a timeout): sending it again here
+        // would be a second transmission in one attempt, so the failure is
+        // the attempt's and the retry policy decides what comes next.
         if let Some(mut connection) = self.take_idle() {
-            match within(
+            let mut text_written = false;
+            let sent = within(
                 self.timeout,
                 "send",
-                transact(&mut connection, envelope, &message),
+                transact(&mut connection, envelope, &message, &mut text_written),
             )
-            .await
-            {
+            .await;
+            match sent {
                 Ok(response) => {
                     self.give_back(connection);
                     return Ok(response);
@@ -221,6 +226,7 @@ impl SmtpPool {
                 Err(PoolError::Smtp(err)) if err.status().is_some() => {
                     return Err(PoolError::Smtp(err));
                 }
+                Err(err) if text_written => return Err(err),
                 Err(_) => {}
             }
         }
@@ -228,7 +234,7 @@ impl SmtpPool {
         let response = within(
             self.timeout,
             "send",
-            transact(&mut connection, envelope, &message),
+            transact(&mut connection, envelope, &message, &mut false),
         )
         .await?;
         self.give_back(connection);
@@ -246,11 +252,14 @@ impl SmtpPool {
 
 /// One mail transaction. A refused command leaves the connection out of the
 /// pool (it is dropped by the caller's error path), so no pipelined reply
-/// is ever read as the answer to a later command.
+/// is ever read as the answer to a later command. `text_written` is set
+/// once the message's text starts going out: from then on the server may
+/// hold a copy whatever happens to the connection.
 async fn transact(
     connection: &mut Connection,
     envelope: &Envelope,
     message: &str,
+    text_written: &mut bool,
 ) -> Result<Response, PoolError> {
     let offers = |extension| connection.smtp.server_info().supports_feature(extension);
     let mut options = Vec::new();
@@ -295,6 +304,7 @@ async fn transact(
             }
             connection.smtp.command(Data).await?;
         }
+        *text_written = true;
         connection.smtp.command(Verbatim(message, ".\r\n")).await
     }
     .await;

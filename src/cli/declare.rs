@@ -50,6 +50,7 @@ impl TryFrom<DeclarationArgs> for Declaration {
             summary: Texts::required(args.summary, texts.summary, "summary")?,
             localized: texts.localized,
             message: args.message.or(texts.message),
+            separate: false,
         })
     }
 }
@@ -62,13 +63,18 @@ impl TryFrom<DeclarationArgs> for Declaration {
 pub struct DeclareArgs {
     #[command(flatten)]
     pub declaration: DeclarationArgs,
+    /// Declare it although an active crisis has the same kind and title (without it, the daemon
+    /// refuses such a declaration as a duplicate and names the crisis to update instead).
+    #[arg(long)]
+    pub separate: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
 impl DeclareArgs {
     pub async fn run(self, config: &Path) -> Result<(), Failure> {
-        let declaration = Declaration::try_from(self.declaration).map_err(Failure::Usage)?;
+        let mut declaration = Declaration::try_from(self.declaration).map_err(Failure::Usage)?;
+        declaration.separate = self.separate;
         transition(config, &self.client, "/v1/crises", &declaration).await
     }
 }
@@ -178,6 +184,9 @@ fn print_outcome(outcome: &TransitionOutcome) {
         outcome.crisis.kind,
         outcome.deliveries
     );
+    if let Some(why) = &outcome.planning_pending {
+        eprintln!("Planning pending: {why}");
+    }
 }
 
 #[cfg(test)]
@@ -227,6 +236,7 @@ mod tests {
                 summary: "Card payments fail.".to_owned(),
                 localized: Default::default(),
                 message: Some("We are on it.".to_owned()),
+                separate: false,
             }
         );
     }

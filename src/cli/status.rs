@@ -94,6 +94,17 @@ fn print_list(list: &CrisisList, all: bool) {
     for summary in &list.crises {
         print_summary(summary, color);
     }
+    for plan in &list.planning_pending {
+        println!(
+            "Planning pending: the {} announcement of crisis {} ({} failed tries since {}): {}",
+            plan.announcement,
+            plan.crisis_id,
+            plan.failures,
+            plan.since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            plan.reason
+        );
+    }
     let opt_outs = &list.opt_outs;
     if opt_outs.email + opt_outs.phone > 0 {
         println!(

@@ -1,6 +1,7 @@
 //! Settings: the TOML configuration, parsed strictly (unknown keys are
 //! errors) and validated before anything starts.
 
+mod console;
 mod hooks;
 mod load;
 mod store;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use console::{ConsoleSettings, PreparedTemplate, TrustedHeader, TwoPersonRule};
 pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
 pub use store::{DATABASE_URL_ENV, StoreLocation, StoreSettings, redact};
@@ -57,6 +59,30 @@ pub struct Settings {
     pub health: HealthSettings,
     #[serde(default)]
     pub follow_ups: FollowUpSettings,
+    /// The web console at `/console`.
+    #[serde(default)]
+    pub console: ConsoleSettings,
+    #[serde(default)]
+    pub crises: CrisisSettings,
+}
+
+/// How declarations are guarded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrisisSettings {
+    /// A declaration of the same kind and title as an active crisis
+    /// declared this recently is refused as a duplicate (409 naming it)
+    /// unless it says it is separate; "0s" turns the guard off.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+}
+
+impl Default for CrisisSettings {
+    fn default() -> Self {
+        Self {
+            duplicate_window: crate::service::DEFAULT_DUPLICATE_WINDOW,
+        }
+    }
 }
 
 impl ServerSettings {

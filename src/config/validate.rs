@@ -33,6 +33,7 @@ impl Settings {
         problems.extend(self.server.problems(needs_public_url));
         problems.extend(self.health.problems());
         problems.extend(self.store.problems());
+        problems.extend(self.console.problems());
         problems
     }
 }

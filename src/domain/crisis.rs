@@ -230,6 +230,11 @@ pub struct Declaration {
     /// Optional first message, shown with the initial announcement.
     #[serde(default)]
     pub message: Option<String>,
+    /// This is another crisis than an active one of the same kind and
+    /// title: declare it anyway (without it, such a declaration is refused
+    /// as a duplicate).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub separate: bool,
 }
 
 /// A change to an active crisis. Every field is optional but at least one
@@ -563,6 +568,7 @@ mod tests {
             summary: "Card payments fail.".into(),
             localized: Translations::new(),
             message: None,
+            separate: false,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod audience;
 pub mod consent;
 mod crisis;
 pub mod directory;
+pub mod draft;
 pub mod follow_up;
 mod ids;
 mod localized;

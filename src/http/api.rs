@@ -90,7 +90,7 @@ type Rates = HashMap<(CrisisId, String), f64>;
 /// Measures the rates from `finished_at`: over the last `RATE_WINDOW`, or,
 /// for a crisis whose last transition is more recent, since that
 /// transition, so a fan-out that began 2 s ago is not divided by 10 s.
-async fn measure_rates(
+pub(crate) async fn measure_rates(
     ledger: &dyn Ledger,
     scope: Option<CrisisId>,
     crises: &[Crisis],
@@ -124,7 +124,7 @@ async fn measure_rates(
 /// Channel name -> counts.
 pub type ChannelCounts = BTreeMap<String, StateCounts>;
 
-fn counts_for(id: CrisisId, counts: &[DeliveryCount], rates: &Rates) -> ChannelCounts {
+pub(crate) fn counts_for(id: CrisisId, counts: &[DeliveryCount], rates: &Rates) -> ChannelCounts {
     let mut by_channel = ChannelCounts::new();
     for count in counts.iter().filter(|c| c.crisis_id == id) {
         by_channel
@@ -151,6 +151,11 @@ pub struct CrisisList {
     pub crises: Vec<CrisisSummary>,
     /// Contact points that asked not to be contacted.
     pub opt_outs: OptOutCounts,
+    /// Announcements whose subscribers are not all planned yet: planning
+    /// failed (the audience file unreadable, the store unable to write)
+    /// and the daemon retries it. `default`: an older daemon does not send it.
+    #[serde(default)]
+    pub planning_pending: Vec<crate::service::PendingPlan>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +368,7 @@ pub async fn list(
     let rates = measure_rates(storage.ledger.as_ref(), None, &crises, state.clock.now()).await?;
     let opt_outs = storage.consent.opt_outs().await?;
     Ok(Json(CrisisList {
+        planning_pending: state.service.pending_plans(),
         opt_outs: OptOutCounts {
             email: opt_outs.emails.len(),
             phone: opt_outs.phones.len(),

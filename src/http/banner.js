@@ -78,32 +78,70 @@
       .map(function (x) { return x.c; });
   }
 
+  // An address never breaks inside ("+1 555 0100" stays on one line).
+  function address(contact, color) {
+    var styles = { fontWeight: 'bold', whiteSpace: 'nowrap' };
+    if (!contact.url) return el('span', styles, contact.address);
+    var link = el('a', Object.assign({ color: color.fg, textDecoration: 'underline' }, styles),
+      contact.address);
+    link.href = contact.url;
+    return link;
+  }
+
   function renderContact(contact, labels, color) {
     var li = el('li', { margin: '0.15em 0' });
-    var name = contact.emergency ? labels.emergency + ' – ' + contact.label : contact.label;
-    li.appendChild(el(contact.emergency ? 'strong' : 'span', null, name + ': '));
-    var addr;
-    if (contact.url) {
-      addr = el('a', { color: color.fg, textDecoration: 'underline', fontWeight: 'bold' }, contact.address);
-      addr.href = contact.url;
-    } else {
-      addr = el('span', { fontWeight: 'bold' }, contact.address);
-    }
-    li.appendChild(addr);
+    // The label says what the line is; emergency lines are bold and first.
+    li.appendChild(el(contact.emergency ? 'strong' : 'span', null, contact.label + ': '));
+    li.appendChild(address(contact, color));
     li.appendChild(el('span', null, ' (' + availability(contact, labels) + ')'));
     // Which need this channel is for: the point of the notice.
-    if (contact.best_for) li.appendChild(el('span', null, ' — ' + contact.best_for));
+    if (contact.best_for) li.appendChild(el('span', null, ' – ' + contact.best_for));
     return li;
   }
 
+  function squareButton(color, text, label) {
+    var button = el('button', {
+      flex: '0 0 auto', minWidth: '2.75em', minHeight: '2.75em', padding: '0 0.6em',
+      font: 'inherit', lineHeight: '1.1', cursor: 'pointer',
+      color: color.fg, background: 'transparent', border: '2px solid ' + color.fg, borderRadius: '4px'
+    }, text);
+    button.type = 'button';
+    if (label) button.setAttribute('aria-label', label);
+    return button;
+  }
+
+  // What opens on "Show details": summary, message, contacts, status page.
+  function renderDetails(crisis, data, color) {
+    var details = el('div', { margin: '0.35em 0 0' });
+    details.id = ROOT_ID + '-details-' + crisis.id;
+    if (crisis.summary) details.appendChild(el('p', { margin: '0 0 0.35em' }, crisis.summary));
+    if (crisis.message) details.appendChild(el('p', { margin: '0 0 0.35em' }, crisis.message));
+    var contacts = shortContacts(data.contacts || []);
+    if (contacts.length) {
+      details.appendChild(el('p', { margin: '0', fontWeight: 'bold' }, data.labels.contacts));
+      var ul = el('ul', { margin: '0 0 0.35em', padding: '0 0 0 1.2em' });
+      contacts.forEach(function (c) { ul.appendChild(renderContact(c, data.labels, color)); });
+      details.appendChild(ul);
+    }
+    if (data.status_url) {
+      var link = el('a', { color: color.fg, textDecoration: 'underline', fontWeight: 'bold' },
+        data.labels.status_page);
+      link.href = data.status_url;
+      details.appendChild(el('p', { margin: '0' })).appendChild(link);
+    }
+    return details;
+  }
+
+  // One line or two when collapsed: the headline and the emergency line,
+  // beside the details toggle and the dismiss button; the rest opens below.
   function renderCrisis(crisis, data, onDismiss) {
     var color = COLORS[crisis.severity] || COLORS.minor;
     var alert = crisis.role === 'alert';
     var box = el('section', {
-      display: 'flex', flexWrap: 'wrap', alignItems: 'flex-start', gap: '0.5em 1em',
-      boxSizing: 'border-box', width: '100%', margin: '0', padding: '0.75em 1em',
+      display: 'flex', flexWrap: 'nowrap', alignItems: 'flex-start', gap: '0.5em',
+      boxSizing: 'border-box', width: '100%', margin: '0', padding: '0.5em 0.75em',
       background: color.bg, color: color.fg, borderBottom: '3px solid ' + color.border,
-      font: '16px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans Bengali", sans-serif',
+      font: '16px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans Bengali", sans-serif',
       textAlign: 'start'
     });
     box.setAttribute('role', alert ? 'alert' : 'status');
@@ -112,30 +150,50 @@
     box.setAttribute('aria-label', crisis.title);
     box.setAttribute('data-crisis-id', crisis.id);
 
-    var body = el('div', { flex: '1 1 20em', minWidth: '0', overflowWrap: 'anywhere' });
-    body.appendChild(el('p', { margin: '0 0 0.35em', fontWeight: 'bold' },
-      crisis.headline || crisis.title));
-    if (crisis.summary) body.appendChild(el('p', { margin: '0 0 0.35em' }, crisis.summary));
-    if (crisis.message) body.appendChild(el('p', { margin: '0 0 0.35em' }, crisis.message));
-    var contacts = shortContacts(data.contacts || []);
-    if (contacts.length) {
-      body.appendChild(el('p', { margin: '0', fontWeight: 'bold' }, data.labels.contacts));
-      var ul = el('ul', { margin: '0', padding: '0 0 0 1.2em' });
-      contacts.forEach(function (c) { ul.appendChild(renderContact(c, data.labels, color)); });
-      body.appendChild(ul);
+    var body = el('div', { flex: '1 1 auto', minWidth: '0', overflowWrap: 'anywhere' });
+    var head = el('p', { margin: '0' });
+    head.appendChild(el('strong', null, crisis.headline || crisis.title));
+    var urgent = (data.contacts || []).filter(function (c) { return c.emergency; })[0];
+    if (urgent) {
+      head.appendChild(document.createTextNode(' '));
+      head.appendChild(el('span', { whiteSpace: 'nowrap' }, urgent.label + ': '))
+        .appendChild(address(urgent, color));
     }
+    body.appendChild(head);
+    var details = renderDetails(crisis, data, color);
+    body.appendChild(details);
     box.appendChild(body);
 
-    var button = el('button', {
-      flex: '0 0 auto', minWidth: '2.75em', minHeight: '2.75em', padding: '0 0.6em',
-      font: 'inherit', fontSize: '1.25em', lineHeight: '1', cursor: 'pointer',
-      color: color.fg, background: 'transparent', border: '2px solid ' + color.fg, borderRadius: '4px'
-    }, '\u00d7');
-    button.type = 'button';
-    button.setAttribute('aria-label', data.labels.dismiss + ': ' + crisis.title);
-    button.addEventListener('click', function () { onDismiss(crisis, box); });
-    box.appendChild(button);
+    var controls = el('div', { display: 'flex', gap: '0.4em', flex: '0 0 auto' });
+    var toggle = squareButton(color, data.labels.show_details);
+    toggle.style.fontSize = '0.8125em';
+    toggle.style.maxWidth = '6.5em';
+    toggle.setAttribute('aria-controls', details.id);
+    function setOpen(open) {
+      details.hidden = !open;
+      toggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+      toggle.textContent = open ? data.labels.hide_details : data.labels.show_details;
+    }
+    // Phones start collapsed, so the page stays usable; wider screens open.
+    setOpen(!(window.matchMedia && window.matchMedia('(max-width: 40em)').matches));
+    toggle.addEventListener('click', function () { setOpen(details.hidden); });
+    controls.appendChild(toggle);
+
+    var dismissButton = squareButton(color, '\u00d7', data.labels.dismiss + ': ' + crisis.title);
+    dismissButton.style.fontSize = '1.25em';
+    dismissButton.setAttribute('data-crisisd-dismiss', '');
+    dismissButton.addEventListener('click', function () { onDismiss(crisis, box); });
+    controls.appendChild(dismissButton);
+    box.appendChild(controls);
     return box;
+  }
+
+  // Where focus goes once the last notice is gone: the page's main content
+  // (made focusable without entering the tab order), not <body>.
+  function focusPage() {
+    var target = document.querySelector('main, [role="main"], h1') || document.body;
+    if (target !== document.body && !target.hasAttribute('tabindex')) target.setAttribute('tabindex', '-1');
+    target.focus();
   }
 
   function signatureOf(data, crises) {
@@ -166,8 +224,9 @@
         lastSignature = signatureOf(data, crises); // the next refresh keeps the rest as is
         var next = box.nextElementSibling || box.previousElementSibling;
         box.parentNode.removeChild(box);
-        if (next) next.querySelector('button').focus();
         if (!root.children.length && root.parentNode) root.parentNode.removeChild(root);
+        if (next) next.querySelector('[data-crisisd-dismiss]').focus();
+        else focusPage();
       }));
     });
     // No animation or transition is used, so prefers-reduced-motion is respected as is.

@@ -22,6 +22,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// 409 for a declaration that duplicates an active crisis.
+    #[error("{message}")]
+    Duplicate {
+        message: String,
+        existing_id: String,
+    },
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -41,15 +47,18 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub status: u16,
     pub message: String,
+    /// For a duplicate declaration: the active crisis it duplicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_id: Option<String>,
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Duplicate { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -65,6 +74,10 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 status: status.as_u16(),
                 message: self.to_string(),
+                existing_id: match &self {
+                    ApiError::Duplicate { existing_id, .. } => Some(existing_id.clone()),
+                    _ => None,
+                },
             },
         };
         let mut response = (status, Json(body)).into_response();
@@ -91,6 +104,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::Domain(domain) => ApiError::BadRequest(domain.to_string()),
             ServiceError::NotFound(_) => ApiError::NotFound(err.to_string()),
             ServiceError::Conflict(_) => ApiError::Conflict(err.to_string()),
+            ServiceError::Duplicate { existing, .. } => ApiError::Duplicate {
+                message: err.to_string(),
+                existing_id: existing.to_string(),
+            },
             ServiceError::IdempotencyMismatch => ApiError::Unprocessable(err.to_string()),
             ServiceError::InProgress => ApiError::Conflict(err.to_string()),
             ServiceError::Stopping => ApiError::Unavailable(err.to_string()),
@@ -106,6 +123,14 @@ impl From<ServiceError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         error!(error = %err, "Store error while serving a request.");
-        ApiError::Internal
+        match err.unavailable() {
+            // A client can act on these: the request changed nothing, and
+            // the same request later (same Idempotency-Key) is safe.
+            Some(why) => ApiError::Unavailable(format!(
+                "the store cannot write right now ({why}); nothing was changed: try again \
+                 later, /readyz says when it is back"
+            )),
+            None => ApiError::Internal,
+        }
     }
 }

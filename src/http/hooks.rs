@@ -47,6 +47,7 @@ pub async fn receive(
                 error: ErrorDetail {
                     status: status.as_u16(),
                     message: err.to_string(),
+                    existing_id: None,
                 },
             };
             (status, Json(body)).into_response()

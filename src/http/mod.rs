@@ -4,6 +4,7 @@ pub mod api;
 mod auth;
 mod banner;
 mod consent;
+pub mod console;
 mod error;
 pub mod hooks;
 mod ops;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
     pub banner_max_age: Duration,
+    /// The web console's templates, settings and sign-in limits.
+    pub console: Arc<console::Console>,
 }
 
 /// CORS for the banner: only the configured origins, only GET.
@@ -106,7 +109,13 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
     let intake = Router::new()
         .route("/v1/hooks/{name}", post(hooks::receive))
         .layer(DefaultBodyLimit::max(crate::intake::MAX_BODY_BYTES));
+    let console = if state.console.settings.enabled {
+        console::router()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(console)
         .merge(intake)
         .merge(api)
         .merge(public)

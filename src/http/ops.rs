@@ -17,7 +17,27 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let readiness = state.health.readiness(state.storage.ledger.as_ref()).await;
+    let waiting = state
+        .service
+        .pending_plans()
+        .iter()
+        .map(|plan| {
+            format!(
+                "planning: the {} announcement of crisis {} is not fully planned ({} failed \
+                 tries since {}): {}",
+                plan.announcement,
+                plan.crisis_id,
+                plan.failures,
+                plan.since
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                plan.reason
+            )
+        })
+        .collect();
+    let readiness = state
+        .health
+        .readiness(state.storage.ledger.as_ref(), waiting)
+        .await;
     let status = if readiness.problems.is_empty() {
         StatusCode::OK
     } else {

@@ -78,6 +78,7 @@ fn parse(text: &str) -> Result<Flag, String> {
         summary: content.summary.ok_or_else(|| missing("summary"))?,
         localized: content.localized,
         message: content.message,
+        separate: false,
     };
     declaration.validate().map_err(|e| e.to_string())?;
     Ok(Flag::Active {

@@ -227,6 +227,7 @@ impl Rules {
                 .as_deref()
                 .filter(|m| !m.trim().is_empty())
                 .map(|m| clip(m, MAX_MESSAGE_CHARS)),
+            separate: false,
         }
     }
 
@@ -250,6 +251,7 @@ impl Rules {
             },
             localized: current.localized.clone(),
             message: wanted.message.or_else(|| current.message.clone()),
+            separate: false,
         }
     }
 

@@ -20,6 +20,7 @@ mod queue;
 mod rows;
 mod source_links;
 mod sqlite;
+mod submissions;
 
 use std::sync::Arc;
 
@@ -31,7 +32,9 @@ pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use leader::{LeaderStore, Leadership, Term};
-pub use ledger::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger};
+pub use ledger::{
+    ChannelStateCount, DeliveryCount, FinishedCount, Ledger, WRITE_FAULT_QUIET, WriteFaults,
+};
 pub use plans::{
     Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
 };
@@ -41,6 +44,7 @@ pub use queue::{
 };
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::SqliteStore;
+pub use submissions::{Submission, SubmissionState, SubmissionStore};
 
 use crate::domain::CrisisId;
 
@@ -61,6 +65,57 @@ pub enum StoreError {
     IdempotencyKeyTaken,
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    #[error(
+        "the database file {0} was deleted or replaced while the daemon ran; nothing is written \
+         until the daemon is restarted on the right file"
+    )]
+    Replaced(std::path::PathBuf),
+    #[error("writes fail: {0}")]
+    WriteFailing(&'static str),
+}
+
+impl StoreError {
+    /// Why the store cannot serve at all right now (a full disk, an I/O
+    /// error, a lock it cannot get, its file gone), as opposed to a fault
+    /// of one request: `None` for the latter. Nothing was written by the
+    /// failed request in either case.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        match self {
+            StoreError::Replaced(_) => Some("its database file was deleted or replaced"),
+            StoreError::WriteFailing(why) => Some(why),
+            StoreError::Database(sqlx::Error::Database(db))
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some() =>
+            {
+                // SQLSTATE classes: 53 insufficient resources (53100: disk
+                // full), 08 connection exception, 57P admin shutdown.
+                let code = db.code()?;
+                match &code[..2] {
+                    "53" => Some("the database server is out of resources (disk, memory)"),
+                    "08" | "57" => Some("the database server does not answer"),
+                    _ => None,
+                }
+            }
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                // SQLite's extended result codes carry the primary code in
+                // their low byte.
+                let code = db.code()?.parse::<i32>().ok()? & 0xff;
+                match code {
+                    5 | 6 => Some("the database is locked"),
+                    8 => Some("the database is read-only"),
+                    10 => Some("an I/O error on the database"),
+                    13 => Some("the disk holding the database is full"),
+                    14 => Some("the database file cannot be opened"),
+                    _ => None,
+                }
+            }
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                Some("the database does not answer")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The storage handle the app passes down: one backend seen through each
@@ -88,6 +143,8 @@ pub struct Storage {
     pub accounts: Arc<dyn AccountStore>,
     /// Which daemon leads, among those sharing the store.
     pub leader: Arc<dyn LeaderStore>,
+    /// Console drafts waiting for a second person.
+    pub submissions: Arc<dyn SubmissionStore>,
 }
 
 impl Storage {
@@ -105,7 +162,8 @@ impl Storage {
             + HookStore
             + Ledger
             + AccountStore
-            + LeaderStore,
+            + LeaderStore
+            + SubmissionStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -120,7 +178,8 @@ impl Storage {
             hooks: backend.clone(),
             ledger: backend.clone(),
             accounts: backend.clone(),
-            leader: backend,
+            leader: backend.clone(),
+            submissions: backend,
         }
     }
 }

@@ -15,12 +15,12 @@ use sqlx::FromRow;
 use super::{
     AccountEvent, Announcement, ChannelStateCount, DeadCause, DeadLetter, Delivery, DeliveryCount,
     DeliveryState, FinishedCount, HookLogEntry, IdempotencyRecord, NewDelivery, Payload, Pending,
-    Personal, Planned, Session, SourceLink, StoreError, Term, UnfinishedPlan,
+    Personal, Planned, Session, SourceLink, StoreError, Submission, Term, UnfinishedPlan,
 };
-use crate::domain::account::User;
+use crate::domain::account::{User, UserName};
 use crate::domain::consent::ContactPoint;
 use crate::domain::follow_up::{FollowUp, Phase};
-use crate::domain::{Actor, AnnouncementKind, Crisis, CrisisEvent};
+use crate::domain::{Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId};
 use crate::message::DeliveryContent;
 use crate::sync::lock;
 
@@ -777,4 +777,43 @@ impl TryFrom<TermRow> for Term {
 /// A lease's end, `ttl` after `now`.
 pub(super) fn lease_end(now: DateTime<Utc>, ttl: std::time::Duration) -> i64 {
     millis(now).saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SubmissionRow<'r> {
+    pub(super) id: &'r str,
+    pub(super) draft: &'r str,
+    pub(super) content_hash: String,
+    pub(super) author: &'r str,
+    pub(super) state: &'r str,
+    pub(super) approved_by: Option<&'r str>,
+    pub(super) approved_hash: Option<String>,
+    pub(super) crisis_id: Option<&'r str>,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+}
+
+impl TryFrom<SubmissionRow<'_>> for Submission {
+    type Error = StoreError;
+
+    fn try_from(row: SubmissionRow<'_>) -> Result<Self, StoreError> {
+        Ok(Submission {
+            id: parse(row.id, "submission id")?,
+            draft: json(row.draft, "draft")?,
+            content_hash: row.content_hash,
+            author: parse(row.author, "user name")?,
+            state: parse(row.state, "submission state")?,
+            approved_by: row
+                .approved_by
+                .map(|name| parse::<UserName>(name, "user name"))
+                .transpose()?,
+            approved_hash: row.approved_hash,
+            crisis: row
+                .crisis_id
+                .map(|id| parse::<CrisisId>(id, "crisis id"))
+                .transpose()?,
+            created_at: from_millis(row.created_at)?,
+            updated_at: from_millis(row.updated_at)?,
+        })
+    }
 }

@@ -101,6 +101,22 @@ impl Renderer {
         problems
     }
 
+    /// Every template whose variables are not all in `context` (a union
+    /// of every subject's samples, see [`super::strict`]), whatever
+    /// filters follow them or whichever branch they are on.
+    pub fn undeclared(&self, context: &serde_json::Value) -> Vec<RenderError> {
+        self.names
+            .iter()
+            .filter_map(|name| {
+                let variables = super::strict::undeclared(&self.env, name, context);
+                (!variables.is_empty()).then(|| RenderError::Undeclared {
+                    name: name.clone(),
+                    variables,
+                })
+            })
+            .collect()
+    }
+
     /// The default locale's templates that these subjects need and that
     /// do not exist.
     fn missing(&self, subjects: &[Subject]) -> Vec<RenderError> {
@@ -247,6 +263,36 @@ mod tests {
                 Vec::<String>::new()
             );
         });
+    }
+
+    #[test]
+    fn a_misspelt_variable_behind_a_filter_or_an_untaken_branch_is_a_problem() {
+        let (dir, _) = english_templates(|en| {
+            let path = en.join("sms/initial.j2");
+            let source = std::fs::read_to_string(&path).unwrap();
+            let typos = "{{ crisis.titel | default('') }}{% if follow_up %}{{ follow_up.topik }}{% endif %}";
+            std::fs::write(&path, format!("{source}{typos}")).unwrap();
+        });
+        let renderer = Renderer::load(dir.path(), "en").unwrap();
+        let library = crate::domain::follow_up::Library::default();
+        let company = super::super::CompanyView {
+            name: "Test Co.".into(),
+            status_url: "https://status.example.com".into(),
+        };
+        let samples = super::super::sample::Samples {
+            renderer: &renderer,
+            company: &company,
+            directory: &[],
+            library: &library,
+            now: chrono::Utc::now(),
+        };
+        assert_eq!(
+            samples.problems(&[], Topic::ALL),
+            [
+                "templates: template en/sms/initial.j2 uses `crisis.titel`, `follow_up.topik` \
+              that no message gives it (misspelt?)"
+            ]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod check;
 mod compose;
 mod context;
 pub mod sample;
+pub mod strict;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,11 @@ pub struct BannerLabels {
     pub open_now: String,
     pub closed_now: String,
     pub always_open: String,
+    /// The control that opens a notice's summary, message and contacts.
+    pub show_details: String,
+    pub hide_details: String,
+    /// The link to the status page, with the full and current text.
+    pub status_page: String,
 }
 
 /// `templates/<locale>/strings.toml`: words the code itself puts in front
@@ -62,6 +68,14 @@ pub enum RenderError {
     NoDefaultLocale(String),
     #[error("template {0} is missing")]
     Missing(String),
+    #[error(
+        "template {name} uses {} that no message gives it (misspelt?)",
+        variables.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+    )]
+    Undeclared {
+        name: String,
+        variables: Vec<String>,
+    },
     #[error("template {name}: {source:#}")]
     Template {
         name: String,
@@ -104,8 +118,12 @@ impl std::fmt::Debug for Renderer {
     }
 }
 
+/// `templates/console/` holds the web console's own pages, compiled into
+/// the binary; it is not a locale of the messages.
+pub const CONSOLE_DIR: &str = "console";
+
 impl Renderer {
-    /// Reads every `*.j2` under `dir` and each locale's `strings.toml`.
+    /// Reads every `*.j2` under `dir` (but `console/`) and each locale's `strings.toml`.
     pub fn load(dir: &Path, default_locale: &str) -> Result<Self, RenderError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -127,10 +145,10 @@ impl Renderer {
         };
         for entry in std::fs::read_dir(dir).map_err(read_err(dir))? {
             let entry = entry.map_err(read_err(dir))?;
-            if !entry.file_type().map_err(read_err(dir))?.is_dir() {
+            let locale = entry.file_name().to_string_lossy().into_owned();
+            if !entry.file_type().map_err(read_err(dir))?.is_dir() || locale == CONSOLE_DIR {
                 continue;
             }
-            let locale = entry.file_name().to_string_lossy().into_owned();
             let strings_path = entry.path().join("strings.toml");
             let text = std::fs::read_to_string(&strings_path).map_err(read_err(&strings_path))?;
             let parsed: LocaleStrings =

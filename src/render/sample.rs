@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{Addressee, CompanyView, RenderContext, Renderer, Subject};
+use super::{Addressee, CompanyView, RenderContext, RenderError, Renderer, Subject};
 use crate::domain::directory::ContactEntry;
 use crate::domain::follow_up::{FollowUpSpec, Library, Phase, Topic};
 use crate::domain::{AnnouncementKind, Crisis, CrisisId, Kind, Severity, Status};
@@ -37,11 +37,27 @@ impl Samples<'_> {
             .collect();
         let follow_ups: Vec<Subject> = Subject::follow_ups(topics).collect();
         let sample = |locale: &str, subject, addressee| self.context(locale, subject, addressee);
-        let mut problems: Vec<String> = [&announcements, &follow_ups]
+        let mut errors: Vec<RenderError> = [&announcements, &follow_ups]
             .into_iter()
             .flat_map(|subjects| self.renderer.check(subjects, sample))
-            .map(|e| format!("templates: {e}"))
             .collect();
+        // A template that failed to render is reported once, as such.
+        let failed: Vec<String> = errors
+            .iter()
+            .filter_map(|e| match e {
+                RenderError::Template { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        errors.extend(
+            self.renderer
+                .undeclared(&self.every_variable())
+                .into_iter()
+                .filter(
+                    |e| !matches!(e, RenderError::Undeclared { name, .. } if failed.contains(name)),
+                ),
+        );
+        let mut problems: Vec<String> = errors.iter().map(|e| format!("templates: {e}")).collect();
         // Announcements are measured with a message from staff, the
         // longer case.
         let with_message: Vec<Subject> = Subject::announcements(true).collect();
@@ -49,6 +65,23 @@ impl Samples<'_> {
             problems.extend(self.renderer.unfit(channels, subjects, sample));
         }
         problems
+    }
+
+    /// Every variable any template may be given: the samples of every
+    /// subject (each follow-up topic too), to a reader and to everyone.
+    fn every_variable(&self) -> serde_json::Value {
+        let subjects = Subject::announcements(true).chain(Subject::follow_ups(Topic::ALL));
+        let samples = subjects.flat_map(|subject| {
+            [Addressee::Personal, Addressee::Broadcast].map(|addressee| {
+                serde_json::to_value(self.context(
+                    self.renderer.default_locale(),
+                    subject,
+                    addressee,
+                ))
+                .unwrap_or_default()
+            })
+        });
+        super::strict::union(samples)
     }
 
     /// The sample message of `subject` in `locale`, with every variable

@@ -23,6 +23,11 @@ pub enum ServiceError {
     Planning(String),
     #[error("the daemon is stopping; the rest of this fan-out resumes when it starts again")]
     Stopping,
+    #[error(
+        "crisis {existing} (\"{title}\") is already active with the same kind and title; update \
+         it, or say this is a separate crisis (API: `\"separate\": true`; CLI: --separate)"
+    )]
+    Duplicate { existing: CrisisId, title: String },
     #[error(transparent)]
     Store(StoreError),
 }

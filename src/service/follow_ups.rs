@@ -275,7 +275,7 @@ impl CrisisService {
                 idempotency: None,
                 crisis,
             };
-            drop(self.spawn_plan(planner, announcement, 0, completion));
+            drop(self.spawn_plan(planner, announcement, 0, completion, None));
         }
         Ok(())
     }

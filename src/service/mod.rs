@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 
 pub use error::ServiceError;
 pub use idempotency::{IdempotencyRequest, answer_status};
+pub use planning::PendingPlan;
 pub use scheduler::Scheduler;
 pub use transition::{Applied, SourceRef, Transition, TransitionContext, TransitionOutcome};
 
@@ -27,6 +28,9 @@ use crate::clock::Clock;
 use crate::domain::follow_up::FollowUps;
 use crate::outbox::Storage;
 use crate::plan::{Planner, SharedInputs};
+
+/// `[crises] duplicate_window` when unset: a day.
+pub const DEFAULT_DUPLICATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 pub struct CrisisService {
     storage: Storage,
@@ -44,6 +48,11 @@ pub struct CrisisService {
     follow_ups: Option<Arc<FollowUps>>,
     /// Wakes the scheduler when a transition stored new follow-ups.
     schedule_wake: Arc<tokio::sync::Notify>,
+    /// Plans waiting to be retried.
+    pending_plans: Arc<planning::PendingPlans>,
+    /// How recent an active crisis of the same kind and title must be for
+    /// a new declaration to be refused as its duplicate; zero: never.
+    duplicate_window: std::time::Duration,
 }
 
 impl CrisisService {
@@ -63,7 +72,21 @@ impl CrisisService {
             stopping: CancellationToken::new(),
             follow_ups: None,
             schedule_wake: Arc::default(),
+            pending_plans: Arc::default(),
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
         }
+    }
+
+    /// Announcements whose subscribers are not all planned yet because
+    /// planning failed and is being retried (see `PendingPlans`).
+    pub fn pending_plans(&self) -> Vec<PendingPlan> {
+        self.pending_plans.list()
+    }
+
+    /// See `[crises] duplicate_window`.
+    pub fn with_duplicate_window(mut self, window: std::time::Duration) -> Self {
+        self.duplicate_window = window;
+        self
     }
 
     /// Runs plans on `fanout` (see `crate::background`) rather than on the

@@ -1,14 +1,75 @@
 //! Planning an announcement's subscribers in tasks the service owns, batch
 //! by batch, and finishing what a previous run left half-planned.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tracing::info;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
 
 use super::{CrisisService, ServiceError, TransitionOutcome, idempotency};
-use crate::domain::Crisis;
+use crate::domain::{AnnouncementId, AnnouncementKind, Crisis, CrisisId};
 use crate::outbox::{Announcement, UnfinishedPlan};
 use crate::plan::Planner;
+
+/// First wait before a plan that could not go on is tried again; it
+/// doubles up to `PLAN_RETRY_MAX`.
+const PLAN_RETRY_FIRST: Duration = Duration::from_secs(1);
+const PLAN_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// An announcement whose subscribers could not all be planned yet and
+/// that this process keeps retrying: shown by `/readyz` and `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPlan {
+    pub crisis_id: CrisisId,
+    pub announcement: AnnouncementKind,
+    /// The last failure, as an operator can act on it.
+    pub reason: String,
+    pub since: DateTime<Utc>,
+    /// Tries that failed so far.
+    pub failures: u32,
+}
+
+/// The plans waiting to be retried, by announcement.
+#[derive(Debug, Default)]
+pub struct PendingPlans(Mutex<BTreeMap<AnnouncementId, PendingPlan>>);
+
+impl PendingPlans {
+    fn failed(&self, announcement: &Announcement, reason: String, at: DateTime<Utc>) {
+        let mut plans = crate::sync::lock(&self.0);
+        let plan = plans.entry(announcement.id).or_insert_with(|| PendingPlan {
+            crisis_id: announcement.crisis_id,
+            announcement: announcement.kind,
+            reason: String::new(),
+            since: at,
+            failures: 0,
+        });
+        plan.reason = reason;
+        plan.failures += 1;
+    }
+
+    fn done(&self, announcement: AnnouncementId) {
+        crate::sync::lock(&self.0).remove(&announcement);
+    }
+
+    pub fn list(&self) -> Vec<PendingPlan> {
+        crate::sync::lock(&self.0).values().cloned().collect()
+    }
+}
+
+/// Whether a plan that failed so may succeed later without anyone
+/// changing the daemon: the audience file being replaced (missing or
+/// unreadable for a moment), the store unable to write (a full disk).
+fn worth_retrying(err: &ServiceError) -> bool {
+    match err {
+        ServiceError::Audience(_) => true,
+        ServiceError::Store(store) => store.unavailable().is_some(),
+        _ => false,
+    }
+}
 
 /// What to record when a streamed plan is complete: the answer to the
 /// request that caused it, for its Idempotency-Key.
@@ -27,11 +88,18 @@ impl CrisisService {
         announcement: Announcement,
         skip: u64,
         completion: Completion,
+        first_wait: Option<oneshot::Sender<String>>,
     ) -> tokio::task::JoinHandle<Result<usize, ServiceError>> {
         let this = self.clone();
         let plan = async move {
-            this.write_batches(&planner, &announcement, &completion.crisis, skip)
-                .await?;
+            this.plan_until_done(
+                &planner,
+                &announcement,
+                &completion.crisis,
+                skip,
+                first_wait,
+            )
+            .await?;
             this.finish_plan(&announcement, &completion).await
         };
         match &self.fanout {
@@ -40,12 +108,56 @@ impl CrisisService {
         }
     }
 
+    /// Writes the batches from subscriber `skip` on; a failure worth
+    /// retrying is retried from the last batch written, with backoff, until
+    /// the plan is written or the daemon stops (the plan then resumes at
+    /// the next start). The first such failure is sent on `first_wait`, so
+    /// the request that caused the plan can answer.
+    async fn plan_until_done(
+        &self,
+        planner: &Planner,
+        announcement: &Announcement,
+        crisis: &Crisis,
+        mut skip: u64,
+        mut first_wait: Option<oneshot::Sender<String>>,
+    ) -> Result<(), ServiceError> {
+        let mut wait = PLAN_RETRY_FIRST;
+        loop {
+            let result = self
+                .write_batches(planner, announcement, crisis, &mut skip)
+                .await;
+            let err = match result {
+                Err(err) if worth_retrying(&err) => err,
+                other => {
+                    self.pending_plans.done(announcement.id);
+                    return other;
+                }
+            };
+            let reason = format!(
+                "{err}; planning is retried every {} at most until it succeeds",
+                humantime::format_duration(PLAN_RETRY_MAX)
+            );
+            warn!(crisis_id = %crisis.id, announcement = %announcement.kind, planned = skip,
+                error = %err, "Cannot plan the subscribers now; retrying.");
+            self.pending_plans
+                .failed(announcement, reason.clone(), self.now());
+            if let Some(waiting) = first_wait.take() {
+                let _ = waiting.send(reason);
+            }
+            tokio::select! {
+                () = self.stopping.cancelled() => return Err(ServiceError::Stopping),
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(PLAN_RETRY_MAX);
+        }
+    }
+
     async fn write_batches(
         &self,
         planner: &Planner,
         announcement: &Announcement,
         crisis: &Crisis,
-        skip: u64,
+        skip: &mut u64,
     ) -> Result<(), ServiceError> {
         let opt_outs = self.storage.consent.opt_outs().await?;
         let mut stream = planner.stream(
@@ -53,7 +165,7 @@ impl CrisisService {
             announcement,
             announcement.created_at,
             &opt_outs,
-            skip,
+            *skip,
         )?;
         while let Some(batch) = stream.next_batch() {
             self.storage
@@ -65,6 +177,7 @@ impl CrisisService {
                     batch.through,
                 )
                 .await?;
+            *skip = batch.through;
             // A stop leaves the plan unfinished; the next start resumes it
             // from the last batch written.
             if self.stopping.is_cancelled() {
@@ -96,6 +209,7 @@ impl CrisisService {
             crisis: completion.crisis.clone(),
             announcement: announcement.kind,
             deliveries: total,
+            planning_pending: None,
         };
         let record = completion
             .idempotency
@@ -136,6 +250,7 @@ impl CrisisService {
                 announcement.clone(),
                 plan.planned_through,
                 completion,
+                None,
             )
             .await
             .map_err(|e| ServiceError::Planning(e.to_string()))??;

@@ -14,7 +14,9 @@ use crate::domain::{
     Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, Kind,
     Resolution,
 };
-use crate::outbox::{Announcement, SourceLink, SourceLinkChange, StoreError, TransitionWrite};
+use crate::outbox::{
+    Announcement, CrisisFilter, SourceLink, SourceLinkChange, StoreError, TransitionWrite,
+};
 use crate::plan::Planner;
 
 /// What a flag source asks of a crisis.
@@ -64,6 +66,13 @@ pub struct TransitionOutcome {
     pub announcement: AnnouncementKind,
     /// Deliveries written to the outbox for this announcement.
     pub deliveries: usize,
+    /// Set when the subscribers could not be planned yet (the audience
+    /// file unreadable, the store unable to write): why. The transition is
+    /// stored and announced on the banner; planning is retried in the
+    /// daemon with backoff until it succeeds, and `deliveries` counts only
+    /// what was written so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planning_pending: Option<String>,
 }
 
 /// A transition applied now, or the stored answer to the first request
@@ -142,8 +151,46 @@ impl CrisisService {
         {
             return Ok(replayed);
         }
+        // While the store's writes fail (a full disk), a transition is
+        // refused before anything is written, at once, rather than after
+        // a wait and half-way through its plan.
+        if let Some(why) = self.storage.ledger.write_fault() {
+            return Err(StoreError::WriteFailing(why).into());
+        }
+        // Sources (flag file, webhooks) are tied to their incident by a
+        // source link already; the guard is for people declaring twice.
+        if let Transition::Declare(declaration) = &transition
+            && ctx.source.is_none()
+            && !declaration.separate
+        {
+            self.refuse_duplicate(declaration).await?;
+        }
         let change = self.change(transition).await?;
         self.commit(change, ctx).await
+    }
+
+    /// An active crisis of the same kind and title declared within the
+    /// window: the declaration is its duplicate (two banners, everyone
+    /// messaged twice), refused naming it.
+    async fn refuse_duplicate(&self, declaration: &Declaration) -> Result<(), ServiceError> {
+        if self.duplicate_window.is_zero() {
+            return Ok(());
+        }
+        let since = self.now()
+            - chrono::Duration::from_std(self.duplicate_window).unwrap_or(chrono::Duration::MAX);
+        let title = declaration.title.trim().to_lowercase();
+        let active = self.storage.crises.crises(CrisisFilter::Active).await?;
+        match active.into_iter().find(|crisis| {
+            crisis.kind == declaration.kind
+                && crisis.title.to_lowercase() == title
+                && crisis.declared_at >= since
+        }) {
+            Some(existing) => Err(ServiceError::Duplicate {
+                existing: existing.id,
+                title: existing.title,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The crisis after the transition, as the domain allows it.
@@ -211,6 +258,7 @@ impl CrisisService {
             crisis: crisis.clone(),
             announcement: change.announcement,
             deliveries: deliveries.len(),
+            planning_pending: None,
         };
         let write = TransitionWrite {
             crisis: crisis.clone(),
@@ -240,9 +288,13 @@ impl CrisisService {
             self.schedule_wake.notify_one();
         }
         if planning {
-            outcome.deliveries = self
+            match self
                 .plan_subscribers(planner, announcement, crisis.clone(), &ctx)
-                .await?;
+                .await?
+            {
+                PlanProgress::Done(total) => outcome.deliveries = total,
+                PlanProgress::Pending(why) => outcome.planning_pending = Some(why),
+            }
         }
         info!(
             crisis_id = %crisis.id,
@@ -283,14 +335,16 @@ impl CrisisService {
 
     /// Plans the subscribers in a task the service owns: a client that
     /// hangs up must not stop the fan-out half-way, nor keep its
-    /// Idempotency-Key open. Returns the announcement's deliveries.
+    /// Idempotency-Key open. Returns the announcement's deliveries, or,
+    /// when planning has to wait (see `PendingPlans`), why: the task goes
+    /// on retrying after the answer.
     async fn plan_subscribers(
         self: &Arc<Self>,
         planner: Planner,
         announcement: Announcement,
         crisis: Crisis,
         ctx: &TransitionContext,
-    ) -> Result<usize, ServiceError> {
+    ) -> Result<PlanProgress, ServiceError> {
         let completion = Completion {
             idempotency: ctx
                 .idempotency
@@ -298,10 +352,23 @@ impl CrisisService {
                 .map(|r| (r.scope.clone(), r.key.clone())),
             crisis,
         };
-        self.spawn_plan(planner, announcement, 0, completion)
-            .await
-            .map_err(|e| ServiceError::Planning(e.to_string()))?
+        let (first_wait, waiting) = tokio::sync::oneshot::channel();
+        let plan = self.spawn_plan(planner, announcement, 0, completion, Some(first_wait));
+        tokio::select! {
+            done = plan => done
+                .map_err(|e| ServiceError::Planning(e.to_string()))?
+                .map(PlanProgress::Done),
+            Ok(why) = waiting => Ok(PlanProgress::Pending(why)),
+        }
     }
+}
+
+/// How far a transition's plan got before its answer.
+enum PlanProgress {
+    /// Complete, with the announcement's deliveries.
+    Done(usize),
+    /// Waiting to be retried, and why.
+    Pending(String),
 }
 
 /// The audit trail's entry for a transition.

@@ -10,7 +10,7 @@ use axum::routing::get;
 use serde_json::json;
 use tokio::process::Command;
 
-use crate::support::{SmtpServer, TestApp, TestConfig, spawn_app};
+use crate::support::{SmtpServer, TestApp, TestConfig, run_browser_script, spawn_app};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -120,4 +120,90 @@ async fn an_embedding_page_shows_nothing_without_a_crisis() {
         !dom.contains("role=\"alert\"") && !dom.contains("role=\"status\""),
         "{dom}"
     );
+}
+
+/// A phone (390x844) meets a critical crisis with a long summary and a
+/// message, and a second, minor one: measured and checked in Chromium with
+/// Playwright and axe-core.
+#[tokio::test]
+async fn on_a_phone_the_banner_is_compact_accessible_and_hands_focus_back_to_the_page() {
+    let smtp = SmtpServer::start().await;
+    let (app, page) = daemon_and_page(&smtp, "en").await;
+    let summary = "Card payments fail for most customers since 09:10; cash on delivery still \
+                   works, and orders placed before the outage are not affected.";
+    let message = "Pay by bank transfer until we are back; no order will be cancelled.";
+    for (severity, title) in [
+        ("critical", "Card payments are failing"),
+        ("minor", "Slow order tracking"),
+    ] {
+        let declared = app
+            .post(
+                "/v1/crises",
+                &json!({"kind": "outage", "severity": severity, "title": title,
+                        "summary": summary, "message": message}),
+            )
+            .await;
+        assert_eq!(declared.status(), 201);
+    }
+
+    let seen = run_browser_script(
+        "banner.js",
+        &json!({"url": page, "width": 390, "height": 844}),
+    )
+    .await;
+
+    let collapsed = &seen["collapsed"];
+    let height = collapsed["height"].as_f64().expect("height");
+    assert!(
+        height <= 844.0 / 3.0,
+        "two notices take {height} px of 844 collapsed: {seen:#}"
+    );
+    for notice in collapsed["notices"].as_array().expect("notices") {
+        assert_eq!(notice["expanded"], "false", "phones start collapsed");
+        assert!(
+            notice["text"].as_str().unwrap().contains("+1 555 0100"),
+            "the emergency line shows collapsed: {notice}"
+        );
+    }
+    let expanded = &seen["expanded"];
+    let critical = expanded["notices"][0]["text"].as_str().expect("text");
+    for part in [summary, message, "Full details and updates", "Live chat"] {
+        assert!(critical.contains(part), "expanded shows {part}: {critical}");
+    }
+    assert!(
+        !critical.contains("Emergency – Emergency line"),
+        "the label is not repeated: {critical}"
+    );
+    assert!(
+        expanded["links"].as_array().unwrap().iter().any(|l| l
+            .as_str()
+            .unwrap()
+            .starts_with("https://status.example.com")),
+        "{expanded:#}"
+    );
+    for state in ["collapsed", "expanded"] {
+        for address in seen[state]["addresses"].as_array().expect("addresses") {
+            assert_eq!(address["lines"], 1, "{state}: a number wraps: {address}");
+        }
+        assert_eq!(
+            seen["violations"][state],
+            json!([]),
+            "axe-core, {state}: {:#}",
+            seen["violations"][state]
+        );
+    }
+    let focus = seen["focusAfterDismiss"].as_array().expect("focus");
+    assert_eq!(focus.len(), 2, "{seen:#}");
+    assert!(
+        focus[0]
+            .as_str()
+            .unwrap()
+            .starts_with("button[Dismiss this notice: "),
+        "the next notice's dismiss button: {focus:?}"
+    );
+    assert_ne!(
+        focus[1], "body",
+        "the last dismissal hands focus to the page"
+    );
+    assert_eq!(seen["bannerGone"], true);
 }

@@ -203,3 +203,26 @@ async fn the_shipped_configs_pass_check_config() {
         assert!(output.status.success(), "{config}: {}", stderr(&output));
     }
 }
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_ends_the_cli_quietly_not_with_a_panic() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    let id = app.declare("Payments are down").await;
+    smtp.wait_for(3, WAIT).await;
+    // `crisisd status ID | head -0`: the pipe is closed before anything is
+    // written to it.
+    let mut child = Command::new(BIN)
+        .args(["status", &id, "--url", &app.base])
+        .env("CRISISD_TOKEN", TOKEN)
+        .env("CRISISD_CONFIG", app.dir.path().join("absent.toml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run crisisd");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().await.expect("wait");
+    let stderr = stderr(&output);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+}

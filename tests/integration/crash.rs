@@ -46,7 +46,9 @@ fn rank(subject: &str) -> u8 {
 async fn a_daemon_killed_during_an_update_and_the_all_clear_keeps_each_readers_messages_in_order() {
     let smtp = SmtpServer::start().await;
     smtp.set_delay(Duration::from_millis(4));
-    let daemon = crash_daemon(&smtp, READERS, "2s", CONCURRENCY);
+    // Leases long enough that a send slowed by a busy machine is not
+    // abandoned and sent again: only the kill may repeat messages.
+    let daemon = crash_daemon(&smtp, READERS, "5s", CONCURRENCY);
 
     let mut process = daemon.start().await;
     let id = daemon.declare().await;

@@ -232,3 +232,71 @@ async fn a_relay_whose_certificate_is_not_trusted_gets_nothing() {
         "nothing is sent to an unverified relay"
     );
 }
+
+#[tokio::test]
+async fn a_timeout_after_the_message_was_written_on_a_reused_connection_is_not_resent_in_the_same_attempt()
+ {
+    let smtp = SmtpServer::start().await;
+    // The first message goes at once and leaves its connection in the
+    // pool; every later one is answered only after the client gave up.
+    let hang = Duration::from_secs(2);
+    smtp.script_data_delays(&[Duration::ZERO, hang, hang, hang, hang, hang, hang]);
+    let mut config = TestConfig::new(smtp.port());
+    config.concurrency = 1;
+    config.smtp_timeout = "1s";
+    config.max_attempts = 2;
+    let app = spawn_app(config).await;
+    let id = app.declare("Payments are down").await;
+
+    let detail = app
+        .wait_until(&id, Duration::from_secs(30), |d| {
+            d["deliveries"]["email"]["dead"] == 2
+        })
+        .await;
+    assert_eq!(detail["deliveries"]["email"]["sent"], 1, "{detail:#}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One reader sent at once; two readers with two attempts each, the
+    // first of them on the reused connection. Each attempt is one copy.
+    assert_eq!(
+        smtp.attempts(),
+        1 + 2 * 2,
+        "one transmission per attempt, none resent on a new connection"
+    );
+}
+
+#[tokio::test]
+async fn a_spooled_email_is_named_by_its_delivery_id() {
+    let smtp = crate::support::SmtpServer::start().await;
+    let spool = tempfile::tempdir().expect("spool dir");
+    let mut config = crate::support::TestConfig::new(smtp.port());
+    config.extra = format!(
+        "[[channels.email]]\nname = \"spool\"\nfrom = \"Test Co. <support@example.com>\"\n\
+         transport = \"spool\"\nspool_dir = \"{}\"\n",
+        spool.path().display()
+    );
+    let app = crate::support::spawn_app(config).await;
+    app.declare("Payments are down").await;
+    let deadline = tokio::time::Instant::now() + crate::support::WAIT;
+    let files = loop {
+        let files: Vec<std::path::PathBuf> = std::fs::read_dir(spool.path())
+            .expect("read spool")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        if files.len() == 3 || tokio::time::Instant::now() > deadline {
+            break files;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(files.len(), 3, "one file per reader: {files:?}");
+    for file in files {
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        stem.parse::<crisisd::domain::DeliveryId>()
+            .unwrap_or_else(|e| panic!("{stem} is not a delivery id: {e}"));
+        let text = std::fs::read_to_string(&file).expect("read eml");
+        assert!(
+            text.contains(&format!("Message-ID: <{stem}@example.com>")),
+            "the file is named by the delivery its Message-ID names: {text}"
+        );
+    }
+}

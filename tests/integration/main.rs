@@ -24,6 +24,7 @@ mod hooks;
 mod operations;
 mod order;
 mod preview;
+mod recovery;
 mod resume;
 mod service;
 mod several_daemons;

@@ -22,6 +22,7 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
             summary: "Card payments fail.".into(),
             localized: Default::default(),
             message: None,
+            separate: false,
         },
         chrono::Utc::now(),
     )

@@ -160,6 +160,40 @@ impl SmsGateway {
         }
     }
 
+    /// A misspelt variable renders as undefined where a filter takes it
+    /// (`{{ txt|tojson }}` is `null`) and would be sent so: every variable
+    /// each template uses must be one the gateway gives.
+    fn check_variables(&self, variables: &Value) -> Result<(), String> {
+        let known = serde_json::to_value(variables).map_err(|e| e.to_string())?;
+        let names = [URL.to_owned(), BODY.to_owned()]
+            .into_iter()
+            .chain(self.header_names.iter().map(|name| header_template(name)));
+        for name in names {
+            let unknown = crate::render::strict::undeclared(&self.templates, &name, &known);
+            if !unknown.is_empty() {
+                let given: Vec<&String> = known
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .collect();
+                return Err(format!(
+                    "gateway {name} template uses {}, which the gateway does not give (it gives {})",
+                    unknown
+                        .iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    given
+                        .iter()
+                        .map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn request_parts(&self, to: &str, text: &str, id: &str) -> Result<RequestParts, DeliveryError> {
         let vars = self.variables(to, text, id);
         let render = |name: &str| {
@@ -254,13 +288,15 @@ impl Provider for SmsGateway {
         };
         // Render once with sample values: a template that cannot render is
         // a config error now, not a dead delivery during a crisis.
+        let (to, text, id) = (
+            "+4915112345678",
+            "Sample message",
+            "0190f1e2-0000-7000-8000-000000000000",
+        );
         gateway
-            .request_parts(
-                "+4915112345678",
-                "Sample message",
-                "0190f1e2-0000-7000-8000-000000000000",
-            )
+            .request_parts(to, text, id)
             .map_err(|e| e.to_string())?;
+        gateway.check_variables(&gateway.variables(to, text, id))?;
         Ok(gateway)
     }
 

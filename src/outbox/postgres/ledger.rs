@@ -10,6 +10,13 @@ use crate::outbox::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger, Sto
 
 #[async_trait]
 impl Ledger for PostgresStore {
+    fn write_fault(&self) -> Option<&'static str> {
+        // The server owns its disk and files; a failing write answers 503
+        // by its SQLSTATE (`StoreError::unavailable`) and `ping` fails
+        // when the server does not answer.
+        None
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

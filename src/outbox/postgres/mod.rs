@@ -19,6 +19,7 @@ mod ledger;
 mod plans;
 mod queue;
 mod source_links;
+mod submissions;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -81,39 +81,45 @@ async fn insert_event(tx: &mut Tx<'_>, event: &CrisisEvent) -> Result<(), StoreE
 #[async_trait]
 impl CrisisStore for SqliteStore {
     async fn record_transition(&self, write: TransitionWrite) -> Result<(), StoreError> {
-        let TransitionWrite {
-            crisis,
-            previous_version,
-            event,
-            announcement,
-            deliveries,
-            planning,
-            idempotency,
-            source_link,
-            follow_ups,
-        } = write;
-        let writing = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
-        match previous_version {
-            None => insert_crisis(&mut tx, &crisis).await?,
-            Some(previous) => update_crisis(&mut tx, &crisis, previous).await?,
+        let result: Result<_, StoreError> = async {
+            let TransitionWrite {
+                crisis,
+                previous_version,
+                event,
+                announcement,
+                deliveries,
+                planning,
+                idempotency,
+                source_link,
+                follow_ups,
+            } = write;
+            let writing = self.writer.lock().await;
+            let mut tx = self.pool.begin().await?;
+            match previous_version {
+                None => insert_crisis(&mut tx, &crisis).await?,
+                Some(previous) => update_crisis(&mut tx, &crisis, previous).await?,
+            }
+            if let Some(record) = &idempotency {
+                idempotency::take(&mut tx, record, event.at).await?;
+            }
+            insert_event(&mut tx, &event).await?;
+            // Before the all-clear's own deliveries are written, so only
+            // follow-up messages queued earlier are killed.
+            follow_ups::apply_change(&mut tx, &crisis, &follow_ups, event.at).await?;
+            plans::insert_announcement(&mut tx, &announcement, planning, idempotency.as_ref())
+                .await?;
+            plans::insert_deliveries(&mut tx, &announcement, &deliveries).await?;
+            if let Some(change) = &source_link {
+                source_links::apply(&mut tx, change, previous_version.is_none()).await?;
+            }
+            tx.commit().await?;
+            drop(writing);
+            self.work_due.notify();
+            Ok(())
         }
-        if let Some(record) = &idempotency {
-            idempotency::take(&mut tx, record, event.at).await?;
-        }
-        insert_event(&mut tx, &event).await?;
-        // Before the all-clear's own deliveries are written, so only
-        // follow-up messages queued earlier are killed.
-        follow_ups::apply_change(&mut tx, &crisis, &follow_ups, event.at).await?;
-        plans::insert_announcement(&mut tx, &announcement, planning, idempotency.as_ref()).await?;
-        plans::insert_deliveries(&mut tx, &announcement, &deliveries).await?;
-        if let Some(change) = &source_link {
-            source_links::apply(&mut tx, change, previous_version.is_none()).await?;
-        }
-        tx.commit().await?;
-        drop(writing);
-        self.work_due.notify();
-        Ok(())
+        .await;
+        self.faults.note(&result);
+        result
     }
 
     async fn crisis(&self, id: CrisisId) -> Result<Option<Crisis>, StoreError> {

@@ -10,9 +10,31 @@ use crate::outbox::{ChannelStateCount, DeliveryCount, FinishedCount, Ledger, Sto
 
 #[async_trait]
 impl Ledger for SqliteStore {
+    fn write_fault(&self) -> Option<&'static str> {
+        let replaced = self.file.check().err();
+        replaced
+            .as_ref()
+            .and_then(StoreError::unavailable)
+            .or_else(|| self.faults.current())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.file.check()?;
+        if let Some(why) = self.faults.current() {
+            return Err(StoreError::WriteFailing(why));
+        }
+        // A write, not only a read: a full disk or a lost lock lets reads
+        // through while every write fails. One row, rewritten in place, on
+        // the ledger's connections (no fsync of its own in WAL mode).
+        let _writing = self.writer.lock().await;
+        let mut tx = self.ledger.begin().await?;
+        sqlx::query("INSERT OR REPLACE INTO store_probe (id, probed_at) VALUES (1, ?)")
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        let result = tx.commit().await.map_err(StoreError::from);
+        self.faults.note(&result);
+        result
     }
 
     async fn channel_counts(&self) -> Result<Vec<ChannelStateCount>, StoreError> {

@@ -15,16 +15,20 @@ mod ledger;
 mod plans;
 mod queue;
 mod source_links;
+mod submissions;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    SqliteTransactionManager,
+};
+use sqlx::{ConnectOptions, Connection, SqlitePool, TransactionManager};
 
 use super::rows::{RenditionCache, count, decode, from_millis, millis, to_json};
-use super::{StoreError, WorkDue};
+use super::{StoreError, WorkDue, WriteFaults};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -49,6 +53,10 @@ pub struct SqliteStore {
     renditions: RenditionCache,
     /// Signalled after commits that queue deliveries.
     work_due: WorkDue,
+    /// The database file opened, checked before every query.
+    file: Arc<FileIdentity>,
+    /// Recent writes that failed for the store's own reasons.
+    faults: Arc<WriteFaults>,
 }
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
@@ -71,21 +79,24 @@ impl SqliteStore {
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an accepted crisis survives a power cut, not only a crash.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options.clone())
-            .await?;
-        MIGRATOR.run(&pool).await?;
+        // Created (and migrated) by this first connection only: a
+        // connection opened later never makes a new, empty database where
+        // the real one was deleted.
+        let mut first = options.clone().create_if_missing(true).connect().await?;
+        MIGRATOR.run(&mut first).await?;
+        first.close().await?;
+        let file = FileIdentity::of(path)
+            .ok_or_else(|| StoreError::Replaced(path.to_path_buf()))
+            .map(Arc::new)?;
+        let pool = pool_options(8, &file).connect_with(options.clone()).await?;
         // Opened lazily, so its connection threads start where the
         // dispatcher runs (and take that runtime's CPU priority).
-        let ledger = SqlitePoolOptions::new()
-            .max_connections(4)
+        let ledger = pool_options(4, &file)
             .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
         Ok(Self {
             pool,
@@ -93,6 +104,8 @@ impl SqliteStore {
             writer: Arc::default(),
             renditions: RenditionCache::default(),
             work_due: WorkDue::default(),
+            file,
+            faults: Arc::default(),
         })
     }
 
@@ -108,4 +121,66 @@ impl SqliteStore {
         pool.close().await;
         Ok(super::rows::missing(&MIGRATOR, &applied?))
     }
+}
+
+/// The database file as the daemon opened it: its device and inode. A
+/// file deleted (or replaced) while the daemon runs keeps living for the
+/// connections that have it open, so writes would go on "succeeding" into
+/// a file nobody will ever read again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileIdentity {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(Self {
+            path: path.to_path_buf(),
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        })
+    }
+
+    /// The file at the path is still the one opened (one `stat`).
+    fn check(&self) -> Result<(), StoreError> {
+        match Self::of(&self.path) {
+            Some(now) if now == *self => Ok(()),
+            _ => Err(StoreError::Replaced(self.path.clone())),
+        }
+    }
+}
+
+/// A pool whose connections are checked on the way out and back in.
+///
+/// Out (`before_acquire`): the database file must still be the one
+/// opened, else the connection is closed and the next one, opened on a
+/// missing file, fails: no query reaches a deleted database.
+///
+/// In (`after_release`): a connection still inside a transaction is closed
+/// rather than reused, which rolls the transaction back and frees SQLite's
+/// write lock. After a failed COMMIT (a full disk: SQLite may already have
+/// rolled back itself) sqlx's own count of open transactions can be one
+/// too many, and such a connection would take every later `BEGIN` as a
+/// nested savepoint whose rollback leaves the write lock held: every other
+/// writer, in this process or not, then got "database is locked" until a
+/// restart.
+fn pool_options(max: u32, file: &Arc<FileIdentity>) -> SqlitePoolOptions {
+    let file = file.clone();
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .before_acquire(move |_, _| {
+            let identity = file.check();
+            Box::pin(async move { Ok(identity.is_ok()) })
+        })
+        .after_release(|connection, _| {
+            Box::pin(async move {
+                // Runs a rollback a dropped transaction queued, first.
+                connection.ping().await?;
+                Ok(SqliteTransactionManager::get_transaction_depth(connection) == 0)
+            })
+        })
 }

@@ -108,27 +108,34 @@ impl PlanStore for SqliteStore {
         deliveries: &[NewDelivery],
         planned_through: u64,
     ) -> Result<(), StoreError> {
-        let writing = self.writer.lock().await;
-        let mut tx = self.ledger.begin().await?;
-        for rendition in renditions {
-            sqlx::query("INSERT INTO renditions (id, announcement_id, content) VALUES (?, ?, ?)")
+        let result: Result<_, StoreError> = async {
+            let writing = self.writer.lock().await;
+            let mut tx = self.ledger.begin().await?;
+            for rendition in renditions {
+                sqlx::query(
+                    "INSERT INTO renditions (id, announcement_id, content) VALUES (?, ?, ?)",
+                )
                 .bind(rendition.id.to_string())
                 .bind(announcement.id.to_string())
                 .bind(to_json(&rendition.content)?)
                 .execute(&mut *tx)
                 .await?;
+            }
+            insert_deliveries(&mut tx, announcement, deliveries).await?;
+            follow_ups::kill_if_resolved(&mut tx, announcement).await?;
+            sqlx::query("UPDATE announcements SET planned_through = ? WHERE id = ?")
+                .bind(i64::try_from(planned_through).unwrap_or(i64::MAX))
+                .bind(announcement.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            drop(writing);
+            self.work_due.notify();
+            Ok(())
         }
-        insert_deliveries(&mut tx, announcement, deliveries).await?;
-        follow_ups::kill_if_resolved(&mut tx, announcement).await?;
-        sqlx::query("UPDATE announcements SET planned_through = ? WHERE id = ?")
-            .bind(i64::try_from(planned_through).unwrap_or(i64::MAX))
-            .bind(announcement.id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        drop(writing);
-        self.work_due.notify();
-        Ok(())
+        .await;
+        self.faults.note(&result);
+        result
     }
 
     async fn finish_plan(

@@ -139,6 +139,7 @@ impl DeliveryQueue for SqliteStore {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
+        let result: Result<_, StoreError> = async {
         let now_ms = millis(now);
         let lease_until =
             now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
@@ -185,6 +186,10 @@ impl DeliveryQueue for SqliteStore {
             self.work_due.notify();
         }
         self.claimed(&rows).await
+        }
+        .await;
+        self.faults.note(&result);
+        result
     }
 
     async fn record_outcomes(
@@ -194,6 +199,7 @@ impl DeliveryQueue for SqliteStore {
         outcomes: &[(DeliveryId, Outcome)],
     ) -> Result<(), StoreError> {
         let now = millis(now);
+        let result: Result<_, StoreError> = async {
         let _writing = self.writer.lock().await;
         let mut tx = self.ledger.begin().await?;
         Self::record_sent(&mut tx, owner, now, outcomes).await?;
@@ -237,6 +243,10 @@ impl DeliveryQueue for SqliteStore {
         follow_ups::kill_retries_after_resolve(&mut tx, outcomes, now).await?;
         tx.commit().await?;
         Ok(())
+        }
+        .await;
+        self.faults.note(&result);
+        result
     }
 
     async fn release(&self, ids: &[DeliveryId], owner: &str) -> Result<(), StoreError> {

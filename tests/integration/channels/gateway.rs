@@ -167,3 +167,30 @@ async fn a_template_that_does_not_render_is_a_config_error() {
         .expect("refused");
     assert!(err.to_string().contains("broken"), "{err}");
 }
+
+#[tokio::test]
+async fn a_misspelt_variable_behind_a_filter_is_a_config_error_naming_it() {
+    for (url, body) in [
+        (
+            "https://gw.example.com/send",
+            "{\"text\": {{ txt|tojson }}}",
+        ),
+        ("https://gw.example.com/send?text={{ txt|urlencode }}", ""),
+        (
+            "https://gw.example.com/send",
+            "{% if tex is defined %}{{ text }}{% endif %}",
+        ),
+    ] {
+        let mut s = settings("typo");
+        s.url = url.into();
+        s.body = (!body.is_empty()).then(|| body.to_owned());
+        let err = HttpChannel::<SmsGateway>::from_settings(&s, reqwest::Client::new())
+            .err()
+            .unwrap_or_else(|| panic!("accepted {url} {body}"))
+            .to_string();
+        assert!(
+            (err.contains("`txt`") || err.contains("`tex`")) && err.contains("text, to"),
+            "{err}"
+        );
+    }
+}

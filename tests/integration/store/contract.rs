@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use crisisd::domain::account::{Role, User, UserName};
 use crisisd::domain::consent::ContactPoint;
+use crisisd::domain::draft::{Draft, DraftAction};
 use crisisd::domain::follow_up::{
     FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase, Topic,
 };
@@ -19,7 +20,7 @@ use crisisd::domain::{
 use crisisd::outbox::{
     AccountEvent, AccountEventKind, Announcement, CrisisFilter, DeadCause, DeadFilter, Delivery,
     DeliveryState, FollowUpReplacement, FollowUpStart, IdempotencyRecord, NewDelivery, NewSession,
-    Outcome, Planned, Storage, StoreError, TransitionWrite,
+    Outcome, Planned, Storage, StoreError, Submission, SubmissionState, TransitionWrite,
 };
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
@@ -77,6 +78,7 @@ pub fn declared() -> Crisis {
             summary: "Card payments fail.".into(),
             localized: Default::default(),
             message: None,
+            separate: false,
         },
         at(0),
     )
@@ -1536,6 +1538,7 @@ pub async fn a_held_incident_is_kept_until_it_is_decided(db: &impl Database) {
             summary: "Card payments fail.".into(),
             localized: Default::default(),
             message: None,
+            separate: false,
         },
         due_at: Some(at(300)),
         created_at: at(0),
@@ -2083,6 +2086,149 @@ pub async fn the_account_audit_trail_lists_the_newest_first(db: &impl Database) 
     assert_eq!(events[0].at, at(2));
 }
 
+fn submitted_draft(summary: &str) -> Draft {
+    Draft {
+        action: DraftAction::Declare,
+        crisis: None,
+        kind: Kind::Outage,
+        severity: Severity::Critical,
+        title: "Payments are down".into(),
+        summary: summary.into(),
+        message: None,
+        localized: Default::default(),
+        fall_back: false,
+    }
+}
+
+pub async fn an_approval_holds_only_for_the_content_it_was_given_for(db: &impl Database) {
+    let storage = db.open().await;
+    let draft = submitted_draft("Card payments fail.");
+    let submission = Submission {
+        id: Uuid::now_v7(),
+        content_hash: draft.content_hash(),
+        draft: draft.clone(),
+        author: UserName::parse("alice").expect("name"),
+        state: SubmissionState::Submitted,
+        approved_by: None,
+        approved_hash: None,
+        crisis: None,
+        created_at: at(1),
+        updated_at: at(1),
+    };
+    let submissions = &storage.submissions;
+    submissions.submit(&submission).await.expect("submit");
+    let storage = db.open().await;
+    let submissions = &storage.submissions;
+    let id = submission.id;
+    assert_eq!(
+        submissions.submission(id).await.expect("read"),
+        Some(submission.clone())
+    );
+    let bob = UserName::parse("bob").expect("name");
+    assert!(
+        !submissions
+            .approve(id, &bob, "another hash", at(2))
+            .await
+            .expect("approve"),
+        "an approval of other content is refused"
+    );
+    assert!(
+        submissions
+            .approve(id, &bob, &submission.content_hash, at(2))
+            .await
+            .expect("approve")
+    );
+    let approved = submissions
+        .submission(id)
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(approved.state, SubmissionState::Approved);
+    assert_eq!(approved.approved_by, Some(bob.clone()));
+    assert!(approved.approval_holds());
+
+    let edited = submitted_draft("Card payments fail; cash works.");
+    assert!(
+        submissions
+            .revise(id, &edited, at(3))
+            .await
+            .expect("revise")
+    );
+    let revised = submissions
+        .submission(id)
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(
+        revised.state,
+        SubmissionState::Submitted,
+        "an edit voids the approval"
+    );
+    assert_eq!(
+        (revised.approved_by.clone(), revised.approved_hash.clone()),
+        (None, None)
+    );
+    assert_eq!(revised.content_hash, edited.content_hash());
+    assert_eq!(revised.draft, edited);
+    assert!(!revised.approval_holds());
+    assert!(
+        !submissions
+            .approve(id, &bob, &submission.content_hash, at(4))
+            .await
+            .expect("approve"),
+        "the old content's hash no longer approves it"
+    );
+    assert!(
+        submissions
+            .approve(id, &bob, &edited.content_hash(), at(4))
+            .await
+            .expect("approve")
+    );
+
+    let crisis = crisisd::domain::CrisisId::new();
+    let sent = SubmissionState::Sent;
+    assert!(
+        submissions
+            .advance(id, SubmissionState::Approved, sent, None, at(5))
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !submissions
+            .advance(id, SubmissionState::Approved, sent, None, at(5))
+            .await
+            .expect("claim"),
+        "only one sender wins"
+    );
+    assert!(
+        submissions
+            .advance(id, sent, sent, Some(crisis), at(6))
+            .await
+            .expect("note")
+    );
+    assert!(
+        submissions
+            .open_submissions()
+            .await
+            .expect("open")
+            .is_empty(),
+        "sent is not open"
+    );
+    assert_eq!(
+        submissions
+            .submission(id)
+            .await
+            .expect("read")
+            .expect("there")
+            .crisis,
+        Some(crisis)
+    );
+    assert!(
+        !submissions.revise(id, &draft, at(7)).await.expect("revise"),
+        "a sent one cannot change"
+    );
+}
+
 /// Runs every contract test against one backend: `$database` is an
 /// expression making a fresh `Database` for each test.
 macro_rules! store_contract {
@@ -2117,6 +2263,7 @@ macro_rules! store_contract {
             a_session_is_found_by_its_digest_and_ends_when_idle_or_signed_out,
             a_new_password_replaces_the_hash_and_ends_the_accounts_sessions,
             the_account_audit_trail_lists_the_newest_first,
+            an_approval_holds_only_for_the_content_it_was_given_for,
         );
     };
     (@each $database:expr; $($name:ident),+ $(,)?) => {

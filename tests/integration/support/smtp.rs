@@ -79,6 +79,9 @@ impl Received {
 struct State {
     accepted: Vec<Received>,
     data_replies: VecDeque<String>,
+    /// How long the next DATA transactions are held, in order, before the
+    /// default `delay` applies again.
+    data_delays: VecDeque<Duration>,
     rejected_recipients: HashMap<String, String>,
     delay: Duration,
     attempts: usize,
@@ -232,6 +235,12 @@ impl SmtpServer {
             .unwrap()
             .rejected_recipients
             .insert(address.to_owned(), reply.to_owned());
+    }
+
+    /// The next DATA transactions are held this long each, in order, before
+    /// their final reply.
+    pub fn script_data_delays(&self, delays: &[Duration]) {
+        self.state.lock().unwrap().data_delays = delays.iter().copied().collect();
     }
 
     /// Each accepted message is held this long before the final reply.
@@ -435,7 +444,8 @@ fn session(
                 let (delay, scripted) = {
                     let mut state = state.lock().unwrap();
                     state.attempts += 1;
-                    (state.delay, state.data_replies.pop_front())
+                    let delay = state.data_delays.pop_front().unwrap_or(state.delay);
+                    (delay, state.data_replies.pop_front())
                 };
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
