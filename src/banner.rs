@@ -127,6 +127,11 @@ impl Banner {
         }
     }
 
+    /// The crises shown now.
+    pub fn shown(&self) -> Vec<CrisisId> {
+        read(&self.active).iter().map(|c| c.id).collect()
+    }
+
     pub fn active_count(&self) -> usize {
         read(&self.active).len()
     }

@@ -32,6 +32,8 @@ pub const CHANNEL_HEALTHY: &str = "crisisd_channel_healthy";
 pub const RELOADS: &str = "crisisd_reloads_total";
 pub const WEBHOOK_REQUESTS: &str = "crisisd_webhook_requests_total";
 pub const FOLLOW_UPS_PENDING: &str = "crisisd_follow_ups_pending";
+pub const LEADER: &str = "crisisd_leader";
+pub const LEADER_TERM: &str = "crisisd_leader_term";
 pub const BUILD_INFO: &str = "crisisd_build_info";
 
 /// Planned → sent: seconds for a fast channel up to hours for a large
@@ -98,6 +100,14 @@ fn describe() {
     describe_gauge!(
         FOLLOW_UPS_PENDING,
         "Follow-up announcements scheduled and not yet sent."
+    );
+    describe_gauge!(
+        LEADER,
+        "1 while this daemon leads the daemons sharing its store (follow-ups, webhook holds), else 0."
+    );
+    describe_gauge!(
+        LEADER_TERM,
+        "The lead's term while this daemon holds it; it grows each time the lead changes hands."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label.");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -199,4 +209,11 @@ pub fn webhook_received(source: &str, verdict: &'static str) {
 /// sent, set whenever it changes.
 pub fn follow_ups_pending(count: u64) {
     gauge!(FOLLOW_UPS_PENDING).set(count as f64);
+}
+
+/// For the election among daemons sharing a store: whether this one leads,
+/// and its term when it does.
+pub fn leader(leading: bool, term: u64) {
+    gauge!(LEADER).set(if leading { 1.0 } else { 0.0 });
+    gauge!(LEADER_TERM).set(term as f64);
 }

@@ -22,7 +22,7 @@ use crate::http::{self, AppState};
 use crate::intake::{Hook, Intake};
 use crate::lifecycle::{Notifier, Reloader};
 use crate::liveness::Liveness;
-use crate::outbox::{CrisisFilter, Storage};
+use crate::outbox::{CrisisFilter, Leadership, Storage};
 use crate::plan::SharedInputs;
 use crate::publish::{Mirror, PublishOptions, Publisher};
 use crate::service::{CrisisService, Scheduler};
@@ -40,10 +40,11 @@ impl Application {
         let mut prepared = prepare(settings)?;
         prepared.write_generated()?;
         let inputs: SharedInputs = Arc::new(ArcSwap::from_pointee(prepared.inputs));
-        let storage = open_store(&prepared.settings).await?;
+        let (storage, events, leadership) =
+            super::store::open_for_daemon(&prepared.settings).await?;
         let active = storage.crises.crises(CrisisFilter::Active).await?;
-        // Read before anything can start a new plan, so only what a previous
-        // run left unfinished is resumed.
+        // Before anything can start a new plan: only what a previous run
+        // left unfinished is resumed.
         let unfinished = storage.plans.unfinished_plans().await?;
         let banner = Arc::new(Banner::new(inputs.clone(), active));
         let (publisher, mirror) = publishing(
@@ -69,7 +70,7 @@ impl Application {
             .publish_with(publisher.clone()),
         );
         reconcile_follow_ups(&service).await;
-        let (scheduler, liveness) = scheduler(&service, &clock, &prepared.follow_ups);
+        let (scheduler, liveness) = scheduler(&service, &clock, &prepared.follow_ups, &leadership);
         let health = Arc::new(Health::default());
         health.set_channels(prepared.channels.iter().map(|c| c.name().to_owned()));
         let parts = Parts {
@@ -86,10 +87,7 @@ impl Application {
         // Installed before the first delivery can be counted.
         crate::telemetry::handle();
         let router = http::router(state.clone(), &prepared.cors_origins);
-        let addr = prepared.settings.server.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = bind(prepared.settings.server.listen).await?;
         // A failing provider does not stop the start: its deliveries wait
         // and are retried, and /readyz says which channel is failing.
         health::check_channels(&health, &prepared.channels, clock.as_ref()).await;
@@ -114,11 +112,19 @@ impl Application {
             scheduler,
             unfinished,
             mirror,
+            events,
+            leadership,
             fanout,
             reloads,
             reloader,
         })
     }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
 }
 
 /// The store the settings name, opened with its migrations applied.
@@ -135,10 +141,12 @@ fn scheduler(
     service: &Arc<CrisisService>,
     clock: &Arc<dyn Clock>,
     follow_ups: &FollowUps,
+    leadership: &Leadership,
 ) -> (Scheduler, Liveness) {
     let liveness = Liveness::default();
     let scheduler = Scheduler::new(service.clone(), clock.clone(), follow_ups.poll_interval)
-        .with_liveness(liveness.clone());
+        .with_liveness(liveness.clone())
+        .with_leadership(leadership.clone());
     (scheduler, liveness)
 }
 

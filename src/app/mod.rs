@@ -24,7 +24,7 @@ use crate::background::BackgroundRuntime;
 use crate::config::ConfigError;
 use crate::http::AppState;
 use crate::lifecycle::{ReloadRequest, Reloader};
-use crate::outbox::{StoreError, UnfinishedPlan};
+use crate::outbox::{Leadership, StoreError, StoreEvents, UnfinishedPlan};
 use crate::service::Scheduler;
 use workers::Runtime;
 
@@ -68,6 +68,10 @@ pub struct Application {
     unfinished: Vec<UnfinishedPlan>,
     /// The static mirror's writer, when `[publish] dir` is set.
     mirror: Option<crate::publish::Mirror>,
+    /// What other daemons on a shared store commit (PostgreSQL only).
+    events: Option<StoreEvents>,
+    /// Whether this daemon leads (always, alone on SQLite).
+    leadership: Leadership,
     /// Plans and sends run here, below the API's CPU priority.
     fanout: BackgroundRuntime,
     reloads: mpsc::Receiver<ReloadRequest>,

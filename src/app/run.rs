@@ -13,7 +13,7 @@ use super::workers::{Runtime, Workers};
 use super::{Application, StartupError};
 use crate::http::AppState;
 use crate::lifecycle::ReloadRequest;
-use crate::outbox::UnfinishedPlan;
+use crate::outbox::{Leadership, UnfinishedPlan};
 use crate::service::{Scheduler, ServiceError};
 
 impl Application {
@@ -27,6 +27,8 @@ impl Application {
             router,
             mut runtime,
             unfinished,
+            events,
+            leadership,
             scheduler,
             mirror,
             mut reloads,
@@ -35,9 +37,23 @@ impl Application {
             fanout: _fanout,
         } = self;
         let workers = Workers::start(&runtime, &state.service, &shutdown);
-        let mut tasks = background(&state, unfinished, scheduler, &shutdown);
+        let mut tasks = background(&state, unfinished, scheduler, &leadership, &shutdown);
         if let Some(mirror) = mirror {
             tasks.spawn(mirror.run(shutdown.clone()));
+        }
+        if let Some(events) = events {
+            tasks.spawn(super::store::elect(
+                state.storage.clone(),
+                leadership.clone(),
+                runtime.clock.clone(),
+                shutdown.clone(),
+            ));
+            tasks.spawn(super::store::follow_events(
+                events,
+                state.storage.clone(),
+                state.banner.clone(),
+                shutdown.clone(),
+            ));
         }
         // The listener is bound and accepts from here on.
         runtime.health.set_serving(true);
@@ -122,12 +138,18 @@ fn background(
     state: &AppState,
     unfinished: Vec<UnfinishedPlan>,
     scheduler: Scheduler,
+    leadership: &Leadership,
     shutdown: &CancellationToken,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     // Webhook holds (`declare_after`) run out here, also those a previous
-    // run left waiting.
-    tasks.spawn(state.intake.clone().run(shutdown.clone()));
+    // run left waiting (on the leader, among daemons sharing a store).
+    tasks.spawn(
+        state
+            .intake
+            .clone()
+            .run(shutdown.clone(), leadership.clone()),
+    );
     // Planning stops at its next batch as soon as a stop is asked for, not
     // after the requests waiting on it time out.
     let stopping = state.service.stopping();

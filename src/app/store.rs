@@ -1,10 +1,30 @@
 //! Opening the store the config names, and `check-config --connect`'s
 //! look at it: reachable, and migrated as far as this binary expects.
 
-use tracing::info;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::StoreLocation;
-use crate::outbox::{PostgresStore, SqliteStore, Storage, StoreError};
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::banner::Banner;
+use crate::clock::Clock;
+use crate::config::{Settings, StoreLocation};
+use crate::outbox::{
+    CrisisFilter, Leadership, PostgresStore, SqliteStore, Storage, StoreError, StoreEvent,
+    StoreEvents,
+};
+use crate::telemetry;
+
+use super::StartupError;
+
+/// How often a daemon on a shared store looks at the crises itself, in
+/// case a notification was lost: the banner is right within this long
+/// even without LISTEN/NOTIFY.
+const RESYNC_EVERY: Duration = Duration::from_secs(5);
+/// How long to wait before listening again after the connection failed.
+const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 
 /// Opens (and migrates) the store at `location`.
 pub async fn open_location(location: &StoreLocation) -> Result<Storage, StoreError> {
@@ -13,6 +33,166 @@ pub async fn open_location(location: &StoreLocation) -> Result<Storage, StoreErr
         StoreLocation::Sqlite(path) => Storage::new(SqliteStore::open(path).await?),
         StoreLocation::Postgres(url) => Storage::new(PostgresStore::open(url.expose()).await?),
     })
+}
+
+/// The daemon's store; on PostgreSQL its subscription to what other
+/// daemons commit. Alone on its SQLite file a daemon leads; on a shared
+/// store it leads once elected.
+pub(super) async fn open_for_daemon(
+    settings: &Settings,
+) -> Result<(Storage, Option<StoreEvents>, Leadership), StartupError> {
+    let location = settings
+        .store
+        .location()
+        .map_err(|problem| StartupError::Invalid(vec![problem]))?;
+    info!(store = %location, "opening the store");
+    Ok(match location {
+        StoreLocation::Sqlite(path) => (
+            Storage::new(SqliteStore::open(&path).await?),
+            None,
+            Leadership::alone(),
+        ),
+        StoreLocation::Postgres(url) => {
+            let store = PostgresStore::open(url.expose()).await?;
+            let events = store.events().await?;
+            (Storage::new(store), Some(events), Leadership::elected())
+        }
+    })
+}
+
+/// Follows what every daemon on the shared store commits: queued work
+/// wakes this daemon's workers at once, and a crisis changed elsewhere
+/// shows on this daemon's banner. A lost notification is made up for by
+/// looking again (and every `RESYNC_EVERY` regardless).
+pub(super) async fn follow_events(
+    mut events: StoreEvents,
+    storage: Storage,
+    banner: Arc<Banner>,
+    stop: CancellationToken,
+) {
+    let mut resync = tokio::time::interval(RESYNC_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = resync.tick() => refresh_banner(&storage, &banner).await,
+            event = events.next() => match event {
+                Ok(StoreEvent::WorkDue) => storage.queue.work_due().notify(),
+                Ok(StoreEvent::CrisisChanged(id)) => match storage.crises.crisis(id).await {
+                    Ok(Some(crisis)) => banner.apply(&crisis),
+                    Ok(None) => {}
+                    Err(err) => warn!(error = %err, crisis = %id, "Could not read a crisis another daemon changed."),
+                },
+                Ok(StoreEvent::Missed) => {
+                    storage.queue.work_due().notify();
+                    refresh_banner(&storage, &banner).await;
+                }
+                Err(err) => {
+                    warn!(error = %err, "Lost the store's notifications; listening again shortly.");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(RELISTEN_AFTER) => {}
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The banner made to agree with the store: every active crisis, and the
+/// shown ones as they are now (resolved ones leave).
+async fn refresh_banner(storage: &Storage, banner: &Banner) {
+    let active = match storage.crises.crises(CrisisFilter::Active).await {
+        Ok(active) => active,
+        Err(err) => {
+            warn!(error = %err, "Could not read the active crises for the banner.");
+            return;
+        }
+    };
+    let shown = banner.shown();
+    for crisis in &active {
+        banner.apply(crisis);
+    }
+    for id in shown
+        .into_iter()
+        .filter(|id| active.iter().all(|c| c.id != *id))
+    {
+        if let Ok(Some(crisis)) = storage.crises.crisis(id).await {
+            banner.apply(&crisis);
+        }
+    }
+}
+
+/// How often a daemon on a shared store tries to take or keep the lead.
+const ELECT_EVERY: Duration = Duration::from_secs(5);
+/// How long a lead lasts unless renewed.
+pub const LEADER_TTL: Duration = Duration::from_secs(15);
+/// A leader that could not renew stops acting this long before its lease
+/// ends, so two daemons never act as leader at once.
+const STEP_DOWN_BEFORE: Duration = Duration::from_secs(5);
+
+/// This daemon's name among those sharing the store: its host and process.
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "crisisd".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Takes or keeps the lead every `ELECT_EVERY`, and gives it up at stop.
+pub(super) async fn elect(
+    storage: Storage,
+    leadership: Leadership,
+    clock: Arc<dyn Clock>,
+    stop: CancellationToken,
+) {
+    let node = node_name();
+    let mut renewed_at: Option<DateTime<Utc>> = None;
+    let mut every = tokio::time::interval(ELECT_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        let now = clock.now();
+        let elected =
+            tokio::time::timeout(ELECT_EVERY, storage.leader.elect(&node, now, LEADER_TTL)).await;
+        match elected {
+            Ok(Ok(Some(term))) => {
+                if !leadership.is_leading() {
+                    info!(node = %node, term = term.term, "This daemon leads now.");
+                }
+                leadership.set(true);
+                renewed_at = Some(now);
+                telemetry::leader(true, term.term);
+            }
+            Ok(Ok(None)) => {
+                if leadership.is_leading() {
+                    warn!(node = %node, "Another daemon leads now.");
+                }
+                leadership.set(false);
+                renewed_at = None;
+                telemetry::leader(false, 0);
+            }
+            Ok(Err(_)) | Err(_) => {
+                let stale = renewed_at.is_some_and(|at| {
+                    (now - at).to_std().unwrap_or_default() >= LEADER_TTL - STEP_DOWN_BEFORE
+                });
+                warn!(node = %node, "Could not renew the lead.");
+                if stale && leadership.is_leading() {
+                    warn!(node = %node, "Stopped leading: the lead could not be renewed in time.");
+                    leadership.set(false);
+                    renewed_at = None;
+                    telemetry::leader(false, 0);
+                }
+            }
+        }
+    }
+    if leadership.is_leading() {
+        leadership.set(false);
+        if let Err(err) = storage.leader.resign(&node).await {
+            warn!(error = %err, "Could not give the lead up; another daemon takes it when it runs out.");
+        }
+    }
 }
 
 /// What `check-config --connect` found: the store answers, and which of

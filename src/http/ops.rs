@@ -43,7 +43,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(readiness)).into_response()
+    // Which daemon leads those sharing the store (this one, alone on
+    // SQLite); informational, never a reason to be unready.
+    let mut body = serde_json::to_value(&readiness).unwrap_or_default();
+    if let Ok(leader) = state.storage.leader.leader(state.clock.now()).await {
+        body["leader"] = json!(leader);
+    }
+    (status, Json(body)).into_response()
 }
 
 /// Refreshes the gauges read from the store, then renders everything.

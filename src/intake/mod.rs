@@ -39,8 +39,8 @@ use crate::clock::Clock;
 use crate::config::{HookMode, HookSettings, HookSource, Settings};
 use crate::domain::{Actor, ActorSource, Crisis, CrisisId, Declaration};
 use crate::outbox::{
-    CrisisStore, HookLogEntry, HookStore, Pending, PendingState, SourceLink, SourceLinkStore,
-    Storage, StoreError, Verdict,
+    CrisisStore, HookLogEntry, HookStore, Leadership, Pending, PendingState, SourceLink,
+    SourceLinkStore, Storage, StoreError, Verdict,
 };
 use crate::service::{
     Applied, CrisisService, ServiceError, SourceRef, TransitionContext, TransitionOutcome,
@@ -425,8 +425,18 @@ impl Intake {
 
     /// Applies one signal under the intake lock: to the crisis its incident
     /// is linked to, to the held or proposed declaration it refreshes, or as
-    /// a new incident.
+    /// a new incident; once more when another daemon linked the incident
+    /// while this one was declaring it.
     async fn apply(&self, hook: &Hook, signal: &Signal) -> Result<Step, ServiceError> {
+        match self.apply_once(hook, signal).await {
+            // Another daemon sharing the store declared this incident
+            // first: it is linked now, and applies to that crisis.
+            Err(ServiceError::Conflict(_)) => self.apply_once(hook, signal).await,
+            applied => applied,
+        }
+    }
+
+    async fn apply_once(&self, hook: &Hook, signal: &Signal) -> Result<Step, ServiceError> {
         let name = hook.name();
         let key = signal.key.as_str();
         let source = link_source(name);
@@ -757,9 +767,18 @@ impl Intake {
     }
 
     /// Runs the hold timer until `shutdown`: each hold is declared when it
-    /// is due, also after a restart.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// is due, also after a restart; while `leadership` says this daemon
+    /// leads (among daemons sharing a store, one fires them; the others
+    /// look again every `NOT_LEADING_POLL`).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken, leadership: Leadership) {
         loop {
+            if !leadership.is_leading() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(NOT_LEADING_POLL) => {}
+                }
+                continue;
+            }
             let ok = self.fire_due().await;
             let wait = match self.store.next_hold().await {
                 Ok(Some(at)) => until(at, self.clock.now()),
@@ -778,6 +797,8 @@ impl Intake {
 }
 
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How often a daemon that does not lead checks whether it does now.
+const NOT_LEADING_POLL: Duration = Duration::from_secs(1);
 
 fn until(at: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (at - now).to_std().unwrap_or(Duration::ZERO)

@@ -12,6 +12,7 @@ mod dead_letters;
 mod follow_ups;
 mod hooks;
 mod idempotency;
+mod leader;
 mod ledger;
 mod plans;
 mod postgres;
@@ -30,13 +31,14 @@ pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
+pub use leader::{LeaderStore, Leadership, Term};
 pub use ledger::{
     ChannelStateCount, DeliveryCount, FinishedCount, Ledger, WRITE_FAULT_QUIET, WriteFaults,
 };
 pub use plans::{
     Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
 };
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, StoreEvent, StoreEvents};
 pub use queue::{
     ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
 };
@@ -139,6 +141,8 @@ pub struct Storage {
     pub ledger: Arc<dyn Ledger>,
     /// Console accounts, their sessions and the account audit trail.
     pub accounts: Arc<dyn AccountStore>,
+    /// Which daemon leads, among those sharing the store.
+    pub leader: Arc<dyn LeaderStore>,
     /// Console drafts waiting for a second person.
     pub submissions: Arc<dyn SubmissionStore>,
 }
@@ -158,6 +162,7 @@ impl Storage {
             + HookStore
             + Ledger
             + AccountStore
+            + LeaderStore
             + SubmissionStore,
     {
         let backend = Arc::new(backend);
@@ -173,6 +178,7 @@ impl Storage {
             hooks: backend.clone(),
             ledger: backend.clone(),
             accounts: backend.clone(),
+            leader: backend.clone(),
             submissions: backend,
         }
     }

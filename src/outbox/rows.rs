@@ -15,7 +15,7 @@ use sqlx::FromRow;
 use super::{
     AccountEvent, Announcement, ChannelStateCount, DeadCause, DeadLetter, Delivery, DeliveryCount,
     DeliveryState, FinishedCount, HookLogEntry, IdempotencyRecord, NewDelivery, Payload, Pending,
-    Personal, Planned, Session, SourceLink, StoreError, Submission, UnfinishedPlan,
+    Personal, Planned, Session, SourceLink, StoreError, Submission, Term, UnfinishedPlan,
 };
 use crate::domain::account::{User, UserName};
 use crate::domain::consent::ContactPoint;
@@ -753,6 +753,33 @@ pub(super) const UNREACHED: &str = "CASE WHEN d.reached_only THEN NOT EXISTS (SE
      WHERE earlier.crisis_id = d.crisis_id AND earlier.channel = d.channel \
        AND earlier.destination = d.destination AND earlier.ordinal < d.ordinal \
        AND earlier.state = 'sent') ELSE false END";
+
+/// The lead as `leader` stores it.
+#[derive(sqlx::FromRow)]
+pub(super) struct TermRow {
+    pub(super) node: String,
+    pub(super) term: i64,
+    pub(super) elected_at: i64,
+    pub(super) expires_at: i64,
+}
+
+impl TryFrom<TermRow> for Term {
+    type Error = StoreError;
+
+    fn try_from(row: TermRow) -> Result<Self, StoreError> {
+        Ok(Term {
+            node: row.node,
+            term: count(row.term),
+            elected_at: from_millis(row.elected_at)?,
+            expires_at: from_millis(row.expires_at)?,
+        })
+    }
+}
+
+/// A lease's end, `ttl` after `now`.
+pub(super) fn lease_end(now: DateTime<Utc>, ttl: std::time::Duration) -> i64 {
+    millis(now).saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+}
 
 #[derive(sqlx::FromRow)]
 pub(super) struct SubmissionRow<'r> {

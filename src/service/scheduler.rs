@@ -10,6 +10,7 @@ use tracing::error;
 
 use crate::clock::Clock;
 use crate::liveness::Liveness;
+use crate::outbox::Leadership;
 use crate::service::{CrisisService, ServiceError};
 
 /// Shortest sleep between rounds, so a follow-up that stays due (its
@@ -21,6 +22,8 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     poll_interval: Duration,
     liveness: Option<Liveness>,
+    /// Only the leader among daemons sharing a store sends follow-ups.
+    leadership: Leadership,
 }
 
 /// Beyond two polls, how long a round may take before the watchdog calls
@@ -38,7 +41,14 @@ impl Scheduler {
             clock,
             poll_interval,
             liveness: None,
+            leadership: Leadership::alone(),
         }
+    }
+
+    /// Sends follow-ups only while `leadership` says this daemon leads.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     /// Beats a heartbeat every round, for the systemd watchdog.
@@ -62,6 +72,14 @@ impl Scheduler {
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if !self.leadership.is_leading() {
+                // Another daemon sends them; look again after a poll.
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(self.poll_interval) => {}
+                }
+                continue;
+            }
             let wait = match self.service.send_due_follow_ups().await {
                 Ok(Some(next)) => (next - self.clock.now())
                     .to_std()

@@ -1,145 +1,34 @@
 //! `kill -9` while deliveries are pending loses nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use crate::support::{SmtpServer, TOKEN, TestConfig, WAIT, declaration, free_port};
+use crate::support::{Daemon, SmtpServer, TOKEN, TestConfig, WAIT};
 
-const BIN: &str = env!("CARGO_BIN_EXE_crisisd");
 /// Thousands, so the kill lands mid fan-out with many batches written.
 const READERS: usize = 2000;
 /// The email channel's in-flight limit: the most a crash may repeat.
 const CONCURRENCY: usize = 8;
 
-/// The daemon as a separate process, on a config in its own directory.
-struct Daemon {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    /// `readers` English readers, email at `concurrency`, leases of `lease`.
-    fn new(smtp: &SmtpServer, readers: usize, lease: &'static str, concurrency: usize) -> Self {
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = TestConfig::new(smtp.port());
-        config.audience = std::iter::once("id,name,email,phone,locale,timezone\n".to_owned())
-            .chain((0..readers).map(|i| format!("r{i},Reader {i},reader{i}@example.com,,en,UTC\n")))
-            .collect();
-        config.concurrency = concurrency;
-        config.lease = lease;
-        // A send ends well within its lease (check-config insists).
-        config.smtp_timeout = if lease == "1s" { "500ms" } else { "2s" };
-        config.listen = Box::leak(format!("127.0.0.1:{port}").into_boxed_str());
-        let path = dir.path().join("crisisd.toml");
-        std::fs::write(&path, config.write(dir.path())).expect("write config");
-        Self {
-            _dir: dir,
-            config: path,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client"),
-        }
-    }
-
-    /// Starts the process and waits until it answers /healthz.
-    async fn start(&self) -> Child {
-        let child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start crisisd");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self
-            .http
-            .get(format!("{}/healthz", self.base))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the daemon did not come up"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        child
-    }
-
-    /// Declares a crisis and returns its id.
-    async fn declare(&self) -> String {
-        let declared = self
-            .http
-            .post(format!("{}/v1/crises", self.base))
-            .bearer_auth(TOKEN)
-            .json(&declaration("Payments are down"))
-            .send()
-            .await
-            .expect("declare");
-        assert_eq!(declared.status(), 201);
-        let body: serde_json::Value = declared.json().await.expect("JSON");
-        body["crisis"]["id"].as_str().expect("id").to_owned()
-    }
-
-    /// Posts an update or the all-clear (`action`: `updates`, `resolve`).
-    async fn post(&self, id: &str, action: &str, message: &str) {
-        let response = self
-            .http
-            .post(format!("{}/v1/crises/{id}/{action}", self.base))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({ "message": message }))
-            .send()
-            .await
-            .expect(action);
-        assert_eq!(response.status(), 200, "{action}");
-    }
-
-    /// The crisis's email deliveries by state, once all `planned` are
-    /// written and none is left to send.
-    async fn settled(&self, id: &str, planned: u64, within: Duration) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let detail: serde_json::Value = self
-                .http
-                .get(format!("{}/v1/crises/{id}", self.base))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .expect("GET")
-                .json()
-                .await
-                .expect("JSON");
-            let email = &detail["deliveries"]["email"];
-            let unfinished: u64 = ["pending", "in_flight", "retrying"]
-                .iter()
-                .map(|state| email[state].as_u64().unwrap_or(0))
-                .sum();
-            let finished: u64 = ["sent", "dead"]
-                .iter()
-                .map(|state| email[state].as_u64().unwrap_or(0))
-                .sum();
-            if unfinished == 0 && finished == planned {
-                return email.clone();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "still unfinished after {within:?}: {detail:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+/// The daemon as a separate process: `readers` English readers, email at
+/// `concurrency`, leases of `lease`.
+fn crash_daemon(
+    smtp: &SmtpServer,
+    readers: usize,
+    lease: &'static str,
+    concurrency: usize,
+) -> Daemon {
+    let mut config = TestConfig::new(smtp.port());
+    config.audience = std::iter::once("id,name,email,phone,locale,timezone\n".to_owned())
+        .chain((0..readers).map(|i| format!("r{i},Reader {i},reader{i}@example.com,,en,UTC\n")))
+        .collect();
+    config.concurrency = concurrency;
+    config.lease = lease;
+    // A send ends well within its lease (check-config insists).
+    config.smtp_timeout = if lease == "2s" { "1s" } else { "2s" };
+    Daemon::new(config)
 }
 
 /// An announcement's place in a crisis, from its subject.
@@ -159,7 +48,7 @@ async fn a_daemon_killed_during_an_update_and_the_all_clear_keeps_each_readers_m
     smtp.set_delay(Duration::from_millis(4));
     // Leases long enough that a send slowed by a busy machine is not
     // abandoned and sent again: only the kill may repeat messages.
-    let daemon = Daemon::new(&smtp, READERS, "5s", CONCURRENCY);
+    let daemon = crash_daemon(&smtp, READERS, "5s", CONCURRENCY);
 
     let mut process = daemon.start().await;
     let id = daemon.declare().await;
@@ -176,7 +65,7 @@ async fn a_daemon_killed_during_an_update_and_the_all_clear_keeps_each_readers_m
     let planned = 3 * READERS as u64;
     let email = daemon.settled(&id, planned, Duration::from_secs(90)).await;
     // Anything a wrong order would still send comes within a lease.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let messages = smtp.accepted();
     let mut per_reader: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for message in &messages {
@@ -223,7 +112,7 @@ async fn a_daemon_killed_mid_fan_out_delivers_everything_after_restart_with_boun
     let smtp = SmtpServer::start().await;
     // Slow acceptance keeps the fan-out going long enough to kill it midway.
     smtp.set_delay(Duration::from_millis(4));
-    let daemon = Daemon::new(&smtp, READERS, "1s", CONCURRENCY);
+    let daemon = crash_daemon(&smtp, READERS, "2s", CONCURRENCY);
 
     let mut process = daemon.start().await;
     let _ = daemon.declare().await;
@@ -293,7 +182,7 @@ async fn sigterm_lets_in_flight_sends_finish_exits_0_and_leaves_the_rest_for_the
     const FEW: usize = 10;
     let smtp = SmtpServer::start().await;
     smtp.set_delay(Duration::from_millis(300));
-    let daemon = Daemon::new(&smtp, FEW, "5s", 2);
+    let daemon = crash_daemon(&smtp, FEW, "5s", 2);
 
     let mut process = daemon.start().await;
     let _ = daemon.declare().await;

@@ -28,6 +28,7 @@ mod publish;
 mod recovery;
 mod resume;
 mod service;
+mod several_daemons;
 mod shared_store;
 mod sms;
 mod store;

@@ -7,7 +7,8 @@
 use async_trait::async_trait;
 
 use super::{
-    PostgresStore, Tx, decode, follow_ups, idempotency, millis, plans, source_links, to_json,
+    CRISIS_CHANGED, PostgresStore, Tx, WORK_DUE, decode, follow_ups, idempotency, millis, notify,
+    plans, source_links, to_json,
 };
 use crate::domain::{Crisis, CrisisEvent, CrisisId};
 use crate::outbox::rows::{CrisisRow, EventRow};
@@ -129,10 +130,13 @@ impl CrisisStore for PostgresStore {
         plans::insert_announcement(&mut tx, &announcement, planning, idempotency.as_ref()).await?;
         plans::insert_deliveries(&mut tx, &announcement, &deliveries).await?;
         if let Some(change) = &source_link {
-            source_links::apply(&mut tx, change).await?;
+            source_links::apply(&mut tx, change, previous_version.is_none()).await?;
         }
+        notify(&mut tx, CRISIS_CHANGED, &crisis.id.to_string()).await?;
+        notify(&mut tx, WORK_DUE, "").await?;
         tx.commit().await?;
         self.work_due.notify();
+        self.wrote_deliveries(deliveries.len()).await;
         Ok(())
     }
 

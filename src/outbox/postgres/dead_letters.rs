@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{PostgresStore, count, decode, millis};
+use super::{PostgresStore, WORK_DUE, count, decode, millis, notify};
 use crate::outbox::rows::{DeadLetterRow, requeueable};
 use crate::outbox::{DeadFilter, DeadLetter, DeadLetterStore, StoreError};
 
@@ -51,6 +51,7 @@ impl DeadLetterStore for PostgresStore {
     async fn requeue(&self, filter: DeadFilter<'_>, now: DateTime<Utc>) -> Result<u64, StoreError> {
         // As in SQLite: last_error stays until the next outcome replaces
         // it; finished_at and the cause are cleared.
+        let mut tx = self.pool.begin().await?;
         let requeued = sqlx::query(&format!(
             "UPDATE deliveries SET state = 'pending', attempts = 0, available_at = $3, \
              finished_at = NULL, dead_cause = NULL, lease_owner = NULL, lease_until = NULL WHERE {}",
@@ -59,9 +60,13 @@ impl DeadLetterStore for PostgresStore {
         .bind(filter.crisis.map(|id| id.to_string()))
         .bind(filter.channel)
         .bind(millis(now))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        if requeued > 0 {
+            notify(&mut tx, WORK_DUE, "").await?;
+        }
+        tx.commit().await?;
         if requeued > 0 {
             self.work_due.notify();
         }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::plans::{insert_announcement, insert_deliveries};
-use super::{PostgresStore, Tx, decode, from_millis, millis, to_json};
+use super::{PostgresStore, Tx, WORK_DUE, decode, from_millis, millis, notify, to_json};
 use crate::domain::follow_up::{
     CANCELLED_BY_RESOLVE, FollowUp, FollowUpChange, FollowUpState, NewFollowUp, Phase,
 };
@@ -312,6 +312,7 @@ impl FollowUpStore for PostgresStore {
             return Ok(false);
         }
         insert_deliveries(&mut tx, &announcement, &deliveries).await?;
+        notify(&mut tx, WORK_DUE, "").await?;
         tx.commit().await?;
         self.work_due.notify();
         Ok(true)

@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 
-use super::{PostgresStore, Tx, count, decode, follow_ups, idempotency, millis, to_json};
+use super::{
+    PostgresStore, Tx, WORK_DUE, count, decode, follow_ups, idempotency, millis, notify, to_json,
+};
 use crate::domain::AnnouncementId;
 use crate::outbox::rows::{RowValues, UnfinishedPlanRow};
 use crate::outbox::{
@@ -185,8 +187,10 @@ impl PlanStore for PostgresStore {
             .bind(announcement.id.to_string())
             .execute(&mut *tx)
             .await?;
+        notify(&mut tx, WORK_DUE, "").await?;
         tx.commit().await?;
         self.work_due.notify();
+        self.wrote_deliveries(deliveries.len()).await;
         Ok(())
     }
 

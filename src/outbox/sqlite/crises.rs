@@ -128,7 +128,7 @@ impl CrisisStore for SqliteStore {
                 .await?;
             plans::insert_deliveries(&mut tx, &announcement, &deliveries).await?;
             if let Some(change) = &source_link {
-                source_links::apply(&mut tx, change).await?;
+                source_links::apply(&mut tx, change, previous_version.is_none()).await?;
             }
             tx.commit().await?;
             drop(writing);

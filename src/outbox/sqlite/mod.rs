@@ -10,6 +10,7 @@ mod dead_letters;
 mod follow_ups;
 mod hooks;
 mod idempotency;
+mod leader;
 mod ledger;
 mod plans;
 mod queue;

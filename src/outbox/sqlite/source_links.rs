@@ -21,9 +21,35 @@ async fn remove(
     Ok(())
 }
 
-/// A transition's link change, in its transaction.
-pub(super) async fn apply(tx: &mut Tx<'_>, change: &SourceLinkChange) -> Result<(), StoreError> {
+/// A transition's link change, in its transaction. A new crisis
+/// (`declaring`) may not take over an incident an active crisis is linked
+/// to (one resolved by hand, it may): two daemons given the same incident
+/// at once declare it once, and the one that lost gets `Conflict` and
+/// looks again.
+pub(super) async fn apply(
+    tx: &mut Tx<'_>,
+    change: &SourceLinkChange,
+    declaring: bool,
+) -> Result<(), StoreError> {
     match change {
+        SourceLinkChange::Set(link) if declaring => {
+            let inserted = sqlx::query(
+                "INSERT INTO source_links (source, external_id, crisis_id, fingerprint) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (source, external_id) DO UPDATE SET crisis_id = excluded.crisis_id, \
+                 fingerprint = excluded.fingerprint WHERE EXISTS (SELECT 1 FROM crises \
+                 WHERE crises.id = source_links.crisis_id AND crises.status = 'resolved')",
+            )
+            .bind(&link.source)
+            .bind(&link.external_id)
+            .bind(link.crisis_id.to_string())
+            .bind(&link.fingerprint)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::Conflict(link.crisis_id));
+            }
+        }
         SourceLinkChange::Set(link) => {
             sqlx::query(
                 "INSERT INTO source_links (source, external_id, crisis_id, fingerprint) VALUES (?, ?, ?, ?) \

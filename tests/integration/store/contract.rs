@@ -1690,6 +1690,138 @@ pub async fn the_ledger_counts_queues_by_channel_and_answers_a_ping(db: &impl Da
     assert_eq!(finished.iter().map(|f| f.count).sum::<u64>(), 2);
 }
 
+pub async fn a_new_crisis_cannot_take_over_an_incident_an_active_crisis_is_linked_to(
+    db: &impl Database,
+) {
+    use crisisd::outbox::{SourceLink, SourceLinkChange};
+    let storage = db.open().await;
+    let link = |crisis: &Crisis| SourceLink {
+        source: "hook:alerts".into(),
+        external_id: "incident-1".into(),
+        crisis_id: crisis.id,
+        fingerprint: "f".into(),
+    };
+    let mut first = declared();
+    let mut w = write(&first, None, 1);
+    w.source_link = Some(SourceLinkChange::Set(link(&first)));
+    storage.crises.record_transition(w).await.expect("declare");
+
+    // Another daemon declared the same incident at the same time.
+    let second = declared();
+    let mut w = write(&second, None, 1);
+    w.source_link = Some(SourceLinkChange::Set(link(&second)));
+    let refused = storage.crises.record_transition(w).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(storage.crises.crisis(second.id).await.expect("read"), None);
+    assert_eq!(
+        storage
+            .source_links
+            .source_link("hook:alerts", "incident-1")
+            .await
+            .expect("link")
+            .map(|l| l.crisis_id),
+        Some(first.id)
+    );
+    assert_eq!(
+        storage
+            .ledger
+            .delivery_counts(None)
+            .await
+            .expect("counts")
+            .len(),
+        1,
+        "the refused declaration queued nothing"
+    );
+
+    // Once the linked crisis is resolved (by hand, the link left behind),
+    // the incident may start a new crisis.
+    let previous = first.version;
+    first.resolve(None, at(5)).expect("resolve");
+    storage
+        .crises
+        .record_transition(write(&first, Some(previous), 0))
+        .await
+        .expect("resolve");
+    let third = declared();
+    let mut w = write(&third, None, 0);
+    w.source_link = Some(SourceLinkChange::Set(link(&third)));
+    storage
+        .crises
+        .record_transition(w)
+        .await
+        .expect("declare again");
+    assert_eq!(
+        storage
+            .source_links
+            .source_link("hook:alerts", "incident-1")
+            .await
+            .expect("link")
+            .map(|l| l.crisis_id),
+        Some(third.id)
+    );
+}
+
+pub async fn one_daemon_leads_until_its_lease_runs_out_and_each_new_leader_has_a_new_term(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let leader = &storage.leader;
+    let ttl = Duration::from_secs(15);
+    assert_eq!(leader.leader(at(0)).await.expect("leader"), None);
+    let first = leader.elect("a", at(0), ttl).await.expect("elect");
+    assert_eq!(
+        first.as_ref().map(|t| (t.node.as_str(), t.term)),
+        Some(("a", 1))
+    );
+    assert_eq!(
+        leader.elect("b", at(1), ttl).await.expect("elect"),
+        None,
+        "a leads"
+    );
+    let renewed = leader
+        .elect("a", at(10), ttl)
+        .await
+        .expect("renew")
+        .expect("a");
+    assert_eq!(
+        (renewed.term, renewed.elected_at, renewed.expires_at),
+        (1, at(0), at(25))
+    );
+    assert_eq!(leader.elect("b", at(24), ttl).await.expect("elect"), None);
+
+    // `a` stalls past its lease: `b` takes over with the next term, and `a`
+    // coming back does not take it back.
+    let second = leader
+        .elect("b", at(25), ttl)
+        .await
+        .expect("elect")
+        .expect("b");
+    assert_eq!((second.node.as_str(), second.term), ("b", 2));
+    assert_eq!(leader.elect("a", at(26), ttl).await.expect("elect"), None);
+    assert_eq!(
+        leader.leader(at(26)).await.expect("leader").map(|t| t.node),
+        Some("b".to_owned())
+    );
+
+    // A stop gives the lead up at once.
+    leader.resign("b").await.expect("resign");
+    assert_eq!(leader.leader(at(27)).await.expect("leader"), None);
+    let third = leader
+        .elect("a", at(27), ttl)
+        .await
+        .expect("elect")
+        .expect("a");
+    assert_eq!(third.term, 3);
+    assert_eq!(
+        db.open().await.leader.leader(at(28)).await.expect("leader"),
+        Some(third),
+        "kept in the store"
+    );
+}
+
 /// A waiter for work due, registered now (as a worker does before it
 /// claims).
 fn registered(storage: &Storage) -> Pin<Box<Notified<'_>>> {
@@ -2163,6 +2295,8 @@ macro_rules! store_contract {
             a_retry_to_an_address_opted_out_meanwhile_ends_dead,
             opting_out_ends_queued_messages_and_opting_in_takes_it_back,
             a_source_link_is_set_replaced_and_removed_with_transitions,
+            a_new_crisis_cannot_take_over_an_incident_an_active_crisis_is_linked_to,
+            one_daemon_leads_until_its_lease_runs_out_and_each_new_leader_has_a_new_term,
             a_plan_is_written_in_batches_and_listed_until_finished,
             a_claimed_reader_gets_the_shared_rendition_and_their_own_part,
             the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_starts_after_it,

@@ -67,13 +67,13 @@ async fn daemons_starting_together_migrate_once_and_each_finds_the_schema_whole(
 }
 
 #[tokio::test]
-async fn daemons_claiming_together_each_get_other_deliveries() {
+async fn daemons_claiming_and_recording_together_each_get_other_deliveries() {
     let database = PostgresDatabase::new().await;
     let storage = database.open().await;
     let crisis = declared();
     storage
         .crises
-        .record_transition(write(&crisis, None, 400))
+        .record_transition(write(&crisis, None, 2000))
         .await
         .expect("declare");
     let nodes: Vec<Storage> = futures::future::join_all((0..4).map(|_| database.open())).await;
@@ -96,16 +96,24 @@ async fn daemons_claiming_together_each_get_other_deliveries() {
                 if batch.is_empty() {
                     return taken;
                 }
+                let outcomes: Vec<_> = batch
+                    .iter()
+                    .map(|d| (d.id, crisisd::outbox::Outcome::Sent { provider_ref: None }))
+                    .collect();
+                node.queue
+                    .record_outcomes(&owner, at(2), &outcomes)
+                    .await
+                    .expect("outcomes recorded while others claim");
                 taken.extend(batch.into_iter().map(|d| d.id));
             }
         }
     }))
     .await;
     let mut all: Vec<_> = claims.iter().flatten().collect();
-    assert_eq!(all.len(), 400, "every delivery claimed");
+    assert_eq!(all.len(), 2000, "every delivery claimed");
     all.sort();
     all.dedup();
-    assert_eq!(all.len(), 400, "none claimed twice");
+    assert_eq!(all.len(), 2000, "none claimed twice");
     assert!(
         claims.iter().filter(|taken| !taken.is_empty()).count() > 1,
         "claims spread: {:?}",

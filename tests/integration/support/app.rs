@@ -63,6 +63,9 @@ pub struct TestConfig {
     pub email_extra: String,
     /// The daemon's clock; the system clock when unset.
     pub clock: Option<Arc<ManualClock>>,
+    /// The email channel's sender (a daemon of several tells its messages
+    /// apart by it).
+    pub email_from: &'static str,
     /// A PostgreSQL URL for `[store]`; a SQLite file in the directory when
     /// unset.
     pub store_url: Option<String>,
@@ -91,6 +94,7 @@ impl TestConfig {
             dispatch_extra: String::new(),
             email_extra: String::new(),
             clock: None,
+            email_from: "Test Co. Support <support@example.com>",
             store_url: None,
         }
     }
@@ -160,7 +164,7 @@ file = "{audience}"
 {drill_file}
 [[channels.email]]
 name = "email"
-from = "Test Co. Support <support@example.com>"
+from = "{email_from}"
 transport = "smtp"
 concurrency = {concurrency}
 {email_extra}
@@ -219,6 +223,7 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
             concurrency = self.concurrency,
             smtp_port = self.smtp_port,
             lease = self.lease,
+            email_from = self.email_from,
             max_attempts = self.max_attempts,
             retry_base = self.retry_base,
             retry_max = self.retry_max,

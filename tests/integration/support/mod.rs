@@ -1,10 +1,12 @@
 pub mod app;
 pub mod browser;
+pub mod daemon;
 pub mod postgres;
 pub mod smtp;
 
 pub use app::{PUBLIC_URL, TOKEN, TestApp, TestConfig, declaration, spawn_app, spawn_app_in};
 pub use browser::run_browser_script;
+pub use daemon::Daemon;
 pub use smtp::{SmtpServer, TlsMode};
 
 use std::time::Duration;
