@@ -178,7 +178,10 @@ impl CrisisStore for PostgresStore {
 
     async fn versions(&self, id: CrisisId) -> Result<Vec<Crisis>, StoreError> {
         sqlx::query(
-            "SELECT crisis_id AS id, * FROM crisis_versions WHERE crisis_id = $1 ORDER BY version",
+            // A crisis is a drill or not from its declaration on, so the
+            // flag is read from the crisis, not kept per version.
+            "SELECT v.crisis_id AS id, v.*, c.drill FROM crisis_versions v \
+             JOIN crises c ON c.id = v.crisis_id WHERE v.crisis_id = $1 ORDER BY v.version",
         )
         .bind(id.to_string())
         .fetch_all(&self.pool)
@@ -190,8 +193,9 @@ impl CrisisStore for PostgresStore {
 
     async fn recent_versions(&self, limit: u32) -> Result<Vec<Crisis>, StoreError> {
         sqlx::query(
-            "SELECT crisis_id AS id, * FROM crisis_versions \
-             ORDER BY updated_at DESC, crisis_id DESC, version DESC LIMIT $1",
+            "SELECT v.crisis_id AS id, v.*, c.drill FROM crisis_versions v \
+             JOIN crises c ON c.id = v.crisis_id \
+             ORDER BY v.updated_at DESC, v.crisis_id DESC, v.version DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
