@@ -44,6 +44,9 @@ pub struct Readiness {
     pub channels: BTreeMap<String, Option<ChannelCheck>>,
     /// What is wrong, one sentence each; empty when ready.
     pub problems: Vec<String>,
+    /// What an operator must look at that does not keep the daemon from
+    /// serving (a copy of the published files that cannot be written).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,8 +95,14 @@ impl Health {
     }
 
     /// Pings the store and collects the rest; `waiting` are other
-    /// problems the caller knows of (plans being retried).
-    pub async fn readiness(&self, store: &dyn Ledger, waiting: Vec<String>) -> Readiness {
+    /// problems the caller knows of (plans being retried), `warnings`
+    /// what is reported without making the daemon unready.
+    pub async fn readiness(
+        &self,
+        store: &dyn Ledger,
+        waiting: Vec<String>,
+        warnings: Vec<String>,
+    ) -> Readiness {
         let store = match tokio::time::timeout(CHECK_TIMEOUT, store.ping()).await {
             Ok(Ok(())) => Check {
                 ok: true,
@@ -150,6 +159,7 @@ impl Health {
             listener,
             channels,
             problems,
+            warnings,
         }
     }
 }

@@ -21,6 +21,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::channels::{DeliveryError, Receipt};
 use crate::domain::{Crisis, Severity};
 use crate::outbox::{ChannelStateCount, DeliveryState, Outcome};
+use crate::publish::{Target, TargetState};
 
 pub const DELIVERIES: &str = "crisisd_deliveries_total";
 pub const DELIVERY_LATENCY: &str = "crisisd_delivery_latency_seconds";
@@ -34,6 +35,8 @@ pub const WEBHOOK_REQUESTS: &str = "crisisd_webhook_requests_total";
 pub const FOLLOW_UPS_PENDING: &str = "crisisd_follow_ups_pending";
 pub const LEADER: &str = "crisisd_leader";
 pub const LEADER_TERM: &str = "crisisd_leader_term";
+pub const PUBLISH_OK: &str = "crisisd_publish_ok";
+pub const PUBLISH_FAILURES: &str = "crisisd_publish_failures";
 pub const BUILD_INFO: &str = "crisisd_build_info";
 
 /// Planned → sent: seconds for a fast channel up to hours for a large
@@ -108,6 +111,14 @@ fn describe() {
     describe_gauge!(
         LEADER_TERM,
         "The lead's term while this daemon holds it; it grows each time the lead changes hands."
+    );
+    describe_gauge!(
+        PUBLISH_OK,
+        "1 when the static mirror's last write to the target (dir, s3) succeeded, else 0."
+    );
+    describe_gauge!(
+        PUBLISH_FAILURES,
+        "Failed writes in a row of the static mirror to the target (dir, s3)."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label.");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -216,4 +227,12 @@ pub fn follow_ups_pending(count: u64) {
 pub fn leader(leading: bool, term: u64) {
     gauge!(LEADER).set(if leading { 1.0 } else { 0.0 });
     gauge!(LEADER_TERM).set(term as f64);
+}
+
+/// The static mirror's targets, set at each scrape.
+pub fn published(targets: &std::collections::BTreeMap<Target, TargetState>) {
+    for (target, state) in targets {
+        gauge!(PUBLISH_OK, "target" => target.name()).set(if state.ok { 1.0 } else { 0.0 });
+        gauge!(PUBLISH_FAILURES, "target" => target.name()).set(f64::from(state.failures));
+    }
 }

@@ -14,7 +14,7 @@ use super::{Application, StartupError};
 use crate::background::BackgroundRuntime;
 use crate::banner::Banner;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Settings;
+use crate::config::{S3Settings, Settings};
 use crate::domain::follow_up::FollowUps;
 use crate::health::{self, Health};
 use crate::http::console::Console;
@@ -24,7 +24,7 @@ use crate::lifecycle::{Notifier, Reloader};
 use crate::liveness::Liveness;
 use crate::outbox::{CrisisFilter, Leadership, Storage};
 use crate::plan::SharedInputs;
-use crate::publish::{Mirror, PublishOptions, Publisher};
+use crate::publish::{Mirror, PublishOptions, Publisher, S3Options, S3Upload};
 use crate::service::{CrisisService, Scheduler};
 
 impl Application {
@@ -54,7 +54,7 @@ impl Application {
             &inputs,
             &banner,
             &clock,
-        );
+        )?;
         let fanout = BackgroundRuntime::start(prepared.settings.dispatch.nice)
             .map_err(StartupError::Runtime)?;
         let service = Arc::new(
@@ -151,7 +151,7 @@ fn scheduler(
 }
 
 /// The crisis page, CAP documents and feeds, and the static mirror's
-/// writer when `[publish] dir` is set.
+/// writer when `[publish] dir` or `[publish.s3]` is set.
 fn publishing(
     all: &Settings,
     follow_ups: &Arc<FollowUps>,
@@ -159,7 +159,7 @@ fn publishing(
     inputs: &SharedInputs,
     banner: &Arc<Banner>,
     clock: &Arc<dyn Clock>,
-) -> (Arc<Publisher>, Option<Mirror>) {
+) -> Result<(Arc<Publisher>, Option<Mirror>), StartupError> {
     let settings = &all.publish;
     let publisher = Arc::new(Publisher::new(
         storage.clone(),
@@ -171,15 +171,39 @@ fn publishing(
             cap_expires: TimeDelta::from_std(settings.cap_expires).unwrap_or(TimeDelta::MAX),
         },
     ));
-    let mirror = settings.dir.clone().map(|dir| {
-        Mirror::new(
-            publisher.clone(),
-            dir,
-            settings.base_url.clone(),
-            clock.clone(),
-        )
-    });
-    (publisher, mirror)
+    if settings.dir.is_none() && settings.s3.is_none() {
+        return Ok((publisher, None));
+    }
+    let mut mirror = Mirror::new(publisher.clone(), settings.base_url.clone(), clock.clone());
+    if let Some(dir) = &settings.dir {
+        mirror = mirror.with_dir(dir.clone());
+    }
+    if let Some(s3) = &settings.s3 {
+        mirror = mirror.with_s3(s3_upload(s3, all.banner.max_age)?);
+    }
+    Ok((publisher, Some(mirror)))
+}
+
+/// The bucket's uploader, its keys read (check-config has said whether
+/// they can be).
+fn s3_upload(s3: &S3Settings, max_age: std::time::Duration) -> Result<S3Upload, StartupError> {
+    let read = |key: &str, source: crate::secret::SecretSource| {
+        source
+            .read()
+            .map_err(|err| StartupError::Invalid(vec![format!("publish.s3.{key}: {err}")]))
+    };
+    let options = S3Options {
+        endpoint: s3.endpoint.clone(),
+        bucket: s3.bucket.clone(),
+        region: s3.region.clone(),
+        prefix: s3.prefix.clone(),
+        path_style: s3.path_style,
+        access_key_id: read("access_key_id", s3.access_key_id())?,
+        secret_access_key: read("secret_access_key", s3.secret_access_key())?,
+        timeout: s3.timeout,
+        max_age,
+    };
+    S3Upload::new(options).map_err(|err| StartupError::Invalid(vec![err.to_string()]))
 }
 
 /// Before anything can declare: only crises already under way are compared

@@ -111,4 +111,33 @@ mod tests {
         assert!(msg.contains("t.toml:5:"), "{msg}");
         assert!(msg.contains("server.max_body_bytes"), "{msg}");
     }
+
+    #[test]
+    fn an_s3_copy_needs_an_http_endpoint_a_bucket_and_both_keys_from_outside_the_file() {
+        let text = format!(
+            "{MINIMAL}[publish.s3]\nendpoint = \"s3.example.com\"\nbucket = \" \"\n\
+             access_key_id_env = \"CRISISD_TEST_S3_KEY_THAT_IS_NOT_SET\"\n"
+        );
+        let settings = Settings::parse(Path::new("t.toml"), &text).expect("parses");
+        let problems = settings.publish.problems();
+        for expected in [
+            "publish.s3.endpoint `s3.example.com` must be an http(s) URL",
+            "publish.s3.bucket is empty",
+            "publish.s3.access_key_id: environment variable CRISISD_TEST_S3_KEY_THAT_IS_NOT_SET is not set",
+            "publish.s3: set `secret_access_key_env` or `secret_access_key_file` (never the key itself)",
+        ] {
+            assert!(
+                problems.iter().any(|p| p == expected),
+                "{expected} in {problems:#?}"
+            );
+        }
+        let keys = format!(
+            "{MINIMAL}[publish.s3]\nendpoint = \"https://s3.example.com\"\nbucket = \"b\"\nsecret_access_key = \"x\"\n"
+        );
+        let err = Settings::parse(Path::new("t.toml"), &keys).unwrap_err();
+        assert!(
+            err.to_string().contains("secret_access_key"),
+            "a key in the file is refused: {err}"
+        );
+    }
 }

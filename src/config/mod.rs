@@ -320,6 +320,8 @@ pub struct PublishSettings {
     /// how long a resolved crisis's Cancel stays in the CAP feed.
     #[serde(with = "humantime_serde")]
     pub cap_expires: Duration,
+    /// The same files uploaded to an S3-compatible bucket.
+    pub s3: Option<S3Settings>,
 }
 
 impl Default for PublishSettings {
@@ -328,6 +330,57 @@ impl Default for PublishSettings {
             dir: None,
             base_url: None,
             cap_expires: Duration::from_secs(24 * 3600),
+            s3: None,
+        }
+    }
+}
+
+/// `[publish.s3]`: an S3-compatible bucket that holds a copy of the static
+/// mirror's files; its keys come from the environment or files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// `https://s3.eu-west-1.amazonaws.com`, or a MinIO's URL.
+    pub endpoint: String,
+    pub bucket: String,
+    #[serde(default = "S3Settings::default_region")]
+    pub region: String,
+    /// Put before every file's name, `crisis/` for example.
+    #[serde(default)]
+    pub prefix: String,
+    /// The bucket in the URL's path (MinIO and most S3-compatible servers)
+    /// rather than in its host name (AWS).
+    #[serde(default)]
+    pub path_style: bool,
+    pub access_key_id_env: Option<String>,
+    pub access_key_id_file: Option<PathBuf>,
+    pub secret_access_key_env: Option<String>,
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Each upload, from connecting to the answer.
+    #[serde(default = "S3Settings::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl S3Settings {
+    fn default_region() -> String {
+        "us-east-1".to_owned()
+    }
+
+    fn default_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+
+    pub fn access_key_id(&self) -> SecretSource {
+        SecretSource {
+            env: self.access_key_id_env.clone(),
+            file: self.access_key_id_file.clone(),
+        }
+    }
+
+    pub fn secret_access_key(&self) -> SecretSource {
+        SecretSource {
+            env: self.secret_access_key_env.clone(),
+            file: self.secret_access_key_file.clone(),
         }
     }
 }

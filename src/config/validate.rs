@@ -10,7 +10,7 @@ use axum::http::HeaderValue;
 
 use super::{
     ApiSettings, BannerSettings, CompanySettings, ConsentSettings, DispatchSettings,
-    FlagFileSettings, HealthSettings, PublishSettings, ServerSettings, Settings,
+    FlagFileSettings, HealthSettings, PublishSettings, S3Settings, ServerSettings, Settings,
 };
 use crate::background::MAX_NICE;
 use crate::domain::directory::ContactEntry;
@@ -47,15 +47,49 @@ impl PublishSettings {
                 "publish.base_url `{url}` must be an http(s) URL (where the directory is served)"
             ));
         }
-        if self.base_url.is_some() && self.dir.is_none() {
-            problems
-                .push("publish.base_url is set but publish.dir is not: nothing is mirrored".into());
+        if self.base_url.is_some() && self.dir.is_none() && self.s3.is_none() {
+            problems.push(
+                "publish.base_url is set but neither publish.dir nor [publish.s3] is: nothing is mirrored"
+                    .into(),
+            );
         }
         if self.cap_expires < Duration::from_secs(60) {
             problems.push(format!(
                 "publish.cap_expires is {}; at least 1m, or alerting systems drop alerts at once",
                 humantime::format_duration(self.cap_expires)
             ));
+        }
+        problems.extend(self.s3.iter().flat_map(S3Settings::problems));
+        problems
+    }
+}
+
+impl S3Settings {
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !is_http_url(&self.endpoint) {
+            problems.push(format!(
+                "publish.s3.endpoint `{}` must be an http(s) URL",
+                self.endpoint
+            ));
+        }
+        if self.bucket.trim().is_empty() {
+            problems.push("publish.s3.bucket is empty".into());
+        }
+        if self.timeout.is_zero() {
+            problems.push("publish.s3.timeout must be more than 0s".into());
+        }
+        for (key, source) in [
+            ("access_key_id", self.access_key_id()),
+            ("secret_access_key", self.secret_access_key()),
+        ] {
+            if !source.is_set() {
+                problems.push(format!(
+                    "publish.s3: set `{key}_env` or `{key}_file` (never the key itself)"
+                ));
+            } else if let Err(err) = source.read() {
+                problems.push(format!("publish.s3.{key}: {err}"));
+            }
         }
         problems
     }

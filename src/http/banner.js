@@ -2,6 +2,12 @@
  * Embed: <script src="https://crisis.example.com/banner.js" defer></script>
  * Optional data-lang="bn" on the tag overrides the page language; data-drills="true"
  * shows drills too (a staff page, a test site), which are hidden otherwise.
+ * So the banner outlives the daemon, point it at the static mirror ([publish] dir,
+ * served by nginx or a CDN) too: either load the script from the mirror and name
+ * the daemon, <script src="https://static.example.com/crisis/banner.js"
+ * data-api="https://crisis.example.com/" defer>, or load it from the daemon with
+ * data-fallback="https://static.example.com/crisis/". The daemon is asked first;
+ * when it does not answer in time, the mirror's copy is shown.
  * No dependencies, no globals; server data is only ever set as text. */
 (function () {
   'use strict';
@@ -10,8 +16,14 @@
   var script = document.currentScript;
   if (!script || !script.src || !window.fetch) return;
 
-  var BASE = new URL('.', script.src); // directory banner.js was served from
+  var HOME = new URL('.', script.src); // directory banner.js was served from
+  var API = script.getAttribute('data-api');
+  var BASE = API ? new URL(API, HOME) : HOME; // the daemon
+  var FALLBACK = script.getAttribute('data-fallback');
+  // The static mirror: named, or where the script came from when that is not the daemon.
+  var MIRROR = FALLBACK ? new URL(FALLBACK, HOME) : (API ? HOME : null);
   var REFRESH_MS = 60000;
+  var TIMEOUT_MS = 4000; // then the mirror's copy, which a CDN answers at once
   var STORE_KEY = 'crisisd-banner-dismissed';
   var ROOT_ID = 'crisisd-banner';
   var COLORS = { // background / text; all pairs above WCAG AA contrast
@@ -234,19 +246,45 @@
     document.body.insertBefore(root, document.body.firstChild);
   }
 
-  function load() {
-    var url = new URL('v1/banner', BASE);
-    url.searchParams.set('lang', lang());
-    if (script.getAttribute('data-drills') === 'true') url.searchParams.set('drills', 'true');
-    fetch(url.toString(), { credentials: 'omit', headers: { Accept: 'application/json' } })
+  function fetchJson(url) {
+    var abort = window.AbortController ? new AbortController() : null;
+    var timer = abort && setTimeout(function () { abort.abort(); }, TIMEOUT_MS);
+    var options = { credentials: 'omit', headers: { Accept: 'application/json' } };
+    if (abort) options.signal = abort.signal;
+    return fetch(url.toString(), options)
       .then(function (res) {
-        if (!res.ok) throw new Error('HTTP ' + res.status);
+        if (!res.ok) throw new Error('HTTP ' + res.status + ' from ' + url);
         return res.json();
       })
       .then(function (data) {
-        if (!data || !Array.isArray(data.crises) || !data.labels) throw new Error('bad response');
-        render(data);
+        if (!data || !Array.isArray(data.crises) || !data.labels) throw new Error('bad response from ' + url);
+        return data;
       })
+      .finally(function () { if (timer) clearTimeout(timer); });
+  }
+
+  function live() {
+    var url = new URL('v1/banner', BASE);
+    url.searchParams.set('lang', lang());
+    if (script.getAttribute('data-drills') === 'true') url.searchParams.set('drills', 'true');
+    return fetchJson(url);
+  }
+
+  // The mirror holds banner-<language>.json per shipped language and banner.json
+  // in the default one; drills are never mirrored.
+  function mirrored() {
+    var primary = lang().toLowerCase().split('-')[0].replace(/[^a-z]/g, '');
+    return fetchJson(new URL('banner-' + primary + '.json', MIRROR))
+      .catch(function () { return fetchJson(new URL('banner.json', MIRROR)); });
+  }
+
+  function load() {
+    live()
+      .catch(function (err) {
+        if (!MIRROR) throw err;
+        return mirrored();
+      })
+      .then(render)
       .catch(warnOnce);
   }
 

@@ -36,7 +36,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .collect();
     let readiness = state
         .health
-        .readiness(state.storage.ledger.as_ref(), waiting)
+        .readiness(
+            state.storage.ledger.as_ref(),
+            waiting,
+            state.publisher.status().warnings(),
+        )
         .await;
     let status = if readiness.problems.is_empty() {
         StatusCode::OK
@@ -48,6 +52,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let mut body = serde_json::to_value(&readiness).unwrap_or_default();
     if let Ok(leader) = state.storage.leader.leader(state.clock.now()).await {
         body["leader"] = json!(leader);
+    }
+    // The static mirror's targets, when any is configured.
+    let published = state.publisher.status().snapshot();
+    if !published.is_empty() {
+        body["publish"] = json!(published);
     }
     (status, Json(body)).into_response()
 }
@@ -70,6 +79,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(active) = storage.crises.crises(CrisisFilter::Active).await {
         crate::telemetry::active_crises(&active);
     }
+    crate::telemetry::published(&state.publisher.status().snapshot());
     (
         [(
             header::CONTENT_TYPE,

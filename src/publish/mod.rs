@@ -7,6 +7,8 @@ mod atom;
 mod cap;
 mod mirror;
 mod page;
+mod s3;
+mod status;
 mod xml;
 
 use std::collections::HashMap;
@@ -21,6 +23,8 @@ pub use atom::FEED_ENTRIES;
 pub use cap::{CAP_NAMESPACE, cap_category, cap_ratings};
 pub use mirror::{Mirror, MirrorError};
 pub use page::{PageView, template_problems};
+pub use s3::{S3Error, S3Options, S3Upload};
+pub use status::{PublishStatus, Target, TargetState};
 
 use crate::banner::Banner;
 use crate::domain::CrisisId;
@@ -138,6 +142,8 @@ pub struct Publisher {
     pages: std::sync::RwLock<HashMap<String, CachedPage>>,
     /// Wakes the mirror.
     changed: Notify,
+    /// How the mirror's targets fare.
+    status: PublishStatus,
 }
 
 impl Publisher {
@@ -157,7 +163,13 @@ impl Publisher {
             generation: AtomicU64::new(0),
             pages: std::sync::RwLock::default(),
             changed: Notify::new(),
+            status: PublishStatus::default(),
         }
+    }
+
+    /// The static mirror's targets, for `/readyz` and `/metrics`.
+    pub fn status(&self) -> &PublishStatus {
+        &self.status
     }
 
     /// A transition was written: pages are rendered afresh and the mirror

@@ -24,8 +24,8 @@ async fn serve_page(listener: tokio::net::TcpListener, daemon: String, lang: &'s
     axum::serve(listener, router).await.expect("page server");
 }
 
-/// The page's DOM after its scripts ran.
-async fn rendered_dom(url: &str) -> String {
+/// The page's DOM after its scripts ran (virtual time: timers up to 5 s run).
+pub(crate) async fn rendered_dom(url: &str) -> String {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: `apt-get install chromium` (.ci/run installs it)"

@@ -71,22 +71,11 @@ fn readers(n: usize) -> String {
         .collect()
 }
 
-async fn readyz(app: &TestApp) -> (u16, Value) {
-    let response = app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("GET /readyz");
-    let status = response.status().as_u16();
-    (status, response.json().await.expect("JSON"))
-}
-
 /// Polls `/readyz` until its status is `want`; panics after `timeout`.
 async fn wait_for_readyz(app: &TestApp, want: u16, timeout: Duration) -> Value {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let (status, body) = readyz(app).await;
+        let (status, body) = app.readyz().await;
         if status == want {
             return body;
         }

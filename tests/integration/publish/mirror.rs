@@ -42,6 +42,7 @@ async fn served_banner(app: &TestApp, lang: &str) -> Value {
 fn expected_files() -> Vec<String> {
     let mut files = vec![
         "index.html".to_owned(),
+        "banner.json".into(),
         "banner.js".into(),
         "cap.atom".into(),
     ];

@@ -6,6 +6,9 @@ mod cap;
 mod feed;
 mod mirror;
 mod page;
+mod reader;
+mod s3;
+mod static_copy;
 mod tools;
 
 use crate::support::{SmtpServer, TestApp, TestConfig, spawn_app};

@@ -102,3 +102,122 @@ print(json.dumps({
 "#;
     serde_json::from_str(&run_python(script, document.as_bytes())).expect("feedparser JSON")
 }
+
+/// A free loopback port, for a server that is started later.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Waits until something accepts connections on `port`.
+async fn wait_for_port(port: u16, what: &str, child: &mut std::process::Child) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start: {status}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} does not listen on {port} after 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A server process of the test's own, stopped when dropped.
+pub struct Server {
+    child: std::process::Child,
+    pub base: String,
+    _scratch: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx from Debian's package serving `dir` with the shipped
+/// deploy/nginx/crisis-mirror.conf, on a loopback port; one process
+/// (`master_process off`) run as the test's own user.
+pub async fn nginx(dir: &std::path::Path) -> Server {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("nginx is missing: run .ci/test, which installs it");
+    let shipped = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx/crisis-mirror.conf"),
+    )
+    .expect("deploy/nginx/crisis-mirror.conf");
+    let port = free_port();
+    let site = shipped
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+        .replace(
+            "root /var/lib/crisisd/public;",
+            &format!("root {};", dir.display()),
+        );
+    assert!(
+        site.contains(&format!("127.0.0.1:{port}")),
+        "the example listens on 80"
+    );
+    let scratch = tempfile::tempdir().expect("nginx prefix");
+    let prefix = scratch.path().display().to_string();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n\
+         error_log {prefix}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {prefix}/body;\n\
+         proxy_temp_path {prefix}/proxy;\n fastcgi_temp_path {prefix}/fastcgi;\n\
+         uwsgi_temp_path {prefix}/uwsgi;\n scgi_temp_path {prefix}/scgi;\n{site}\n}}\n"
+    );
+    std::fs::write(scratch.path().join("nginx.conf"), conf).expect("write nginx.conf");
+    let mut child = Command::new(nginx)
+        .arg("-e")
+        .arg(scratch.path().join("error.log"))
+        .arg("-p")
+        .arg(scratch.path())
+        .arg("-c")
+        .arg(scratch.path().join("nginx.conf"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    wait_for_port(port, "nginx", &mut child).await;
+    Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        _scratch: scratch,
+    }
+}
+
+/// moto (from PyPI, in target/pytools) in server mode: an S3-compatible
+/// server on `port` of loopback.
+pub async fn moto(port: u16) -> Server {
+    let scratch = tempfile::tempdir().expect("moto dir");
+    let mut child = Command::new(python())
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .current_dir(scratch.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto (run .ci/test, which installs moto[server] in target/pytools)");
+    wait_for_port(port, "moto", &mut child).await;
+    Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        _scratch: scratch,
+    }
+}

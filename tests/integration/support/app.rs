@@ -337,6 +337,18 @@ impl TestApp {
         body["crisis"]["id"].as_str().expect("id").to_owned()
     }
 
+    /// `/readyz`: its status and body.
+    pub async fn readyz(&self) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("GET /readyz");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON"))
+    }
+
     pub async fn banner(&self, lang: &str) -> Value {
         self.http
             .get(self.url(&format!("/v1/banner?lang={lang}")))
