@@ -217,3 +217,52 @@ pub fn leader(leading: bool, term: u64) {
     gauge!(LEADER).set(if leading { 1.0 } else { 0.0 });
     gauge!(LEADER_TERM).set(term as f64);
 }
+
+/// At most one log line per key and interval, for events an outsider can
+/// cause at will (refused webhooks, a full listener): a flood costs a
+/// counter, not a line per request. `allow` says how many were suppressed
+/// since the last line that was let through.
+pub struct LogThrottle {
+    interval: Duration,
+    keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+}
+
+/// Keys remembered at most: lines for more keys are suppressed until old
+/// ones expire, so made-up hook names cannot grow the map.
+const THROTTLE_KEYS: usize = 1024;
+
+impl LogThrottle {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            keys: std::sync::Mutex::default(),
+        }
+    }
+
+    /// `Some(suppressed)` when a line for `key` may be written now.
+    pub fn allow(&self, key: &str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((last, suppressed)) = keys.get_mut(key) {
+            if now.duration_since(*last) < self.interval {
+                *suppressed += 1;
+                return None;
+            }
+            let count = *suppressed;
+            *last = now;
+            *suppressed = 0;
+            return Some(count);
+        }
+        if keys.len() >= THROTTLE_KEYS {
+            keys.retain(|_, (last, _)| now.duration_since(*last) < self.interval);
+        }
+        if keys.len() >= THROTTLE_KEYS {
+            return None;
+        }
+        keys.insert(key.to_owned(), (now, 0));
+        Some(0)
+    }
+}

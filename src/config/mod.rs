@@ -145,6 +145,16 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// From a connection's start, or the end of its last response, until
+    /// a request's headers are complete; then it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection that neither reads nor writes for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections open at once; more wait until one closes. Lowered at
+    /// start to fit the descriptor limit.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -153,6 +163,9 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
             public_url: None,
             max_body_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct TestConfig {
     pub smtp_ca: Option<String>,
     /// More TOML appended to the config: extra channels and such.
     pub extra: String,
+    /// More keys for the `[server]` section.
+    pub server_extra: String,
     /// More keys for the `[dispatch]` section.
     pub dispatch_extra: String,
     /// More keys for the email channel (`rate_per_second = 10`).
@@ -91,6 +93,7 @@ impl TestConfig {
             smtp_tls: "none",
             smtp_ca: None,
             extra: String::new(),
+            server_extra: String::new(),
             dispatch_extra: String::new(),
             email_extra: String::new(),
             clock: None,
@@ -148,6 +151,7 @@ status_url = "https://status.example.com"
 listen = "{listen}"
 max_body_bytes = {max_body}
 public_url = "{public_url}"
+{server_extra}
 
 [store]
 {store}
@@ -234,6 +238,7 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
             consent_key = dir.join("consent.key").display(),
             extra = self.extra,
             dispatch_extra = self.dispatch_extra,
+            server_extra = self.server_extra,
             email_extra = self.email_extra,
         )
     }
