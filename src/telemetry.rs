@@ -31,6 +31,7 @@ pub const ACTIVE_CRISES: &str = "crisisd_active_crises";
 pub const CHANNEL_HEALTHY: &str = "crisisd_channel_healthy";
 pub const RELOADS: &str = "crisisd_reloads_total";
 pub const WEBHOOK_REQUESTS: &str = "crisisd_webhook_requests_total";
+pub const WEBHOOK_REFUSALS: &str = "crisisd_webhook_refusals_total";
 pub const FOLLOW_UPS_PENDING: &str = "crisisd_follow_ups_pending";
 pub const LEADER: &str = "crisisd_leader";
 pub const LEADER_TERM: &str = "crisisd_leader_term";
@@ -96,6 +97,10 @@ fn describe() {
     describe_counter!(
         WEBHOOK_REQUESTS,
         "Inbound webhook requests, by source and verdict (accepted, rejected, ignored)."
+    );
+    describe_counter!(
+        WEBHOOK_REFUSALS,
+        "Webhooks refused before their sender was authenticated (not in the webhook log), by hook (`unknown` for names not configured) and reason (unknown_hook, unauthorized, too_large, malformed)."
     );
     describe_gauge!(
         FOLLOW_UPS_PENDING,
@@ -203,6 +208,12 @@ pub fn reloaded(applied: bool) {
 /// signature or body) or `ignored` (valid, nothing to do).
 pub fn webhook_received(source: &str, verdict: &'static str) {
     counter!(WEBHOOK_REQUESTS, "source" => source.to_owned(), "verdict" => verdict).increment(1);
+}
+
+/// A webhook refused before authentication; `hook` is a configured name
+/// or `unknown`.
+pub fn webhook_refused(hook: &str, reason: &'static str) {
+    counter!(WEBHOOK_REFUSALS, "hook" => hook.to_owned(), "reason" => reason).increment(1);
 }
 
 /// For the follow-up scheduler: the number of follow-ups due and not yet
