@@ -368,6 +368,21 @@ pub struct FlagFileSettings {
     pub path: PathBuf,
     #[serde(default = "default_flag_poll", with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// A change is acted on once the file has stayed the same this long,
+    /// so a half-written file is not declared and then updated.
+    #[serde(default = "default_flag_settle", with = "humantime_serde")]
+    pub settle: Duration,
+    /// A larger file is refused with a warning, never read.
+    #[serde(default = "default_flag_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_flag_settle() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_flag_max_bytes() -> u64 {
+    64 * 1024
 }
 
 fn default_flag_poll() -> Duration {

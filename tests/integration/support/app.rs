@@ -45,6 +45,8 @@ pub struct TestConfig {
     pub smtp_timeout: &'static str,
     pub max_attempts: u32,
     pub flag_file: bool,
+    /// The flag file's `settle`.
+    pub flag_settle: &'static str,
     pub listen: &'static str,
     pub max_body_bytes: usize,
     /// SMTP username; the password is written to a file the config names.
@@ -86,6 +88,7 @@ impl TestConfig {
             smtp_timeout: "5s",
             max_attempts: 5,
             flag_file: false,
+            flag_settle: "300ms",
             listen: "127.0.0.1:0",
             max_body_bytes: 65536,
             smtp_auth: None,
@@ -135,8 +138,9 @@ impl TestConfig {
         };
         let flag = if self.flag_file {
             format!(
-                "[flag_file]\npath = \"{}\"\npoll_interval = \"100ms\"\n",
-                dir.join("crisis.flag.toml").display()
+                "[flag_file]\npath = \"{}\"\npoll_interval = \"100ms\"\nsettle = \"{}\"\n",
+                dir.join("crisis.flag.toml").display(),
+                self.flag_settle
             )
         } else {
             String::new()
