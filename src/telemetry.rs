@@ -32,6 +32,7 @@ pub const ACTIVE_CRISES: &str = "crisisd_active_crises";
 pub const CHANNEL_HEALTHY: &str = "crisisd_channel_healthy";
 pub const RELOADS: &str = "crisisd_reloads_total";
 pub const WEBHOOK_REQUESTS: &str = "crisisd_webhook_requests_total";
+pub const WEBHOOK_REFUSALS: &str = "crisisd_webhook_refusals_total";
 pub const FOLLOW_UPS_PENDING: &str = "crisisd_follow_ups_pending";
 pub const LEADER: &str = "crisisd_leader";
 pub const LEADER_TERM: &str = "crisisd_leader_term";
@@ -99,6 +100,10 @@ fn describe() {
     describe_counter!(
         WEBHOOK_REQUESTS,
         "Inbound webhook requests, by source and verdict (accepted, rejected, ignored)."
+    );
+    describe_counter!(
+        WEBHOOK_REFUSALS,
+        "Webhooks refused before their sender was authenticated (not in the webhook log), by hook (`unknown` for names not configured) and reason (unknown_hook, unauthorized, too_large, malformed)."
     );
     describe_gauge!(
         FOLLOW_UPS_PENDING,
@@ -216,6 +221,12 @@ pub fn webhook_received(source: &str, verdict: &'static str) {
     counter!(WEBHOOK_REQUESTS, "source" => source.to_owned(), "verdict" => verdict).increment(1);
 }
 
+/// A webhook refused before authentication; `hook` is a configured name
+/// or `unknown`.
+pub fn webhook_refused(hook: &str, reason: &'static str) {
+    counter!(WEBHOOK_REFUSALS, "hook" => hook.to_owned(), "reason" => reason).increment(1);
+}
+
 /// For the follow-up scheduler: the number of follow-ups due and not yet
 /// sent, set whenever it changes.
 pub fn follow_ups_pending(count: u64) {
@@ -234,5 +245,54 @@ pub fn published(targets: &std::collections::BTreeMap<Target, TargetState>) {
     for (target, state) in targets {
         gauge!(PUBLISH_OK, "target" => target.name()).set(if state.ok { 1.0 } else { 0.0 });
         gauge!(PUBLISH_FAILURES, "target" => target.name()).set(f64::from(state.failures));
+    }
+}
+
+/// At most one log line per key and interval, for events an outsider can
+/// cause at will (refused webhooks, a full listener): a flood costs a
+/// counter, not a line per request. `allow` says how many were suppressed
+/// since the last line that was let through.
+pub struct LogThrottle {
+    interval: Duration,
+    keys: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+}
+
+/// Keys remembered at most: lines for more keys are suppressed until old
+/// ones expire, so made-up hook names cannot grow the map.
+const THROTTLE_KEYS: usize = 1024;
+
+impl LogThrottle {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            keys: std::sync::Mutex::default(),
+        }
+    }
+
+    /// `Some(suppressed)` when a line for `key` may be written now.
+    pub fn allow(&self, key: &str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((last, suppressed)) = keys.get_mut(key) {
+            if now.duration_since(*last) < self.interval {
+                *suppressed += 1;
+                return None;
+            }
+            let count = *suppressed;
+            *last = now;
+            *suppressed = 0;
+            return Some(count);
+        }
+        if keys.len() >= THROTTLE_KEYS {
+            keys.retain(|_, (last, _)| now.duration_since(*last) < self.interval);
+        }
+        if keys.len() >= THROTTLE_KEYS {
+            return None;
+        }
+        keys.insert(key.to_owned(), (now, 0));
+        Some(0)
     }
 }

@@ -4,6 +4,7 @@
 //! `supervise` keeps systemd informed.
 
 mod build;
+mod descriptors;
 mod prepare;
 mod reload;
 mod run;

@@ -126,6 +126,17 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.server.max_body_bytes != new.server.max_body_bytes {
         changed.push("server.max_body_bytes");
     }
+    if (
+        old.server.header_read_timeout,
+        old.server.idle_timeout,
+        old.server.max_connections,
+    ) != (
+        new.server.header_read_timeout,
+        new.server.idle_timeout,
+        new.server.max_connections,
+    ) {
+        changed.push("server connection limits");
+    }
     if old.store != new.store {
         changed.push("store");
     }

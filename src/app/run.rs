@@ -1,8 +1,6 @@
 //! Running until stopped: the background tasks, the server, reloads as
 //! they are asked for, and the ordered drain at the end.
 
-use std::future::IntoFuture;
-
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -12,6 +10,7 @@ use super::supervise::{status_line, supervise};
 use super::workers::{Runtime, Workers};
 use super::{Application, StartupError};
 use crate::http::AppState;
+use crate::http::listener::ConnectionLimits;
 use crate::lifecycle::ReloadRequest;
 use crate::outbox::{Leadership, UnfinishedPlan};
 use crate::service::{Scheduler, ServiceError};
@@ -57,16 +56,12 @@ impl Application {
         }
         // The listener is bound and accepts from here on.
         runtime.health.set_serving(true);
-        let server = tokio::spawn(
-            // With the peer's address: the console rate-limits sign-ins by
-            // it and trusts a proxy's header only from the proxy.
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
-        );
+        let server = tokio::spawn(crate::http::listener::serve(
+            listener,
+            router,
+            connection_limits(&runtime.settings.server),
+            shutdown.clone(),
+        ));
         let status = status_line(&state, runtime.storage.ledger.as_ref()).await;
         runtime.notifier.ready(&status);
         info!(%addr, active_crises = state.banner.active_count(), "crisisd is ready.");
@@ -99,6 +94,17 @@ impl Application {
             Ok(served) => served.map_err(StartupError::Serve),
             Err(err) => Err(StartupError::Serve(std::io::Error::other(err))),
         }
+    }
+}
+
+/// The listener's limits, its connections fitted to the descriptor limit
+/// (raised first where it can be).
+fn connection_limits(server: &crate::config::ServerSettings) -> ConnectionLimits {
+    let open_files = super::descriptors::raise_limit();
+    ConnectionLimits {
+        header_read_timeout: server.header_read_timeout,
+        idle_timeout: server.idle_timeout,
+        max_connections: super::descriptors::fit_connections(server.max_connections, open_files),
     }
 }
 

@@ -145,6 +145,16 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// From a connection's start, or the end of its last response, until
+    /// a request's headers are complete; then it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection that neither reads nor writes for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Connections open at once; more wait until one closes. Lowered at
+    /// start to fit the descriptor limit.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
@@ -153,6 +163,9 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8750)),
             public_url: None,
             max_body_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
         }
     }
 }
@@ -408,6 +421,21 @@ pub struct FlagFileSettings {
     pub path: PathBuf,
     #[serde(default = "default_flag_poll", with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// A change is acted on once the file has stayed the same this long,
+    /// so a half-written file is not declared and then updated.
+    #[serde(default = "default_flag_settle", with = "humantime_serde")]
+    pub settle: Duration,
+    /// A larger file is refused with a warning, never read.
+    #[serde(default = "default_flag_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_flag_settle() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_flag_max_bytes() -> u64 {
+    64 * 1024
 }
 
 fn default_flag_poll() -> Duration {

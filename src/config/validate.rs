@@ -159,6 +159,31 @@ impl ServerSettings {
     /// `needs_public_url`: links and signatures name the daemon's address
     /// (unsubscribe links, inbound SMS webhooks).
     pub fn problems(&self, needs_public_url: bool) -> Vec<String> {
+        let mut problems = self.connection_problems();
+        problems.extend(self.public_url_problems(needs_public_url));
+        problems
+    }
+
+    fn connection_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.max_connections == 0 {
+            problems.push("server.max_connections must be at least 1".to_owned());
+        }
+        if self.header_read_timeout.is_zero() {
+            problems.push("server.header_read_timeout must be more than 0".to_owned());
+        }
+        // A request in progress may read and write nothing for a while.
+        if self.idle_timeout < self.header_read_timeout {
+            problems.push(format!(
+                "server.idle_timeout ({}) must be at least server.header_read_timeout ({})",
+                humantime::format_duration(self.idle_timeout),
+                humantime::format_duration(self.header_read_timeout)
+            ));
+        }
+        problems
+    }
+
+    fn public_url_problems(&self, needs_public_url: bool) -> Vec<String> {
         match &self.public_url {
             Some(url) if !is_http_url(url) => {
                 vec![format!("server.public_url `{url}` must be an http(s) URL")]

@@ -7,6 +7,7 @@ mod consent;
 pub mod console;
 mod error;
 pub mod hooks;
+pub mod listener;
 mod ops;
 pub mod preview;
 mod publish;

@@ -45,6 +45,7 @@ use crate::outbox::{
 use crate::service::{
     Applied, CrisisService, ServiceError, SourceRef, TransitionContext, TransitionOutcome,
 };
+use crate::telemetry::LogThrottle;
 
 /// Largest webhook body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -217,6 +218,19 @@ impl IntakeError {
         }
     }
 
+    /// Refused before the sender was authenticated: anyone can cause these
+    /// at will, so they are counted in memory rather than written to the
+    /// webhook log one by one.
+    fn unauthenticated(&self) -> bool {
+        matches!(
+            self,
+            IntakeError::UnknownHook(_)
+                | IntakeError::TooLarge
+                | IntakeError::Unreadable(_)
+                | IntakeError::Unauthorized(_)
+        )
+    }
+
     fn verdict(&self) -> Verdict {
         match self {
             IntakeError::UnknownHook(_) => Verdict::UnknownHook,
@@ -261,6 +275,8 @@ pub struct Intake {
     lock: Mutex<()>,
     /// Wakes the hold timer when a new hold is made.
     wake: Notify,
+    /// One line per reason and hook every 10 s for refused webhooks.
+    refusals: LogThrottle,
 }
 
 impl Intake {
@@ -282,11 +298,12 @@ impl Intake {
             clock,
             lock: Mutex::new(()),
             wake: Notify::new(),
+            refusals: LogThrottle::new(Duration::from_secs(10)),
         }
     }
 
-    /// Receives one webhook and records it in the hook log, whatever the
-    /// outcome.
+    /// Receives one webhook and records it in the hook log, unless it was
+    /// refused before its sender was authenticated (see `refused`).
     pub async fn receive(&self, request: Request<'_>) -> Result<Receipt, IntakeError> {
         let received_at = self.clock.now();
         let source = self
@@ -296,6 +313,12 @@ impl Intake {
             .unwrap_or("unknown");
         let mut delivery_id = None;
         let result = self.process(&request, &mut delivery_id).await;
+        if let Err(err) = &result
+            && err.unauthenticated()
+        {
+            self.refused(request.hook, err);
+            return result;
+        }
         let (status, verdict, transitions, error) = match &result {
             Ok(receipt) => (200, receipt.verdict, receipt.transitions.clone(), None),
             Err(err) => (
@@ -329,6 +352,31 @@ impl Intake {
             warn!(error = %err, "Could not record a webhook in the hook log.");
         }
         result
+    }
+
+    /// A refusal an outsider can repeat at will (a flood of made-up hook
+    /// names or bad signatures): a counter and a throttled log line, so it
+    /// costs no store write and cannot push accepted webhooks out of the
+    /// log. Unknown names are counted together, to bound the labels.
+    fn refused(&self, hook: &str, err: &IntakeError) {
+        let known = if self.hooks.contains_key(hook) {
+            hook
+        } else {
+            "unknown"
+        };
+        let reason = err.verdict().as_str();
+        crate::telemetry::webhook_refused(known, reason);
+        if let Some(suppressed) = self.refusals.allow(&format!("{reason}/{known}")) {
+            let name: String = hook.chars().take(64).collect();
+            warn!(
+                hook = %name.escape_debug(),
+                status = err.status(),
+                error = %err.to_string().escape_debug(),
+                suppressed,
+                "Webhook refused (one line per reason and hook every 10 s; \
+                 crisisd_webhook_refusals_total counts them all)."
+            );
+        }
     }
 
     async fn process(

@@ -12,6 +12,7 @@ mod broadcast;
 mod browser;
 mod channels;
 mod cli;
+mod connections;
 mod consent;
 mod console;
 mod content;

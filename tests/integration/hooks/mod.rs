@@ -3,6 +3,7 @@
 
 mod cli;
 mod control;
+mod flood;
 mod signed;
 mod unsigned;
 

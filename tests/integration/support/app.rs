@@ -45,6 +45,8 @@ pub struct TestConfig {
     pub smtp_timeout: &'static str,
     pub max_attempts: u32,
     pub flag_file: bool,
+    /// The flag file's `settle`.
+    pub flag_settle: &'static str,
     pub listen: &'static str,
     pub max_body_bytes: usize,
     /// SMTP username; the password is written to a file the config names.
@@ -57,6 +59,8 @@ pub struct TestConfig {
     pub smtp_ca: Option<String>,
     /// More TOML appended to the config: extra channels and such.
     pub extra: String,
+    /// More keys for the `[server]` section.
+    pub server_extra: String,
     /// More keys for the `[dispatch]` section.
     pub dispatch_extra: String,
     /// More keys for the email channel (`rate_per_second = 10`).
@@ -84,6 +88,7 @@ impl TestConfig {
             smtp_timeout: "5s",
             max_attempts: 5,
             flag_file: false,
+            flag_settle: "300ms",
             listen: "127.0.0.1:0",
             max_body_bytes: 65536,
             smtp_auth: None,
@@ -91,6 +96,7 @@ impl TestConfig {
             smtp_tls: "none",
             smtp_ca: None,
             extra: String::new(),
+            server_extra: String::new(),
             dispatch_extra: String::new(),
             email_extra: String::new(),
             clock: None,
@@ -132,8 +138,9 @@ impl TestConfig {
         };
         let flag = if self.flag_file {
             format!(
-                "[flag_file]\npath = \"{}\"\npoll_interval = \"100ms\"\n",
-                dir.join("crisis.flag.toml").display()
+                "[flag_file]\npath = \"{}\"\npoll_interval = \"100ms\"\nsettle = \"{}\"\n",
+                dir.join("crisis.flag.toml").display(),
+                self.flag_settle
             )
         } else {
             String::new()
@@ -148,6 +155,7 @@ status_url = "https://status.example.com"
 listen = "{listen}"
 max_body_bytes = {max_body}
 public_url = "{public_url}"
+{server_extra}
 
 [store]
 {store}
@@ -234,6 +242,7 @@ hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open =
             consent_key = dir.join("consent.key").display(),
             extra = self.extra,
             dispatch_extra = self.dispatch_extra,
+            server_extra = self.server_extra,
             email_extra = self.email_extra,
         )
     }

@@ -50,6 +50,11 @@ impl Daemon {
             .map_or_else(|_| Stdio::null(), Stdio::from)
     }
 
+    /// Its directory: the config, the SQLite store, the audience.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// What the process logged (warnings and errors).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("crisisd.log")).unwrap_or_default()
@@ -57,7 +62,21 @@ impl Daemon {
 
     /// Starts the process and waits until it answers /healthz.
     pub async fn start(&self) -> Child {
-        let child = Command::new(BIN)
+        self.start_under(&[]).await
+    }
+
+    /// Starts the process under `wrapper` (a command that runs the rest of
+    /// its arguments, e.g. `prlimit --nofile=256`), like `start`.
+    pub async fn start_under(&self, wrapper: &[&str]) -> Child {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "warn")

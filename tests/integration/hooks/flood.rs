@@ -1,0 +1,194 @@
+//! A flood of unauthenticated webhooks (made-up hook names, bad tokens)
+//! against the daemon process: counted in memory, logged a line per 10 s,
+//! nothing written to the store's webhook log, and the fan-out keeps its
+//! speed.
+
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::control::declare;
+use crate::support::{Daemon, SmtpServer, TOKEN, TestConfig};
+
+const READERS: usize = 1000;
+
+fn daemon(smtp: &SmtpServer, secrets: &tempfile::TempDir) -> Daemon {
+    std::fs::write(secrets.path().join("kuma.secret"), "k").unwrap();
+    let mut config = TestConfig::new(smtp.port());
+    config.audience = std::iter::once("id,name,email,phone,locale,timezone\n".to_owned())
+        .chain((0..READERS).map(|i| format!("r{i},Reader {i},reader{i}@example.com,,en,UTC\n")))
+        .collect();
+    config.concurrency = 8;
+    config.extra = format!(
+        "[[hooks]]\nname = \"kuma\"\nsource = \"uptime_kuma\"\nsecret_file = \"{}\"\n",
+        secrets.path().join("kuma.secret").display()
+    );
+    Daemon::new(config)
+}
+
+/// Posts unauthenticated webhooks, alternately to an unknown hook and with
+/// a wrong token, from `workers` clients until `stop` or `limit` each.
+fn flood(base: &str, workers: usize, limit: usize, stop: &CancellationToken) -> JoinSet<usize> {
+    let mut tasks = JoinSet::new();
+    for worker in 0..workers {
+        let (base, stop) = (base.to_owned(), stop.clone());
+        tasks.spawn(async move {
+            let http = reqwest::Client::new();
+            let body = declare("flood", "Flood");
+            let mut sent = 0;
+            while sent < limit && !stop.is_cancelled() {
+                let path = if (worker + sent) % 2 == 0 {
+                    "/v1/hooks/nosuch"
+                } else {
+                    "/v1/hooks/kuma?token=wrong"
+                };
+                let answer = http
+                    .post(format!("{base}{path}"))
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("post");
+                assert!(matches!(answer.status().as_u16(), 401 | 404));
+                sent += 1;
+            }
+            sent
+        });
+    }
+    tasks
+}
+
+async fn fan_out_time(daemon: &Daemon, smtp: &SmtpServer) -> Duration {
+    let started = Instant::now();
+    let id = daemon.declare().await;
+    daemon
+        .settled(&id, READERS as u64, Duration::from_secs(120))
+        .await;
+    smtp.wait_for(READERS, Duration::from_secs(10)).await;
+    started.elapsed()
+}
+
+fn hook_log_rows(daemon: &Daemon) -> i64 {
+    let db = daemon.dir().join("crisisd.db");
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("SELECT count(*) FROM hook_log")
+        .output()
+        .expect("sqlite3");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+#[tokio::test]
+async fn a_flood_of_unauthenticated_webhooks_writes_nothing_and_is_counted() {
+    let smtp = SmtpServer::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let daemon = daemon(&smtp, &secrets);
+    let _child = daemon.start().await;
+    let stop = CancellationToken::new();
+    let mut posts = flood(&daemon.base, 16, 250, &stop);
+    let mut sent = 0;
+    while let Some(n) = posts.join_next().await {
+        sent += n.unwrap();
+    }
+    assert_eq!(sent, 4000);
+    let legit = daemon
+        .http
+        .post(format!("{}/v1/hooks/kuma?token=k", daemon.base))
+        .body(declare("1", "Checkout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legit.status(), 200);
+
+    assert_eq!(hook_log_rows(&daemon), 1, "only the accepted webhook");
+    let log: serde_json::Value = daemon
+        .http
+        .get(format!("{}/v1/hooks/log?limit=1000", daemon.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log["entries"][0]["hook"], "kuma");
+    assert_eq!(log["entries"][0]["verdict"], "applied");
+
+    let metrics = daemon
+        .http
+        .get(format!("{}/metrics", daemon.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        r#"crisisd_webhook_refusals_total{hook="unknown",reason="unknown_hook"} 2000"#,
+        r#"crisisd_webhook_refusals_total{hook="kuma",reason="unauthorized"} 2000"#,
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| sort_labels(l) == sort_labels(series)),
+            "{series} in\n{metrics}"
+        );
+    }
+    let lines = daemon.log().matches("Webhook refused").count();
+    assert!(
+        (2..=20).contains(&lines),
+        "{lines} log lines for 4000 refusals"
+    );
+}
+
+/// A sample line with its labels in a fixed order.
+fn sort_labels(line: &str) -> String {
+    let Some((name, rest)) = line.split_once('{') else {
+        return line.to_owned();
+    };
+    let Some((labels, value)) = rest.split_once('}') else {
+        return line.to_owned();
+    };
+    let mut labels: Vec<&str> = labels.split(',').collect();
+    labels.sort_unstable();
+    format!("{name}{{{}}}{value}", labels.join(","))
+}
+
+#[tokio::test]
+async fn a_fan_out_keeps_its_speed_during_a_webhook_flood() {
+    let smtp = SmtpServer::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let quiet = daemon(&smtp, &secrets);
+    let child = quiet.start().await;
+    let baseline = fan_out_time(&quiet, &smtp).await;
+    drop(child);
+
+    let smtp = SmtpServer::start().await;
+    let flooded = daemon(&smtp, &secrets);
+    let _child = flooded.start().await;
+    let stop = CancellationToken::new();
+    let mut posts = flood(&flooded.base, 16, usize::MAX, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = fan_out_time(&flooded, &smtp).await;
+    stop.cancel();
+    let mut sent = 0;
+    while let Some(n) = posts.join_next().await {
+        sent += n.unwrap();
+    }
+    eprintln!(
+        "fan-out of {READERS}: {baseline:?} quiet, {during:?} during a flood of {sent} refused webhooks"
+    );
+    assert_eq!(hook_log_rows(&flooded), 0);
+    assert!(sent > 1000, "the flood ran: {sent}");
+    let answer = flooded
+        .http
+        .get(format!("{}/v1/crises", flooded.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}
