@@ -29,6 +29,7 @@ mod recovery;
 mod resume;
 mod service;
 mod several_daemons;
+mod shared_flow;
 mod shared_store;
 mod sms;
 mod store;
