@@ -21,6 +21,7 @@ mod flag_file;
 mod flow;
 mod follow_ups;
 mod hooks;
+mod leader_failover;
 mod operations;
 mod order;
 mod preview;
