@@ -42,6 +42,7 @@ impl Application {
         let inputs: SharedInputs = Arc::new(ArcSwap::from_pointee(prepared.inputs));
         let (storage, events, leadership) =
             super::store::open_for_daemon(&prepared.settings).await?;
+        let flow = super::store::shared_flow(events.as_ref(), &storage);
         let active = storage.crises.crises(CrisisFilter::Active).await?;
         // Before anything can start a new plan: only what a previous run
         // left unfinished is resumed.
@@ -108,6 +109,7 @@ impl Application {
                 liveness,
                 notifier: Notifier,
                 fanout: fanout.handle(),
+                flow,
             },
             scheduler,
             unfinished,

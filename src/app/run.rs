@@ -50,7 +50,8 @@ impl Application {
             tasks.spawn(super::store::follow_events(
                 events,
                 state.storage.clone(),
-                state.banner.clone(),
+                (state.banner.clone(), runtime.flow.clone()),
+                runtime.clock.clone(),
                 shutdown.clone(),
             ));
         }

@@ -12,8 +12,8 @@ use crate::banner::Banner;
 use crate::clock::Clock;
 use crate::config::{Settings, StoreLocation};
 use crate::outbox::{
-    CrisisFilter, Leadership, PostgresStore, SqliteStore, Storage, StoreError, StoreEvent,
-    StoreEvents,
+    CrisisFilter, Leadership, PostgresStore, SharedFlow, SqliteStore, Storage, StoreError,
+    StoreEvent, StoreEvents,
 };
 use crate::telemetry;
 
@@ -60,22 +60,37 @@ pub(super) async fn open_for_daemon(
     })
 }
 
+/// On a shared store (one with events), the flow control the daemons share.
+pub(super) fn shared_flow(events: Option<&StoreEvents>, storage: &Storage) -> Option<SharedFlow> {
+    events.map(|_| SharedFlow::new(storage.flow.clone()))
+}
+
 /// Follows what every daemon on the shared store commits: queued work
 /// wakes this daemon's workers at once, and a crisis changed elsewhere
 /// shows on this daemon's banner. A lost notification is made up for by
-/// looking again (and every `RESYNC_EVERY` regardless).
+/// looking again (and every `RESYNC_EVERY` regardless). A channel paused
+/// elsewhere is paused here too.
 pub(super) async fn follow_events(
     mut events: StoreEvents,
     storage: Storage,
-    banner: Arc<Banner>,
+    (banner, flow): (Arc<Banner>, Option<SharedFlow>),
+    clock: Arc<dyn Clock>,
     stop: CancellationToken,
 ) {
     let mut resync = tokio::time::interval(RESYNC_EVERY);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = resync.tick() => refresh_banner(&storage, &banner).await,
+            _ = resync.tick() => {
+                refresh_banner(&storage, &banner).await;
+                refresh_pauses(flow.as_ref(), clock.as_ref()).await;
+            }
             event = events.next() => match event {
+                Ok(StoreEvent::FlowPaused { channel, until }) => {
+                    if let Some(flow) = &flow {
+                        flow.pauses.note(&channel, until, clock.now());
+                    }
+                }
                 Ok(StoreEvent::WorkDue) => storage.queue.work_due().notify(),
                 Ok(StoreEvent::CrisisChanged(id)) => match storage.crises.crisis(id).await {
                     Ok(Some(crisis)) => banner.apply(&crisis),
@@ -85,6 +100,7 @@ pub(super) async fn follow_events(
                 Ok(StoreEvent::Missed) => {
                     storage.queue.work_due().notify();
                     refresh_banner(&storage, &banner).await;
+                    refresh_pauses(flow.as_ref(), clock.as_ref()).await;
                 }
                 Err(err) => {
                     warn!(error = %err, "Lost the store's notifications; listening again shortly.");
@@ -95,6 +111,15 @@ pub(super) async fn follow_events(
                 }
             },
         }
+    }
+}
+
+/// The channels paused by other daemons, read again.
+async fn refresh_pauses(flow: Option<&SharedFlow>, clock: &dyn Clock) {
+    if let Some(flow) = flow
+        && let Err(err) = flow.refresh(clock.now()).await
+    {
+        warn!(error = %err, "Could not read the channels other daemons paused.");
     }
 }
 

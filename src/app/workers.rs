@@ -15,7 +15,7 @@ use crate::health::{self, Health};
 use crate::intake::flag_file::FlagFileWatcher;
 use crate::lifecycle::Notifier;
 use crate::liveness::Liveness;
-use crate::outbox::Storage;
+use crate::outbox::{SharedFlow, Storage};
 use crate::service::CrisisService;
 
 /// What the daemon runs on, kept between reloads.
@@ -31,6 +31,8 @@ pub(super) struct Runtime {
     pub(super) notifier: Notifier,
     /// The fan-out runtime's handle: the dispatcher runs there.
     pub(super) fanout: tokio::runtime::Handle,
+    /// Rate limits and pauses shared with the other daemons (PostgreSQL).
+    pub(super) flow: Option<SharedFlow>,
 }
 
 /// One generation of background work, replaced on reload: the dispatcher,
@@ -57,7 +59,8 @@ impl Workers {
         )
         // Checked by prepare().
         .with_rate_limits(settings.channels.rate_limits().unwrap_or_default())
-        .with_liveness(runtime.liveness.clone());
+        .with_liveness(runtime.liveness.clone())
+        .with_shared_flow(runtime.flow.clone());
         tasks.spawn_on(dispatcher.run(stop.clone()), &runtime.fanout);
         if let Some(flag) = &settings.flag_file {
             let watcher = FlagFileWatcher::new(flag.clone(), service.clone(), &runtime.storage);

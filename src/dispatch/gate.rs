@@ -1,17 +1,23 @@
 //! A channel's flow control: its rate limit, the pause a provider asks for
 //! (`Retry-After` applies to the channel, not only to one delivery), and a
 //! circuit breaker that stops sending to a provider that keeps failing and
-//! probes it with its healthcheck.
+//! probes it with its healthcheck. On a store several daemons share, the
+//! rate limit and the pauses hold across all of them: each permit also
+//! spends a token leased, a slice at a time, from the channel's shared
+//! bucket, and a pause is written to the store for every daemon to keep.
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
+use tracing::warn;
 
 use crate::channels::RateLimit;
+use crate::clock::Clock;
 use crate::config::DispatchSettings;
+use crate::outbox::{Bucket, SharedFlow};
 
 /// May the channel send now?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +50,29 @@ pub struct Gate {
     burst: usize,
     breaker: Breaker,
     state: Mutex<State>,
+    shared: Option<Shared>,
 }
+
+/// The part of a channel's flow control kept in a store several daemons
+/// share.
+struct Shared {
+    flow: SharedFlow,
+    channel: String,
+    /// The channel's rate limit, if it has one.
+    bucket: Option<Bucket>,
+    /// Tokens leased from the shared bucket and not spent yet.
+    slice: Mutex<u32>,
+    clock: Arc<dyn Clock>,
+}
+
+/// How much of the rate one lease takes at most: a tenth of a second's
+/// worth, so a daemon never sits on tokens the others could use.
+const SLICE: Duration = Duration::from_millis(100);
+/// How long a lease of tokens may take before it is tried again.
+const LEASE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait after the store failed to lease tokens: the channel
+/// does not send past the shared limit because the store is slow.
+const LEASE_RETRY: Duration = Duration::from_millis(500);
 
 /// What happened to the breaker after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +100,30 @@ impl Gate {
                 max_cooldown: settings.breaker_max_cooldown.max(settings.breaker_cooldown),
             },
             state: Mutex::new(State::default()),
+            shared: None,
         }
+    }
+
+    /// The same gate, its rate limit and pauses shared with the other
+    /// daemons on `flow`'s store.
+    pub fn shared(
+        mut self,
+        flow: SharedFlow,
+        channel: &str,
+        rate: Option<RateLimit>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        self.shared = Some(Shared {
+            flow,
+            channel: channel.to_owned(),
+            bucket: rate.map(|rate| Bucket {
+                per_second: rate.per_second,
+                burst: rate.burst,
+            }),
+            slice: Mutex::new(0),
+            clock,
+        });
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -85,10 +136,15 @@ impl Gate {
         free.min(self.burst)
     }
 
-    /// Waits for the rate limit to allow one more message.
-    pub async fn permit(&self) {
+    /// Waits for the rate limit to allow one more message, of `wanted`
+    /// waiting; on a shared store, also for a token of the shared bucket
+    /// (or a pause, which the caller then sees in `is_paused`).
+    pub async fn permit(&self, wanted: usize) {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
+        }
+        if let Some(shared) = &self.shared {
+            shared.token(wanted).await;
         }
     }
 
@@ -102,9 +158,39 @@ impl Gate {
                 Admission::Probe
             };
         }
-        match state.paused_until {
+        let elsewhere = self
+            .shared
+            .as_ref()
+            .and_then(|shared| shared.flow.pauses.until(&shared.channel));
+        match state.paused_until.max(elsewhere) {
             Some(until) if now < until => Admission::PausedUntil(until),
             _ => Admission::Open,
+        }
+    }
+
+    /// Pauses the channel on every daemon sharing the store for `wait`
+    /// (nothing more on a store of its own). A failure only leaves the
+    /// pause to this daemon.
+    pub async fn share_pause(&self, wait: Duration) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let now = shared.clock.now();
+        let wait = wait.min(super::retry::MAX_PROVIDER_WAIT);
+        let Some(until) = chrono::Duration::from_std(wait)
+            .ok()
+            .and_then(|wait| now.checked_add_signed(wait))
+        else {
+            return;
+        };
+        shared.flow.pauses.note(&shared.channel, until, now);
+        let paused = tokio::time::timeout(
+            LEASE_TIMEOUT,
+            shared.flow.store.pause(&shared.channel, until),
+        )
+        .await;
+        if !matches!(paused, Ok(Ok(()))) {
+            warn!(channel = %shared.channel, "Could not tell the other daemons of the pause; it holds on this one.");
         }
     }
 
@@ -155,6 +241,61 @@ impl Gate {
         let cooldown = (previous * 2).min(self.breaker.max_cooldown);
         state.open = Some((Instant::now() + cooldown, cooldown));
         Some(cooldown)
+    }
+}
+
+impl Shared {
+    /// One token of the shared bucket: from the slice leased before, or
+    /// from a new lease of up to `wanted` (a slice's worth at most),
+    /// waiting for the bucket to refill when the daemons have emptied it.
+    /// Returns at once while the channel is paused elsewhere.
+    async fn token(&self, wanted: usize) {
+        let Some(bucket) = self.bucket else {
+            return;
+        };
+        let slice = (bucket.per_second * SLICE.as_secs_f64()).ceil().max(1.0);
+        // Both bounded by u32 values, so the casts cannot truncate.
+        let want = (wanted.max(1) as f64)
+            .min(slice)
+            .min(f64::from(bucket.burst.max(1))) as u32;
+        loop {
+            {
+                let mut left = crate::sync::lock(&self.slice);
+                if *left > 0 {
+                    *left -= 1;
+                    return;
+                }
+            }
+            let now = self.clock.now();
+            let leased = tokio::time::timeout(
+                LEASE_TIMEOUT,
+                self.flow
+                    .store
+                    .take_tokens(&self.channel, now, bucket, want),
+            )
+            .await;
+            match leased {
+                Ok(Ok(tokens)) => {
+                    if let Some(until) = tokens.paused_until {
+                        self.flow.pauses.note(&self.channel, until, now);
+                        return;
+                    }
+                    if tokens.granted > 0 {
+                        *crate::sync::lock(&self.slice) = tokens.granted;
+                        continue;
+                    }
+                    tokio::time::sleep(tokens.wait).await;
+                }
+                Ok(Err(err)) => {
+                    warn!(channel = %self.channel, error = %err, "Could not lease tokens of the shared rate limit; trying again.");
+                    tokio::time::sleep(LEASE_RETRY).await;
+                }
+                Err(_) => {
+                    warn!(channel = %self.channel, "Leasing tokens of the shared rate limit took too long; trying again.");
+                    tokio::time::sleep(LEASE_RETRY).await;
+                }
+            }
+        }
     }
 }
 
@@ -224,7 +365,7 @@ mod tests {
         assert_eq!(gate.batch(10), 2);
         let started = std::time::Instant::now();
         for _ in 0..6 {
-            gate.permit().await;
+            gate.permit(1).await;
         }
         // Two at once, then four at 50 ms intervals.
         assert!(

@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::DispatchSettings;
 use crate::domain::DeliveryId;
 use crate::liveness::{Heartbeat, Liveness};
-use crate::outbox::{DeadCause, Delivery, DeliveryQueue, Outcome, StoreError};
+use crate::outbox::{DeadCause, Delivery, DeliveryQueue, Outcome, SharedFlow, StoreError};
 use crate::sync::lock;
 
 pub struct Dispatcher {
@@ -35,6 +35,8 @@ pub struct Dispatcher {
     owner: String,
     rate_limits: std::collections::BTreeMap<String, RateLimit>,
     liveness: Liveness,
+    /// Rate limits and pauses shared with other daemons on the store.
+    flow: Option<SharedFlow>,
 }
 
 impl Dispatcher {
@@ -54,6 +56,7 @@ impl Dispatcher {
             owner: format!("crisisd-{}", uuid::Uuid::new_v4()),
             rate_limits: Default::default(),
             liveness: Liveness::default(),
+            flow: None,
         }
     }
 
@@ -71,6 +74,23 @@ impl Dispatcher {
     ) -> Self {
         self.rate_limits = limits;
         self
+    }
+
+    /// Shares each channel's rate limit and pauses with the other daemons
+    /// on the store (`None`: this daemon's alone).
+    pub fn with_shared_flow(mut self, flow: Option<SharedFlow>) -> Self {
+        self.flow = flow;
+        self
+    }
+
+    /// The flow control of `channel`: its own, or shared.
+    fn gate(&self, channel: &str) -> Gate {
+        let rate = self.rate_limits.get(channel).copied();
+        let gate = Gate::new(rate, &self.settings);
+        match &self.flow {
+            Some(flow) => gate.shared(flow.clone(), channel, rate, self.clock.clone()),
+            None => gate,
+        }
     }
 
     /// Runs until `shutdown`, then drains: in-flight sends get
@@ -105,10 +125,7 @@ impl Dispatcher {
                 heartbeat: self
                     .liveness
                     .register(format!("dispatcher:{}", channel.name()), allowance),
-                gate: Gate::new(
-                    self.rate_limits.get(channel.name()).copied(),
-                    &self.settings,
-                ),
+                gate: self.gate(channel.name()),
                 recorder: recorder.clone(),
                 channel: channel.clone(),
                 queue: self.queue.clone(),
@@ -266,7 +283,7 @@ impl ChannelWorker {
         while !slots.ready.is_empty() && slots.permits.available_permits() > 0 {
             let go = tokio::select! {
                 _ = shutdown.cancelled() => false,
-                _ = self.gate.permit() => !self.gate.is_paused(),
+                _ = self.gate.permit(slots.ready.len()) => !self.gate.is_paused(),
             };
             self.heartbeat.beat();
             let (Some(permit), Some(delivery)) = (
@@ -436,11 +453,14 @@ impl ChannelWorker {
         };
         match self.gate.probe_result(healthy) {
             None => info!(channel = %name, "Channel healthcheck passed; sending again."),
-            Some(pause) => warn!(
-                channel = %name,
-                pause = %humantime::format_duration(pause),
-                "Channel still failing; paused again."
-            ),
+            Some(pause) => {
+                warn!(
+                    channel = %name,
+                    pause = %humantime::format_duration(pause),
+                    "Channel still failing; paused again."
+                );
+                self.gate.share_pause(pause).await;
+            }
         }
     }
 
@@ -468,12 +488,14 @@ impl ChannelWorker {
                 ..
             }) => {
                 self.gate.pause_for(*wait);
+                self.gate.share_pause(*wait).await;
                 warn!(channel = %name, pause = %humantime::format_duration(*wait), "Provider asked the channel to wait; pausing it.");
             }
             Err(DeliveryError::Transient {
                 retry_after: None, ..
             }) => {
                 if let Tripped::Yes(pause) = self.gate.record_failure() {
+                    self.gate.share_pause(pause).await;
                     warn!(
                         channel = %name,
                         pause = %humantime::format_duration(pause),

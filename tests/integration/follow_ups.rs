@@ -24,7 +24,7 @@ fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 /// and dispatcher polls (20 ms and 50 ms in these configs).
 const QUIET: Duration = Duration::from_millis(400);
 
-const RESOURCES: &str = r#"
+pub const RESOURCES: &str = r#"
 [[follow_ups.resources]]
 id = "gov-aid"
 url = "https://www.gov.example/assistance"

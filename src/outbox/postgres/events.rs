@@ -6,6 +6,7 @@
 //! lost while the connection was down is reported as `Missed`, so the
 //! listener looks again instead of waiting for the next one.
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 
 use super::{PostgresStore, Tx};
@@ -17,12 +18,20 @@ use crate::outbox::StoreError;
 pub(super) const WORK_DUE: &str = "crisisd_work_due";
 /// A crisis changed; the payload is its id.
 pub(super) const CRISIS_CHANGED: &str = "crisisd_crisis_changed";
+/// A channel was paused on every daemon; the payload is the pause's end
+/// (Unix milliseconds), a space and the channel's name.
+pub(super) const FLOW_PAUSED: &str = "crisisd_flow_paused";
 
 /// One thing another daemon (or this one) committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreEvent {
     WorkDue,
     CrisisChanged(CrisisId),
+    /// A channel is paused on every daemon until then.
+    FlowPaused {
+        channel: String,
+        until: DateTime<Utc>,
+    },
     /// The connection dropped: notifications may have been lost meanwhile.
     Missed,
 }
@@ -53,6 +62,11 @@ impl StoreEvents {
                         return Ok(StoreEvent::CrisisChanged(id));
                     }
                 }
+                FLOW_PAUSED => {
+                    if let Some(event) = flow_paused(notification.payload()) {
+                        return Ok(event);
+                    }
+                }
                 _ => {}
             }
         }
@@ -63,7 +77,9 @@ impl PostgresStore {
     /// Listens for what every daemon on the database commits.
     pub async fn events(&self) -> Result<StoreEvents, StoreError> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen_all([WORK_DUE, CRISIS_CHANGED]).await?;
+        listener
+            .listen_all([WORK_DUE, CRISIS_CHANGED, FLOW_PAUSED])
+            .await?;
         Ok(StoreEvents { listener })
     }
 }
@@ -80,4 +96,13 @@ pub(super) async fn notify(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// A `FLOW_PAUSED` payload read back.
+fn flow_paused(payload: &str) -> Option<StoreEvent> {
+    let (until, channel) = payload.split_once(' ')?;
+    Some(StoreEvent::FlowPaused {
+        channel: channel.to_owned(),
+        until: DateTime::from_timestamp_millis(until.parse().ok()?)?,
+    })
 }

@@ -11,6 +11,7 @@ mod consent;
 mod crises;
 mod dead_letters;
 mod events;
+mod flow;
 mod follow_ups;
 mod hooks;
 mod idempotency;
@@ -110,7 +111,7 @@ impl PostgresStore {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
-use events::{CRISIS_CHANGED, WORK_DUE, notify};
+use events::{CRISIS_CHANGED, FLOW_PAUSED, WORK_DUE, notify};
 pub use events::{StoreEvent, StoreEvents};
 
 impl PostgresStore {

@@ -2276,6 +2276,101 @@ pub async fn an_approval_holds_only_for_the_content_it_was_given_for(db: &impl D
 
 /// Runs every contract test against one backend: `$database` is an
 /// expression making a fresh `Database` for each test.
+pub async fn a_channels_shared_bucket_grants_its_rate_and_burst_and_a_pause_stops_it(
+    db: &impl Database,
+) {
+    use crisisd::outbox::Bucket;
+    let storage = db.open().await;
+    let flow = &storage.flow;
+    let bucket = Bucket {
+        per_second: 10.0,
+        burst: 5,
+    };
+    let ms = |n: i64| at(0) + chrono::Duration::milliseconds(n);
+    // A new bucket starts full: the burst, and no more.
+    let first = flow
+        .take_tokens("email", ms(0), bucket, 8)
+        .await
+        .expect("take");
+    assert_eq!((first.granted, first.paused_until), (5, None));
+    let empty = flow
+        .take_tokens("email", ms(0), bucket, 8)
+        .await
+        .expect("take");
+    assert_eq!(empty.granted, 0);
+    assert_eq!(empty.wait, Duration::from_millis(100), "one token at 10/s");
+    // 350 ms refill three and a half: three now, the half kept.
+    let refilled = flow
+        .take_tokens("email", ms(350), bucket, 8)
+        .await
+        .expect("take");
+    assert_eq!(refilled.granted, 3);
+    let kept = flow
+        .take_tokens("email", ms(400), bucket, 8)
+        .await
+        .expect("take");
+    assert_eq!(kept.granted, 1, "the half left plus half of 50 ms' worth");
+    // Another channel has a bucket of its own; reopening keeps both.
+    let storage = db.open().await;
+    let flow = &storage.flow;
+    assert_eq!(
+        flow.take_tokens("sms", ms(400), bucket, 2)
+            .await
+            .expect("take")
+            .granted,
+        2
+    );
+    assert_eq!(
+        flow.take_tokens("email", ms(400), bucket, 2)
+            .await
+            .expect("take")
+            .granted,
+        0
+    );
+
+    // A pause stops every grant until it ends; a shorter one does not cut it.
+    flow.pause("email", ms(10_000)).await.expect("pause");
+    flow.pause("email", ms(5_000)).await.expect("pause");
+    let paused = flow
+        .take_tokens("email", ms(6_000), bucket, 8)
+        .await
+        .expect("take");
+    assert_eq!((paused.granted, paused.paused_until), (0, Some(ms(10_000))));
+    assert_eq!(
+        flow.pauses(ms(6_000)).await.expect("pauses"),
+        vec![("email".to_owned(), ms(10_000))]
+    );
+    assert_eq!(
+        flow.take_tokens("sms", ms(6_000), bucket, 8)
+            .await
+            .expect("take")
+            .granted,
+        5
+    );
+    let after = flow
+        .take_tokens("email", ms(10_000), bucket, 8)
+        .await
+        .expect("take");
+    assert_eq!(after.granted, 5, "refilled meanwhile, up to the burst");
+    assert!(flow.pauses(ms(10_000)).await.expect("pauses").is_empty());
+    // A channel first seen paused starts empty after the pause.
+    flow.pause("chat", ms(20_000)).await.expect("pause");
+    assert_eq!(
+        flow.take_tokens("chat", ms(20_000), bucket, 8)
+            .await
+            .expect("take")
+            .granted,
+        0
+    );
+    assert_eq!(
+        flow.take_tokens("chat", ms(20_200), bucket, 8)
+            .await
+            .expect("take")
+            .granted,
+        2
+    );
+}
+
 macro_rules! store_contract {
     ($database:expr) => {
         store_contract!(@each $database;
@@ -2310,6 +2405,7 @@ macro_rules! store_contract {
             a_new_password_replaces_the_hash_and_ends_the_accounts_sessions,
             the_account_audit_trail_lists_the_newest_first,
             an_approval_holds_only_for_the_content_it_was_given_for,
+            a_channels_shared_bucket_grants_its_rate_and_burst_and_a_pause_stops_it,
         );
     };
     (@each $database:expr; $($name:ident),+ $(,)?) => {
