@@ -118,7 +118,7 @@ impl Mirror {
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
         let default = publisher.resolve_locale("");
         for locale in publisher.locales() {
-            let banner = publisher.banner.rendered(&locale, false, now);
+            let banner = publisher.banner.rendered(&locale, false, None, now);
             files.push((banner_file(&locale), banner.json.to_vec()));
             let page = publisher.render_page(&locale, &self.site, now).await?;
             if locale == default {
