@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use sha2::{Digest, Sha256};
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 use tracing::warn;
 
@@ -139,16 +140,25 @@ impl Banner {
     /// The JSON body of `GET /v1/banner` for a reader of `lang`, and its
     /// ETag: rendered afresh when the active crises change, and otherwise
     /// at most once a second, so the contacts' opening hours stay current.
-    pub fn rendered(&self, lang: &str, drills: bool, now: DateTime<Utc>) -> Arc<RenderedBanner> {
+    pub fn rendered(
+        &self,
+        lang: &str,
+        drills: bool,
+        zone: Option<Tz>,
+        now: DateTime<Utc>,
+    ) -> Arc<RenderedBanner> {
         // A reload brings new templates and contacts: what was rendered
         // with the old ones is not served.
         let inputs = self.inputs.load_full();
         let locale = inputs.renderer.resolve_locale(lang);
-        let key = if drills {
+        let mut key = if drills {
             format!("{locale}+drills")
         } else {
             locale.to_owned()
         };
+        if let Some(zone) = zone {
+            key = format!("{key}@{}", zone.name());
+        }
         if let Some(cached) = read(&self.rendered).get(&key).filter(|cached| {
             Arc::ptr_eq(&cached.inputs, &inputs)
                 && cached.built_at <= now
@@ -157,7 +167,7 @@ impl Banner {
             return cached.banner.clone();
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let view = self.view(locale, drills, now);
+        let view = self.view(locale, drills, zone, now);
         // A view of plain strings and enums always serializes.
         let json = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
         let digest = Sha256::digest(&json);
@@ -177,9 +187,16 @@ impl Banner {
         banner
     }
 
-    /// What `GET /v1/banner` returns for a reader of `lang`; drills only
+    /// What `GET /v1/banner` returns for a reader of `lang` (in `zone`, when
+    /// the site says: the hours are then given in it too); drills only
     /// when the site asks for them.
-    pub fn view(&self, lang: &str, drills: bool, now: DateTime<Utc>) -> BannerView {
+    pub fn view(
+        &self,
+        lang: &str,
+        drills: bool,
+        zone: Option<Tz>,
+        now: DateTime<Utc>,
+    ) -> BannerView {
         let inputs = self.inputs.load();
         let renderer = &inputs.renderer;
         let locale = renderer.resolve_locale(lang).to_owned();
@@ -188,7 +205,7 @@ impl Banner {
         let contacts = if active.is_empty() {
             Vec::new()
         } else {
-            inputs.contacts(&locale, now)
+            inputs.contacts(&locale, zone, now)
         };
         let crises = active
             .iter()

@@ -148,7 +148,7 @@ pub fn preview(
                 &crisis,
                 kind,
                 recipient,
-                inputs.contacts(&locale, now),
+                inputs.contacts(&locale, recipient.map(|(_, zone)| zone), now),
                 now,
             );
             previews.push(render_one(inputs, profile, locale, &ctx));

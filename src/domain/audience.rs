@@ -17,7 +17,9 @@ pub struct Subscriber {
     /// E.164, e.g. `+8801712345678`.
     pub phone: Option<PhoneNumber>,
     pub locale: String,
-    pub timezone: Tz,
+    /// None when the row leaves it empty: such a reader sees times in
+    /// UTC and the directory's hours in each entry's own zone.
+    pub timezone: Option<Tz>,
     /// Optional `region` column: which follow-ups and resources apply.
     pub region: Option<String>,
 }
@@ -197,10 +199,10 @@ fn check(row: Row, default_locale: &str) -> Result<Subscriber, String> {
         ));
     }
     let timezone = match row.timezone.as_str() {
-        "" => Tz::UTC,
-        text => text
-            .parse::<Tz>()
-            .map_err(|_| format!("timezone `{text}` is not an IANA time zone (e.g. Asia/Dhaka)"))?,
+        "" => None,
+        text => Some(text.parse::<Tz>().map_err(|_| {
+            format!("timezone `{text}` is not an IANA time zone (e.g. Asia/Dhaka)")
+        })?),
     };
     let locale = if row.locale.is_empty() {
         default_locale.to_owned()
@@ -264,7 +266,7 @@ mod tests {
             .expect("open")
             .map(|s| s.expect("valid"))
             .collect();
-        assert_eq!(subscribers[1].timezone, chrono_tz::Asia::Dhaka);
+        assert_eq!(subscribers[1].timezone, Some(chrono_tz::Asia::Dhaka));
         let resumed: Vec<Subscriber> = audience
             .subscribers(1)
             .expect("open")

@@ -1,11 +1,14 @@
 //! The contact directory: how customers reach support, what each way is
-//! best for, and when it is staffed ("open now" in the entry's own zone).
+//! best for, and when it is staffed ("open now" in the entry's own zone;
+//! hours shown in the reader's zone when it is known, the entry's beside).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc, Weekday};
+use chrono::{
+    DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeDelta, TimeZone, Timelike, Utc, Weekday,
+};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -171,11 +174,83 @@ pub struct HoursStrings {
     /// Monday first.
     pub days: [String; 7],
     pub always_open: String,
+    /// After hours given in the reader's zone: "your time".
+    pub your_time: String,
+}
+
+/// A weekly window as a reader elsewhere sees it: its days and times in
+/// the reader's zone, in the week of the instant the view is for (so a
+/// DST change in either zone is taken as it is that week).
+struct Shifted {
+    days: DaySpan,
+    open: NaiveTime,
+    close: NaiveTime,
+}
+
+/// When a wall-clock time happens in `zone`; a time the clocks jump over
+/// is taken an hour later.
+fn instant_in(zone: Tz, date: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
+    let local = date.and_time(time);
+    zone.from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            zone.from_local_datetime(&(local + TimeDelta::hours(1)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn shift_day(day: Weekday, by: i64) -> Weekday {
+    let n = (i64::from(day.num_days_from_monday()) + by).rem_euclid(7);
+    Weekday::try_from(u8::try_from(n).unwrap_or(0)).unwrap_or(day)
+}
+
+impl WeeklyWindow {
+    fn shifted(&self, entry: Tz, reader: Tz, at: DateTime<Utc>) -> Option<Shifted> {
+        let today = at.with_timezone(&entry).date_naive();
+        let monday =
+            today.checked_sub_days(Days::new(u64::from(today.weekday().num_days_from_monday())))?;
+        let first = monday
+            .checked_add_days(Days::new(u64::from(self.days.first.num_days_from_monday())))?;
+        let open = instant_in(entry, first, self.open)?.with_timezone(&reader);
+        let close_day = if self.close <= self.open {
+            first.checked_add_days(Days::new(1))?
+        } else {
+            first
+        };
+        let close = instant_in(entry, close_day, self.close)?.with_timezone(&reader);
+        let by = (open.date_naive() - first).num_days();
+        Some(Shifted {
+            days: DaySpan {
+                first: shift_day(self.days.first, by),
+                last: shift_day(self.days.last, by),
+            },
+            open: open.time(),
+            close: close.time(),
+        })
+    }
+}
+
+fn clock(time: NaiveTime) -> String {
+    if time == NaiveTime::MIN {
+        "24:00".to_owned()
+    } else {
+        time.format("%H:%M").to_string()
+    }
 }
 
 impl Hours {
-    /// "Mon–Fri 08:00–20:00, Sat 10:00–16:00 (America/New_York)".
-    pub fn describe(&self, locale: &str, default_locale: &str, strings: &HoursStrings) -> String {
+    /// "Mon–Fri 08:00–20:00, Sat 10:00–16:00 (America/New_York)"; for a
+    /// reader in another zone, "Mon–Fri 19:00–03:00 your time (09:00–17:00
+    /// America/New_York)" (the entry's days beside only where they differ),
+    /// as the windows fall in the week of `at`.
+    pub fn describe(
+        &self,
+        locale: &str,
+        default_locale: &str,
+        strings: &HoursStrings,
+        reader: Option<(Tz, DateTime<Utc>)>,
+    ) -> String {
         if let Some(text) = localized(&self.text, locale, default_locale) {
             return text.to_owned();
         }
@@ -183,24 +258,51 @@ impl Hours {
             return strings.always_open.clone();
         }
         let day = |d: Weekday| strings.days[d.num_days_from_monday() as usize].as_str();
-        let windows: Vec<String> = self
+        let days = |span: DaySpan| {
+            if span.first == span.last {
+                day(span.first).to_owned()
+            } else {
+                format!("{}–{}", day(span.first), day(span.last))
+            }
+        };
+        let own =
+            |w: &WeeklyWindow| format!("{} {}–{}", days(w.days), clock(w.open), clock(w.close));
+        let zone = self.time_zone;
+        let shifted: Option<Vec<Shifted>> = reader
+            .filter(|(tz, _)| tz.name() != zone.name())
+            .and_then(|(tz, at)| {
+                self.weekly
+                    .iter()
+                    .map(|w| w.shifted(zone, tz, at))
+                    .collect()
+            });
+        let Some(shifted) = shifted else {
+            let windows: Vec<String> = self.weekly.iter().map(own).collect();
+            return format!("{} ({})", windows.join(", "), zone.name());
+        };
+        let theirs: Vec<String> = shifted
+            .iter()
+            .map(|s| format!("{} {}–{}", days(s.days), clock(s.open), clock(s.close)))
+            .collect();
+        let entry: Vec<String> = self
             .weekly
             .iter()
-            .map(|w| {
-                let days = if w.days.first == w.days.last {
-                    day(w.days.first).to_owned()
+            .zip(&shifted)
+            .map(|(w, s)| {
+                if s.days == w.days {
+                    format!("{}–{}", clock(w.open), clock(w.close))
                 } else {
-                    format!("{}–{}", day(w.days.first), day(w.days.last))
-                };
-                let close = if w.close == NaiveTime::MIN {
-                    "24:00".to_owned()
-                } else {
-                    w.close.format("%H:%M").to_string()
-                };
-                format!("{days} {}–{close}", w.open.format("%H:%M"))
+                    own(w)
+                }
             })
             .collect();
-        format!("{} ({})", windows.join(", "), self.time_zone.name())
+        format!(
+            "{} {} ({} {})",
+            theirs.join(", "),
+            strings.your_time,
+            entry.join(", "),
+            zone.name()
+        )
     }
 }
 
@@ -252,11 +354,14 @@ impl ContactEntry {
         }
     }
 
+    /// The entry for a reader in `locale` at `at`; with the reader's zone,
+    /// its hours are given in that zone too.
     pub fn view(
         &self,
         locale: &str,
         default_locale: &str,
         strings: &HoursStrings,
+        reader_zone: Option<Tz>,
         at: DateTime<Utc>,
     ) -> ContactView {
         ContactView {
@@ -270,7 +375,12 @@ impl ContactEntry {
             best_for: localized(&self.best_for, locale, default_locale)
                 .unwrap_or_default()
                 .to_owned(),
-            hours: self.hours.describe(locale, default_locale, strings),
+            hours: self.hours.describe(
+                locale,
+                default_locale,
+                strings,
+                reader_zone.map(|tz| (tz, at)),
+            ),
             always_open: self.hours.always_open,
             open_now: self.hours.open_at(at),
             emergency: self.emergency,
@@ -320,11 +430,12 @@ pub fn views(
     locale: &str,
     default_locale: &str,
     strings: &HoursStrings,
+    reader_zone: Option<Tz>,
     at: DateTime<Utc>,
 ) -> Vec<ContactView> {
     entries
         .iter()
-        .map(|e| e.view(locale, default_locale, strings, at))
+        .map(|e| e.view(locale, default_locale, strings, reader_zone, at))
         .collect()
 }
 
@@ -378,10 +489,45 @@ mod tests {
         let strings = HoursStrings {
             days: ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"].map(String::from),
             always_open: "24/7".into(),
+            your_time: "your time".into(),
         };
         assert_eq!(
-            weekday_hours().describe("en", "en", &strings),
+            weekday_hours().describe("en", "en", &strings, None),
             "Mo–Fr 08:00–20:00, Sa 22:00–02:00 (America/New_York)"
+        );
+    }
+
+    #[test]
+    fn hours_are_given_in_the_readers_zone_with_the_entrys_beside() {
+        let strings = HoursStrings {
+            days: ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"].map(String::from),
+            always_open: "24/7".into(),
+            your_time: "your time".into(),
+        };
+        let hours = weekday_hours();
+        // Late November: New York is UTC-5, Dhaka UTC+6, eleven hours on.
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 20, 0, 0).unwrap();
+        assert_eq!(
+            hours.describe("en", "en", &strings, Some((chrono_tz::Asia::Dhaka, at))),
+            "Mo–Fr 19:00–07:00, Su 09:00–13:00 your time \
+             (08:00–20:00, Sa 22:00–02:00 America/New_York)"
+        );
+        // In July New York is UTC-4: ten hours on.
+        let july = Utc.with_ymd_and_hms(2026, 7, 15, 20, 0, 0).unwrap();
+        assert!(
+            hours
+                .describe("en", "en", &strings, Some((chrono_tz::Asia::Dhaka, july)))
+                .starts_with("Mo–Fr 18:00–06:00, Su 08:00–12:00 your time")
+        );
+        // A reader in the entry's own zone sees it as before.
+        assert_eq!(
+            hours.describe(
+                "en",
+                "en",
+                &strings,
+                Some((chrono_tz::America::New_York, at))
+            ),
+            hours.describe("en", "en", &strings, None)
         );
     }
 }

@@ -266,6 +266,11 @@
   function live() {
     var url = new URL('v1/banner', BASE);
     url.searchParams.set('lang', lang());
+    // The reader's zone, so the hours read in their own time.
+    try {
+      var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      if (zone) url.searchParams.set('tz', zone);
+    } catch (e) { /* an old browser: the entries' own zones */ }
     if (script.getAttribute('data-drills') === 'true') url.searchParams.set('drills', 'true');
     return fetchJson(url);
   }

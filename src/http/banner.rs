@@ -16,6 +16,9 @@ pub struct BannerQuery {
     /// Show drills too; a public site leaves it out and never shows one.
     #[serde(default)]
     drills: bool,
+    /// The reader's IANA time zone (banner.js sends the browser's): the
+    /// directory's hours are then given in it, the entry's zone beside.
+    tz: Option<String>,
 }
 
 /// `?lang=` wins; else the first Accept-Language tag we have templates for;
@@ -59,9 +62,21 @@ pub async fn banner(
     headers: HeaderMap,
 ) -> Response {
     let lang = choose_language(&state, &query, &headers);
+    let zone = match query.tz.as_deref().filter(|tz| !tz.is_empty()) {
+        None => None,
+        Some(tz) => match tz.parse::<chrono_tz::Tz>() {
+            Ok(zone) => Some(zone),
+            Err(_) => {
+                return super::error::ApiError::BadRequest(format!(
+                    "tz `{tz}` is not an IANA time zone (e.g. Asia/Dhaka)"
+                ))
+                .into_response();
+            }
+        },
+    };
     let banner = state
         .banner
-        .rendered(&lang, query.drills, state.clock.now());
+        .rendered(&lang, query.drills, zone, state.clock.now());
     let etag = &banner.etag;
     let cache_control = format!("public, max-age={}", state.banner_max_age.as_secs());
     let mut response = if etag_matches(&headers, etag) {

@@ -70,9 +70,16 @@ impl PlanInputs {
         }
     }
 
-    /// The directory as a reader in `locale` sees it at `now`.
-    pub fn contacts(&self, locale: &str, now: DateTime<Utc>) -> Vec<ContactView> {
-        self.renderer.contacts(&self.directory, locale, now)
+    /// The directory as a reader in `locale` (and `reader_zone`, when
+    /// known) sees it at `now`.
+    pub fn contacts(
+        &self,
+        locale: &str,
+        reader_zone: Option<chrono_tz::Tz>,
+        now: DateTime<Utc>,
+    ) -> Vec<ContactView> {
+        self.renderer
+            .contacts(&self.directory, locale, reader_zone, now)
     }
 
     /// What the templates would do wrong in a crisis, found with sample
@@ -210,18 +217,19 @@ impl Planner {
         crisis: &Crisis,
         kind: AnnouncementKind,
         locale: &str,
-        recipient: Option<(&str, chrono_tz::Tz)>,
+        recipient: Option<(&str, Option<chrono_tz::Tz>)>,
         now: DateTime<Utc>,
     ) -> RenderContext {
         let inputs = &self.inputs;
         let locale = inputs.renderer.resolve_locale(locale);
+        let zone = recipient.and_then(|(_, zone)| zone);
         RenderContext::new(
             locale,
             inputs.company.clone(),
             crisis,
             kind,
-            recipient,
-            inputs.contacts(locale, now),
+            recipient.map(|(name, zone)| (name, zone.unwrap_or(chrono_tz::Tz::UTC))),
+            inputs.contacts(locale, zone, now),
             now,
         )
     }

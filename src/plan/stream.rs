@@ -24,7 +24,7 @@ use crate::render::{Composed, RenderContext, RenderError, Unsendable, fit};
 struct RenditionKey {
     channel: usize,
     locale: String,
-    timezone: chrono_tz::Tz,
+    timezone: Option<chrono_tz::Tz>,
     form: Form,
     /// Follow-ups list the resources of the reader's region.
     region: Option<String>,
@@ -183,7 +183,8 @@ impl PlanStream<'_> {
                 Some(Route {
                     destination: phone.to_string(),
                     unsubscribe_url: None,
-                    not_before: self.quiet_hours_release(subscriber.timezone),
+                    not_before: self
+                        .quiet_hours_release(subscriber.timezone.unwrap_or(chrono_tz::Tz::UTC)),
                 })
             }
             Reach::Broadcast { .. } => None,

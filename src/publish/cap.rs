@@ -170,7 +170,7 @@ impl Publisher {
         let strings = &inputs.renderer.strings(locale).publish;
         let (title, summary) = crisis.text_for(locale);
         let (urgency, severity, certainty) = cap_ratings(crisis);
-        let contacts = inputs.contacts(locale, crisis.updated_at);
+        let contacts = inputs.contacts(locale, None, crisis.updated_at);
         let contact = contacts
             .iter()
             .find(|c| c.emergency)

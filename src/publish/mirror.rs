@@ -146,7 +146,7 @@ impl Mirror {
         let mut files: Files = Vec::new();
         let default = publisher.resolve_locale("");
         for locale in publisher.locales() {
-            let banner = publisher.banner.rendered(&locale, false, now);
+            let banner = publisher.banner.rendered(&locale, false, None, now);
             if locale == default {
                 files.push((DEFAULT_BANNER_FILE.to_owned(), banner.json.to_vec()));
             }

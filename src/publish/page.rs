@@ -159,7 +159,7 @@ fn view(
             .cmp(&a.severity.rank())
             .then(b.declared_at.cmp(&a.declared_at))
     });
-    let mut contacts = inputs.contacts(locale, now);
+    let mut contacts = inputs.contacts(locale, None, now);
     // The emergency route first: the one a frightened reader needs.
     contacts.sort_by_key(|contact| !contact.emergency);
     let locales = inputs.renderer.locales().map(str::to_owned);

@@ -259,11 +259,13 @@ impl Renderer {
     }
 
     /// The contact directory as a reader in `locale` sees it at `now`, in
-    /// that locale's words for opening hours.
+    /// that locale's words for opening hours, and in the reader's zone
+    /// when it is known.
     pub fn contacts(
         &self,
         directory: &[ContactEntry],
         locale: &str,
+        reader_zone: Option<chrono_tz::Tz>,
         now: DateTime<Utc>,
     ) -> Vec<ContactView> {
         directory::views(
@@ -271,6 +273,7 @@ impl Renderer {
             locale,
             &self.default_locale,
             &self.strings(locale).hours,
+            reader_zone,
             now,
         )
     }

@@ -103,7 +103,12 @@ impl Samples<'_> {
             &crisis,
             kind,
             recipient,
-            self.renderer.contacts(self.directory, locale, self.now),
+            self.renderer.contacts(
+                self.directory,
+                locale,
+                recipient.map(|(_, zone)| zone),
+                self.now,
+            ),
             self.now,
         );
         if let Subject::FollowUp(topic) = subject {

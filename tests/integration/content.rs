@@ -427,10 +427,13 @@ mod contract {
             name: world.settings.company.name.clone(),
             status_url: world.settings.company.status_url.clone(),
         };
-        let contacts = world
-            .renderer
-            .contacts(&world.settings.directory, text.locale, now);
+        // The reader is in Dhaka: every entry's hours in Dhaka time, the
+        // entry's own beside.
         let reader = ("Rahim", chrono_tz::Asia::Dhaka);
+        let contacts =
+            world
+                .renderer
+                .contacts(&world.settings.directory, text.locale, Some(reader.1), now);
         let mut ctx = RenderContext::new(
             text.locale,
             company,
@@ -566,9 +569,27 @@ mod contract {
                             }
                         }
                     } else {
+                        let your_time = &world.renderer.strings(text.locale).hours.your_time;
                         for contact in &ctx.contacts {
                             expect("best-for", &contact.best_for, true);
                             expect("hours", &contact.hours, true);
+                            let entry =
+                                world.settings.directory.iter().find(|e| e.id == contact.id);
+                            if let Some(entry) = entry.filter(|e| {
+                                !e.hours.always_open
+                                    && e.hours.text.is_empty()
+                                    && e.hours.time_zone != chrono_tz::Asia::Dhaka
+                            }) {
+                                let zone = entry.hours.time_zone.name();
+                                let local = format!("{your_time} (");
+                                let zoned =
+                                    contact.hours.contains(&local) && contact.hours.contains(zone);
+                                expect(
+                                    "hours in the reader's zone, the entry's beside",
+                                    &local,
+                                    zoned,
+                                );
+                            }
                         }
                     }
                     if !missing.is_empty() {
@@ -868,4 +889,71 @@ async fn a_multi_line_title_and_an_unknown_preview_language_are_refused_saying_w
         )
         .await;
     assert_eq!(regional.status(), 200, "a regional tag finds its language");
+}
+
+/// Finding 7: a reader in Asia/Dhaka at 02:00 reads the directory's hours
+/// in Dhaka time, the entry's New York hours beside; a reader in the
+/// entry's own zone reads them as configured. "Open now" is the same
+/// instant either way.
+#[tokio::test]
+async fn a_reader_in_dhaka_at_two_in_the_morning_reads_the_hours_in_dhaka_time() {
+    use chrono::TimeZone;
+    let smtp = SmtpServer::start().await;
+    let mut config = TestConfig::new(smtp.port());
+    // Wednesday 20:00 UTC: Thursday 02:00 in Dhaka, 15:00 in New York.
+    let at = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 25, 20, 0, 0)
+        .single()
+        .expect("time");
+    config.clock = Some(std::sync::Arc::new(crisisd::clock::ManualClock::new(at)));
+    let app = spawn_app(config).await;
+    let response = app
+        .post(
+            "/v1/crises",
+            &json!({"kind": "outage", "severity": "major", "title": "Payments are down",
+                    "summary": "Card payments fail."}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let mails = smtp.wait_for(3, Duration::from_secs(10)).await;
+
+    // The chat is open 08:00-20:00 New York time, 19:00-07:00 in Dhaka.
+    let bengali = mail_to(&mails, "rahim@example.org");
+    let dhaka = "সোম–শুক্র 19:00–07:00 আপনার সময় (08:00–20:00 America/New_York)";
+    let html = bengali.html().replace("&#x2f;", "/");
+    for (part, text) in [("text", bengali.text()), ("HTML", html)] {
+        assert!(text.contains(dhaka), "Bengali {part} part: {text}");
+    }
+    let english = mail_to(&mails, "ada@example.com");
+    assert!(
+        english
+            .text()
+            .contains("Mon–Fri 08:00–20:00 (America/New_York)")
+            && !english.text().contains("your time"),
+        "{}",
+        english.text()
+    );
+    // 15:00 in New York on a Wednesday: open, for both.
+    assert!(bengali.text().contains("এখন খোলা") && !bengali.text().contains("এখন বন্ধ"));
+    assert!(english.text().contains("open now") && !english.text().contains("closed now"));
+
+    // The banner, for a site that says its reader is in Dhaka.
+    let banner = app.get_json("/v1/banner?lang=en&tz=Asia/Dhaka").await;
+    let chat = banner["contacts"]
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .find(|c| c["id"] == "chat")
+        .expect("chat")
+        .clone();
+    assert_eq!(
+        chat["hours"],
+        "Mon–Fri 19:00–07:00 your time (08:00–20:00 America/New_York)"
+    );
+    assert_eq!(chat["open_now"], true);
+    let refused = reqwest::get(app.url("/v1/banner?tz=Mars/Olympus"))
+        .await
+        .expect("GET");
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.expect("body").contains("Mars/Olympus"));
 }
