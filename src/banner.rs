@@ -1,6 +1,7 @@
 //! The website banner: the active crises, kept in memory (rebuilt from the
 //! store at start) and rendered per language, at most once a second.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -10,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::domain::directory::ContactView;
@@ -23,7 +24,7 @@ use crate::sync::{read, write};
 /// in the static mirror).
 pub const SCRIPT: &str = include_str!("http/banner.js");
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BannerCrisis {
     pub id: CrisisId,
     pub kind: Kind,
@@ -38,10 +39,10 @@ pub struct BannerCrisis {
     pub status: Status,
     pub updated_at: DateTime<Utc>,
     /// ARIA role for the notice: `alert` for critical, else `status`.
-    pub role: &'static str,
+    pub role: Cow<'static, str>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BannerView {
     pub lang: String,
     pub crises: Vec<BannerCrisis>,
@@ -198,59 +199,79 @@ impl Banner {
         now: DateTime<Utc>,
     ) -> BannerView {
         let inputs = self.inputs.load();
-        let renderer = &inputs.renderer;
-        let locale = renderer.resolve_locale(lang).to_owned();
         let mut active = read(&self.active).clone();
         active.retain(|crisis| drills || !crisis.drill);
-        let contacts = if active.is_empty() {
-            Vec::new()
+        view_of(&inputs, &active, lang, zone, now)
+    }
+}
+
+/// The banner showing `active` to a reader of `lang`: what the site shows,
+/// and what a preview shows for a crisis not yet declared.
+pub fn view_of(
+    inputs: &PlanInputs,
+    active: &[Crisis],
+    lang: &str,
+    zone: Option<Tz>,
+    now: DateTime<Utc>,
+) -> BannerView {
+    let renderer = &inputs.renderer;
+    let locale = renderer.resolve_locale(lang).to_owned();
+    let contacts = if active.is_empty() {
+        Vec::new()
+    } else {
+        inputs.contacts(&locale, zone, now)
+    };
+    let crises = active
+        .iter()
+        .map(|crisis| banner_crisis(inputs, crisis, &locale, &contacts, now))
+        .collect();
+    BannerView {
+        labels: renderer.strings(&locale).banner.clone(),
+        status_url: inputs.company.status_url.clone(),
+        lang: locale,
+        crises,
+        contacts,
+    }
+}
+
+fn banner_crisis(
+    inputs: &PlanInputs,
+    crisis: &Crisis,
+    locale: &str,
+    contacts: &[ContactView],
+    now: DateTime<Utc>,
+) -> BannerCrisis {
+    let kind = match crisis.status {
+        Status::Declared => AnnouncementKind::Initial,
+        _ => AnnouncementKind::Update,
+    };
+    let ctx = RenderContext::new(
+        locale,
+        inputs.company.clone(),
+        crisis,
+        kind,
+        None,
+        contacts.to_vec(),
+        now,
+    );
+    let headline = inputs.renderer.render_banner(&ctx).unwrap_or_else(|err| {
+        warn!(crisis_id = %crisis.id, error = %err, "Banner template failed; showing the title.");
+        ctx.crisis.title.clone()
+    });
+    BannerCrisis {
+        id: crisis.id,
+        kind: crisis.kind,
+        severity: crisis.severity,
+        headline,
+        message: ctx.announcement.message,
+        title: ctx.crisis.title,
+        summary: ctx.crisis.summary,
+        status: crisis.status,
+        updated_at: crisis.updated_at,
+        role: Cow::Borrowed(if crisis.severity == Severity::Critical {
+            "alert"
         } else {
-            inputs.contacts(&locale, zone, now)
-        };
-        let crises = active
-            .iter()
-            .map(|crisis| {
-                let kind = match crisis.status {
-                    Status::Declared => AnnouncementKind::Initial,
-                    _ => AnnouncementKind::Update,
-                };
-                let ctx = RenderContext::new(
-                    &locale,
-                    inputs.company.clone(),
-                    crisis,
-                    kind,
-                    None,
-                    contacts.clone(),
-                    now,
-                );
-                let headline = renderer.render_banner(&ctx).unwrap_or_else(|err| {
-                    warn!(crisis_id = %crisis.id, error = %err, "Banner template failed; showing the title.");
-                    ctx.crisis.title.clone()
-                });
-                BannerCrisis {
-                    id: crisis.id,
-                    kind: crisis.kind,
-                    severity: crisis.severity,
-                    headline,
-                    message: ctx.announcement.message,
-                    title: ctx.crisis.title,
-                    summary: ctx.crisis.summary,
-                    status: crisis.status,
-                    updated_at: crisis.updated_at,
-                    role: if crisis.severity == Severity::Critical {
-                        "alert"
-                    } else {
-                        "status"
-                    },
-                }
-            })
-            .collect();
-        BannerView {
-            labels: renderer.strings(&locale).banner.clone(),
-            status_url: inputs.company.status_url.clone(),
-            lang: locale,
-            crises,
-            contacts,
-        }
+            "status"
+        }),
     }
 }

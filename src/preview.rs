@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AnnouncementKind, Crisis, Declaration, DomainError, Status};
+use crate::banner::{BannerView, view_of};
+use crate::domain::follow_up::{FollowUpSpec, FollowUps, Phase, Topic};
+use crate::domain::{AnnouncementKind, Crisis, Declaration, DomainError, Kind, Status};
 use crate::message::{
     ChannelProfile, DeliveryContent, Form, Measurement, ProviderKind, Reach, TextFamily,
 };
@@ -18,17 +20,31 @@ use crate::render::{Addressee, RenderContext, Unsendable};
 pub struct PreviewRequest {
     #[serde(flatten)]
     pub declaration: Declaration,
-    /// `initial` (default), `update` or `resolved`.
+    /// `initial` (default), `update`, `resolved` or `follow_up` (every step
+    /// of the kind's follow-up plan).
     #[serde(default)]
     pub announcement: Option<AnnouncementKind>,
     /// Only this language; default: every language the channel may use.
     #[serde(default)]
     pub lang: Option<String>,
+    /// Every language with templates, on social and chat channels too
+    /// (which otherwise show their own `locale` only).
+    #[serde(default)]
+    pub all_locales: bool,
     /// A configured channel's name, or a channel type (`sms`, `social`,
     /// `chat`, `email`, or a provider such as `mastodon`) with its standard
     /// limits; default: every configured channel.
     #[serde(default)]
     pub channel: Option<String>,
+}
+
+/// The follow-up step a preview is of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewedStep {
+    pub plan: String,
+    pub step: String,
+    pub topic: Topic,
+    pub phase: Phase,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +53,9 @@ pub struct Preview {
     #[serde(rename = "type")]
     pub kind: String,
     pub locale: String,
+    /// For a follow-up: its step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<PreviewedStep>,
     /// For email.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
@@ -54,6 +73,14 @@ pub struct Preview {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreviewResponse {
     pub previews: Vec<Preview>,
+    /// The banner the website would show, per language shown (none for an
+    /// all-clear or a follow-up, which take no banner up).
+    #[serde(default)]
+    pub banners: Vec<BannerView>,
+    /// What staff should know: text given for a language without
+    /// templates, a channel whose language has none.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +92,8 @@ pub enum PreviewError {
         types = channel_types()
     )]
     UnknownChannel(String),
-    #[error("a preview is of an initial, update or resolved announcement")]
-    UnsupportedKind,
+    #[error("the follow-up plan for `{0}` has no step, so there is no follow-up to preview")]
+    NoFollowUps(Kind),
     /// Falling back to the default language would show a text no reader
     /// of `lang` gets in that form unnoticed.
     #[error("no templates for the language `{lang}`; there are: {known}")]
@@ -93,33 +120,37 @@ fn channel_types() -> String {
 /// locale: how a preview shows a channel that is not configured.
 pub type StandardProfile = fn(&str, &str) -> Option<ChannelProfile>;
 
+/// What a preview renders with: the plan inputs, the follow-up plans and
+/// their resources (when configured), and the standard profiles.
+#[derive(Clone, Copy)]
+pub struct PreviewSource<'a> {
+    pub inputs: &'a PlanInputs,
+    pub follow_ups: Option<&'a FollowUps>,
+    pub standard: StandardProfile,
+}
+
+/// One announcement to show: the crisis as it would be, and the follow-up
+/// step when it is one.
+struct Subject {
+    crisis: Crisis,
+    kind: AnnouncementKind,
+    step: Option<FollowUpSpec>,
+}
+
 /// Renders and measures `request` for every channel and language it asks
-/// about; a channel type that is not configured is looked up in `standard`.
+/// about; a channel type that is not configured is looked up in
+/// `source.standard`.
 pub fn preview(
-    inputs: &PlanInputs,
+    source: PreviewSource<'_>,
     request: PreviewRequest,
     now: DateTime<Utc>,
-    standard: StandardProfile,
 ) -> Result<PreviewResponse, PreviewError> {
+    let inputs = source.inputs;
     let kind = request.announcement.unwrap_or(AnnouncementKind::Initial);
-    let mut crisis = Crisis::declare(request.declaration, now)?;
-    crisis.status = match kind {
-        AnnouncementKind::Initial => Status::Declared,
-        AnnouncementKind::Update => Status::Updated,
-        AnnouncementKind::Resolved => Status::Resolved,
-        AnnouncementKind::FollowUp => return Err(PreviewError::UnsupportedKind),
-    };
-    let default_locale = inputs.renderer.default_locale().to_owned();
-    let profiles: Vec<ChannelProfile> = match &request.channel {
-        None => inputs.channels.clone(),
-        Some(wanted) => match inputs.channels.iter().find(|p| &p.name == wanted) {
-            Some(profile) => vec![profile.clone()],
-            None => vec![
-                standard(wanted, &default_locale)
-                    .ok_or_else(|| PreviewError::UnknownChannel(wanted.clone()))?,
-            ],
-        },
-    };
+    let warnings = language_warnings(inputs, &request.declaration);
+    let crisis = Crisis::declare(request.declaration.clone(), now)?;
+    let subjects = subjects(source, crisis, kind)?;
+    let profiles = profiles(source, request.channel.as_deref())?;
     let all_locales: Vec<String> = inputs.renderer.locales().map(str::to_owned).collect();
     if let Some(lang) = &request.lang {
         let language = lang.split('-').next().unwrap_or(lang);
@@ -130,31 +161,213 @@ pub fn preview(
             });
         }
     }
+    let shown_locales = match &request.lang {
+        Some(lang) => vec![inputs.renderer.resolve_locale(lang).to_owned()],
+        None => all_locales.clone(),
+    };
     let mut previews = Vec::new();
-    for profile in &profiles {
-        let locales = match (&request.lang, &profile.reach) {
-            (Some(lang), _) => vec![inputs.renderer.resolve_locale(lang).to_owned()],
-            (None, Reach::Broadcast { locale }) => {
-                vec![inputs.renderer.resolve_locale(locale).to_owned()]
+    for subject in &subjects {
+        for profile in &profiles {
+            // A step sends on its own channels; one asked for by name is
+            // shown anyway.
+            let unused = subject
+                .step
+                .as_ref()
+                .is_some_and(|step| !step.uses_channel(&profile.name));
+            if unused && request.channel.is_none() {
+                continue;
             }
-            (None, _) => all_locales.clone(),
-        };
-        for locale in locales {
-            let personal = Addressee::of(&profile.reach) == Addressee::Personal;
-            let recipient = personal.then_some(READER);
-            let ctx = RenderContext::new(
-                &locale,
-                inputs.company.clone(),
-                &crisis,
-                kind,
-                recipient,
-                inputs.contacts(&locale, recipient.map(|(_, zone)| zone), now),
-                now,
-            );
-            previews.push(render_one(inputs, profile, locale, &ctx));
+            for locale in locales_of(inputs, &request, profile, &all_locales) {
+                previews.push(render_for(
+                    inputs,
+                    source.follow_ups,
+                    subject,
+                    profile,
+                    locale,
+                    now,
+                ));
+            }
         }
     }
-    Ok(PreviewResponse { previews })
+    let banners = match kind {
+        AnnouncementKind::Initial | AnnouncementKind::Update => shown_locales
+            .iter()
+            .map(|locale| {
+                view_of(
+                    inputs,
+                    std::slice::from_ref(&subjects[0].crisis),
+                    locale,
+                    None,
+                    now,
+                )
+            })
+            .collect(),
+        AnnouncementKind::Resolved | AnnouncementKind::FollowUp => Vec::new(),
+    };
+    let mut warnings = warnings;
+    warnings.extend(broadcast_warnings(inputs, &profiles));
+    Ok(PreviewResponse {
+        previews,
+        banners,
+        warnings,
+    })
+}
+
+/// The announcements to show: one, or one per step of the kind's
+/// follow-up plan.
+fn subjects(
+    source: PreviewSource<'_>,
+    mut crisis: Crisis,
+    kind: AnnouncementKind,
+) -> Result<Vec<Subject>, PreviewError> {
+    let status = match kind {
+        AnnouncementKind::Initial => Status::Declared,
+        AnnouncementKind::Update => Status::Updated,
+        AnnouncementKind::Resolved => Status::Resolved,
+        AnnouncementKind::FollowUp => {
+            let steps = source
+                .follow_ups
+                .map(|f| f.steps_for(crisis.kind))
+                .unwrap_or_default();
+            if steps.is_empty() {
+                return Err(PreviewError::NoFollowUps(crisis.kind));
+            }
+            return Ok(steps
+                .into_iter()
+                .map(|spec| {
+                    let mut crisis = crisis.clone();
+                    crisis.status = match spec.phase {
+                        Phase::Active => Status::Declared,
+                        Phase::AfterResolution => Status::Resolved,
+                    };
+                    Subject {
+                        crisis,
+                        kind,
+                        step: Some(spec.clone()),
+                    }
+                })
+                .collect());
+        }
+    };
+    crisis.status = status;
+    Ok(vec![Subject {
+        crisis,
+        kind,
+        step: None,
+    }])
+}
+
+/// Every configured channel, the one named, or a standard profile.
+fn profiles(
+    source: PreviewSource<'_>,
+    channel: Option<&str>,
+) -> Result<Vec<ChannelProfile>, PreviewError> {
+    let inputs = source.inputs;
+    let Some(wanted) = channel else {
+        return Ok(inputs.channels.clone());
+    };
+    if let Some(profile) = inputs.channels.iter().find(|p| p.name == wanted) {
+        return Ok(vec![profile.clone()]);
+    }
+    let default_locale = inputs.renderer.default_locale();
+    (source.standard)(wanted, default_locale)
+        .map(|profile| vec![profile])
+        .ok_or_else(|| PreviewError::UnknownChannel(wanted.to_owned()))
+}
+
+/// The languages a channel is shown in: the one asked for; else every one
+/// for personal channels (or with `all_locales`); else the channel's own.
+fn locales_of(
+    inputs: &PlanInputs,
+    request: &PreviewRequest,
+    profile: &ChannelProfile,
+    all_locales: &[String],
+) -> Vec<String> {
+    match (&request.lang, &profile.reach) {
+        (Some(lang), _) => vec![inputs.renderer.resolve_locale(lang).to_owned()],
+        (None, Reach::Broadcast { locale }) if !request.all_locales => {
+            vec![inputs.renderer.resolve_locale(locale).to_owned()]
+        }
+        (None, _) => all_locales.to_vec(),
+    }
+}
+
+/// Whether a language tag has templates of its own (by itself or its
+/// language), rather than falling back to the default language's.
+fn has_templates(inputs: &PlanInputs, tag: &str) -> bool {
+    let language = tag.split('-').next().unwrap_or(tag);
+    inputs.renderer.locales().any(|l| l == tag || l == language)
+}
+
+/// Text given in a language that has no templates reaches its readers
+/// framed in the default language's templates.
+fn language_warnings(inputs: &PlanInputs, declaration: &Declaration) -> Vec<String> {
+    let default = inputs.renderer.default_locale();
+    declaration
+        .localized
+        .keys()
+        .filter(|tag| !has_templates(inputs, tag))
+        .map(|tag| {
+            format!(
+                "text is given for `{tag}`, which has no templates: its readers get it in the \
+                 `{default}` templates (add templates/{tag}/ for it)"
+            )
+        })
+        .collect()
+}
+
+/// A social or chat channel whose `locale` has no templates posts in the
+/// default language.
+fn broadcast_warnings(inputs: &PlanInputs, profiles: &[ChannelProfile]) -> Vec<String> {
+    let default = inputs.renderer.default_locale();
+    profiles
+        .iter()
+        .filter_map(|profile| match &profile.reach {
+            Reach::Broadcast { locale } if !has_templates(inputs, locale) => Some(format!(
+                "channel `{}` posts in `{locale}`, which has no templates: it posts in `{default}`",
+                profile.name
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One subject on one channel in one language.
+fn render_for(
+    inputs: &PlanInputs,
+    follow_ups: Option<&FollowUps>,
+    subject: &Subject,
+    profile: &ChannelProfile,
+    locale: String,
+    now: DateTime<Utc>,
+) -> Preview {
+    let personal = Addressee::of(&profile.reach) == Addressee::Personal;
+    let recipient = personal.then_some(READER);
+    let mut ctx = RenderContext::new(
+        &locale,
+        inputs.company.clone(),
+        &subject.crisis,
+        subject.kind,
+        recipient,
+        inputs.contacts(&locale, recipient.map(|(_, zone)| zone), now),
+        now,
+    );
+    if let (Some(spec), Some(follow_ups)) = (&subject.step, follow_ups) {
+        ctx.follow_up = Some(follow_ups.library.follow_up_view(
+            spec,
+            subject.crisis.kind,
+            &locale,
+            None,
+        ));
+    }
+    let mut preview = render_one(inputs, profile, locale, &ctx);
+    preview.follow_up = subject.step.as_ref().map(|spec| PreviewedStep {
+        plan: spec.plan.clone(),
+        step: spec.step.clone(),
+        topic: spec.topic,
+        phase: spec.phase,
+    });
+    preview
 }
 
 /// One channel's message in one language, composed as planning would
@@ -176,6 +389,7 @@ fn render_one(
         }
         .to_owned(),
         locale: locale.clone(),
+        follow_up: None,
         subject: None,
         html: None,
         text,
@@ -237,6 +451,14 @@ mod tests {
         None
     }
 
+    fn source(inputs: &PlanInputs) -> PreviewSource<'_> {
+        PreviewSource {
+            inputs,
+            follow_ups: None,
+            standard: no_standard,
+        }
+    }
+
     fn request(channel: &str) -> PreviewRequest {
         serde_json::from_value(serde_json::json!({
             "kind": "outage", "severity": "critical", "title": "Payments are down",
@@ -265,7 +487,7 @@ mod tests {
         };
         let inputs = inputs(dir.path(), vec![tiny]);
         let now = Utc::now();
-        let previews = preview(&inputs, request("tiny"), now, no_standard)
+        let previews = preview(source(&inputs), request("tiny"), now)
             .unwrap()
             .previews;
         assert_eq!(previews.len(), 1, "the channel's own language only");
@@ -290,7 +512,7 @@ mod tests {
     fn an_email_preview_has_its_subject_and_one_form_and_an_unknown_template_a_problem() {
         let dir = tempfile::tempdir().unwrap();
         let mut inputs = inputs(dir.path(), vec![email_channel()]);
-        let previews = preview(&inputs, request("email"), Utc::now(), no_standard)
+        let previews = preview(source(&inputs), request("email"), Utc::now())
             .unwrap()
             .previews;
         let locales: Vec<&str> = previews.iter().map(|p| p.locale.as_str()).collect();
@@ -308,7 +530,7 @@ mod tests {
         )
         .unwrap();
         inputs.renderer = Renderer::load(empty.path(), "en").unwrap();
-        let previews = preview(&inputs, request("email"), Utc::now(), no_standard)
+        let previews = preview(source(&inputs), request("email"), Utc::now())
             .unwrap()
             .previews;
         assert_eq!(previews.len(), 1);

@@ -51,6 +51,11 @@ impl ApiClient {
         })
     }
 
+    /// The daemon's URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.request::<(), T>(Method::GET, path, None).await
     }

@@ -318,7 +318,7 @@ pub fn localized<'a>(map: &'a Localized, locale: &str, default_locale: &str) -> 
 
 /// A directory entry as templates and the banner see it, in one locale at
 /// one instant.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ContactView {
     pub id: String,
     pub kind: ContactKind,

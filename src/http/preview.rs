@@ -9,7 +9,9 @@ use super::api::parse_json;
 use super::auth::Authenticated;
 use super::{ApiError, AppState};
 use crate::channels;
-use crate::preview::{PreviewError, PreviewRequest, PreviewResponse, preview as render_preview};
+use crate::preview::{
+    PreviewError, PreviewRequest, PreviewResponse, PreviewSource, preview as render_preview,
+};
 
 pub async fn preview(
     State(state): State<AppState>,
@@ -17,17 +19,18 @@ pub async fn preview(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<PreviewResponse>, ApiError> {
     let (request, _): (PreviewRequest, _) = parse_json(body, state.max_body_bytes)?;
-    render_preview(
-        &state.inputs.load(),
-        request,
-        state.clock.now(),
-        channels::standard_profile,
-    )
-    .map(Json)
-    .map_err(|err| match err {
-        PreviewError::UnknownChannel(_)
-        | PreviewError::UnsupportedKind
-        | PreviewError::UnknownLanguage { .. }
-        | PreviewError::Domain(_) => ApiError::BadRequest(err.to_string()),
-    })
+    let inputs = state.inputs.load();
+    let source = PreviewSource {
+        inputs: &inputs,
+        follow_ups: state.service.follow_ups().map(|f| &**f),
+        standard: channels::standard_profile,
+    };
+    render_preview(source, request, state.clock.now())
+        .map(Json)
+        .map_err(|err| match err {
+            PreviewError::UnknownChannel(_)
+            | PreviewError::NoFollowUps(_)
+            | PreviewError::UnknownLanguage { .. }
+            | PreviewError::Domain(_) => ApiError::BadRequest(err.to_string()),
+        })
 }

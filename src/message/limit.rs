@@ -76,12 +76,53 @@ impl std::fmt::Display for Measurement {
             None => write!(f, "{} {}", self.length, self.unit)?,
         }
         if let Some(info) = &self.sms {
-            let encoding = match info.encoding {
-                sms::SmsEncoding::Gsm7 => "GSM-7",
-                sms::SmsEncoding::Ucs2 => "UCS-2",
-            };
-            write!(f, " ({encoding}, {} units)", info.units)?;
+            write!(f, " ({}, {} units)", info.encoding.name(), info.units)?;
         }
         Ok(())
+    }
+}
+
+impl Measurement {
+    /// The measure as staff read it in a preview: "SMS: GSM-7, 2 segments
+    /// of 3 allowed, 287/459", "287 of 300 graphemes", "1204 characters, no
+    /// limit".
+    pub fn summary(&self) -> String {
+        match (&self.sms, self.limit) {
+            (Some(info), Some(max)) => format!(
+                "SMS: {}, {} segment{} of {max} allowed, {}/{}",
+                info.encoding.name(),
+                info.segments,
+                if info.segments == 1 { "" } else { "s" },
+                info.units,
+                info.encoding.capacity(max)
+            ),
+            (_, Some(limit)) => format!("{} of {limit} {}", self.length, self.unit),
+            (_, None) => format!("{} {}, no limit", self.length, self.unit),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_the_encoding_segments_and_units_of_the_limit() {
+        let sms = TextLimit::SmsSegments { max: 3 }.measure(&"a".repeat(287));
+        assert_eq!(
+            sms.summary(),
+            "SMS: GSM-7, 2 segments of 3 allowed, 287/459"
+        );
+        let one = TextLimit::SmsSegments { max: 1 }.measure("পেমেন্ট");
+        assert_eq!(one.summary(), "SMS: UCS-2, 1 segment of 1 allowed, 7/70");
+        let post = TextLimit::Length {
+            rule: LengthRule::Graphemes,
+            max: 300,
+        };
+        assert_eq!(post.measure("hello").summary(), "5 of 300 graphemes");
+        assert_eq!(
+            TextLimit::Unlimited.measure("hello").summary(),
+            "5 characters, no limit"
+        );
     }
 }

@@ -56,6 +56,29 @@ pub enum SmsEncoding {
     Ucs2,
 }
 
+impl SmsEncoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            SmsEncoding::Gsm7 => "GSM-7",
+            SmsEncoding::Ucs2 => "UCS-2",
+        }
+    }
+
+    /// Units (septets or UTF-16 units) that `segments` parts carry in this
+    /// encoding: one part has the whole 140 octets, several lose a header each.
+    pub fn capacity(self, segments: usize) -> usize {
+        let (single, part) = match self {
+            SmsEncoding::Gsm7 => (GSM7_SINGLE, GSM7_PART),
+            SmsEncoding::Ucs2 => (UCS2_SINGLE, UCS2_PART),
+        };
+        if segments <= 1 {
+            single * segments
+        } else {
+            part * segments
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmsInfo {
     pub encoding: SmsEncoding,

@@ -112,6 +112,11 @@ impl CrisisService {
         self.clock.now().trunc_subsecs(3)
     }
 
+    /// The follow-up plans and their resources, when configured.
+    pub fn follow_ups(&self) -> Option<&Arc<FollowUps>> {
+        self.follow_ups.as_ref()
+    }
+
     /// A planner on the inputs as they are now.
     fn planner(&self) -> Planner {
         let planner = Planner::new(self.inputs.load_full());

@@ -371,6 +371,20 @@ impl FollowUps {
         due
     }
 
+    /// Every step of `kind`'s plan, while the crisis lasts and after the
+    /// all-clear, in the plan's order: what a preview of its follow-ups shows.
+    pub fn steps_for(&self, kind: Kind) -> Vec<&FollowUpSpec> {
+        self.plan_for(kind)
+            .map(|plan| {
+                plan.steps
+                    .iter()
+                    .chain(&plan.after_resolution)
+                    .map(|step| &step.spec)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The topics some step uses, in `Topic::ALL` order: their templates
     /// are checked at start.
     pub fn topics(&self) -> Vec<Topic> {

@@ -18,7 +18,7 @@ use super::session::{Staff, random_token, same_token};
 use super::{Page, csrf_refused, forbidden, send, text};
 use crate::domain::draft::{Draft, DraftAction};
 use crate::domain::{CrisisId, Kind, LocalizedText, Severity, Status};
-use crate::preview::{PreviewRequest, preview};
+use crate::preview::{PreviewRequest, PreviewSource, preview};
 
 #[derive(Debug, Deserialize)]
 pub struct ComposeQuery {
@@ -274,15 +274,16 @@ fn previews(state: &AppState, draft: &Draft) -> Result<Vec<Value>, String> {
         declaration: draft.declaration(),
         announcement: Some(announcement),
         lang: None,
+        all_locales: false,
         channel: None,
     };
-    let response = preview(
-        &state.inputs.load(),
-        request,
-        state.clock.now(),
-        crate::channels::standard_profile,
-    )
-    .map_err(|e| e.to_string())?;
+    let inputs = state.inputs.load();
+    let source = PreviewSource {
+        inputs: &inputs,
+        follow_ups: state.service.follow_ups().map(|f| &**f),
+        standard: crate::channels::standard_profile,
+    };
+    let response = preview(source, request, state.clock.now()).map_err(|e| e.to_string())?;
     Ok(response
         .previews
         .into_iter()
