@@ -159,12 +159,17 @@ impl CrisisService {
         }
         // Sources (flag file, webhooks) are tied to their incident by a
         // source link already; the guard is for people declaring twice.
-        if let Transition::Declare(declaration) = &transition
+        let _declaring = if let Transition::Declare(declaration) = &transition
             && ctx.source.is_none()
             && !declaration.separate
+            && !self.duplicate_window.is_zero()
         {
+            let held = self.declaring.lock().await;
             self.refuse_duplicate(declaration).await?;
-        }
+            Some(held)
+        } else {
+            None
+        };
         let change = self.change(transition).await?;
         self.commit(change, ctx).await
     }

@@ -770,6 +770,28 @@ mod contract {
     }
 }
 
+/// Two people declaring the same at the same instant: one crisis, and the
+/// other is told which (the check and the write are one step).
+#[tokio::test]
+async fn identical_declarations_sent_at_the_same_instant_make_one_crisis() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    let declaration = json!({"kind": "outage", "severity": "major", "title": "Payments are down",
+                             "summary": "Card payments fail."});
+    let sends = (0..8).map(|_| app.post("/v1/crises", &declaration));
+    let mut statuses: Vec<u16> = futures::future::join_all(sends)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(
+        app.banner("en").await["crises"].as_array().unwrap().len(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn a_second_identical_declaration_is_refused_naming_the_active_crisis_unless_separate() {
     let smtp = SmtpServer::start().await;
