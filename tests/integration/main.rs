@@ -22,6 +22,7 @@ mod flag_file;
 mod flow;
 mod follow_ups;
 mod hooks;
+mod metrics;
 mod operations;
 mod order;
 mod preview;
