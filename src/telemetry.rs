@@ -8,8 +8,9 @@
 //! title.
 //!
 //! Gauges that describe the ledger (queue depth, dead deliveries, active
-//! crises) are read from the store when scraped, so they are right after a
-//! restart and with several daemons on one store.
+//! crises) are read from the store by one task every few seconds
+//! (`http::ops::keep_gauges`), so they are right after a restart and with
+//! several daemons on one store, and a scrape costs no query.
 
 use std::sync::OnceLock;
 use std::time::Duration;

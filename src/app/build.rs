@@ -84,11 +84,12 @@ impl Application {
             health: &health,
             clock: &clock,
         };
-        let state = parts.state(prepared.hooks, prepared.tokens)?;
+        let state = parts.state(prepared.hooks, prepared.tokens, prepared.metrics_token)?;
         // Installed before the first delivery can be counted.
         crate::telemetry::handle();
-        let router = http::router(state.clone(), &prepared.cors_origins);
-        let listener = bind(prepared.settings.server.listen).await?;
+        let own_metrics = prepared.settings.metrics.listen;
+        let router = http::router(state.clone(), &prepared.cors_origins, own_metrics.is_some());
+        let (listener, metrics_listener) = listeners(&prepared.settings).await?;
         // A failing provider does not stop the start: its deliveries wait
         // and are retried, and /readyz says which channel is failing.
         health::check_channels(&health, &prepared.channels, clock.as_ref()).await;
@@ -98,6 +99,7 @@ impl Application {
         } = prepared;
         Ok(Self {
             listener,
+            metrics_listener,
             state,
             router,
             runtime: Runtime {
@@ -121,6 +123,18 @@ impl Application {
             reloader,
         })
     }
+}
+
+/// The server's listener, and `/metrics`'s own when it has one.
+async fn listeners(
+    settings: &Settings,
+) -> Result<(TcpListener, Option<TcpListener>), StartupError> {
+    let listener = bind(settings.server.listen).await?;
+    let metrics = match settings.metrics.listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    Ok((listener, metrics))
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartupError> {
@@ -241,6 +255,7 @@ impl Parts<'_> {
         self,
         hooks: Vec<Hook>,
         tokens: Vec<http::NamedToken>,
+        metrics_token: Option<http::NamedToken>,
     ) -> Result<AppState, StartupError> {
         let intake = Arc::new(Intake::new(
             hooks,
@@ -258,6 +273,7 @@ impl Parts<'_> {
             publisher: self.publisher,
             inputs: self.inputs,
             tokens: Arc::new(ArcSwap::from_pointee(tokens)),
+            metrics_token,
             inbound_sms: Arc::new(ArcSwap::from_pointee(
                 self.settings.channels.inbound_sms_secrets(),
             )),

@@ -62,6 +62,8 @@ pub enum StartupError {
 
 pub struct Application {
     listener: TcpListener,
+    /// `[metrics] listen`, when `/metrics` has a listener of its own.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     router: axum::Router,
     runtime: Runtime,

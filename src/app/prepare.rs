@@ -29,6 +29,8 @@ pub struct Prepared {
     pub inputs: PlanInputs,
     pub channels: Vec<Arc<dyn Channel>>,
     pub tokens: Vec<NamedToken>,
+    /// The token `/metrics` requires, when `[metrics]` names one.
+    pub metrics_token: Option<NamedToken>,
     pub cors_origins: Vec<HeaderValue>,
     /// `[[hooks]]`, their secrets read and rules compiled.
     pub hooks: Vec<Hook>,
@@ -48,6 +50,19 @@ pub fn load_and_prepare(path: &Path) -> Result<Prepared, StartupError> {
     Ok(prepared)
 }
 
+/// The token `/metrics` requires, when `[metrics]` names one.
+fn metrics_token(settings: &Settings, problems: &mut Vec<String>) -> Option<NamedToken> {
+    let source = settings.metrics.token();
+    source
+        .is_set()
+        .then(|| source.read())
+        .transpose()
+        .map_err(|err| problems.push(format!("metrics: {err}")))
+        .ok()
+        .flatten()
+        .map(|secret| NamedToken::new("metrics", &secret))
+}
+
 /// Validates the whole configuration, templates and audience included,
 /// reporting every problem at once.
 pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
@@ -60,6 +75,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         .iter()
         .map(|(name, secret)| NamedToken::new(name, secret))
         .collect();
+    let metrics_token = metrics_token(&settings, &mut problems);
     let renderer = Renderer::load(&settings.templates.dir, &default_locale)
         .map_err(|err| problems.push(format!("templates: {err}")))
         .ok();
@@ -119,6 +135,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         inputs,
         channels,
         tokens,
+        metrics_token,
         cors_origins,
         hooks,
         follow_ups: Arc::new(follow_ups),

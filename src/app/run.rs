@@ -22,6 +22,7 @@ impl Application {
         let addr = self.local_addr();
         let Self {
             listener,
+            metrics_listener,
             state,
             router,
             mut runtime,
@@ -41,26 +42,24 @@ impl Application {
             tasks.spawn(mirror.run(shutdown.clone()));
         }
         if let Some(events) = events {
-            tasks.spawn(super::store::elect(
-                state.storage.clone(),
-                leadership.clone(),
-                runtime.clock.clone(),
-                shutdown.clone(),
-            ));
-            tasks.spawn(super::store::follow_events(
-                events,
-                state.storage.clone(),
-                (state.banner.clone(), runtime.flow.clone()),
-                runtime.clock.clone(),
-                shutdown.clone(),
-            ));
+            shared_store(&mut tasks, events, &state, &leadership, &runtime, &shutdown);
         }
+        let limits = connection_limits(&runtime.settings.server);
+        let every = runtime.settings.metrics.refresh_interval;
+        metrics(
+            &mut tasks,
+            metrics_listener,
+            &state,
+            every,
+            limits,
+            &shutdown,
+        );
         // The listener is bound and accepts from here on.
         runtime.health.set_serving(true);
         let server = tokio::spawn(crate::http::listener::serve(
             listener,
             router,
-            connection_limits(&runtime.settings.server),
+            limits,
             shutdown.clone(),
         ));
         let status = status_line(&state, runtime.storage.ledger.as_ref()).await;
@@ -95,6 +94,58 @@ impl Application {
             Ok(served) => served.map_err(StartupError::Serve),
             Err(err) => Err(StartupError::Serve(std::io::Error::other(err))),
         }
+    }
+}
+
+/// With several daemons on one store: the election and the events that
+/// keep the banner in step.
+fn shared_store(
+    tasks: &mut JoinSet<()>,
+    events: crate::outbox::StoreEvents,
+    state: &AppState,
+    leadership: &Leadership,
+    runtime: &Runtime,
+    shutdown: &CancellationToken,
+) {
+    tasks.spawn(super::store::elect(
+        state.storage.clone(),
+        leadership.clone(),
+        runtime.clock.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(super::store::follow_events(
+        events,
+        state.storage.clone(),
+        (state.banner.clone(), runtime.flow.clone()),
+        runtime.clock.clone(),
+        shutdown.clone(),
+    ));
+}
+
+/// The task keeping the store's gauges, and `/metrics`'s own listener
+/// when it has one.
+fn metrics(
+    tasks: &mut JoinSet<()>,
+    listener: Option<tokio::net::TcpListener>,
+    state: &AppState,
+    every: std::time::Duration,
+    limits: ConnectionLimits,
+    shutdown: &CancellationToken,
+) {
+    tasks.spawn(crate::http::ops::keep_gauges(
+        state.clone(),
+        every,
+        shutdown.clone(),
+    ));
+    if let Some(listener) = listener {
+        let router = crate::http::metrics_router(state.clone());
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(err) = crate::http::listener::serve(listener, router, limits, shutdown).await
+            {
+                error!(error = %err, "The metrics listener failed.");
+            }
+        });
     }
 }
 

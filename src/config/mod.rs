@@ -66,6 +66,44 @@ pub struct Settings {
     pub console: ConsoleSettings,
     #[serde(default)]
     pub crises: CrisisSettings,
+    /// `/metrics`: its own listener, a token, how often gauges refresh.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` here instead of on `[server] listen`.
+    pub listen: Option<SocketAddr>,
+    /// A bearer token `/metrics` requires (`Authorization: Bearer ...`).
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// How often the gauges read from the store (queue depth, dead
+    /// deliveries, active crises) are recomputed, by one task: a scrape
+    /// only renders what it last computed.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token_env: None,
+            token_file: None,
+            refresh_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl MetricsSettings {
+    pub fn token(&self) -> SecretSource {
+        SecretSource {
+            env: self.token_env.clone(),
+            file: self.token_file.clone(),
+        }
+    }
 }
 
 /// How declarations are guarded.

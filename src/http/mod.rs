@@ -8,7 +8,7 @@ pub mod console;
 mod error;
 pub mod hooks;
 pub mod listener;
-mod ops;
+pub mod ops;
 pub mod preview;
 mod publish;
 pub mod schedule;
@@ -51,6 +51,8 @@ pub struct AppState {
     /// Swapped whole by a reload, like the tokens and Twilio secrets.
     pub inputs: SharedInputs,
     pub tokens: Arc<ArcSwap<Vec<NamedToken>>>,
+    /// What `/metrics` requires, if anything.
+    pub metrics_token: Option<NamedToken>,
     /// Twilio auth tokens by channel name, for inbound-message signatures.
     pub inbound_sms: Arc<ArcSwap<std::collections::HashMap<String, crate::secret::Secret>>>,
     pub health: Arc<Health>,
@@ -77,7 +79,15 @@ pub fn banner_cors(origins: &[HeaderValue]) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
+/// `/metrics` alone, for `[metrics] listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .with_state(state)
+}
+
+/// `own_metrics`: `/metrics` has a listener of its own and is left out.
+pub fn router(state: AppState, cors_origins: &[HeaderValue], own_metrics: bool) -> Router {
     let api = Router::new()
         .route("/v1/crises", post(api::declare).get(api::list))
         .route("/v1/crises/{id}", get(api::show))
@@ -132,7 +142,11 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue]) -> Router {
         .merge(consent)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .merge(if own_metrics {
+            Router::new()
+        } else {
+            Router::new().route("/metrics", get(ops::metrics))
+        })
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see README.md for the API".into())
         })

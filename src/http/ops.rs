@@ -1,13 +1,16 @@
 //! For operators and their tools: `/healthz` (the process answers),
 //! `/readyz` (it can do its job; the body says what is wrong) and
-//! `/metrics` (Prometheus text format). No token: they carry no customer
-//! data, and probes and scrapers rarely hold secrets.
+//! `/metrics` (Prometheus text format). No token for the probes; `/metrics`
+//! needs one when `[metrics]` names it, or can have a listener of its own.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use crate::outbox::CrisisFilter;
@@ -61,8 +64,44 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Refreshes the gauges read from the store, then renders everything.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// Renders what the recorder holds: the store-derived gauges are kept
+/// by `keep_gauges`, so a scrape costs no query however many deliveries
+/// are stored, and scrapes cannot load the store.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if super::authenticate(std::slice::from_ref(token), presented).is_none() {
+            return super::ApiError::Unauthorized.into_response();
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(),
+    )
+        .into_response()
+}
+
+/// Recomputes the gauges read from the store every `every` until
+/// `shutdown`: one query set per interval, whatever the scrape rate.
+pub async fn keep_gauges(state: AppState, every: Duration, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = interval.tick() => refresh_gauges(&state).await,
+        }
+    }
+}
+
+async fn refresh_gauges(state: &AppState) {
     let storage = &state.storage;
     let channels: Vec<String> = state
         .inputs
@@ -80,12 +119,4 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         crate::telemetry::active_crises(&active);
     }
     crate::telemetry::published(&state.publisher.status().snapshot());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        crate::telemetry::render(),
-    )
-        .into_response()
 }

@@ -23,6 +23,7 @@ mod flow;
 mod follow_ups;
 mod hooks;
 mod leader_failover;
+mod metrics;
 mod operations;
 mod order;
 mod preview;
