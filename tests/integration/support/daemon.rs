@@ -40,6 +40,12 @@ impl Daemon {
         }
     }
 
+    /// The daemon's own directory: its config, audience and, on SQLite,
+    /// its store (`crisisd.db`).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Where the process's warnings go, appended across restarts.
     fn log_file(&self) -> Stdio {
         let path = self._dir.path().join("crisisd.log");
