@@ -10,7 +10,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::sms::{MESSAGES, twilio_section};
-use crate::support::{Daemon, SmtpServer, TOKEN, TestConfig, postgres};
+use crate::support::{Daemon, SmtpServer, TestConfig, postgres};
 
 /// `readers` English readers with an email address and a phone number.
 fn audience(readers: usize) -> String {
@@ -74,9 +74,14 @@ async fn a_channel_limited_to_100_per_second_sends_no_faster_across_three_daemon
     let accepted = smtp.accepted();
     assert_eq!(accepted.len(), READERS);
     let busiest = busiest_second(accepted.iter().map(|m| m.at).collect());
+    // The store grants no more than RATE + BURST tokens in any second;
+    // the server sees them after the send path's jitter (a message granted
+    // early in one second may land late in it), so up to 20 ms of it at
+    // this rate is allowed: two messages.
+    const JITTER: usize = 2;
     assert!(
-        busiest <= RATE + BURST,
-        "{busiest} messages within one second, limit {RATE}/s and a burst of {BURST}"
+        busiest <= RATE + BURST + JITTER,
+        "{busiest} messages within one second, limit {RATE}/s, a burst of {BURST} and {JITTER} of jitter"
     );
     let first = accepted.iter().map(|m| m.at).min().expect("first");
     let last = accepted.iter().map(|m| m.at).max().expect("last");
@@ -106,16 +111,7 @@ async fn a_channel_limited_to_100_per_second_sends_no_faster_across_three_daemon
 async fn sms_sent(daemon: &Daemon, id: &str, sent: usize, within: Duration) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let detail: Value = daemon
-            .http
-            .get(format!("{}/v1/crises/{id}", daemon.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("JSON");
+        let detail = daemon.crisis(id).await;
         let sms = detail["deliveries"]["sms"].clone();
         if sms["sent"] == sent {
             return sms;

@@ -6,10 +6,9 @@
 use std::process::Output;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::process::Child;
 
-use crate::support::{Daemon, SmtpServer, TOKEN, TestConfig, free_port, postgres};
+use crate::support::{Daemon, SmtpServer, TestConfig, free_port, postgres};
 
 const BIN: &str = env!("CARGO_BIN_EXE_crisisd");
 
@@ -40,19 +39,6 @@ async fn stop(mut child: Child) {
         .expect("reaped");
 }
 
-async fn crisis(daemon: &Daemon, id: &str) -> Value {
-    daemon
-        .http
-        .get(format!("{}/v1/crises/{id}", daemon.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON")
-}
-
 #[tokio::test]
 async fn a_sqlite_store_copied_into_postgresql_shows_its_crisis_and_its_deliveries_are_finished_there()
  {
@@ -65,7 +51,7 @@ async fn a_sqlite_store_copied_into_postgresql_shows_its_crisis_and_its_deliveri
     let old = Daemon::new(config);
     let running = old.start().await;
     let id = old.declare().await;
-    let before = crisis(&old, &id).await;
+    let before = old.crisis(&id).await;
     assert_eq!(
         before["deliveries"]["email"]["sent"].as_u64().unwrap_or(0),
         0
@@ -113,7 +99,7 @@ async fn a_sqlite_store_copied_into_postgresql_shows_its_crisis_and_its_deliveri
     let _running = new.start().await;
     let email = new.settled(&id, 3, Duration::from_secs(60)).await;
     assert_eq!(email["sent"], 3, "{email}");
-    let after = crisis(&new, &id).await;
+    let after = new.crisis(&id).await;
     assert_eq!(after["title"], "Payments are down");
     assert_eq!(after["title"], before["title"]);
     assert_eq!(after["version"], 1);
@@ -139,7 +125,7 @@ async fn a_sqlite_store_copied_into_postgresql_shows_its_crisis_and_its_deliveri
 
     // A transition on the copy goes on from the copied version.
     new.post(&id, "resolve", "Payments work again.").await;
-    let resolved = crisis(&new, &id).await;
+    let resolved = new.crisis(&id).await;
     assert_eq!(resolved["status"], "resolved", "{resolved:#}");
     assert_eq!(resolved["version"], 2, "{resolved:#}");
 }
