@@ -75,13 +75,12 @@ async fn a_channel_limited_to_100_per_second_sends_no_faster_across_three_daemon
     assert_eq!(accepted.len(), READERS);
     let busiest = busiest_second(accepted.iter().map(|m| m.at).collect());
     // The store grants no more than RATE + BURST tokens in any second;
-    // the server sees them after the send path's jitter (a message granted
-    // early in one second may land late in it), so up to 20 ms of it at
-    // this rate is allowed: two messages.
-    const JITTER: usize = 2;
+    // the server sees them after the send path's delay, whose variance on
+    // a loaded machine can push a few more into one second (measured: 111
+    // and 114 in two of seven runs). Kept strict: that is the promise.
     assert!(
-        busiest <= RATE + BURST + JITTER,
-        "{busiest} messages within one second, limit {RATE}/s, a burst of {BURST} and {JITTER} of jitter"
+        busiest <= RATE + BURST,
+        "{busiest} messages within one second, limit {RATE}/s and a burst of {BURST}"
     );
     let first = accepted.iter().map(|m| m.at).min().expect("first");
     let last = accepted.iter().map(|m| m.at).max().expect("last");
