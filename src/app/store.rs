@@ -48,7 +48,7 @@ pub(super) async fn open_for_daemon(
     info!(store = %location, "opening the store");
     Ok(match location {
         StoreLocation::Sqlite(path) => (
-            Storage::new(SqliteStore::open(&path).await?),
+            Storage::new(SqliteStore::open_for_daemon(&path).await?),
             None,
             Leadership::alone(),
         ),

@@ -14,6 +14,7 @@ mod preview;
 mod schedule;
 mod serve;
 mod status;
+mod store;
 mod texts;
 mod user;
 mod watch;
@@ -110,6 +111,7 @@ pub enum Command {
     Discard(hooks::DiscardArgs),
     Hooks(hooks::HooksArgs),
     User(user::UserArgs),
+    Store(store::StoreArgs),
 }
 
 /// How a command failed, which decides the exit code.
@@ -179,6 +181,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Discard(args) => args.run(&config).await,
         Command::Hooks(args) => args.run(&config).await,
         Command::User(args) => args.run(&config).await,
+        Command::Store(args) => args.run().await,
     }
 }
 

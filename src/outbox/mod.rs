@@ -7,6 +7,7 @@
 
 mod accounts;
 mod consent;
+pub mod copy;
 mod crises;
 mod dead_letters;
 mod flow;
@@ -45,7 +46,7 @@ pub use queue::{
     ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
 };
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
-pub use sqlite::SqliteStore;
+pub use sqlite::{InUse, SqliteStore};
 pub use submissions::{Submission, SubmissionState, SubmissionStore};
 
 use crate::domain::CrisisId;
@@ -74,6 +75,16 @@ pub enum StoreError {
     Replaced(std::path::PathBuf),
     #[error("writes fail: {0}")]
     WriteFailing(&'static str),
+    #[error(
+        "the SQLite store {0} is in use by a running daemon (it holds the lock file beside it); \
+         stop it first"
+    )]
+    InUse(std::path::PathBuf),
+    #[error("cannot open the lock file {path}: {source}")]
+    Lock {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {

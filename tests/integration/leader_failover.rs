@@ -55,24 +55,11 @@ async fn lead(url: &str) -> Option<(String, i64, i64, i64)> {
     row
 }
 
-async fn detail(daemon: &Daemon, id: &str) -> Value {
-    daemon
-        .http
-        .get(format!("{}/v1/crises/{id}", daemon.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON")
-}
-
 /// Waits until `daemon` counts `sent` emails of crisis `id` sent.
 async fn emails_sent(daemon: &Daemon, id: &str, sent: u64, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
-        let detail = detail(daemon, id).await;
+        let detail = daemon.crisis(id).await;
         if detail["deliveries"]["email"]["sent"].as_u64() == Some(sent) {
             return;
         }

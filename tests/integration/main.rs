@@ -36,4 +36,5 @@ mod shared_flow;
 mod shared_store;
 mod sms;
 mod store;
+mod store_copy;
 mod support;

@@ -10,7 +10,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::sms::{MESSAGES, twilio_section};
-use crate::support::{Daemon, SmtpServer, TOKEN, TestConfig, postgres};
+use crate::support::{Daemon, SmtpServer, TestConfig, postgres};
 
 /// `readers` English readers with an email address and a phone number.
 fn audience(readers: usize) -> String {
@@ -74,6 +74,10 @@ async fn a_channel_limited_to_100_per_second_sends_no_faster_across_three_daemon
     let accepted = smtp.accepted();
     assert_eq!(accepted.len(), READERS);
     let busiest = busiest_second(accepted.iter().map(|m| m.at).collect());
+    // The store grants no more than RATE + BURST tokens in any second;
+    // the server sees them after the send path's delay, whose variance on
+    // a loaded machine can push a few more into one second (measured: 111
+    // and 114 in two of seven runs). Kept strict: that is the promise.
     assert!(
         busiest <= RATE + BURST,
         "{busiest} messages within one second, limit {RATE}/s and a burst of {BURST}"
@@ -106,16 +110,7 @@ async fn a_channel_limited_to_100_per_second_sends_no_faster_across_three_daemon
 async fn sms_sent(daemon: &Daemon, id: &str, sent: usize, within: Duration) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let detail: Value = daemon
-            .http
-            .get(format!("{}/v1/crises/{id}", daemon.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("JSON");
+        let detail = daemon.crisis(id).await;
         let sms = detail["deliveries"]["sms"].clone();
         if sms["sent"] == sent {
             return sms;

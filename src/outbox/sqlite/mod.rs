@@ -11,6 +11,7 @@ mod flow;
 mod follow_ups;
 mod hooks;
 mod idempotency;
+mod in_use;
 mod leader;
 mod ledger;
 mod plans;
@@ -58,7 +59,11 @@ pub struct SqliteStore {
     file: Arc<FileIdentity>,
     /// Recent writes that failed for the store's own reasons.
     faults: Arc<WriteFaults>,
+    /// The daemon's hold on the file, while it runs on it.
+    in_use: Option<Arc<InUse>>,
 }
+
+pub use in_use::InUse;
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
@@ -107,7 +112,17 @@ impl SqliteStore {
             work_due: WorkDue::default(),
             file,
             faults: Arc::default(),
+            in_use: None,
         })
+    }
+
+    /// Opens the store at `path` for a daemon: taken for this process
+    /// first (`InUse`), so `store copy` and a second daemon see it in use.
+    pub async fn open_for_daemon(path: &Path) -> Result<Self, StoreError> {
+        let in_use = InUse::take(path)?;
+        let mut store = Self::open(path).await?;
+        store.in_use = Some(Arc::new(in_use));
+        Ok(store)
     }
 
     /// Migrations this binary knows and the existing file at `path` lacks;

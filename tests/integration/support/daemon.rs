@@ -40,6 +40,12 @@ impl Daemon {
         }
     }
 
+    /// The daemon's own directory: its config, audience and, on SQLite,
+    /// its store (`crisisd.db`).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Where the process's warnings go, appended across restarts.
     fn log_file(&self) -> Stdio {
         let path = self._dir.path().join("crisisd.log");
@@ -130,21 +136,25 @@ impl Daemon {
         assert_eq!(response.status(), 200, "{action}");
     }
 
+    /// The crisis's detail, as `GET /v1/crises/{id}` answers.
+    pub async fn crisis(&self, id: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}/v1/crises/{id}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
     /// The crisis's email deliveries by state, once all `planned` are
     /// written and none is left to send.
     pub async fn settled(&self, id: &str, planned: u64, within: Duration) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let detail: serde_json::Value = self
-                .http
-                .get(format!("{}/v1/crises/{id}", self.base))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .expect("GET")
-                .json()
-                .await
-                .expect("JSON");
+            let detail = self.crisis(id).await;
             let email = &detail["deliveries"]["email"];
             let unfinished: u64 = ["pending", "in_flight", "retrying"]
                 .iter()
