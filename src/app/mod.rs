@@ -4,6 +4,7 @@
 //! `supervise` keeps systemd informed.
 
 mod build;
+mod directory;
 mod prepare;
 mod reload;
 mod run;

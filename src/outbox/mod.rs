@@ -9,6 +9,7 @@ mod accounts;
 mod consent;
 mod crises;
 mod dead_letters;
+mod directory;
 mod follow_ups;
 mod hooks;
 mod idempotency;
@@ -28,6 +29,7 @@ pub use accounts::{AccountEvent, AccountEventKind, AccountStore, NewSession, Ses
 pub use consent::ConsentStore;
 pub use crises::{CrisisFilter, CrisisStore, TransitionWrite};
 pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
+pub use directory::DirectoryStore;
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
@@ -145,6 +147,8 @@ pub struct Storage {
     pub leader: Arc<dyn LeaderStore>,
     /// Console drafts waiting for a second person.
     pub submissions: Arc<dyn SubmissionStore>,
+    /// Which directory entries are marked unavailable.
+    pub directory: Arc<dyn DirectoryStore>,
 }
 
 impl Storage {
@@ -163,7 +167,8 @@ impl Storage {
             + Ledger
             + AccountStore
             + LeaderStore
-            + SubmissionStore,
+            + SubmissionStore
+            + DirectoryStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -179,7 +184,8 @@ impl Storage {
             ledger: backend.clone(),
             accounts: backend.clone(),
             leader: backend.clone(),
-            submissions: backend,
+            submissions: backend.clone(),
+            directory: backend,
         }
     }
 }

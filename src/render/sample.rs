@@ -103,7 +103,8 @@ impl Samples<'_> {
             &crisis,
             kind,
             recipient,
-            self.renderer.contacts(self.directory, locale, self.now),
+            self.renderer
+                .contacts(self.directory, locale, self.now, &Default::default()),
             self.now,
         );
         if let Subject::FollowUp(topic) = subject {

@@ -427,9 +427,12 @@ mod contract {
             name: world.settings.company.name.clone(),
             status_url: world.settings.company.status_url.clone(),
         };
-        let contacts = world
-            .renderer
-            .contacts(&world.settings.directory, text.locale, now);
+        let contacts = world.renderer.contacts(
+            &world.settings.directory,
+            text.locale,
+            now,
+            &Default::default(),
+        );
         let reader = ("Rahim", chrono_tz::Asia::Dhaka);
         let mut ctx = RenderContext::new(
             text.locale,

@@ -7,6 +7,7 @@ mod accounts;
 mod consent;
 mod crises;
 mod dead_letters;
+mod directory;
 mod follow_ups;
 mod hooks;
 mod idempotency;
