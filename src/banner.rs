@@ -129,6 +129,13 @@ impl Banner {
         }
     }
 
+    /// Renders every language anew at the next request: what it shows
+    /// beside the crises (the directory's availability) changed.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        write(&self.rendered).clear();
+    }
+
     /// The crises shown now.
     pub fn shown(&self) -> Vec<CrisisId> {
         read(&self.active).iter().map(|c| c.id).collect()

@@ -71,6 +71,8 @@ impl Application {
             .publish_with(publisher.clone()),
         );
         reconcile_follow_ups(&service).await;
+        // What was marked unavailable before this start, or by another daemon.
+        service.refresh_availability().await?;
         let (scheduler, liveness) = scheduler(&service, &clock, &prepared.follow_ups, &leadership);
         let health = Arc::new(Health::default());
         health.set_channels(prepared.channels.iter().map(|c| c.name().to_owned()));

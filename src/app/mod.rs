@@ -5,6 +5,7 @@
 
 mod build;
 mod descriptors;
+mod directory;
 mod prepare;
 mod reload;
 mod run;

@@ -120,6 +120,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         channels: settings.channels.profiles(&default_locale),
         unsubscribe,
         all_clear_to_unreached: settings.dispatch.all_clear_to_unreached,
+        availability: Default::default(),
     };
     problems.extend(inputs.template_problems(&follow_ups, Utc::now()));
     problems.extend(crate::publish::template_problems(

@@ -71,7 +71,10 @@ impl Runtime {
         let channels = self.with_removed_channels(prepared.channels).await;
         // Planned deliveries are in the outbox with their rendered text:
         // only what is planned from now on sees the new inputs.
-        state.inputs.store(Arc::new(prepared.inputs));
+        let mut inputs = prepared.inputs;
+        // What is marked unavailable stays so across a reload.
+        inputs.availability = state.inputs.load().availability.clone();
+        state.inputs.store(Arc::new(inputs));
         state.tokens.store(Arc::new(prepared.tokens));
         state
             .inbound_sms

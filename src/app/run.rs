@@ -41,6 +41,11 @@ impl Application {
         if let Some(mirror) = mirror {
             tasks.spawn(mirror.run(shutdown.clone()));
         }
+        tasks.spawn(super::directory::watch(
+            state.service.clone(),
+            leadership.clone(),
+            shutdown.clone(),
+        ));
         if let Some(events) = events {
             shared_store(&mut tasks, events, &state, &leadership, &runtime, &shutdown);
         }

@@ -9,6 +9,7 @@ mod client_args;
 mod completions;
 mod dead;
 mod declare;
+mod directory;
 mod hooks;
 mod preview;
 mod schedule;
@@ -39,6 +40,7 @@ Examples:
   crisisd update 0193... --message \"Fix deployed; recovering.\"
   crisisd resolve 0193... --message \"All systems normal.\"
   crisisd dead --crisis 0193...                  dead deliveries with their reasons
+  crisisd directory down chat --reason \"vendor outage\"  messages point to the next best entry
   crisisd retry-dead --crisis 0193... --yes      send them again
   crisisd confirm 0193...                        declare a crisis a webhook proposed
   crisisd hooks log                              webhooks received and what they did
@@ -110,6 +112,7 @@ pub enum Command {
     Confirm(hooks::ConfirmArgs),
     Discard(hooks::DiscardArgs),
     Hooks(hooks::HooksArgs),
+    Directory(directory::DirectoryArgs),
     User(user::UserArgs),
     Store(store::StoreArgs),
 }
@@ -180,6 +183,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Confirm(args) => args.run(&config).await,
         Command::Discard(args) => args.run(&config).await,
         Command::Hooks(args) => args.run(&config).await,
+        Command::Directory(args) => args.run(&config).await,
         Command::User(args) => args.run(&config).await,
         Command::Store(args) => args.run().await,
     }

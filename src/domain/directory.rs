@@ -5,12 +5,16 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::RwLock;
+use std::time::Duration;
 
 use chrono::{
     DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeDelta, TimeZone, Timelike, Utc, Weekday,
 };
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::sync::{read, write};
 
 /// Localized text: locale -> text, with fallback to the default locale.
 pub type Localized = BTreeMap<String, String>;
@@ -44,6 +48,99 @@ pub struct ContactEntry {
     #[serde(default)]
     pub emergency: bool,
     pub hours: Hours,
+    /// A URL crisisd probes to mark the entry unavailable and available
+    /// again by itself.
+    #[serde(default)]
+    pub health: Option<HealthProbe>,
+}
+
+/// `health = { url = "https://…/healthz", interval = "30s", timeout = "5s",
+/// down_after = 3, up_after = 2 }`: a 2xx answer within the timeout is a
+/// success, anything else a failure.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthProbe {
+    pub url: String,
+    #[serde(default = "default_probe_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_probe_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Failures in a row that mark the entry unavailable.
+    #[serde(default = "default_down_after")]
+    pub down_after: u32,
+    /// Successes in a row that mark it available again.
+    #[serde(default = "default_up_after")]
+    pub up_after: u32,
+}
+
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_down_after() -> u32 {
+    3
+}
+
+fn default_up_after() -> u32 {
+    2
+}
+
+/// An entry's availability as last changed, by a person or a probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryAvailability {
+    pub entry: String,
+    pub available: bool,
+    pub reason: Option<String>,
+    /// Who changed it: `cli:alice (token …)`, `probe`.
+    pub changed_by: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// The entries marked unavailable now, by id: one per process, shared by
+/// everything that shows the directory (messages, banner, status page)
+/// and kept across reloads; the store's copy is the one that lasts.
+#[derive(Debug, Default)]
+pub struct Availability {
+    down: RwLock<BTreeMap<String, EntryAvailability>>,
+}
+
+impl Availability {
+    /// Takes the store's states as they are; returns whether anything
+    /// shown changed.
+    pub fn replace(&self, states: Vec<EntryAvailability>) -> bool {
+        let down: BTreeMap<String, EntryAvailability> = states
+            .into_iter()
+            .filter(|state| !state.available)
+            .map(|state| (state.entry.clone(), state))
+            .collect();
+        let mut current = write(&self.down);
+        let changed = *current != down;
+        *current = down;
+        changed
+    }
+
+    /// Applies one change; returns whether anything shown changed.
+    pub fn set(&self, state: EntryAvailability) -> bool {
+        let mut current = write(&self.down);
+        if state.available {
+            current.remove(&state.entry).is_some()
+        } else {
+            current.insert(state.entry.clone(), state.clone()) != Some(state)
+        }
+    }
+
+    /// The entry's state when it is marked unavailable.
+    pub fn down(&self, entry: &str) -> Option<EntryAvailability> {
+        read(&self.down).get(entry).cloned()
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, EntryAvailability> {
+        read(&self.down).clone()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,6 +273,12 @@ pub struct HoursStrings {
     pub always_open: String,
     /// After hours given in the reader's zone: "your time".
     pub your_time: String,
+    /// Said of an entry marked unavailable.
+    #[serde(default = "default_unavailable")]
+    pub unavailable: String,
+    /// Introduces the entry to use instead.
+    #[serde(default = "default_instead")]
+    pub instead: String,
 }
 
 /// A weekly window as a reader elsewhere sees it: its days and times in
@@ -237,6 +340,14 @@ fn clock(time: NaiveTime) -> String {
     } else {
         time.format("%H:%M").to_string()
     }
+}
+
+fn default_unavailable() -> String {
+    "Unavailable now".to_owned()
+}
+
+fn default_instead() -> String {
+    "use instead".to_owned()
 }
 
 impl Hours {
@@ -330,6 +441,20 @@ pub struct ContactView {
     pub always_open: bool,
     pub open_now: bool,
     pub emergency: bool,
+    /// False while the entry is marked unavailable: then `best_for` also
+    /// says so and names `instead`.
+    #[serde(default = "available_by_default")]
+    pub available: bool,
+    /// Why it is unavailable, as staff or its probe said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_reason: Option<String>,
+    /// The id of the entry to use instead, while this one is unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instead: Option<String>,
+}
+
+fn available_by_default() -> bool {
+    true
 }
 
 impl ContactEntry {
@@ -384,6 +509,9 @@ impl ContactEntry {
             always_open: self.hours.always_open,
             open_now: self.hours.open_at(at),
             emergency: self.emergency,
+            available: true,
+            unavailable_reason: None,
+            instead: None,
         }
     }
 
@@ -409,6 +537,21 @@ impl ContactEntry {
                 "{at}: hours need `always_open = true` or at least one `weekly` window"
             ));
         }
+        if let Some(probe) = &self.health {
+            if !(probe.url.starts_with("https://") || probe.url.starts_with("http://")) {
+                problems.push(format!("{at}: health.url `{}` must be http(s)", probe.url));
+            }
+            if probe.timeout.is_zero() || probe.timeout > probe.interval {
+                problems.push(format!(
+                    "{at}: health.timeout must be above zero and at most health.interval"
+                ));
+            }
+            if probe.down_after == 0 || probe.up_after == 0 {
+                problems.push(format!(
+                    "{at}: health.down_after and up_after must be at least 1"
+                ));
+            }
+        }
         if let Some(url) = &self.url
             && !(url.starts_with("https://")
                 || url.starts_with("http://")
@@ -424,7 +567,8 @@ impl ContactEntry {
     }
 }
 
-/// Views of every entry, in configured order.
+/// Views of every entry, in configured order, those marked unavailable
+/// (in `down`) last, each saying so and naming the entry to use instead.
 pub fn views(
     entries: &[ContactEntry],
     locale: &str,
@@ -432,11 +576,73 @@ pub fn views(
     strings: &HoursStrings,
     reader_zone: Option<Tz>,
     at: DateTime<Utc>,
+    down: &BTreeMap<String, EntryAvailability>,
 ) -> Vec<ContactView> {
-    entries
+    let mut views: Vec<ContactView> = entries
         .iter()
         .map(|e| e.view(locale, default_locale, strings, reader_zone, at))
-        .collect()
+        .collect();
+    if down.is_empty() {
+        return views;
+    }
+    let up: Vec<ContactView> = views
+        .iter()
+        .filter(|v| !down.contains_key(&v.id))
+        .cloned()
+        .collect();
+    for view in views.iter_mut() {
+        if let Some(state) = down.get(&view.id) {
+            mark_unavailable(view, state, next_best(view, &up), strings);
+        }
+    }
+    // Stable: the available ones keep their order, and a short form that
+    // has room for a few entries names available ones.
+    views.sort_by_key(|v| !v.available);
+    views
+}
+
+/// The entry to use instead of `down`: another emergency line for an
+/// emergency line, else one that is open now before one that is not, and
+/// an emergency line only when nothing else is left (it is kept free).
+fn next_best<'a>(down: &ContactView, up: &'a [ContactView]) -> Option<&'a ContactView> {
+    up.iter().min_by_key(|candidate| {
+        let open = candidate.always_open || candidate.open_now;
+        (candidate.emergency != down.emergency, !open)
+    })
+}
+
+/// Every template shows `best_for`, so the pointer is written there: each
+/// form of each locale says it without a template of its own knowing.
+fn mark_unavailable(
+    view: &mut ContactView,
+    state: &EntryAvailability,
+    instead: Option<&ContactView>,
+    strings: &HoursStrings,
+) {
+    view.available = false;
+    view.open_now = false;
+    view.always_open = false;
+    view.unavailable_reason = state.reason.clone();
+    view.instead = instead.map(|i| i.id.clone());
+    view.best_for = match instead {
+        Some(i) => format!(
+            "{}. {}; {}: {} {}",
+            view.best_for, strings.unavailable, strings.instead, i.label, i.address
+        ),
+        None => format!("{}. {}", view.best_for, strings.unavailable),
+    };
+}
+
+/// The emergency route a message shows: the emergency lines available
+/// now, or, when every one is marked unavailable, all of them (marked so).
+pub fn emergency_route(contacts: &[ContactView]) -> Vec<ContactView> {
+    let emergency = contacts.iter().filter(|c| c.emergency);
+    let available: Vec<ContactView> = emergency.clone().filter(|c| c.available).cloned().collect();
+    if available.is_empty() {
+        emergency.cloned().collect()
+    } else {
+        available
+    }
 }
 
 pub type LocalizedHoursStrings = BTreeMap<String, HoursStrings>;
@@ -490,6 +696,8 @@ mod tests {
             days: ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"].map(String::from),
             always_open: "24/7".into(),
             your_time: "your time".into(),
+            unavailable: "Unavailable now".into(),
+            instead: "use instead".into(),
         };
         assert_eq!(
             weekday_hours().describe("en", "en", &strings, None),
@@ -503,6 +711,8 @@ mod tests {
             days: ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"].map(String::from),
             always_open: "24/7".into(),
             your_time: "your time".into(),
+            unavailable: "Unavailable now".into(),
+            instead: "use instead".into(),
         };
         let hours = weekday_hours();
         // Late November: New York is UTC-5, Dhaka UTC+6, eleven hours on.
@@ -529,5 +739,97 @@ mod tests {
             ),
             hours.describe("en", "en", &strings, None)
         );
+    }
+
+    fn entry(id: &str, emergency: bool) -> ContactEntry {
+        ContactEntry {
+            id: id.into(),
+            kind: ContactKind::Phone,
+            address: format!("+1 555 {id}"),
+            url: None,
+            label: Localized::from([("en".into(), id.to_uppercase())]),
+            best_for: Localized::from([("en".into(), format!("{id} needs"))]),
+            emergency,
+            hours: weekday_hours(),
+            health: None,
+        }
+    }
+
+    fn strings() -> HoursStrings {
+        HoursStrings {
+            days: ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"].map(String::from),
+            always_open: "24/7".into(),
+            your_time: "your time".into(),
+            unavailable: "Unavailable now".into(),
+            instead: "use instead".into(),
+        }
+    }
+
+    fn down(ids: &[&str]) -> BTreeMap<String, EntryAvailability> {
+        ids.iter()
+            .map(|id| {
+                let state = EntryAvailability {
+                    entry: (*id).into(),
+                    available: false,
+                    reason: None,
+                    changed_by: "tests".into(),
+                    changed_at: Utc::now(),
+                };
+                ((*id).to_owned(), state)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_down_emergency_line_points_to_another_and_leaves_the_route_while_one_is_up() {
+        let entries = [
+            entry("ambulance", true),
+            entry("chat", false),
+            entry("hotline", true),
+        ];
+        // Monday 13:30 UTC: open in New York.
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 13, 30, 0).unwrap();
+        let shown = views(&entries, "en", "en", &strings(), None, at, &down(&["ambulance"]));
+        let ids: Vec<&str> = shown.iter().map(|v| v.id.as_str()).collect();
+        assert_eq!(ids, ["chat", "hotline", "ambulance"]);
+        let ambulance = &shown[2];
+        assert!(!ambulance.available && !ambulance.open_now);
+        assert_eq!(ambulance.instead.as_deref(), Some("hotline"));
+        assert_eq!(
+            ambulance.best_for,
+            "ambulance needs. Unavailable now; use instead: HOTLINE +1 555 hotline"
+        );
+        let route: Vec<String> = emergency_route(&shown).into_iter().map(|v| v.id).collect();
+        assert_eq!(route, ["hotline"], "never the line that is down");
+
+        let all_down = views_of_all_down(&entries, at);
+        let route: Vec<String> = emergency_route(&all_down)
+            .into_iter()
+            .map(|v| v.id)
+            .collect();
+        assert_eq!(
+            route,
+            ["ambulance", "hotline"],
+            "both shown, marked, when none is up"
+        );
+        let chat_down = views(&entries, "en", "en", &strings(), None, at, &down(&["chat"]));
+        let chat = chat_down.iter().find(|v| v.id == "chat").unwrap();
+        assert_eq!(
+            chat.instead.as_deref(),
+            Some("ambulance"),
+            "only emergency lines are left"
+        );
+    }
+
+    fn views_of_all_down(entries: &[ContactEntry], at: DateTime<Utc>) -> Vec<ContactView> {
+        views(
+            entries,
+            "en",
+            "en",
+            &strings(),
+            None,
+            at,
+            &down(&["ambulance", "hotline"]),
+        )
     }
 }

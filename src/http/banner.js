@@ -78,12 +78,16 @@
 
   function availability(contact, labels) {
     if (contact.always_open) return labels.always_open;
+    if (contact.available === false) return labels.unavailable;
     return contact.open_now ? labels.open_now : labels.closed_now;
   }
 
   // Short list: emergency lines first, then channels open now, then the rest; at most 4.
   function shortContacts(contacts) {
-    function rank(c) { return c.emergency ? 0 : (c.open_now || c.always_open) ? 1 : 2; }
+    function rank(c) {
+      if (c.available === false) return 3;
+      return c.emergency ? 0 : (c.open_now || c.always_open) ? 1 : 2;
+    }
     return contacts
       .map(function (c, i) { return { c: c, i: i }; })
       .sort(function (a, b) { return rank(a.c) - rank(b.c) || a.i - b.i; })
@@ -166,7 +170,9 @@
     var body = el('div', { flex: '1 1 auto', minWidth: '0', overflowWrap: 'anywhere' });
     var head = el('p', { margin: '0' });
     head.appendChild(el('strong', null, crisis.headline || crisis.title));
-    var urgent = (data.contacts || []).filter(function (c) { return c.emergency; })[0];
+    var lines = (data.contacts || []).filter(function (c) { return c.emergency; });
+    // An emergency line marked unavailable only when no other is left.
+    var urgent = lines.filter(function (c) { return c.available !== false; })[0] || lines[0];
     if (urgent) {
       head.appendChild(document.createTextNode(' '));
       head.appendChild(el('span', { whiteSpace: 'nowrap' }, urgent.label + ': '))

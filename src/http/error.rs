@@ -115,7 +115,9 @@ impl From<ServiceError> for ApiError {
                 ApiError::Unprocessable(err.to_string())
             }
             ServiceError::Domain(domain) => ApiError::BadRequest(domain.to_string()),
-            ServiceError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            ServiceError::NotFound(_) | ServiceError::UnknownEntry { .. } => {
+                ApiError::NotFound(err.to_string())
+            }
             ServiceError::Conflict(_) => ApiError::Conflict(err.to_string()),
             ServiceError::Duplicate { existing, .. } => ApiError::Duplicate {
                 message: err.to_string(),

@@ -5,6 +5,7 @@ mod auth;
 mod banner;
 mod consent;
 pub mod console;
+pub mod directory;
 mod error;
 pub mod hooks;
 pub mod listener;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, header};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -96,6 +97,11 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue], own_metrics: bool) 
         .route("/v1/crises/{id}/follow-ups", get(schedule::crisis))
         .route("/v1/follow-ups", get(schedule::all))
         .route("/v1/preview", post(preview::preview))
+        .route("/v1/directory", get(directory::list))
+        .route(
+            "/v1/directory/{entry}/availability",
+            put(directory::set_availability),
+        )
         .route("/v1/deliveries/dead", get(api::dead))
         .route("/v1/deliveries/retry-dead", post(api::retry_dead))
         .route("/v1/crises/{id}/confirm", post(hooks::confirm))

@@ -11,6 +11,7 @@ pub mod copy;
 mod crises;
 mod dead_letters;
 mod flow;
+mod directory;
 mod follow_ups;
 mod hooks;
 mod idempotency;
@@ -31,6 +32,7 @@ pub use consent::ConsentStore;
 pub use crises::{CrisisFilter, CrisisStore, TransitionWrite};
 pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use flow::{Bucket, FlowPauses, FlowStore, SharedFlow, Tokens};
+pub use directory::DirectoryStore;
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
@@ -160,6 +162,8 @@ pub struct Storage {
     pub submissions: Arc<dyn SubmissionStore>,
     /// Rate limits and pauses shared by the daemons on the store.
     pub flow: Arc<dyn FlowStore>,
+    /// Which directory entries are marked unavailable.
+    pub directory: Arc<dyn DirectoryStore>,
 }
 
 impl Storage {
@@ -179,7 +183,8 @@ impl Storage {
             + AccountStore
             + LeaderStore
             + SubmissionStore
-            + FlowStore,
+            + FlowStore
+            + DirectoryStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -196,7 +201,8 @@ impl Storage {
             accounts: backend.clone(),
             leader: backend.clone(),
             submissions: backend.clone(),
-            flow: backend,
+            flow: backend.clone(),
+            directory: backend,
         }
     }
 }

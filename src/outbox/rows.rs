@@ -19,6 +19,7 @@ use super::{
 };
 use crate::domain::account::{User, UserName};
 use crate::domain::consent::ContactPoint;
+use crate::domain::directory::EntryAvailability;
 use crate::domain::follow_up::{FollowUp, Phase};
 use crate::domain::{Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId};
 use crate::message::DeliveryContent;
@@ -819,3 +820,29 @@ impl TryFrom<SubmissionRow<'_>> for Submission {
         })
     }
 }
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AvailabilityRow {
+    pub(super) entry: String,
+    pub(super) available: i64,
+    pub(super) reason: Option<String>,
+    pub(super) changed_by: String,
+    pub(super) changed_at: i64,
+}
+
+impl TryFrom<AvailabilityRow> for EntryAvailability {
+    type Error = StoreError;
+
+    fn try_from(row: AvailabilityRow) -> Result<Self, StoreError> {
+        Ok(EntryAvailability {
+            entry: row.entry,
+            available: row.available != 0,
+            reason: row.reason,
+            changed_by: row.changed_by,
+            changed_at: from_millis(row.changed_at)?,
+        })
+    }
+}
+
+/// The columns of `directory_availability` and its log, in this order.
+pub(super) const AVAILABILITY_COLUMNS: &str = "entry, available, reason, changed_by, changed_at";

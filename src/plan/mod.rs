@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::audience::{Audience, AudienceError};
 use crate::domain::consent::{OptOuts, UnsubscribeSigner};
-use crate::domain::directory::{ContactEntry, ContactView};
+use crate::domain::directory::{Availability, ContactEntry, ContactView};
 use crate::domain::follow_up::{FollowUpSpec, FollowUps};
 use crate::domain::{AnnouncementId, AnnouncementKind, Crisis, DeliveryId};
 use crate::message::{ChannelProfile, Reach};
@@ -58,6 +58,9 @@ pub struct PlanInputs {
     /// Whether the all-clear also goes to readers no earlier message of
     /// the crisis reached on a channel (`[dispatch] all_clear_to_unreached`).
     pub all_clear_to_unreached: bool,
+    /// The entries marked unavailable: one for the process, carried
+    /// across reloads.
+    pub availability: Arc<Availability>,
 }
 
 impl PlanInputs {
@@ -78,8 +81,9 @@ impl PlanInputs {
         reader_zone: Option<chrono_tz::Tz>,
         now: DateTime<Utc>,
     ) -> Vec<ContactView> {
+        let down = self.availability.snapshot();
         self.renderer
-            .contacts(&self.directory, locale, reader_zone, now)
+            .contacts(&self.directory, locale, reader_zone, now, &down)
     }
 
     /// What the templates would do wrong in a crisis, found with sample
@@ -382,6 +386,7 @@ pub(crate) mod tests {
             channels,
             unsubscribe: None,
             all_clear_to_unreached: false,
+            availability: Default::default(),
         }
     }
 

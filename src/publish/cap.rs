@@ -173,7 +173,7 @@ impl Publisher {
         let contacts = inputs.contacts(locale, None, crisis.updated_at);
         let contact = contacts
             .iter()
-            .find(|c| c.emergency)
+            .find(|c| c.emergency && c.available)
             .or(contacts.first())
             .map(|c| format!("{}: {}", c.label, c.address));
         w.create_element("info").write_inner_content(|w| {

@@ -160,8 +160,9 @@ fn view(
             .then(b.declared_at.cmp(&a.declared_at))
     });
     let mut contacts = inputs.contacts(locale, None, now);
-    // The emergency route first: the one a frightened reader needs.
-    contacts.sort_by_key(|contact| !contact.emergency);
+    // The emergency route first: the one a frightened reader needs (one
+    // marked unavailable after those that are not).
+    contacts.sort_by_key(|contact| (!contact.emergency, !contact.available));
     let locales = inputs.renderer.locales().map(str::to_owned);
     PageView {
         locale: locale.to_owned(),
@@ -171,7 +172,7 @@ fn view(
             .iter()
             .map(|(crisis, versions)| section(crisis, versions, library, locale, site))
             .collect(),
-        emergency_contacts: contacts.iter().filter(|c| c.emergency).cloned().collect(),
+        emergency_contacts: crate::domain::directory::emergency_route(&contacts),
         contacts,
         // To the minute, as opening hours go: the page (and its ETag)
         // stays the same until a minute turns or a transition.

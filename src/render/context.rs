@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::domain::directory::ContactView;
+use crate::domain::directory::{self, ContactView};
 use crate::domain::follow_up::FollowUpView;
 use crate::domain::{AnnouncementKind, Crisis, Severity};
 
@@ -89,7 +89,7 @@ impl RenderContext {
     ) -> Self {
         let zone = recipient.map_or(Tz::UTC, |(_, tz)| tz);
         let (title, summary) = crisis.text_for(locale);
-        let emergency_contacts = contacts.iter().filter(|c| c.emergency).cloned().collect();
+        let emergency_contacts = directory::emergency_route(&contacts);
         Self {
             locale: locale.to_owned(),
             company,

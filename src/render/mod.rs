@@ -24,7 +24,7 @@ pub use context::{
     AnnouncementView, CompanyView, CrisisView, MAX_ROOM, RecipientView, RenderContext, local_time,
 };
 
-use crate::domain::directory::{self, ContactEntry, ContactView, HoursStrings};
+use crate::domain::directory::{self, ContactEntry, ContactView, EntryAvailability, HoursStrings};
 use crate::domain::{AnnouncementKind, Kind, Status};
 
 /// Labels the banner script shows, per locale.
@@ -42,6 +42,13 @@ pub struct BannerLabels {
     pub hide_details: String,
     /// The link to the status page, with the full and current text.
     pub status_page: String,
+    /// Said of a contact marked unavailable.
+    #[serde(default = "default_unavailable_label")]
+    pub unavailable: String,
+}
+
+fn default_unavailable_label() -> String {
+    "Unavailable now".to_owned()
 }
 
 /// `templates/<locale>/strings.toml`: words the code itself puts in front
@@ -267,6 +274,7 @@ impl Renderer {
         locale: &str,
         reader_zone: Option<chrono_tz::Tz>,
         now: DateTime<Utc>,
+        down: &BTreeMap<String, EntryAvailability>,
     ) -> Vec<ContactView> {
         directory::views(
             directory,
@@ -275,6 +283,7 @@ impl Renderer {
             &self.strings(locale).hours,
             reader_zone,
             now,
+            down,
         )
     }
 

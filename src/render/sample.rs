@@ -108,6 +108,7 @@ impl Samples<'_> {
                 locale,
                 recipient.map(|(_, zone)| zone),
                 self.now,
+                &Default::default(),
             ),
             self.now,
         );

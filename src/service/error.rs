@@ -28,6 +28,8 @@ pub enum ServiceError {
          it, or say this is a separate crisis (API: `\"separate\": true`; CLI: --separate)"
     )]
     Duplicate { existing: CrisisId, title: String },
+    #[error("the directory has no entry `{entry}`; it has: {known}")]
+    UnknownEntry { entry: String, known: String },
     #[error(transparent)]
     Store(StoreError),
 }

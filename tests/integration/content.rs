@@ -433,7 +433,7 @@ mod contract {
         let contacts =
             world
                 .renderer
-                .contacts(&world.settings.directory, text.locale, Some(reader.1), now);
+                .contacts(&world.settings.directory, text.locale, Some(reader.1), now, &Default::default());
         let mut ctx = RenderContext::new(
             text.locale,
             company,

@@ -18,6 +18,7 @@ mod console;
 mod content;
 mod crash;
 mod delivery;
+mod directory;
 mod flag_file;
 mod flow;
 mod follow_ups;

@@ -52,11 +52,14 @@ async fn a_channel_limited_to_100_per_second_sends_no_faster_across_three_daemon
     const READERS: usize = 900;
     const RATE: usize = 100;
     const BURST: usize = 10;
+    // Sends in flight at once per daemon.
+    const IN_FLIGHT: usize = 2;
     let smtp = SmtpServer::start().await;
     let url = postgres::database().await;
     let nodes: Vec<Daemon> = (0..3)
         .map(|n| {
             let mut config = node(&smtp, &url, READERS, n);
+            config.concurrency = IN_FLIGHT;
             config.email_extra = format!("rate_per_second = {RATE}\nburst = {BURST}\n");
             Daemon::new(config)
         })
@@ -74,13 +77,17 @@ async fn a_channel_limited_to_100_per_second_sends_no_faster_across_three_daemon
     let accepted = smtp.accepted();
     assert_eq!(accepted.len(), READERS);
     let busiest = busiest_second(accepted.iter().map(|m| m.at).collect());
-    // The store grants no more than RATE + BURST tokens in any second;
-    // the server sees them after the send path's delay, whose variance on
-    // a loaded machine can push a few more into one second (measured: 111
-    // and 114 in two of seven runs). Kept strict: that is the promise.
+    // The store grants no more than RATE + BURST tokens in any second. The
+    // server sees each send after the send path's delay, so the only ones
+    // of an earlier second it can count in this one are those still in
+    // flight when the second began: at most IN_FLIGHT per daemon. (With 8
+    // in flight per daemon, a loaded machine measured 111 and 114 in two of
+    // seven runs: late sends of the second before.)
+    let allowed = RATE + BURST + 3 * IN_FLIGHT;
     assert!(
-        busiest <= RATE + BURST,
-        "{busiest} messages within one second, limit {RATE}/s and a burst of {BURST}"
+        busiest <= allowed,
+        "{busiest} messages within one second, limit {RATE}/s, a burst of {BURST} and \
+         {IN_FLIGHT} in flight on each of 3 daemons"
     );
     let first = accepted.iter().map(|m| m.at).min().expect("first");
     let last = accepted.iter().map(|m| m.at).max().expect("last");

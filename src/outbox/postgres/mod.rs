@@ -10,6 +10,7 @@ mod accounts;
 mod consent;
 mod crises;
 mod dead_letters;
+mod directory;
 mod events;
 mod flow;
 mod follow_ups;

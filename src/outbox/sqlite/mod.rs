@@ -8,6 +8,7 @@ mod consent;
 mod crises;
 mod dead_letters;
 mod flow;
+mod directory;
 mod follow_ups;
 mod hooks;
 mod idempotency;

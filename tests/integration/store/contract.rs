@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use crisisd::domain::account::{Role, User, UserName};
 use crisisd::domain::consent::ContactPoint;
+use crisisd::domain::directory::EntryAvailability;
 use crisisd::domain::draft::{Draft, DraftAction};
 use crisisd::domain::follow_up::{
     FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase, Topic,
@@ -2274,6 +2275,59 @@ pub async fn an_approval_holds_only_for_the_content_it_was_given_for(db: &impl D
     );
 }
 
+pub async fn a_directory_entrys_availability_is_stored_once_per_change_and_logged(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let directory = &storage.directory;
+    assert_eq!(directory.availability().await.expect("read"), Vec::new());
+    let down = EntryAvailability {
+        entry: "chat".into(),
+        available: false,
+        reason: Some("vendor outage".into()),
+        changed_by: "cli:alice".into(),
+        changed_at: at(1),
+    };
+    assert!(directory.set_availability(&down).await.expect("set"));
+    let repeated = EntryAvailability {
+        changed_by: "probe".into(),
+        changed_at: at(2),
+        ..down.clone()
+    };
+    assert!(
+        !directory.set_availability(&repeated).await.expect("set"),
+        "the same state again changes nothing"
+    );
+    let up = EntryAvailability {
+        available: true,
+        reason: None,
+        changed_at: at(3),
+        ..down.clone()
+    };
+    assert!(directory.set_availability(&up).await.expect("set"));
+    let reopened = db.open().await;
+    assert_eq!(
+        reopened.directory.availability().await.expect("read"),
+        vec![up.clone()]
+    );
+    assert_eq!(
+        reopened
+            .directory
+            .availability_log("chat", 10)
+            .await
+            .expect("log"),
+        vec![up, down]
+    );
+    assert_eq!(
+        reopened
+            .directory
+            .availability_log("portal", 10)
+            .await
+            .expect("log"),
+        Vec::new()
+    );
+}
+
 /// Runs every contract test against one backend: `$database` is an
 /// expression making a fresh `Database` for each test.
 pub async fn a_channels_shared_bucket_grants_its_rate_and_burst_and_a_pause_stops_it(
@@ -2406,6 +2460,7 @@ macro_rules! store_contract {
             the_account_audit_trail_lists_the_newest_first,
             an_approval_holds_only_for_the_content_it_was_given_for,
             a_channels_shared_bucket_grants_its_rate_and_burst_and_a_pause_stops_it,
+            a_directory_entrys_availability_is_stored_once_per_change_and_logged,
         );
     };
     (@each $database:expr; $($name:ident),+ $(,)?) => {

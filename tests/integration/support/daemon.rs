@@ -56,11 +56,6 @@ impl Daemon {
             .map_or_else(|_| Stdio::null(), Stdio::from)
     }
 
-    /// Its directory: the config, the SQLite store, the audience.
-    pub fn dir(&self) -> &std::path::Path {
-        self._dir.path()
-    }
-
     /// What the process logged (warnings and errors).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("crisisd.log")).unwrap_or_default()
