@@ -51,6 +51,29 @@ impl QuietHours {
     }
 }
 
+/// The first moment at or after `at` when the wall clock in `zone` reads
+/// `time` (a time the clocks jump over: an hour later on the wall clock):
+/// when a reader-local step's message reaches a reader there.
+pub fn next_local(at: DateTime<Utc>, time: NaiveTime, zone: Tz) -> DateTime<Utc> {
+    let mut day = at.with_timezone(&zone).date_naive();
+    for _ in 0..3 {
+        let local = day.and_time(time);
+        let due = zone
+            .from_local_datetime(&local)
+            .earliest()
+            .or_else(|| {
+                zone.from_local_datetime(&(local + TimeDelta::hours(1)))
+                    .earliest()
+            })
+            .map(|t| t.with_timezone(&Utc));
+        if let Some(due) = due.filter(|due| *due >= at) {
+            return due;
+        }
+        day = day.checked_add_days(Days::new(1)).unwrap_or(day);
+    }
+    at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +101,26 @@ mod tests {
         // 06:00 UTC is noon there: not held.
         let noon = Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap();
         assert_eq!(quiet.release(noon, zone), noon);
+    }
+
+    #[test]
+    fn nine_in_the_morning_comes_in_each_readers_own_zone() {
+        let nine = hm(9, 0);
+        // 05:00 UTC: 11:00 in Dhaka (tomorrow's 09:00 is next), 00:00 in
+        // New York (09:00 today).
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 5, 0, 0).unwrap();
+        let dhaka: Tz = "Asia/Dhaka".parse().unwrap();
+        let new_york: Tz = "America/New_York".parse().unwrap();
+        assert_eq!(
+            next_local(at, nine, dhaka),
+            Utc.with_ymd_and_hms(2026, 11, 24, 3, 0, 0).unwrap()
+        );
+        assert_eq!(
+            next_local(at, nine, new_york),
+            Utc.with_ymd_and_hms(2026, 11, 23, 14, 0, 0).unwrap()
+        );
+        let exactly = Utc.with_ymd_and_hms(2026, 11, 24, 3, 0, 0).unwrap();
+        assert_eq!(next_local(exactly, nine, dhaka), exactly);
     }
 
     #[test]
