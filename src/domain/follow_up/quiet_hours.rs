@@ -1,7 +1,7 @@
 //! Quiet hours: a non-critical SMS follow-up due at night in the reader's
 //! own time zone waits until the window ends.
 
-use chrono::{DateTime, Days, NaiveTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,18 +37,23 @@ impl QuietHours {
         if self.start > self.end && time >= self.start {
             day = day.checked_add_days(Days::new(1)).unwrap_or(day);
         }
-        let end = day.and_time(self.end);
         // A window ending inside a DST gap ends when the clocks have moved.
-        let released = zone
-            .from_local_datetime(&end)
-            .earliest()
-            .or_else(|| {
-                zone.from_local_datetime(&(end + TimeDelta::hours(1)))
-                    .earliest()
-            })
-            .map_or(at, |t| t.with_timezone(&Utc));
+        let released = instant(zone, day.and_time(self.end)).unwrap_or(at);
         released.max(at)
     }
+}
+
+/// When a wall-clock time happens in `zone`: the first time when the
+/// clocks repeat it, an hour later on the wall clock (01:30 becomes 02:30)
+/// when they jump over it.
+pub(super) fn instant(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    zone.from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            zone.from_local_datetime(&(local + TimeDelta::hours(1)))
+                .earliest()
+        })
+        .map(|at| at.with_timezone(&Utc))
 }
 
 /// The first moment at or after `at` when the wall clock in `zone` reads
@@ -57,16 +62,7 @@ impl QuietHours {
 pub fn next_local(at: DateTime<Utc>, time: NaiveTime, zone: Tz) -> DateTime<Utc> {
     let mut day = at.with_timezone(&zone).date_naive();
     for _ in 0..3 {
-        let local = day.and_time(time);
-        let due = zone
-            .from_local_datetime(&local)
-            .earliest()
-            .or_else(|| {
-                zone.from_local_datetime(&(local + TimeDelta::hours(1)))
-                    .earliest()
-            })
-            .map(|t| t.with_timezone(&Utc));
-        if let Some(due) = due.filter(|due| *due >= at) {
+        if let Some(due) = instant(zone, day.and_time(time)).filter(|due| *due >= at) {
             return due;
         }
         day = day.checked_add_days(Days::new(1)).unwrap_or(day);

@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 
+use super::quiet_hours::instant;
 use super::{FollowUpSpec, Library, NewFollowUp, Phase, QuietHours, Topic};
 use crate::domain::follow_up::{FollowUpSettings, PlanSettings, StepSettings};
 use crate::domain::{CrisisId, Kind};
@@ -261,19 +262,6 @@ impl Step {
             }
         }
     }
-}
-
-/// When a wall-clock time happens in `zone`: the first time when the
-/// clocks repeat it, an hour later on the wall clock (01:30 becomes 02:30)
-/// when they jump over it.
-fn instant(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    zone.from_local_datetime(&local)
-        .earliest()
-        .or_else(|| {
-            zone.from_local_datetime(&(local + TimeDelta::hours(1)))
-                .earliest()
-        })
-        .map(|at| at.with_timezone(&Utc))
 }
 
 impl FollowUps {
