@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::audience::{Audience, AudienceError};
 use crate::domain::consent::{OptOuts, UnsubscribeSigner};
 use crate::domain::directory::{Availability, ContactEntry, ContactView};
-use crate::domain::follow_up::{FollowUpSpec, FollowUps};
+use crate::domain::follow_up::{FollowUpSpec, FollowUps, next_local};
 use crate::domain::{AnnouncementId, AnnouncementKind, Crisis, DeliveryId};
 use crate::message::{ChannelProfile, Reach};
 use crate::outbox::{Announcement, DeadCause, NewDelivery, Payload, Planned};
@@ -303,7 +303,13 @@ impl Planner {
                 priority: priority(kind),
                 planned: Planned::Queued {
                     payload: Payload::Inline(composed.content),
-                    not_before: None,
+                    // A reader-local step's post goes at that time in
+                    // `[follow_ups] time_zone`: a broadcast has no reader.
+                    not_before: follow_up
+                        .and_then(|spec| spec.local_at)
+                        .zip(self.follow_ups.as_ref())
+                        .map(|(time, plans)| next_local(now, time, plans.zone))
+                        .filter(|at| *at > now),
                 },
             },
             Err(unsendable) => dead(

@@ -13,6 +13,7 @@ use tracing::warn;
 use super::{BATCH_SUBSCRIBERS, Planner, dead, dead_reason, priority};
 use crate::domain::audience::{AudienceError, Subscriber, Subscribers};
 use crate::domain::consent::{ContactPoint, OptOuts};
+use crate::domain::follow_up::next_local;
 use crate::domain::{AnnouncementKind, Crisis, DeliveryId, RenditionId, Severity};
 use crate::message::{ChannelProfile, Form, NAME_MARK, Reach, UNSUBSCRIBE_MARK};
 use crate::outbox::{Announcement, NewDelivery, NewRendition, Payload, Planned};
@@ -172,7 +173,7 @@ impl PlanStream<'_> {
                 Some(Route {
                     unsubscribe_url: links.map(|links| links.url(&email)),
                     destination: email,
-                    not_before: None,
+                    not_before: self.local_release(subscriber.timezone),
                 })
             }
             Reach::Phone => {
@@ -183,26 +184,37 @@ impl PlanStream<'_> {
                 Some(Route {
                     destination: phone.to_string(),
                     unsubscribe_url: None,
-                    not_before: self
-                        .quiet_hours_release(subscriber.timezone.unwrap_or(chrono_tz::Tz::UTC)),
+                    not_before: self.quiet_hours_release(subscriber.timezone),
                 })
             }
             Reach::Broadcast { .. } => None,
         }
     }
 
+    /// When a reader-local follow-up (`at = "09:00"`) reaches a reader in
+    /// `timezone` (else `[follow_ups] time_zone`), if not at once.
+    fn local_release(&self, timezone: Option<chrono_tz::Tz>) -> Option<DateTime<Utc>> {
+        let time = self.announcement.follow_up.as_ref()?.local_at?;
+        let zone = timezone.unwrap_or(self.planner.follow_ups.as_ref()?.zone);
+        Some(next_local(self.now, time, zone)).filter(|at| *at > self.now)
+    }
+
     /// When a text to a reader in `timezone` may go, if not at once: a
-    /// follow-up can wait for the morning; a critical crisis's cannot.
-    fn quiet_hours_release(&self, timezone: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+    /// follow-up can wait for its reader-local time and then for the
+    /// morning; a critical crisis's only for its reader-local time.
+    fn quiet_hours_release(&self, timezone: Option<chrono_tz::Tz>) -> Option<DateTime<Utc>> {
+        let local = self.local_release(timezone);
         if self.announcement.follow_up.is_none() || self.crisis.severity == Severity::Critical {
-            return None;
+            return local;
         }
+        let from = local.unwrap_or(self.now);
         self.planner
             .follow_ups
             .as_ref()
             .and_then(|f| f.quiet_hours)
-            .map(|quiet| quiet.release(self.now, timezone))
+            .map(|quiet| quiet.release(from, timezone.unwrap_or(chrono_tz::Tz::UTC)))
             .filter(|at| *at > self.now)
+            .or(local)
     }
 
     /// The rendition for a key, rendering (and queueing for storage) the

@@ -167,6 +167,7 @@ fn sample_follow_up(topic: Topic) -> FollowUpSpec {
         channels: Vec::new(),
         locales: Vec::new(),
         regions: Vec::new(),
+        local_at: None,
     }
 }
 

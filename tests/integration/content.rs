@@ -457,6 +457,7 @@ mod contract {
                 channels: Vec::new(),
                 locales: Vec::new(),
                 regions: Vec::new(),
+                local_at: None,
             };
             ctx.follow_up = Some(world.library.follow_up_view(
                 &spec,

@@ -473,6 +473,7 @@ mod templates {
             channels: Vec::new(),
             locales: Vec::new(),
             regions: Vec::new(),
+            local_at: None,
         };
         ctx.follow_up = Some(library.follow_up_view(&spec, Kind::Outage, &locale, None));
         ctx
@@ -884,4 +885,82 @@ locales = ["bn"]
     );
     tokio::time::sleep(QUIET).await;
     assert_eq!(smtp.accepted().len(), 4);
+}
+
+/// Finding 7: a reader-local step (`at = "09:00"`) reaches each reader at
+/// 09:00 in the reader's own zone: Dhaka first, then Warsaw, then New York,
+/// each held (like quiet hours) until then.
+#[tokio::test]
+async fn a_reader_local_morning_recap_reaches_each_reader_at_nine_in_their_own_zone() {
+    // Monday 00:00 UTC; the step is due an hour later, at 01:00 UTC:
+    // 07:00 in Dhaka, 02:00 in Warsaw, 20:00 (Sunday) in New York.
+    let declared = utc(2026, 11, 23, 0, 0);
+    let (smtp, clock, app, id) = declared_crisis(
+        declared,
+        r#"
+[follow_ups]
+poll_interval = "20ms"
+
+[[follow_ups.plans]]
+name = "default"
+
+[[follow_ups.plans.steps]]
+name = "morning-recap"
+after = "1h"
+at = "09:00"
+template = "status_recap"
+channels = ["email"]
+"#,
+    )
+    .await;
+    let recaps = |smtp: &SmtpServer| -> Vec<String> {
+        let mut to: Vec<String> = smtp
+            .accepted()
+            .iter()
+            .skip(3)
+            .flat_map(|m| m.to.clone())
+            .collect();
+        to.sort();
+        to
+    };
+    clock.set(utc(2026, 11, 23, 1, 0));
+    wait_state(&app, &id, 0, "sent").await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        recaps(&smtp),
+        Vec::<String>::new(),
+        "07:00 in Dhaka is too early for anyone"
+    );
+    let detail = app.get_json(&format!("/v1/crises/{id}")).await;
+    assert_eq!(detail["deliveries"]["email"]["pending"], 3, "{detail:#}");
+
+    // 08:59:59 in Dhaka: still held; 09:00 there (03:00 UTC): the Dhaka reader.
+    clock.set(utc(2026, 11, 23, 3, 0) - chrono::TimeDelta::seconds(1));
+    tokio::time::sleep(QUIET).await;
+    assert!(recaps(&smtp).is_empty());
+    for (at, readers) in [
+        (utc(2026, 11, 23, 3, 0), vec!["rahim@example.org"]),
+        // 09:00 in Warsaw (UTC+1).
+        (
+            utc(2026, 11, 23, 8, 0),
+            vec!["ludoviko@example.net", "rahim@example.org"],
+        ),
+        // 09:00 in New York (UTC-5).
+        (
+            utc(2026, 11, 23, 14, 0),
+            vec![
+                "ada@example.com",
+                "ludoviko@example.net",
+                "rahim@example.org",
+            ],
+        ),
+    ] {
+        clock.set(at);
+        smtp.wait_for(3 + readers.len(), WAIT).await;
+        tokio::time::sleep(QUIET).await;
+        assert_eq!(recaps(&smtp), readers, "at {at}");
+        clock.set(at + chrono::TimeDelta::hours(4) - chrono::TimeDelta::seconds(1));
+        tokio::time::sleep(QUIET).await;
+        assert_eq!(recaps(&smtp), readers, "nobody else before their 09:00");
+    }
 }

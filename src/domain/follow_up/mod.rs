@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use listing::{FollowUpCounts, ScheduleEntry, ScheduleList};
-pub use quiet_hours::QuietHours;
+pub use quiet_hours::{QuietHours, next_local};
 pub use resources::{CategoryView, FollowUpView, Library, ResourceView};
 pub use settings::{
     FollowUpSettings, PlanSettings, QuietHoursSettings, ResourceSettings, ResourceText,
@@ -84,6 +84,11 @@ pub struct FollowUpSpec {
     pub locales: Vec<String>,
     #[serde(default)]
     pub regions: Vec<String>,
+    /// A reader-local step (`at = "09:00"`): each reader's message waits
+    /// for this time in the reader's own zone (broadcasts: in `[follow_ups]
+    /// time_zone`), held like quiet hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_at: Option<chrono::NaiveTime>,
 }
 
 impl FollowUpSpec {
@@ -163,6 +168,7 @@ mod tests {
             channels: vec!["sms".into()],
             locales: vec!["bn".into()],
             regions: vec!["North".into()],
+            local_at: None,
         };
         assert!(spec.admits("bn-BD", Some("north")));
         assert!(spec.admits("bn", Some("NORTH")));

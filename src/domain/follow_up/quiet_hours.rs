@@ -1,7 +1,7 @@
 //! Quiet hours: a non-critical SMS follow-up due at night in the reader's
 //! own time zone waits until the window ends.
 
-use chrono::{DateTime, Days, NaiveTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Days, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,18 +37,37 @@ impl QuietHours {
         if self.start > self.end && time >= self.start {
             day = day.checked_add_days(Days::new(1)).unwrap_or(day);
         }
-        let end = day.and_time(self.end);
         // A window ending inside a DST gap ends when the clocks have moved.
-        let released = zone
-            .from_local_datetime(&end)
-            .earliest()
-            .or_else(|| {
-                zone.from_local_datetime(&(end + TimeDelta::hours(1)))
-                    .earliest()
-            })
-            .map_or(at, |t| t.with_timezone(&Utc));
+        let released = instant(zone, day.and_time(self.end)).unwrap_or(at);
         released.max(at)
     }
+}
+
+/// When a wall-clock time happens in `zone`: the first time when the
+/// clocks repeat it, an hour later on the wall clock (01:30 becomes 02:30)
+/// when they jump over it.
+pub(super) fn instant(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    zone.from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            zone.from_local_datetime(&(local + TimeDelta::hours(1)))
+                .earliest()
+        })
+        .map(|at| at.with_timezone(&Utc))
+}
+
+/// The first moment at or after `at` when the wall clock in `zone` reads
+/// `time` (a time the clocks jump over: an hour later on the wall clock):
+/// when a reader-local step's message reaches a reader there.
+pub fn next_local(at: DateTime<Utc>, time: NaiveTime, zone: Tz) -> DateTime<Utc> {
+    let mut day = at.with_timezone(&zone).date_naive();
+    for _ in 0..3 {
+        if let Some(due) = instant(zone, day.and_time(time)).filter(|due| *due >= at) {
+            return due;
+        }
+        day = day.checked_add_days(Days::new(1)).unwrap_or(day);
+    }
+    at
 }
 
 #[cfg(test)]
@@ -78,6 +97,26 @@ mod tests {
         // 06:00 UTC is noon there: not held.
         let noon = Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap();
         assert_eq!(quiet.release(noon, zone), noon);
+    }
+
+    #[test]
+    fn nine_in_the_morning_comes_in_each_readers_own_zone() {
+        let nine = hm(9, 0);
+        // 05:00 UTC: 11:00 in Dhaka (tomorrow's 09:00 is next), 00:00 in
+        // New York (09:00 today).
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 5, 0, 0).unwrap();
+        let dhaka: Tz = "Asia/Dhaka".parse().unwrap();
+        let new_york: Tz = "America/New_York".parse().unwrap();
+        assert_eq!(
+            next_local(at, nine, dhaka),
+            Utc.with_ymd_and_hms(2026, 11, 24, 3, 0, 0).unwrap()
+        );
+        assert_eq!(
+            next_local(at, nine, new_york),
+            Utc.with_ymd_and_hms(2026, 11, 23, 14, 0, 0).unwrap()
+        );
+        let exactly = Utc.with_ymd_and_hms(2026, 11, 24, 3, 0, 0).unwrap();
+        assert_eq!(next_local(exactly, nine, dhaka), exactly);
     }
 
     #[test]

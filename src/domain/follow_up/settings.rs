@@ -79,6 +79,10 @@ fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
         .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a time like \"08:00\"")))
 }
 
+fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveTime>, D::Error> {
+    de_time(d).map(Some)
+}
+
 /// The resources file: `[[resources]]` entries, as in the config.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,10 +141,17 @@ pub struct StepSettings {
     /// Five-field cron (minute hour day-of-month month day-of-week) in
     /// `[follow_ups] time_zone`.
     pub cron: Option<String>,
+    /// Reader-local: "09:00" sends the step to each reader at the first
+    /// 09:00 in the reader's own zone at or after its due time (`after`,
+    /// default at once), like quiet hours hold a text; with `count`, once
+    /// a day that many times.
+    #[serde(default, deserialize_with = "de_opt_time")]
+    pub at: Option<NaiveTime>,
     /// A cron step ends this long after the declaration (or all-clear).
     #[serde(default, with = "humantime_serde::option")]
     pub until: Option<Duration>,
-    /// A cron step ends after this many messages.
+    /// A cron step ends after this many messages; an `at` step is sent
+    /// on this many days (default 1).
     pub count: Option<u32>,
     pub template: Topic,
     /// For `template = "resources"`: which categories; empty: all.

@@ -6,10 +6,11 @@ use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 
+use super::quiet_hours::instant;
 use super::{FollowUpSpec, Library, NewFollowUp, Phase, QuietHours, Topic};
 use crate::domain::follow_up::{FollowUpSettings, PlanSettings, StepSettings};
 use crate::domain::{CrisisId, Kind};
@@ -22,6 +23,9 @@ pub const MAX_OCCURRENCES: usize = 500;
 enum When {
     After(TimeDelta),
     Cron(Box<cron::Schedule>),
+    /// Reader-local (`at`): from this offset on, once a day `count` times;
+    /// each reader's message then waits for `at` in the reader's zone.
+    Daily(TimeDelta),
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +106,56 @@ fn delta(duration: Duration) -> TimeDelta {
     TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
 }
 
+impl When {
+    /// When a step is due, from its `after`, `cron` and `at`.
+    fn build(settings: &StepSettings, at: &str, problems: &mut Vec<String>) -> Option<Self> {
+        Some(match (&settings.after, &settings.cron) {
+            (after, None) if settings.at.is_some() => {
+                if settings.until.is_some() {
+                    problems.push(format!(
+                        "{at}: an `at` step repeats daily `count` times; `until` is for cron"
+                    ));
+                }
+                When::Daily(after.map_or(TimeDelta::zero(), delta))
+            }
+            (_, Some(_)) if settings.at.is_some() => {
+                problems.push(format!(
+                    "{at}: `at` is a reader-local time for an `after` step (or alone); \
+                     a cron step already names its times"
+                ));
+                return None;
+            }
+            (Some(after), None) => {
+                if settings.until.is_some() || settings.count.is_some() {
+                    problems.push(format!(
+                        "{at}: `until` and `count` end a cron step; an `after` step is sent once"
+                    ));
+                }
+                When::After(delta(*after))
+            }
+            (None, Some(expression)) => {
+                let parsed = normalize_cron(expression).and_then(|six| {
+                    cron::Schedule::from_str(&six)
+                        .map_err(|e| format!("`{expression}` is not a cron schedule: {e}"))
+                });
+                match parsed {
+                    Ok(schedule) => When::Cron(Box::new(schedule)),
+                    Err(problem) => {
+                        problems.push(format!("{at}: {problem}"));
+                        return None;
+                    }
+                }
+            }
+            _ => {
+                problems.push(format!(
+                    "{at}: give one of `after` or `cron` (`at` alone or with `after`)"
+                ));
+                return None;
+            }
+        })
+    }
+}
+
 impl Step {
     fn build(
         plan: &PlanSettings,
@@ -130,33 +184,7 @@ impl Step {
                 "{at}: `categories` only applies to template = \"resources\""
             ));
         }
-        let when = match (&settings.after, &settings.cron) {
-            (Some(after), None) => {
-                if settings.until.is_some() || settings.count.is_some() {
-                    problems.push(format!(
-                        "{at}: `until` and `count` end a cron step; an `after` step is sent once"
-                    ));
-                }
-                When::After(delta(*after))
-            }
-            (None, Some(expression)) => {
-                let parsed = normalize_cron(expression).and_then(|six| {
-                    cron::Schedule::from_str(&six)
-                        .map_err(|e| format!("`{expression}` is not a cron schedule: {e}"))
-                });
-                match parsed {
-                    Ok(schedule) => When::Cron(Box::new(schedule)),
-                    Err(problem) => {
-                        problems.push(format!("{at}: {problem}"));
-                        return None;
-                    }
-                }
-            }
-            _ => {
-                problems.push(format!("{at}: give exactly one of `after` or `cron`"));
-                return None;
-            }
-        };
+        let when = When::build(settings, &at, problems)?;
         if settings.count == Some(0) {
             problems.push(format!("{at}: `count` must be at least 1"));
         }
@@ -165,7 +193,14 @@ impl Step {
             until: delta(settings.until.unwrap_or(horizon)),
             count: settings
                 .count
-                .map_or(MAX_OCCURRENCES + 1, |c| c as usize)
+                .map_or(
+                    if settings.at.is_some() {
+                        1
+                    } else {
+                        MAX_OCCURRENCES + 1
+                    },
+                    |c| c as usize,
+                )
                 .max(1),
             spec: FollowUpSpec {
                 plan: plan.name.clone(),
@@ -176,6 +211,7 @@ impl Step {
                 channels: settings.channels.clone(),
                 locales: settings.locales.clone(),
                 regions: settings.regions.clone(),
+                local_at: settings.at,
             },
         };
         if step.count > MAX_OCCURRENCES {
@@ -195,6 +231,9 @@ impl Step {
     fn due_times(&self, start: DateTime<Utc>, zone: Tz) -> Vec<DateTime<Utc>> {
         match &self.when {
             When::After(after) => vec![start + *after],
+            When::Daily(after) => (0..self.count.min(MAX_OCCURRENCES))
+                .map(|day| start + *after + TimeDelta::days(i64::try_from(day).unwrap_or(0)))
+                .collect(),
             When::Cron(schedule) => {
                 // Read on the zone's wall clock (local times laid out as if
                 // UTC), then placed in time: the cron crate's own zone
@@ -223,19 +262,6 @@ impl Step {
             }
         }
     }
-}
-
-/// When a wall-clock time happens in `zone`: the first time when the
-/// clocks repeat it, an hour later on the wall clock (01:30 becomes 02:30)
-/// when they jump over it.
-fn instant(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    zone.from_local_datetime(&local)
-        .earliest()
-        .or_else(|| {
-            zone.from_local_datetime(&(local + TimeDelta::hours(1)))
-                .earliest()
-        })
-        .map(|at| at.with_timezone(&Utc))
 }
 
 impl FollowUps {
@@ -462,6 +488,7 @@ mod dst {
                 channels: Vec::new(),
                 locales: Vec::new(),
                 regions: Vec::new(),
+                local_at: None,
             },
         }
     }
@@ -491,6 +518,38 @@ mod dst {
                 utc(2026, 10, 26, 1, 30),
                 utc(2026, 10, 27, 1, 30)
             ]
+        );
+    }
+
+    #[test]
+    fn a_reader_local_step_is_due_daily_from_its_offset_and_refuses_cron() {
+        let mut daily = step("0 9 * * *");
+        daily.when = When::Daily(TimeDelta::hours(1));
+        daily.count = 3;
+        assert_eq!(
+            daily.due_times(utc(2026, 11, 23, 0, 0), Tz::UTC),
+            [
+                utc(2026, 11, 23, 1, 0),
+                utc(2026, 11, 24, 1, 0),
+                utc(2026, 11, 25, 1, 0)
+            ]
+        );
+        let settings: FollowUpSettings = toml::from_str(
+            r#"
+[[plans]]
+name = "p"
+[[plans.steps]]
+name = "recap"
+at = "09:00"
+cron = "0 9 * * *"
+template = "status_recap"
+"#,
+        )
+        .unwrap();
+        let problems = FollowUps::build(&settings, Library::default(), &[]).unwrap_err();
+        assert!(
+            problems[0].contains("`at` is a reader-local time"),
+            "{problems:?}"
         );
     }
 

@@ -213,6 +213,7 @@ fn follow_up(crisis: &Crisis, step: &str, due: DateTime<Utc>) -> NewFollowUp {
             channels: Vec::new(),
             locales: Vec::new(),
             regions: Vec::new(),
+            local_at: None,
         },
     }
 }
