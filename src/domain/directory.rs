@@ -789,7 +789,15 @@ mod tests {
         ];
         // Monday 13:30 UTC: open in New York.
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 13, 30, 0).unwrap();
-        let shown = views(&entries, "en", "en", &strings(), None, at, &down(&["ambulance"]));
+        let shown = views(
+            &entries,
+            "en",
+            "en",
+            &strings(),
+            None,
+            at,
+            &down(&["ambulance"]),
+        );
         let ids: Vec<&str> = shown.iter().map(|v| v.id.as_str()).collect();
         assert_eq!(ids, ["chat", "hotline", "ambulance"]);
         let ambulance = &shown[2];

@@ -430,10 +430,13 @@ mod contract {
         // The reader is in Dhaka: every entry's hours in Dhaka time, the
         // entry's own beside.
         let reader = ("Rahim", chrono_tz::Asia::Dhaka);
-        let contacts =
-            world
-                .renderer
-                .contacts(&world.settings.directory, text.locale, Some(reader.1), now, &Default::default());
+        let contacts = world.renderer.contacts(
+            &world.settings.directory,
+            text.locale,
+            Some(reader.1),
+            now,
+            &Default::default(),
+        );
         let mut ctx = RenderContext::new(
             text.locale,
             company,
