@@ -107,7 +107,9 @@ pub fn preview(
         AnnouncementKind::Initial => Status::Declared,
         AnnouncementKind::Update => Status::Updated,
         AnnouncementKind::Resolved => Status::Resolved,
-        AnnouncementKind::FollowUp => return Err(PreviewError::UnsupportedKind),
+        AnnouncementKind::FollowUp | AnnouncementKind::Correction => {
+            return Err(PreviewError::UnsupportedKind);
+        }
     };
     let default_locale = inputs.renderer.default_locale().to_owned();
     let profiles: Vec<ChannelProfile> = match &request.channel {

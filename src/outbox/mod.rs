@@ -7,6 +7,7 @@
 
 mod accounts;
 mod consent;
+mod corrections;
 mod crises;
 mod dead_letters;
 mod follow_ups;
@@ -26,6 +27,9 @@ use std::sync::Arc;
 
 pub use accounts::{AccountEvent, AccountEventKind, AccountStore, NewSession, Session};
 pub use consent::ConsentStore;
+pub use corrections::{
+    CORRECTED, Correctable, CorrectionStore, CorrectionWrite, OriginalDelivery, OriginalState,
+};
 pub use crises::{CrisisFilter, CrisisStore, TransitionWrite};
 pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
@@ -145,6 +149,8 @@ pub struct Storage {
     pub leader: Arc<dyn LeaderStore>,
     /// Console drafts waiting for a second person.
     pub submissions: Arc<dyn SubmissionStore>,
+    /// Corrections of messages sent in error.
+    pub corrections: Arc<dyn CorrectionStore>,
 }
 
 impl Storage {
@@ -163,7 +169,8 @@ impl Storage {
             + Ledger
             + AccountStore
             + LeaderStore
-            + SubmissionStore,
+            + SubmissionStore
+            + CorrectionStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -179,7 +186,8 @@ impl Storage {
             ledger: backend.clone(),
             accounts: backend.clone(),
             leader: backend.clone(),
-            submissions: backend,
+            submissions: backend.clone(),
+            corrections: backend,
         }
     }
 }

@@ -29,6 +29,8 @@ pub enum ServiceError {
     )]
     Duplicate { existing: CrisisId, title: String },
     #[error(transparent)]
+    Correction(super::correction::CorrectionError),
+    #[error(transparent)]
     Store(StoreError),
 }
 

@@ -7,6 +7,7 @@
 
 mod assets;
 mod compose;
+mod correction;
 mod limit;
 mod live;
 mod login;
@@ -64,6 +65,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/logout", post(login::sign_out))
         .route("/console/crises/{id}", get(pages::crisis))
         .route("/console/crises/{id}/requeue", post(pages::requeue))
+        .route(
+            "/console/crises/{id}/correction",
+            get(correction::page).post(correction::send),
+        )
         .route("/console/hooks", get(pages::hooks))
         .route("/console/compose", get(compose::page).post(compose::post))
         .route("/console/submissions/{id}", get(submissions::page))

@@ -27,7 +27,7 @@ const HOOK_LOG_SHOWN: u32 = 100;
 #[derive(Debug, Deserialize)]
 pub struct LangQuery {
     #[serde(default)]
-    lang: Option<String>,
+    pub(super) lang: Option<String>,
 }
 
 pub fn when(at: DateTime<Utc>) -> Value {
@@ -213,9 +213,11 @@ async fn crisis_details(state: &AppState, crisis: &Crisis) -> Result<Value, Stor
         })
         .collect();
     let requeueable = storage.dead_letters.count_requeueable(filter).await?;
-    Ok(
-        context! { events => events, follow_ups => follow_ups, dead => dead, requeueable => requeueable },
-    )
+    let correctable = !storage.corrections.correctable(id).await?.is_empty();
+    Ok(context! {
+        events => events, follow_ups => follow_ups, dead => dead, requeueable => requeueable,
+        correctable => correctable,
+    })
 }
 
 pub async fn crisis(

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 mod compose;
+mod correction;
 mod drill;
 mod pages;
 mod signin;
