@@ -12,6 +12,7 @@ mod limit;
 mod live;
 mod login;
 mod pages;
+mod proposals;
 mod send;
 mod session;
 mod submissions;
@@ -70,6 +71,8 @@ pub fn router() -> Router<AppState> {
             get(correction::page).post(correction::send),
         )
         .route("/console/hooks", get(pages::hooks))
+        .route("/console/proposals/{id}/confirm", post(proposals::confirm))
+        .route("/console/proposals/{id}/discard", post(proposals::discard))
         .route("/console/compose", get(compose::page).post(compose::post))
         .route("/console/submissions/{id}", get(submissions::page))
         .route("/console/submissions/{id}/edit", get(submissions::edit))

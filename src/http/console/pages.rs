@@ -115,6 +115,11 @@ pub async fn dashboard_parts(state: &AppState) -> Result<Value, StoreError> {
                 severity => p.declaration.severity.as_str(),
                 due_at => p.due_at.map(when),
                 created_at => when(p.created_at),
+                second_person => state
+                    .console
+                    .settings
+                    .two_person
+                    .applies_to_hook(&p.hook, p.declaration.severity),
             }
         })
         .collect();

@@ -6,6 +6,7 @@ mod compose;
 mod correction;
 mod drill;
 mod pages;
+mod proposals;
 mod signin;
 
 use std::collections::BTreeMap;
