@@ -94,6 +94,8 @@ pub enum PreviewError {
     UnknownChannel(String),
     #[error("the follow-up plan for `{0}` has no step, so there is no follow-up to preview")]
     NoFollowUps(Kind),
+    #[error("a correction is not previewed here: it is prepared from the crisis it corrects")]
+    UnsupportedKind,
     /// Falling back to the default language would show a text no reader
     /// of `lang` gets in that form unnoticed.
     #[error("no templates for the language `{lang}`; there are: {known}")]
@@ -202,7 +204,9 @@ pub fn preview(
                 )
             })
             .collect(),
-        AnnouncementKind::Resolved | AnnouncementKind::FollowUp => Vec::new(),
+        AnnouncementKind::Resolved | AnnouncementKind::FollowUp | AnnouncementKind::Correction => {
+            Vec::new()
+        }
     };
     let mut warnings = warnings;
     warnings.extend(broadcast_warnings(inputs, &profiles));
@@ -224,6 +228,7 @@ fn subjects(
         AnnouncementKind::Initial => Status::Declared,
         AnnouncementKind::Update => Status::Updated,
         AnnouncementKind::Resolved => Status::Resolved,
+        AnnouncementKind::Correction => return Err(PreviewError::UnsupportedKind),
         AnnouncementKind::FollowUp => {
             let steps = source
                 .follow_ups

@@ -52,17 +52,20 @@ pub struct TrustedHeader {
 }
 
 /// An announcement needs an approver other than its author when its
-/// severity is listed.
+/// severity is listed, or, for a webhook's proposal, when its source is:
+/// `webhook` (every hook) or `webhook:NAME` (the `[[hooks]]` entry NAME).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TwoPersonRule {
     pub severities: Vec<Severity>,
+    pub sources: Vec<String>,
 }
 
 impl Default for TwoPersonRule {
     fn default() -> Self {
         Self {
             severities: vec![Severity::Critical],
+            sources: Vec::new(),
         }
     }
 }
@@ -70,6 +73,15 @@ impl Default for TwoPersonRule {
 impl TwoPersonRule {
     pub fn applies(&self, severity: Severity) -> bool {
         self.severities.contains(&severity)
+    }
+
+    /// Whether a proposal of the hook `hook` needs an approver.
+    pub fn applies_to_hook(&self, hook: &str, severity: Severity) -> bool {
+        self.applies(severity)
+            || self
+                .sources
+                .iter()
+                .any(|s| s == "webhook" || s.strip_prefix("webhook:") == Some(hook))
     }
 }
 

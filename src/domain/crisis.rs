@@ -118,12 +118,14 @@ string_enum!(
 );
 
 string_enum!(
-    /// One kind of message about a crisis.
+    /// One kind of message about a crisis; a correction is of a message
+    /// sent in error, to those it reached.
     AnnouncementKind {
         Initial => "initial",
         Update => "update",
         FollowUp => "follow_up",
         Resolved => "resolved",
+        Correction => "correction",
     }
 );
 

@@ -239,7 +239,7 @@ pub(super) fn actor(auth: &Authenticated, headers: &HeaderMap) -> Actor {
 }
 
 /// The audit-trail actor and the Idempotency-Key of a request.
-fn transition_context(
+pub(super) fn transition_context(
     auth: &Authenticated,
     headers: &HeaderMap,
     method: &Method,
@@ -289,18 +289,22 @@ fn respond(applied: Applied) -> Response {
         Applied::New(outcome) => {
             (status(answer_status(outcome.announcement)), Json(outcome)).into_response()
         }
-        Applied::Replayed { status: code, body } => {
-            let status = status(code);
-            let mut response = (status, body).into_response();
-            let headers = response.headers_mut();
-            headers.insert(
-                axum::http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
-            response
-        }
+        Applied::Replayed { status, body } => replayed(status, body),
     }
+}
+
+/// The stored answer of a repeated Idempotency-Key, as it was given, with
+/// `Idempotent-Replayed: true`.
+pub(super) fn replayed(code: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
 }
 
 pub async fn declare(

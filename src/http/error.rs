@@ -8,7 +8,7 @@ use tracing::error;
 
 use crate::domain::DomainError;
 use crate::outbox::StoreError;
-use crate::service::ServiceError;
+use crate::service::{CorrectionError, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -130,6 +130,13 @@ impl From<ServiceError> for ApiError {
                 error!(error = %err, "Planning deliveries failed; the plan resumes at the next start.");
                 ApiError::Internal
             }
+            ServiceError::Correction(CorrectionError::NothingSent) => {
+                ApiError::Conflict(err.to_string())
+            }
+            ServiceError::Correction(CorrectionError::NotCorrectable(_)) => {
+                ApiError::NotFound(err.to_string())
+            }
+            ServiceError::Correction(_) => ApiError::Unprocessable(err.to_string()),
             ServiceError::Store(store) => store.into(),
         }
     }

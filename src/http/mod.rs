@@ -5,6 +5,7 @@ mod auth;
 mod banner;
 mod consent;
 pub mod console;
+mod correction;
 pub mod directory;
 mod error;
 pub mod hooks;
@@ -94,6 +95,7 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue], own_metrics: bool) 
         .route("/v1/crises/{id}", get(api::show))
         .route("/v1/crises/{id}/updates", post(api::update))
         .route("/v1/crises/{id}/resolve", post(api::resolve))
+        .route("/v1/crises/{id}/correction", post(correction::correct))
         .route("/v1/crises/{id}/follow-ups", get(schedule::crisis))
         .route("/v1/follow-ups", get(schedule::all))
         .route("/v1/preview", post(preview::preview))

@@ -30,6 +30,7 @@ pub async fn preview(
         .map_err(|err| match err {
             PreviewError::UnknownChannel(_)
             | PreviewError::NoFollowUps(_)
+            | PreviewError::UnsupportedKind
             | PreviewError::UnknownLanguage { .. }
             | PreviewError::Domain(_) => ApiError::BadRequest(err.to_string()),
         })

@@ -21,7 +21,8 @@ string_enum!(
     /// `AttemptsExhausted`: transient failures until `max_attempts` ran
     /// out. `Permanent`: the provider refused it for good (a bad address,
     /// rejected content). `Cancelled`: a follow-up message the all-clear
-    /// cancelled.
+    /// cancelled. `Corrected`: a message a correction stopped before it
+    /// was sent.
     DeadCause {
         OptedOut => "opted_out",
         Unroutable => "unroutable",
@@ -29,6 +30,7 @@ string_enum!(
         AttemptsExhausted => "attempts_exhausted",
         Permanent => "permanent",
         Cancelled => "cancelled",
+        Corrected => "corrected",
     }
 );
 
@@ -44,7 +46,7 @@ impl DeadCause {
             | DeadCause::Unroutable
             | DeadCause::AttemptsExhausted
             | DeadCause::Permanent => true,
-            DeadCause::Unfit | DeadCause::Cancelled => false,
+            DeadCause::Unfit | DeadCause::Cancelled | DeadCause::Corrected => false,
         }
     }
 }

@@ -8,6 +8,7 @@
 mod accounts;
 mod consent;
 pub mod copy;
+mod corrections;
 mod crises;
 mod dead_letters;
 mod directory;
@@ -29,6 +30,9 @@ use std::sync::Arc;
 
 pub use accounts::{AccountEvent, AccountEventKind, AccountStore, NewSession, Session};
 pub use consent::ConsentStore;
+pub use corrections::{
+    CORRECTED, Correctable, CorrectionStore, CorrectionWrite, OriginalDelivery, OriginalState,
+};
 pub use crises::{CrisisFilter, CrisisStore, TransitionWrite};
 pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use directory::DirectoryStore;
@@ -164,6 +168,8 @@ pub struct Storage {
     pub flow: Arc<dyn FlowStore>,
     /// Which directory entries are marked unavailable.
     pub directory: Arc<dyn DirectoryStore>,
+    /// Corrections of messages sent in error.
+    pub corrections: Arc<dyn CorrectionStore>,
 }
 
 impl Storage {
@@ -184,7 +190,8 @@ impl Storage {
             + LeaderStore
             + SubmissionStore
             + FlowStore
-            + DirectoryStore,
+            + DirectoryStore
+            + CorrectionStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -202,7 +209,8 @@ impl Storage {
             leader: backend.clone(),
             submissions: backend.clone(),
             flow: backend.clone(),
-            directory: backend,
+            directory: backend.clone(),
+            corrections: backend,
         }
     }
 }

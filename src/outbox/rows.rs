@@ -13,9 +13,10 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use super::{
-    AccountEvent, Announcement, ChannelStateCount, DeadCause, DeadLetter, Delivery, DeliveryCount,
-    DeliveryState, FinishedCount, HookLogEntry, IdempotencyRecord, NewDelivery, Payload, Pending,
-    Personal, Planned, Session, SourceLink, StoreError, Submission, Term, UnfinishedPlan,
+    AccountEvent, Announcement, ChannelStateCount, Correctable, DeadCause, DeadLetter, Delivery,
+    DeliveryCount, DeliveryState, FinishedCount, HookLogEntry, IdempotencyRecord, NewDelivery,
+    OriginalDelivery, OriginalState, Payload, Pending, Personal, Planned, Session, SourceLink,
+    StoreError, Submission, Term, UnfinishedPlan,
 };
 use crate::domain::account::{User, UserName};
 use crate::domain::consent::ContactPoint;
@@ -728,7 +729,9 @@ pub(super) fn made_before_the_all_clear(announcement: &Announcement) -> bool {
             .follow_up
             .as_ref()
             .is_some_and(|spec| spec.phase == Phase::Active),
-        AnnouncementKind::Resolved => false,
+        // A correction still goes after the all-clear: people must learn
+        // what they were told in error.
+        AnnouncementKind::Resolved | AnnouncementKind::Correction => false,
     }
 }
 
@@ -740,9 +743,10 @@ pub(super) const MAX_CANCELLED_PER_CLAIM: usize = 4096;
 
 /// A delivery is held back while an earlier message of its crisis to the
 /// same destination on the same channel is unfinished: announcements reach
-/// each reader in order. A follow-up (priority 1) holds back only later
+/// each reader in order. A follow-up (priority 2) holds back only later
 /// follow-ups, so a step held by quiet hours never delays an update. One
-/// range of `deliveries_by_reader`; empty for a crisis's first message.
+/// range of `deliveries_by_reader`; empty for a crisis's first message. A
+/// correction (priority 0) waits only for an earlier correction.
 pub(super) const HELD_BACK: &str = "EXISTS (SELECT 1 FROM deliveries AS earlier \
      WHERE earlier.crisis_id = d.crisis_id AND earlier.channel = d.channel \
        AND earlier.destination = d.destination AND earlier.ordinal < d.ordinal \
@@ -817,6 +821,83 @@ impl TryFrom<SubmissionRow<'_>> for Submission {
                 .transpose()?,
             created_at: from_millis(row.created_at)?,
             updated_at: from_millis(row.updated_at)?,
+        })
+    }
+}
+
+/// The announcements a correction may be of, `$1`/`?1` the crisis: both
+/// backends read them with this one statement.
+pub(super) const CORRECTABLE: &str = "SELECT a.id, a.kind, a.created_at, COUNT(*) AS sent \
+     FROM announcements AS a JOIN deliveries AS d ON d.announcement_id = a.id \
+     WHERE a.crisis_id = $1 AND a.kind != 'correction' AND d.state = 'sent' \
+     GROUP BY a.id, a.kind, a.created_at, a.ordinal ORDER BY a.ordinal DESC";
+
+/// An original's deliveries a correction is about, `$1` the announcement.
+pub(super) const ORIGINALS: &str = "SELECT channel, recipient_id, destination, locale, \
+     recipient_name, unsubscribe_url, state, finished_at FROM deliveries \
+     WHERE announcement_id = $1 AND state IN ('pending', 'retrying', 'in_flight', 'sent')";
+
+/// Stops an original's queued deliveries: `$1` the announcement, `$2` the
+/// cause, `$3` the reason, `$4` now.
+pub(super) const STOP_ORIGINALS: &str = "UPDATE deliveries SET state = 'dead', dead_cause = $2, \
+     last_error = $3, finished_at = $4, lease_owner = NULL, lease_until = NULL \
+     WHERE announcement_id = $1 AND state IN ('pending', 'retrying')";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct CorrectableRow<'r> {
+    pub(super) id: &'r str,
+    pub(super) kind: &'r str,
+    pub(super) created_at: i64,
+    pub(super) sent: i64,
+}
+
+impl TryFrom<CorrectableRow<'_>> for Correctable {
+    type Error = StoreError;
+
+    fn try_from(row: CorrectableRow<'_>) -> Result<Self, StoreError> {
+        Ok(Correctable {
+            id: parse(row.id, "announcement id")?,
+            kind: parse(row.kind, "announcement kind")?,
+            created_at: from_millis(row.created_at)?,
+            sent: count(row.sent),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct OriginalRow<'r> {
+    pub(super) channel: String,
+    pub(super) recipient_id: Option<String>,
+    pub(super) destination: String,
+    pub(super) locale: String,
+    pub(super) recipient_name: Option<String>,
+    pub(super) unsubscribe_url: Option<String>,
+    pub(super) state: &'r str,
+    pub(super) finished_at: Option<i64>,
+}
+
+impl TryFrom<OriginalRow<'_>> for OriginalDelivery {
+    type Error = StoreError;
+
+    fn try_from(row: OriginalRow<'_>) -> Result<Self, StoreError> {
+        let state = match (row.state, row.finished_at) {
+            ("sent", Some(at)) => OriginalState::Sent(from_millis(at)?),
+            ("in_flight", _) => OriginalState::InFlight,
+            ("pending" | "retrying", _) => OriginalState::Stopped,
+            (other, _) => {
+                return Err(StoreError::Corrupt(format!(
+                    "delivery in state `{other}` without its time"
+                )));
+            }
+        };
+        Ok(OriginalDelivery {
+            channel: row.channel,
+            recipient_id: row.recipient_id,
+            destination: row.destination,
+            locale: row.locale,
+            recipient_name: row.recipient_name,
+            unsubscribe_url: row.unsubscribe_url,
+            state,
         })
     }
 }

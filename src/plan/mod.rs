@@ -3,8 +3,10 @@
 //! (`render::compose`). `Planner::start` makes the announcement and its
 //! broadcasts; `PlanStream` (stream.rs) its per-subscriber deliveries.
 
+mod correction;
 mod stream;
 
+pub use correction::{CorrectionPlan, CorrectionText, Zones};
 pub use stream::{PlanBatch, PlanStream};
 
 use std::sync::Arc;
@@ -109,11 +111,13 @@ pub struct Planner {
     follow_ups: Option<Arc<FollowUps>>,
 }
 
-/// Initial announcements, updates and the all-clear go first.
+/// Corrections go first, then initial announcements, updates and the
+/// all-clear, then follow-ups.
 fn priority(kind: AnnouncementKind) -> u8 {
     match kind {
-        AnnouncementKind::Initial | AnnouncementKind::Update | AnnouncementKind::Resolved => 0,
-        AnnouncementKind::FollowUp => 1,
+        AnnouncementKind::Correction => 0,
+        AnnouncementKind::Initial | AnnouncementKind::Update | AnnouncementKind::Resolved => 1,
+        AnnouncementKind::FollowUp => 2,
     }
 }
 

@@ -64,6 +64,30 @@ pub struct LocaleStrings {
     /// Words of the feeds and CAP alerts; English where a locale has none.
     #[serde(default)]
     pub publish: PublishStrings,
+    /// What a correction says; English where a locale has none.
+    #[serde(default)]
+    pub correction: CorrectionStrings,
+}
+
+/// `[correction]` of `strings.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrectionStrings {
+    /// What every correction is titled and starts with.
+    pub marker: String,
+    /// The prepared correction; `{time}` is when the reader received the
+    /// message in error.
+    pub sent_in_error: String,
+}
+
+impl Default for CorrectionStrings {
+    fn default() -> Self {
+        Self {
+            marker: "Correction".into(),
+            sent_in_error:
+                "The message you received at {time} was sent in error. Please disregard it.".into(),
+        }
+    }
 }
 
 /// `[publish]` of `strings.toml`: feed titles, transition words and the

@@ -31,6 +31,8 @@ pub enum ServiceError {
     #[error("the directory has no entry `{entry}`; it has: {known}")]
     UnknownEntry { entry: String, known: String },
     #[error(transparent)]
+    Correction(super::correction::CorrectionError),
+    #[error(transparent)]
     Store(StoreError),
 }
 

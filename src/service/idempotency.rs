@@ -26,7 +26,10 @@ const IN_PROGRESS: u16 = 0;
 pub fn answer_status(kind: AnnouncementKind) -> u16 {
     match kind {
         AnnouncementKind::Initial => 201,
-        AnnouncementKind::Update | AnnouncementKind::FollowUp | AnnouncementKind::Resolved => 200,
+        AnnouncementKind::Update
+        | AnnouncementKind::FollowUp
+        | AnnouncementKind::Resolved
+        | AnnouncementKind::Correction => 200,
     }
 }
 

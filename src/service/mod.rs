@@ -4,6 +4,7 @@
 //! (the API, the flag file, webhooks) map its outcomes to their own
 //! answers.
 
+mod correction;
 mod directory;
 mod error;
 mod follow_ups;
@@ -18,6 +19,9 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use correction::{
+    Corrected, CorrectionError, CorrectionOutcome, CorrectionRequest, MAX_CORRECTION_CHARS,
+};
 pub use directory::DirectoryEntryState;
 pub use error::ServiceError;
 pub use idempotency::{IdempotencyRequest, answer_status};

@@ -243,7 +243,7 @@ impl CrisisService {
         })
     }
 
-    async fn existing(&self, id: CrisisId) -> Result<Crisis, ServiceError> {
+    pub(super) async fn existing(&self, id: CrisisId) -> Result<Crisis, ServiceError> {
         self.storage
             .crises
             .crisis(id)

@@ -300,6 +300,25 @@ impl Daemon {
         Ok(())
     }
 
+    /// `POST /v1/crises/{id}/correction`: the prepared correction of the
+    /// newest announcement that reached anyone.
+    pub async fn correct(&self, id: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}/v1/crises/{id}/correction", self.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .context("POST /v1/crises/{id}/correction")?;
+        let status = response.status();
+        let body: Value = response.json().await.context("the correction answer")?;
+        if !status.is_success() {
+            bail!("correction answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
     /// `GET /v1/crises/{id}`.
     pub async fn detail(&self, id: &str) -> anyhow::Result<Value> {
         let response = self

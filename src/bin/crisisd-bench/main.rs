@@ -45,7 +45,7 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     scenario: Scenario,
     /// Audience size of the fan-out scenarios [default: 100000 for email,
-    /// sms, banner and crash; 1000000 for million]. The latency scenario
+    /// sms, banner and crash; 1000000 for million; 10000 for correction]. The latency scenario
     /// always uses a few recipients.
     #[arg(long, value_name = "N")]
     recipients: Option<usize>,
@@ -89,17 +89,19 @@ enum Scenario {
     Million,
     Banner,
     Crash,
+    Correction,
     All,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 6] = [
+    const EACH: [Scenario; 7] = [
         Scenario::Latency,
         Scenario::Email,
         Scenario::Sms,
         Scenario::Million,
         Scenario::Banner,
         Scenario::Crash,
+        Scenario::Correction,
     ];
 
     fn name(self) -> &'static str {
@@ -110,6 +112,7 @@ impl Scenario {
             Scenario::Million => "million",
             Scenario::Banner => "banner",
             Scenario::Crash => "crash",
+            Scenario::Correction => "correction",
             Scenario::All => "all",
         }
     }
@@ -181,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Scenario::Million => scenarios::million(&bench).await,
             Scenario::Banner => scenarios::banner(&bench).await,
             Scenario::Crash => scenarios::crash(&bench).await,
+            Scenario::Correction => scenarios::correction(&bench).await,
             Scenario::All => unreachable!("expanded above"),
         };
         match result {

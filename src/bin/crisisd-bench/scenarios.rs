@@ -1103,3 +1103,69 @@ pub async fn crash(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     }
     Ok(rows)
 }
+
+/// A correction of a message sent to N readers by email and SMS: after the
+/// original has reached everyone, correction → each channel's first
+/// correction accepted, and → all N accepted on each.
+pub async fn correction(bench: &Bench) -> anyhow::Result<Vec<Row>> {
+    let n = bench.recipients.unwrap_or(10_000);
+    let deadline = bench.deadline_for(n);
+    let (smtp, email) = email_target(bench).await?;
+    let (http, sms) = sms_target(bench).await?;
+    let (Some(smtp), Some(http)) = (smtp, http) else {
+        bail!("the correction scenario times the built-in sinks: leave out --smtp and --sms-url");
+    };
+    let spec = Spec {
+        email: Some(email),
+        sms: Some(sms),
+        recipients: n,
+        lease: LEASE,
+    };
+    let mut daemon = Daemon::prepare("correction", bench, &spec)?;
+    daemon.start().await?;
+    let id = daemon.declare("Correction benchmark", deadline).await?;
+    let sinks = [("email", &smtp.stats), ("SMS", &http.stats)];
+    for (noun, stats) in sinks {
+        let mut progress = Progress::new(format!("correction: original {noun}"), n as u64);
+        wait_sink(&daemon, &id, stats, n as u64, deadline, &mut progress).await?;
+        stats.arm();
+    }
+    let t0 = Instant::now();
+    let answer = daemon.correct(&id).await?;
+    let answered = t0.elapsed();
+    eprintln!("  correction answered in {}: {answer}", secs(answered));
+    let mut rows = vec![Row::info(
+        "correction",
+        "the correction request answered in",
+        Some(answered.as_secs_f64()),
+        "s",
+        secs(answered),
+    )];
+    for (noun, stats) in sinks {
+        let mut progress = Progress::new(format!("correction: {noun}"), n as u64);
+        let all = wait_sink(&daemon, &id, stats, 2 * n as u64, deadline, &mut progress).await?;
+        let first = stats.first_since_arm().context("no correction accepted")?;
+        let (first, all) = (
+            first.saturating_duration_since(t0),
+            all.saturating_duration_since(t0),
+        );
+        rows.push(Row::at_most(
+            "correction",
+            format!("correction → first {noun} accepted"),
+            first.as_secs_f64(),
+            10.0,
+            "s",
+            format!("{:.1} ms", millis(first)),
+        ));
+        rows.push(Row::at_most(
+            "correction",
+            format!("correction → all {} {noun} accepted", grouped(n as i64)),
+            all.as_secs_f64(),
+            60.0,
+            "s",
+            secs(all),
+        ));
+    }
+    daemon.kill().await?;
+    Ok(rows)
+}

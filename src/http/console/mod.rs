@@ -7,10 +7,12 @@
 
 mod assets;
 mod compose;
+mod correction;
 mod limit;
 mod live;
 mod login;
 mod pages;
+mod proposals;
 mod send;
 mod session;
 mod submissions;
@@ -64,7 +66,13 @@ pub fn router() -> Router<AppState> {
         .route("/console/logout", post(login::sign_out))
         .route("/console/crises/{id}", get(pages::crisis))
         .route("/console/crises/{id}/requeue", post(pages::requeue))
+        .route(
+            "/console/crises/{id}/correction",
+            get(correction::page).post(correction::send),
+        )
         .route("/console/hooks", get(pages::hooks))
+        .route("/console/proposals/{id}/confirm", post(proposals::confirm))
+        .route("/console/proposals/{id}/discard", post(proposals::discard))
         .route("/console/compose", get(compose::page).post(compose::post))
         .route("/console/submissions/{id}", get(submissions::page))
         .route("/console/submissions/{id}/edit", get(submissions::edit))

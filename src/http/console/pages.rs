@@ -27,7 +27,7 @@ const HOOK_LOG_SHOWN: u32 = 100;
 #[derive(Debug, Deserialize)]
 pub struct LangQuery {
     #[serde(default)]
-    lang: Option<String>,
+    pub(super) lang: Option<String>,
 }
 
 pub fn when(at: DateTime<Utc>) -> Value {
@@ -115,6 +115,11 @@ pub async fn dashboard_parts(state: &AppState) -> Result<Value, StoreError> {
                 severity => p.declaration.severity.as_str(),
                 due_at => p.due_at.map(when),
                 created_at => when(p.created_at),
+                second_person => state
+                    .console
+                    .settings
+                    .two_person
+                    .applies_to_hook(&p.hook, p.declaration.severity),
             }
         })
         .collect();
@@ -213,9 +218,11 @@ async fn crisis_details(state: &AppState, crisis: &Crisis) -> Result<Value, Stor
         })
         .collect();
     let requeueable = storage.dead_letters.count_requeueable(filter).await?;
-    Ok(
-        context! { events => events, follow_ups => follow_ups, dead => dead, requeueable => requeueable },
-    )
+    let correctable = !storage.corrections.correctable(id).await?.is_empty();
+    Ok(context! {
+        events => events, follow_ups => follow_ups, dead => dead, requeueable => requeueable,
+        correctable => correctable,
+    })
 }
 
 pub async fn crisis(

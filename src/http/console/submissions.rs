@@ -131,7 +131,7 @@ pub async fn edit(
 
 /// Checks the password off the runtime, as signing in does (and counts
 /// against the same limit, so approval is no way around it).
-async fn password_matches(
+pub(super) async fn password_matches(
     state: &AppState,
     staff: &Staff,
     password: String,

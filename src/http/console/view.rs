@@ -63,6 +63,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "hooks.html.j2",
         include_str!("../../../templates/console/hooks.html.j2"),
     ),
+    (
+        "correction.html.j2",
+        include_str!("../../../templates/console/correction.html.j2"),
+    ),
 ];
 
 /// The UI's languages; the first is the fallback for any missing string.

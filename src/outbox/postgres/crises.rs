@@ -84,7 +84,7 @@ async fn insert_version(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreErr
     Ok(())
 }
 
-async fn insert_event(tx: &mut Tx<'_>, event: &CrisisEvent) -> Result<(), StoreError> {
+pub(super) async fn insert_event(tx: &mut Tx<'_>, event: &CrisisEvent) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO crisis_events (crisis_id, status, actor_source, actor_name, message, at) \
          VALUES ($1, $2, $3, $4, $5, $6)",

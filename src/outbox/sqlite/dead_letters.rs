@@ -93,8 +93,14 @@ mod tests {
             })
             .collect();
         let causes: Vec<DeadCause> = words.iter().map(|w| w.parse().unwrap()).collect();
-        assert_eq!(causes.len(), DeadCause::ALL.len(), "{words:?}");
-        assert!(DeadCause::ALL.iter().all(|cause| causes.contains(cause)));
+        // Every cause there was when it ran; `Corrected` came with
+        // corrections (0033), after any row it backfilled.
+        let then: Vec<&DeadCause> = DeadCause::ALL
+            .iter()
+            .filter(|cause| **cause != DeadCause::Corrected)
+            .collect();
+        assert_eq!(causes.len(), then.len(), "{words:?}");
+        assert!(then.iter().all(|cause| causes.contains(cause)));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod consent;
+mod corrections;
 mod crises;
 mod dead_letters;
 mod directory;

@@ -69,6 +69,23 @@ pub(super) async fn insert_deliveries(
     Ok(())
 }
 
+/// Writes renditions inside the caller's transaction.
+pub(super) async fn insert_renditions(
+    tx: &mut Tx<'_>,
+    announcement: &Announcement,
+    renditions: &[NewRendition],
+) -> Result<(), StoreError> {
+    for rendition in renditions {
+        sqlx::query("INSERT INTO renditions (id, announcement_id, content) VALUES (?, ?, ?)")
+            .bind(rendition.id.to_string())
+            .bind(announcement.id.to_string())
+            .bind(to_json(&rendition.content)?)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Writes an announcement row inside the caller's transaction.
 pub(super) async fn insert_announcement(
     tx: &mut Tx<'_>,
@@ -111,16 +128,7 @@ impl PlanStore for SqliteStore {
         let result: Result<_, StoreError> = async {
             let writing = self.writer.lock().await;
             let mut tx = self.ledger.begin().await?;
-            for rendition in renditions {
-                sqlx::query(
-                    "INSERT INTO renditions (id, announcement_id, content) VALUES (?, ?, ?)",
-                )
-                .bind(rendition.id.to_string())
-                .bind(announcement.id.to_string())
-                .bind(to_json(&rendition.content)?)
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_renditions(&mut tx, announcement, renditions).await?;
             insert_deliveries(&mut tx, announcement, deliveries).await?;
             follow_ups::kill_if_resolved(&mut tx, announcement).await?;
             sqlx::query("UPDATE announcements SET planned_through = ? WHERE id = ?")

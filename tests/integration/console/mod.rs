@@ -3,8 +3,10 @@
 
 pub mod accounts;
 mod compose;
+mod correction;
 mod drill;
 mod pages;
+mod proposals;
 mod signin;
 
 use std::collections::BTreeMap;

@@ -239,3 +239,66 @@ async fn after_five_failed_sign_ins_the_next_attempt_waits_and_all_are_audited()
     assert_eq!(failed.user, "approver");
     assert!(failed.detail.contains("127.0.0.1"), "{}", failed.detail);
 }
+
+/// A daemon that trusts `X-Remote-User` from `proxy` only.
+async fn behind_proxy(smtp: &SmtpServer, proxy: &str) -> crate::support::TestApp {
+    let mut config = TestConfig::new(smtp.port());
+    config.extra =
+        format!("[console.trusted_header]\nheader = \"X-Remote-User\"\nproxies = [\"{proxy}\"]\n");
+    let app = spawn_app(config).await;
+    with_accounts(&app).await;
+    app
+}
+
+#[tokio::test]
+async fn a_trusted_header_signs_in_only_from_a_configured_proxy() {
+    let smtp = SmtpServer::start().await;
+    // The tests connect from 127.0.0.1: here that is the proxy.
+    let app = behind_proxy(&smtp, "127.0.0.1").await;
+    let mut browser = Browser::new(&app);
+    browser
+        .headers
+        .insert("x-remote-user", "author".parse().expect("header"));
+    let signed = browser.get("/console/login").await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    let dashboard = browser.get("/console").await;
+    assert_eq!(dashboard.status, StatusCode::OK, "signed in as author");
+    assert!(dashboard.body.contains("author"), "{}", dashboard.body);
+    // The proxy names someone else now: the session is not theirs.
+    browser
+        .headers
+        .insert("x-remote-user", "admin".parse().expect("header"));
+    let other = browser.get("/console").await;
+    assert_eq!(other.status, StatusCode::SEE_OTHER, "{}", other.body);
+    assert!(
+        other.location().starts_with("/console/login"),
+        "{}",
+        other.location()
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_header_from_anywhere_but_the_proxy_is_ignored() {
+    let smtp = SmtpServer::start().await;
+    let app = behind_proxy(&smtp, "192.0.2.10").await;
+    let mut browser = Browser::new(&app);
+    browser
+        .headers
+        .insert("x-remote-user", "admin".parse().expect("header"));
+    let page = browser.get("/console/login").await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "the sign-in form, not a session"
+    );
+    assert!(page.body.contains("name=\"password\""), "{}", page.body);
+    assert!(
+        page.set_cookies()
+            .iter()
+            .all(|c| !c.starts_with("crisisd_session=")),
+        "{:?}",
+        page.set_cookies()
+    );
+    let dashboard = browser.get("/console").await;
+    assert_eq!(dashboard.status, StatusCode::SEE_OTHER, "still signed out");
+}

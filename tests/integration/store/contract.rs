@@ -2329,8 +2329,6 @@ pub async fn a_directory_entrys_availability_is_stored_once_per_change_and_logge
     );
 }
 
-/// Runs every contract test against one backend: `$database` is an
-/// expression making a fresh `Database` for each test.
 pub async fn a_channels_shared_bucket_grants_its_rate_and_burst_and_a_pause_stops_it(
     db: &impl Database,
 ) {
@@ -2426,6 +2424,128 @@ pub async fn a_channels_shared_bucket_grants_its_rate_and_burst_and_a_pause_stop
     );
 }
 
+/// Runs every contract test against one backend: `$database` is an
+/// expression making a fresh `Database` for each test.
+/// A correction stops what of the original is still queued and sees what
+/// was sent or in flight; its own message goes ahead of everything.
+pub async fn a_correction_stops_the_queued_original_and_goes_first(db: &impl Database) {
+    use crisisd::outbox::{CorrectionWrite, OriginalState};
+    let storage = db.open().await;
+    let crisis = declared();
+    let mut original = write(&crisis, None, 4);
+    for delivery in &mut original.deliveries {
+        delivery.priority = 1;
+    }
+    let original_id = original.announcement.id;
+    storage
+        .crises
+        .record_transition(original)
+        .await
+        .expect("declare");
+    let claimed = claim(&storage, "w", at(1), 3).await;
+    record_outcome(&storage, "w", at(2), claimed[0].id, sent()).await;
+    record_outcome(
+        &storage,
+        "w",
+        at(2),
+        claimed[1].id,
+        retry(at(100), "451 busy"),
+    )
+    .await;
+    // claimed[2] stays in flight; the fourth was never claimed.
+    let correctable = storage
+        .corrections
+        .correctable(crisis.id)
+        .await
+        .expect("correctable");
+    assert_eq!(correctable.len(), 1);
+    assert_eq!((correctable[0].id, correctable[0].sent), (original_id, 1));
+
+    let originals = storage
+        .corrections
+        .stop_original(original_id, at(3))
+        .await
+        .expect("stop");
+    let mut seen: Vec<OriginalState> = originals.iter().map(|o| o.state).collect();
+    seen.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(
+        seen,
+        [
+            OriginalState::InFlight,
+            OriginalState::Sent(at(2)),
+            OriginalState::Stopped,
+            OriginalState::Stopped
+        ]
+    );
+    let dead = storage
+        .dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .expect("dead");
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead.iter()
+            .all(|d| d.cause == DeadCause::Corrected && !d.cause.requeueable())
+    );
+    assert_eq!(
+        storage
+            .dead_letters
+            .count_requeueable(of_crisis(&crisis))
+            .await
+            .expect("n"),
+        0
+    );
+    // Past the retry's time and the lease: only the one in flight, whose
+    // lease ran out, is claimed again; the stopped never go.
+    let again = claim(&storage, "w", at(150), 10).await;
+    assert_eq!(
+        again.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [claimed[2].id]
+    );
+
+    let mut correction = write(&crisis, None, 1);
+    correction.announcement.kind = AnnouncementKind::Correction;
+    correction.announcement.created_at = at(4);
+    let record = IdempotencyRecord {
+        scope: "console:alice".into(),
+        key: "k".into(),
+        fingerprint: "f".into(),
+        status: 200,
+        body: "{}".into(),
+    };
+    let correction_write = CorrectionWrite {
+        event: correction.event.clone(),
+        announcement: correction.announcement.clone(),
+        renditions: Vec::new(),
+        deliveries: correction.deliveries.clone(),
+        idempotency: Some(record.clone()),
+    };
+    storage
+        .corrections
+        .record_correction(correction_write.clone())
+        .await
+        .expect("correct");
+    let claimed = claim(&storage, "w", at(5), 10).await;
+    assert_eq!(claimed.len(), 1, "the correction");
+    assert_eq!(claimed[0].kind, AnnouncementKind::Correction);
+    let again = storage
+        .corrections
+        .record_correction(correction_write)
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::IdempotencyKeyTaken)),
+        "{again:?}"
+    );
+    let events = storage.crises.events(crisis.id).await.expect("events");
+    assert_eq!(events.len(), 2, "the correction is in the audit trail once");
+    let correctable = storage
+        .corrections
+        .correctable(crisis.id)
+        .await
+        .expect("correctable");
+    assert_eq!(correctable.len(), 1, "a correction is not itself corrected");
+}
+
 macro_rules! store_contract {
     ($database:expr) => {
         store_contract!(@each $database;
@@ -2462,6 +2582,7 @@ macro_rules! store_contract {
             an_approval_holds_only_for_the_content_it_was_given_for,
             a_channels_shared_bucket_grants_its_rate_and_burst_and_a_pause_stops_it,
             a_directory_entrys_availability_is_stored_once_per_change_and_logged,
+            a_correction_stops_the_queued_original_and_goes_first,
         );
     };
     (@each $database:expr; $($name:ident),+ $(,)?) => {

@@ -1,0 +1,78 @@
+//! Corrections in PostgreSQL. The original's queued deliveries are stopped
+//! first, by one UPDATE that waits for any claim holding them, and only
+//! then are the sent and in-flight ones read, so a delivery a claim took
+//! meanwhile is counted in flight, never both stopped and sent.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{PostgresStore, WORK_DUE, crises, decode, idempotency, millis, notify, plans};
+use crate::domain::{AnnouncementId, CrisisId};
+use crate::outbox::rows::{CORRECTABLE, CorrectableRow, ORIGINALS, OriginalRow, STOP_ORIGINALS};
+use crate::outbox::{
+    CORRECTED, Correctable, CorrectionStore, CorrectionWrite, DeadCause, OriginalDelivery,
+    StoreError,
+};
+
+#[async_trait]
+impl CorrectionStore for PostgresStore {
+    async fn correctable(&self, crisis: CrisisId) -> Result<Vec<Correctable>, StoreError> {
+        sqlx::query(CORRECTABLE)
+            .bind(crisis.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(decode::<CorrectableRow, _, _>)
+            .collect()
+    }
+
+    async fn stop_original(
+        &self,
+        original: AnnouncementId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OriginalDelivery>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let stopped = sqlx::query(&format!(
+            "{STOP_ORIGINALS} RETURNING channel, recipient_id, destination, locale, \
+             recipient_name, unsubscribe_url, 'pending' AS state, finished_at"
+        ))
+        .bind(original.to_string())
+        .bind(DeadCause::Corrected.as_str())
+        .bind(CORRECTED)
+        .bind(millis(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let reached = sqlx::query(ORIGINALS)
+            .bind(original.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        stopped
+            .iter()
+            .chain(&reached)
+            .map(decode::<OriginalRow, _, _>)
+            .collect()
+    }
+
+    async fn record_correction(&self, write: CorrectionWrite) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Every writer of an announcement holds its crisis's row lock: the
+        // announcement's place among the crisis's is taken under it.
+        sqlx::query("SELECT id FROM crises WHERE id = $1 FOR UPDATE")
+            .bind(write.announcement.crisis_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if let Some(record) = &write.idempotency {
+            idempotency::take(&mut tx, record, write.event.at).await?;
+        }
+        crises::insert_event(&mut tx, &write.event).await?;
+        plans::insert_announcement(&mut tx, &write.announcement, false, None).await?;
+        plans::insert_renditions(&mut tx, &write.announcement, &write.renditions).await?;
+        plans::insert_deliveries(&mut tx, &write.announcement, &write.deliveries).await?;
+        notify(&mut tx, WORK_DUE, "").await?;
+        tx.commit().await?;
+        self.work_due.notify();
+        self.wrote_deliveries(write.deliveries.len()).await;
+        Ok(())
+    }
+}

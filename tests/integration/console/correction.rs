@@ -1,0 +1,218 @@
+//! Corrections: one person, from the crisis page or the API, to exactly
+//! those the original reached, ahead of everything else; what of the
+//! original was still queued is stopped and never follows.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use super::{Browser, PASSWORD, with_accounts};
+use crate::support::{SmtpServer, TOKEN, TestApp, TestConfig, WAIT, spawn_app};
+
+/// The value of the first `<option value="…">` on a page.
+fn first_option(body: &str) -> String {
+    let marker = "<option value=\"";
+    let start = body
+        .find(marker)
+        .unwrap_or_else(|| panic!("no option: {body}"))
+        + marker.len();
+    let end = body[start..].find('"').expect("end") + start;
+    body[start..end].to_owned()
+}
+
+/// Waits until the crisis has `n` dead deliveries.
+async fn wait_for_dead(app: &TestApp, id: &str, n: u64) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let dead = app
+            .get_json(&format!("/v1/deliveries/dead?crisis={id}"))
+            .await;
+        if dead["total"].as_u64() >= Some(n) {
+            return dead;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "dead: {dead}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_correction_from_the_console_reaches_exactly_those_the_original_reached() {
+    let smtp = SmtpServer::start().await;
+    // Ludoviko's original is refused for good: the correction is not his.
+    smtp.reject_recipient("ludoviko@example.net", "550 5.1.1 no such user");
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    with_accounts(&app).await;
+    let id = app.declare("Payments are down").await;
+    smtp.wait_for(2, WAIT).await;
+    wait_for_dead(&app, &id, 1).await;
+
+    let mut viewer = Browser::signed_in(&app, "viewer", PASSWORD).await;
+    let refused = viewer
+        .get(&format!("/console/crises/{id}/correction"))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::FORBIDDEN,
+        "a viewer cannot correct"
+    );
+
+    let mut author = Browser::signed_in(&app, "author", PASSWORD).await;
+    let page = author.get(&format!("/console/crises/{id}")).await;
+    assert!(
+        page.body
+            .contains(&format!("href=\"/console/crises/{id}/correction\"")),
+        "one button on the crisis page: {}",
+        page.body
+    );
+    let form = author
+        .get(&format!("/console/crises/{id}/correction"))
+        .await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    for prepared in ["was sent in error", "ভুল করে পাঠানো", "estis sendita erare"]
+    {
+        assert!(form.body.contains(prepared), "{prepared}: {}", form.body);
+    }
+    let (csrf, key, original) = (
+        form.csrf(),
+        form.field("send_key"),
+        first_option(&form.body),
+    );
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("send_key", key.as_str()),
+        ("original", original.as_str()),
+        ("mode", "prepared"),
+    ];
+    let sent = author
+        .post(&format!("/console/crises/{id}/correction"), &fields)
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    assert_eq!(sent.location(), format!("/console/crises/{id}"));
+    // The same confirmation again replays the first: no second correction.
+    let again = author
+        .post(&format!("/console/crises/{id}/correction"), &fields)
+        .await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+
+    smtp.wait_for(4, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mails = smtp.accepted().into_iter().skip(2).collect::<Vec<_>>();
+    assert_eq!(mails.len(), 2, "one correction each, to those reached only");
+    let mut to: Vec<String> = mails.iter().map(|m| m.to.join(",")).collect();
+    to.sort();
+    assert_eq!(to, ["ada@example.com", "rahim@example.org"]);
+    let ada = mails
+        .iter()
+        .find(|m| m.to == ["ada@example.com"])
+        .expect("ada");
+    assert_eq!(ada.subject(), "Correction: Payments are down");
+    assert!(
+        ada.text().contains("The message you received at "),
+        "{}",
+        ada.text()
+    );
+    assert!(
+        !ada.text().contains("UTC"),
+        "in Ada's own zone: {}",
+        ada.text()
+    );
+    let rahim = mails
+        .iter()
+        .find(|m| m.to == ["rahim@example.org"])
+        .expect("rahim");
+    assert!(
+        rahim.subject().starts_with("সংশোধনী: "),
+        "{}",
+        rahim.subject()
+    );
+    assert!(rahim.text().contains("ভুল করে পাঠানো"), "{}", rahim.text());
+
+    let page = author.get(&format!("/console/crises/{id}")).await;
+    assert!(
+        page.body.contains("console:author"),
+        "audited: {}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Correction of the initial announcement"),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn a_queued_original_is_stopped_by_the_correction_and_never_follows_it() {
+    let smtp = SmtpServer::start().await;
+    // Rahim's first try is greylisted, and his retry is far off: his
+    // original is still queued when the correction comes.
+    smtp.greylist(["rahim@example.org"]);
+    let mut config = TestConfig::new(smtp.port());
+    config.retry_base = "3s";
+    config.retry_max = "3s";
+    let app = spawn_app(config).await;
+    let id = app.declare("Payments are down").await;
+    smtp.wait_for(2, WAIT).await;
+
+    let correct = || {
+        app.http
+            .post(app.url(&format!("/v1/crises/{id}/correction")))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", "correct-once")
+            .json(&serde_json::json!({}))
+            .send()
+    };
+    let answer = correct().await.expect("POST");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body: serde_json::Value = answer.json().await.expect("JSON");
+    assert_eq!(body["deliveries"]["email"], 2, "{body}");
+    assert_eq!(body["stopped"], 1, "{body}");
+    let replay = correct().await.expect("POST");
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+
+    let dead = wait_for_dead(&app, &id, 1).await;
+    let entry = &dead["deliveries"][0];
+    assert_eq!(entry["destination"], "rahim@example.org", "{dead}");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("correction"),
+        "{dead}"
+    );
+    smtp.wait_for(4, WAIT).await;
+    // Past the original's retry: nothing more comes, to Rahim or anyone.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mails = smtp.accepted();
+    assert_eq!(mails.len(), 4, "two originals, two corrections");
+    assert!(
+        mails.iter().all(|m| m.to != ["rahim@example.org"]),
+        "neither the original nor the correction reached Rahim"
+    );
+    // Nor does a requeue bring it back.
+    let requeue = app
+        .post(
+            "/v1/deliveries/retry-dead",
+            &serde_json::json!({ "crisis": id }),
+        )
+        .await;
+    let requeued: serde_json::Value = requeue.json().await.expect("JSON");
+    assert_eq!(requeued["requeued"], 0, "{requeued}");
+}
+
+#[tokio::test]
+async fn nothing_sent_is_nothing_to_correct_and_an_empty_edit_is_refused() {
+    let smtp = SmtpServer::start().await;
+    smtp.reject_recipient("ada@example.com", "550 no");
+    smtp.reject_recipient("rahim@example.org", "550 no");
+    smtp.reject_recipient("ludoviko@example.net", "550 no");
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    let id = app.declare("Payments are down").await;
+    wait_for_dead(&app, &id, 3).await;
+    let path = format!("/v1/crises/{id}/correction");
+    let nothing = app.post(&path, &serde_json::json!({})).await;
+    assert_eq!(nothing.status(), StatusCode::CONFLICT);
+    let empty = app
+        .post(&path, &serde_json::json!({ "text": { "en": "  " } }))
+        .await;
+    assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
