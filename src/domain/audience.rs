@@ -180,10 +180,34 @@ fn sendable_address(text: &str) -> Result<lettre::Address, String> {
     Ok(address)
 }
 
+/// A name or id with ESC or NUL in it would reach terminals and logs as a
+/// command, and an email header as a broken line.
+fn refuse_controls(row: &Row) -> Result<(), String> {
+    let fields = [
+        ("id", &row.id),
+        ("name", &row.name),
+        ("email", &row.email),
+        ("phone", &row.phone),
+        ("locale", &row.locale),
+        ("timezone", &row.timezone),
+        ("region", &row.region),
+    ];
+    for (field, text) in fields {
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "{field} contains the control character U+{:04X}; remove it",
+                u32::from(c)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check(row: Row, default_locale: &str) -> Result<Subscriber, String> {
     if row.id.is_empty() {
         return Err("id is empty".into());
     }
+    refuse_controls(&row)?;
     let email = match row.email.as_str() {
         "" => None,
         text => Some(sendable_address(text)?),
@@ -222,6 +246,19 @@ fn check(row: Row, default_locale: &str) -> Result<Subscriber, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_control_character_in_any_field_is_refused_with_its_row() {
+        let err = load(
+            "id,name,email,phone,locale,timezone\nr1,Eve \u{1b}[31mINFO,eve@example.com,,en,UTC\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("name contains the control character U+001B"),
+            "{err}"
+        );
+    }
     use super::*;
     use std::io::Write;
 

@@ -209,6 +209,17 @@ pub enum DomainError {
     #[error("{field} must be one line (it is a headline in subjects, tables and chat)")]
     MultiLine { field: &'static str },
     #[error(
+        "{field} contains the control character U+{code:04X} at character {at}; remove it \
+         (control characters reach terminals and logs as commands)"
+    )]
+    ControlCharacter {
+        field: &'static str,
+        code: u32,
+        at: usize,
+    },
+    #[error("{field} shows nothing: it is only spaces or invisible characters")]
+    Invisible { field: &'static str },
+    #[error(
         "localized text for `{0}` is empty: give a title, summary or message, or leave the locale out"
     )]
     EmptyTranslation(String),
@@ -299,6 +310,16 @@ impl From<Option<String>> for Resolution {
     }
 }
 
+/// Characters that take no room when shown: zero-width space, joiners
+/// (which Bengali uses inside words, so only refused when they are all a
+/// text has), word joiner, BOM, soft hyphen and the invisible operators.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}'
+    )
+}
+
 fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), DomainError> {
     let len = text.chars().count();
     if text.trim().is_empty() {
@@ -306,6 +327,22 @@ fn check_text(field: &'static str, text: &str, max: usize) -> Result<(), DomainE
     }
     if len > max {
         return Err(DomainError::TooLong { field, len, max });
+    }
+    // Line breaks and tabs are text; every other C0 or C1 control and DEL
+    // (ESC starts terminal sequences, NUL ends C strings) is refused.
+    if let Some((at, c)) = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(DomainError::ControlCharacter {
+            field,
+            code: u32::from(c),
+            at: at + 1,
+        });
+    }
+    if text.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+        return Err(DomainError::Invisible { field });
     }
     Ok(())
 }
@@ -571,6 +608,33 @@ pub struct CrisisEvent {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn control_characters_and_text_that_shows_nothing_are_refused_naming_the_field() {
+        let mut declaration = declaration();
+        declaration.title = "Payments \u{1b}[2J are down".into();
+        let err = declaration.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("title contains the control character U+001B at character 10"),
+            "{err}"
+        );
+        declaration.title = "\u{200b}\u{200d} \u{feff}".into();
+        assert_eq!(
+            declaration.validate().unwrap_err().to_string(),
+            "title shows nothing: it is only spaces or invisible characters"
+        );
+        declaration.title = "Payments are down".into();
+        declaration.message = Some("Line one\r\nline two\twith a tab\u{0}".into());
+        let err = declaration.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("message contains the control character U+0000"),
+            "{err}"
+        );
+        declaration.message = Some("Line one\r\nline two\twith a tab".into());
+        // Bengali joins letters with ZWJ/ZWNJ inside words: that is text.
+        declaration.summary = "র\u{200d}্যাব বন্ধ".into();
+        assert!(declaration.validate().is_ok());
+    }
     use super::*;
     use crate::domain::LocalizedText;
 

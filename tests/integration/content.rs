@@ -880,6 +880,64 @@ async fn a_second_identical_declaration_is_refused_naming_the_active_crisis_unle
     assert_eq!(smtp.accepted().len(), 9, "three crises, three readers each");
 }
 
+/// ESC and NUL in crisis text would reach terminals, logs and headers; a
+/// title of zero-width characters would show nothing. Refused from the
+/// API and the CLI (the flag file and webhooks make the same declaration,
+/// checked by the same validation), and nothing is declared.
+#[tokio::test]
+async fn control_characters_and_invisible_text_are_refused_naming_the_field() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    for (body, says) in [
+        (
+            json!({"kind": "outage", "severity": "major", "title": "Payments \u{1b}[2J are down",
+                   "summary": "Card payments fail."}),
+            "title contains the control character U+001B",
+        ),
+        (
+            json!({"kind": "outage", "severity": "major", "title": "\u{200b}\u{200b}",
+                   "summary": "Card payments fail."}),
+            "title shows nothing",
+        ),
+        (
+            json!({"kind": "outage", "severity": "major", "title": "Payments are down",
+                   "summary": "Card payments fail.",
+                   "localized": {"bn": {"summary": "কার্ডে\u{0}পেমেন্ট"}}}),
+            "localized summary contains the control character U+0000",
+        ),
+    ] {
+        let refused = app.post("/v1/crises", &body).await;
+        assert_eq!(refused.status(), 400, "{body}");
+        let text = refused.text().await.unwrap();
+        assert!(text.contains(says), "{says}: {text}");
+    }
+    let cli = crate::cli::crisisd(
+        &app,
+        &[
+            "declare",
+            "--kind",
+            "outage",
+            "--severity",
+            "major",
+            "--title",
+            "Payments are down",
+            "--summary",
+            "Card payments fail.",
+            "--message",
+            "We are on it \u{7}\u{7}",
+        ],
+    )
+    .await;
+    assert_eq!(cli.status.code(), Some(2), "{}", crate::cli::stderr(&cli));
+    assert!(
+        crate::cli::stderr(&cli).contains("message contains the control character U+0007"),
+        "{}",
+        crate::cli::stderr(&cli)
+    );
+    assert_eq!(app.get_json("/v1/crises").await["crises"], json!([]));
+    assert!(smtp.accepted().is_empty());
+}
+
 #[tokio::test]
 async fn a_multi_line_title_and_an_unknown_preview_language_are_refused_saying_why() {
     let smtp = SmtpServer::start().await;
