@@ -58,21 +58,16 @@ impl Application {
         )?;
         let fanout = BackgroundRuntime::start(prepared.settings.dispatch.nice)
             .map_err(StartupError::Runtime)?;
-        let service = Arc::new(
-            CrisisService::new(
-                storage.clone(),
-                inputs.clone(),
-                banner.clone(),
-                clock.clone(),
-            )
-            .plan_on(fanout.handle())
-            .with_follow_ups(prepared.follow_ups.clone())
-            .with_duplicate_window(prepared.settings.crises.duplicate_window)
-            .publish_with(publisher.clone()),
-        );
-        reconcile_follow_ups(&service).await;
-        // What was marked unavailable before this start, or by another daemon.
-        service.refresh_availability().await?;
+        let service = crisis_service(
+            &prepared.settings,
+            &prepared.follow_ups,
+            &storage,
+            &inputs,
+            (&banner, &publisher),
+            &clock,
+            &fanout,
+        )
+        .await?;
         let (scheduler, liveness) = scheduler(&service, &clock, &prepared.follow_ups, &leadership);
         let health = Arc::new(Health::default());
         health.set_channels(prepared.channels.iter().map(|c| c.name().to_owned()));
@@ -137,6 +132,35 @@ async fn listeners(
         None => None,
     };
     Ok((listener, metrics))
+}
+
+/// The service every transition goes through, caught up with what
+/// happened before this start (follow-up plans, directory availability).
+async fn crisis_service(
+    settings: &Settings,
+    follow_ups: &Arc<FollowUps>,
+    storage: &Storage,
+    inputs: &SharedInputs,
+    (banner, publisher): (&Arc<Banner>, &Arc<Publisher>),
+    clock: &Arc<dyn Clock>,
+    fanout: &BackgroundRuntime,
+) -> Result<Arc<CrisisService>, StartupError> {
+    let service = Arc::new(
+        CrisisService::new(
+            storage.clone(),
+            inputs.clone(),
+            banner.clone(),
+            clock.clone(),
+        )
+        .plan_on(fanout.handle())
+        .with_follow_ups(follow_ups.clone())
+        .with_duplicate_window(settings.crises.duplicate_window)
+        .publish_with(publisher.clone()),
+    );
+    reconcile_follow_ups(&service).await;
+    // What was marked unavailable before this start, or by another daemon.
+    service.refresh_availability().await?;
+    Ok(service)
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartupError> {

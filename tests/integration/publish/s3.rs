@@ -143,10 +143,15 @@ async fn the_bucket_gets_every_file_with_its_type_and_lifetime_and_a_server_that
     assert_eq!(kind, "text/html; charset=utf-8");
     assert!(page.contains("কার্ডে পেমেন্ট বন্ধ"), "{page}");
 
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
-    let metrics = metrics.text().await.unwrap();
-    assert!(
-        metrics.contains("crisisd_publish_ok{target=\"s3\"} 1"),
-        "{metrics}"
-    );
+    // The gauges are refreshed by a task of their own every few seconds.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+        let metrics = metrics.text().await.unwrap();
+        if metrics.contains("crisisd_publish_ok{target=\"s3\"} 1") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
