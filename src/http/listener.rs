@@ -111,6 +111,9 @@ async fn free_slot(
         .map_err(io::Error::other)
 }
 
+/// How long a new connection is safe from being shed at the limit.
+const SHED_AFTER: Duration = Duration::from_secs(1);
+
 /// The open connections, oldest first, with what each is doing.
 #[derive(Default)]
 struct OpenConnections {
@@ -120,6 +123,13 @@ struct OpenConnections {
 
 struct Entry {
     id: u64,
+    /// When its task first ran (and read what had arrived): a connection
+    /// not yet served, or served for less than `SHED_AFTER`, is never shed,
+    /// so a reader's request is read before its connection can be taken
+    /// for the next one, however busy the machine.
+    opened: std::sync::OnceLock<std::time::Instant>,
+    /// It has sent a byte: a client, not (yet) an idle attacker.
+    spoke: std::sync::atomic::AtomicBool,
     /// Requests being answered on it.
     busy: std::sync::atomic::AtomicUsize,
     /// Cancelled to close it (after the request in progress, if any).
@@ -137,6 +147,8 @@ impl OpenConnections {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry {
             id,
+            opened: std::sync::OnceLock::new(),
+            spoke: std::sync::atomic::AtomicBool::new(false),
             busy: std::sync::atomic::AtomicUsize::new(0),
             close: CancellationToken::new(),
         });
@@ -149,11 +161,27 @@ impl OpenConnections {
     }
 
     /// Asks the oldest idle connection to close; whether there was one.
+    /// Only one open for `SHED_AFTER` counts: otherwise attackers who
+    /// reconnect at once would shed each new connection, a reader's too,
+    /// before its request is read (seen on a loaded machine: the banner's
+    /// request cut with IncompleteMessage).
+    /// Connections that never sent a byte go first, then those idle
+    /// between requests.
     fn shed_oldest_idle(&self) -> bool {
         let entries = self.entries();
+        let sheddable = |entry: &&Arc<Entry>, spoke: bool| {
+            entry.busy.load(Ordering::Acquire) == 0
+                && entry.spoke.load(Ordering::Acquire) == spoke
+                && !entry.close.is_cancelled()
+                && entry
+                    .opened
+                    .get()
+                    .is_some_and(|opened| opened.elapsed() >= SHED_AFTER)
+        };
         let idle = entries
             .values()
-            .find(|entry| entry.busy.load(Ordering::Acquire) == 0 && !entry.close.is_cancelled());
+            .find(|entry| sheddable(entry, false))
+            .or_else(|| entries.values().find(|entry| sheddable(entry, true)));
         idle.map(|entry| entry.close.cancel()).is_some()
     }
 }
@@ -185,9 +213,10 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+        let _ = self.entry.opened.set(std::time::Instant::now());
         // Small responses (the banner) go out at once.
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Watched::new(stream, self.limits));
+        let io = TokioIo::new(Watched::new(stream, self.entry.clone(), self.limits));
         let entry = self.entry.clone();
         let service = tower::service_fn(move |mut request: axum::http::Request<Incoming>| {
             // The console rate-limits sign-ins by the peer's address.
@@ -244,14 +273,16 @@ impl Drop for Busy {
 /// then `idle_timeout` after each read or write.
 struct Watched {
     stream: TcpStream,
+    entry: Arc<Entry>,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl Watched {
-    fn new(stream: TcpStream, limits: ConnectionLimits) -> Self {
+    fn new(stream: TcpStream, entry: Arc<Entry>, limits: ConnectionLimits) -> Self {
         Self {
             stream,
+            entry,
             idle: limits.idle_timeout,
             deadline: Box::pin(tokio::time::sleep(limits.header_read_timeout)),
         }
@@ -273,6 +304,7 @@ impl AsyncRead for Watched {
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 if buf.filled().len() > before {
+                    self.entry.spoke.store(true, Ordering::Release);
                     self.moved();
                 }
                 Poll::Ready(result)

@@ -103,10 +103,17 @@ async fn the_banner_answers_while_an_attacker_holds_more_connections_than_descri
         let started = Instant::now();
         let banner = reqwest::Client::new()
             .get(format!("{}/v1/banner?lang=en", daemon.base))
-            .timeout(Duration::from_secs(15))
+            // On a loaded machine (the whole suite at once) a new connection
+            // waits behind the attackers' for seconds: bounded, not refused.
+            .timeout(Duration::from_secs(40))
             .send()
             .await
-            .expect("the banner answers during the attack");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the banner answers during the attack: {e:?}\n{}",
+                    daemon.log()
+                )
+            });
         assert_eq!(banner.status(), 200);
         eprintln!("banner during the attack: {:?}", started.elapsed());
     }
