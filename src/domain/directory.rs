@@ -8,12 +8,11 @@ use std::str::FromStr;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use chrono::{
-    DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeDelta, TimeZone, Timelike, Utc, Weekday,
-};
+use chrono::{DateTime, Datelike, Days, NaiveTime, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::follow_up::local_instant;
 use crate::sync::{read, write};
 
 /// Localized text: locale -> text, with fallback to the default locale.
@@ -290,19 +289,6 @@ struct Shifted {
     close: NaiveTime,
 }
 
-/// When a wall-clock time happens in `zone`; a time the clocks jump over
-/// is taken an hour later.
-fn instant_in(zone: Tz, date: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
-    let local = date.and_time(time);
-    zone.from_local_datetime(&local)
-        .earliest()
-        .or_else(|| {
-            zone.from_local_datetime(&(local + TimeDelta::hours(1)))
-                .earliest()
-        })
-        .map(|t| t.with_timezone(&Utc))
-}
-
 fn shift_day(day: Weekday, by: i64) -> Weekday {
     let n = (i64::from(day.num_days_from_monday()) + by).rem_euclid(7);
     Weekday::try_from(u8::try_from(n).unwrap_or(0)).unwrap_or(day)
@@ -315,13 +301,13 @@ impl WeeklyWindow {
             today.checked_sub_days(Days::new(u64::from(today.weekday().num_days_from_monday())))?;
         let first = monday
             .checked_add_days(Days::new(u64::from(self.days.first.num_days_from_monday())))?;
-        let open = instant_in(entry, first, self.open)?.with_timezone(&reader);
+        let open = local_instant(entry, first.and_time(self.open))?.with_timezone(&reader);
         let close_day = if self.close <= self.open {
             first.checked_add_days(Days::new(1))?
         } else {
             first
         };
-        let close = instant_in(entry, close_day, self.close)?.with_timezone(&reader);
+        let close = local_instant(entry, close_day.and_time(self.close))?.with_timezone(&reader);
         let by = (open.date_naive() - first).num_days();
         Some(Shifted {
             days: DaySpan {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use listing::{FollowUpCounts, ScheduleEntry, ScheduleList};
-pub use quiet_hours::{QuietHours, next_local};
+pub use quiet_hours::{QuietHours, instant as local_instant, next_local};
 pub use resources::{CategoryView, FollowUpView, Library, ResourceView};
 pub use settings::{
     FollowUpSettings, PlanSettings, QuietHoursSettings, ResourceSettings, ResourceText,

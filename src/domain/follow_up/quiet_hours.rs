@@ -46,7 +46,7 @@ impl QuietHours {
 /// When a wall-clock time happens in `zone`: the first time when the
 /// clocks repeat it, an hour later on the wall clock (01:30 becomes 02:30)
 /// when they jump over it.
-pub(super) fn instant(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+pub fn instant(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     zone.from_local_datetime(&local)
         .earliest()
         .or_else(|| {
