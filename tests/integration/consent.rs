@@ -193,10 +193,16 @@ async fn unsubscribing_also_stops_messages_already_waiting_for_that_address() {
     let key = std::fs::read_to_string(app.dir.path().join("consent.key")).expect("key");
     let signer =
         crisisd::domain::consent::UnsubscribeSigner::new(crisisd::secret::Secret::new(key.trim()));
-    let path = format!("/v1/unsubscribe/{}", signer.token("ada@example.com"));
+    let token = signer.token(
+        "ada@example.com",
+        crisisd::domain::consent::ConsentScope::All,
+    );
+    let path = format!("/v1/unsubscribe/{token}");
     assert_eq!(
         app.http
             .post(app.url(&path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
             .send()
             .await
             .expect("POST")
