@@ -11,7 +11,7 @@ use sqlx::Row;
 use super::{ROWS_PER_INSERT, SqliteStore, Tx, follow_ups, millis, to_json};
 use crate::domain::DeliveryId;
 use crate::outbox::rows::{
-    DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED,
+    DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED, opted_out_now,
 };
 use crate::outbox::{
     ALL_CLEAR_UNREACHED, DeadCause, Delivery, DeliveryQueue, Outcome, StoreError, WorkDue,
@@ -207,25 +207,23 @@ impl DeliveryQueue for SqliteStore {
         let _writing = self.writer.lock().await;
         let mut tx = self.ledger.begin().await?;
         Self::record_sent(&mut tx, owner, now, outcomes).await?;
+        // A reader who opted out while this was in flight is not tried
+        // again (unless the opt-out is of follow-ups and this is not one).
+        let opted_out = opted_out_now();
+        let retry = format!(
+            "UPDATE deliveries SET available_at = ?1, lease_owner = NULL, lease_until = NULL, \
+             state = CASE WHEN {opted_out} THEN 'dead' ELSE 'retrying' END, \
+             last_error = CASE WHEN {opted_out} THEN ?6 ELSE ?2 END, \
+             dead_cause = CASE WHEN {opted_out} THEN ?7 ELSE NULL END, \
+             finished_at = CASE WHEN {opted_out} THEN ?5 ELSE finished_at END \
+             WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4"
+        );
         for (id, outcome) in outcomes {
             let query = match outcome {
                 // Written above, in bulk.
                 Outcome::Sent { .. } => continue,
-                // A reader who opted out while this was in flight is not
-                // tried again.
-                Outcome::Retry { at, error } => sqlx::query(
-                    "UPDATE deliveries SET available_at = ?1, lease_owner = NULL, lease_until = NULL, \
-                     state = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
-                       THEN 'dead' ELSE 'retrying' END, \
-                     last_error = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
-                       THEN ?6 ELSE ?2 END, \
-                     dead_cause = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
-                       THEN ?7 ELSE NULL END, \
-                     finished_at = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
-                       THEN ?5 ELSE finished_at END \
-                     WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4",
-                )
-                .bind(millis(*at))
+                Outcome::Retry { at, error } => sqlx::query(&retry)
+                    .bind(millis(*at))
                 .bind(error.clone())
                 .bind(id.to_string())
                 .bind(owner)

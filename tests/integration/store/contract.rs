@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use crisisd::domain::account::{Role, User, UserName};
-use crisisd::domain::consent::ContactPoint;
+use crisisd::domain::consent::{ConsentScope, ContactPoint, OptOutRequest};
 use crisisd::domain::directory::EntryAvailability;
 use crisisd::domain::draft::{Draft, DraftAction};
 use crisisd::domain::follow_up::{
@@ -34,6 +34,9 @@ pub trait Database {
     /// opens it.
     fn open(&self) -> impl Future<Output = Storage>;
 }
+
+/// A one-click from an announcement, or an SMS STOP.
+const STOP_ALL: OptOutRequest = OptOutRequest::AtLeast(ConsentScope::All);
 
 pub fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + seconds, 0)
@@ -725,7 +728,13 @@ pub async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_
     let opted_out = format!(" {} ", claimed[2].destination.to_uppercase());
     storage
         .consent
-        .opt_out(ContactPoint::Email, &opted_out, "unsubscribe", at(1))
+        .opt_out(
+            ContactPoint::Email,
+            &opted_out,
+            STOP_ALL,
+            "unsubscribe",
+            at(1),
+        )
         .await
         .expect("opt out");
 
@@ -882,7 +891,7 @@ async fn dead_of_every_cause(storage: &Storage) -> Vec<(String, DeadCause)> {
     let opting = waiting[0].to_uppercase();
     assert!(
         consent
-            .opt_out(ContactPoint::Email, &opting, "unsubscribe", at(3))
+            .opt_out(ContactPoint::Email, &opting, STOP_ALL, "unsubscribe", at(3))
             .await
             .expect("opt out")
     );
@@ -987,6 +996,7 @@ pub async fn a_retry_to_an_address_opted_out_meanwhile_ends_dead(db: &impl Datab
             .opt_out(
                 ContactPoint::Email,
                 &delivery.destination,
+                STOP_ALL,
                 "unsubscribe",
                 at(2),
             )
@@ -1022,6 +1032,7 @@ pub async fn opting_out_ends_queued_messages_and_opting_in_takes_it_back(db: &im
             .opt_out(
                 ContactPoint::Email,
                 " R0@Example.com ",
+                STOP_ALL,
                 "unsubscribe",
                 at(1)
             )
@@ -1031,14 +1042,26 @@ pub async fn opting_out_ends_queued_messages_and_opting_in_takes_it_back(db: &im
     );
     assert!(
         !consent
-            .opt_out(ContactPoint::Email, "r0@example.com", "unsubscribe", at(2))
+            .opt_out(
+                ContactPoint::Email,
+                "r0@example.com",
+                STOP_ALL,
+                "unsubscribe",
+                at(2)
+            )
             .await
             .expect("opt out"),
         "already opted out"
     );
     assert!(
         consent
-            .opt_out(ContactPoint::Phone, "+15550100", "sms keyword", at(2))
+            .opt_out(
+                ContactPoint::Phone,
+                "+15550100",
+                STOP_ALL,
+                "sms keyword",
+                at(2)
+            )
             .await
             .expect("opt out")
     );
@@ -1081,6 +1104,84 @@ pub async fn opting_out_ends_queued_messages_and_opting_in_takes_it_back(db: &im
         states(&storage, &crisis).await,
         vec![(DeliveryState::Dead, 1), (DeliveryState::Pending, 2)]
     );
+}
+
+pub async fn a_follow_ups_opt_out_stops_follow_ups_only_and_a_one_click_never_narrows(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let crisis = declared();
+    let step = follow_up(&crisis, "first", at(60));
+    let mut w = write(&crisis, None, 0);
+    w.deliveries = vec![email_delivery(0), email_delivery(1)];
+    w.follow_ups = FollowUpChange {
+        cancel: None,
+        schedule: vec![step.clone()],
+    };
+    storage.crises.record_transition(w).await.expect("write");
+    assert!(start_follow_up(&storage, &crisis, &step, at(60), email_delivery(0)).await);
+    let consent = &storage.consent;
+    let email = ContactPoint::Email;
+    let opt_out = |address: &'static str, request| async move {
+        consent
+            .opt_out(email, address, request, "one-click unsubscribe", at(61))
+            .await
+            .expect("opt out")
+    };
+    let follow_ups = OptOutRequest::AtLeast(ConsentScope::FollowUps);
+    assert!(opt_out(" R0@Example.com", follow_ups).await, "new");
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Dead, 1), (DeliveryState::Pending, 2)],
+        "the queued follow-up ended, the announcement to the same reader kept"
+    );
+    let dead = storage
+        .dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .expect("dead");
+    assert_eq!(
+        (dead[0].destination.as_str(), dead[0].cause),
+        ("r0@example.com", DeadCause::OptedOut)
+    );
+    let scope = |address: &'static str| async move {
+        consent.opt_out_scope(email, address).await.expect("scope")
+    };
+    assert_eq!(scope("r0@example.com").await, Some(ConsentScope::FollowUps));
+    let opt_outs = consent.opt_outs().await.expect("opt-outs");
+    assert!(opt_outs.stops(email, "r0@example.com", AnnouncementKind::FollowUp));
+    assert!(!opt_outs.stops(email, "r0@example.com", AnnouncementKind::Update));
+
+    // Everything, then a one-click from an old follow-up: still everything.
+    assert!(opt_out("r0@example.com", STOP_ALL).await, "widened");
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Dead, 2), (DeliveryState::Pending, 1)]
+    );
+    assert!(!opt_out("r0@example.com", follow_ups).await, "not narrowed");
+    assert_eq!(scope("r0@example.com").await, Some(ConsentScope::All));
+    // The reader's own choice on the page narrows it.
+    let exactly = OptOutRequest::Exactly(ConsentScope::FollowUps);
+    assert!(opt_out("r0@example.com", exactly).await);
+    assert!(!opt_out("r0@example.com", exactly).await, "unchanged");
+    assert_eq!(scope("r0@example.com").await, Some(ConsentScope::FollowUps));
+
+    // An announcement's retry to a reader who stopped follow-ups is retried.
+    let claimed = claim(&storage, "w", at(62), 10).await;
+    assert_eq!(claimed.len(), 1);
+    assert!(opt_out("r1@example.com", follow_ups).await);
+    record_outcome(&storage, "w", at(63), claimed[0].id, retry(at(70), "421")).await;
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Dead, 2), (DeliveryState::Retrying, 1)]
+    );
+    assert!(
+        consent
+            .opt_in(email, "r0@example.com")
+            .await
+            .expect("opt in")
+    );
+    assert_eq!(scope("r0@example.com").await, None);
 }
 
 pub async fn a_source_link_is_set_replaced_and_removed_with_transitions(db: &impl Database) {
@@ -2564,6 +2665,7 @@ macro_rules! store_contract {
             requeue_leaves_cancelled_and_unfit_deliveries_dead_by_cause,
             a_retry_to_an_address_opted_out_meanwhile_ends_dead,
             opting_out_ends_queued_messages_and_opting_in_takes_it_back,
+            a_follow_ups_opt_out_stops_follow_ups_only_and_a_one_click_never_narrows,
             a_source_link_is_set_replaced_and_removed_with_transitions,
             a_new_crisis_cannot_take_over_an_incident_an_active_crisis_is_linked_to,
             one_daemon_leads_until_its_lease_runs_out_and_each_new_leader_has_a_new_term,
