@@ -4,6 +4,7 @@
 mod console;
 mod hooks;
 mod load;
+mod retention;
 mod store;
 mod validate;
 
@@ -16,6 +17,7 @@ use serde::Deserialize;
 pub use console::{ConsoleSettings, PreparedTemplate, TrustedHeader, TwoPersonRule};
 pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
+pub use retention::RetentionSettings;
 pub use store::{DATABASE_URL_ENV, StoreLocation, StoreSettings, redact};
 
 use crate::channels::ChannelSettings;
@@ -69,6 +71,9 @@ pub struct Settings {
     /// `/metrics`: its own listener, a token, how often gauges refresh.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// How long finished rows are kept.
+    #[serde(default)]
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

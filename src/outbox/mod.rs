@@ -21,6 +21,7 @@ mod ledger;
 mod plans;
 mod postgres;
 mod queue;
+mod retention;
 mod rows;
 mod source_links;
 mod sqlite;
@@ -51,6 +52,7 @@ pub use postgres::{PostgresStore, StoreEvent, StoreEvents};
 pub use queue::{
     ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
 };
+pub use retention::{Prune, RetentionStore};
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::{InUse, SqliteStore};
 pub use submissions::{Submission, SubmissionState, SubmissionStore};
@@ -170,6 +172,8 @@ pub struct Storage {
     pub directory: Arc<dyn DirectoryStore>,
     /// Corrections of messages sent in error.
     pub corrections: Arc<dyn CorrectionStore>,
+    /// Old rows pruned (by the leader).
+    pub retention: Arc<dyn RetentionStore>,
 }
 
 impl Storage {
@@ -191,7 +195,8 @@ impl Storage {
             + SubmissionStore
             + FlowStore
             + DirectoryStore
-            + CorrectionStore,
+            + CorrectionStore
+            + RetentionStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -210,7 +215,8 @@ impl Storage {
             submissions: backend.clone(),
             flow: backend.clone(),
             directory: backend.clone(),
-            corrections: backend,
+            corrections: backend.clone(),
+            retention: backend,
         }
     }
 }

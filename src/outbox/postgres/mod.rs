@@ -21,6 +21,7 @@ mod leader;
 mod ledger;
 mod plans;
 mod queue;
+mod retention;
 mod source_links;
 mod submissions;
 

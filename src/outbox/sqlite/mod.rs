@@ -18,6 +18,7 @@ mod leader;
 mod ledger;
 mod plans;
 mod queue;
+mod retention;
 mod source_links;
 mod submissions;
 
