@@ -12,6 +12,7 @@ mod corrections;
 mod crises;
 mod dead_letters;
 mod directory;
+mod fallbacks;
 mod flow;
 mod follow_ups;
 mod hooks;
@@ -21,6 +22,7 @@ mod ledger;
 mod plans;
 mod postgres;
 mod queue;
+mod receipts;
 mod rows;
 mod source_links;
 mod sqlite;
@@ -36,6 +38,7 @@ pub use corrections::{
 pub use crises::{CrisisFilter, CrisisStore, TransitionWrite};
 pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use directory::DirectoryStore;
+pub use fallbacks::{FallbackOutcome, FallbackStore, HeldFallback};
 pub use flow::{Bucket, FlowPauses, FlowStore, SharedFlow, Tokens};
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
@@ -50,6 +53,10 @@ pub use plans::{
 pub use postgres::{PostgresStore, StoreEvent, StoreEvents};
 pub use queue::{
     ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
+};
+pub use receipts::{
+    BadAddresses, ChannelReach, DeliveryReceipt, ReachCounts, ReceiptKey, ReceiptState,
+    ReceiptStore, Recorded,
 };
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::{InUse, SqliteStore};
@@ -170,6 +177,10 @@ pub struct Storage {
     pub directory: Arc<dyn DirectoryStore>,
     /// Corrections of messages sent in error.
     pub corrections: Arc<dyn CorrectionStore>,
+    /// Delivery receipts and the addresses hard bounces marked bad.
+    pub receipts: Arc<dyn ReceiptStore>,
+    /// Messages held for a reader's next contact point.
+    pub fallbacks: Arc<dyn FallbackStore>,
 }
 
 impl Storage {
@@ -191,7 +202,9 @@ impl Storage {
             + SubmissionStore
             + FlowStore
             + DirectoryStore
-            + CorrectionStore,
+            + CorrectionStore
+            + ReceiptStore
+            + FallbackStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -210,7 +223,9 @@ impl Storage {
             submissions: backend.clone(),
             flow: backend.clone(),
             directory: backend.clone(),
-            corrections: backend,
+            corrections: backend.clone(),
+            receipts: backend.clone(),
+            fallbacks: backend,
         }
     }
 }

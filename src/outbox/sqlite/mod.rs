@@ -9,6 +9,7 @@ mod corrections;
 mod crises;
 mod dead_letters;
 mod directory;
+mod fallbacks;
 mod flow;
 mod follow_ups;
 mod hooks;
@@ -18,6 +19,7 @@ mod leader;
 mod ledger;
 mod plans;
 mod queue;
+mod receipts;
 mod source_links;
 mod submissions;
 
