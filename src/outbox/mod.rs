@@ -12,6 +12,7 @@ mod corrections;
 mod crises;
 mod dead_letters;
 mod directory;
+mod fallbacks;
 mod flow;
 mod follow_ups;
 mod hooks;
@@ -22,6 +23,7 @@ mod plans;
 mod postgres;
 mod queue;
 mod retention;
+mod receipts;
 mod rows;
 mod source_links;
 mod sqlite;
@@ -37,6 +39,7 @@ pub use corrections::{
 pub use crises::{CrisisFilter, CrisisStore, TransitionWrite};
 pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use directory::DirectoryStore;
+pub use fallbacks::{FallbackOutcome, FallbackStore, HeldFallback};
 pub use flow::{Bucket, FlowPauses, FlowStore, SharedFlow, Tokens};
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
@@ -53,6 +56,10 @@ pub use queue::{
     ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
 };
 pub use retention::{Prune, RetentionStore};
+pub use receipts::{
+    BadAddresses, ChannelReach, DeliveryReceipt, ReachCounts, ReceiptKey, ReceiptState,
+    ReceiptStore, Recorded,
+};
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::{InUse, SqliteStore};
 pub use submissions::{Submission, SubmissionState, SubmissionStore};
@@ -174,6 +181,10 @@ pub struct Storage {
     pub corrections: Arc<dyn CorrectionStore>,
     /// Old rows pruned (by the leader).
     pub retention: Arc<dyn RetentionStore>,
+    /// Delivery receipts and the addresses hard bounces marked bad.
+    pub receipts: Arc<dyn ReceiptStore>,
+    /// Messages held for a reader's next contact point.
+    pub fallbacks: Arc<dyn FallbackStore>,
 }
 
 impl Storage {
@@ -196,7 +207,9 @@ impl Storage {
             + FlowStore
             + DirectoryStore
             + CorrectionStore
-            + RetentionStore,
+            + RetentionStore
+            + ReceiptStore
+            + FallbackStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -216,7 +229,9 @@ impl Storage {
             flow: backend.clone(),
             directory: backend.clone(),
             corrections: backend.clone(),
-            retention: backend,
+            retention: backend.clone(),
+            receipts: backend.clone(),
+            fallbacks: backend,
         }
     }
 }

@@ -13,6 +13,7 @@ mod crises;
 mod dead_letters;
 mod directory;
 mod events;
+mod fallbacks;
 mod flow;
 mod follow_ups;
 mod hooks;
@@ -22,6 +23,7 @@ mod ledger;
 mod plans;
 mod queue;
 mod retention;
+mod receipts;
 mod source_links;
 mod submissions;
 

@@ -9,6 +9,7 @@ mod corrections;
 mod crises;
 mod dead_letters;
 mod directory;
+mod fallbacks;
 mod flow;
 mod follow_ups;
 mod hooks;
@@ -19,6 +20,7 @@ mod ledger;
 mod plans;
 mod queue;
 mod retention;
+mod receipts;
 mod source_links;
 mod submissions;
 
