@@ -22,8 +22,8 @@ mod ledger;
 mod plans;
 mod postgres;
 mod queue;
-mod retention;
 mod receipts;
+mod retention;
 mod rows;
 mod source_links;
 mod sqlite;
@@ -55,11 +55,11 @@ pub use postgres::{PostgresStore, StoreEvent, StoreEvents};
 pub use queue::{
     ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
 };
-pub use retention::{Prune, RetentionStore};
 pub use receipts::{
     BadAddresses, ChannelReach, DeliveryReceipt, ReachCounts, ReceiptKey, ReceiptState,
     ReceiptStore, Recorded,
 };
+pub use retention::{Prune, RetentionStore};
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::{InUse, SqliteStore};
 pub use submissions::{Submission, SubmissionState, SubmissionStore};

@@ -19,8 +19,8 @@ mod leader;
 mod ledger;
 mod plans;
 mod queue;
-mod retention;
 mod receipts;
+mod retention;
 mod source_links;
 mod submissions;
 
