@@ -2,6 +2,7 @@
 //! errors) and validated before anything starts.
 
 mod console;
+mod fatigue;
 mod hooks;
 mod load;
 mod store;
@@ -14,7 +15,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use console::{ConsoleSettings, PreparedTemplate, TrustedHeader, TwoPersonRule};
-pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
+pub use fatigue::FatigueSettings;
+pub use hooks::{GROUP_KEY, HookAuth, HookMode, HookSettings, HookSource, Noteworthy};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
 pub use store::{DATABASE_URL_ENV, StoreLocation, StoreSettings, redact};
 
@@ -69,6 +71,9 @@ pub struct Settings {
     /// `/metrics`: its own listener, a token, how often gauges refresh.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// Storm and per-reader limits (issue 16).
+    #[serde(default)]
+    pub fatigue: FatigueSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -35,6 +35,7 @@ impl Settings {
         problems.extend(self.publish.problems());
         problems.extend(self.store.problems());
         problems.extend(self.console.problems());
+        problems.extend(self.fatigue.problems());
         problems
     }
 }
