@@ -36,6 +36,7 @@ impl Settings {
         problems.extend(self.store.problems());
         problems.extend(self.console.problems());
         problems.extend(self.retention.problems());
+        problems.extend(self.fatigue.problems());
         problems
     }
 }

@@ -49,7 +49,8 @@ pub use ledger::{
     ChannelStateCount, DeliveryCount, FinishedCount, Ledger, WRITE_FAULT_QUIET, WriteFaults,
 };
 pub use plans::{
-    Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
+    Announcement, COUNTS_AGAINST_CAP, NewDelivery, NewRendition, Payload, PlanStore, Planned,
+    UnfinishedPlan,
 };
 pub use postgres::{PostgresStore, StoreEvent, StoreEvents};
 pub use queue::{

@@ -2686,6 +2686,7 @@ macro_rules! store_contract {
             a_directory_entrys_availability_is_stored_once_per_change_and_logged,
             a_correction_stops_the_queued_original_and_goes_first,
             retention_prunes_old_rows_of_ended_crises_in_batches_and_nothing_active_or_unfinished,
+            recent_messages_count_a_readers_non_critical_announcements_in_the_window,
         );
     };
     (@each $database:expr; $($name:ident),+ $(,)?) => {
@@ -2890,5 +2891,62 @@ pub async fn retention_prunes_old_rows_of_ended_crises_in_batches_and_nothing_ac
             .delivery_seen("status", "d100")
             .await
             .expect("seen")
+pub async fn recent_messages_count_a_readers_non_critical_announcements_in_the_window(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let mut crisis = declared();
+    // The declaration at 0 to r0 and r1.
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 2))
+        .await
+        .expect("declare");
+    // An update at 10 to r0, and one r1 was never sent (unfit).
+    crisis
+        .apply_update(message("Still down."), at(10))
+        .expect("update");
+    let mut update = write(&crisis, Some(1), 0);
+    update.announcement.kind = AnnouncementKind::Update;
+    update.deliveries = vec![email_delivery(0), unfit_email_delivery(1, "too long")];
+    let update_id = update.announcement.id;
+    storage
+        .crises
+        .record_transition(update)
+        .await
+        .expect("update");
+    // A critical crisis's message does not count.
+    let mut critical = declared();
+    critical.id = crisisd::domain::CrisisId::new();
+    critical.severity = Severity::Critical;
+    storage
+        .crises
+        .record_transition(write(&critical, None, 1))
+        .await
+        .expect("critical");
+
+    let readers = ["r0".to_owned(), "r1".to_owned(), "r9".to_owned()];
+    let other = crisisd::domain::AnnouncementId::new();
+    let counts = |since, except| {
+        let (storage, readers) = (&storage, &readers);
+        async move {
+            let mut counts = storage
+                .plans
+                .recent_messages(readers, since, except)
+                .await
+                .expect("counts");
+            counts.sort();
+            counts
+        }
+    };
+    assert_eq!(
+        counts(at(-1), other).await,
+        vec![("r0".to_owned(), 2), ("r1".to_owned(), 1)]
+    );
+    assert_eq!(counts(at(5), other).await, vec![("r0".to_owned(), 1)]);
+    assert_eq!(
+        counts(at(-1), update_id).await,
+        vec![("r0".to_owned(), 1), ("r1".to_owned(), 1)],
+        "the announcement being planned is not counted"
     );
 }
