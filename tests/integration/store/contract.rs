@@ -2891,6 +2891,9 @@ pub async fn retention_prunes_old_rows_of_ended_crises_in_batches_and_nothing_ac
             .delivery_seen("status", "d100")
             .await
             .expect("seen")
+    );
+}
+
 pub async fn recent_messages_count_a_readers_non_critical_announcements_in_the_window(
     db: &impl Database,
 ) {
