@@ -17,7 +17,8 @@ use super::auth::Authenticated;
 use super::{ApiError, AppState};
 use crate::domain::{Actor, ActorSource, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration};
 use crate::outbox::{
-    CrisisFilter, CrisisStore, DeadFilter, DeliveryCount, DeliveryState, Ledger, StoreError,
+    CrisisFilter, CrisisStore, DeadCause, DeadFilter, DeliveryCount, DeliveryState, Ledger,
+    StoreError,
 };
 use crate::service::{Applied, IdempotencyRequest, TransitionContext, answer_status};
 
@@ -463,6 +464,9 @@ pub struct DeadEntry {
     pub attempts: u32,
     /// When it died.
     pub finished_at: DateTime<Utc>,
+    /// Why, as a word a script can act on (`opted_out`, `corrected`, ...).
+    pub cause: DeadCause,
+    /// Why, for people.
     pub reason: String,
 }
 
@@ -585,6 +589,7 @@ pub async fn dead(
                 destination: d.destination,
                 attempts: d.attempts,
                 finished_at: d.finished_at,
+                cause: d.cause,
                 reason: d.reason,
             })
             .collect(),

@@ -17,7 +17,8 @@ pub struct Correctable {
     pub id: AnnouncementId,
     pub kind: AnnouncementKind,
     pub created_at: DateTime<Utc>,
-    /// Its deliveries sent so far.
+    /// Its deliveries sent so far, or being sent (which may have reached
+    /// their readers: a correction must go to them too).
     pub sent: u64,
 }
 
@@ -57,7 +58,7 @@ pub struct CorrectionWrite {
 #[async_trait]
 pub trait CorrectionStore: Send + Sync + 'static {
     /// The crisis's announcements (corrections aside) that sent at least
-    /// one message, newest first.
+    /// one message or are sending it, newest first.
     async fn correctable(&self, crisis: CrisisId) -> Result<Vec<Correctable>, StoreError>;
     /// Stops the announcement's queued deliveries (pending, retrying):
     /// dead with `Corrected` and `CORRECTED`, at `now`. Returns its

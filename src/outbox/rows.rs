@@ -880,7 +880,7 @@ impl TryFrom<SubmissionRow<'_>> for Submission {
 /// backends read them with this one statement.
 pub(super) const CORRECTABLE: &str = "SELECT a.id, a.kind, a.created_at, COUNT(*) AS sent \
      FROM announcements AS a JOIN deliveries AS d ON d.announcement_id = a.id \
-     WHERE a.crisis_id = $1 AND a.kind != 'correction' AND d.state = 'sent' \
+     WHERE a.crisis_id = $1 AND a.kind != 'correction' AND d.state IN ('sent', 'in_flight') \
      GROUP BY a.id, a.kind, a.created_at, a.ordinal ORDER BY a.ordinal DESC";
 
 /// An original's deliveries a correction is about, `$1` the announcement.
@@ -893,6 +893,18 @@ pub(super) const ORIGINALS: &str = "SELECT channel, recipient_id, destination, l
 pub(super) const STOP_ORIGINALS: &str = "UPDATE deliveries SET state = 'dead', dead_cause = $2, \
      last_error = $3, finished_at = $4, lease_owner = NULL, lease_until = NULL \
      WHERE announcement_id = $1 AND state IN ('pending', 'retrying')";
+
+/// Marks an announcement corrected: `$1` the announcement, `$2` now. What
+/// of it was in flight then is never tried again (`CORRECTED_NOW`).
+pub(super) const MARK_CORRECTED: &str = "UPDATE announcements SET corrected_at = $2 WHERE id = $1";
+
+/// True of a delivery row (`deliveries`) whose announcement a correction
+/// stopped. A delivery in flight when the correction came counts as sent
+/// (the correction goes to its reader too); if that attempt fails, or its
+/// lease is given back or expires, it must end dead, `Corrected`, rather
+/// than reach the reader after its own correction.
+pub(super) const CORRECTED_NOW: &str = "EXISTS (SELECT 1 FROM announcements AS a \
+     WHERE a.id = deliveries.announcement_id AND a.corrected_at IS NOT NULL)";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct CorrectableRow<'r> {

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::{PostgresStore, WORK_DUE, crises, decode, idempotency, millis, notify, plans};
 use crate::domain::{AnnouncementId, CrisisId};
-use crate::outbox::rows::{CORRECTABLE, CorrectableRow, ORIGINALS, OriginalRow, STOP_ORIGINALS};
+use crate::outbox::rows::{
+    CORRECTABLE, CorrectableRow, MARK_CORRECTED, ORIGINALS, OriginalRow, STOP_ORIGINALS,
+};
 use crate::outbox::{
     CORRECTED, Correctable, CorrectionStore, CorrectionWrite, DeadCause, OriginalDelivery,
     StoreError,
@@ -31,6 +33,15 @@ impl CorrectionStore for PostgresStore {
         original: AnnouncementId,
         now: DateTime<Utc>,
     ) -> Result<Vec<OriginalDelivery>, StoreError> {
+        // The mark is committed first: from then on every daemon's retry or
+        // lease rescue of an in-flight original sees it and ends it dead.
+        // A retry written before it commits is `retrying` by then, and the
+        // stop below, a later statement, sees and stops it.
+        sqlx::query(MARK_CORRECTED)
+            .bind(original.to_string())
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await?;
         let mut tx = self.pool.begin().await?;
         let stopped = sqlx::query(&format!(
             "{STOP_ORIGINALS} RETURNING channel, recipient_id, destination, locale, \

@@ -4,6 +4,7 @@
 //! claiming together each get other rows and none waits for another; an
 //! outcome counts only while its owner still holds the lease (fencing).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,11 +15,44 @@ use crate::domain::DeliveryId;
 use sqlx::Row;
 
 use crate::outbox::rows::{
-    DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED, opted_out_now,
+    CORRECTED_NOW, DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED,
+    opted_out_now,
 };
 use crate::outbox::{
-    ALL_CLEAR_UNREACHED, DeadCause, Delivery, DeliveryQueue, Outcome, StoreError, WorkDue,
+    ALL_CLEAR_UNREACHED, CORRECTED, DeadCause, Delivery, DeliveryQueue, Outcome, StoreError,
+    WorkDue,
 };
+
+/// Leases of a daemon that died or stalled become claimable again (the
+/// attempt they used stays counted), but a corrected original's end dead.
+/// Rows another daemon is rescuing or finishing right now are skipped, not
+/// waited for. `$1` the channel, `$2` now, `$3` the cause, `$4` the reason.
+static RESCUE_EXPIRED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries SET available_at = $2, lease_owner = NULL, lease_until = NULL, \
+         state = CASE WHEN {CORRECTED_NOW} THEN 'dead' ELSE 'retrying' END, \
+         dead_cause = CASE WHEN {CORRECTED_NOW} THEN $3 ELSE dead_cause END, \
+         last_error = CASE WHEN {CORRECTED_NOW} THEN $4 ELSE last_error END, \
+         finished_at = CASE WHEN {CORRECTED_NOW} THEN $2 ELSE finished_at END \
+         WHERE id IN (SELECT id FROM deliveries WHERE state = 'in_flight' AND channel = $1 \
+           AND lease_until <= $2 FOR UPDATE SKIP LOCKED)"
+    )
+});
+
+/// Gives leases back with their attempts, unless their announcement was
+/// corrected meanwhile: `$1` the deliveries, `$2` the owner, `$3` now,
+/// `$4` the cause, `$5` the reason.
+static RELEASE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries SET attempts = attempts - 1, lease_owner = NULL, lease_until = NULL, \
+         state = CASE WHEN {CORRECTED_NOW} THEN 'dead' WHEN attempts > 1 THEN 'retrying' \
+           ELSE 'pending' END, \
+         dead_cause = CASE WHEN {CORRECTED_NOW} THEN $4 ELSE dead_cause END, \
+         last_error = CASE WHEN {CORRECTED_NOW} THEN $5 ELSE last_error END, \
+         finished_at = CASE WHEN {CORRECTED_NOW} THEN $3 ELSE finished_at END \
+         WHERE id = ANY($1) AND state = 'in_flight' AND lease_owner = $2"
+    )
+});
 
 /// Takes up to `limit` due rows of one state for `owner`, in claim order,
 /// not held back, each leased, or cancelled when it is an all-clear its
@@ -153,14 +187,16 @@ async fn record_retries(
     if ids.is_empty() {
         return Ok(());
     }
-    // The opt-out check, on the row being updated.
+    // The opt-out and correction checks, on the row being updated.
     let opted_out = opted_out_now();
+    let corrected = CORRECTED_NOW;
     let sql = format!(
         "UPDATE deliveries SET available_at = v.at, lease_owner = NULL, lease_until = NULL, \
-         state = CASE WHEN {opted_out} THEN 'dead' ELSE 'retrying' END, \
-         last_error = CASE WHEN {opted_out} THEN $5 ELSE v.error END, \
-         dead_cause = CASE WHEN {opted_out} THEN $6 ELSE NULL END, \
-         finished_at = CASE WHEN {opted_out} THEN $1 ELSE deliveries.finished_at END \
+         state = CASE WHEN {opted_out} OR {corrected} THEN 'dead' ELSE 'retrying' END, \
+         last_error = CASE WHEN {opted_out} THEN $5 WHEN {corrected} THEN $8 ELSE v.error END, \
+         dead_cause = CASE WHEN {opted_out} THEN $6 WHEN {corrected} THEN $9 ELSE NULL END, \
+         finished_at = CASE WHEN {opted_out} OR {corrected} THEN $1 \
+           ELSE deliveries.finished_at END \
          FROM UNNEST($2::text[], $3::bigint[], $4::text[]) AS v(id, at, error) \
          WHERE deliveries.id = v.id AND deliveries.state = 'in_flight' AND deliveries.lease_owner = $7"
     );
@@ -172,6 +208,8 @@ async fn record_retries(
         .bind(OPTED_OUT)
         .bind(DeadCause::OptedOut.as_str())
         .bind(owner)
+        .bind(CORRECTED)
+        .bind(DeadCause::Corrected.as_str())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -195,18 +233,13 @@ impl DeliveryQueue for PostgresStore {
         let lease_until =
             now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         let mut tx = self.pool.begin().await?;
-        // Leases of a daemon that died or stalled become claimable again;
-        // the attempt they used stays counted. Rows another daemon is
-        // rescuing or finishing right now are skipped, not waited for.
-        sqlx::query(
-            "UPDATE deliveries SET state = 'retrying', available_at = $2, lease_owner = NULL, lease_until = NULL \
-             WHERE id IN (SELECT id FROM deliveries WHERE state = 'in_flight' AND channel = $1 \
-               AND lease_until <= $2 FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(channel)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(&RESCUE_EXPIRED)
+            .bind(channel)
+            .bind(now_ms)
+            .bind(DeadCause::Corrected.as_str())
+            .bind(CORRECTED)
+            .execute(&mut *tx)
+            .await?;
         // New messages first, by priority (initial, updates and the
         // all-clear before follow-ups), then retries that are due. An
         // all-clear cancelled on the way makes room for another row, up to
@@ -271,15 +304,15 @@ impl DeliveryQueue for PostgresStore {
 
     async fn release(&self, ids: &[DeliveryId], owner: &str) -> Result<(), StoreError> {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        sqlx::query(
-            "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
-             attempts = attempts - 1, lease_owner = NULL, lease_until = NULL \
-             WHERE id = ANY($1) AND state = 'in_flight' AND lease_owner = $2",
-        )
-        .bind(ids)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
+        // The trait's release takes no time: a release is now.
+        sqlx::query(&RELEASE)
+            .bind(ids)
+            .bind(owner)
+            .bind(millis(Utc::now()))
+            .bind(DeadCause::Corrected.as_str())
+            .bind(CORRECTED)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

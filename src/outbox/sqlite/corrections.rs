@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 
 use super::{SqliteStore, crises, decode, idempotency, millis, plans};
 use crate::domain::{AnnouncementId, CrisisId};
-use crate::outbox::rows::{CORRECTABLE, CorrectableRow, ORIGINALS, OriginalRow, STOP_ORIGINALS};
+use crate::outbox::rows::{
+    CORRECTABLE, CorrectableRow, MARK_CORRECTED, ORIGINALS, OriginalRow, STOP_ORIGINALS,
+};
 use crate::outbox::{
     CORRECTED, Correctable, CorrectionStore, CorrectionWrite, DeadCause, OriginalDelivery,
     StoreError,
@@ -44,6 +46,11 @@ impl CorrectionStore for SqliteStore {
                 .bind(original.to_string())
                 .bind(DeadCause::Corrected.as_str())
                 .bind(CORRECTED)
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(MARK_CORRECTED)
+                .bind(original.to_string())
                 .bind(millis(now))
                 .execute(&mut *tx)
                 .await?;

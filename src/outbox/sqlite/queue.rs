@@ -2,6 +2,7 @@
 //! releases, the hot path of a fan-out. Each claim and each outcome batch
 //! is one transaction, with as few statements as it can be.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,11 +12,42 @@ use sqlx::Row;
 use super::{ROWS_PER_INSERT, SqliteStore, Tx, follow_ups, millis, to_json};
 use crate::domain::DeliveryId;
 use crate::outbox::rows::{
-    DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED, opted_out_now,
+    CORRECTED_NOW, DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED,
+    opted_out_now,
 };
 use crate::outbox::{
-    ALL_CLEAR_UNREACHED, DeadCause, Delivery, DeliveryQueue, Outcome, StoreError, WorkDue,
+    ALL_CLEAR_UNREACHED, CORRECTED, DeadCause, Delivery, DeliveryQueue, Outcome, StoreError,
+    WorkDue,
 };
+
+/// A crashed sender's expired leases become claimable again (the attempt
+/// they used stays counted), but a corrected original's end dead: `?1` the
+/// channel, `?2` now, `?3` the cause, `?4` the reason.
+static RESCUE_EXPIRED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries SET available_at = ?2, lease_owner = NULL, lease_until = NULL, \
+         state = CASE WHEN {CORRECTED_NOW} THEN 'dead' ELSE 'retrying' END, \
+         dead_cause = CASE WHEN {CORRECTED_NOW} THEN ?3 ELSE dead_cause END, \
+         last_error = CASE WHEN {CORRECTED_NOW} THEN ?4 ELSE last_error END, \
+         finished_at = CASE WHEN {CORRECTED_NOW} THEN ?2 ELSE finished_at END \
+         WHERE state = 'in_flight' AND channel = ?1 AND lease_until <= ?2"
+    )
+});
+
+/// Gives a lease back with its attempt, unless its announcement was
+/// corrected meanwhile: `?1` the delivery, `?2` the owner, `?3` now, `?4`
+/// the cause, `?5` the reason.
+static RELEASE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE deliveries SET attempts = attempts - 1, lease_owner = NULL, lease_until = NULL, \
+         state = CASE WHEN {CORRECTED_NOW} THEN 'dead' WHEN attempts > 1 THEN 'retrying' \
+           ELSE 'pending' END, \
+         dead_cause = CASE WHEN {CORRECTED_NOW} THEN ?4 ELSE dead_cause END, \
+         last_error = CASE WHEN {CORRECTED_NOW} THEN ?5 ELSE last_error END, \
+         finished_at = CASE WHEN {CORRECTED_NOW} THEN ?3 ELSE finished_at END \
+         WHERE id = ?1 AND state = 'in_flight' AND lease_owner = ?2"
+    )
+});
 
 /// One claim's transaction parameters.
 struct Claim<'a> {
@@ -144,52 +176,50 @@ impl DeliveryQueue for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
         let result: Result<_, StoreError> = async {
-        let now_ms = millis(now);
-        let lease_until =
-            now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        let _writing = self.writer.lock().await;
-        let mut tx = self.ledger.begin().await?;
-        // A crashed sender's expired leases become claimable again; the
-        // attempt they used stays counted.
-        sqlx::query(
-            "UPDATE deliveries SET state = 'retrying', available_at = ?2, lease_owner = NULL, lease_until = NULL \
-             WHERE state = 'in_flight' AND channel = ?1 AND lease_until <= ?2",
-        )
-        .bind(channel)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        let claim = Claim {
-            channel,
-            owner,
-            now: now_ms,
-            lease_until,
-        };
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut rows = Vec::new();
-        let mut cancelled = 0;
-        // New messages first, by priority (initial, updates and the
-        // all-clear before follow-ups), then retries that are due. An
-        // all-clear cancelled on the way makes room for another row, up to
-        // a bound that keeps the transaction short.
-        for state in ["pending", "retrying"] {
-            while rows.len() < limit && cancelled < MAX_CANCELLED_PER_CLAIM {
-                let wanted = limit - rows.len();
-                let taken = claim.take(&mut tx, state, wanted).await?;
-                let (leased, dropped): (Vec<_>, Vec<_>) = taken.into_iter().partition(is_leased);
-                rows.extend(leased);
-                cancelled += dropped.len();
-                if dropped.is_empty() {
-                    break;
+            let now_ms = millis(now);
+            let lease_until =
+                now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+            let _writing = self.writer.lock().await;
+            let mut tx = self.ledger.begin().await?;
+            sqlx::query(&RESCUE_EXPIRED)
+                .bind(channel)
+                .bind(now_ms)
+                .bind(DeadCause::Corrected.as_str())
+                .bind(CORRECTED)
+                .execute(&mut *tx)
+                .await?;
+            let claim = Claim {
+                channel,
+                owner,
+                now: now_ms,
+                lease_until,
+            };
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let mut rows = Vec::new();
+            let mut cancelled = 0;
+            // New messages first, by priority (initial, updates and the
+            // all-clear before follow-ups), then retries that are due. An
+            // all-clear cancelled on the way makes room for another row, up to
+            // a bound that keeps the transaction short.
+            for state in ["pending", "retrying"] {
+                while rows.len() < limit && cancelled < MAX_CANCELLED_PER_CLAIM {
+                    let wanted = limit - rows.len();
+                    let taken = claim.take(&mut tx, state, wanted).await?;
+                    let (leased, dropped): (Vec<_>, Vec<_>) =
+                        taken.into_iter().partition(is_leased);
+                    rows.extend(leased);
+                    cancelled += dropped.len();
+                    if dropped.is_empty() {
+                        break;
+                    }
                 }
             }
-        }
-        tx.commit().await?;
-        if cancelled >= MAX_CANCELLED_PER_CLAIM {
-            // More may be waiting behind them: claim again at once.
-            self.work_due.notify();
-        }
-        self.claimed(&rows).await
+            tx.commit().await?;
+            if cancelled >= MAX_CANCELLED_PER_CLAIM {
+                // More may be waiting behind them: claim again at once.
+                self.work_due.notify();
+            }
+            self.claimed(&rows).await
         }
         .await;
         self.faults.note(&result);
@@ -208,14 +238,16 @@ impl DeliveryQueue for SqliteStore {
         let mut tx = self.ledger.begin().await?;
         Self::record_sent(&mut tx, owner, now, outcomes).await?;
         // A reader who opted out while this was in flight is not tried
-        // again (unless the opt-out is of follow-ups and this is not one).
+        // again (unless the opt-out is of follow-ups and this is not one),
+        // nor is an original corrected while it was in flight.
         let opted_out = opted_out_now();
+        let corrected = CORRECTED_NOW;
         let retry = format!(
             "UPDATE deliveries SET available_at = ?1, lease_owner = NULL, lease_until = NULL, \
-             state = CASE WHEN {opted_out} THEN 'dead' ELSE 'retrying' END, \
-             last_error = CASE WHEN {opted_out} THEN ?6 ELSE ?2 END, \
-             dead_cause = CASE WHEN {opted_out} THEN ?7 ELSE NULL END, \
-             finished_at = CASE WHEN {opted_out} THEN ?5 ELSE finished_at END \
+             state = CASE WHEN {opted_out} OR {corrected} THEN 'dead' ELSE 'retrying' END, \
+             last_error = CASE WHEN {opted_out} THEN ?6 WHEN {corrected} THEN ?8 ELSE ?2 END, \
+             dead_cause = CASE WHEN {opted_out} THEN ?7 WHEN {corrected} THEN ?9 ELSE NULL END, \
+             finished_at = CASE WHEN {opted_out} OR {corrected} THEN ?5 ELSE finished_at END \
              WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4"
         );
         for (id, outcome) in outcomes {
@@ -229,7 +261,9 @@ impl DeliveryQueue for SqliteStore {
                 .bind(owner)
                 .bind(now)
                 .bind(OPTED_OUT)
-                .bind(DeadCause::OptedOut.as_str()),
+                .bind(DeadCause::OptedOut.as_str())
+                .bind(CORRECTED)
+                .bind(DeadCause::Corrected.as_str()),
                 Outcome::Dead { cause, reason } => sqlx::query(
                     "UPDATE deliveries SET state = 'dead', finished_at = ?1, last_error = ?2, dead_cause = ?5, \
                      lease_owner = NULL, lease_until = NULL WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4",
@@ -254,16 +288,17 @@ impl DeliveryQueue for SqliteStore {
     async fn release(&self, ids: &[DeliveryId], owner: &str) -> Result<(), StoreError> {
         let _writing = self.writer.lock().await;
         let mut tx = self.ledger.begin().await?;
+        // The trait's release takes no time: a release is now.
+        let now = millis(Utc::now());
         for id in ids {
-            sqlx::query(
-                "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
-                 attempts = attempts - 1, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = ? AND state = 'in_flight' AND lease_owner = ?",
-            )
-            .bind(id.to_string())
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(&RELEASE)
+                .bind(id.to_string())
+                .bind(owner)
+                .bind(now)
+                .bind(DeadCause::Corrected.as_str())
+                .bind(CORRECTED)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -143,9 +143,10 @@ async fn a_correction_from_the_console_reaches_exactly_those_the_original_reache
 #[tokio::test]
 async fn a_queued_original_is_stopped_by_the_correction_and_never_follows_it() {
     let smtp = SmtpServer::start().await;
-    // Rahim's first try is greylisted, and his retry is far off: his
-    // original is still queued when the correction comes.
-    smtp.greylist(["rahim@example.org"]);
+    // Rahim's relay refuses him for now, however often he is retried: his
+    // original is still queued when the correction comes, however slowly
+    // the test runs. Then the relay would take him.
+    smtp.reject_recipient("rahim@example.org", "451 4.7.1 try again later");
     let mut config = TestConfig::new(smtp.port());
     config.retry_base = "3s";
     config.retry_max = "3s";
@@ -169,6 +170,7 @@ async fn a_queued_original_is_stopped_by_the_correction_and_never_follows_it() {
     let replay = correct().await.expect("POST");
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
 
+    smtp.accept_recipient("rahim@example.org");
     let dead = wait_for_dead(&app, &id, 1).await;
     let entry = &dead["deliveries"][0];
     assert_eq!(entry["destination"], "rahim@example.org", "{dead}");
@@ -215,4 +217,58 @@ async fn nothing_sent_is_nothing_to_correct_and_an_empty_edit_is_refused() {
         .post(&path, &serde_json::json!({ "text": { "en": "  " } }))
         .await;
     assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// A correction's subject starts with its locale's marker.
+fn is_correction(mail: &crate::support::Received) -> bool {
+    let subject = mail.subject();
+    ["Correction: ", "সংশোধনী: ", "Korekto: "]
+        .iter()
+        .any(|marker| subject.starts_with(marker))
+}
+
+#[tokio::test]
+async fn an_original_in_flight_when_corrected_is_not_retried_after_its_correction() {
+    let smtp = SmtpServer::start().await;
+    // Every original is held at DATA, then refused for now: all three are
+    // in flight when the correction comes, and their attempt then fails.
+    smtp.set_delay(Duration::from_secs(2));
+    smtp.script_data_replies(&["451 4.3.0 try again later"; 3]);
+    let mut config = TestConfig::new(smtp.port());
+    config.retry_base = "1s";
+    config.retry_max = "1s";
+    let app = spawn_app(config).await;
+    let id = app.declare("Payments are down").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while smtp.attempts() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "originals held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    smtp.set_delay(Duration::ZERO);
+
+    let answer = app
+        .post(
+            &format!("/v1/crises/{id}/correction"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body: serde_json::Value = answer.json().await.expect("JSON");
+    assert_eq!(body["deliveries"]["email"], 3, "in flight counts: {body}");
+
+    // The failed originals end dead, corrected, instead of retrying.
+    let dead = wait_for_dead(&app, &id, 3).await;
+    for entry in dead["deliveries"].as_array().expect("deliveries") {
+        assert_eq!(entry["cause"], "corrected", "{dead}");
+    }
+    smtp.wait_for(3, WAIT).await;
+    // Well past the originals' retry: only the corrections came.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mails = smtp.accepted();
+    assert_eq!(mails.len(), 3, "three corrections and no original");
+    assert!(mails.iter().all(is_correction), "{:?}", subjects(&mails));
+}
+
+fn subjects(mails: &[crate::support::Received]) -> Vec<String> {
+    mails.iter().map(|m| m.subject()).collect()
 }

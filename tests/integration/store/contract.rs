@@ -2560,7 +2560,11 @@ pub async fn a_correction_stops_the_queued_original_and_goes_first(db: &impl Dat
         .await
         .expect("correctable");
     assert_eq!(correctable.len(), 1);
-    assert_eq!((correctable[0].id, correctable[0].sent), (original_id, 1));
+    assert_eq!(
+        (correctable[0].id, correctable[0].sent),
+        (original_id, 2),
+        "sent, and in flight (it may have reached its reader)"
+    );
 
     let originals = storage
         .corrections
@@ -2596,13 +2600,18 @@ pub async fn a_correction_stops_the_queued_original_and_goes_first(db: &impl Dat
             .expect("n"),
         0
     );
-    // Past the retry's time and the lease: only the one in flight, whose
-    // lease ran out, is claimed again; the stopped never go.
+    // Past the retry's time and the lease: nothing goes again. The stopped
+    // never go, and the one in flight, whose lease ran out, ends dead too
+    // rather than reach its reader after the correction.
     let again = claim(&storage, "w", at(150), 10).await;
-    assert_eq!(
-        again.iter().map(|d| d.id).collect::<Vec<_>>(),
-        [claimed[2].id]
-    );
+    assert!(again.is_empty(), "{again:?}");
+    let dead = storage
+        .dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .expect("dead");
+    assert_eq!(dead.len(), 3);
+    assert!(dead.iter().all(|d| d.cause == DeadCause::Corrected));
 
     let mut correction = write(&crisis, None, 1);
     correction.announcement.kind = AnnouncementKind::Correction;
@@ -2647,6 +2656,47 @@ pub async fn a_correction_stops_the_queued_original_and_goes_first(db: &impl Dat
     assert_eq!(correctable.len(), 1, "a correction is not itself corrected");
 }
 
+/// An original in flight when it is corrected counts as reached; if its
+/// attempt then fails, or its lease is given back, it ends dead
+/// (`Corrected`) instead of going after its own correction.
+pub async fn an_original_in_flight_when_corrected_never_goes_again(db: &impl Database) {
+    let storage = db.open().await;
+    let crisis = declare(&storage, 3).await;
+    let claimed = claim(&storage, "w", at(1), 3).await;
+    let original = storage
+        .corrections
+        .correctable(crisis.id)
+        .await
+        .expect("correctable")[0]
+        .id;
+    storage
+        .corrections
+        .stop_original(original, at(2))
+        .await
+        .expect("stop");
+    record_outcome(&storage, "w", at(3), claimed[0].id, retry(at(4), "451")).await;
+    record_outcome(&storage, "w", at(3), claimed[1].id, sent()).await;
+    storage
+        .queue
+        .release(&[claimed[2].id], "w")
+        .await
+        .expect("release");
+    assert!(claim(&storage, "w", at(10), 10).await.is_empty());
+    assert_eq!(
+        states(&storage, &crisis).await,
+        [(DeliveryState::Dead, 2), (DeliveryState::Sent, 1)]
+    );
+    let dead = storage
+        .dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .expect("dead");
+    assert!(
+        dead.iter().all(|d| d.cause == DeadCause::Corrected),
+        "{dead:?}"
+    );
+}
+
 macro_rules! store_contract {
     ($database:expr) => {
         store_contract!(@each $database;
@@ -2685,6 +2735,7 @@ macro_rules! store_contract {
             a_channels_shared_bucket_grants_its_rate_and_burst_and_a_pause_stops_it,
             a_directory_entrys_availability_is_stored_once_per_change_and_logged,
             a_correction_stops_the_queued_original_and_goes_first,
+            an_original_in_flight_when_corrected_never_goes_again,
             retention_prunes_old_rows_of_ended_crises_in_batches_and_nothing_active_or_unfinished,
             recent_messages_count_a_readers_non_critical_announcements_in_the_window,
         );

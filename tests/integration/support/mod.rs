@@ -7,7 +7,7 @@ pub mod smtp;
 pub use app::{PUBLIC_URL, TOKEN, TestApp, TestConfig, declaration, spawn_app, spawn_app_in};
 pub use browser::run_browser_script;
 pub use daemon::Daemon;
-pub use smtp::{SmtpServer, TlsMode};
+pub use smtp::{Received, SmtpServer, TlsMode};
 
 use std::time::Duration;
 
