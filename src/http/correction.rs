@@ -31,6 +31,9 @@ pub struct CorrectionBody {
     /// An edited text per locale instead of the prepared one.
     #[serde(default)]
     pub text: Option<BTreeMap<String, String>>,
+    /// Send it even though a correction of the crisis went out minutes ago.
+    #[serde(default)]
+    pub again: bool,
 }
 
 impl From<CorrectionBody> for CorrectionRequest {
@@ -40,6 +43,7 @@ impl From<CorrectionBody> for CorrectionRequest {
             text: body
                 .text
                 .map_or(CorrectionText::Prepared, CorrectionText::Edited),
+            again: body.again,
         }
     }
 }

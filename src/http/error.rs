@@ -130,9 +130,9 @@ impl From<ServiceError> for ApiError {
                 error!(error = %err, "Planning deliveries failed; the plan resumes at the next start.");
                 ApiError::Internal
             }
-            ServiceError::Correction(CorrectionError::NothingSent) => {
-                ApiError::Conflict(err.to_string())
-            }
+            ServiceError::Correction(
+                CorrectionError::NothingSent | CorrectionError::CorrectedRecently(_),
+            ) => ApiError::Conflict(err.to_string()),
             ServiceError::Correction(CorrectionError::NotCorrectable(_)) => {
                 ApiError::NotFound(err.to_string())
             }

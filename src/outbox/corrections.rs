@@ -53,6 +53,10 @@ pub struct CorrectionWrite {
     pub renditions: Vec<NewRendition>,
     pub deliveries: Vec<NewDelivery>,
     pub idempotency: Option<IdempotencyRecord>,
+    /// Refused with `CorrectedRecently` when a correction of the crisis
+    /// was recorded at or after this time: two people correcting at once
+    /// send one correction, not two. `None`: sent whatever came before.
+    pub unless_corrected_since: Option<DateTime<Utc>>,
 }
 
 #[async_trait]
@@ -70,6 +74,9 @@ pub trait CorrectionStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<OriginalDelivery>, StoreError>;
     /// Writes the correction whole or not at all (its key refused with
-    /// `IdempotencyKeyTaken` when stored already); signals work due.
+    /// `IdempotencyKeyTaken` when stored already, the write with
+    /// `CorrectedRecently` as `unless_corrected_since` says); signals work
+    /// due. The check and the write are one transaction under the crisis's
+    /// lock, so of two at the same instant one is refused.
     async fn record_correction(&self, write: CorrectionWrite) -> Result<(), StoreError>;
 }

@@ -82,6 +82,8 @@ pub enum StoreError {
     Conflict(CrisisId),
     #[error("the Idempotency-Key was used by a concurrent request")]
     IdempotencyKeyTaken,
+    #[error("a correction of this crisis was recorded at {0}")]
+    CorrectedRecently(chrono::DateTime<chrono::Utc>),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
     #[error(

@@ -894,6 +894,11 @@ pub(super) const STOP_ORIGINALS: &str = "UPDATE deliveries SET state = 'dead', d
      last_error = $3, finished_at = $4, lease_owner = NULL, lease_until = NULL \
      WHERE announcement_id = $1 AND state IN ('pending', 'retrying')";
 
+/// The newest correction of a crisis recorded at or after a time: `$1`
+/// the crisis, `$2` the time.
+pub(super) const RECENT_CORRECTION: &str = "SELECT MAX(created_at) FROM announcements \
+     WHERE crisis_id = $1 AND kind = 'correction' AND created_at >= $2";
+
 /// Marks an announcement corrected: `$1` the announcement, `$2` now. What
 /// of it was in flight then is never tried again (`CORRECTED_NOW`).
 pub(super) const MARK_CORRECTED: &str = "UPDATE announcements SET corrected_at = $2 WHERE id = $1";

@@ -30,7 +30,17 @@ pub struct CorrectionRequest {
     /// The announcement corrected; `None`: the newest that reached anyone.
     pub original: Option<AnnouncementId>,
     pub text: CorrectionText,
+    /// Sent even though a correction of the crisis went out within
+    /// `RECENT_CORRECTION` (otherwise refused: two people correcting at
+    /// once would send everyone two corrections).
+    pub again: bool,
 }
+
+/// How long after a correction another of the same crisis is refused
+/// unless the request says it is meant: long enough to cover two people
+/// reacting to the same mistake, short enough not to get in the way of a
+/// second, different correction later.
+pub const RECENT_CORRECTION: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// The answer to a correction; also the API's body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +68,14 @@ pub enum CorrectionError {
     NothingSent,
     #[error("announcement {0} is not one of this crisis's that reached anyone")]
     NotCorrectable(AnnouncementId),
+    #[error(
+        "a correction of this crisis was sent at {} UTC, less than {} minutes ago; to send \
+         another as well, say so (API: `\"again\": true`; console: \"Send another \
+         correction\")",
+        .0.format("%H:%M:%S"),
+        RECENT_CORRECTION.num_minutes()
+    )]
+    CorrectedRecently(chrono::DateTime<chrono::Utc>),
     #[error("the edited correction is empty in every language")]
     Empty,
     #[error("the edited correction in `{0}` is longer than {MAX_CORRECTION_CHARS} characters")]
@@ -157,6 +175,7 @@ impl CrisisService {
                 .as_ref()
                 .map(|r| record(r, &outcome))
                 .transpose()?,
+            unless_corrected_since: (!request.again).then(|| now - RECENT_CORRECTION),
         };
         if let Err(err) = self.storage.corrections.record_correction(write).await {
             return self.lost_race(err, &ctx).await;
@@ -223,6 +242,9 @@ impl CrisisService {
         }
         Err(match err {
             StoreError::IdempotencyKeyTaken => ServiceError::IdempotencyMismatch,
+            StoreError::CorrectedRecently(at) => {
+                ServiceError::Correction(CorrectionError::CorrectedRecently(at))
+            }
             other => other.into(),
         })
     }

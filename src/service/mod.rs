@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 pub use correction::{
     Corrected, CorrectionError, CorrectionOutcome, CorrectionRequest, MAX_CORRECTION_CHARS,
+    RECENT_CORRECTION,
 };
 pub use directory::DirectoryEntryState;
 pub use error::ServiceError;

@@ -19,7 +19,9 @@ use super::session::{Staff, random_token, same_token};
 use super::{Page, csrf_refused, forbidden};
 use crate::domain::{AnnouncementId, Crisis};
 use crate::plan::CorrectionText;
-use crate::service::{CorrectionRequest, IdempotencyRequest, ServiceError, TransitionContext};
+use crate::service::{
+    CorrectionError, CorrectionRequest, IdempotencyRequest, ServiceError, TransitionContext,
+};
 
 /// The correction form's page: which announcement, the prepared text in
 /// every locale, and a field per locale for an edited one.
@@ -38,13 +40,20 @@ pub async fn page(
     form(&state, &staff, lang, &crisis, StatusCode::OK, None).await
 }
 
+/// Why the form is shown again: the error, and whether to offer sending
+/// another correction although one went out minutes ago.
+struct Refusal {
+    error: String,
+    offer_again: bool,
+}
+
 async fn form(
     state: &AppState,
     staff: &Staff,
     lang: &'static str,
     crisis: &Crisis,
     status: StatusCode,
-    error: Option<String>,
+    refusal: Option<Refusal>,
 ) -> Result<Response, ApiError> {
     let correctable = state.service.correctable(crisis.id).await?;
     let inputs = state.inputs.load();
@@ -75,7 +84,8 @@ async fn form(
             originals => originals,
             locales => locales,
             send_key => random_token(),
-            error => error,
+            error => refusal.as_ref().map(|r| r.error.clone()),
+            offer_again => refusal.is_some_and(|r| r.offer_again),
         },
     ))
 }
@@ -91,6 +101,10 @@ pub struct CorrectionForm {
     /// `prepared` or `edited`.
     #[serde(default)]
     mode: String,
+    /// The "Send another correction" box, ticked: a correction of this
+    /// crisis went out minutes ago and this one is meant as well.
+    #[serde(default)]
+    again: Option<String>,
     /// `text_<locale>`: the edited text per locale.
     #[serde(flatten)]
     texts: BTreeMap<String, String>,
@@ -117,7 +131,11 @@ impl CorrectionForm {
             ),
             _ => CorrectionText::Prepared,
         };
-        Ok(CorrectionRequest { original, text })
+        Ok(CorrectionRequest {
+            original,
+            text,
+            again: self.again.is_some(),
+        })
     }
 }
 
@@ -139,7 +157,13 @@ pub async fn send(
     let crisis = stored_crisis(&state, parse_id(&id)?).await?;
     let request = match form.request() {
         Ok(request) => request,
-        Err(error) => return form_error(&state, &staff, lang, &crisis, error).await,
+        Err(error) => {
+            let refusal = Refusal {
+                error,
+                offer_again: false,
+            };
+            return form_error(&state, &staff, lang, &crisis, refusal).await;
+        }
     };
     let actor = staff.actor();
     let ctx = TransitionContext {
@@ -153,7 +177,11 @@ pub async fn send(
     match state.service.correct(crisis.id, request, ctx).await {
         Ok(_) => Ok(Redirect::to(&format!("/console/crises/{}", crisis.id)).into_response()),
         Err(ServiceError::Correction(error)) => {
-            form_error(&state, &staff, lang, &crisis, error.to_string()).await
+            let refusal = Refusal {
+                offer_again: matches!(error, CorrectionError::CorrectedRecently(_)),
+                error: error.to_string(),
+            };
+            form_error(&state, &staff, lang, &crisis, refusal).await
         }
         Err(other) => Err(other.into()),
     }
@@ -164,15 +192,12 @@ async fn form_error(
     staff: &Staff,
     lang: &'static str,
     crisis: &Crisis,
-    error: String,
+    refusal: Refusal,
 ) -> Result<Response, ApiError> {
-    form(
-        state,
-        staff,
-        lang,
-        crisis,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Some(error),
-    )
-    .await
+    let status = if refusal.offer_again {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    form(state, staff, lang, crisis, status, Some(refusal)).await
 }

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use super::{SqliteStore, crises, decode, idempotency, millis, plans};
 use crate::domain::{AnnouncementId, CrisisId};
 use crate::outbox::rows::{
-    CORRECTABLE, CorrectableRow, MARK_CORRECTED, ORIGINALS, OriginalRow, STOP_ORIGINALS,
+    CORRECTABLE, CorrectableRow, MARK_CORRECTED, ORIGINALS, OriginalRow, RECENT_CORRECTION,
+    STOP_ORIGINALS, from_millis,
 };
 use crate::outbox::{
     CORRECTED, Correctable, CorrectionStore, CorrectionWrite, DeadCause, OriginalDelivery,
@@ -68,6 +69,16 @@ impl CorrectionStore for SqliteStore {
             let mut tx = self.pool.begin().await?;
             if let Some(record) = &write.idempotency {
                 idempotency::take(&mut tx, record, write.event.at).await?;
+            }
+            if let Some(since) = write.unless_corrected_since {
+                let newest: Option<i64> = sqlx::query_scalar(RECENT_CORRECTION)
+                    .bind(write.announcement.crisis_id.to_string())
+                    .bind(millis(since))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if let Some(at) = newest {
+                    return Err(StoreError::CorrectedRecently(from_millis(at)?));
+                }
             }
             crises::insert_event(&mut tx, &write.event).await?;
             plans::insert_announcement(&mut tx, &write.announcement, false, None).await?;

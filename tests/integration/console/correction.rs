@@ -272,3 +272,44 @@ async fn an_original_in_flight_when_corrected_is_not_retried_after_its_correctio
 fn subjects(mails: &[crate::support::Received]) -> Vec<String> {
     mails.iter().map(|m| m.subject()).collect()
 }
+
+#[tokio::test]
+async fn two_people_correcting_at_once_send_one_correction_unless_the_second_is_meant() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    let id = app.declare("Payments are down").await;
+    smtp.wait_for(3, WAIT).await;
+    let path = format!("/v1/crises/{id}/correction");
+    let correct = |key: &'static str, body: serde_json::Value| {
+        app.http
+            .post(app.url(&path))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first = correct("alice", serde_json::json!({})).await.expect("POST");
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = correct("bob", serde_json::json!({})).await.expect("POST");
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    let refusal: serde_json::Value = second.json().await.expect("JSON");
+    let error = refusal["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("a correction of this crisis was sent at")
+            && error.contains("\"again\": true"),
+        "{refusal}"
+    );
+    smtp.wait_for(6, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        smtp.accepted().len(),
+        6,
+        "three originals, one correction each"
+    );
+
+    let meant = correct("bob-again", serde_json::json!({ "again": true }))
+        .await
+        .expect("POST");
+    assert_eq!(meant.status(), StatusCode::OK);
+    smtp.wait_for(9, WAIT).await;
+}

@@ -2629,6 +2629,7 @@ pub async fn a_correction_stops_the_queued_original_and_goes_first(db: &impl Dat
         renditions: Vec::new(),
         deliveries: correction.deliveries.clone(),
         idempotency: Some(record.clone()),
+        unless_corrected_since: Some(at(3)),
     };
     storage
         .corrections
@@ -2646,8 +2647,37 @@ pub async fn a_correction_stops_the_queued_original_and_goes_first(db: &impl Dat
         matches!(again, Err(StoreError::IdempotencyKeyTaken)),
         "{again:?}"
     );
+    // Another person's correction at the same moment, with a key of their
+    // own, is refused: a correction went out since the time it names.
+    let mut second = write(&crisis, None, 1);
+    second.announcement.kind = AnnouncementKind::Correction;
+    let second_write = CorrectionWrite {
+        event: second.event.clone(),
+        announcement: second.announcement.clone(),
+        renditions: Vec::new(),
+        deliveries: second.deliveries.clone(),
+        idempotency: None,
+        unless_corrected_since: Some(at(3)),
+    };
+    let refused = storage
+        .corrections
+        .record_correction(second_write.clone())
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::CorrectedRecently(when)) if when == at(4)),
+        "{refused:?}"
+    );
     let events = storage.crises.events(crisis.id).await.expect("events");
     assert_eq!(events.len(), 2, "the correction is in the audit trail once");
+    // Unless it is meant as well.
+    storage
+        .corrections
+        .record_correction(CorrectionWrite {
+            unless_corrected_since: None,
+            ..second_write
+        })
+        .await
+        .expect("a second correction, meant");
     let correctable = storage
         .corrections
         .correctable(crisis.id)
