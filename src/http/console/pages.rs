@@ -218,10 +218,8 @@ async fn crisis_details(state: &AppState, crisis: &Crisis) -> Result<Value, Stor
         })
         .collect();
     let requeueable = storage.dead_letters.count_requeueable(filter).await?;
-    let correctable = !storage.corrections.correctable(id).await?.is_empty();
     Ok(context! {
         events => events, follow_ups => follow_ups, dead => dead, requeueable => requeueable,
-        correctable => correctable,
     })
 }
 

@@ -208,8 +208,23 @@ async fn nothing_sent_is_nothing_to_correct_and_an_empty_edit_is_refused() {
     smtp.reject_recipient("rahim@example.org", "550 no");
     smtp.reject_recipient("ludoviko@example.net", "550 no");
     let app = spawn_app(TestConfig::new(smtp.port())).await;
+    with_accounts(&app).await;
     let id = app.declare("Payments are down").await;
     wait_for_dead(&app, &id, 3).await;
+    // The button is there from the start, without waiting for a reload;
+    // its page says why there is nothing to correct.
+    let mut author = Browser::signed_in(&app, "author", PASSWORD).await;
+    let page = author.get(&format!("/console/crises/{id}")).await;
+    assert!(
+        page.body
+            .contains(&format!("href=\"/console/crises/{id}/correction\"")),
+        "{}",
+        page.body
+    );
+    let form = author
+        .get(&format!("/console/crises/{id}/correction"))
+        .await;
+    assert!(form.body.contains("nothing to correct"), "{}", form.body);
     let path = format!("/v1/crises/{id}/correction");
     let nothing = app.post(&path, &serde_json::json!({})).await;
     assert_eq!(nothing.status(), StatusCode::CONFLICT);
