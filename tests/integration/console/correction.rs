@@ -153,6 +153,10 @@ async fn a_queued_original_is_stopped_by_the_correction_and_never_follows_it() {
     let app = spawn_app(config).await;
     let id = app.declare("Payments are down").await;
     smtp.wait_for(2, WAIT).await;
+    // His first try has failed and he waits for his retry: queued, not in
+    // flight (the test of an original in flight is below).
+    app.wait_until(&id, WAIT, |d| d["deliveries"]["email"]["retrying"] == 1)
+        .await;
 
     let correct = || {
         app.http

@@ -103,16 +103,32 @@ impl Daemon {
         child
     }
 
-    /// Declares a crisis and returns its id.
+    /// Declares a crisis and returns its id. A 408 (the daemon's request
+    /// timeout, hit when the machine is very busy) changed nothing, and the
+    /// same Idempotency-Key makes a retry safe: it is tried again.
     pub async fn declare(&self) -> String {
-        let declared = self
-            .http
-            .post(format!("{}/v1/crises", self.base))
-            .bearer_auth(TOKEN)
-            .json(&declaration("Payments are down"))
-            .send()
-            .await
-            .expect("declare");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos();
+        let key = format!("declare-{nanos}");
+        let mut declared = None;
+        for _ in 0..3 {
+            let answer = self
+                .http
+                .post(format!("{}/v1/crises", self.base))
+                .bearer_auth(TOKEN)
+                .header("Idempotency-Key", &key)
+                .json(&declaration("Payments are down"))
+                .send()
+                .await
+                .expect("declare");
+            if answer.status() != 408 {
+                declared = Some(answer);
+                break;
+            }
+        }
+        let declared = declared.expect("declare: 408 three times");
         assert_eq!(declared.status(), 201);
         let body: serde_json::Value = declared.json().await.expect("JSON");
         body["crisis"]["id"].as_str().expect("id").to_owned()
