@@ -742,6 +742,169 @@ mod contract {
         );
     }
 
+    /// Whether `source` has `word` standing alone (no letter, mark or digit
+    /// either side: "Update" but not "Updates").
+    fn has_word(source: &str, word: &str) -> bool {
+        source.match_indices(word).any(|(at, _)| {
+            let before = source[..at].chars().next_back();
+            let after = source[at + word.len()..].chars().next();
+            [before, after]
+                .into_iter()
+                .all(|c| c.is_none_or(|c| !c.is_alphanumeric()))
+        })
+    }
+
+    /// A template's source without its `{# comments #}`.
+    fn without_comments(source: &str) -> String {
+        let mut out = String::new();
+        let mut rest = source;
+        while let Some(start) = rest.find("{#") {
+            out.push_str(&rest[..start]);
+            rest = rest[start..]
+                .find("#}")
+                .map_or("", |end| &rest[start + end + 2..]);
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn templates_of(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("templates") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                templates_of(&path, found);
+            } else if path.extension().is_some_and(|e| e == "j2") {
+                found.push(path);
+            }
+        }
+    }
+
+    /// Language care: each locale's glossary (`[glossary]` of its
+    /// strings.toml) is the one word for update, all clear, open now, ...:
+    /// the code's own strings agree with it, no template of the locale
+    /// writes those words itself, every update and all-clear in every form
+    /// carries the glossary's word, chat lists each contact's status in
+    /// it, and a known wrong variant (eo "Aktualigo") appears nowhere.
+    #[test]
+    fn every_locale_names_each_thing_with_its_glossarys_word_and_never_a_variant() {
+        use crisisd::render::Glossary;
+        let world = world();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut problems = Vec::new();
+        for text in &TEXTS {
+            let locale = text.locale;
+            let strings = world.renderer.strings(locale);
+            let g: &Glossary = &strings.glossary;
+            assert_ne!(g, &Glossary::default(), "{locale} has its own glossary");
+            let same = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
+            for (what, code, word) in [
+                ("[hours] your_time", &strings.hours.your_time, &g.your_time),
+                (
+                    "[hours] unavailable",
+                    &strings.hours.unavailable,
+                    &g.unavailable,
+                ),
+                ("[banner] open_now", &strings.banner.open_now, &g.open_now),
+                (
+                    "[banner] closed_now",
+                    &strings.banner.closed_now,
+                    &g.closed_now,
+                ),
+                (
+                    "[banner] always_open",
+                    &strings.banner.always_open,
+                    &g.always_open,
+                ),
+                (
+                    "[banner] emergency",
+                    &strings.banner.emergency,
+                    &g.emergency,
+                ),
+                (
+                    "[banner] unavailable",
+                    &strings.banner.unavailable,
+                    &g.unavailable,
+                ),
+                ("[publish] updated", &strings.publish.updated, &g.update),
+            ] {
+                if !same(code, word) {
+                    problems.push(format!(
+                        "{locale}: {what} is `{code}`, the glossary says `{word}`"
+                    ));
+                }
+            }
+            let mut files = Vec::new();
+            templates_of(&root.join(locale), &mut files);
+            assert!(files.len() > 40, "{locale}: {} templates", files.len());
+            for file in &files {
+                let source = without_comments(&std::fs::read_to_string(file).expect("template"));
+                for (key, word) in g.words() {
+                    // The emergency label and "your time" are the code's
+                    // words (the banner, the hours), not the templates'.
+                    if !matches!(key, "emergency" | "your_time") && has_word(&source, word) {
+                        problems.push(format!(
+                            "{}: writes `{word}` itself; use glossaries.{locale}.{key}",
+                            file.display()
+                        ));
+                    }
+                }
+            }
+            for subject in SUBJECTS {
+                let ctx = context(&world, text, subject);
+                let mut rendered: Vec<(String, String)> = FORMS
+                    .iter()
+                    .map(|form| {
+                        let (out, _) = render(&world, *form, &ctx);
+                        (format!("{form:?}"), unescape_html(&out))
+                    })
+                    .collect();
+                if matches!(subject, Subject::Announcement(kind) if kind != AnnouncementKind::Resolved)
+                {
+                    let banner = world.renderer.render_banner(&ctx).expect("banner");
+                    rendered.push(("banner".into(), banner));
+                }
+                for (form, out) in &rendered {
+                    let at = format!("{locale} {subject:?} {form}");
+                    for variant in &g.avoid {
+                        if out.contains(variant.as_str()) {
+                            problems.push(format!("{at}: the variant `{variant}`"));
+                        }
+                    }
+                    let must = match subject {
+                        Subject::Announcement(AnnouncementKind::Update) => Some(&g.update),
+                        Subject::Announcement(AnnouncementKind::Resolved) => Some(&g.all_clear),
+                        _ => None,
+                    };
+                    if let Some(word) = must.filter(|word| !out.contains(word.as_str())) {
+                        problems.push(format!("{at}: lacks `{word}`"));
+                    }
+                    if form == "Long(Chat)" && matches!(subject, Subject::Announcement(_)) {
+                        for contact in &ctx.contacts {
+                            let word = if !contact.available {
+                                &g.unavailable
+                            } else if contact.always_open {
+                                &g.always_open
+                            } else if contact.open_now {
+                                &g.open_now
+                            } else {
+                                &g.closed_now
+                            };
+                            if !out.contains(word.as_str()) {
+                                problems.push(format!("{at}: {} is not `{word}`", contact.id));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "{} problems:\n{}",
+            problems.len(),
+            problems.join("\n")
+        );
+    }
+
     /// Esperanto without its accented letters is GSM-7, and its short SMS
     /// is measured so: 3 segments of 153 give room for the summary, the
     /// message and the best channel, where UCS-2 would allow 201 units.
