@@ -2685,6 +2685,8 @@ macro_rules! store_contract {
             a_channels_shared_bucket_grants_its_rate_and_burst_and_a_pause_stops_it,
             a_directory_entrys_availability_is_stored_once_per_change_and_logged,
             a_correction_stops_the_queued_original_and_goes_first,
+            retention_prunes_old_rows_of_ended_crises_in_batches_and_nothing_active_or_unfinished,
+            recent_messages_count_a_readers_non_critical_announcements_in_the_window,
         );
     };
     (@each $database:expr; $($name:ident),+ $(,)?) => {
@@ -2696,4 +2698,258 @@ macro_rules! store_contract {
             }
         )+
     };
+}
+
+/// Every email due claimed and sent at `now`.
+async fn send_all(storage: &Storage, now: DateTime<Utc>) {
+    let claimed = claim(storage, "sender", now, 100).await;
+    let outcomes: Vec<_> = claimed.iter().map(|d| (d.id, sent())).collect();
+    storage
+        .queue
+        .record_outcomes("sender", now, &outcomes)
+        .await
+        .expect("sent");
+}
+
+async fn prune(storage: &Storage, what: crisisd::outbox::Prune, before: i64, limit: u32) -> u64 {
+    storage
+        .retention
+        .prune(what, at(before), limit)
+        .await
+        .expect("prune")
+}
+
+pub async fn retention_prunes_old_rows_of_ended_crises_in_batches_and_nothing_active_or_unfinished(
+    db: &impl Database,
+) {
+    use crisisd::outbox::Prune;
+    let storage = db.open().await;
+    // Ended: five emails sent at 10, resolved at 20.
+    let mut ended = declare(&storage, 5).await;
+    send_all(&storage, at(10)).await;
+    resolve(&storage, &mut ended, at(20)).await;
+    // Active: three sent at 10.
+    let mut active = declared();
+    active.title = "Logins fail".into();
+    storage
+        .crises
+        .record_transition(write(&active, None, 3))
+        .await
+        .expect("declare");
+    send_all(&storage, at(10)).await;
+    // Resolved but not ended: its all-clear still queued.
+    let mut unsent = declared();
+    unsent.title = "Mail is slow".into();
+    storage
+        .crises
+        .record_transition(write(&unsent, None, 1))
+        .await
+        .expect("declare");
+    send_all(&storage, at(10)).await;
+    let previous = unsent.version;
+    unsent.resolve(None, at(20)).expect("resolve");
+    storage
+        .crises
+        .record_transition(write(&unsent, Some(previous), 1))
+        .await
+        .expect("resolve");
+
+    assert_eq!(
+        prune(&storage, Prune::Deliveries, 10, 2).await,
+        0,
+        "finished at 10, not before"
+    );
+    let batches = [
+        prune(&storage, Prune::Deliveries, 1000, 2).await,
+        prune(&storage, Prune::Deliveries, 1000, 2).await,
+        prune(&storage, Prune::Deliveries, 1000, 2).await,
+        prune(&storage, Prune::Deliveries, 1000, 2).await,
+    ];
+    assert_eq!(batches, [2, 2, 1, 0], "in batches, then none left");
+    assert!(
+        states(&storage, &ended).await.is_empty(),
+        "the ended crisis's deliveries are gone"
+    );
+    let active_states = states(&storage, &active).await;
+    assert!(
+        active_states.contains(&(DeliveryState::Sent, 3)),
+        "an active crisis's are kept: {active_states:?}"
+    );
+    assert_eq!(
+        states(&storage, &unsent).await,
+        [(DeliveryState::Pending, 1), (DeliveryState::Sent, 1)],
+        "a crisis with a message still queued has not ended"
+    );
+
+    // The ended crisis's details and audit: not before its resolution ages.
+    for what in [
+        Prune::EndedDeliveries,
+        Prune::EndedFollowUps,
+        Prune::EndedRenditions,
+    ] {
+        assert_eq!(prune(&storage, what, 20, 100).await, 0);
+    }
+    assert_eq!(prune(&storage, Prune::EndedAnnouncements, 20, 100).await, 0);
+    assert_eq!(
+        prune(&storage, Prune::EndedAnnouncements, 1000, 100).await,
+        2,
+        "declared, resolved"
+    );
+    assert_eq!(prune(&storage, Prune::CrisisEvents, 1000, 100).await, 2);
+    assert!(
+        storage
+            .crises
+            .events(ended.id)
+            .await
+            .expect("events")
+            .is_empty()
+    );
+    assert_eq!(
+        storage
+            .crises
+            .events(active.id)
+            .await
+            .expect("events")
+            .len(),
+        1
+    );
+    assert_eq!(
+        storage
+            .crises
+            .events(unsent.id)
+            .await
+            .expect("events")
+            .len(),
+        2
+    );
+    let kept = storage.crises.crisis(ended.id).await.expect("crisis");
+    assert_eq!(
+        kept.map(|c| c.version),
+        Some(ended.version),
+        "the crisis itself stays"
+    );
+
+    // The account audit and the webhook tables, by age alone.
+    for n in [0, 100] {
+        storage
+            .accounts
+            .record_account_event(&AccountEvent {
+                at: at(n),
+                kind: AccountEventKind::SignedIn,
+                user: "alice".into(),
+                detail: String::new(),
+            })
+            .await
+            .expect("record");
+        storage
+            .hooks
+            .record_hook(&crisisd::outbox::HookLogEntry {
+                seq: 0,
+                hook: "status".into(),
+                source: "statuspage".into(),
+                received_at: at(n),
+                status: 200,
+                verdict: crisisd::outbox::Verdict::Applied,
+                transitions: Vec::new(),
+                error: None,
+                delivery_id: None,
+            })
+            .await
+            .expect("log");
+        storage
+            .hooks
+            .remember_delivery("status", &format!("d{n}"), at(n))
+            .await
+            .expect("remember");
+    }
+    assert_eq!(prune(&storage, Prune::AccountAudit, 50, 100).await, 1);
+    assert_eq!(prune(&storage, Prune::HookLog, 50, 100).await, 1);
+    assert_eq!(prune(&storage, Prune::HookDeliveries, 50, 100).await, 1);
+    assert_eq!(
+        storage
+            .accounts
+            .account_events(10)
+            .await
+            .expect("audit")
+            .len(),
+        1
+    );
+    assert_eq!(
+        storage.hooks.hook_log(None, 10).await.expect("log").len(),
+        1
+    );
+    assert!(
+        !storage
+            .hooks
+            .delivery_seen("status", "d0")
+            .await
+            .expect("seen")
+    );
+    assert!(
+        storage
+            .hooks
+            .delivery_seen("status", "d100")
+            .await
+            .expect("seen")
+    );
+}
+
+pub async fn recent_messages_count_a_readers_non_critical_announcements_in_the_window(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let mut crisis = declared();
+    // The declaration at 0 to r0 and r1.
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 2))
+        .await
+        .expect("declare");
+    // An update at 10 to r0, and one r1 was never sent (unfit).
+    crisis
+        .apply_update(message("Still down."), at(10))
+        .expect("update");
+    let mut update = write(&crisis, Some(1), 0);
+    update.announcement.kind = AnnouncementKind::Update;
+    update.deliveries = vec![email_delivery(0), unfit_email_delivery(1, "too long")];
+    let update_id = update.announcement.id;
+    storage
+        .crises
+        .record_transition(update)
+        .await
+        .expect("update");
+    // A critical crisis's message does not count.
+    let mut critical = declared();
+    critical.id = crisisd::domain::CrisisId::new();
+    critical.severity = Severity::Critical;
+    storage
+        .crises
+        .record_transition(write(&critical, None, 1))
+        .await
+        .expect("critical");
+
+    let readers = ["r0".to_owned(), "r1".to_owned(), "r9".to_owned()];
+    let other = crisisd::domain::AnnouncementId::new();
+    let counts = |since, except| {
+        let (storage, readers) = (&storage, &readers);
+        async move {
+            let mut counts = storage
+                .plans
+                .recent_messages(readers, since, except)
+                .await
+                .expect("counts");
+            counts.sort();
+            counts
+        }
+    };
+    assert_eq!(
+        counts(at(-1), other).await,
+        vec![("r0".to_owned(), 2), ("r1".to_owned(), 1)]
+    );
+    assert_eq!(counts(at(5), other).await, vec![("r0".to_owned(), 1)]);
+    assert_eq!(
+        counts(at(-1), update_id).await,
+        vec![("r0".to_owned(), 1), ("r1".to_owned(), 1)],
+        "the announcement being planned is not counted"
+    );
 }
