@@ -72,7 +72,8 @@ pub struct Glossary {
     pub update: String,
     /// The all-clear, as a heading.
     pub all_clear: String,
-    /// The emergency route's label.
+    /// What names the emergency route, as every phrase of it carries it
+    /// (en "emergency" of "In an emergency", eo "kriza" of "Kriza linio").
     pub emergency: String,
     pub open_now: String,
     pub closed_now: String,
@@ -81,8 +82,9 @@ pub struct Glossary {
     pub your_time: String,
     /// A contact marked unavailable.
     pub unavailable: String,
-    /// Wrong variants the locale's messages must never use (a synonym
-    /// that would give one thing two names).
+    /// Wrong variants the locale's templates and messages must never use
+    /// (a synonym that would give one thing two names), matched in any
+    /// case and inside words, so a stem ("Aktualig") catches every form.
     pub avoid: Vec<String>,
 }
 
