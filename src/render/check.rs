@@ -108,6 +108,13 @@ impl Renderer {
     /// their own, not a message: they are checked by rendering that view
     /// (`publish::template_problems`).
     pub fn undeclared(&self, context: &serde_json::Value) -> Vec<RenderError> {
+        // The glossaries are the environment's, given to every template.
+        let mut context = context.clone();
+        if let serde_json::Value::Object(map) = &mut context {
+            let glossaries = serde_json::to_value(super::glossaries(&self.strings));
+            map.insert("glossaries".into(), glossaries.unwrap_or_default());
+        }
+        let context = &context;
         self.names
             .iter()
             .filter(|name| !name.contains("/status/"))

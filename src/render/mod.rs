@@ -24,7 +24,7 @@ pub use compose::{Composed, Unsendable, fit};
 pub use context::{
     AnnouncementView, CompanyView, CrisisView, MAX_ROOM, RecipientView, RenderContext, local_time,
 };
-pub use strings::ConsentStrings;
+pub use strings::{ConsentStrings, Glossary};
 
 use crate::domain::directory::{self, ContactEntry, ContactView, EntryAvailability, HoursStrings};
 use crate::domain::{AnnouncementKind, Kind, Status};
@@ -72,6 +72,9 @@ pub struct LocaleStrings {
     /// The unsubscribe and preference page; English where a locale has none.
     #[serde(default)]
     pub consent: ConsentStrings,
+    /// The locale's words for what every message names.
+    #[serde(default)]
+    pub glossary: Glossary,
 }
 
 /// `[correction]` of `strings.toml`.
@@ -261,6 +264,11 @@ impl Renderer {
         let Some(default_strings) = strings.get(default_locale).cloned() else {
             return Err(RenderError::NoDefaultLocale(default_locale.to_owned()));
         };
+        // A global, so that the macros a template imports see it too.
+        env.add_global(
+            "glossaries",
+            minijinja::Value::from_serialize(glossaries(&strings)),
+        );
         Ok(Self {
             env,
             default_locale: default_locale.to_owned(),
@@ -412,6 +420,14 @@ impl Renderer {
             None => text,
         })
     }
+}
+
+/// Every locale's glossary, by locale: what templates see as `glossaries`.
+fn glossaries(strings: &BTreeMap<String, LocaleStrings>) -> BTreeMap<&str, &Glossary> {
+    strings
+        .iter()
+        .map(|(locale, strings)| (locale.as_str(), &strings.glossary))
+        .collect()
 }
 
 /// `html` with a marker block at the top of its body (or of the whole

@@ -1,6 +1,6 @@
 //! Sections of `strings.toml` that pages outside the messages read.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[consent]` of `strings.toml`: the unsubscribe and preference page.
 /// `{address}` is the reader's address, `{company}` the company's name.
@@ -58,5 +58,65 @@ impl Default for ConsentStrings {
                 "We could not record your choice just now. Please try again in a minute.",
             ),
         }
+    }
+}
+
+/// `[glossary]` of `strings.toml`: the locale's one word for each thing a
+/// reader meets in every message, which every template of the locale
+/// prints (`glossaries.<locale>.<key>`) instead of writing it; English
+/// where a locale has none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Glossary {
+    /// A later announcement of a crisis, as a heading ("Update").
+    pub update: String,
+    /// The all-clear, as a heading.
+    pub all_clear: String,
+    /// What names the emergency route, as every phrase of it carries it
+    /// (en "emergency" of "In an emergency", eo "kriza" of "Kriza linio").
+    pub emergency: String,
+    pub open_now: String,
+    pub closed_now: String,
+    pub always_open: String,
+    /// A time in the reader's own zone.
+    pub your_time: String,
+    /// A contact marked unavailable.
+    pub unavailable: String,
+    /// Wrong variants the locale's templates and messages must never use
+    /// (a synonym that would give one thing two names), matched in any
+    /// case and inside words, so a stem ("Aktualig") catches every form.
+    pub avoid: Vec<String>,
+}
+
+impl Default for Glossary {
+    fn default() -> Self {
+        let text = |s: &str| s.to_owned();
+        Self {
+            update: text("Update"),
+            all_clear: text("All clear"),
+            emergency: text("Emergency"),
+            open_now: text("open now"),
+            closed_now: text("closed now"),
+            always_open: text("24/7"),
+            your_time: text("your time"),
+            unavailable: text("unavailable now"),
+            avoid: Vec::new(),
+        }
+    }
+}
+
+impl Glossary {
+    /// Each word with its key, as templates name it.
+    pub fn words(&self) -> [(&'static str, &str); 8] {
+        [
+            ("update", &self.update),
+            ("all_clear", &self.all_clear),
+            ("emergency", &self.emergency),
+            ("open_now", &self.open_now),
+            ("closed_now", &self.closed_now),
+            ("always_open", &self.always_open),
+            ("your_time", &self.your_time),
+            ("unavailable", &self.unavailable),
+        ]
     }
 }

@@ -208,12 +208,15 @@ mod contract {
     use chrono::{TimeZone, Utc};
     use crisisd::channels::standard_profile;
     use crisisd::config::Settings;
+    use crisisd::domain::directory::ContactView;
     use crisisd::domain::follow_up::{FollowUpSpec, Library, Phase, Topic};
     use crisisd::domain::{
         AnnouncementKind, Crisis, CrisisId, Kind, LocalizedText, Severity, Status, Translations,
     };
     use crisisd::message::sms;
-    use crisisd::render::{CompanyView, Form, RenderContext, Renderer, TextFamily};
+    use crisisd::render::{
+        CompanyView, Form, Glossary, LocaleStrings, RenderContext, Renderer, TextFamily,
+    };
 
     /// Realistic crisis text, as comms staff would write it in each language.
     struct Text {
@@ -739,6 +742,231 @@ mod contract {
         assert_eq!(
             subject,
             "All clear: “Card payments are failing” is resolved – Example Co."
+        );
+    }
+
+    /// Whether `source` has `word` standing alone (no letter, mark or digit
+    /// either side: "Update" but not "Updates").
+    fn has_word(source: &str, word: &str) -> bool {
+        source.match_indices(word).any(|(at, _)| {
+            let before = source[..at].chars().next_back();
+            let after = source[at + word.len()..].chars().next();
+            [before, after]
+                .into_iter()
+                .all(|c| c.is_none_or(|c| !c.is_alphanumeric()))
+        })
+    }
+
+    /// A template's source without its `{# comments #}`.
+    fn without_comments(source: &str) -> String {
+        let mut out = String::new();
+        let mut rest = source;
+        while let Some(start) = rest.find("{#") {
+            out.push_str(&rest[..start]);
+            rest = rest[start..]
+                .find("#}")
+                .map_or("", |end| &rest[start + end + 2..]);
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn templates_of(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("templates") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                templates_of(&path, found);
+            } else if path.extension().is_some_and(|e| e == "j2") {
+                found.push(path);
+            }
+        }
+    }
+
+    /// Whether `text` has `word` in any case: a glossary word starts a
+    /// heading capitalised and sits lowercase inside a sentence.
+    fn mentions(text: &str, word: &str) -> bool {
+        text.to_lowercase().contains(&word.to_lowercase())
+    }
+
+    /// The words the code itself shows (hours, banner, feeds) carry the
+    /// glossary's word and none it avoids, so that the banner and the feeds
+    /// name each thing as the messages do.
+    fn code_string_problems(locale: &str, strings: &LocaleStrings) -> Vec<String> {
+        let g = &strings.glossary;
+        let (hours, banner) = (&strings.hours, &strings.banner);
+        let pairs = [
+            ("[hours] always_open", &hours.always_open, &g.always_open),
+            ("[hours] your_time", &hours.your_time, &g.your_time),
+            ("[hours] unavailable", &hours.unavailable, &g.unavailable),
+            ("[banner] emergency", &banner.emergency, &g.emergency),
+            ("[banner] open_now", &banner.open_now, &g.open_now),
+            ("[banner] closed_now", &banner.closed_now, &g.closed_now),
+            ("[banner] always_open", &banner.always_open, &g.always_open),
+            ("[banner] unavailable", &banner.unavailable, &g.unavailable),
+            ("[publish] updated", &strings.publish.updated, &g.update),
+        ];
+        let mut problems = Vec::new();
+        for (what, code, word) in pairs {
+            if !mentions(code, word) {
+                problems.push(format!("{locale}: {what} is `{code}`, not `{word}`"));
+            }
+            for variant in g.avoid.iter().filter(|v| mentions(code, v)) {
+                problems.push(format!("{locale}: {what} has the variant `{variant}`"));
+            }
+        }
+        problems
+    }
+
+    /// No template of `locale` writes a glossary word itself (it prints
+    /// `glossaries.<locale>.<key>`), and none has a variant the glossary
+    /// avoids, even in a branch the rendered cases never take. The
+    /// emergency word and "your time" sit inside sentences ("call your
+    /// local emergency number"), so for them only the variants are checked.
+    fn source_problems(locale: &str, g: &Glossary) -> Vec<String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut files = Vec::new();
+        templates_of(&root.join(locale), &mut files);
+        assert!(files.len() > 40, "{locale}: {} templates", files.len());
+        let mut problems = Vec::new();
+        for file in &files {
+            let source = without_comments(&std::fs::read_to_string(file).expect("template"));
+            let file = file.display();
+            for (key, word) in g.words() {
+                if !matches!(key, "emergency" | "your_time") && has_word(&source, word) {
+                    problems.push(format!(
+                        "{file}: writes `{word}` itself; use glossaries.{locale}.{key}"
+                    ));
+                }
+            }
+            for variant in g.avoid.iter().filter(|v| mentions(&source, v)) {
+                problems.push(format!("{file}: the variant `{variant}`"));
+            }
+        }
+        problems
+    }
+
+    /// Every form of `subject` in `text`'s locale as a reader sees it, by
+    /// form name, with the banner while the crisis is active.
+    fn rendered_forms(
+        world: &World,
+        ctx: &RenderContext,
+        subject: Subject,
+    ) -> Vec<(String, String)> {
+        let mut rendered: Vec<(String, String)> = FORMS
+            .iter()
+            .map(|form| {
+                let (out, _) = render(world, *form, ctx);
+                (format!("{form:?}"), unescape_html(&out))
+            })
+            .collect();
+        if matches!(subject, Subject::Announcement(kind) if kind != AnnouncementKind::Resolved) {
+            let banner = world.renderer.render_banner(ctx).expect("banner");
+            rendered.push(("banner".into(), banner));
+        }
+        rendered
+    }
+
+    /// The glossary's word for where a contact stands now.
+    fn status_word<'g>(g: &'g Glossary, contact: &ContactView) -> &'g str {
+        if !contact.available {
+            &g.unavailable
+        } else if contact.always_open {
+            &g.always_open
+        } else if contact.open_now {
+            &g.open_now
+        } else {
+            &g.closed_now
+        }
+    }
+
+    /// What one rendered form gets wrong against the glossary: a variant
+    /// it avoids; no emergency word (every message carries the emergency
+    /// route; the banner's headline leaves it to the contact list); an
+    /// update or all-clear without its word; a long form listing a
+    /// contact's status in other words.
+    fn form_problems(
+        g: &Glossary,
+        ctx: &RenderContext,
+        subject: Subject,
+        (form, out): &(String, String),
+    ) -> Vec<String> {
+        let at = format!("{} {subject:?} {form}", ctx.locale);
+        let mut problems: Vec<String> = g
+            .avoid
+            .iter()
+            .filter(|variant| mentions(out, variant))
+            .map(|variant| format!("{at}: the variant `{variant}`"))
+            .collect();
+        if form != "banner" && !mentions(out, &g.emergency) {
+            problems.push(format!("{at}: lacks `{}`", g.emergency));
+        }
+        let headline = match subject {
+            Subject::Announcement(AnnouncementKind::Update) => Some(&g.update),
+            Subject::Announcement(AnnouncementKind::Resolved) => Some(&g.all_clear),
+            _ => None,
+        };
+        if let Some(word) = headline.filter(|word| !out.contains(word.as_str())) {
+            problems.push(format!("{at}: lacks `{word}`"));
+        }
+        // The all-clear's email lists the channels without their status:
+        // nothing is urgent any more.
+        let lists_statuses = match form.as_str() {
+            "Long(Chat)" => matches!(subject, Subject::Announcement(_)),
+            "EmailText" => {
+                matches!(subject, Subject::Announcement(kind) if kind != AnnouncementKind::Resolved)
+            }
+            _ => false,
+        };
+        if lists_statuses {
+            for contact in &ctx.contacts {
+                let word = status_word(g, contact);
+                if !out.contains(word) {
+                    problems.push(format!("{at}: {} is not `{word}`", contact.id));
+                }
+            }
+        }
+        problems
+    }
+
+    /// Language care: each locale's glossary (`[glossary]` of its
+    /// strings.toml) is the one word for update, all clear, emergency,
+    /// open now, ...: the code's own strings carry it, no template of the
+    /// locale writes it itself, every form of every announcement and
+    /// follow-up uses it where the thing is named, and no variant the
+    /// glossary avoids (eo "Aktualigo" beside "Ĝisdatigo") appears in a
+    /// template or a message.
+    #[test]
+    fn every_locale_names_each_thing_with_its_glossarys_word_and_never_a_variant() {
+        let world = world();
+        let mut problems = Vec::new();
+        for text in &TEXTS {
+            let strings = world.renderer.strings(text.locale);
+            let g = &strings.glossary;
+            assert_ne!(
+                g,
+                &Glossary::default(),
+                "{} has its own glossary",
+                text.locale
+            );
+            assert!(
+                !g.avoid.is_empty(),
+                "{} lists variants to avoid",
+                text.locale
+            );
+            problems.extend(code_string_problems(text.locale, strings));
+            problems.extend(source_problems(text.locale, g));
+            for subject in SUBJECTS {
+                let ctx = context(&world, text, subject);
+                for form in &rendered_forms(&world, &ctx, subject) {
+                    problems.extend(form_problems(g, &ctx, subject, form));
+                }
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "{} problems:\n{}",
+            problems.len(),
+            problems.join("\n")
         );
     }
 
