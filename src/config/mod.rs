@@ -2,8 +2,10 @@
 //! errors) and validated before anything starts.
 
 mod console;
+mod fatigue;
 mod hooks;
 mod load;
+mod retention;
 mod store;
 mod validate;
 
@@ -14,8 +16,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use console::{ConsoleSettings, PreparedTemplate, TrustedHeader, TwoPersonRule};
-pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
+pub use fatigue::FatigueSettings;
+pub use hooks::{GROUP_KEY, HookAuth, HookMode, HookSettings, HookSource, Noteworthy};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
+pub use retention::RetentionSettings;
 pub use store::{DATABASE_URL_ENV, StoreLocation, StoreSettings, redact};
 
 use crate::channels::ChannelSettings;
@@ -69,6 +73,12 @@ pub struct Settings {
     /// `/metrics`: its own listener, a token, how often gauges refresh.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// How long finished rows are kept.
+    #[serde(default)]
+    pub retention: RetentionSettings,
+    /// Storm and per-reader limits (issue 16).
+    #[serde(default)]
+    pub fatigue: FatigueSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -35,6 +35,8 @@ impl Settings {
         problems.extend(self.publish.problems());
         problems.extend(self.store.problems());
         problems.extend(self.console.problems());
+        problems.extend(self.retention.problems());
+        problems.extend(self.fatigue.problems());
         problems
     }
 }

@@ -12,6 +12,7 @@ mod corrections;
 mod crises;
 mod dead_letters;
 mod directory;
+mod fallbacks;
 mod flow;
 mod follow_ups;
 mod hooks;
@@ -21,6 +22,8 @@ mod ledger;
 mod plans;
 mod postgres;
 mod queue;
+mod receipts;
+mod retention;
 mod rows;
 mod source_links;
 mod sqlite;
@@ -36,6 +39,7 @@ pub use corrections::{
 pub use crises::{CrisisFilter, CrisisStore, TransitionWrite};
 pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use directory::DirectoryStore;
+pub use fallbacks::{FallbackOutcome, FallbackStore, HeldFallback};
 pub use flow::{Bucket, FlowPauses, FlowStore, SharedFlow, Tokens};
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
@@ -45,12 +49,18 @@ pub use ledger::{
     ChannelStateCount, DeliveryCount, FinishedCount, Ledger, WRITE_FAULT_QUIET, WriteFaults,
 };
 pub use plans::{
-    Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
+    Announcement, COUNTS_AGAINST_CAP, NewDelivery, NewRendition, Payload, PlanStore, Planned,
+    UnfinishedPlan,
 };
 pub use postgres::{PostgresStore, StoreEvent, StoreEvents};
 pub use queue::{
     ALL_CLEAR_UNREACHED, Delivery, DeliveryQueue, DeliveryState, Outcome, Personal, WorkDue,
 };
+pub use receipts::{
+    BadAddresses, ChannelReach, DeliveryReceipt, ReachCounts, ReceiptKey, ReceiptState,
+    ReceiptStore, Recorded,
+};
+pub use retention::{Prune, RetentionStore};
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::{InUse, SqliteStore};
 pub use submissions::{Submission, SubmissionState, SubmissionStore};
@@ -170,6 +180,12 @@ pub struct Storage {
     pub directory: Arc<dyn DirectoryStore>,
     /// Corrections of messages sent in error.
     pub corrections: Arc<dyn CorrectionStore>,
+    /// Old rows pruned (by the leader).
+    pub retention: Arc<dyn RetentionStore>,
+    /// Delivery receipts and the addresses hard bounces marked bad.
+    pub receipts: Arc<dyn ReceiptStore>,
+    /// Messages held for a reader's next contact point.
+    pub fallbacks: Arc<dyn FallbackStore>,
 }
 
 impl Storage {
@@ -191,7 +207,10 @@ impl Storage {
             + SubmissionStore
             + FlowStore
             + DirectoryStore
-            + CorrectionStore,
+            + CorrectionStore
+            + RetentionStore
+            + ReceiptStore
+            + FallbackStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -210,7 +229,10 @@ impl Storage {
             submissions: backend.clone(),
             flow: backend.clone(),
             directory: backend.clone(),
-            corrections: backend,
+            corrections: backend.clone(),
+            retention: backend.clone(),
+            receipts: backend.clone(),
+            fallbacks: backend,
         }
     }
 }

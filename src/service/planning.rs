@@ -167,7 +167,9 @@ impl CrisisService {
             &opt_outs,
             *skip,
         )?;
-        while let Some(batch) = stream.next_batch() {
+        while let Some(mut batch) = stream.next_batch() {
+            self.hold_back(crisis, announcement, &mut batch.deliveries)
+                .await?;
             self.storage
                 .plans
                 .append_plan(

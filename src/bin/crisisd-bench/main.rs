@@ -12,6 +12,7 @@
 mod daemon;
 mod http_sink;
 mod load;
+mod postfix;
 mod report;
 mod robustness;
 mod scenarios;
@@ -37,7 +38,8 @@ const EXAMPLES: &str = "Examples:
   cargo build --release && target/release/crisisd-bench --scenario all
   target/release/crisisd-bench --scenario email --recipients 5000
   target/release/crisisd-bench --scenario latency --json
-  target/release/crisisd-bench --scenario email --smtp 127.0.0.1:2525   # another SMTP server";
+  target/release/crisisd-bench --scenario email --smtp 127.0.0.1:2525   # another SMTP server
+  target/release/crisisd-bench --scenario smtp-source   # against Postfix's smtp-source (apt-get install postfix)";
 
 #[derive(Debug, Parser)]
 #[command(name = "crisisd-bench", version, about = ABOUT, after_help = EXAMPLES)]
@@ -94,6 +96,9 @@ enum Scenario {
     Correction,
     Metrics,
     Flood,
+    /// Postfix's smtp-source against crisisd into one Postfix smtp-sink
+    /// (needs Postfix; not part of `all`).
+    SmtpSource,
     All,
 }
 
@@ -121,6 +126,7 @@ impl Scenario {
             Scenario::Correction => "correction",
             Scenario::Metrics => "metrics",
             Scenario::Flood => "flood",
+            Scenario::SmtpSource => "smtp-source",
             Scenario::All => "all",
         }
     }
@@ -195,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Scenario::Correction => scenarios::correction(&bench).await,
             Scenario::Metrics => robustness::metrics(&bench).await,
             Scenario::Flood => robustness::flood(&bench).await,
+            Scenario::SmtpSource => postfix::compare(&bench).await,
             Scenario::All => unreachable!("expanded above"),
         };
         match result {

@@ -13,6 +13,7 @@ mod crises;
 mod dead_letters;
 mod directory;
 mod events;
+mod fallbacks;
 mod flow;
 mod follow_ups;
 mod hooks;
@@ -21,6 +22,8 @@ mod leader;
 mod ledger;
 mod plans;
 mod queue;
+mod receipts;
+mod retention;
 mod source_links;
 mod submissions;
 

@@ -4,6 +4,8 @@
 
 #[macro_use]
 mod contract;
+#[macro_use]
+mod receipts;
 mod postgres;
 mod sqlite;
 
