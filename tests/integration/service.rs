@@ -751,13 +751,36 @@ async fn a_reload_applies_the_metrics_token_and_says_a_new_metrics_listener_need
         "nothing listens on the new metrics port before a restart"
     );
 
-    // The same config again: the changes still wait for a restart, and
-    // the reload still says so.
+    // The token rotated again: the new one is let in and the old one, which
+    // a leaked copy may still hold, is refused from this reload on. The
+    // listener change still waits for a restart, and the reload says so.
+    std::fs::write(&token, "metrics-rotated-9876543210").expect("rotate token");
     let again = service.reload().await;
     let status = &again.last().expect("READY=1").text;
     assert!(
         status.contains("[metrics] listen changed: needs a restart"),
         "{status}"
+    );
+    let scrape = |bearer: &'static str| {
+        service
+            .http
+            .get(format!("{}/metrics", service.base))
+            .bearer_auth(bearer)
+            .send()
+    };
+    assert_eq!(
+        scrape("metrics-secret-0123456789")
+            .await
+            .expect("GET")
+            .status(),
+        401
+    );
+    assert_eq!(
+        scrape("metrics-rotated-9876543210")
+            .await
+            .expect("GET")
+            .status(),
+        200
     );
     assert!(service.stop().await.success());
 }
