@@ -121,10 +121,18 @@ pub enum ReloadError {
     Stopping,
 }
 
+/// A reload that was applied, and what in it waits for a restart.
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// One sentence per changed setting a reload cannot apply, e.g.
+    /// "[metrics] listen changed: needs a restart".
+    pub needs_restart: Vec<String>,
+}
+
 /// One reload asked for: the file to read, and who waits for the result.
 pub struct ReloadRequest {
     pub path: PathBuf,
-    pub reply: Option<oneshot::Sender<Result<(), ReloadError>>>,
+    pub reply: Option<oneshot::Sender<Result<Reloaded, ReloadError>>>,
 }
 
 /// Asks the running daemon to re-read its configuration; cheap to clone.
@@ -141,7 +149,7 @@ impl Reloader {
     }
 
     /// Reloads from `path` and waits for the result.
-    pub async fn reload_file(&self, path: &Path) -> Result<(), ReloadError> {
+    pub async fn reload_file(&self, path: &Path) -> Result<Reloaded, ReloadError> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .try_send(ReloadRequest {

@@ -304,7 +304,7 @@ impl Parts<'_> {
             publisher: self.publisher,
             inputs: self.inputs,
             tokens: Arc::new(ArcSwap::from_pointee(tokens)),
-            metrics_token,
+            metrics_token: Arc::new(ArcSwap::from_pointee(metrics_token)),
             inbound_sms: Arc::new(ArcSwap::from_pointee(
                 self.settings.channels.inbound_sms_secrets(),
             )),

@@ -16,7 +16,7 @@ use crate::channels::Channel;
 use crate::config::Settings;
 use crate::health;
 use crate::http::AppState;
-use crate::lifecycle::ReloadError;
+use crate::lifecycle::{ReloadError, Reloaded};
 use crate::outbox::DeliveryState;
 
 impl Runtime {
@@ -28,7 +28,7 @@ impl Runtime {
         state: &AppState,
         workers: Workers,
         shutdown: &CancellationToken,
-    ) -> (Workers, Result<(), ReloadError>) {
+    ) -> (Workers, Result<Reloaded, ReloadError>) {
         self.notifier.reloading();
         let prepared = match load_and_prepare(path) {
             Ok(prepared) => prepared,
@@ -41,13 +41,15 @@ impl Runtime {
                 return (workers, Err(ReloadError::Refused(err.to_string())));
             }
         };
-        let restart_only = restart_only_changes(&self.settings, &prepared.settings);
-        if !restart_only.is_empty() {
-            warn!(
-                settings = %restart_only.join(", "),
-                "These settings changed but only take effect at the next restart."
-            );
+        let needs_restart: Vec<String> = restart_only_changes(&self.settings, &prepared.settings)
+            .into_iter()
+            .map(|setting| format!("{setting} changed: needs a restart"))
+            .collect();
+        for change in &needs_restart {
+            warn!("{change}; the running value stays until then.");
         }
+        let mut prepared = prepared;
+        keep_running(&self.settings, &mut prepared.settings);
         let workers = self.apply(prepared, state, workers, shutdown).await;
         crate::telemetry::reloaded(true);
         info!(
@@ -56,8 +58,17 @@ impl Runtime {
             "Configuration reloaded."
         );
         let status = status_line(state, self.storage.ledger.as_ref()).await;
-        self.notifier.ready(&status);
-        (workers, Ok(()))
+        // systemd shows the STATUS= line (`systemctl status`): a setting
+        // that silently kept its old value would look applied.
+        if needs_restart.is_empty() {
+            self.notifier.ready(&status);
+        } else {
+            self.notifier.ready(&format!(
+                "Reloaded, but {}. {status}",
+                needs_restart.join("; ")
+            ));
+        }
+        (workers, Ok(Reloaded { needs_restart }))
     }
 
     /// Swaps in what a checked config built and restarts the workers on it.
@@ -76,6 +87,7 @@ impl Runtime {
         inputs.availability = state.inputs.load().availability.clone();
         state.inputs.store(Arc::new(inputs));
         state.tokens.store(Arc::new(prepared.tokens));
+        state.metrics_token.store(Arc::new(prepared.metrics_token));
         state
             .inbound_sms
             .store(Arc::new(prepared.settings.channels.inbound_sms_secrets()));
@@ -116,18 +128,34 @@ impl Runtime {
     }
 }
 
+/// Puts back into `new` what only a restart applies, so the settings kept
+/// say what runs and the next reload names the same changes again.
+fn keep_running(old: &Settings, new: &mut Settings) {
+    new.server.listen = old.server.listen;
+    new.server.public_url.clone_from(&old.server.public_url);
+    new.server.max_body_bytes = old.server.max_body_bytes;
+    new.server.header_read_timeout = old.server.header_read_timeout;
+    new.server.idle_timeout = old.server.idle_timeout;
+    new.server.max_connections = old.server.max_connections;
+    new.store.clone_from(&old.store);
+    new.banner.cors_origins.clone_from(&old.banner.cors_origins);
+    new.banner.max_age = old.banner.max_age;
+    new.metrics.listen = old.metrics.listen;
+    new.metrics.refresh_interval = old.metrics.refresh_interval;
+}
+
 /// The parts of the configuration a reload cannot change: they are read
 /// once, when the listener, the store and the router are made.
 fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if old.server.listen != new.server.listen {
-        changed.push("server.listen");
+        changed.push("[server] listen");
     }
     if old.server.public_url != new.server.public_url {
-        changed.push("server.public_url");
+        changed.push("[server] public_url");
     }
     if old.server.max_body_bytes != new.server.max_body_bytes {
-        changed.push("server.max_body_bytes");
+        changed.push("[server] max_body_bytes");
     }
     if (
         old.server.header_read_timeout,
@@ -138,16 +166,24 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
         new.server.idle_timeout,
         new.server.max_connections,
     ) {
-        changed.push("server connection limits");
+        changed.push("[server] connection limits");
     }
     if old.store != new.store {
-        changed.push("store");
+        changed.push("[store]");
     }
     if old.banner.cors_origins != new.banner.cors_origins {
-        changed.push("banner.cors_origins");
+        changed.push("[banner] cors_origins");
     }
     if old.banner.max_age != new.banner.max_age {
-        changed.push("banner.max_age");
+        changed.push("[banner] max_age");
+    }
+    // The metrics listener is bound, and the gauges' task started, once.
+    // The token is not here: a reload swaps it.
+    if old.metrics.listen != new.metrics.listen {
+        changed.push("[metrics] listen");
+    }
+    if old.metrics.refresh_interval != new.metrics.refresh_interval {
+        changed.push("[metrics] refresh_interval");
     }
     changed
 }

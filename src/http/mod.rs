@@ -54,8 +54,9 @@ pub struct AppState {
     /// Swapped whole by a reload, like the tokens and Twilio secrets.
     pub inputs: SharedInputs,
     pub tokens: Arc<ArcSwap<Vec<NamedToken>>>,
-    /// What `/metrics` requires, if anything.
-    pub metrics_token: Option<NamedToken>,
+    /// What `/metrics` requires, if anything; a reload swaps it, so a
+    /// rotated token takes effect at once.
+    pub metrics_token: Arc<ArcSwap<Option<NamedToken>>>,
     /// Twilio auth tokens by channel name, for inbound-message signatures.
     pub inbound_sms: Arc<ArcSwap<std::collections::HashMap<String, crate::secret::Secret>>>,
     pub health: Arc<Health>,

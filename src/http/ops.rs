@@ -68,7 +68,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// by `keep_gauges`, so a scrape costs no query however many deliveries
 /// are stored, and scrapes cannot load the store.
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.metrics_token {
+    if let Some(token) = state.metrics_token.load().as_ref() {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())

@@ -126,6 +126,8 @@ pub struct Daemon {
     base: String,
     http: reqwest::Client,
     recipients: usize,
+    /// CPUs the daemon is confined to (`taskset -c`), when set.
+    cpus: Option<String>,
     workspace: Workspace,
 }
 
@@ -168,6 +170,7 @@ impl Daemon {
             base: format!("http://127.0.0.1:{port}"),
             http,
             recipients: spec.recipients,
+            cpus: None,
             workspace,
         })
     }
@@ -178,6 +181,28 @@ impl Daemon {
 
     pub fn pid(&self) -> Option<u32> {
         self.pid
+    }
+
+    /// The scratch directory (config, database, log).
+    pub fn dir(&self) -> &Path {
+        &self.workspace.path
+    }
+
+    /// Adds `text` to the generated config (read by the daemon at start).
+    pub fn append_config(&self, text: &str) -> anyhow::Result<()> {
+        let mut file = File::options()
+            .append(true)
+            .open(&self.config)
+            .with_context(|| format!("opening {}", self.config.display()))?;
+        file.write_all(text.as_bytes())
+            .context("appending to the config")?;
+        Ok(())
+    }
+
+    /// Confines the daemon started next to `cpus` (a `taskset -c` list),
+    /// so a load generator can have a core of its own.
+    pub fn pin(&mut self, cpus: &str) {
+        self.cpus = Some(cpus.to_owned());
     }
 
     /// Replaces the audience (read by the daemon at start).
@@ -197,7 +222,16 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(&self.binary)
+        // taskset execs the daemon, so the child's pid is the daemon's.
+        let mut command = match &self.cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpus).arg(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
@@ -273,7 +307,9 @@ impl Daemon {
             .await
             .context("POST /v1/crises")?;
         let status = response.status();
-        let body: Value = response.json().await.context("the declare answer")?;
+        let text = response.text().await.context("the declare answer")?;
+        let body: Value = serde_json::from_str(&text)
+            .with_context(|| format!("the declare answer ({status}): `{text}`"))?;
         if status.as_u16() != 201 {
             bail!("POST /v1/crises answered {status}: {body}");
         }

@@ -14,6 +14,7 @@ mod http_sink;
 mod load;
 mod postfix;
 mod report;
+mod robustness;
 mod scenarios;
 mod sink;
 mod smtp_sink;
@@ -47,7 +48,8 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     scenario: Scenario,
     /// Audience size of the fan-out scenarios [default: 100000 for email,
-    /// sms, banner and crash; 1000000 for million; 10000 for correction]. The latency scenario
+    /// sms, banner and crash; 1000000 for million and metrics; 10000 for correction and
+    /// flood]. The latency scenario
     /// always uses a few recipients.
     #[arg(long, value_name = "N")]
     recipients: Option<usize>,
@@ -92,6 +94,8 @@ enum Scenario {
     Banner,
     Crash,
     Correction,
+    Metrics,
+    Flood,
     /// Postfix's smtp-source against crisisd into one Postfix smtp-sink
     /// (needs Postfix; not part of `all`).
     SmtpSource,
@@ -99,7 +103,7 @@ enum Scenario {
 }
 
 impl Scenario {
-    const EACH: [Scenario; 7] = [
+    const EACH: [Scenario; 9] = [
         Scenario::Latency,
         Scenario::Email,
         Scenario::Sms,
@@ -107,6 +111,8 @@ impl Scenario {
         Scenario::Banner,
         Scenario::Crash,
         Scenario::Correction,
+        Scenario::Metrics,
+        Scenario::Flood,
     ];
 
     fn name(self) -> &'static str {
@@ -118,6 +124,8 @@ impl Scenario {
             Scenario::Banner => "banner",
             Scenario::Crash => "crash",
             Scenario::Correction => "correction",
+            Scenario::Metrics => "metrics",
+            Scenario::Flood => "flood",
             Scenario::SmtpSource => "smtp-source",
             Scenario::All => "all",
         }
@@ -191,6 +199,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Scenario::Banner => scenarios::banner(&bench).await,
             Scenario::Crash => scenarios::crash(&bench).await,
             Scenario::Correction => scenarios::correction(&bench).await,
+            Scenario::Metrics => robustness::metrics(&bench).await,
+            Scenario::Flood => robustness::flood(&bench).await,
             Scenario::SmtpSource => postfix::compare(&bench).await,
             Scenario::All => unreachable!("expanded above"),
         };
@@ -249,6 +259,11 @@ fn setup(cli: &Cli) -> anyhow::Result<Bench> {
             binary.display()
         );
     }
+    // The daemon runs in its scratch directory (and maybe under taskset):
+    // a relative path would not name it there.
+    let binary = binary
+        .canonicalize()
+        .with_context(|| format!("resolving {}", binary.display()))?;
     let templates = cli.templates.canonicalize().with_context(|| {
         format!(
             "no templates directory at {} (run from the repository root or pass --templates)",

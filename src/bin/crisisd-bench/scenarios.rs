@@ -23,30 +23,30 @@ const LATENCY_DECLARES: usize = 20;
 /// Audience of the latency scenario and of the banner's first crisis.
 const FEW: usize = 3;
 /// Lease for most scenarios: long enough for any loopback send.
-const LEASE: &str = "30s";
+pub(crate) const LEASE: &str = "30s";
 /// Lease for the crash scenario: after the restart, the killed process's
 /// leases must expire before their deliveries are sent again.
 const CRASH_LEASE: &str = "10s";
 /// Concurrent connections of the banner load.
-const BANNER_CONNECTIONS: usize = 64;
+pub(crate) const BANNER_CONNECTIONS: usize = 64;
 /// Length of each banner measurement.
-const BANNER_WINDOW: Duration = Duration::from_secs(5);
+pub(crate) const BANNER_WINDOW: Duration = Duration::from_secs(5);
 /// How often progress is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// A sink that has not moved for this long makes us ask the daemon
 /// whether anything is left to send.
 const STALL: Duration = Duration::from_secs(10);
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn millis(d: Duration) -> f64 {
+pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 /// The built-in SMTP sink unless `--smtp` names another server.
-async fn email_target(bench: &Bench) -> anyhow::Result<(Option<SmtpSink>, SmtpTarget)> {
+pub(crate) async fn email_target(bench: &Bench) -> anyhow::Result<(Option<SmtpSink>, SmtpTarget)> {
     match &bench.smtp {
         Some(target) => Ok((None, target.clone())),
         None => {
@@ -82,7 +82,7 @@ async fn sms_target(bench: &Bench) -> anyhow::Result<(Option<HttpSink>, SmsTarge
 }
 
 /// Prints "label: 12,345 of 100,000 (6,100/s)" every couple of seconds.
-struct Progress {
+pub(crate) struct Progress {
     label: String,
     total: u64,
     started: Instant,
@@ -91,7 +91,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(label: impl Into<String>, total: u64) -> Self {
+    pub(crate) fn new(label: impl Into<String>, total: u64) -> Self {
         let now = Instant::now();
         Self {
             label: label.into(),
@@ -102,7 +102,7 @@ impl Progress {
         }
     }
 
-    fn tick(&mut self, count: u64) {
+    pub(crate) fn tick(&mut self, count: u64) {
         let now = Instant::now();
         let since = now - self.last_print;
         if since < PROGRESS_EVERY {
@@ -124,7 +124,7 @@ impl Progress {
 
 /// CPU used by the daemon and by this process (its sinks and load
 /// generator share the machine with the daemon) over a stretch of time.
-struct CpuMeter {
+pub(crate) struct CpuMeter {
     pid: Option<u32>,
     daemon: Option<Duration>,
     bench: Option<Duration>,
@@ -132,7 +132,7 @@ struct CpuMeter {
 }
 
 impl CpuMeter {
-    fn start(pid: Option<u32>) -> Self {
+    pub(crate) fn start(pid: Option<u32>) -> Self {
         Self {
             pid,
             daemon: pid.and_then(|p| cpu_time(Some(p))),
@@ -142,7 +142,7 @@ impl CpuMeter {
     }
 
     /// An info row; read before the daemon is killed.
-    fn row(&self, scenario: &'static str, figure: &str) -> Row {
+    pub(crate) fn row(&self, scenario: &'static str, figure: &str) -> Row {
         let wall = self.started.elapsed().as_secs_f64();
         let used = |before: Option<Duration>, now: Option<Duration>| match (before, now) {
             (Some(b), Some(n)) => {
@@ -165,7 +165,7 @@ impl CpuMeter {
 
 /// Polls the crisis's counts until `done` holds; returns when the answer
 /// that showed it arrived, and the counts.
-async fn wait_api(
+pub(crate) async fn wait_api(
     daemon: &Daemon,
     id: &str,
     what: &str,
@@ -224,7 +224,7 @@ pub async fn wait_all_sent(
 /// Waits until the sink has accepted `target` messages; returns when the
 /// last of them was accepted. Gives up early when the daemon has nothing
 /// left to send (everything dead, say).
-async fn wait_sink(
+pub(crate) async fn wait_sink(
     daemon: &Daemon,
     id: &str,
     stats: &SinkStats,
@@ -921,7 +921,7 @@ pub async fn banner(bench: &Bench) -> anyhow::Result<Vec<Row>> {
 
 /// The banner must have a crisis to show, or the scenario measures the
 /// empty answer.
-async fn check_banner(base: &str, path: &str) -> anyhow::Result<()> {
+pub(crate) async fn check_banner(base: &str, path: &str) -> anyhow::Result<()> {
     let body: serde_json::Value = reqwest::get(format!("{base}{path}"))
         .await
         .context("GET /v1/banner")?
