@@ -4,6 +4,7 @@
 mod console;
 mod hooks;
 mod load;
+mod receipts;
 mod store;
 mod validate;
 
@@ -16,6 +17,7 @@ use serde::Deserialize;
 pub use console::{ConsoleSettings, PreparedTemplate, TrustedHeader, TwoPersonRule};
 pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
+pub use receipts::ReceiptSettings;
 pub use store::{DATABASE_URL_ENV, StoreLocation, StoreSettings, redact};
 
 use crate::channels::ChannelSettings;
@@ -69,6 +71,12 @@ pub struct Settings {
     /// `/metrics`: its own listener, a token, how often gauges refresh.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// Per severity, the order of contact points readers are tried on.
+    #[serde(default)]
+    pub fallback: crate::domain::fallback::FallbackPolicy,
+    /// Bounces from a Maildir and a SendGrid webhook; hard bounces.
+    #[serde(default)]
+    pub receipts: ReceiptSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
