@@ -37,6 +37,7 @@ pub const WEBHOOK_REFUSALS: &str = "crisisd_webhook_refusals_total";
 pub const FOLLOW_UPS_PENDING: &str = "crisisd_follow_ups_pending";
 pub const LEADER: &str = "crisisd_leader";
 pub const LEADER_TERM: &str = "crisisd_leader_term";
+pub const RETENTION_PRUNED: &str = "crisisd_retention_pruned_total";
 pub const PUBLISH_OK: &str = "crisisd_publish_ok";
 pub const PUBLISH_FAILURES: &str = "crisisd_publish_failures";
 pub const BUILD_INFO: &str = "crisisd_build_info";
@@ -117,6 +118,10 @@ fn describe() {
     describe_gauge!(
         LEADER_TERM,
         "The lead's term while this daemon holds it; it grows each time the lead changes hands."
+    );
+    describe_counter!(
+        RETENTION_PRUNED,
+        "Rows this daemon pruned while leading, by kind ([retention])."
     );
     describe_gauge!(
         PUBLISH_OK,
@@ -239,6 +244,11 @@ pub fn follow_ups_pending(count: u64) {
 pub fn leader(leading: bool, term: u64) {
     gauge!(LEADER).set(if leading { 1.0 } else { 0.0 });
     gauge!(LEADER_TERM).set(term as f64);
+}
+
+/// Rows this daemon pruned as leader, by kind (`outbox::Prune`).
+pub fn pruned(rows: &'static str, count: u64) {
+    counter!(RETENTION_PRUNED, "rows" => rows).increment(count);
 }
 
 /// The static mirror's targets, set at each scrape.

@@ -155,6 +155,7 @@ async fn crisis_service(
         .plan_on(fanout.handle())
         .with_follow_ups(follow_ups.clone())
         .with_duplicate_window(settings.crises.duplicate_window)
+        .with_reader_cap(settings.fatigue.max_per_reader_per_hour)
         .publish_with(publisher.clone()),
     );
     reconcile_follow_ups(&service).await;
@@ -283,12 +284,16 @@ impl Parts<'_> {
         tokens: Vec<http::NamedToken>,
         metrics_token: Option<http::NamedToken>,
     ) -> Result<AppState, StartupError> {
-        let intake = Arc::new(Intake::new(
-            hooks,
-            self.service.clone(),
-            self.storage,
-            self.clock.clone(),
-        ));
+        let fatigue = &self.settings.fatigue;
+        let intake = Arc::new(
+            Intake::new(
+                hooks,
+                self.service.clone(),
+                self.storage,
+                self.clock.clone(),
+            )
+            .with_storm_limit(fatigue.max_webhook_crises, fatigue.storm_window),
+        );
         let public_url = self.settings.server.public_url();
         let console = Console::new(self.settings.console.clone(), &public_url)?;
         Ok(AppState {

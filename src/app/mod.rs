@@ -8,6 +8,7 @@ mod descriptors;
 mod directory;
 mod prepare;
 mod reload;
+mod retention;
 mod run;
 mod store;
 mod supervise;

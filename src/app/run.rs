@@ -41,11 +41,7 @@ impl Application {
         if let Some(mirror) = mirror {
             tasks.spawn(mirror.run(shutdown.clone()));
         }
-        tasks.spawn(super::directory::watch(
-            state.service.clone(),
-            leadership.clone(),
-            shutdown.clone(),
-        ));
+        upkeep(&mut tasks, &state, &runtime, &leadership, &shutdown);
         if let Some(events) = events {
             shared_store(&mut tasks, events, &state, &leadership, &runtime, &shutdown);
         }
@@ -100,6 +96,28 @@ impl Application {
             Err(err) => Err(StartupError::Serve(std::io::Error::other(err))),
         }
     }
+}
+
+/// The directory's watch and retention: on every daemon, acting (probes,
+/// pruning) only on the leader.
+fn upkeep(
+    tasks: &mut JoinSet<()>,
+    state: &AppState,
+    runtime: &Runtime,
+    leadership: &Leadership,
+    shutdown: &CancellationToken,
+) {
+    tasks.spawn(super::directory::watch(
+        state.service.clone(),
+        leadership.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(super::retention::run(
+        state.storage.clone(),
+        runtime.settings.retention.clone(),
+        (leadership.clone(), runtime.clock.clone()),
+        shutdown.clone(),
+    ));
 }
 
 /// With several daemons on one store: the election and the events that

@@ -140,6 +140,44 @@ pub struct HookSettings {
     /// How far a signed timestamp may be from now.
     #[serde(default = "default_tolerance", with = "humantime_serde")]
     pub tolerance: Duration,
+    /// Crises one request may open (a storm: 30 alerts in one POST);
+    /// further new incidents are proposed for a person to confirm, and the
+    /// webhook log says so. `[fatigue] max_webhook_crises` caps all hooks.
+    #[serde(default = "default_max_new_crises")]
+    pub max_new_crises: u32,
+    /// Alertmanager and Grafana: one crisis per group of alerts rather
+    /// than per alert fingerprint. `["groupKey"]`: the notification's
+    /// `groupKey`; otherwise the label names whose values make the group.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Which changes of an open incident message the readers; any other
+    /// change updates the stored crisis, the banner and the page only.
+    #[serde(default = "default_notify_on")]
+    pub notify_on: Vec<Noteworthy>,
+}
+
+/// A change to an open incident that `notify_on` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Noteworthy {
+    Kind,
+    Severity,
+    /// A new status message from the source.
+    Status,
+    Title,
+    /// The summary (Alertmanager's `description`).
+    Description,
+}
+
+/// `group_by` naming the notification's own group key.
+pub const GROUP_KEY: &str = "groupKey";
+
+fn default_max_new_crises() -> u32 {
+    3
+}
+
+fn default_notify_on() -> Vec<Noteworthy> {
+    vec![Noteworthy::Severity, Noteworthy::Status, Noteworthy::Title]
 }
 
 fn yes() -> bool {

@@ -2,9 +2,11 @@
 //! errors) and validated before anything starts.
 
 mod console;
+mod fatigue;
 mod hooks;
 mod load;
 mod receipts;
+mod retention;
 mod store;
 mod validate;
 
@@ -15,9 +17,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use console::{ConsoleSettings, PreparedTemplate, TrustedHeader, TwoPersonRule};
-pub use hooks::{HookAuth, HookMode, HookSettings, HookSource};
+pub use fatigue::FatigueSettings;
+pub use hooks::{GROUP_KEY, HookAuth, HookMode, HookSettings, HookSource, Noteworthy};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
 pub use receipts::ReceiptSettings;
+pub use retention::RetentionSettings;
 pub use store::{DATABASE_URL_ENV, StoreLocation, StoreSettings, redact};
 
 use crate::channels::ChannelSettings;
@@ -77,6 +81,12 @@ pub struct Settings {
     /// Bounces from a Maildir and a SendGrid webhook; hard bounces.
     #[serde(default)]
     pub receipts: ReceiptSettings,
+    /// How long finished rows are kept.
+    #[serde(default)]
+    pub retention: RetentionSettings,
+    /// Storm and per-reader limits (issue 16).
+    #[serde(default)]
+    pub fatigue: FatigueSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -39,6 +39,8 @@ impl Settings {
             &self.fallback,
             &self.channels.profiles(&self.locales.default),
         ));
+        problems.extend(self.retention.problems());
+        problems.extend(self.fatigue.problems());
         problems
     }
 }

@@ -11,6 +11,7 @@ mod error;
 pub mod hooks;
 pub mod listener;
 pub mod ops;
+mod preferences;
 pub mod preview;
 mod publish;
 pub mod schedule;

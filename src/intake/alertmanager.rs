@@ -32,7 +32,13 @@ pub fn parse(body: &[u8], flavor: Flavor, severity_label: &str) -> Result<Parsed
         .get("alerts")
         .and_then(Value::as_array)
         .ok_or("`alerts` is missing or not an array")?;
-    let mut parsed = Parsed::default();
+    let mut parsed = Parsed {
+        group_key: opt_text(&value, "/groupKey").map(str::to_owned),
+        group_title: opt_text(&value, "/commonAnnotations/summary")
+            .or_else(|| opt_text(&value, "/commonAnnotations/title"))
+            .map(str::to_owned),
+        ..Parsed::default()
+    };
     for (i, alert) in alerts.iter().enumerate() {
         parsed
             .signals

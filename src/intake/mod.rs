@@ -10,12 +10,14 @@
 mod alertmanager;
 mod betterstack;
 pub mod flag_file;
+mod grouping;
 mod instatus;
 mod pagerduty;
 mod rules;
 mod signal;
 mod standard;
 mod statuspage;
+mod storm;
 mod uptime_kuma;
 mod verify;
 
@@ -36,7 +38,7 @@ pub use signal::{Parsed, Signal, SignalState};
 pub use verify::{SecretFormatError, Verifier, VerifyError, standard_key};
 
 use crate::clock::Clock;
-use crate::config::{HookMode, HookSettings, HookSource, Settings};
+use crate::config::{HookMode, HookSettings, HookSource, Noteworthy, Settings};
 use crate::domain::{Actor, ActorSource, Crisis, CrisisId, Declaration};
 use crate::outbox::{
     CrisisStore, HookLogEntry, HookStore, Leadership, Pending, PendingState, SourceLink,
@@ -98,6 +100,7 @@ impl Hook {
         if settings.tolerance < Duration::from_secs(1) {
             problems.push(format!("hooks `{name}`: tolerance must be at least 1s"));
         }
+        problems.extend(fatigue_problems(settings));
         let rules = Rules::new(settings)
             .map_err(|errors| {
                 problems.extend(errors.into_iter().map(|e| format!("hooks `{name}`: {e}")));
@@ -156,6 +159,15 @@ impl Hook {
     }
 
     fn parse(&self, body: &[u8]) -> Result<Parsed, String> {
+        let parsed = self.parse_signals(body)?;
+        Ok(grouping::group(
+            parsed,
+            &self.settings.group_by,
+            &self.rules,
+        ))
+    }
+
+    fn parse_signals(&self, body: &[u8]) -> Result<Parsed, String> {
         use alertmanager::Flavor;
         match self.settings.source {
             HookSource::Statuspage => statuspage::parse(body),
@@ -172,6 +184,71 @@ impl Hook {
             HookSource::Standard => standard::parse(body),
         }
     }
+}
+
+/// The fields an update changes when none of them is `notify_on`'s (it
+/// then messages no one); `None` when readers should hear of it.
+fn quiet_change(update: &crate::domain::CrisisUpdate, notify_on: &[Noteworthy]) -> Option<String> {
+    let changed: Vec<(Noteworthy, &str)> = [
+        (Noteworthy::Kind, update.kind.is_some(), "the kind"),
+        (
+            Noteworthy::Severity,
+            update.severity.is_some(),
+            "the severity",
+        ),
+        (
+            Noteworthy::Status,
+            update.message.is_some(),
+            "the status message",
+        ),
+        (Noteworthy::Title, update.title.is_some(), "the title"),
+        (
+            Noteworthy::Description,
+            update.summary.is_some(),
+            "the description",
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, changed, _)| *changed)
+    .map(|(field, _, words)| (field, words))
+    .collect();
+    if changed.iter().any(|(field, _)| notify_on.contains(field)) {
+        return None;
+    }
+    let words: Vec<&str> = changed.iter().map(|(_, words)| *words).collect();
+    Some(words.join(" and "))
+}
+
+/// What is wrong with a hook's storm, grouping and notification keys.
+fn fatigue_problems(settings: &HookSettings) -> Vec<String> {
+    let name = &settings.name;
+    let mut problems = Vec::new();
+    if settings.max_new_crises == 0 {
+        problems.push(format!(
+            "hooks `{name}`: max_new_crises must be at least 1 (mode = \"propose\" proposes every incident)"
+        ));
+    }
+    if !settings.group_by.is_empty()
+        && !matches!(
+            settings.source,
+            HookSource::Alertmanager | HookSource::Grafana
+        )
+    {
+        problems.push(format!(
+            "hooks `{name}`: group_by is for alertmanager and grafana hooks"
+        ));
+    }
+    if settings.group_by.len() > 1
+        && settings
+            .group_by
+            .iter()
+            .any(|l| l == crate::config::GROUP_KEY)
+    {
+        problems.push(format!(
+            "hooks `{name}`: group_by is either [\"groupKey\"] or a list of label names"
+        ));
+    }
+    problems
 }
 
 /// The link between a source incident and its crisis is stored under this
@@ -277,6 +354,8 @@ pub struct Intake {
     wake: Notify,
     /// One line per reason and hook every 10 s for refused webhooks.
     refusals: LogThrottle,
+    /// How many crises webhooks opened lately (`[fatigue]`).
+    storm: storm::Storm,
 }
 
 impl Intake {
@@ -299,7 +378,14 @@ impl Intake {
             lock: Mutex::new(()),
             wake: Notify::new(),
             refusals: LogThrottle::new(Duration::from_secs(10)),
+            storm: storm::Storm::default(),
         }
+    }
+
+    /// `[fatigue] max_webhook_crises` within `storm_window`.
+    pub fn with_storm_limit(mut self, max: u32, window: Duration) -> Self {
+        self.storm = storm::Storm::new(max, window);
+        self
     }
 
     /// Receives one webhook and records it in the hook log, unless it was
@@ -425,9 +511,10 @@ impl Intake {
         }
         let mut transitions = Vec::new();
         let mut changed = false;
+        let mut opened = 0;
         for signal in &parsed.signals {
             let step = self
-                .apply(hook, signal)
+                .apply(hook, signal, &mut opened)
                 .await
                 .map_err(|e| IntakeError::Failed(e.to_string()))?;
             changed |= step.changed;
@@ -475,16 +562,27 @@ impl Intake {
     /// is linked to, to the held or proposed declaration it refreshes, or as
     /// a new incident; once more when another daemon linked the incident
     /// while this one was declaring it.
-    async fn apply(&self, hook: &Hook, signal: &Signal) -> Result<Step, ServiceError> {
-        match self.apply_once(hook, signal).await {
+    /// `opened` counts the crises this request opened, for the storm cap.
+    async fn apply(
+        &self,
+        hook: &Hook,
+        signal: &Signal,
+        opened: &mut u32,
+    ) -> Result<Step, ServiceError> {
+        match self.apply_once(hook, signal, opened).await {
             // Another daemon sharing the store declared this incident
             // first: it is linked now, and applies to that crisis.
-            Err(ServiceError::Conflict(_)) => self.apply_once(hook, signal).await,
+            Err(ServiceError::Conflict(_)) => self.apply_once(hook, signal, opened).await,
             applied => applied,
         }
     }
 
-    async fn apply_once(&self, hook: &Hook, signal: &Signal) -> Result<Step, ServiceError> {
+    async fn apply_once(
+        &self,
+        hook: &Hook,
+        signal: &Signal,
+        opened: &mut u32,
+    ) -> Result<Step, ServiceError> {
         let name = hook.name();
         let key = signal.key.as_str();
         let source = link_source(name);
@@ -505,7 +603,7 @@ impl Intake {
         if let Some(pending) = open {
             return self.refresh_pending(hook, signal, pending).await;
         }
-        self.new_incident(hook, signal).await
+        self.new_incident(hook, signal, opened).await
     }
 
     /// The source resolved its incident: a held or proposed declaration is
@@ -580,8 +678,19 @@ impl Intake {
         };
         let declaration = hook.rules.declaration(signal);
         let ctx = Self::context(name, key, &declaration, Self::hook_actor(name));
-        match self.service.update(crisis.id, update, ctx).await {
-            Ok(_) => Ok(Step::changed(format!("updated {}", crisis.id))),
+        let quiet = quiet_change(&update, &hook.settings.notify_on);
+        let applied = match &quiet {
+            Some(_) => self.service.update_quietly(crisis.id, update, ctx).await,
+            None => self.service.update(crisis.id, update, ctx).await,
+        };
+        match applied {
+            Ok(_) => Ok(Step::changed(match quiet {
+                Some(fields) => format!(
+                    "updated {} quietly: only {fields} changed, which notify_on does not count; nothing sent",
+                    crisis.id
+                ),
+                None => format!("updated {}", crisis.id),
+            })),
             Err(ServiceError::Domain(err)) => {
                 Ok(Step::same(format!("not updated {}: {err}", crisis.id)))
             }
@@ -617,7 +726,12 @@ impl Intake {
 
     /// A new incident: declared at once, or held for `declare_after`, or
     /// proposed for a person to confirm, unless the rules filter it.
-    async fn new_incident(&self, hook: &Hook, signal: &Signal) -> Result<Step, ServiceError> {
+    async fn new_incident(
+        &self,
+        hook: &Hook,
+        signal: &Signal,
+        opened: &mut u32,
+    ) -> Result<Step, ServiceError> {
         let name = hook.name();
         let key = signal.key.as_str();
         if signal.state == SignalState::Continuing {
@@ -635,25 +749,33 @@ impl Intake {
         let id = CrisisId::new();
         let hold = hook.settings.declare_after;
         if !hold.is_zero() || hook.settings.mode == HookMode::Propose {
-            return self.hold(hook, signal, id, declaration).await;
+            return self.hold(hook, signal, id, declaration, None).await;
+        }
+        let now = self.clock.now();
+        if let Some(storm) = self.storm.refusal(&hook.settings, *opened, now) {
+            return self.hold(hook, signal, id, declaration, Some(storm)).await;
         }
         let ctx = Self::context(name, key, &declaration, Self::hook_actor(name));
         self.service.declare_as(id, declaration, ctx).await?;
+        *opened += 1;
+        self.storm.opened(now);
         Ok(Step::changed(format!("declared {id}")))
     }
 
     /// Stores a declaration held until `declare_after` has passed, or
-    /// proposed until someone confirms it.
+    /// proposed until someone confirms it: by the hook's mode, or because
+    /// of a storm (`storm` says why; it is proposed at once).
     async fn hold(
         &self,
         hook: &Hook,
         signal: &Signal,
         id: CrisisId,
         declaration: Declaration,
+        storm: Option<String>,
     ) -> Result<Step, ServiceError> {
         let now = self.clock.now();
         let hold = hook.settings.declare_after;
-        let due_at = (!hold.is_zero())
+        let due_at = (!hold.is_zero() && storm.is_none())
             .then(|| now + chrono::TimeDelta::from_std(hold).unwrap_or(chrono::TimeDelta::zero()));
         let state = if due_at.is_some() {
             PendingState::Held
@@ -673,9 +795,12 @@ impl Intake {
         };
         self.store.save_pending(&pending).await?;
         self.wake.notify_one();
-        Ok(Step::changed(match due_at {
-            Some(at) => format!("held {id} until {}", at.to_rfc3339()),
-            None => format!("proposed {id}: `crisisd confirm {id}` declares it"),
+        Ok(Step::changed(match (due_at, storm) {
+            (Some(at), _) => format!("held {id} until {}", at.to_rfc3339()),
+            (None, Some(why)) => {
+                format!("proposed {id}: {why}; `crisisd confirm {id}` declares it")
+            }
+            (None, None) => format!("proposed {id}: `crisisd confirm {id}` declares it"),
         }))
     }
 
@@ -721,6 +846,9 @@ impl Intake {
         } else if hook.settings.mode == HookMode::Propose {
             pending.state = PendingState::Proposed;
             info!(hook = %pending.hook, %id, "A held webhook incident is now proposed; `crisisd confirm` declares it.");
+        } else if let Some(storm) = self.storm.refusal(&hook.settings, 0, pending.updated_at) {
+            pending.state = PendingState::Proposed;
+            info!(hook = %pending.hook, %id, %storm, "A held webhook incident is proposed instead of declared; `crisisd confirm` declares it.");
         } else {
             let ctx = Self::context(
                 &pending.hook,
@@ -734,7 +862,10 @@ impl Intake {
                 .await
             {
                 // Stopping: declared, and its fan-out resumes at the next start.
-                Ok(_) | Err(ServiceError::Stopping) => pending.state = PendingState::Declared,
+                Ok(_) | Err(ServiceError::Stopping) => {
+                    pending.state = PendingState::Declared;
+                    self.storm.opened(pending.updated_at);
+                }
                 Err(ServiceError::Domain(err)) => {
                     pending.state = PendingState::Discarded;
                     pending.decided_by = Some(format!("crisisd: cannot be declared: {err}"));

@@ -164,7 +164,7 @@ impl Rules {
     }
 
     /// The severity the signal states, if it states one this hook knows.
-    fn stated_severity(&self, signal: &Signal) -> Option<Severity> {
+    pub(super) fn stated_severity(&self, signal: &Signal) -> Option<Severity> {
         signal.severity.or_else(|| {
             signal
                 .severity_word

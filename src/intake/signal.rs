@@ -77,6 +77,10 @@ pub struct Parsed {
     /// ignored.
     pub delivery_id: Option<String>,
     pub note: Option<String>,
+    /// Alertmanager and Grafana: the notification's `groupKey` and its
+    /// `commonAnnotations.summary`, for hooks that key crises by group.
+    pub group_key: Option<String>,
+    pub group_title: Option<String>,
 }
 
 impl Parsed {

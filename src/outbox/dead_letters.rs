@@ -22,7 +22,8 @@ string_enum!(
     /// out. `Permanent`: the provider refused it for good (a bad address,
     /// rejected content). `Cancelled`: a follow-up message the all-clear
     /// cancelled. `Corrected`: a message a correction stopped before it
-    /// was sent.
+    /// was sent. `Capped`: held back by `[fatigue] max_per_reader_per_hour`
+    /// (the reader had their share of non-critical messages this hour).
     DeadCause {
         OptedOut => "opted_out",
         Unroutable => "unroutable",
@@ -31,6 +32,7 @@ string_enum!(
         Permanent => "permanent",
         Cancelled => "cancelled",
         Corrected => "corrected",
+        Capped => "capped",
     }
 );
 
@@ -45,7 +47,10 @@ impl DeadCause {
             DeadCause::OptedOut
             | DeadCause::Unroutable
             | DeadCause::AttemptsExhausted
-            | DeadCause::Permanent => true,
+            | DeadCause::Permanent
+            // Held back so as not to tire the reader: a person may still
+            // decide it should go.
+            | DeadCause::Capped => true,
             DeadCause::Unfit | DeadCause::Cancelled | DeadCause::Corrected => false,
         }
     }

@@ -23,6 +23,7 @@ mod plans;
 mod postgres;
 mod queue;
 mod receipts;
+mod retention;
 mod rows;
 mod source_links;
 mod sqlite;
@@ -48,7 +49,8 @@ pub use ledger::{
     ChannelStateCount, DeliveryCount, FinishedCount, Ledger, WRITE_FAULT_QUIET, WriteFaults,
 };
 pub use plans::{
-    Announcement, NewDelivery, NewRendition, Payload, PlanStore, Planned, UnfinishedPlan,
+    Announcement, COUNTS_AGAINST_CAP, NewDelivery, NewRendition, Payload, PlanStore, Planned,
+    UnfinishedPlan,
 };
 pub use postgres::{PostgresStore, StoreEvent, StoreEvents};
 pub use queue::{
@@ -58,6 +60,7 @@ pub use receipts::{
     BadAddresses, ChannelReach, DeliveryReceipt, ReachCounts, ReceiptKey, ReceiptState,
     ReceiptStore, Recorded,
 };
+pub use retention::{Prune, RetentionStore};
 pub use source_links::{SourceLink, SourceLinkChange, SourceLinkStore};
 pub use sqlite::{InUse, SqliteStore};
 pub use submissions::{Submission, SubmissionState, SubmissionStore};
@@ -177,6 +180,8 @@ pub struct Storage {
     pub directory: Arc<dyn DirectoryStore>,
     /// Corrections of messages sent in error.
     pub corrections: Arc<dyn CorrectionStore>,
+    /// Old rows pruned (by the leader).
+    pub retention: Arc<dyn RetentionStore>,
     /// Delivery receipts and the addresses hard bounces marked bad.
     pub receipts: Arc<dyn ReceiptStore>,
     /// Messages held for a reader's next contact point.
@@ -203,6 +208,7 @@ impl Storage {
             + FlowStore
             + DirectoryStore
             + CorrectionStore
+            + RetentionStore
             + ReceiptStore
             + FallbackStore,
     {
@@ -224,6 +230,7 @@ impl Storage {
             flow: backend.clone(),
             directory: backend.clone(),
             corrections: backend.clone(),
+            retention: backend.clone(),
             receipts: backend.clone(),
             fallbacks: backend,
         }

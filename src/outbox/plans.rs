@@ -115,4 +115,20 @@ pub trait PlanStore: Send + Sync + 'static {
         &self,
         announcement_id: AnnouncementId,
     ) -> Result<u64, StoreError>;
+    /// For each of `readers` (recipient ids) who had any: how many
+    /// announcements other than `except` were planned to them since
+    /// `since` that count against `[fatigue] max_per_reader_per_hour`: not
+    /// a correction, not of a crisis that is critical, and not written dead
+    /// without a try (held back, opted out, unfit, cancelled).
+    async fn recent_messages(
+        &self,
+        readers: &[String],
+        since: DateTime<Utc>,
+        except: AnnouncementId,
+    ) -> Result<Vec<(String, u32)>, StoreError>;
 }
+
+/// The condition `recent_messages` counts by, on `deliveries d` joined to
+/// `crises c`; both backends share it.
+pub const COUNTS_AGAINST_CAP: &str = "d.kind <> 'correction' AND c.severity <> 'critical' \
+     AND (d.state <> 'dead' OR d.attempts > 0)";

@@ -19,7 +19,7 @@ use super::{
     StoreError, Submission, Term, UnfinishedPlan,
 };
 use crate::domain::account::{User, UserName};
-use crate::domain::consent::ContactPoint;
+use crate::domain::consent::{ConsentScope, ContactPoint, OptOutRequest};
 use crate::domain::directory::EntryAvailability;
 use crate::domain::follow_up::{FollowUp, Phase};
 use crate::domain::{Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId};
@@ -74,16 +74,65 @@ pub(super) fn count(n: i64) -> u64 {
 pub(super) struct OptOutRow<'r> {
     pub(super) point: &'r str,
     pub(super) address: String,
+    pub(super) scope: &'r str,
 }
 
-impl TryFrom<OptOutRow<'_>> for (ContactPoint, String) {
+impl TryFrom<OptOutRow<'_>> for (ContactPoint, String, ConsentScope) {
     type Error = StoreError;
 
     fn try_from(row: OptOutRow<'_>) -> Result<Self, StoreError> {
         let point = ContactPoint::parse(row.point)
             .ok_or_else(|| StoreError::Corrupt("unknown opt-out contact point".into()))?;
-        Ok((point, row.address))
+        Ok((point, row.address, opt_out_scope(row.scope)?))
     }
+}
+
+pub(super) fn opt_out_scope(text: &str) -> Result<ConsentScope, StoreError> {
+    ConsentScope::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown opt-out scope `{text}`")))
+}
+
+/// The opt-out rows that stop a delivery row (`deliveries`): of its
+/// address (emails lower-cased as `opt_out` stores them) and a scope that
+/// covers its announcement's kind.
+pub(super) fn opted_out_now() -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.address = lower(deliveries.destination) \
+         AND {})",
+        ConsentScope::STOPS_SQL
+    )
+}
+
+/// Records an opt-out, binding point, address, scope, source and time as
+/// numbered placeholders (`mark` is `?` for SQLite, `$` for PostgreSQL).
+/// A row already there is replaced only as the request allows: a
+/// one-click or STOP only widens (follow-ups to everything), the
+/// preference page sets what the reader chose. Affects a row only when
+/// something changed.
+pub(super) fn record_opt_out(request: OptOutRequest, mark: char) -> String {
+    let replace = match request {
+        OptOutRequest::AtLeast(_) => "excluded.scope = 'all' AND opt_outs.scope <> 'all'",
+        OptOutRequest::Exactly(_) => "opt_outs.scope <> excluded.scope",
+    };
+    format!(
+        "INSERT INTO opt_outs (point, address, scope, source, opted_out_at) \
+         VALUES ({mark}1, {mark}2, {mark}3, {mark}4, {mark}5) \
+         ON CONFLICT (point, address) DO UPDATE SET scope = excluded.scope, \
+         source = excluded.source, opted_out_at = excluded.opted_out_at WHERE {replace}"
+    )
+}
+
+/// Ends dead the queued deliveries to an address that its opt-out now
+/// stops: binds the error, the cause, the time, the point and the address.
+pub(super) fn end_opted_out(mark: char) -> String {
+    format!(
+        "UPDATE deliveries SET state = 'dead', last_error = {mark}1, dead_cause = {mark}2, \
+         finished_at = {mark}3 \
+         WHERE lower(destination) = lower({mark}5) AND state IN ('pending', 'retrying') \
+         AND EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.point = {mark}4 \
+             AND opt_outs.address = {mark}5 AND {})",
+        ConsentScope::STOPS_SQL
+    )
 }
 
 #[derive(sqlx::FromRow)]
@@ -617,9 +666,11 @@ pub(super) fn requeueable(crisis: &str, channel: &str) -> String {
     format!(
         "state = 'dead' AND dead_cause IN ({}) \
          AND NOT EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.point IN ('email', 'phone') \
-             AND opt_outs.address IN (lower(trim(deliveries.destination)), trim(deliveries.destination))) \
+             AND opt_outs.address IN (lower(trim(deliveries.destination)), trim(deliveries.destination)) \
+             AND {}) \
          AND ({crisis} IS NULL OR crisis_id = {crisis}) AND ({channel} IS NULL OR channel = {channel})",
-        causes.join(", ")
+        causes.join(", "),
+        ConsentScope::STOPS_SQL
     )
 }
 

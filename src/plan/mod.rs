@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::domain::audience::{Audience, AudienceError};
-use crate::domain::consent::{OptOuts, UnsubscribeSigner};
+use crate::domain::consent::{ConsentScope, OptOuts, UnsubscribeSigner};
 use crate::domain::directory::{Availability, ContactEntry, ContactView};
 use crate::domain::follow_up::{FollowUpSpec, FollowUps, next_local};
 use crate::domain::{AnnouncementId, AnnouncementKind, Crisis, DeliveryId};
@@ -33,11 +33,25 @@ pub struct UnsubscribeLinks {
 }
 
 impl UnsubscribeLinks {
-    pub fn url(&self, email: &str) -> String {
+    /// The link in a message of `kind` to a reader in `locale`: its page
+    /// speaks the reader's language, and its one click (RFC 8058, from the
+    /// mail program, with no page between) stops what that message is
+    /// part of. A follow-up's stops follow-ups only: a reader tired of
+    /// check-ins and surveys must not, by one tap, lose the next crisis's
+    /// safety notice. A crisis announcement's (initial, update, all-clear,
+    /// correction) stops everything: saying no to the announcements is
+    /// saying no to the crisis mail, follow-ups included. The page offers
+    /// the other choices and the way back.
+    pub fn url(&self, email: &str, kind: AnnouncementKind, locale: &str) -> String {
+        let scope = match kind {
+            AnnouncementKind::FollowUp => ConsentScope::FollowUps,
+            _ => ConsentScope::All,
+        };
+        let lang = serde_urlencoded::to_string([("lang", locale)]).unwrap_or_default();
         format!(
-            "{}/v1/unsubscribe/{}",
+            "{}/v1/unsubscribe/{}?{lang}",
             self.base_url,
-            self.signer.token(email)
+            self.signer.token(email, scope)
         )
     }
 }

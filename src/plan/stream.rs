@@ -183,7 +183,7 @@ impl PlanStream<'_> {
             if follow_up.is_some_and(|spec| !spec.uses_channel(&profile.name)) {
                 continue;
             }
-            let Some(route) = self.route(profile, subscriber) else {
+            let Some(route) = self.route(profile, subscriber, &locale) else {
                 continue;
             };
             match self.fallback_ranks[index] {
@@ -278,25 +278,34 @@ impl PlanStream<'_> {
     }
 
     /// Where a subscriber's delivery on this channel goes; none when the
-    /// subscriber has no address for it or opted out of it, or the channel
-    /// is a broadcast.
-    fn route(&self, profile: &ChannelProfile, subscriber: &Subscriber) -> Option<Route> {
+    /// subscriber has no address for it or opted out of it (of everything,
+    /// or of follow-ups and this is one), or the channel is a broadcast.
+    fn route(
+        &self,
+        profile: &ChannelProfile,
+        subscriber: &Subscriber,
+        locale: &str,
+    ) -> Option<Route> {
+        let kind = self.announcement.kind;
         match profile.reach {
             Reach::Email => {
                 let email = subscriber.email.as_ref()?.to_string();
-                if self.opt_outs.contains(ContactPoint::Email, &email) {
+                if self.opt_outs.stops(ContactPoint::Email, &email, kind) {
                     return None;
                 }
                 let links = self.planner.inputs.unsubscribe.as_ref();
                 Some(Route {
-                    unsubscribe_url: links.map(|links| links.url(&email)),
+                    unsubscribe_url: links.map(|links| links.url(&email, kind, locale)),
                     destination: email,
                     not_before: self.local_release(subscriber.timezone),
                 })
             }
             Reach::Phone => {
                 let phone = subscriber.phone.as_ref()?;
-                if self.opt_outs.contains(ContactPoint::Phone, phone.as_str()) {
+                if self
+                    .opt_outs
+                    .stops(ContactPoint::Phone, phone.as_str(), kind)
+                {
                     return None;
                 }
                 Some(Route {
@@ -501,7 +510,11 @@ mod tests {
         let (announcement, broadcasts) = planner.start(&crisis, AnnouncementKind::Initial, now);
         assert!(broadcasts.is_empty());
         let mut opt_outs = OptOuts::default();
-        opt_outs.phones.insert("+14155550104".into());
+        opt_outs.insert(
+            ContactPoint::Phone,
+            "+14155550104".into(),
+            crate::domain::consent::ConsentScope::All,
+        );
         let mut stream = planner
             .stream(&crisis, &announcement, now, &opt_outs, 0)
             .unwrap();

@@ -8,6 +8,7 @@ mod compose;
 mod context;
 pub mod sample;
 pub mod strict;
+mod strings;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub use compose::{Composed, Unsendable, fit};
 pub use context::{
     AnnouncementView, CompanyView, CrisisView, MAX_ROOM, RecipientView, RenderContext, local_time,
 };
+pub use strings::ConsentStrings;
 
 use crate::domain::directory::{self, ContactEntry, ContactView, EntryAvailability, HoursStrings};
 use crate::domain::{AnnouncementKind, Kind, Status};
@@ -67,6 +69,9 @@ pub struct LocaleStrings {
     /// What a correction says; English where a locale has none.
     #[serde(default)]
     pub correction: CorrectionStrings,
+    /// The unsubscribe and preference page; English where a locale has none.
+    #[serde(default)]
+    pub consent: ConsentStrings,
 }
 
 /// `[correction]` of `strings.toml`.

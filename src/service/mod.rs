@@ -7,6 +7,7 @@
 mod correction;
 mod directory;
 mod error;
+mod fatigue;
 mod follow_ups;
 mod idempotency;
 mod planning;
@@ -67,6 +68,9 @@ pub struct CrisisService {
     declaring: tokio::sync::Mutex<()>,
     /// Told of every transition: the crisis page, feeds and mirror.
     publisher: Option<Arc<Publisher>>,
+    /// `[fatigue] max_per_reader_per_hour`: non-critical announcements a
+    /// reader may be sent in an hour; 0: no cap.
+    reader_cap: u32,
 }
 
 impl CrisisService {
@@ -90,6 +94,7 @@ impl CrisisService {
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             declaring: tokio::sync::Mutex::new(()),
             publisher: None,
+            reader_cap: 0,
         }
     }
 

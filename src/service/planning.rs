@@ -170,12 +170,14 @@ impl CrisisService {
                 *skip,
             )?
             .with_bad_addresses(bad);
-        while let Some(batch) = stream.next_batch() {
+        while let Some(mut batch) = stream.next_batch() {
             // Before the batch: a fallback must exist whenever its first
             // delivery does.
             self.storage
                 .fallbacks
                 .hold_fallbacks(&batch.fallbacks, announcement.created_at)
+                .await?;
+            self.hold_back(crisis, announcement, &mut batch.deliveries)
                 .await?;
             self.storage
                 .plans

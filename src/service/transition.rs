@@ -119,6 +119,19 @@ impl CrisisService {
         self.apply(Transition::Update(id, update), ctx).await
     }
 
+    /// An update that changes the stored crisis, the banner and the page
+    /// but messages no one: a webhook's change its hook does not count as
+    /// noteworthy (`notify_on`). The audit trail records it as any update.
+    pub async fn update_quietly(
+        self: &Arc<Self>,
+        id: CrisisId,
+        update: CrisisUpdate,
+        ctx: TransitionContext,
+    ) -> Result<Applied, ServiceError> {
+        self.apply_sending(Transition::Update(id, update), ctx, false)
+            .await
+    }
+
     pub async fn resolve(
         self: &Arc<Self>,
         id: CrisisId,
@@ -146,6 +159,17 @@ impl CrisisService {
         transition: Transition,
         ctx: TransitionContext,
     ) -> Result<Applied, ServiceError> {
+        self.apply_sending(transition, ctx, true).await
+    }
+
+    /// `apply`; with `send` false the announcement is recorded with no
+    /// deliveries at all.
+    async fn apply_sending(
+        self: &Arc<Self>,
+        transition: Transition,
+        ctx: TransitionContext,
+        send: bool,
+    ) -> Result<Applied, ServiceError> {
         if let Some(request) = &ctx.idempotency
             && let Some(replayed) = self.replay(request).await?
         {
@@ -171,7 +195,7 @@ impl CrisisService {
             None
         };
         let change = self.change(transition).await?;
-        self.commit(change, ctx).await
+        self.commit(change, ctx, send).await
     }
 
     /// An active crisis of the same kind and title declared within the
@@ -258,14 +282,18 @@ impl CrisisService {
         self: &Arc<Self>,
         change: Change,
         ctx: TransitionContext,
+        send: bool,
     ) -> Result<Applied, ServiceError> {
         let crisis = change.crisis.clone();
         let follow_ups = self.follow_up_change(&crisis, change.before.map(|(_, kind)| kind));
         let scheduled = !follow_ups.schedule.is_empty();
         let planner = self.planner();
-        let (announcement, deliveries) =
+        let (announcement, mut deliveries) =
             planner.start(&crisis, change.announcement, crisis.updated_at);
-        let planning = planner.reaches_subscribers(&crisis);
+        if !send {
+            deliveries.clear();
+        }
+        let planning = send && planner.reaches_subscribers(&crisis);
         let mut outcome = TransitionOutcome {
             crisis: crisis.clone(),
             announcement: change.announcement,

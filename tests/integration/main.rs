@@ -31,6 +31,7 @@ mod preview;
 mod publish;
 mod recovery;
 mod resume;
+mod retention;
 mod service;
 mod several_daemons;
 mod shared_flow;

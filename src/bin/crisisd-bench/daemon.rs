@@ -394,7 +394,7 @@ fn counts_of(detail: &Value) -> Counts {
 
 /// A port nobody listens on now. The daemon binds it a moment later; on a
 /// quiet loopback nothing else takes it in between.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }

@@ -12,6 +12,7 @@
 mod daemon;
 mod http_sink;
 mod load;
+mod postfix;
 mod report;
 mod scenarios;
 mod sink;
@@ -36,7 +37,8 @@ const EXAMPLES: &str = "Examples:
   cargo build --release && target/release/crisisd-bench --scenario all
   target/release/crisisd-bench --scenario email --recipients 5000
   target/release/crisisd-bench --scenario latency --json
-  target/release/crisisd-bench --scenario email --smtp 127.0.0.1:2525   # another SMTP server";
+  target/release/crisisd-bench --scenario email --smtp 127.0.0.1:2525   # another SMTP server
+  target/release/crisisd-bench --scenario smtp-source   # against Postfix's smtp-source (apt-get install postfix)";
 
 #[derive(Debug, Parser)]
 #[command(name = "crisisd-bench", version, about = ABOUT, after_help = EXAMPLES)]
@@ -90,6 +92,9 @@ enum Scenario {
     Banner,
     Crash,
     Correction,
+    /// Postfix's smtp-source against crisisd into one Postfix smtp-sink
+    /// (needs Postfix; not part of `all`).
+    SmtpSource,
     All,
 }
 
@@ -113,6 +118,7 @@ impl Scenario {
             Scenario::Banner => "banner",
             Scenario::Crash => "crash",
             Scenario::Correction => "correction",
+            Scenario::SmtpSource => "smtp-source",
             Scenario::All => "all",
         }
     }
@@ -185,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Scenario::Banner => scenarios::banner(&bench).await,
             Scenario::Crash => scenarios::crash(&bench).await,
             Scenario::Correction => scenarios::correction(&bench).await,
+            Scenario::SmtpSource => postfix::compare(&bench).await,
             Scenario::All => unreachable!("expanded above"),
         };
         match result {

@@ -200,6 +200,27 @@ async fn wait_api(
     }
 }
 
+/// Waits until the API shows all `n` deliveries of the crisis sent (or
+/// none left to send); returns when the answer that showed it arrived.
+pub async fn wait_all_sent(
+    daemon: &Daemon,
+    id: &str,
+    n: usize,
+    deadline: Duration,
+) -> anyhow::Result<(Instant, Counts)> {
+    let mut progress = Progress::new("sent", n as u64);
+    wait_api(
+        daemon,
+        id,
+        "all sent",
+        deadline,
+        Duration::from_millis(50),
+        Some(&mut progress),
+        |c| c.remaining() == 0 && c.total() >= n as u64,
+    )
+    .await
+}
+
 /// Waits until the sink has accepted `target` messages; returns when the
 /// last of them was accepted. Gives up early when the daemon has nothing
 /// left to send (everything dead, say).

@@ -14,6 +14,8 @@ pub struct SinkStats {
     /// Times are kept as nanoseconds since this instant, so they fit in atomics.
     epoch: Instant,
     accepted: AtomicU64,
+    /// Message bytes received (the SMTP sink's DATA), for the mean size.
+    bytes: AtomicU64,
     /// First acceptance since the last `arm`, in nanoseconds since `epoch`
     /// plus one (0: none yet).
     first: AtomicU64,
@@ -30,6 +32,7 @@ impl SinkStats {
         Self {
             epoch: Instant::now(),
             accepted: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
             first: AtomicU64::new(0),
             last: AtomicU64::new(0),
             recording: AtomicBool::new(false),
@@ -76,6 +79,18 @@ impl SinkStats {
         }
         // Counted last, so a reader that sees the count also sees the times.
         self.accepted.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Adds a message's size; called before `accept`, so a reader that
+    /// sees the count sees its bytes.
+    pub fn add_bytes(&self, bytes: usize) {
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Mean size of the messages accepted so far, in bytes.
+    pub fn mean_bytes(&self) -> Option<u64> {
+        let count = self.accepted();
+        (count > 0).then(|| self.bytes.load(Ordering::Relaxed) / count)
     }
 
     pub fn accepted(&self) -> u64 {

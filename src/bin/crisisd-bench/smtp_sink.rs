@@ -106,8 +106,9 @@ async fn converse(stream: TcpStream, stats: &SinkStats) -> io::Result<()> {
             Some(b"DATA") => {
                 write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
                 write.flush().await?;
-                let id = read_data(&mut reader, &end_of_data, stats.recording()).await?;
-                stats.accept(id.as_deref());
+                let data = read_data(&mut reader, &end_of_data, stats.recording()).await?;
+                stats.add_bytes(data.bytes);
+                stats.accept(data.id.as_deref());
                 b"250 2.0.0 OK queued\r\n"
             }
             Some(b"QUIT") => {
@@ -125,14 +126,24 @@ async fn converse(stream: TcpStream, stats: &SinkStats) -> io::Result<()> {
     }
 }
 
+/// One message read by the sink.
+struct Data {
+    /// Its Message-ID, when asked for.
+    id: Option<Vec<u8>>,
+    /// Bytes from after the DATA reply up to and including CRLF.CRLF: what
+    /// the `smtp-source` scenario sizes Postfix's generator by.
+    bytes: usize,
+}
+
 /// Consumes a message up to and including the terminating CRLF.CRLF and
-/// returns its Message-ID when `want_id`.
+/// returns its Message-ID when `want_id`, and its size.
 async fn read_data<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     end: &memmem::Finder<'_>,
     want_id: bool,
-) -> io::Result<Option<Vec<u8>>> {
+) -> io::Result<Data> {
     let mut id = None;
+    let mut bytes = 0;
     if want_id {
         // Header lines one by one: only a dozen or so, before the body.
         let mut line = Vec::with_capacity(256);
@@ -141,8 +152,9 @@ async fn read_data<R: AsyncBufRead + Unpin>(
             if reader.read_until(b'\n', &mut line).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
+            bytes += line.len();
             if line == b".\r\n" || line == b".\n" {
-                return Ok(id);
+                return Ok(Data { id, bytes });
             }
             if line == b"\r\n" || line == b"\n" {
                 break;
@@ -169,11 +181,17 @@ async fn read_data<R: AsyncBufRead + Unpin>(
         if let Some(at) = end.find(&joined[..carried + head]) {
             let used = at + 5 - carried;
             reader.consume(used);
-            return Ok(id);
+            return Ok(Data {
+                id,
+                bytes: bytes + used,
+            });
         }
         if let Some(at) = end.find(buf) {
             reader.consume(at + 5);
-            return Ok(id);
+            return Ok(Data {
+                id,
+                bytes: bytes + at + 5,
+            });
         }
         // Keep the last four bytes seen, for the straddling check.
         let len = buf.len();
@@ -188,6 +206,7 @@ async fn read_data<R: AsyncBufRead + Unpin>(
             carry[..keep].copy_from_slice(&tail[tail.len() - keep..]);
             carried = keep;
         }
+        bytes += len;
         reader.consume(len);
     }
 }
@@ -224,7 +243,7 @@ mod tests {
 
     /// Reads one message from `input` in chunks of `chunk` bytes; returns
     /// what is left after it and the id found.
-    async fn run(input: &[u8], chunk: usize, want_id: bool) -> (Vec<u8>, Option<Vec<u8>>) {
+    async fn run(input: &[u8], chunk: usize, want_id: bool) -> (Vec<u8>, Data) {
         let source = Chunked {
             data: input.to_vec(),
             pos: 0,
@@ -232,12 +251,12 @@ mod tests {
         };
         let mut reader = BufReader::with_capacity(chunk, source);
         let finder = memmem::Finder::new(b"\r\n.\r\n");
-        let id = read_data(&mut reader, &finder, want_id)
+        let data = read_data(&mut reader, &finder, want_id)
             .await
             .expect("the message ends");
         let mut rest = Vec::new();
         reader.read_to_end(&mut rest).await.expect("read the rest");
-        (rest, id)
+        (rest, data)
     }
 
     #[tokio::test]
@@ -245,10 +264,11 @@ mod tests {
         let message = b"Message-ID: <a@b>\r\nSubject: x\r\n\r\nbody\r\n..dot\r\n.\r\nQUIT\r\n";
         for chunk in 1..message.len() {
             for want_id in [false, true] {
-                let (rest, id) = run(message, chunk, want_id).await;
+                let (rest, data) = run(message, chunk, want_id).await;
                 assert_eq!(rest, b"QUIT\r\n", "chunk {chunk}");
+                assert_eq!(data.bytes, message.len() - rest.len(), "chunk {chunk}");
                 if want_id {
-                    assert_eq!(id.as_deref(), Some(&b"<a@b>"[..]), "chunk {chunk}");
+                    assert_eq!(data.id.as_deref(), Some(&b"<a@b>"[..]), "chunk {chunk}");
                 }
             }
         }
@@ -257,8 +277,9 @@ mod tests {
     #[tokio::test]
     async fn an_empty_message_ends_at_once() {
         for chunk in 1..6 {
-            let (rest, _) = run(b".\r\nNOOP\r\n", chunk, false).await;
+            let (rest, data) = run(b".\r\nNOOP\r\n", chunk, false).await;
             assert_eq!(rest, b"NOOP\r\n");
+            assert_eq!(data.bytes, 3);
         }
     }
 }

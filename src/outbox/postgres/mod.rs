@@ -23,6 +23,7 @@ mod ledger;
 mod plans;
 mod queue;
 mod receipts;
+mod retention;
 mod source_links;
 mod submissions;
 

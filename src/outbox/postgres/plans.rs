@@ -12,8 +12,8 @@ use super::{
 use crate::domain::AnnouncementId;
 use crate::outbox::rows::{RowValues, UnfinishedPlanRow};
 use crate::outbox::{
-    Announcement, IdempotencyRecord, NewDelivery, NewRendition, PlanStore, StoreError,
-    UnfinishedPlan,
+    Announcement, COUNTS_AGAINST_CAP, IdempotencyRecord, NewDelivery, NewRendition, PlanStore,
+    StoreError, UnfinishedPlan,
 };
 
 /// Rows per statement: large enough that a plan batch is one or two
@@ -238,5 +238,28 @@ impl PlanStore for PostgresStore {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(count(n))
+    }
+
+    async fn recent_messages(
+        &self,
+        readers: &[String],
+        since: chrono::DateTime<chrono::Utc>,
+        except: AnnouncementId,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT d.recipient_id, COUNT(DISTINCT d.announcement_id) FROM deliveries d \
+             JOIN crises c ON c.id = d.crisis_id \
+             WHERE d.recipient_id = ANY($1) AND d.created_at >= $2 AND d.announcement_id <> $3 \
+             AND {COUNTS_AGAINST_CAP} GROUP BY d.recipient_id"
+        ))
+        .bind(readers)
+        .bind(millis(since))
+        .bind(except.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(reader, n)| (reader, u32::try_from(n).unwrap_or(u32::MAX)))
+            .collect())
     }
 }

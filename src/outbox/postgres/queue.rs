@@ -14,15 +14,11 @@ use crate::domain::DeliveryId;
 use sqlx::Row;
 
 use crate::outbox::rows::{
-    DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED,
+    DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED, opted_out_now,
 };
 use crate::outbox::{
     ALL_CLEAR_UNREACHED, DeadCause, Delivery, DeliveryQueue, Outcome, StoreError, WorkDue,
 };
-
-/// The opt-out check of a retry, on the row being updated.
-const OPTED_OUT_NOW: &str =
-    "EXISTS (SELECT 1 FROM opt_outs WHERE opt_outs.address = lower(deliveries.destination))";
 
 /// Takes up to `limit` due rows of one state for `owner`, in claim order,
 /// not held back, each leased, or cancelled when it is an all-clear its
@@ -157,12 +153,14 @@ async fn record_retries(
     if ids.is_empty() {
         return Ok(());
     }
+    // The opt-out check, on the row being updated.
+    let opted_out = opted_out_now();
     let sql = format!(
         "UPDATE deliveries SET available_at = v.at, lease_owner = NULL, lease_until = NULL, \
-         state = CASE WHEN {OPTED_OUT_NOW} THEN 'dead' ELSE 'retrying' END, \
-         last_error = CASE WHEN {OPTED_OUT_NOW} THEN $5 ELSE v.error END, \
-         dead_cause = CASE WHEN {OPTED_OUT_NOW} THEN $6 ELSE NULL END, \
-         finished_at = CASE WHEN {OPTED_OUT_NOW} THEN $1 ELSE deliveries.finished_at END \
+         state = CASE WHEN {opted_out} THEN 'dead' ELSE 'retrying' END, \
+         last_error = CASE WHEN {opted_out} THEN $5 ELSE v.error END, \
+         dead_cause = CASE WHEN {opted_out} THEN $6 ELSE NULL END, \
+         finished_at = CASE WHEN {opted_out} THEN $1 ELSE deliveries.finished_at END \
          FROM UNNEST($2::text[], $3::bigint[], $4::text[]) AS v(id, at, error) \
          WHERE deliveries.id = v.id AND deliveries.state = 'in_flight' AND deliveries.lease_owner = $7"
     );

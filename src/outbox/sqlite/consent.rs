@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{SqliteStore, decode, millis};
-use crate::domain::consent::{ContactPoint, OptOuts, normalize};
-use crate::outbox::rows::{OPTED_OUT, OptOutRow};
+use crate::domain::consent::{ConsentScope, ContactPoint, OptOutRequest, OptOuts, normalize};
+use crate::outbox::rows::{OPTED_OUT, OptOutRow, end_opted_out, opt_out_scope, record_opt_out};
 use crate::outbox::{ConsentStore, DeadCause, StoreError};
 
 #[async_trait]
@@ -14,36 +14,34 @@ impl ConsentStore for SqliteStore {
         &self,
         point: ContactPoint,
         address: &str,
+        request: OptOutRequest,
         source: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let address = normalize(point, address);
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO opt_outs (point, address, source, opted_out_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(point.as_str())
-        .bind(normalize(point, address))
-        .bind(source)
-        .bind(millis(at))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let changed = sqlx::query(&record_opt_out(request, '?'))
+            .bind(point.as_str())
+            .bind(&address)
+            .bind(request.scope().as_str())
+            .bind(source)
+            .bind(millis(at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         // Messages already queued for them are not sent either; they end
         // dead with the reason, so the count stays honest.
-        sqlx::query(
-            "UPDATE deliveries SET state = 'dead', last_error = ?, dead_cause = ?, finished_at = ? \
-             WHERE lower(destination) = lower(?) AND state IN ('pending', 'retrying')",
-        )
-        .bind(OPTED_OUT)
-        .bind(DeadCause::OptedOut.as_str())
-        .bind(millis(at))
-        .bind(normalize(point, address))
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(&end_opted_out('?'))
+            .bind(OPTED_OUT)
+            .bind(DeadCause::OptedOut.as_str())
+            .bind(millis(at))
+            .bind(point.as_str())
+            .bind(&address)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(inserted > 0)
+        Ok(changed > 0)
     }
 
     async fn opt_in(&self, point: ContactPoint, address: &str) -> Result<bool, StoreError> {
@@ -57,16 +55,28 @@ impl ConsentStore for SqliteStore {
         Ok(removed > 0)
     }
 
+    async fn opt_out_scope(
+        &self,
+        point: ContactPoint,
+        address: &str,
+    ) -> Result<Option<ConsentScope>, StoreError> {
+        let scope: Option<String> =
+            sqlx::query_scalar("SELECT scope FROM opt_outs WHERE point = ? AND address = ?")
+                .bind(point.as_str())
+                .bind(normalize(point, address))
+                .fetch_optional(&self.pool)
+                .await?;
+        scope.as_deref().map(opt_out_scope).transpose()
+    }
+
     async fn opt_outs(&self) -> Result<OptOuts, StoreError> {
-        let rows = sqlx::query("SELECT point, address FROM opt_outs")
+        let rows = sqlx::query("SELECT point, address, scope FROM opt_outs")
             .fetch_all(&self.pool)
             .await?;
         let mut opt_outs = OptOuts::default();
         for row in &rows {
-            match decode::<OptOutRow, _, _>(row)? {
-                (ContactPoint::Email, address) => opt_outs.emails.insert(address),
-                (ContactPoint::Phone, address) => opt_outs.phones.insert(address),
-            };
+            let (point, address, scope) = decode::<OptOutRow, _, _>(row)?;
+            opt_outs.insert(point, address, scope);
         }
         Ok(opt_outs)
     }

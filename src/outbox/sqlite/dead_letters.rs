@@ -94,10 +94,11 @@ mod tests {
             .collect();
         let causes: Vec<DeadCause> = words.iter().map(|w| w.parse().unwrap()).collect();
         // Every cause there was when it ran; `Corrected` came with
-        // corrections (0033), after any row it backfilled.
+        // corrections (0033) and `Capped` with the reader cap (0065), after
+        // any row it backfilled.
         let then: Vec<&DeadCause> = DeadCause::ALL
             .iter()
-            .filter(|cause| **cause != DeadCause::Corrected)
+            .filter(|cause| !matches!(cause, DeadCause::Corrected | DeadCause::Capped))
             .collect();
         assert_eq!(causes.len(), then.len(), "{words:?}");
         assert!(then.iter().all(|cause| causes.contains(cause)));
@@ -116,7 +117,8 @@ mod tests {
                 DeadCause::OptedOut,
                 DeadCause::Unroutable,
                 DeadCause::AttemptsExhausted,
-                DeadCause::Permanent
+                DeadCause::Permanent,
+                DeadCause::Capped
             ]
         );
         for cause in DeadCause::ALL {

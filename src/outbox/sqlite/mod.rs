@@ -20,6 +20,7 @@ mod ledger;
 mod plans;
 mod queue;
 mod receipts;
+mod retention;
 mod source_links;
 mod submissions;
 
@@ -105,8 +106,12 @@ impl SqliteStore {
             .map(Arc::new)?;
         let pool = pool_options(8, &file).connect_with(options.clone()).await?;
         // Opened lazily, so its connection threads start where the
-        // dispatcher runs (and take that runtime's CPU priority).
-        let ledger = pool_options(4, &file)
+        // dispatcher runs (and take that runtime's CPU priority). One
+        // connection: its writes queue on `writer` anyway, and SQLite
+        // empties a connection's page cache whenever another connection
+        // has written since its last transaction, so with several each
+        // claim and outcome batch began by reading its pages again.
+        let ledger = pool_options(1, &file)
             .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
         Ok(Self {
             pool,

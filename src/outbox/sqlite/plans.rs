@@ -10,8 +10,8 @@ use super::{
 use crate::domain::AnnouncementId;
 use crate::outbox::rows::{INSERT_COLUMNS, RowValues, UnfinishedPlanRow};
 use crate::outbox::{
-    Announcement, IdempotencyRecord, NewDelivery, NewRendition, PlanStore, StoreError,
-    UnfinishedPlan,
+    Announcement, COUNTS_AGAINST_CAP, IdempotencyRecord, NewDelivery, NewRendition, PlanStore,
+    StoreError, UnfinishedPlan,
 };
 
 /// Writes deliveries with multi-row INSERTs inside the caller's transaction.
@@ -183,5 +183,37 @@ impl PlanStore for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?;
         Ok(count(n))
+    }
+
+    async fn recent_messages(
+        &self,
+        readers: &[String],
+        since: chrono::DateTime<chrono::Utc>,
+        except: AnnouncementId,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        let mut counts = Vec::new();
+        // Within SQLite's limit on bound parameters.
+        for chunk in readers.chunks(ROWS_PER_INSERT) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT d.recipient_id, COUNT(DISTINCT d.announcement_id) FROM deliveries d \
+                 JOIN crises c ON c.id = d.crisis_id WHERE d.created_at >= ",
+            );
+            query
+                .push_bind(millis(since))
+                .push(" AND d.announcement_id <> ")
+                .push_bind(except.to_string())
+                .push(format!(" AND {COUNTS_AGAINST_CAP} AND d.recipient_id IN ("));
+            let mut list = query.separated(", ");
+            for reader in chunk {
+                list.push_bind(reader.as_str());
+            }
+            query.push(") GROUP BY d.recipient_id");
+            let rows: Vec<(String, i64)> = query.build_query_as().fetch_all(&self.pool).await?;
+            counts.extend(
+                rows.into_iter()
+                    .map(|(reader, n)| (reader, u32::try_from(n).unwrap_or(u32::MAX))),
+            );
+        }
+        Ok(counts)
     }
 }

@@ -11,7 +11,7 @@ use sqlx::Row;
 use super::{ROWS_PER_INSERT, SqliteStore, Tx, follow_ups, millis, to_json};
 use crate::domain::DeliveryId;
 use crate::outbox::rows::{
-    DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED,
+    DELIVERY_COLUMNS, HELD_BACK, MAX_CANCELLED_PER_CLAIM, OPTED_OUT, UNREACHED, opted_out_now,
 };
 use crate::outbox::{
     ALL_CLEAR_UNREACHED, DeadCause, Delivery, DeliveryQueue, Outcome, StoreError, WorkDue,
@@ -35,9 +35,14 @@ impl Claim<'_> {
         state: &str,
         wanted: usize,
     ) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
-        let order = match state {
-            "pending" => "d.priority, d.available_at",
-            _ => "d.available_at",
+        // The state is written into the SQL, not bound: SQLite matches a
+        // bound value against each partial index's WHERE (`state =
+        // 'in_flight'`, ...), and such a statement is re-prepared every time
+        // the value is bound again (13% of the SQLite thread in a fan-out's
+        // profile). Two texts, each prepared once and cached.
+        let (state, order) = match state {
+            "pending" => ("'pending'", "d.priority, d.available_at"),
+            _ => ("'retrying'", "d.available_at"),
         };
         let sql = format!(
             "UPDATE deliveries SET \
@@ -45,12 +50,12 @@ impl Claim<'_> {
                lease_owner = CASE WHEN c.unreached THEN NULL ELSE ?1 END, \
                lease_until = CASE WHEN c.unreached THEN NULL ELSE ?2 END, \
                attempts = attempts + CASE WHEN c.unreached THEN 0 ELSE 1 END, \
-               last_error = CASE WHEN c.unreached THEN ?7 ELSE last_error END, \
-               dead_cause = CASE WHEN c.unreached THEN ?8 ELSE NULL END, \
-               finished_at = CASE WHEN c.unreached THEN ?5 ELSE finished_at END \
+               last_error = CASE WHEN c.unreached THEN ?6 ELSE last_error END, \
+               dead_cause = CASE WHEN c.unreached THEN ?7 ELSE NULL END, \
+               finished_at = CASE WHEN c.unreached THEN ?4 ELSE finished_at END \
              FROM (SELECT d.id, {UNREACHED} AS unreached FROM deliveries AS d \
-               WHERE d.channel = ?3 AND d.state = ?4 AND d.available_at <= ?5 AND NOT {HELD_BACK} \
-               ORDER BY {order} LIMIT ?6) AS c \
+               WHERE d.channel = ?3 AND d.state = {state} AND d.available_at <= ?4 AND NOT {HELD_BACK} \
+               ORDER BY {order} LIMIT ?5) AS c \
              WHERE deliveries.id = c.id \
              RETURNING {DELIVERY_COLUMNS}"
         );
@@ -58,7 +63,6 @@ impl Claim<'_> {
             .bind(self.owner)
             .bind(self.lease_until)
             .bind(self.channel)
-            .bind(state)
             .bind(self.now)
             .bind(i64::try_from(wanted).unwrap_or(i64::MAX))
             .bind(ALL_CLEAR_UNREACHED)
@@ -203,25 +207,23 @@ impl DeliveryQueue for SqliteStore {
         let _writing = self.writer.lock().await;
         let mut tx = self.ledger.begin().await?;
         Self::record_sent(&mut tx, owner, now, outcomes).await?;
+        // A reader who opted out while this was in flight is not tried
+        // again (unless the opt-out is of follow-ups and this is not one).
+        let opted_out = opted_out_now();
+        let retry = format!(
+            "UPDATE deliveries SET available_at = ?1, lease_owner = NULL, lease_until = NULL, \
+             state = CASE WHEN {opted_out} THEN 'dead' ELSE 'retrying' END, \
+             last_error = CASE WHEN {opted_out} THEN ?6 ELSE ?2 END, \
+             dead_cause = CASE WHEN {opted_out} THEN ?7 ELSE NULL END, \
+             finished_at = CASE WHEN {opted_out} THEN ?5 ELSE finished_at END \
+             WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4"
+        );
         for (id, outcome) in outcomes {
             let query = match outcome {
                 // Written above, in bulk.
                 Outcome::Sent { .. } => continue,
-                // A reader who opted out while this was in flight is not
-                // tried again.
-                Outcome::Retry { at, error } => sqlx::query(
-                    "UPDATE deliveries SET available_at = ?1, lease_owner = NULL, lease_until = NULL, \
-                     state = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
-                       THEN 'dead' ELSE 'retrying' END, \
-                     last_error = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
-                       THEN ?6 ELSE ?2 END, \
-                     dead_cause = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
-                       THEN ?7 ELSE NULL END, \
-                     finished_at = CASE WHEN lower(destination) IN (SELECT address FROM opt_outs) \
-                       THEN ?5 ELSE finished_at END \
-                     WHERE id = ?3 AND state = 'in_flight' AND lease_owner = ?4",
-                )
-                .bind(millis(*at))
+                Outcome::Retry { at, error } => sqlx::query(&retry)
+                    .bind(millis(*at))
                 .bind(error.clone())
                 .bind(id.to_string())
                 .bind(owner)

@@ -2,6 +2,7 @@
 //! browser end-to-end tests.
 
 pub mod accounts;
+mod browser;
 mod compose;
 mod correction;
 mod drill;

@@ -9,7 +9,7 @@ use crate::support::{SmtpServer, TestApp, TestConfig, WAIT, spawn_app_in};
 
 /// A daemon with the `careful` hook (Uptime Kuma, proposals only) and
 /// `[console.two_person]` as given.
-async fn start(two_person: &str) -> (TestApp, SmtpServer) {
+pub(super) async fn start(two_person: &str) -> (TestApp, SmtpServer) {
     let smtp = SmtpServer::start().await;
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("careful.secret"), "k").expect("secret");
@@ -25,7 +25,7 @@ async fn start(two_person: &str) -> (TestApp, SmtpServer) {
 }
 
 /// A down monitor sent to the hook; the proposal's id.
-async fn propose(app: &TestApp, key: &str, title: &str) -> String {
+pub(super) async fn propose(app: &TestApp, key: &str, title: &str) -> String {
     let body = json!({
         "heartbeat": {"monitorID": key, "status": 0, "msg": "connect ECONNREFUSED", "time": "2026-11-23 03:40:12.345", "important": true},
         "monitor": {"id": key, "name": title, "url": "https://example.com", "type": "http"},

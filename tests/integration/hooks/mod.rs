@@ -3,6 +3,7 @@
 
 mod cli;
 mod control;
+mod fatigue;
 mod flood;
 mod signed;
 mod unsigned;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use crisisd::domain::account::{Role, User, UserName};
-use crisisd::domain::consent::ContactPoint;
+use crisisd::domain::consent::{ConsentScope, ContactPoint, OptOutRequest};
 use crisisd::domain::directory::EntryAvailability;
 use crisisd::domain::draft::{Draft, DraftAction};
 use crisisd::domain::follow_up::{
@@ -34,6 +34,9 @@ pub trait Database {
     /// opens it.
     fn open(&self) -> impl Future<Output = Storage>;
 }
+
+/// A one-click from an announcement, or an SMS STOP.
+const STOP_ALL: OptOutRequest = OptOutRequest::AtLeast(ConsentScope::All);
 
 pub fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + seconds, 0)
@@ -725,7 +728,13 @@ pub async fn the_store_requeues_dead_deliveries_but_not_unrendered_or_opted_out_
     let opted_out = format!(" {} ", claimed[2].destination.to_uppercase());
     storage
         .consent
-        .opt_out(ContactPoint::Email, &opted_out, "unsubscribe", at(1))
+        .opt_out(
+            ContactPoint::Email,
+            &opted_out,
+            STOP_ALL,
+            "unsubscribe",
+            at(1),
+        )
         .await
         .expect("opt out");
 
@@ -882,7 +891,7 @@ async fn dead_of_every_cause(storage: &Storage) -> Vec<(String, DeadCause)> {
     let opting = waiting[0].to_uppercase();
     assert!(
         consent
-            .opt_out(ContactPoint::Email, &opting, "unsubscribe", at(3))
+            .opt_out(ContactPoint::Email, &opting, STOP_ALL, "unsubscribe", at(3))
             .await
             .expect("opt out")
     );
@@ -987,6 +996,7 @@ pub async fn a_retry_to_an_address_opted_out_meanwhile_ends_dead(db: &impl Datab
             .opt_out(
                 ContactPoint::Email,
                 &delivery.destination,
+                STOP_ALL,
                 "unsubscribe",
                 at(2),
             )
@@ -1022,6 +1032,7 @@ pub async fn opting_out_ends_queued_messages_and_opting_in_takes_it_back(db: &im
             .opt_out(
                 ContactPoint::Email,
                 " R0@Example.com ",
+                STOP_ALL,
                 "unsubscribe",
                 at(1)
             )
@@ -1031,14 +1042,26 @@ pub async fn opting_out_ends_queued_messages_and_opting_in_takes_it_back(db: &im
     );
     assert!(
         !consent
-            .opt_out(ContactPoint::Email, "r0@example.com", "unsubscribe", at(2))
+            .opt_out(
+                ContactPoint::Email,
+                "r0@example.com",
+                STOP_ALL,
+                "unsubscribe",
+                at(2)
+            )
             .await
             .expect("opt out"),
         "already opted out"
     );
     assert!(
         consent
-            .opt_out(ContactPoint::Phone, "+15550100", "sms keyword", at(2))
+            .opt_out(
+                ContactPoint::Phone,
+                "+15550100",
+                STOP_ALL,
+                "sms keyword",
+                at(2)
+            )
             .await
             .expect("opt out")
     );
@@ -1081,6 +1104,84 @@ pub async fn opting_out_ends_queued_messages_and_opting_in_takes_it_back(db: &im
         states(&storage, &crisis).await,
         vec![(DeliveryState::Dead, 1), (DeliveryState::Pending, 2)]
     );
+}
+
+pub async fn a_follow_ups_opt_out_stops_follow_ups_only_and_a_one_click_never_narrows(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let crisis = declared();
+    let step = follow_up(&crisis, "first", at(60));
+    let mut w = write(&crisis, None, 0);
+    w.deliveries = vec![email_delivery(0), email_delivery(1)];
+    w.follow_ups = FollowUpChange {
+        cancel: None,
+        schedule: vec![step.clone()],
+    };
+    storage.crises.record_transition(w).await.expect("write");
+    assert!(start_follow_up(&storage, &crisis, &step, at(60), email_delivery(0)).await);
+    let consent = &storage.consent;
+    let email = ContactPoint::Email;
+    let opt_out = |address: &'static str, request| async move {
+        consent
+            .opt_out(email, address, request, "one-click unsubscribe", at(61))
+            .await
+            .expect("opt out")
+    };
+    let follow_ups = OptOutRequest::AtLeast(ConsentScope::FollowUps);
+    assert!(opt_out(" R0@Example.com", follow_ups).await, "new");
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Dead, 1), (DeliveryState::Pending, 2)],
+        "the queued follow-up ended, the announcement to the same reader kept"
+    );
+    let dead = storage
+        .dead_letters
+        .list(of_crisis(&crisis), 10)
+        .await
+        .expect("dead");
+    assert_eq!(
+        (dead[0].destination.as_str(), dead[0].cause),
+        ("r0@example.com", DeadCause::OptedOut)
+    );
+    let scope = |address: &'static str| async move {
+        consent.opt_out_scope(email, address).await.expect("scope")
+    };
+    assert_eq!(scope("r0@example.com").await, Some(ConsentScope::FollowUps));
+    let opt_outs = consent.opt_outs().await.expect("opt-outs");
+    assert!(opt_outs.stops(email, "r0@example.com", AnnouncementKind::FollowUp));
+    assert!(!opt_outs.stops(email, "r0@example.com", AnnouncementKind::Update));
+
+    // Everything, then a one-click from an old follow-up: still everything.
+    assert!(opt_out("r0@example.com", STOP_ALL).await, "widened");
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Dead, 2), (DeliveryState::Pending, 1)]
+    );
+    assert!(!opt_out("r0@example.com", follow_ups).await, "not narrowed");
+    assert_eq!(scope("r0@example.com").await, Some(ConsentScope::All));
+    // The reader's own choice on the page narrows it.
+    let exactly = OptOutRequest::Exactly(ConsentScope::FollowUps);
+    assert!(opt_out("r0@example.com", exactly).await);
+    assert!(!opt_out("r0@example.com", exactly).await, "unchanged");
+    assert_eq!(scope("r0@example.com").await, Some(ConsentScope::FollowUps));
+
+    // An announcement's retry to a reader who stopped follow-ups is retried.
+    let claimed = claim(&storage, "w", at(62), 10).await;
+    assert_eq!(claimed.len(), 1);
+    assert!(opt_out("r1@example.com", follow_ups).await);
+    record_outcome(&storage, "w", at(63), claimed[0].id, retry(at(70), "421")).await;
+    assert_eq!(
+        states(&storage, &crisis).await,
+        vec![(DeliveryState::Dead, 2), (DeliveryState::Retrying, 1)]
+    );
+    assert!(
+        consent
+            .opt_in(email, "r0@example.com")
+            .await
+            .expect("opt in")
+    );
+    assert_eq!(scope("r0@example.com").await, None);
 }
 
 pub async fn a_source_link_is_set_replaced_and_removed_with_transitions(db: &impl Database) {
@@ -2564,6 +2665,7 @@ macro_rules! store_contract {
             requeue_leaves_cancelled_and_unfit_deliveries_dead_by_cause,
             a_retry_to_an_address_opted_out_meanwhile_ends_dead,
             opting_out_ends_queued_messages_and_opting_in_takes_it_back,
+            a_follow_ups_opt_out_stops_follow_ups_only_and_a_one_click_never_narrows,
             a_source_link_is_set_replaced_and_removed_with_transitions,
             a_new_crisis_cannot_take_over_an_incident_an_active_crisis_is_linked_to,
             one_daemon_leads_until_its_lease_runs_out_and_each_new_leader_has_a_new_term,
@@ -2583,6 +2685,8 @@ macro_rules! store_contract {
             a_channels_shared_bucket_grants_its_rate_and_burst_and_a_pause_stops_it,
             a_directory_entrys_availability_is_stored_once_per_change_and_logged,
             a_correction_stops_the_queued_original_and_goes_first,
+            retention_prunes_old_rows_of_ended_crises_in_batches_and_nothing_active_or_unfinished,
+            recent_messages_count_a_readers_non_critical_announcements_in_the_window,
         );
     };
     (@each $database:expr; $($name:ident),+ $(,)?) => {
@@ -2594,4 +2698,258 @@ macro_rules! store_contract {
             }
         )+
     };
+}
+
+/// Every email due claimed and sent at `now`.
+async fn send_all(storage: &Storage, now: DateTime<Utc>) {
+    let claimed = claim(storage, "sender", now, 100).await;
+    let outcomes: Vec<_> = claimed.iter().map(|d| (d.id, sent())).collect();
+    storage
+        .queue
+        .record_outcomes("sender", now, &outcomes)
+        .await
+        .expect("sent");
+}
+
+async fn prune(storage: &Storage, what: crisisd::outbox::Prune, before: i64, limit: u32) -> u64 {
+    storage
+        .retention
+        .prune(what, at(before), limit)
+        .await
+        .expect("prune")
+}
+
+pub async fn retention_prunes_old_rows_of_ended_crises_in_batches_and_nothing_active_or_unfinished(
+    db: &impl Database,
+) {
+    use crisisd::outbox::Prune;
+    let storage = db.open().await;
+    // Ended: five emails sent at 10, resolved at 20.
+    let mut ended = declare(&storage, 5).await;
+    send_all(&storage, at(10)).await;
+    resolve(&storage, &mut ended, at(20)).await;
+    // Active: three sent at 10.
+    let mut active = declared();
+    active.title = "Logins fail".into();
+    storage
+        .crises
+        .record_transition(write(&active, None, 3))
+        .await
+        .expect("declare");
+    send_all(&storage, at(10)).await;
+    // Resolved but not ended: its all-clear still queued.
+    let mut unsent = declared();
+    unsent.title = "Mail is slow".into();
+    storage
+        .crises
+        .record_transition(write(&unsent, None, 1))
+        .await
+        .expect("declare");
+    send_all(&storage, at(10)).await;
+    let previous = unsent.version;
+    unsent.resolve(None, at(20)).expect("resolve");
+    storage
+        .crises
+        .record_transition(write(&unsent, Some(previous), 1))
+        .await
+        .expect("resolve");
+
+    assert_eq!(
+        prune(&storage, Prune::Deliveries, 10, 2).await,
+        0,
+        "finished at 10, not before"
+    );
+    let batches = [
+        prune(&storage, Prune::Deliveries, 1000, 2).await,
+        prune(&storage, Prune::Deliveries, 1000, 2).await,
+        prune(&storage, Prune::Deliveries, 1000, 2).await,
+        prune(&storage, Prune::Deliveries, 1000, 2).await,
+    ];
+    assert_eq!(batches, [2, 2, 1, 0], "in batches, then none left");
+    assert!(
+        states(&storage, &ended).await.is_empty(),
+        "the ended crisis's deliveries are gone"
+    );
+    let active_states = states(&storage, &active).await;
+    assert!(
+        active_states.contains(&(DeliveryState::Sent, 3)),
+        "an active crisis's are kept: {active_states:?}"
+    );
+    assert_eq!(
+        states(&storage, &unsent).await,
+        [(DeliveryState::Pending, 1), (DeliveryState::Sent, 1)],
+        "a crisis with a message still queued has not ended"
+    );
+
+    // The ended crisis's details and audit: not before its resolution ages.
+    for what in [
+        Prune::EndedDeliveries,
+        Prune::EndedFollowUps,
+        Prune::EndedRenditions,
+    ] {
+        assert_eq!(prune(&storage, what, 20, 100).await, 0);
+    }
+    assert_eq!(prune(&storage, Prune::EndedAnnouncements, 20, 100).await, 0);
+    assert_eq!(
+        prune(&storage, Prune::EndedAnnouncements, 1000, 100).await,
+        2,
+        "declared, resolved"
+    );
+    assert_eq!(prune(&storage, Prune::CrisisEvents, 1000, 100).await, 2);
+    assert!(
+        storage
+            .crises
+            .events(ended.id)
+            .await
+            .expect("events")
+            .is_empty()
+    );
+    assert_eq!(
+        storage
+            .crises
+            .events(active.id)
+            .await
+            .expect("events")
+            .len(),
+        1
+    );
+    assert_eq!(
+        storage
+            .crises
+            .events(unsent.id)
+            .await
+            .expect("events")
+            .len(),
+        2
+    );
+    let kept = storage.crises.crisis(ended.id).await.expect("crisis");
+    assert_eq!(
+        kept.map(|c| c.version),
+        Some(ended.version),
+        "the crisis itself stays"
+    );
+
+    // The account audit and the webhook tables, by age alone.
+    for n in [0, 100] {
+        storage
+            .accounts
+            .record_account_event(&AccountEvent {
+                at: at(n),
+                kind: AccountEventKind::SignedIn,
+                user: "alice".into(),
+                detail: String::new(),
+            })
+            .await
+            .expect("record");
+        storage
+            .hooks
+            .record_hook(&crisisd::outbox::HookLogEntry {
+                seq: 0,
+                hook: "status".into(),
+                source: "statuspage".into(),
+                received_at: at(n),
+                status: 200,
+                verdict: crisisd::outbox::Verdict::Applied,
+                transitions: Vec::new(),
+                error: None,
+                delivery_id: None,
+            })
+            .await
+            .expect("log");
+        storage
+            .hooks
+            .remember_delivery("status", &format!("d{n}"), at(n))
+            .await
+            .expect("remember");
+    }
+    assert_eq!(prune(&storage, Prune::AccountAudit, 50, 100).await, 1);
+    assert_eq!(prune(&storage, Prune::HookLog, 50, 100).await, 1);
+    assert_eq!(prune(&storage, Prune::HookDeliveries, 50, 100).await, 1);
+    assert_eq!(
+        storage
+            .accounts
+            .account_events(10)
+            .await
+            .expect("audit")
+            .len(),
+        1
+    );
+    assert_eq!(
+        storage.hooks.hook_log(None, 10).await.expect("log").len(),
+        1
+    );
+    assert!(
+        !storage
+            .hooks
+            .delivery_seen("status", "d0")
+            .await
+            .expect("seen")
+    );
+    assert!(
+        storage
+            .hooks
+            .delivery_seen("status", "d100")
+            .await
+            .expect("seen")
+    );
+}
+
+pub async fn recent_messages_count_a_readers_non_critical_announcements_in_the_window(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let mut crisis = declared();
+    // The declaration at 0 to r0 and r1.
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 2))
+        .await
+        .expect("declare");
+    // An update at 10 to r0, and one r1 was never sent (unfit).
+    crisis
+        .apply_update(message("Still down."), at(10))
+        .expect("update");
+    let mut update = write(&crisis, Some(1), 0);
+    update.announcement.kind = AnnouncementKind::Update;
+    update.deliveries = vec![email_delivery(0), unfit_email_delivery(1, "too long")];
+    let update_id = update.announcement.id;
+    storage
+        .crises
+        .record_transition(update)
+        .await
+        .expect("update");
+    // A critical crisis's message does not count.
+    let mut critical = declared();
+    critical.id = crisisd::domain::CrisisId::new();
+    critical.severity = Severity::Critical;
+    storage
+        .crises
+        .record_transition(write(&critical, None, 1))
+        .await
+        .expect("critical");
+
+    let readers = ["r0".to_owned(), "r1".to_owned(), "r9".to_owned()];
+    let other = crisisd::domain::AnnouncementId::new();
+    let counts = |since, except| {
+        let (storage, readers) = (&storage, &readers);
+        async move {
+            let mut counts = storage
+                .plans
+                .recent_messages(readers, since, except)
+                .await
+                .expect("counts");
+            counts.sort();
+            counts
+        }
+    };
+    assert_eq!(
+        counts(at(-1), other).await,
+        vec![("r0".to_owned(), 2), ("r1".to_owned(), 1)]
+    );
+    assert_eq!(counts(at(5), other).await, vec![("r0".to_owned(), 1)]);
+    assert_eq!(
+        counts(at(-1), update_id).await,
+        vec![("r0".to_owned(), 1), ("r1".to_owned(), 1)],
+        "the announcement being planned is not counted"
+    );
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crisisd::domain::consent::ContactPoint;
+use crisisd::domain::consent::{ConsentScope, ContactPoint, OptOutRequest};
 use crisisd::domain::{AnnouncementId, Crisis, DeliveryId, Severity};
 use crisisd::message::{DeliveryContent, MessageContent};
 use crisisd::outbox::{
@@ -189,7 +189,13 @@ pub async fn a_fallback_is_released_once_when_its_first_delivery_fails_and_never
     );
     storage
         .consent
-        .opt_out(ContactPoint::Phone, "+14155550102", "test", at(3))
+        .opt_out(
+            ContactPoint::Phone,
+            "+14155550102",
+            OptOutRequest::AtLeast(ConsentScope::All),
+            "test",
+            at(3),
+        )
         .await
         .expect("opt out");
     for id in &ids[..2] {

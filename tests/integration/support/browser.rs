@@ -33,7 +33,7 @@ pub async fn run_browser_script(script: &str, input: &Value) -> Value {
         dir.display()
     );
     let output = tokio::time::timeout(
-        Duration::from_secs(90),
+        Duration::from_secs(150),
         Command::new("node")
             .arg(dir.join(script))
             .arg(input.to_string())
@@ -44,7 +44,7 @@ pub async fn run_browser_script(script: &str, input: &Value) -> Value {
             .output(),
     )
     .await
-    .unwrap_or_else(|_| panic!("{script} did not finish within 90 s"))
+    .unwrap_or_else(|_| panic!("{script} did not finish within 150 s"))
     .unwrap_or_else(|err| panic!("cannot run node (install nodejs; .ci/test does): {err}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -237,6 +237,15 @@ impl SmtpServer {
             .insert(address.to_owned(), reply.to_owned());
     }
 
+    /// Accepts `address` again after `reject_recipient`.
+    pub fn accept_recipient(&self, address: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .rejected_recipients
+            .remove(address);
+    }
+
     /// The next DATA transactions are held this long each, in order, before
     /// their final reply.
     pub fn script_data_delays(&self, delays: &[Duration]) {
