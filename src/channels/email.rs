@@ -129,8 +129,12 @@ pub fn verp_delivery(secret: &str, token: &str) -> Option<String> {
     use subtle::ConstantTimeEq;
     let (delivery, _) = token.rsplit_once('-')?;
     let expected = verp_token(secret, delivery);
-    bool::from(expected.as_bytes().ct_eq(token.to_ascii_lowercase().as_bytes()))
-        .then(|| delivery.to_owned())
+    bool::from(
+        expected
+            .as_bytes()
+            .ct_eq(token.to_ascii_lowercase().as_bytes()),
+    )
+    .then(|| delivery.to_owned())
 }
 
 impl Build for EmailChannel {
@@ -378,10 +382,14 @@ fn verp(settings: &EmailSettings) -> Result<Option<(String, String, String)>, St
         return Ok(None);
     };
     let Some((before, after)) = path.split_once("{token}") else {
-        return Err(format!("return_path `{path}` needs `{{token}}` in its local part"));
+        return Err(format!(
+            "return_path `{path}` needs `{{token}}` in its local part"
+        ));
     };
     if !after.starts_with('@') || before.contains('@') {
-        return Err(format!("return_path `{path}`: put `{{token}}` just before the `@`"));
+        return Err(format!(
+            "return_path `{path}`: put `{{token}}` just before the `@`"
+        ));
     }
     let source = secret(
         &settings.return_path_secret_env,

@@ -21,7 +21,8 @@ pub use catalog::{
 };
 pub use chat::*;
 pub use email::{
-    EmailChannel, EmailSettings, EmailTransportKind, SmtpSettings, SmtpTls, verp_delivery, verp_token,
+    EmailChannel, EmailSettings, EmailTransportKind, SmtpSettings, SmtpTls, verp_delivery,
+    verp_token,
 };
 pub use http::HttpChannel;
 pub use settings::{ChannelCommon, ChannelSection, HttpSection, RateLimit};

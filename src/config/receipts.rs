@@ -41,7 +41,10 @@ impl Default for ReceiptSettings {
 
 /// Every fallback entry must name a contact point or a configured channel
 /// with readers.
-pub fn fallback_problems(policy: &FallbackPolicy, channels: &[crate::message::ChannelProfile]) -> Vec<String> {
+pub fn fallback_problems(
+    policy: &FallbackPolicy,
+    channels: &[crate::message::ChannelProfile],
+) -> Vec<String> {
     let mut problems = Vec::new();
     for (severity, order) in policy.orders() {
         for text in order {

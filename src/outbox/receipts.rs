@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::rows::parse;
-pub use crate::domain::fallback::BadAddresses;
 use crate::domain::consent::ContactPoint;
+pub use crate::domain::fallback::BadAddresses;
 use crate::domain::{CrisisId, DeliveryId, DomainError, string_enum};
 
 string_enum!(

@@ -218,7 +218,8 @@ impl PlanStream<'_> {
         let mut after: Option<DeliveryId> = None;
         for (_, index, route) in chain {
             let point = point_of(&self.planner.inputs.channels[index]);
-            let delivery = self.delivery_on(index, subscriber, locale, region.clone(), route, batch);
+            let delivery =
+                self.delivery_on(index, subscriber, locale, region.clone(), route, batch);
             let id = delivery.id;
             match (after, point) {
                 (Some(previous), Some(point)) => {

@@ -175,9 +175,10 @@ impl SmsGateway {
             SmsEncoding::Gsm7 => ("gsm7", 0, "UTF-8"),
             SmsEncoding::Ucs2 => ("ucs2", 2, "UTF-8"),
         };
-        let dlr_url = self.dlr.as_ref().map(|(base, key)| {
-            format!("{base}/{id}/{}", dlr_token(key, &self.name, id))
-        });
+        let dlr_url = self
+            .dlr
+            .as_ref()
+            .map(|(base, key)| format!("{base}/{id}/{}", dlr_token(key, &self.name, id)));
         let base = context! {
             to => to,
             to_digits => to.trim_start_matches('+'),
@@ -322,7 +323,8 @@ impl Provider for SmsGateway {
         } else {
             None
         };
-        let dlr_source = crate::channels::settings::secret(&settings.dlr_secret_env, &settings.dlr_secret_file);
+        let dlr_source =
+            crate::channels::settings::secret(&settings.dlr_secret_env, &settings.dlr_secret_file);
         let dlr = match &settings.dlr_base_url {
             Some(base) if dlr_source.is_set() => Some((
                 base.trim_end_matches('/').to_owned(),
