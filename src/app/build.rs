@@ -308,6 +308,7 @@ impl Parts<'_> {
             inbound_sms: Arc::new(ArcSwap::from_pointee(
                 self.settings.channels.inbound_sms_secrets(),
             )),
+            receipts: Arc::new(ArcSwap::from_pointee(receipt_routes(self.settings))),
             health: self.health.clone(),
             public_url,
             clock: self.clock.clone(),
@@ -315,5 +316,13 @@ impl Parts<'_> {
             banner_max_age: self.settings.banner.max_age,
             console: Arc::new(console),
         })
+    }
+}
+
+/// The receipt routes' secrets and policy, from the settings.
+pub(super) fn receipt_routes(settings: &Settings) -> crate::http::receipts::ReceiptRoutes {
+    crate::http::receipts::ReceiptRoutes {
+        secrets: settings.channels.receipt_secrets(),
+        mark_bad: settings.receipts.mark_bad_on_hard_bounce,
     }
 }

@@ -121,6 +121,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         unsubscribe,
         all_clear_to_unreached: settings.dispatch.all_clear_to_unreached,
         availability: Default::default(),
+        fallback: settings.fallback.clone(),
     };
     problems.extend(inputs.template_problems(&follow_ups, Utc::now()));
     problems.extend(crate::publish::template_problems(

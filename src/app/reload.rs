@@ -91,6 +91,9 @@ impl Runtime {
         state
             .inbound_sms
             .store(Arc::new(prepared.settings.channels.inbound_sms_secrets()));
+        state
+            .receipts
+            .store(Arc::new(super::build::receipt_routes(&prepared.settings)));
         // The dispatcher, watcher and monitor restart on the new channels
         // and settings; in-flight sends finish first.
         workers.stop().await;

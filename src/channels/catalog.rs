@@ -42,6 +42,12 @@ pub trait Kind: 'static {
     fn inbound_secret(_settings: &Self::Settings) -> Option<SecretSource> {
         None
     }
+
+    /// The secret that authenticates the provider's delivery receipts, for
+    /// the kinds that send them to us.
+    fn receipt_secret(_settings: &Self::Settings) -> Option<SecretSource> {
+        None
+    }
 }
 
 /// A limit of at most `max`, counted by `rule`.
@@ -75,6 +81,7 @@ pub trait Configured<'a> {
     fn section(&self) -> &'a dyn ChannelSection;
     fn profile(&self, default_locale: &str) -> ChannelProfile;
     fn inbound_secret(&self) -> Option<SecretSource>;
+    fn receipt_secret(&self) -> Option<SecretSource>;
     fn build(&self, http: &reqwest::Client) -> Result<Arc<dyn Channel>, ChannelError>;
 }
 
@@ -106,6 +113,10 @@ impl<'a, K: Build> Configured<'a> for SectionOf<'a, K> {
 
     fn inbound_secret(&self) -> Option<SecretSource> {
         K::inbound_secret(self.settings)
+    }
+
+    fn receipt_secret(&self) -> Option<SecretSource> {
+        K::receipt_secret(self.settings)
     }
 
     fn build(&self, http: &reqwest::Client) -> Result<Arc<dyn Channel>, ChannelError> {
@@ -265,6 +276,35 @@ impl ChannelSettings {
             })
             .collect()
     }
+}
+
+impl ChannelSettings {
+    /// What authenticates each channel's delivery receipts, by channel
+    /// name, for the channels whose secret can be read.
+    pub fn receipt_secrets(&self) -> HashMap<String, ReceiptSecret> {
+        self.configured()
+            .iter()
+            .filter_map(|channel| {
+                let secret = channel.receipt_secret()?.read().ok()?;
+                let name = channel.section().name().to_owned();
+                Some((
+                    name,
+                    ReceiptSecret {
+                        kind: channel.kind(),
+                        secret,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The secret a channel's receipts are checked with, and its kind (a
+/// receipt is refused on another kind's route).
+#[derive(Debug, Clone)]
+pub struct ReceiptSecret {
+    pub kind: ProviderKind,
+    pub secret: Secret,
 }
 
 /// Builds every configured channel; reports every channel that cannot be

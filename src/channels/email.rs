@@ -35,6 +35,13 @@ section! {
         /// For `transport = "spool"`: where .eml files are written.
         pub spool_dir: Option<PathBuf>,
         pub smtp: Option<SmtpSettings>,
+        /// A per-delivery return path (VERP) for bounces, e.g.
+        /// `bounces+{token}@bounces.example.com`: `{token}` becomes the
+        /// delivery id with a tag signed by `return_path_secret`, so a
+        /// bounce names its delivery and cannot be forged.
+        pub return_path: Option<String>,
+        pub return_path_secret_env: Option<String>,
+        pub return_path_secret_file: Option<PathBuf>,
     }
 }
 
@@ -96,6 +103,38 @@ impl Kind for EmailChannel {
     type Settings = EmailSettings;
     const FAMILY: Option<crate::message::TextFamily> = None;
     const STANDARD_LIMIT: TextLimit = TextLimit::Unlimited;
+
+    fn receipt_secret(settings: &EmailSettings) -> Option<SecretSource> {
+        let source = secret(
+            &settings.return_path_secret_env,
+            &settings.return_path_secret_file,
+        );
+        (settings.return_path.is_some() && source.is_set()).then_some(source)
+    }
+}
+
+/// The token of a VERP return path: the delivery id, `-`, and 16 hex
+/// digits of HMAC-SHA256 over it keyed with the return path secret.
+pub fn verp_token(secret: &str, delivery: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(format!("crisisd-verp:{delivery}").as_bytes());
+    let tag = hex::encode(mac.finalize().into_bytes());
+    format!("{delivery}-{}", &tag[..16])
+}
+
+/// The delivery id a VERP token names, if `secret` signed it.
+pub fn verp_delivery(secret: &str, token: &str) -> Option<String> {
+    use subtle::ConstantTimeEq;
+    let (delivery, _) = token.rsplit_once('-')?;
+    let expected = verp_token(secret, delivery);
+    bool::from(
+        expected
+            .as_bytes()
+            .ct_eq(token.to_ascii_lowercase().as_bytes()),
+    )
+    .then(|| delivery.to_owned())
 }
 
 impl Build for EmailChannel {
@@ -187,6 +226,8 @@ impl Transport {
 pub struct EmailChannel {
     name: String,
     from: Mailbox,
+    /// `return_path` split at `{token}`, and the secret its tags use.
+    verp: Option<(String, String, String)>,
     reply_to: Option<Mailbox>,
     /// Right-hand side of Message-IDs: the sender's domain.
     message_id_domain: String,
@@ -223,8 +264,10 @@ impl EmailChannel {
             })
             .transpose()?;
         let transport = Transport::from_settings(settings).map_err(config_err)?;
+        let verp = verp(settings).map_err(config_err)?;
         Ok(Self {
             name: settings.name.clone(),
+            verp,
             message_id_domain: from.email.domain().to_owned(),
             from,
             reply_to,
@@ -246,7 +289,16 @@ impl EmailChannel {
         let to: Mailbox = delivery.destination.parse().map_err(|e| {
             DeliveryError::permanent(format!("bad recipient `{}`: {e}", delivery.destination))
         })?;
-        let envelope = Envelope::new(Some(self.from.email.clone()), vec![to.email.clone()])
+        let sender = match &self.verp {
+            Some((before, after, secret)) => {
+                let token = verp_token(secret, &delivery.id.to_string());
+                format!("{before}{token}{after}").parse().map_err(|e| {
+                    DeliveryError::permanent(format!("the return path is not an address: {e}"))
+                })?
+            }
+            None => self.from.email.clone(),
+        };
+        let envelope = Envelope::new(Some(sender), vec![to.email.clone()])
             .map_err(|e| DeliveryError::permanent(format!("cannot address the message: {e}")))?;
         let prepare = || {
             PreparedEmail::new(content, &self.from, self.reply_to.as_ref())
@@ -322,6 +374,38 @@ fn tls_mode(smtp: &SmtpSettings) -> Result<Tls, String> {
         SmtpTls::Tls => Tls::Wrapper(params),
         _ => Tls::Required(params),
     })
+}
+
+/// `return_path` split at `{token}`, with its secret.
+fn verp(settings: &EmailSettings) -> Result<Option<(String, String, String)>, String> {
+    let Some(path) = &settings.return_path else {
+        return Ok(None);
+    };
+    let Some((before, after)) = path.split_once("{token}") else {
+        return Err(format!(
+            "return_path `{path}` needs `{{token}}` in its local part"
+        ));
+    };
+    if !after.starts_with('@') || before.contains('@') {
+        return Err(format!(
+            "return_path `{path}`: put `{{token}}` just before the `@`"
+        ));
+    }
+    let source = secret(
+        &settings.return_path_secret_env,
+        &settings.return_path_secret_file,
+    );
+    if !source.is_set() {
+        return Err("return_path needs return_path_secret_env or return_path_secret_file".into());
+    }
+    let secret = source
+        .read()
+        .map_err(|e| format!("return path secret: {e}"))?;
+    Ok(Some((
+        before.to_owned(),
+        after.to_owned(),
+        secret.expose().to_owned(),
+    )))
 }
 
 /// Writes one message as `<delivery id>.eml`, whole or not at all (a

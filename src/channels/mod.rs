@@ -16,9 +16,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use crate::message::ProviderKind;
-pub use catalog::{Build, ChannelSettings, Configured, Kind, build_all, length, standard_profile};
+pub use catalog::{
+    Build, ChannelSettings, Configured, Kind, ReceiptSecret, build_all, length, standard_profile,
+};
 pub use chat::*;
-pub use email::{EmailChannel, EmailSettings, EmailTransportKind, SmtpSettings, SmtpTls};
+pub use email::{
+    EmailChannel, EmailSettings, EmailTransportKind, SmtpSettings, SmtpTls, verp_delivery,
+    verp_token,
+};
 pub use http::HttpChannel;
 pub use settings::{ChannelCommon, ChannelSection, HttpSection, RateLimit};
 // Every provider and its settings.

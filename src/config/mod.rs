@@ -5,6 +5,7 @@ mod console;
 mod fatigue;
 mod hooks;
 mod load;
+mod receipts;
 mod retention;
 mod store;
 mod validate;
@@ -19,6 +20,7 @@ pub use console::{ConsoleSettings, PreparedTemplate, TrustedHeader, TwoPersonRul
 pub use fatigue::FatigueSettings;
 pub use hooks::{GROUP_KEY, HookAuth, HookMode, HookSettings, HookSource, Noteworthy};
 pub use load::{ConfigError, DEFAULT_CONFIG_PATH, config_path};
+pub use receipts::ReceiptSettings;
 pub use retention::RetentionSettings;
 pub use store::{DATABASE_URL_ENV, StoreLocation, StoreSettings, redact};
 
@@ -73,6 +75,12 @@ pub struct Settings {
     /// `/metrics`: its own listener, a token, how often gauges refresh.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// Per severity, the order of contact points readers are tried on.
+    #[serde(default)]
+    pub fallback: crate::domain::fallback::FallbackPolicy,
+    /// Bounces from a Maildir and a SendGrid webhook; hard bounces.
+    #[serde(default)]
+    pub receipts: ReceiptSettings,
     /// How long finished rows are kept.
     #[serde(default)]
     pub retention: RetentionSettings,

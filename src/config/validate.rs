@@ -35,6 +35,10 @@ impl Settings {
         problems.extend(self.publish.problems());
         problems.extend(self.store.problems());
         problems.extend(self.console.problems());
+        problems.extend(super::receipts::fallback_problems(
+            &self.fallback,
+            &self.channels.profiles(&self.locales.default),
+        ));
         problems.extend(self.retention.problems());
         problems.extend(self.fatigue.problems());
         problems

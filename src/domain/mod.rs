@@ -9,6 +9,7 @@ pub mod consent;
 mod crisis;
 pub mod directory;
 pub mod draft;
+pub mod fallback;
 pub mod follow_up;
 mod ids;
 mod localized;

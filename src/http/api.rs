@@ -185,6 +185,31 @@ pub struct CrisisDetail {
     /// How many follow-ups are in each state, and when the next is due.
     #[serde(default)]
     pub follow_ups: crate::domain::follow_up::FollowUpCounts,
+    /// Per channel, who the delivery receipts say was reached and not.
+    #[serde(default)]
+    pub reach: BTreeMap<String, Reach>,
+}
+
+/// One channel's reach: the receipts' counts, and the two sums comms
+/// staff ask for first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reach {
+    /// A receipt said delivered.
+    pub reached: u64,
+    /// Undelivered, hard-bounced or dead.
+    pub not_reached: u64,
+    #[serde(flatten)]
+    pub counts: crate::outbox::ReachCounts,
+}
+
+impl From<crate::outbox::ReachCounts> for Reach {
+    fn from(counts: crate::outbox::ReachCounts) -> Self {
+        Reach {
+            reached: counts.reached(),
+            not_reached: counts.not_reached(),
+            counts,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,12 +455,20 @@ pub async fn show(
     let follow_ups = crate::domain::follow_up::FollowUpCounts::of(
         &storage.follow_ups.follow_ups(Some(id)).await?,
     );
+    let reach = storage
+        .receipts
+        .reach(Some(id))
+        .await?
+        .into_iter()
+        .map(|row| (row.channel, Reach::from(row.counts)))
+        .collect();
     Ok(Json(CrisisDetail {
         deliveries: counts_for(id, &counts, &rates),
         crisis,
         events,
         dead,
         follow_ups,
+        reach,
     }))
 }
 

@@ -14,6 +14,7 @@ pub mod ops;
 mod preferences;
 pub mod preview;
 mod publish;
+pub mod receipts;
 pub mod schedule;
 
 use std::sync::Arc;
@@ -59,6 +60,9 @@ pub struct AppState {
     pub metrics_token: Arc<ArcSwap<Option<NamedToken>>>,
     /// Twilio auth tokens by channel name, for inbound-message signatures.
     pub inbound_sms: Arc<ArcSwap<std::collections::HashMap<String, crate::secret::Secret>>>,
+    /// Delivery-receipt secrets by channel name, and what a permanent
+    /// failure does.
+    pub receipts: Arc<ArcSwap<receipts::ReceiptRoutes>>,
     pub health: Arc<Health>,
     /// How the outside world reaches this daemon.
     pub public_url: String,
@@ -133,6 +137,7 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue], own_metrics: bool) 
             "/v1/inbound/twilio/{channel}",
             post(consent::twilio_inbound),
         )
+        .merge(receipts::router())
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
     // Status pages and alerting systems: each hook checks its own
     // signature or token; bodies up to 1 MiB.

@@ -3,7 +3,6 @@
 //! provider's id for the message, and the addresses a hard bounce marked
 //! bad.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -13,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::rows::parse;
-use crate::domain::consent::{ContactPoint, normalize};
+use crate::domain::consent::ContactPoint;
+pub use crate::domain::fallback::BadAddresses;
 use crate::domain::{CrisisId, DeliveryId, DomainError, string_enum};
 
 string_enum!(
@@ -78,31 +78,6 @@ pub enum Recorded {
     Unchanged { delivery: DeliveryId },
     /// No delivery has that id.
     Unknown,
-}
-
-/// Destinations a hard bounce marked bad, loaded before planning.
-#[derive(Debug, Clone, Default)]
-pub struct BadAddresses {
-    pub emails: HashSet<String>,
-    pub phones: HashSet<String>,
-}
-
-impl BadAddresses {
-    pub fn contains(&self, point: ContactPoint, address: &str) -> bool {
-        let address = normalize(point, address);
-        match point {
-            ContactPoint::Email => self.emails.contains(&address),
-            ContactPoint::Phone => self.phones.contains(&address),
-        }
-    }
-
-    pub fn insert(&mut self, point: ContactPoint, address: &str) {
-        let address = normalize(point, address);
-        match point {
-            ContactPoint::Email => self.emails.insert(address),
-            ContactPoint::Phone => self.phones.insert(address),
-        };
-    }
 }
 
 /// Who a channel reached, by what the receipts say.

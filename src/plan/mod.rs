@@ -77,6 +77,8 @@ pub struct PlanInputs {
     /// The entries marked unavailable: one for the process, carried
     /// across reloads.
     pub availability: Arc<Availability>,
+    /// Per severity, the order of contact points readers are tried on.
+    pub fallback: crate::domain::fallback::FallbackPolicy,
 }
 
 impl PlanInputs {
@@ -411,6 +413,7 @@ pub(crate) mod tests {
             unsubscribe: None,
             all_clear_to_unreached: false,
             availability: Default::default(),
+            fallback: Default::default(),
         }
     }
 

@@ -13,10 +13,11 @@ use tracing::warn;
 use super::{BATCH_SUBSCRIBERS, Planner, dead, dead_reason, priority};
 use crate::domain::audience::{AudienceError, Subscriber, Subscribers};
 use crate::domain::consent::{ContactPoint, OptOuts};
+use crate::domain::fallback::{BadAddresses, FallbackEntry, entry};
 use crate::domain::follow_up::next_local;
 use crate::domain::{AnnouncementKind, Crisis, DeliveryId, RenditionId, Severity};
 use crate::message::{ChannelProfile, Form, NAME_MARK, Reach, UNSUBSCRIBE_MARK};
-use crate::outbox::{Announcement, NewDelivery, NewRendition, Payload, Planned};
+use crate::outbox::{Announcement, HeldFallback, NewDelivery, NewRendition, Payload, Planned};
 use crate::render::{Composed, RenderContext, RenderError, Unsendable, fit};
 
 /// One rendition per channel, language, time zone and form; what differs
@@ -45,6 +46,9 @@ struct Rendition {
 pub struct PlanBatch {
     pub renditions: Vec<NewRendition>,
     pub deliveries: Vec<NewDelivery>,
+    /// Readers' next contact points, held until the first fails; written
+    /// before the batch (`FallbackStore::hold_fallbacks`).
+    pub fallbacks: Vec<HeldFallback>,
     /// Subscribers planned so far, this batch included: where to resume.
     pub through: u64,
 }
@@ -59,6 +63,10 @@ pub struct PlanStream<'a> {
     position: u64,
     /// Every rendition rendered so far, or why it did not render.
     renditions: HashMap<RenditionKey, Result<Rendition, RenderError>>,
+    /// Per channel, its place in the crisis's fallback order, if any.
+    fallback_ranks: Vec<Option<usize>>,
+    /// Destinations a hard bounce marked bad: tried last.
+    bad: BadAddresses,
 }
 
 /// Where one subscriber's delivery on a channel goes.
@@ -86,7 +94,46 @@ impl<'a> PlanStream<'a> {
             subscribers: planner.inputs.audience_for(crisis).subscribers(skip)?,
             position: skip,
             renditions: HashMap::new(),
+            fallback_ranks: fallback_ranks(
+                &planner.inputs.channels,
+                planner.inputs.fallback.order(crisis.severity),
+            ),
+            bad: BadAddresses::default(),
         })
+    }
+
+    /// Plans the fallback route first for these destinations.
+    pub fn with_bad_addresses(mut self, bad: BadAddresses) -> Self {
+        self.bad = bad;
+        self
+    }
+}
+
+/// Each channel's place in a fallback order: named itself, or the first
+/// channel reaching a point the order names.
+fn fallback_ranks(channels: &[ChannelProfile], order: &[String]) -> Vec<Option<usize>> {
+    let mut ranks = vec![None; channels.len()];
+    for (rank, text) in order.iter().enumerate() {
+        let found = channels.iter().enumerate().position(|(i, profile)| {
+            ranks[i].is_none()
+                && match entry(text) {
+                    FallbackEntry::Channel(name) => profile.name == name,
+                    FallbackEntry::Point(point) => point_of(profile) == Some(point),
+                }
+        });
+        if let Some(i) = found {
+            ranks[i] = Some(rank);
+        }
+    }
+    ranks
+}
+
+/// The contact point a channel's deliveries go to, if it has readers.
+fn point_of(profile: &ChannelProfile) -> Option<ContactPoint> {
+    match profile.reach {
+        Reach::Email => Some(ContactPoint::Email),
+        Reach::Phone => Some(ContactPoint::Phone),
+        Reach::Broadcast { .. } => None,
     }
 }
 
@@ -117,7 +164,6 @@ impl PlanStream<'_> {
 
     fn plan_subscriber(&mut self, subscriber: &Subscriber, batch: &mut PlanBatch) {
         let planner = self.planner;
-        let kind = self.announcement.kind;
         let locale = planner
             .inputs
             .renderer
@@ -132,6 +178,7 @@ impl PlanStream<'_> {
         // Only follow-ups have resources per region: other announcements
         // keep one rendition for every region.
         let region = follow_up.and(subscriber.region.clone());
+        let mut chain = Vec::new();
         for (index, profile) in planner.inputs.channels.iter().enumerate() {
             if follow_up.is_some_and(|spec| !spec.uses_channel(&profile.name)) {
                 continue;
@@ -139,24 +186,96 @@ impl PlanStream<'_> {
             let Some(route) = self.route(profile, subscriber, &locale) else {
                 continue;
             };
-            let key = |form| RenditionKey {
-                channel: index,
-                locale: locale.clone(),
-                timezone: subscriber.timezone,
-                form,
-                region: region.clone(),
-            };
-            let chosen = fit(
-                |form| self.rendition(key(form), batch),
-                |rendition| {
-                    rendition
-                        .draft
-                        .measurement_for(&subscriber.name, profile.limit)
-                },
-            );
-            let delivery = subscriber_delivery(profile, kind, subscriber, &locale, route, chosen);
-            batch.deliveries.push(delivery);
+            match self.fallback_ranks[index] {
+                Some(rank) => chain.push((rank, index, route)),
+                None => {
+                    let delivery =
+                        self.delivery_on(index, subscriber, &locale, region.clone(), route, batch);
+                    batch.deliveries.push(delivery);
+                }
+            }
         }
+        self.plan_chain(chain, subscriber, &locale, region, batch);
+    }
+
+    /// A reader's contact points in fallback order (those marked bad
+    /// last): the first planned, each next one held behind the one before.
+    fn plan_chain(
+        &mut self,
+        mut chain: Vec<(usize, usize, Route)>,
+        subscriber: &Subscriber,
+        locale: &str,
+        region: Option<String>,
+        batch: &mut PlanBatch,
+    ) {
+        let channels = &self.planner.inputs.channels;
+        chain.sort_by_key(|(rank, index, route)| {
+            let bad = point_of(&channels[*index])
+                .is_some_and(|point| self.bad.contains(point, &route.destination));
+            (bad, *rank)
+        });
+        let no_receipt_after = self.planner.inputs.fallback.no_receipt_after;
+        let mut after: Option<DeliveryId> = None;
+        for (_, index, route) in chain {
+            let point = point_of(&self.planner.inputs.channels[index]);
+            let delivery =
+                self.delivery_on(index, subscriber, locale, region.clone(), route, batch);
+            let id = delivery.id;
+            match (after, point) {
+                (Some(previous), Some(point)) => {
+                    // One that cannot be sent is no fallback.
+                    if matches!(delivery.planned, Planned::Dead { .. }) {
+                        continue;
+                    }
+                    batch.fallbacks.push(HeldFallback {
+                        after: previous,
+                        point,
+                        delivery,
+                        no_receipt_after,
+                    });
+                }
+                _ => batch.deliveries.push(delivery),
+            }
+            after = Some(id);
+        }
+    }
+
+    /// A subscriber's delivery on the channel `index`, of the rendition
+    /// that fits them.
+    fn delivery_on(
+        &mut self,
+        index: usize,
+        subscriber: &Subscriber,
+        locale: &str,
+        region: Option<String>,
+        route: Route,
+        batch: &mut PlanBatch,
+    ) -> NewDelivery {
+        let planner = self.planner;
+        let profile = &planner.inputs.channels[index];
+        let key = |form| RenditionKey {
+            channel: index,
+            locale: locale.to_owned(),
+            timezone: subscriber.timezone,
+            form,
+            region: region.clone(),
+        };
+        let chosen = fit(
+            |form| self.rendition(key(form), batch),
+            |rendition| {
+                rendition
+                    .draft
+                    .measurement_for(&subscriber.name, profile.limit)
+            },
+        );
+        subscriber_delivery(
+            profile,
+            self.announcement.kind,
+            subscriber,
+            locale,
+            route,
+            chosen,
+        )
     }
 
     /// Where a subscriber's delivery on this channel goes; none when the

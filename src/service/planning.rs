@@ -160,14 +160,23 @@ impl CrisisService {
         skip: &mut u64,
     ) -> Result<(), ServiceError> {
         let opt_outs = self.storage.consent.opt_outs().await?;
-        let mut stream = planner.stream(
-            crisis,
-            announcement,
-            announcement.created_at,
-            &opt_outs,
-            *skip,
-        )?;
+        let bad = self.storage.receipts.bad_addresses().await?;
+        let mut stream = planner
+            .stream(
+                crisis,
+                announcement,
+                announcement.created_at,
+                &opt_outs,
+                *skip,
+            )?
+            .with_bad_addresses(bad);
         while let Some(mut batch) = stream.next_batch() {
+            // Before the batch: a fallback must exist whenever its first
+            // delivery does.
+            self.storage
+                .fallbacks
+                .hold_fallbacks(&batch.fallbacks, announcement.created_at)
+                .await?;
             self.hold_back(crisis, announcement, &mut batch.deliveries)
                 .await?;
             self.storage

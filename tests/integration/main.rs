@@ -29,6 +29,7 @@ mod operations;
 mod order;
 mod preview;
 mod publish;
+mod receipts;
 mod recovery;
 mod resume;
 mod retention;

@@ -17,6 +17,7 @@ use crate::channels::{DeliveryError, Kind, Receipt, message_of};
 use crate::message::sms::{self, SmsEncoding};
 use crate::message::{TextFamily, TextLimit};
 use crate::outbox::Delivery;
+use crate::secret::SecretSource;
 
 section! {
     /// A generic HTTP SMS gateway: method, URL, headers and body are
@@ -36,6 +37,13 @@ section! {
         pub secret_file: Option<PathBuf>,
         #[serde(default)]
         pub success: GatewaySuccess,
+        /// Where the gateway reports deliveries (Kannel's `dlr-url`), e.g.
+        /// `https://crisis.example.com/v1/receipts/gateway/sms-gw`: the
+        /// templates get `dlr_url`, this plus the delivery's id and a
+        /// token signed with `dlr_secret`, since gateways cannot sign.
+        pub dlr_base_url: Option<String>,
+        pub dlr_secret_env: Option<String>,
+        pub dlr_secret_file: Option<PathBuf>,
     }
 }
 
@@ -61,6 +69,9 @@ pub struct GatewaySuccess {
     pub equals: Option<String>,
     /// The body must contain this text.
     pub contains: Option<String>,
+    /// JSON pointer to the gateway's id for the message, kept so its
+    /// receipts can name it.
+    pub id_pointer: Option<String>,
 }
 
 pub struct SmsGateway {
@@ -74,6 +85,8 @@ pub struct SmsGateway {
     has_body: bool,
     secret: Option<String>,
     success: GatewaySuccess,
+    /// `dlr_base_url` and the key its tokens are signed with.
+    dlr: Option<(String, String)>,
 }
 
 /// One rendered request.
@@ -136,6 +149,22 @@ impl Kind for SmsGateway {
     type Settings = SmsGatewaySettings;
     const FAMILY: Option<TextFamily> = super::FAMILY;
     const STANDARD_LIMIT: TextLimit = super::STANDARD_LIMIT;
+
+    fn receipt_secret(settings: &SmsGatewaySettings) -> Option<SecretSource> {
+        let source = secret(&settings.dlr_secret_env, &settings.dlr_secret_file);
+        (settings.dlr_base_url.is_some() && source.is_set()).then_some(source)
+    }
+}
+
+/// The token a gateway's dlr URL carries for one delivery: HMAC-SHA256 of
+/// the channel and delivery id, keyed with `dlr_secret`, base64url.
+pub fn dlr_token(secret: &str, channel: &str, delivery: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(format!("crisisd-dlr:{channel}:{delivery}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
 impl SmsGateway {
@@ -146,7 +175,11 @@ impl SmsGateway {
             SmsEncoding::Gsm7 => ("gsm7", 0, "UTF-8"),
             SmsEncoding::Ucs2 => ("ucs2", 2, "UTF-8"),
         };
-        context! {
+        let dlr_url = self
+            .dlr
+            .as_ref()
+            .map(|(base, key)| format!("{base}/{id}/{}", dlr_token(key, &self.name, id)));
+        let base = context! {
             to => to,
             to_digits => to.trim_start_matches('+'),
             text => text,
@@ -157,6 +190,12 @@ impl SmsGateway {
             segments => info.segments,
             id => id,
             secret => self.secret.clone().unwrap_or_default(),
+        };
+        // Offered only when configured, so a template that uses it
+        // without `dlr_base_url` fails at start, not silently.
+        match dlr_url {
+            Some(dlr_url) => context! { dlr_url => dlr_url, ..base },
+            None => base,
         }
     }
 
@@ -225,6 +264,17 @@ impl SmsGateway {
         Ok(RequestParts { url, headers, body })
     }
 
+    /// The gateway's id for the message, where `success.id_pointer` says.
+    fn provider_ref(&self, body: &str) -> Option<String> {
+        let pointer = self.success.id_pointer.as_ref()?;
+        let json: serde_json::Value = serde_json::from_str(body).ok()?;
+        match json.pointer(pointer)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+
     fn accepted(&self, status: StatusCode, body: &str) -> Result<(), String> {
         let status_ok = if self.success.status.is_empty() {
             status.is_success()
@@ -273,6 +323,16 @@ impl Provider for SmsGateway {
         } else {
             None
         };
+        let dlr_source =
+            crate::channels::settings::secret(&settings.dlr_secret_env, &settings.dlr_secret_file);
+        let dlr = match &settings.dlr_base_url {
+            Some(base) if dlr_source.is_set() => Some((
+                base.trim_end_matches('/').to_owned(),
+                read_secret("dlr secret", &dlr_source)?,
+            )),
+            Some(_) => return Err("dlr_base_url needs dlr_secret_env or dlr_secret_file".into()),
+            None => None,
+        };
         let gateway = Self {
             name: settings.name.clone(),
             method: match settings.method {
@@ -285,6 +345,7 @@ impl Provider for SmsGateway {
             has_body: settings.body.is_some(),
             secret,
             success: settings.success.clone(),
+            dlr,
         };
         // Render once with sample values: a template that cannot render is
         // a config error now, not a dead delivery during a crisis.
@@ -341,7 +402,9 @@ impl Provider for SmsGateway {
             body,
         } = answer;
         match self.accepted(*status, body) {
-            Ok(()) => Ok(Receipt::default()),
+            Ok(()) => Ok(Receipt {
+                provider_ref: self.provider_ref(body),
+            }),
             // Throttling and server trouble: try again.
             Err(_) if is_temporary(*status) => Err(classify(&self.name, *status, headers, body)),
             // A 2xx whose body does not say "accepted" may or may not have

@@ -4,9 +4,9 @@ mod gateway;
 mod twilio;
 mod vonage;
 
-pub use gateway::{GatewayMethod, GatewaySuccess, SmsGateway, SmsGatewaySettings};
+pub use gateway::{GatewayMethod, GatewaySuccess, SmsGateway, SmsGatewaySettings, dlr_token};
 pub use twilio::{Twilio, TwilioSettings, twilio_signature};
-pub use vonage::{Vonage, VonageSettings};
+pub use vonage::{Vonage, VonageSettings, vonage_signed};
 
 use super::settings::MAX_SEGMENTS;
 use crate::message::{TextFamily, TextLimit};

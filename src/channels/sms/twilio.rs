@@ -30,6 +30,10 @@ section! {
         pub messaging_service_sid: Option<String>,
         #[serde(default = "default_base_url")]
         pub base_url: String,
+        /// Where Twilio posts delivery receipts, e.g.
+        /// `https://crisis.example.com/v1/receipts/twilio/sms`; none asks
+        /// for none (a Messaging Service may still send its own).
+        pub status_callback: Option<String>,
     }
 }
 
@@ -42,6 +46,7 @@ pub struct Twilio {
     auth_token: String,
     sender: Sender,
     base_url: String,
+    status_callback: Option<String>,
 }
 
 enum Sender {
@@ -76,6 +81,11 @@ impl Kind for Twilio {
     fn inbound_secret(settings: &TwilioSettings) -> Option<SecretSource> {
         Some(secret(&settings.auth_token_env, &settings.auth_token_file))
     }
+
+    /// Status callbacks are signed like inbound messages.
+    fn receipt_secret(settings: &TwilioSettings) -> Option<SecretSource> {
+        Self::inbound_secret(settings)
+    }
 }
 
 impl Twilio {
@@ -105,6 +115,7 @@ impl Provider for Twilio {
             )?,
             sender,
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
+            status_callback: settings.status_callback.clone(),
         })
     }
 
@@ -121,6 +132,9 @@ impl Provider for Twilio {
         match &self.sender {
             Sender::From(from) => form.push(("From", from)),
             Sender::MessagingService(sid) => form.push(("MessagingServiceSid", sid)),
+        }
+        if let Some(url) = &self.status_callback {
+            form.push(("StatusCallback", url));
         }
         let request = exchange
             .client()
