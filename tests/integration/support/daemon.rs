@@ -103,17 +103,18 @@ impl Daemon {
         child
     }
 
-    /// Declares a crisis and returns its id. A 408 (the daemon's request
-    /// timeout, hit when the machine is very busy) changed nothing, and the
-    /// same Idempotency-Key makes a retry safe: it is tried again.
+    /// Declares a crisis and returns its id. On a very busy machine the
+    /// daemon may answer 408 after 30 s while it goes on planning the
+    /// fan-out; the same request with the same Idempotency-Key then answers
+    /// 409 until the plan is written, and the stored answer after that.
     pub async fn declare(&self) -> String {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_nanos();
         let key = format!("declare-{nanos}");
-        let mut declared = None;
-        for _ in 0..3 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        loop {
             let answer = self
                 .http
                 .post(format!("{}/v1/crises", self.base))
@@ -123,15 +124,19 @@ impl Daemon {
                 .send()
                 .await
                 .expect("declare");
-            if answer.status() != 408 {
-                declared = Some(answer);
-                break;
+            let still_planning = answer.status() == 408
+                || (answer.status() == 409 && answer.headers().contains_key("retry-after"));
+            if !still_planning {
+                assert_eq!(answer.status(), 201);
+                let body: serde_json::Value = answer.json().await.expect("JSON");
+                return body["crisis"]["id"].as_str().expect("id").to_owned();
             }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still planning after 3 minutes"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let declared = declared.expect("declare: 408 three times");
-        assert_eq!(declared.status(), 201);
-        let body: serde_json::Value = declared.json().await.expect("JSON");
-        body["crisis"]["id"].as_str().expect("id").to_owned()
     }
 
     /// Posts an update or the all-clear (`action`: `updates`, `resolve`).
