@@ -37,12 +37,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             )
         })
         .collect();
+    // One snapshot of the static mirror's targets for both the warnings
+    // and the body, so they agree.
+    let published = state.publisher.status().snapshot();
     let readiness = state
         .health
         .readiness(
             state.storage.ledger.as_ref(),
             waiting,
-            state.publisher.status().warnings(),
+            crate::publish::warnings(&published),
         )
         .await;
     let status = if readiness.problems.is_empty() {
@@ -57,7 +60,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         body["leader"] = json!(leader);
     }
     // The static mirror's targets, when any is configured.
-    let published = state.publisher.status().snapshot();
     if !published.is_empty() {
         body["publish"] = json!(published);
     }

@@ -24,7 +24,7 @@ pub use cap::{CAP_NAMESPACE, cap_category, cap_ratings};
 pub use mirror::{Mirror, MirrorError};
 pub use page::{PageView, template_problems};
 pub use s3::{S3Error, S3Options, S3Upload};
-pub use status::{PublishStatus, Target, TargetState};
+pub use status::{PublishStatus, Target, TargetState, warnings};
 
 use crate::banner::Banner;
 use crate::domain::CrisisId;

@@ -83,22 +83,29 @@ impl PublishStatus {
 
     /// One sentence per failing target, for `/readyz`'s warnings.
     pub fn warnings(&self) -> Vec<String> {
-        self.snapshot()
-            .into_iter()
-            .filter(|(_, state)| !state.ok)
-            .map(
-                |(target, state)| match (&state.error, state.failing_since) {
-                    (Some(error), Some(since)) => format!(
-                        "publish {}: {} failed attempts since {}: {error}",
-                        target.name(),
-                        state.failures,
-                        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ),
-                    _ => format!("publish {}: not written yet", target.name()),
-                },
-            )
-            .collect()
+        warnings(&self.snapshot())
     }
+}
+
+/// The warnings of one snapshot: `/readyz` shows a snapshot beside its
+/// warnings, so both must come from the same instant (a copy succeeding
+/// between two reads once showed `ok` beside its old failure).
+pub fn warnings(snapshot: &BTreeMap<Target, TargetState>) -> Vec<String> {
+    snapshot
+        .iter()
+        .filter(|(_, state)| !state.ok)
+        .map(
+            |(target, state)| match (&state.error, state.failing_since) {
+                (Some(error), Some(since)) => format!(
+                    "publish {}: {} failed attempts since {}: {error}",
+                    target.name(),
+                    state.failures,
+                    since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                _ => format!("publish {}: not written yet", target.name()),
+            },
+        )
+        .collect()
 }
 
 #[cfg(test)]

@@ -192,3 +192,51 @@ async fn a_fan_out_keeps_its_speed_during_a_webhook_flood() {
         .unwrap();
     assert_eq!(answer.status(), 200);
 }
+
+/// A hook name in the URL is the one text an outsider can put into the
+/// log unauthenticated: escape sequences and line breaks in it must reach
+/// the log escaped, so it can neither drive the terminal nor forge a line.
+#[tokio::test]
+async fn a_hook_name_with_control_characters_cannot_forge_a_log_line() {
+    let smtp = SmtpServer::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let daemon = daemon(&smtp, &secrets);
+    let _child = daemon.start().await;
+    let forged = "%1B%5B2J%0D%0A2001-01-01T00:00:00Z%20INFO%20crisisd:%20forged";
+    let answer = daemon
+        .http
+        .post(format!("{}/v1/hooks/{forged}", daemon.base))
+        .body(declare("1", "Checkout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !daemon.log().contains("Webhook refused") {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = daemon.log();
+    assert!(!log.contains('\u{1b}'), "a raw ESC in the log:\n{log}");
+    assert!(
+        !log.contains('\r'),
+        "a raw carriage return in the log:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|line| line.starts_with("2001-01-01")),
+        "a forged line in the log:\n{log}"
+    );
+    let refusal = log
+        .lines()
+        .find(|line| line.contains("Webhook refused"))
+        .expect("the refusal line");
+    assert!(
+        refusal.contains(r"\u{1b}[2J\r\n2001-01-01"),
+        "the name shown escaped: {refusal}"
+    );
+}
