@@ -504,6 +504,34 @@ pub(crate) mod tests {
         .expect("templates load")
     }
 
+    /// A crisis kind is named in two places per locale: `_labels.j2` for
+    /// the messages and `[publish.kinds]` for CAP and the feeds. A reader
+    /// must meet one name in both.
+    #[test]
+    fn every_locale_names_each_crisis_kind_alike_in_messages_and_feeds() {
+        let renderer = shipped();
+        for locale in renderer.locales() {
+            let labels = format!("{locale}/_labels.j2");
+            for kind in Kind::ALL {
+                let source = format!(
+                    "{{% import {labels:?} as labels %}}{{{{ labels.kind({:?}) }}}}",
+                    kind.as_str()
+                );
+                let in_messages = renderer
+                    .env
+                    .render_str(&source, ())
+                    .unwrap_or_else(|e| panic!("{labels}: {e:#}"));
+                let in_feeds = renderer.strings(locale).publish.kind(*kind);
+                assert_eq!(
+                    in_messages,
+                    in_feeds,
+                    "{locale}: the kind `{}` has two names",
+                    kind.as_str()
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_locale_without_templates_falls_back_to_the_default() {
         let renderer = shipped();

@@ -315,7 +315,7 @@ const EO: [&str; 7] = [
     "Ĉion: krizajn anoncojn kaj postajn mesaĝojn",
     "Nur krizajn anoncojn (la unuan averton, ĉiun ĝisdatigon, la sciigon ke ĉio estas en ordo kaj korektojn), neniujn postajn mesaĝojn",
     "Nenion, eĉ ne krizajn anoncojn",
-    "Tiam neniu retletero de ni atingos vin en krizo.",
+    "Tiam neniu retletero de ni atingos vin dum krizo.",
     "Konservi mian elekton",
 ];
 const ENGLISH: [&str; 4] = [
