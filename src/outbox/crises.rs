@@ -2,11 +2,12 @@
 //! crisis together with everything the change causes.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{Announcement, IdempotencyRecord, NewDelivery, SourceLinkChange, StoreError};
 use crate::domain::follow_up::FollowUpChange;
-use crate::domain::{Crisis, CrisisEvent, CrisisId};
+use crate::domain::{Crisis, CrisisEvent, CrisisId, Kind};
 
 /// A crisis transition and everything it causes, written in one
 /// transaction: the crisis, its audit event, the announcement and its
@@ -33,6 +34,45 @@ pub struct TransitionWrite {
     /// also cancels every pending follow-up of the crisis and kills its
     /// queued follow-up messages, whatever this says.
     pub follow_ups: FollowUpChange,
+    /// A declaration refused with `Duplicate` when an active crisis of
+    /// this kind and title was declared since then. Checked inside the
+    /// write, under a lock every daemon on the store shares, so two people
+    /// declaring the same crisis at one instant, even on two daemons, make
+    /// one crisis.
+    pub unless_duplicate: Option<DuplicateGuard>,
+}
+
+/// What makes a declaration the duplicate of an active crisis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateGuard {
+    pub kind: Kind,
+    pub title: String,
+    /// Only crises declared since then count.
+    pub since: DateTime<Utc>,
+}
+
+impl DuplicateGuard {
+    /// The statement both stores run inside the write: active crises of
+    /// the guard's kind declared since `since` (`$1`, `$2`).
+    pub const CANDIDATES: &'static str = "SELECT id, title FROM crises \
+         WHERE status != 'resolved' AND kind = $1 AND declared_at >= $2";
+
+    /// `Duplicate` naming the first of `candidates` (id, title) whose
+    /// title matches. Titles are compared here, not in SQL: SQLite's
+    /// `lower()` folds ASCII only.
+    pub fn refuse(&self, candidates: Vec<(String, String)>) -> Result<(), StoreError> {
+        let wanted = self.title.trim().to_lowercase();
+        let Some((id, title)) = candidates
+            .into_iter()
+            .find(|(_, title)| title.trim().to_lowercase() == wanted)
+        else {
+            return Ok(());
+        };
+        let existing = id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("crisis id {id:?}")))?;
+        Err(StoreError::Duplicate { existing, title })
+    }
 }
 
 /// Which crises a listing shows; `?status=` of the API.

@@ -36,7 +36,7 @@ pub use consent::ConsentStore;
 pub use corrections::{
     CORRECTED, Correctable, CorrectionStore, CorrectionWrite, OriginalDelivery, OriginalState,
 };
-pub use crises::{CrisisFilter, CrisisStore, TransitionWrite};
+pub use crises::{CrisisFilter, CrisisStore, DuplicateGuard, TransitionWrite};
 pub use dead_letters::{DeadCause, DeadFilter, DeadLetter, DeadLetterStore};
 pub use directory::DirectoryStore;
 pub use fallbacks::{FallbackOutcome, FallbackStore, HeldFallback};
@@ -82,6 +82,8 @@ pub enum StoreError {
     Conflict(CrisisId),
     #[error("the Idempotency-Key was used by a concurrent request")]
     IdempotencyKeyTaken,
+    #[error("crisis {existing} (\"{title}\") is active with the same kind and title")]
+    Duplicate { existing: CrisisId, title: String },
     #[error("a correction of this crisis was recorded at {0}")]
     CorrectedRecently(chrono::DateTime<chrono::Utc>),
     #[error("stored data is not readable: {0}")]

@@ -62,11 +62,6 @@ pub struct CrisisService {
     /// How recent an active crisis of the same kind and title must be for
     /// a new declaration to be refused as its duplicate; zero: never.
     duplicate_window: std::time::Duration,
-    /// Held from the duplicate check of a person's declaration to its
-    /// commit, so two identical declarations at the same instant cannot
-    /// both pass the check (one daemon; see docs/architecture.md for
-    /// several).
-    declaring: tokio::sync::Mutex<()>,
     /// Told of every transition: the crisis page, feeds and mirror.
     publisher: Option<Arc<Publisher>>,
     /// `[fatigue] max_per_reader_per_hour`: non-critical announcements a
@@ -93,7 +88,6 @@ impl CrisisService {
             schedule_wake: Arc::default(),
             pending_plans: Arc::default(),
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
-            declaring: tokio::sync::Mutex::new(()),
             publisher: None,
             reader_cap: 0,
         }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -15,7 +16,7 @@ use crate::domain::{
     Kind, Resolution,
 };
 use crate::outbox::{
-    Announcement, CrisisFilter, SourceLink, SourceLinkChange, StoreError, TransitionWrite,
+    Announcement, DuplicateGuard, SourceLink, SourceLinkChange, StoreError, TransitionWrite,
 };
 use crate::plan::Planner;
 
@@ -89,6 +90,8 @@ struct Change {
     announcement: AnnouncementKind,
     /// The version and kind it had, for a crisis that existed before.
     before: Option<(u32, Kind)>,
+    /// See `TransitionWrite::unless_duplicate`.
+    unless_duplicate: Option<DuplicateGuard>,
 }
 
 impl CrisisService {
@@ -181,45 +184,38 @@ impl CrisisService {
         if let Some(why) = self.storage.ledger.write_fault() {
             return Err(StoreError::WriteFailing(why).into());
         }
-        // Sources (flag file, webhooks) are tied to their incident by a
-        // source link already; the guard is for people declaring twice.
-        let _declaring = if let Transition::Declare(declaration) = &transition
-            && ctx.source.is_none()
-            && !declaration.separate
-            && !self.duplicate_window.is_zero()
-        {
-            let held = self.declaring.lock().await;
-            self.refuse_duplicate(declaration).await?;
-            Some(held)
-        } else {
-            None
-        };
-        let change = self.change(transition).await?;
+        let guard = ctx
+            .source
+            .is_none()
+            .then(|| self.duplicate_guard(&transition))
+            .flatten();
+        let mut change = self.change(transition).await?;
+        change.unless_duplicate = guard;
         self.commit(change, ctx, send).await
     }
 
-    /// An active crisis of the same kind and title declared within the
-    /// window: the declaration is its duplicate (two banners, everyone
-    /// messaged twice), refused naming it.
-    async fn refuse_duplicate(&self, declaration: &Declaration) -> Result<(), ServiceError> {
-        if self.duplicate_window.is_zero() {
-            return Ok(());
+    /// A person's declaration is refused, naming the crisis, when an
+    /// active crisis of the same kind and title was declared within the
+    /// window (two banners, everyone messaged twice); the store checks it
+    /// inside the write. Sources (flag file, webhooks) are tied to their
+    /// incident by a source link already.
+    fn duplicate_guard(&self, transition: &Transition) -> Option<DuplicateGuard> {
+        let Transition::Declare(declaration) = transition else {
+            return None;
+        };
+        if declaration.separate || self.duplicate_window.is_zero() {
+            return None;
         }
-        let since = self.now()
-            - chrono::Duration::from_std(self.duplicate_window).unwrap_or(chrono::Duration::MAX);
-        let title = declaration.title.trim().to_lowercase();
-        let active = self.storage.crises.crises(CrisisFilter::Active).await?;
-        match active.into_iter().find(|crisis| {
-            crisis.kind == declaration.kind
-                && crisis.title.to_lowercase() == title
-                && crisis.declared_at >= since
-        }) {
-            Some(existing) => Err(ServiceError::Duplicate {
-                existing: existing.id,
-                title: existing.title,
-            }),
-            None => Ok(()),
-        }
+        let window =
+            chrono::Duration::from_std(self.duplicate_window).unwrap_or(chrono::Duration::MAX);
+        Some(DuplicateGuard {
+            kind: declaration.kind,
+            title: declaration.title.clone(),
+            since: self
+                .now()
+                .checked_sub_signed(window)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        })
     }
 
     /// The crisis after the transition, as the domain allows it.
@@ -229,6 +225,7 @@ impl CrisisService {
             crisis,
             announcement: AnnouncementKind::Initial,
             before: None,
+            unless_duplicate: None,
         };
         if let Transition::Declare(declaration) | Transition::DeclareAs(_, declaration) =
             &transition
@@ -252,6 +249,7 @@ impl CrisisService {
                     crisis,
                     announcement: AnnouncementKind::Update,
                     before: Some(before),
+                    unless_duplicate: None,
                 }
             }
             Transition::Resolve(id, resolution) => {
@@ -262,6 +260,7 @@ impl CrisisService {
                     crisis,
                     announcement: AnnouncementKind::Resolved,
                     before: Some(before),
+                    unless_duplicate: None,
                 }
             }
         })
@@ -319,6 +318,7 @@ impl CrisisService {
                 .as_ref()
                 .map(|source| source_link(source, &crisis)),
             follow_ups,
+            unless_duplicate: change.unless_duplicate,
         };
         if let Some(replayed) = self.write(write, &ctx).await? {
             return Ok(replayed);
@@ -372,6 +372,9 @@ impl CrisisService {
         }
         Err(match err {
             StoreError::IdempotencyKeyTaken => ServiceError::IdempotencyMismatch,
+            StoreError::Duplicate { existing, title } => {
+                ServiceError::Duplicate { existing, title }
+            }
             other => other.into(),
         })
     }

@@ -66,6 +66,7 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
                 }),
                 source_link: None,
                 follow_ups: Default::default(),
+                unless_duplicate: None,
             })
             .await
             .expect("write");

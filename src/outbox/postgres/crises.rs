@@ -12,7 +12,7 @@ use super::{
 };
 use crate::domain::{Crisis, CrisisEvent, CrisisId};
 use crate::outbox::rows::{CrisisRow, EventRow};
-use crate::outbox::{CrisisFilter, CrisisStore, StoreError, TransitionWrite};
+use crate::outbox::{CrisisFilter, CrisisStore, DuplicateGuard, StoreError, TransitionWrite};
 
 /// What a transition changes, `$1` to `$10` in both statements: kind,
 /// severity, title, summary, localized, status, version, last_message,
@@ -48,6 +48,25 @@ async fn insert_crisis(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreErro
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Every daemon's check and insert of a declaration queue on one
+/// transaction-scoped advisory lock (released at commit or rollback), so
+/// two identical declarations on two daemons cannot both find no
+/// duplicate. Declarations are rare; the lock serialises nothing else.
+const DECLARING: i64 = 0x6372_6973_6973_6401; // "crisisd" and 1
+
+async fn refuse_duplicate(tx: &mut Tx<'_>, guard: &DuplicateGuard) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(DECLARING)
+        .execute(&mut **tx)
+        .await?;
+    let candidates = sqlx::query_as(DuplicateGuard::CANDIDATES)
+        .bind(guard.kind.as_str())
+        .bind(millis(guard.since))
+        .fetch_all(&mut **tx)
+        .await?;
+    guard.refuse(candidates)
 }
 
 /// Refused with `Conflict` when the stored version is no longer `previous`.
@@ -113,8 +132,12 @@ impl CrisisStore for PostgresStore {
             idempotency,
             source_link,
             follow_ups,
+            unless_duplicate,
         } = write;
         let mut tx = self.pool.begin().await?;
+        if let Some(guard) = &unless_duplicate {
+            refuse_duplicate(&mut tx, guard).await?;
+        }
         match previous_version {
             None => insert_crisis(&mut tx, &crisis).await?,
             Some(previous) => update_crisis(&mut tx, &crisis, previous).await?,

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::domain::{Crisis, CrisisEvent, CrisisId};
 use crate::outbox::rows::{CrisisRow, EventRow};
-use crate::outbox::{CrisisFilter, CrisisStore, StoreError, TransitionWrite};
+use crate::outbox::{CrisisFilter, CrisisStore, DuplicateGuard, StoreError, TransitionWrite};
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
@@ -109,9 +109,20 @@ impl CrisisStore for SqliteStore {
                 idempotency,
                 source_link,
                 follow_ups,
+                unless_duplicate,
             } = write;
             let writing = self.writer.lock().await;
             let mut tx = self.pool.begin().await?;
+            // Under the one writer: no other declaration can come between
+            // the check and the insert.
+            if let Some(guard) = &unless_duplicate {
+                let candidates = sqlx::query_as(DuplicateGuard::CANDIDATES)
+                    .bind(guard.kind.as_str())
+                    .bind(millis(guard.since))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                guard.refuse(candidates)?;
+            }
             match previous_version {
                 None => insert_crisis(&mut tx, &crisis).await?,
                 Some(previous) => update_crisis(&mut tx, &crisis, previous).await?,

@@ -20,8 +20,9 @@ use crisisd::domain::{
 };
 use crisisd::outbox::{
     AccountEvent, AccountEventKind, Announcement, CrisisFilter, DeadCause, DeadFilter, Delivery,
-    DeliveryState, FollowUpReplacement, FollowUpStart, IdempotencyRecord, NewDelivery, NewSession,
-    Outcome, Planned, Storage, StoreError, Submission, SubmissionState, TransitionWrite,
+    DeliveryState, DuplicateGuard, FollowUpReplacement, FollowUpStart, IdempotencyRecord,
+    NewDelivery, NewSession, Outcome, Planned, Storage, StoreError, Submission, SubmissionState,
+    TransitionWrite,
 };
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
@@ -70,6 +71,7 @@ pub fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) 
         idempotency: None,
         source_link: None,
         follow_ups: Default::default(),
+        unless_duplicate: None,
     }
 }
 
@@ -337,6 +339,93 @@ pub async fn a_write_based_on_a_stale_version_is_refused_and_changes_nothing(db:
     let events = storage.crises.events(original.id).await.expect("events");
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].message.as_deref(), Some("first"), "oldest first");
+}
+
+/// A declaration written with a duplicate guard.
+fn guarded(crisis: &Crisis, since: DateTime<Utc>) -> TransitionWrite {
+    TransitionWrite {
+        unless_duplicate: Some(DuplicateGuard {
+            kind: crisis.kind,
+            title: crisis.title.clone(),
+            since,
+        }),
+        ..write(crisis, None, 1)
+    }
+}
+
+pub async fn identical_declarations_written_at_one_instant_make_one_crisis(db: &impl Database) {
+    let storage = db.open().await;
+    let mut writes = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (crises, write) = (storage.crises.clone(), guarded(&declared(), at(-60)));
+        writes.spawn(async move { crises.record_transition(write).await });
+    }
+    let (mut made, mut refused) = (0, 0);
+    while let Some(result) = writes.join_next().await {
+        match result.expect("joined") {
+            Ok(()) => made += 1,
+            Err(StoreError::Duplicate { title, .. }) => {
+                assert_eq!(title, "Payments are down");
+                refused += 1;
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!((made, refused), (1, 7));
+    let active = storage
+        .crises
+        .crises(CrisisFilter::Active)
+        .await
+        .expect("list");
+    assert_eq!(active.len(), 1);
+    let counts = storage.ledger.delivery_counts(None).await.expect("counts");
+    assert_eq!(
+        counts.iter().map(|c| c.count).sum::<u64>(),
+        1,
+        "refused writes left nothing"
+    );
+}
+
+pub async fn only_an_active_crisis_of_the_kind_within_the_window_is_a_duplicate(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let mut first = declared();
+    storage
+        .crises
+        .record_transition(guarded(&first, at(-60)))
+        .await
+        .expect("declare");
+    let mut shouting = declared();
+    shouting.title = "PAYMENTS ARE DOWN ".into();
+    let err = storage
+        .crises
+        .record_transition(guarded(&shouting, at(-60)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Duplicate { existing, .. } if *existing == first.id),
+        "{err}"
+    );
+    let mut other_kind = declared();
+    other_kind.kind = Kind::Security;
+    storage
+        .crises
+        .record_transition(guarded(&other_kind, at(-60)))
+        .await
+        .expect("another kind is another crisis");
+    storage
+        .crises
+        .record_transition(guarded(&declared(), at(1)))
+        .await
+        .expect("declared before the window: not a duplicate");
+    resolve(&storage, &mut first, at(20)).await;
+    let active = storage
+        .crises
+        .crises(CrisisFilter::Active)
+        .await
+        .expect("list");
+    assert_eq!(active.len(), 2);
 }
 
 pub async fn every_transition_keeps_its_version_and_a_refused_one_keeps_none(db: &impl Database) {
@@ -2732,6 +2821,8 @@ macro_rules! store_contract {
         store_contract!(@each $database;
             a_transition_is_stored_whole_and_survives_reopening,
             a_write_based_on_a_stale_version_is_refused_and_changes_nothing,
+            identical_declarations_written_at_one_instant_make_one_crisis,
+            only_an_active_crisis_of_the_kind_within_the_window_is_a_duplicate,
             every_transition_keeps_its_version_and_a_refused_one_keeps_none,
             an_idempotency_key_is_taken_once_and_a_second_write_with_it_leaves_nothing,
             a_lease_keeps_a_delivery_from_others_until_it_expires,
