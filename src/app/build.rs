@@ -27,6 +27,26 @@ use crate::plan::SharedInputs;
 use crate::publish::{Mirror, PublishOptions, Publisher, S3Options, S3Upload};
 use crate::service::{CrisisService, Scheduler};
 
+/// Takes the plans left unfinished for this daemon to resume. Alone on its
+/// SQLite file (it holds the file's lock) every plan's owner is a previous
+/// run, whatever its lease says; on a shared store only those whose lease
+/// ran out are taken, the rest being planned by live daemons (or taken
+/// over later, once their lease runs out).
+async fn take_unfinished(
+    storage: &Storage,
+    shared: bool,
+    clock: &dyn Clock,
+) -> Result<Vec<crate::outbox::UnfinishedPlan>, crate::outbox::StoreError> {
+    let now = clock.now();
+    let expired_before = if shared {
+        now
+    } else {
+        chrono::DateTime::<chrono::Utc>::MAX_UTC
+    };
+    let lease = crate::service::plan_lease(&crate::outbox::node_name(), now);
+    storage.plans.take_plans(&lease, expired_before).await
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
@@ -45,8 +65,8 @@ impl Application {
         let flow = super::store::shared_flow(events.as_ref(), &storage);
         let active = storage.crises.crises(CrisisFilter::Active).await?;
         // Before anything can start a new plan: only what a previous run
-        // left unfinished is resumed.
-        let unfinished = storage.plans.unfinished_plans().await?;
+        // (or a daemon that died) left unfinished is resumed.
+        let unfinished = take_unfinished(&storage, events.is_some(), clock.as_ref()).await?;
         let banner = Arc::new(Banner::new(inputs.clone(), active));
         let (publisher, mirror) = publishing(
             &prepared.settings,

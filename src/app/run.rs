@@ -136,6 +136,8 @@ fn shared_store(
         runtime.clock.clone(),
         shutdown.clone(),
     ));
+    // Plans of a daemon that died are finished by another.
+    tasks.spawn(state.service.clone().take_over_plans(shutdown.clone()));
     tasks.spawn(super::store::follow_events(
         events,
         state.storage.clone(),

@@ -155,13 +155,7 @@ pub const LEADER_TTL: Duration = Duration::from_secs(15);
 /// ends, so two daemons never act as leader at once.
 const STEP_DOWN_BEFORE: Duration = Duration::from_secs(5);
 
-/// This daemon's name among those sharing the store: its host and process.
-pub fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "crisisd".to_owned());
-    format!("{host}:{}", std::process::id())
-}
+use crate::outbox::node_name;
 
 /// Takes or keeps the lead every `ELECT_EVERY`, and gives it up at stop.
 pub(super) async fn elect(

@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{Announcement, IdempotencyRecord, NewDelivery, SourceLinkChange, StoreError};
+use super::{
+    Announcement, IdempotencyRecord, NewDelivery, PlanLease, SourceLinkChange, StoreError,
+};
 use crate::domain::follow_up::FollowUpChange;
 use crate::domain::{Crisis, CrisisEvent, CrisisId, Kind};
 
@@ -23,9 +25,10 @@ pub struct TransitionWrite {
     /// Deliveries known at once (broadcasts); per-subscriber deliveries
     /// follow with `append_plan` when `planning` is set.
     pub deliveries: Vec<NewDelivery>,
-    /// Subscribers are still to be planned: the announcement stays
-    /// unfinished (resumed after a restart) until `finish_plan`.
-    pub planning: bool,
+    /// Subscribers are still to be planned, by this lease's owner: the
+    /// announcement stays unfinished (resumed after a restart, taken over
+    /// once the lease runs out) until `finish_plan`.
+    pub planning: Option<PlanLease>,
     /// With `planning`, written as in progress (status 0) and completed by
     /// `finish_plan`.
     pub idempotency: Option<IdempotencyRecord>,

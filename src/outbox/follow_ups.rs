@@ -19,7 +19,7 @@ pub struct FollowUpStart {
     /// Its broadcast deliveries.
     pub deliveries: Vec<NewDelivery>,
     /// Subscribers still to be planned, as for a transition.
-    pub planning: bool,
+    pub planning: Option<super::PlanLease>,
 }
 
 /// A changed plan: the crisis's pending follow-ups of `phase` due after

@@ -23,6 +23,14 @@ pub struct Term {
     pub expires_at: DateTime<Utc>,
 }
 
+/// This daemon's name among those sharing the store: its host and process.
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "crisisd".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
 #[async_trait]
 pub trait LeaderStore: Send + Sync + 'static {
     /// Takes the lead for `node` until `now + ttl` when nobody holds it or

@@ -44,13 +44,13 @@ pub use flow::{Bucket, FlowPauses, FlowStore, SharedFlow, Tokens};
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
-pub use leader::{LeaderStore, Leadership, Term};
+pub use leader::{LeaderStore, Leadership, Term, node_name};
 pub use ledger::{
     ChannelStateCount, DeliveryCount, FinishedCount, Ledger, WRITE_FAULT_QUIET, WriteFaults,
 };
 pub use plans::{
-    Announcement, COUNTS_AGAINST_CAP, NewDelivery, NewRendition, Payload, PlanStore, Planned,
-    UnfinishedPlan,
+    Announcement, COUNTS_AGAINST_CAP, NewDelivery, NewRendition, Payload, PlanLease, PlanStep,
+    PlanStore, Planned, UnfinishedPlan,
 };
 pub use postgres::{PostgresStore, StoreEvent, StoreEvents};
 pub use queue::{
@@ -88,6 +88,8 @@ pub enum StoreError {
     CorrectedRecently(chrono::DateTime<chrono::Utc>),
     #[error("stored data is not readable: {0}")]
     Corrupt(String),
+    #[error("another daemon took this announcement's plan over; it finishes the plan")]
+    PlanTaken,
     #[error(
         "the database file {0} was deleted or replaced while the daemon ran; nothing is written \
          until the daemon is restarted on the right file"

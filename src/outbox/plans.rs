@@ -78,8 +78,9 @@ pub struct NewDelivery {
     pub planned: Planned,
 }
 
-/// An announcement whose per-subscriber deliveries were not all written
-/// (the daemon stopped mid-plan): resumed at start.
+/// An announcement whose per-subscriber deliveries are not all written
+/// yet: being planned, or left half-planned by a daemon that stopped or
+/// died (resumed at start, or taken over once its lease runs out).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnfinishedPlan {
     pub announcement: Announcement,
@@ -87,29 +88,70 @@ pub struct UnfinishedPlan {
     pub planned_through: u64,
     /// The Idempotency-Key of the request that caused it, to complete.
     pub idempotency: Option<(String, String)>,
+    /// Who plans it, until when; `None`: nobody yet (written before
+    /// planning leases existed).
+    pub lease: Option<PlanLease>,
+}
+
+/// Who writes an announcement's deliveries, and until when unless
+/// renewed: once it runs out, another daemon may take the plan over.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlanLease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+}
+
+/// One batch's place in its plan. It is written only while `lease.owner`
+/// still holds the plan and the plan is still planned through `from`
+/// (fencing: a daemon that lost the plan, or two writing the same batch,
+/// cannot plan a reader twice); writing it renews the lease to
+/// `lease.until`.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanStep<'a> {
+    pub lease: &'a PlanLease,
+    pub from: u64,
+    pub through: u64,
 }
 
 #[async_trait]
 pub trait PlanStore: Send + Sync + 'static {
     /// Writes one batch of a streamed plan: its renditions, its deliveries,
     /// and how far the plan got, in one transaction; signals work due once
-    /// it is committed.
+    /// it is committed. `PlanTaken`, writing nothing, unless `step.lease`'s
+    /// owner holds the plan and it is planned through `step.from`.
     async fn append_plan(
         &self,
         announcement: &Announcement,
         renditions: &[NewRendition],
         deliveries: &[NewDelivery],
-        planned_through: u64,
+        step: PlanStep<'_>,
     ) -> Result<(), StoreError>;
     /// Marks a streamed plan complete and stores the response for its
-    /// Idempotency-Key.
+    /// Idempotency-Key; `PlanTaken`, changing nothing, unless `owner`
+    /// holds the plan.
     async fn finish_plan(
         &self,
         announcement_id: AnnouncementId,
+        owner: &str,
         idempotency: Option<IdempotencyRecord>,
     ) -> Result<(), StoreError>;
-    /// Oldest first.
+    /// Every plan not finished yet, with its lease; oldest first.
     async fn unfinished_plans(&self) -> Result<Vec<UnfinishedPlan>, StoreError>;
+    /// Takes for `lease` every unfinished plan whose lease ran out before
+    /// `expired_before` (or that has none), in one statement, so two
+    /// daemons taking over at once never take the same plan; oldest first.
+    async fn take_plans(
+        &self,
+        lease: &PlanLease,
+        expired_before: DateTime<Utc>,
+    ) -> Result<Vec<UnfinishedPlan>, StoreError>;
+    /// Extends `lease` on an unfinished plan its owner still holds; `false`
+    /// when it does not (finished, or taken over).
+    async fn renew_plan(
+        &self,
+        announcement_id: AnnouncementId,
+        lease: &PlanLease,
+    ) -> Result<bool, StoreError>;
     /// Deliveries written for an announcement so far.
     async fn announcement_deliveries(
         &self,

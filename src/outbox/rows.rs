@@ -15,8 +15,8 @@ use sqlx::FromRow;
 use super::{
     AccountEvent, Announcement, ChannelStateCount, Correctable, DeadCause, DeadLetter, Delivery,
     DeliveryCount, DeliveryState, FinishedCount, HookLogEntry, IdempotencyRecord, NewDelivery,
-    OriginalDelivery, OriginalState, Payload, Pending, Personal, Planned, Session, SourceLink,
-    StoreError, Submission, Term, UnfinishedPlan,
+    OriginalDelivery, OriginalState, Payload, Pending, Personal, PlanLease, Planned, Session,
+    SourceLink, StoreError, Submission, Term, UnfinishedPlan,
 };
 use crate::domain::account::{User, UserName};
 use crate::domain::consent::{ConsentScope, ContactPoint, OptOutRequest};
@@ -485,6 +485,8 @@ pub(super) struct UnfinishedPlanRow<'r> {
     pub(super) idempotency_scope: Option<String>,
     pub(super) idempotency_key: Option<String>,
     pub(super) reached_only: bool,
+    pub(super) plan_owner: Option<String>,
+    pub(super) plan_lease_until: Option<i64>,
 }
 
 impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
@@ -506,6 +508,13 @@ impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
             },
             planned_through: count(row.planned_through),
             idempotency: row.idempotency_scope.zip(row.idempotency_key),
+            lease: match (row.plan_owner, row.plan_lease_until) {
+                (Some(owner), Some(until)) => Some(PlanLease {
+                    owner,
+                    until: from_millis(until)?,
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -253,7 +253,7 @@ impl CrisisService {
                 follow_up: follow_up.id,
                 announcement: announcement.clone(),
                 deliveries,
-                planning,
+                planning: planning.then(|| self.plan_lease()),
             })
             .await?;
         if !started {

@@ -27,7 +27,7 @@ pub use correction::{
 pub use directory::DirectoryEntryState;
 pub use error::ServiceError;
 pub use idempotency::{IdempotencyRequest, answer_status};
-pub use planning::PendingPlan;
+pub use planning::{PLAN_LEASE, PendingPlan, plan_lease};
 pub use scheduler::Scheduler;
 pub use transition::{Applied, SourceRef, Transition, TransitionContext, TransitionOutcome};
 
@@ -67,6 +67,9 @@ pub struct CrisisService {
     /// `[fatigue] max_per_reader_per_hour`: non-critical announcements a
     /// reader may be sent in an hour; 0: no cap.
     reader_cap: u32,
+    /// This daemon's name among those sharing the store: the owner of the
+    /// plans it writes.
+    node: String,
 }
 
 impl CrisisService {
@@ -90,6 +93,7 @@ impl CrisisService {
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             publisher: None,
             reader_cap: 0,
+            node: crate::outbox::node_name(),
         }
     }
 

@@ -1,5 +1,9 @@
 //! Planning an announcement's subscribers in tasks the service owns, batch
-//! by batch, and finishing what a previous run left half-planned.
+//! by batch, and finishing what a previous run left half-planned. Each
+//! plan is held by a lease its daemon renews while it writes; a plan
+//! whose daemon died is taken over by another once the lease runs out,
+//! and resumed from its last batch (each batch is fenced by owner and
+//! place, so no reader is planned twice).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,12 +12,32 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{CrisisService, ServiceError, TransitionOutcome, idempotency};
 use crate::domain::{AnnouncementId, AnnouncementKind, Crisis, CrisisId};
-use crate::outbox::{Announcement, UnfinishedPlan};
+use crate::outbox::{Announcement, PlanLease, PlanStep, StoreError, UnfinishedPlan};
 use crate::plan::Planner;
+
+/// How long a plan stays with its daemon unless renewed: the longest a
+/// fan-out waits for another daemon when the one planning it dies.
+pub const PLAN_LEASE: Duration = Duration::from_secs(15);
+/// How often a planning daemon renews its lease (besides each batch
+/// written), well within it.
+const PLAN_RENEW_EVERY: Duration = Duration::from_secs(5);
+/// How often a daemon on a shared store looks for plans whose lease ran out.
+pub const PLAN_TAKEOVER_EVERY: Duration = Duration::from_secs(5);
+/// How long a lease renewal may take before it is tried again.
+const RENEW_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A planning lease for `owner` from `now`.
+pub fn plan_lease(owner: &str, now: DateTime<Utc>) -> PlanLease {
+    PlanLease {
+        owner: owner.to_owned(),
+        until: now + PLAN_LEASE,
+    }
+}
 
 /// First wait before a plan that could not go on is tried again; it
 /// doubles up to `PLAN_RETRY_MAX`.
@@ -92,19 +116,82 @@ impl CrisisService {
     ) -> tokio::task::JoinHandle<Result<usize, ServiceError>> {
         let this = self.clone();
         let plan = async move {
-            this.plan_until_done(
-                &planner,
-                &announcement,
-                &completion.crisis,
-                skip,
-                first_wait,
-            )
-            .await?;
-            this.finish_plan(&announcement, &completion).await
+            let planned = async {
+                this.plan_until_done(
+                    &planner,
+                    &announcement,
+                    &completion.crisis,
+                    skip,
+                    first_wait,
+                )
+                .await?;
+                this.finish_plan(&announcement, &completion).await
+            };
+            // Whichever ends first: the plan, or the lease found lost (the
+            // plan is then dropped at its next await; its batch in progress
+            // rolls back, and the fence refuses it had it not).
+            let result = tokio::select! {
+                result = planned => result,
+                lost = this.keep_lease(announcement.id) => Err(lost),
+            };
+            this.after_plan(&announcement, &result).await;
+            result
         };
         match &self.fanout {
             Some(fanout) => self.tasks.spawn_on(plan, fanout),
             None => self.tasks.spawn(plan),
+        }
+    }
+
+    /// The lease of a plan this daemon writes, from now.
+    pub(super) fn plan_lease(&self) -> PlanLease {
+        plan_lease(&self.node, self.now())
+    }
+
+    /// Renews the plan's lease every `PLAN_RENEW_EVERY` while it is held;
+    /// returns once another daemon holds it. A renewal that fails is tried
+    /// again: the lease lasts three renewals.
+    async fn keep_lease(&self, announcement: AnnouncementId) -> ServiceError {
+        loop {
+            tokio::time::sleep(PLAN_RENEW_EVERY).await;
+            let lease = self.plan_lease();
+            let renew = self.storage.plans.renew_plan(announcement, &lease);
+            match tokio::time::timeout(RENEW_TIMEOUT, renew).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return ServiceError::Store(StoreError::PlanTaken),
+                Ok(Err(err)) => {
+                    warn!(error = %err, "Could not renew a planning lease; trying again.");
+                }
+                Err(_) => warn!("Renewing a planning lease timed out; trying again."),
+            }
+        }
+    }
+
+    /// What follows a plan's end: a plan another daemon took over is left
+    /// to it; one stopped by a stop is handed over at once (its lease
+    /// ended), so another daemon on the store need not wait it out.
+    async fn after_plan(&self, announcement: &Announcement, result: &Result<usize, ServiceError>) {
+        match result {
+            Err(ServiceError::Store(StoreError::PlanTaken)) => {
+                self.pending_plans.done(announcement.id);
+                info!(crisis_id = %announcement.crisis_id, announcement = %announcement.kind,
+                    "Another daemon took this plan over; it finishes it.");
+            }
+            Err(ServiceError::Stopping) => {
+                let ended = PlanLease {
+                    owner: self.node.clone(),
+                    until: DateTime::UNIX_EPOCH,
+                };
+                let release = self.storage.plans.renew_plan(announcement.id, &ended);
+                if !matches!(
+                    tokio::time::timeout(RENEW_TIMEOUT, release).await,
+                    Ok(Ok(_))
+                ) {
+                    warn!(crisis_id = %announcement.crisis_id,
+                        "Could not hand an unfinished plan over; another daemon takes it once its lease runs out.");
+                }
+            }
+            _ => {}
         }
     }
 
@@ -179,14 +266,15 @@ impl CrisisService {
                 .await?;
             self.hold_back(crisis, announcement, &mut batch.deliveries)
                 .await?;
+            let lease = self.plan_lease();
+            let step = PlanStep {
+                lease: &lease,
+                from: *skip,
+                through: batch.through,
+            };
             self.storage
                 .plans
-                .append_plan(
-                    announcement,
-                    &batch.renditions,
-                    &batch.deliveries,
-                    batch.through,
-                )
+                .append_plan(announcement, &batch.renditions, &batch.deliveries, step)
                 .await?;
             *skip = batch.through;
             // A stop leaves the plan unfinished; the next start resumes it
@@ -229,18 +317,20 @@ impl CrisisService {
             .transpose()?;
         self.storage
             .plans
-            .finish_plan(announcement.id, record)
+            .finish_plan(announcement.id, &self.node, record)
             .await?;
         Ok(total)
     }
 
-    /// Finishes plans a previous run left half-written (it stopped or
-    /// crashed mid-fan-out): `plans` as found at start, before anything
-    /// new could begin. Returns how many were resumed.
+    /// Finishes plans a previous run, or a daemon that died, left
+    /// half-written: `plans` as taken for this daemon (at start, before
+    /// anything new could begin, or by `take_over_plans`). They run side by
+    /// side, each renewing its own lease. Returns how many were resumed.
     pub async fn resume_unfinished(
         self: &Arc<Self>,
         plans: Vec<UnfinishedPlan>,
     ) -> Result<usize, ServiceError> {
+        let mut running = Vec::new();
         for plan in &plans {
             let announcement = &plan.announcement;
             let Some(crisis) = self.storage.crises.crisis(announcement.crisis_id).await? else {
@@ -256,16 +346,67 @@ impl CrisisService {
                 idempotency: plan.idempotency.clone(),
                 crisis,
             };
-            self.spawn_plan(
+            running.push(self.spawn_plan(
                 self.planner(),
                 announcement.clone(),
                 plan.planned_through,
                 completion,
                 None,
-            )
-            .await
-            .map_err(|e| ServiceError::Planning(e.to_string()))??;
+            ));
         }
-        Ok(plans.len())
+        let mut first_error = None;
+        for plan in running {
+            match plan.await {
+                Ok(Ok(_) | Err(ServiceError::Store(StoreError::PlanTaken))) => {}
+                Ok(Err(err)) => {
+                    first_error.get_or_insert(err);
+                }
+                Err(err) => {
+                    first_error.get_or_insert(ServiceError::Planning(err.to_string()));
+                }
+            }
+        }
+        first_error.map_or(Ok(plans.len()), Err)
+    }
+
+    /// On a store shared with other daemons: every `PLAN_TAKEOVER_EVERY`,
+    /// takes the plans whose daemon stopped renewing their lease (it died,
+    /// or lost the store) and finishes them, until `stop`.
+    pub async fn take_over_plans(self: Arc<Self>, stop: CancellationToken) {
+        let mut every = tokio::time::interval(PLAN_TAKEOVER_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            let now = self.now();
+            let lease = self.plan_lease();
+            let taking = self.storage.plans.take_plans(&lease, now);
+            let plans = match tokio::time::timeout(RENEW_TIMEOUT, taking).await {
+                Ok(Ok(plans)) => plans,
+                Ok(Err(err)) => {
+                    warn!(error = %err, "Could not look for plans to take over.");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if plans.is_empty() {
+                continue;
+            }
+            for plan in &plans {
+                warn!(crisis_id = %plan.announcement.crisis_id, announcement = %plan.announcement.kind,
+                    planned = plan.planned_through,
+                    previous_owner = plan.lease.as_ref().map_or("none", |l| l.owner.as_str()),
+                    "Taking over a plan whose daemon stopped renewing its lease.");
+            }
+            // Plans stop at their next batch on a stop (the service's
+            // token), so this wait ends with the daemon.
+            match self.resume_unfinished(plans).await {
+                Ok(n) => info!(count = n, "Finished plans taken over from another daemon."),
+                Err(ServiceError::Stopping) => return,
+                Err(err) => warn!(error = %err, "A plan taken over could not be finished."),
+            }
+        }
     }
 }

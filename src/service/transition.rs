@@ -305,7 +305,7 @@ impl CrisisService {
             event: event(&crisis, &ctx.actor),
             announcement: announcement.clone(),
             deliveries,
-            planning,
+            planning: planning.then(|| self.plan_lease()),
             // While subscribers are still being planned the key is held "in
             // progress"; its answer is stored when the plan is complete.
             idempotency: ctx
@@ -401,9 +401,13 @@ impl CrisisService {
         let (first_wait, waiting) = tokio::sync::oneshot::channel();
         let plan = self.spawn_plan(planner, announcement, 0, completion, Some(first_wait));
         tokio::select! {
-            done = plan => done
-                .map_err(|e| ServiceError::Planning(e.to_string()))?
-                .map(PlanProgress::Done),
+            done = plan => match done.map_err(|e| ServiceError::Planning(e.to_string()))? {
+                // Only when this daemon stalled past its planning lease.
+                Err(ServiceError::Store(StoreError::PlanTaken)) => Ok(PlanProgress::Pending(
+                    StoreError::PlanTaken.to_string(),
+                )),
+                done => done.map(PlanProgress::Done),
+            },
             Ok(why) = waiting => Ok(PlanProgress::Pending(why)),
         }
     }

@@ -56,7 +56,12 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
                     reached_only: false,
                 },
                 deliveries: Vec::new(),
-                planning: true,
+                // A previous run's, still within its lease: alone on its
+                // file, the daemon resumes it at once all the same.
+                planning: Some(crisisd::outbox::PlanLease {
+                    owner: "a-previous-run".into(),
+                    until: chrono::Utc::now() + chrono::TimeDelta::hours(1),
+                }),
                 idempotency: Some(IdempotencyRecord {
                     scope: "tests".into(),
                     key: "declare-1".into(),

@@ -177,6 +177,141 @@ async fn a_daemon_killed_mid_fan_out_loses_nothing_and_the_others_finish_its_lea
     );
 }
 
+/// Readers' deliveries written so far, and who plans the announcement
+/// still being planned (`None` when none is), as the store has them.
+async fn plan_progress(pool: &sqlx::PgPool) -> (i64, Option<String>) {
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE recipient_id IS NOT NULL")
+            .fetch_one(pool)
+            .await
+            .expect("count");
+    let owner: Option<Option<String>> =
+        sqlx::query_scalar("SELECT plan_owner FROM announcements WHERE planning")
+            .fetch_optional(pool)
+            .await
+            .expect("planning");
+    (written, owner.map(|owner| owner.unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn a_daemon_killed_while_planning_a_fan_out_has_its_plan_finished_by_another_each_reader_once()
+ {
+    const READERS: usize = 20_000;
+    // The planning lease (15 s) and the look for expired plans (every 5 s),
+    // with a margin for a loaded machine.
+    const TAKEOVER_WITHIN: Duration = Duration::from_secs(15 + 5 + 5);
+    // Then the rest planned, by a debug build on two busy cores.
+    const FINISHED_WITHIN: Duration = Duration::from_secs(120);
+    let smtp = SmtpServer::start().await;
+    let url = postgres::database().await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    let nodes: Vec<Daemon> = (0..3)
+        .map(|n| node(&smtp, &url, READERS, n, ("30s", "5s")))
+        .collect();
+    let mut processes = start_all(&nodes).await;
+
+    // Daemon 0 plans the fan-out while its declaration waits; it is killed
+    // once some batches are written and before the last.
+    let planner = nodes[0].base.clone();
+    let declaring = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{planner}/v1/crises"))
+            .bearer_auth(TOKEN)
+            .json(&declaration("Payments are down"))
+            .send()
+            .await
+    });
+    let deadline = Instant::now() + WAIT;
+    let (written_at_kill, killed_owner) = loop {
+        let (written, owner) = plan_progress(&pool).await;
+        if written > 0 {
+            let owner = owner.unwrap_or_else(|| {
+                panic!("the plan was complete before the kill ({written} written)")
+            });
+            processes[0].start_kill().expect("SIGKILL");
+            break (written, owner);
+        }
+        assert!(Instant::now() < deadline, "nothing was planned");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    processes[0].wait().await.expect("reaped");
+    let killed = Instant::now();
+    drop(declaring.await);
+    let (written, owner) = plan_progress(&pool).await;
+    assert!(
+        owner.is_some() && written < READERS as i64,
+        "the kill came mid-plan: {written_at_kill} written then, {written} after"
+    );
+
+    // Another daemon takes the plan over once its lease runs out, and
+    // finishes it.
+    let mut taken_after = None;
+    loop {
+        let (written, owner) = plan_progress(&pool).await;
+        if taken_after.is_none() && owner.as_ref() != Some(&killed_owner) {
+            taken_after = Some(killed.elapsed());
+        }
+        let Some(owner) = owner else {
+            assert_eq!(written, READERS as i64, "every reader planned, once");
+            break;
+        };
+        let (within, what) = match taken_after {
+            None => (TAKEOVER_WITHIN, "taken over"),
+            Some(_) => (FINISHED_WITHIN, "finished"),
+        };
+        assert!(
+            killed.elapsed() < within,
+            "the plan was not {what} {within:?} after its daemon died ({written} of {READERS} \
+             written, owner {owner}); the others said: {} / {}",
+            nodes[1].log(),
+            nodes[2].log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let finished_after = killed.elapsed();
+    let planned_twice: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT destination, count(*) FROM deliveries WHERE recipient_id IS NOT NULL \
+         GROUP BY destination HAVING count(*) > 1 LIMIT 5",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("query");
+    assert!(planned_twice.is_empty(), "planned twice: {planned_twice:?}");
+
+    let id: String = sqlx::query_scalar("SELECT id FROM crises")
+        .fetch_one(&pool)
+        .await
+        .expect("the crisis");
+    let email = nodes[1]
+        .settled(&id, READERS as u64, Duration::from_secs(600))
+        .await;
+    assert_eq!(email["sent"], READERS, "{email}");
+    let by_reader = message_ids_by_reader(&smtp);
+    assert_eq!(by_reader.len(), READERS, "every reader got the message");
+    // One message per reader: a reader planned twice would get two
+    // Message-IDs. The same one twice is a send the killed daemon had in
+    // flight, sent again after its lease: at most its concurrency.
+    let two_messages: Vec<_> = by_reader
+        .iter()
+        .filter(|(_, ids)| ids.iter().collect::<BTreeSet<_>>().len() != 1)
+        .collect();
+    assert!(
+        two_messages.is_empty(),
+        "{} readers got two messages, e.g. {:?}",
+        two_messages.len(),
+        two_messages.first()
+    );
+    let resent: usize = by_reader.values().map(|ids| ids.len() - 1).sum();
+    assert!(
+        resent <= CONCURRENCY,
+        "{resent} sent again; at most the {CONCURRENCY} the killed daemon had in flight"
+    );
+    eprintln!(
+        "killed with {written_at_kill} of {READERS} planned; plan taken over {taken_after:?} and \
+         finished {finished_after:?} after the kill; {resent} in-flight sends repeated"
+    );
+}
+
 /// Two daemons in this process on one database.
 async fn two_apps(smtp: &SmtpServer, extra: &str) -> (TestApp, TestApp) {
     let url = postgres::database().await;

@@ -150,7 +150,13 @@ impl CrisisStore for PostgresStore {
         // Before the all-clear's own deliveries are written, so only
         // follow-up messages queued earlier are killed.
         follow_ups::apply_change(&mut tx, &crisis, &follow_ups, event.at).await?;
-        plans::insert_announcement(&mut tx, &announcement, planning, idempotency.as_ref()).await?;
+        plans::insert_announcement(
+            &mut tx,
+            &announcement,
+            planning.as_ref(),
+            idempotency.as_ref(),
+        )
+        .await?;
         plans::insert_deliveries(&mut tx, &announcement, &deliveries).await?;
         if let Some(change) = &source_link {
             source_links::apply(&mut tx, change, previous_version.is_none()).await?;

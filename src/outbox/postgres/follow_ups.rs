@@ -292,7 +292,7 @@ impl FollowUpStore for PostgresStore {
         // what it writes).
         let status = lock_status(&mut tx, announcement.crisis_id, "FOR UPDATE").await?;
         let resolved = status.as_deref() == Some(Status::Resolved.as_str());
-        insert_announcement(&mut tx, &announcement, planning, None).await?;
+        insert_announcement(&mut tx, &announcement, planning.as_ref(), None).await?;
         // The claim: still pending (two daemons starting the same one: the
         // second waits on the row and then finds it sent), and before the
         // all-clear only while the crisis is not resolved.

@@ -5,6 +5,7 @@
 //! batch is one statement of a fixed shape, whatever its size.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{
     PostgresStore, Tx, WORK_DUE, count, decode, follow_ups, idempotency, millis, notify, to_json,
@@ -12,8 +13,8 @@ use super::{
 use crate::domain::AnnouncementId;
 use crate::outbox::rows::{RowValues, UnfinishedPlanRow};
 use crate::outbox::{
-    Announcement, COUNTS_AGAINST_CAP, IdempotencyRecord, NewDelivery, NewRendition, PlanStore,
-    StoreError, UnfinishedPlan,
+    Announcement, COUNTS_AGAINST_CAP, IdempotencyRecord, NewDelivery, NewRendition, PlanLease,
+    PlanStep, PlanStore, StoreError, UnfinishedPlan,
 };
 
 /// Rows per statement: large enough that a plan batch is one or two
@@ -149,7 +150,7 @@ pub(super) async fn insert_renditions(
 pub(super) async fn insert_announcement(
     tx: &mut Tx<'_>,
     announcement: &Announcement,
-    planning: bool,
+    planning: Option<&PlanLease>,
     idempotency: Option<&IdempotencyRecord>,
 ) -> Result<(), StoreError> {
     // Its place among the crisis's announcements. Every writer of an
@@ -158,8 +159,9 @@ pub(super) async fn insert_announcement(
     // place; the unique index would refuse it if one did.
     sqlx::query(
         "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
-         idempotency_scope, idempotency_key, follow_up, reached_only, ordinal) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+         idempotency_scope, idempotency_key, follow_up, reached_only, plan_owner, plan_lease_until, \
+         ordinal) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
          (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM announcements WHERE crisis_id = $2))",
     )
     .bind(announcement.id.to_string())
@@ -167,15 +169,22 @@ pub(super) async fn insert_announcement(
     .bind(announcement.kind.as_str())
     .bind(&announcement.message)
     .bind(millis(announcement.created_at))
-    .bind(planning)
+    .bind(planning.is_some())
     .bind(idempotency.map(|r| r.scope.clone()))
     .bind(idempotency.map(|r| r.key.clone()))
     .bind(announcement.follow_up.as_ref().map(to_json).transpose()?)
     .bind(announcement.reached_only)
+    .bind(planning.map(|lease| lease.owner.clone()))
+    .bind(planning.map(|lease| millis(lease.until)))
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
+
+/// A batch's fence and its progress in one statement: moves the plan on to
+/// `$1` and renews its lease to `$2` only while owner `$4` holds it at `$5`.
+const ADVANCE: &str = "UPDATE announcements SET planned_through = $1, plan_lease_until = $2 \
+     WHERE id = $3 AND planning AND plan_owner = $4 AND planned_through = $5";
 
 #[async_trait]
 impl PlanStore for PostgresStore {
@@ -184,17 +193,26 @@ impl PlanStore for PostgresStore {
         announcement: &Announcement,
         renditions: &[NewRendition],
         deliveries: &[NewDelivery],
-        planned_through: u64,
+        step: PlanStep<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The fence first, holding the announcement's row to the commit: a
+        // second writer of the same batch waits, then finds the plan moved
+        // on (or owned by another) and writes nothing.
+        let moved = sqlx::query(ADVANCE)
+            .bind(i64::try_from(step.through).unwrap_or(i64::MAX))
+            .bind(millis(step.lease.until))
+            .bind(announcement.id.to_string())
+            .bind(&step.lease.owner)
+            .bind(i64::try_from(step.from).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        if moved.rows_affected() == 0 {
+            return Err(StoreError::PlanTaken);
+        }
         insert_renditions(&mut tx, announcement, renditions).await?;
         insert_deliveries(&mut tx, announcement, deliveries).await?;
         follow_ups::kill_if_resolved(&mut tx, announcement).await?;
-        sqlx::query("UPDATE announcements SET planned_through = $1 WHERE id = $2")
-            .bind(i64::try_from(planned_through).unwrap_or(i64::MAX))
-            .bind(announcement.id.to_string())
-            .execute(&mut *tx)
-            .await?;
         notify(&mut tx, WORK_DUE, "").await?;
         tx.commit().await?;
         self.work_due.notify();
@@ -205,13 +223,21 @@ impl PlanStore for PostgresStore {
     async fn finish_plan(
         &self,
         announcement_id: AnnouncementId,
+        owner: &str,
         idempotency: Option<IdempotencyRecord>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE announcements SET planning = false WHERE id = $1")
-            .bind(announcement_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let finished = sqlx::query(
+            "UPDATE announcements SET planning = false, plan_lease_until = NULL \
+             WHERE id = $1 AND planning AND plan_owner = $2",
+        )
+        .bind(announcement_id.to_string())
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if finished.rows_affected() == 0 {
+            return Err(StoreError::PlanTaken);
+        }
         if let Some(record) = idempotency {
             idempotency::complete(&mut tx, &record).await?;
         }
@@ -226,6 +252,47 @@ impl PlanStore for PostgresStore {
             .iter()
             .map(decode::<UnfinishedPlanRow, _, _>)
             .collect()
+    }
+
+    async fn take_plans(
+        &self,
+        lease: &PlanLease,
+        expired_before: DateTime<Utc>,
+    ) -> Result<Vec<UnfinishedPlan>, StoreError> {
+        // One statement: a daemon taking over at the same moment waits on
+        // the rows, then finds their leases renewed and leaves them.
+        let mut plans = sqlx::query(
+            "UPDATE announcements SET plan_owner = $1, plan_lease_until = $2 \
+             WHERE planning AND (plan_lease_until IS NULL OR plan_lease_until < $3) \
+             RETURNING *",
+        )
+        .bind(&lease.owner)
+        .bind(millis(lease.until))
+        .bind(millis(expired_before))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode::<UnfinishedPlanRow, _, _>)
+        .collect::<Result<Vec<UnfinishedPlan>, _>>()?;
+        plans.sort_by_key(|plan| plan.announcement.created_at);
+        Ok(plans)
+    }
+
+    async fn renew_plan(
+        &self,
+        announcement_id: AnnouncementId,
+        lease: &PlanLease,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE announcements SET plan_lease_until = $1 \
+             WHERE id = $2 AND planning AND plan_owner = $3",
+        )
+        .bind(millis(lease.until))
+        .bind(announcement_id.to_string())
+        .bind(&lease.owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() > 0)
     }
 
     async fn announcement_deliveries(

@@ -81,7 +81,7 @@ impl CorrectionStore for SqliteStore {
                 }
             }
             crises::insert_event(&mut tx, &write.event).await?;
-            plans::insert_announcement(&mut tx, &write.announcement, false, None).await?;
+            plans::insert_announcement(&mut tx, &write.announcement, None, None).await?;
             plans::insert_renditions(&mut tx, &write.announcement, &write.renditions).await?;
             plans::insert_deliveries(&mut tx, &write.announcement, &write.deliveries).await?;
             tx.commit().await?;

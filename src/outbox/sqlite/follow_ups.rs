@@ -276,7 +276,7 @@ impl FollowUpStore for SqliteStore {
         } = start;
         let mut tx = self.pool.begin().await?;
         // The announcement first: the follow-up row refers to it.
-        insert_announcement(&mut tx, &announcement, planning, None).await?;
+        insert_announcement(&mut tx, &announcement, planning.as_ref(), None).await?;
         // The claim: still pending, and (before the all-clear) its crisis
         // not resolved. SQLite runs one writer at a time, so a resolve
         // either came first (nothing is claimed) or comes after (and kills

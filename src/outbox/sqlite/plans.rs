@@ -3,6 +3,7 @@
 //! batch, a follow-up starting), and the plans a restart resumes.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{
     ROWS_PER_INSERT, SqliteStore, Tx, count, decode, follow_ups, idempotency, millis, to_json,
@@ -10,8 +11,8 @@ use super::{
 use crate::domain::AnnouncementId;
 use crate::outbox::rows::{INSERT_COLUMNS, RowValues, UnfinishedPlanRow};
 use crate::outbox::{
-    Announcement, COUNTS_AGAINST_CAP, IdempotencyRecord, NewDelivery, NewRendition, PlanStore,
-    StoreError, UnfinishedPlan,
+    Announcement, COUNTS_AGAINST_CAP, IdempotencyRecord, NewDelivery, NewRendition, PlanLease,
+    PlanStep, PlanStore, StoreError, UnfinishedPlan,
 };
 
 /// Writes deliveries with multi-row INSERTs inside the caller's transaction.
@@ -90,15 +91,16 @@ pub(super) async fn insert_renditions(
 pub(super) async fn insert_announcement(
     tx: &mut Tx<'_>,
     announcement: &Announcement,
-    planning: bool,
+    planning: Option<&PlanLease>,
     idempotency: Option<&IdempotencyRecord>,
 ) -> Result<(), StoreError> {
     // Its place among the crisis's announcements: the one writer (or, in a
     // backend with concurrent writers, the unique index) keeps it unique.
     sqlx::query(
         "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
-         idempotency_scope, idempotency_key, follow_up, reached_only, ordinal) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+         idempotency_scope, idempotency_key, follow_up, reached_only, plan_owner, plan_lease_until, \
+         ordinal) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
          (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM announcements WHERE crisis_id = ?2))",
     )
     .bind(announcement.id.to_string())
@@ -106,15 +108,22 @@ pub(super) async fn insert_announcement(
     .bind(announcement.kind.as_str())
     .bind(&announcement.message)
     .bind(millis(announcement.created_at))
-    .bind(planning)
+    .bind(planning.is_some())
     .bind(idempotency.map(|r| r.scope.clone()))
     .bind(idempotency.map(|r| r.key.clone()))
     .bind(announcement.follow_up.as_ref().map(to_json).transpose()?)
     .bind(announcement.reached_only)
+    .bind(planning.map(|lease| lease.owner.clone()))
+    .bind(planning.map(|lease| millis(lease.until)))
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
+
+/// A batch's fence and its progress in one statement: moves the plan on to
+/// `?1` and renews its lease to `?2` only while owner `?4` holds it at `?5`.
+const ADVANCE: &str = "UPDATE announcements SET planned_through = ?1, plan_lease_until = ?2 \
+     WHERE id = ?3 AND planning = 1 AND plan_owner = ?4 AND planned_through = ?5";
 
 #[async_trait]
 impl PlanStore for SqliteStore {
@@ -123,19 +132,27 @@ impl PlanStore for SqliteStore {
         announcement: &Announcement,
         renditions: &[NewRendition],
         deliveries: &[NewDelivery],
-        planned_through: u64,
+        step: PlanStep<'_>,
     ) -> Result<(), StoreError> {
         let result: Result<_, StoreError> = async {
             let writing = self.writer.lock().await;
             let mut tx = self.ledger.begin().await?;
+            // The fence first: nothing of the batch is written unless this
+            // owner still holds the plan where it expects it to be.
+            let moved = sqlx::query(ADVANCE)
+                .bind(i64::try_from(step.through).unwrap_or(i64::MAX))
+                .bind(millis(step.lease.until))
+                .bind(announcement.id.to_string())
+                .bind(&step.lease.owner)
+                .bind(i64::try_from(step.from).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+            if moved.rows_affected() == 0 {
+                return Err(StoreError::PlanTaken);
+            }
             insert_renditions(&mut tx, announcement, renditions).await?;
             insert_deliveries(&mut tx, announcement, deliveries).await?;
             follow_ups::kill_if_resolved(&mut tx, announcement).await?;
-            sqlx::query("UPDATE announcements SET planned_through = ? WHERE id = ?")
-                .bind(i64::try_from(planned_through).unwrap_or(i64::MAX))
-                .bind(announcement.id.to_string())
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
             drop(writing);
             self.work_due.notify();
@@ -149,14 +166,22 @@ impl PlanStore for SqliteStore {
     async fn finish_plan(
         &self,
         announcement_id: AnnouncementId,
+        owner: &str,
         idempotency: Option<IdempotencyRecord>,
     ) -> Result<(), StoreError> {
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE announcements SET planning = 0 WHERE id = ?")
-            .bind(announcement_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let finished = sqlx::query(
+            "UPDATE announcements SET planning = 0, plan_lease_until = NULL \
+             WHERE id = ? AND planning = 1 AND plan_owner = ?",
+        )
+        .bind(announcement_id.to_string())
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if finished.rows_affected() == 0 {
+            return Err(StoreError::PlanTaken);
+        }
         if let Some(record) = idempotency {
             idempotency::complete(&mut tx, &record).await?;
         }
@@ -171,6 +196,47 @@ impl PlanStore for SqliteStore {
             .iter()
             .map(decode::<UnfinishedPlanRow, _, _>)
             .collect()
+    }
+
+    async fn take_plans(
+        &self,
+        lease: &PlanLease,
+        expired_before: DateTime<Utc>,
+    ) -> Result<Vec<UnfinishedPlan>, StoreError> {
+        let _writing = self.writer.lock().await;
+        let mut plans = sqlx::query(
+            "UPDATE announcements SET plan_owner = ?, plan_lease_until = ? \
+             WHERE planning = 1 AND (plan_lease_until IS NULL OR plan_lease_until < ?) \
+             RETURNING *",
+        )
+        .bind(&lease.owner)
+        .bind(millis(lease.until))
+        .bind(millis(expired_before))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode::<UnfinishedPlanRow, _, _>)
+        .collect::<Result<Vec<UnfinishedPlan>, _>>()?;
+        plans.sort_by_key(|plan| plan.announcement.created_at);
+        Ok(plans)
+    }
+
+    async fn renew_plan(
+        &self,
+        announcement_id: AnnouncementId,
+        lease: &PlanLease,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
+        let renewed = sqlx::query(
+            "UPDATE announcements SET plan_lease_until = ? \
+             WHERE id = ? AND planning = 1 AND plan_owner = ?",
+        )
+        .bind(millis(lease.until))
+        .bind(announcement_id.to_string())
+        .bind(&lease.owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() > 0)
     }
 
     async fn announcement_deliveries(

@@ -21,8 +21,8 @@ use crisisd::domain::{
 use crisisd::outbox::{
     AccountEvent, AccountEventKind, Announcement, CrisisFilter, DeadCause, DeadFilter, Delivery,
     DeliveryState, DuplicateGuard, FollowUpReplacement, FollowUpStart, IdempotencyRecord,
-    NewDelivery, NewSession, Outcome, Planned, Storage, StoreError, Submission, SubmissionState,
-    TransitionWrite,
+    NewDelivery, NewSession, Outcome, PlanLease, PlanStep, Planned, Storage, StoreError,
+    Submission, SubmissionState, TransitionWrite,
 };
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
@@ -43,6 +43,28 @@ pub fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + seconds, 0)
         .single()
         .expect("time")
+}
+
+/// The planning lease of `owner` until `until`.
+pub fn lease(owner: &str, until: DateTime<Utc>) -> PlanLease {
+    PlanLease {
+        owner: owner.into(),
+        until,
+    }
+}
+
+/// A batch of a plan written by `owner`, from subscriber `from` to `through`.
+fn plan_step(lease: &PlanLease, from: u64, through: u64) -> PlanStep<'_> {
+    PlanStep {
+        lease,
+        from,
+        through,
+    }
+}
+
+/// The lease the contract's plans are written under.
+fn planner_lease() -> PlanLease {
+    lease("planner", at(60))
 }
 
 /// The write a service would make for `crisis` after a transition.
@@ -67,7 +89,7 @@ pub fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) 
             reached_only: false,
         },
         deliveries: (0..deliveries).map(email_delivery).collect(),
-        planning: false,
+        planning: None,
         idempotency: None,
         source_link: None,
         follow_ups: Default::default(),
@@ -172,7 +194,7 @@ async fn start_follow_up(
             follow_up: step.id,
             announcement: follow_up_announcement(crisis, step, now),
             deliveries: vec![delivery],
-            planning: false,
+            planning: None,
         })
         .await
         .expect("start")
@@ -1364,7 +1386,7 @@ pub async fn a_plan_is_written_in_batches_and_listed_until_finished(db: &impl Da
     let storage = db.open().await;
     let crisis = declared();
     let mut w = write(&crisis, None, 1);
-    w.planning = true;
+    w.planning = Some(planner_lease());
     w.idempotency = Some(IdempotencyRecord {
         scope: "tests".into(),
         key: "declare-1".into(),
@@ -1389,7 +1411,7 @@ pub async fn a_plan_is_written_in_batches_and_listed_until_finished(db: &impl Da
             &announcement,
             &[],
             &[email_delivery(7), unfit_email_delivery(8, "too long")],
-            2,
+            plan_step(&planner_lease(), 0, 2),
         )
         .await
         .expect("batch");
@@ -1419,7 +1441,7 @@ pub async fn a_plan_is_written_in_batches_and_listed_until_finished(db: &impl Da
         body: "{\"deliveries\":3}".into(),
     };
     plans
-        .finish_plan(announcement.id, Some(done))
+        .finish_plan(announcement.id, "planner", Some(done))
         .await
         .expect("finish");
     assert!(plans.unfinished_plans().await.expect("plans").is_empty());
@@ -1440,13 +1462,137 @@ pub async fn a_plan_is_written_in_batches_and_listed_until_finished(db: &impl Da
     );
 }
 
+pub async fn a_plan_is_taken_over_once_its_lease_runs_out_and_its_old_owner_writes_nothing_more(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let plans = &storage.plans;
+    let crisis = declared();
+    let mut w = write(&crisis, None, 0);
+    let first = lease("first", at(15));
+    w.planning = Some(first.clone());
+    let announcement = w.announcement.clone();
+    storage.crises.record_transition(w).await.expect("declare");
+    let listed = plans.unfinished_plans().await.expect("plans");
+    assert_eq!(listed[0].lease, Some(first.clone()), "its owner and lease");
+
+    // While its lease lasts nobody else takes it; renewed, it lasts on.
+    assert!(
+        plans
+            .take_plans(&lease("second", at(30)), at(10))
+            .await
+            .expect("take")
+            .is_empty()
+    );
+    let renewed = lease("first", at(20));
+    assert!(
+        plans
+            .renew_plan(announcement.id, &renewed)
+            .await
+            .expect("renew")
+    );
+    plans
+        .append_plan(
+            &announcement,
+            &[],
+            &[email_delivery(1)],
+            plan_step(&renewed, 0, 1),
+        )
+        .await
+        .expect("the owner's batch");
+    assert!(
+        plans
+            .take_plans(&lease("second", at(30)), at(16))
+            .await
+            .expect("take")
+            .is_empty(),
+        "renewed past 16s"
+    );
+
+    // It runs out: the first to look takes it, where it got to.
+    let second = lease("second", at(40));
+    let taken = plans.take_plans(&second, at(21)).await.expect("take");
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].announcement, announcement);
+    assert_eq!(taken[0].planned_through, 1);
+    assert_eq!(taken[0].lease, Some(second.clone()));
+    assert!(
+        plans
+            .take_plans(&lease("third", at(50)), at(21))
+            .await
+            .expect("take")
+            .is_empty(),
+        "taken once"
+    );
+
+    // The old owner wakes late: its batch, renewal and finish are refused.
+    let late = plans
+        .append_plan(
+            &announcement,
+            &[],
+            &[email_delivery(2)],
+            plan_step(&lease("first", at(45)), 1, 2),
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::PlanTaken)), "{late:?}");
+    assert!(
+        !plans
+            .renew_plan(announcement.id, &lease("first", at(45)))
+            .await
+            .expect("renew")
+    );
+    let finish = plans.finish_plan(announcement.id, "first", None).await;
+    assert!(matches!(finish, Err(StoreError::PlanTaken)), "{finish:?}");
+
+    // The new owner writes from where the plan is, once: the same batch
+    // again (two writers of one place) is refused.
+    plans
+        .append_plan(
+            &announcement,
+            &[],
+            &[email_delivery(3)],
+            plan_step(&second, 1, 2),
+        )
+        .await
+        .expect("the new owner's batch");
+    let twice = plans
+        .append_plan(
+            &announcement,
+            &[],
+            &[email_delivery(4)],
+            plan_step(&second, 1, 2),
+        )
+        .await;
+    assert!(matches!(twice, Err(StoreError::PlanTaken)), "{twice:?}");
+    assert_eq!(
+        plans
+            .announcement_deliveries(announcement.id)
+            .await
+            .expect("count"),
+        2
+    );
+    plans
+        .finish_plan(announcement.id, "second", None)
+        .await
+        .expect("finish");
+    assert!(plans.unfinished_plans().await.expect("plans").is_empty());
+    assert!(
+        plans
+            .take_plans(&lease("third", at(90)), at(1000))
+            .await
+            .expect("take")
+            .is_empty(),
+        "a finished plan is nobody's to take"
+    );
+}
+
 pub async fn a_claimed_reader_gets_the_shared_rendition_and_their_own_part(db: &impl Database) {
     use crisisd::message::{DeliveryContent, EmailContent, NAME_MARK};
     use crisisd::outbox::{NewRendition, Payload};
     let storage = db.open().await;
     let crisis = declared();
     let mut w = write(&crisis, None, 1);
-    w.planning = true;
+    w.planning = Some(planner_lease());
     let announcement = w.announcement.clone();
     storage.crises.record_transition(w).await.expect("declare");
     let rendition = NewRendition {
@@ -1473,7 +1619,7 @@ pub async fn a_claimed_reader_gets_the_shared_rendition_and_their_own_part(db: &
             &announcement,
             std::slice::from_ref(&rendition),
             std::slice::from_ref(&reader),
-            1,
+            plan_step(&planner_lease(), 0, 1),
         )
         .await
         .expect("batch");
@@ -1537,7 +1683,7 @@ pub async fn the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_star
         follow_up: first.id,
         announcement: started.clone(),
         deliveries: vec![held, email_delivery(4)],
-        planning: true,
+        planning: Some(planner_lease()),
     };
     assert!(follow_ups.start_follow_up(start.clone()).await.unwrap());
     let again = FollowUpStart {
@@ -1573,7 +1719,12 @@ pub async fn the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_star
     // The first follow-up's plan writes its last batch after the all-clear.
     storage
         .plans
-        .append_plan(&started, &[], &[email_delivery(3)], 2)
+        .append_plan(
+            &started,
+            &[],
+            &[email_delivery(3)],
+            plan_step(&planner_lease(), 0, 2),
+        )
         .await
         .unwrap();
 
@@ -2033,7 +2184,7 @@ pub async fn committed_work_wakes_whoever_waits_for_it(db: &impl Database) {
     let crisis = declared();
     let step = follow_up(&crisis, "first", at(60));
     let mut w = write(&crisis, None, 1);
-    w.planning = true;
+    w.planning = Some(planner_lease());
     w.follow_ups = FollowUpChange {
         cancel: None,
         schedule: vec![step.clone()],
@@ -2050,7 +2201,12 @@ pub async fn committed_work_wakes_whoever_waits_for_it(db: &impl Database) {
     let notified = registered(&storage);
     storage
         .plans
-        .append_plan(&announcement, &[], &[email_delivery(1)], 1)
+        .append_plan(
+            &announcement,
+            &[],
+            &[email_delivery(1)],
+            plan_step(&planner_lease(), 0, 1),
+        )
         .await
         .expect("batch");
     assert!(woken(notified).await, "by a plan batch");
@@ -2841,6 +2997,7 @@ macro_rules! store_contract {
             a_new_crisis_cannot_take_over_an_incident_an_active_crisis_is_linked_to,
             one_daemon_leads_until_its_lease_runs_out_and_each_new_leader_has_a_new_term,
             a_plan_is_written_in_batches_and_listed_until_finished,
+            a_plan_is_taken_over_once_its_lease_runs_out_and_its_old_owner_writes_nothing_more,
             a_claimed_reader_gets_the_shared_rendition_and_their_own_part,
             the_all_clear_kills_queued_follow_up_messages_and_no_follow_up_starts_after_it,
             a_follow_up_is_settled_once_and_a_changed_plan_replaces_the_rest,
