@@ -485,6 +485,7 @@ pub(super) struct UnfinishedPlanRow<'r> {
     pub(super) idempotency_scope: Option<String>,
     pub(super) idempotency_key: Option<String>,
     pub(super) reached_only: bool,
+    pub(super) question: Option<String>,
 }
 
 impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
@@ -503,6 +504,7 @@ impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
                     .map(|text| json(text, "follow-up step"))
                     .transpose()?,
                 reached_only: row.reached_only,
+                question: row.question,
             },
             planned_through: count(row.planned_through),
             idempotency: row.idempotency_scope.zip(row.idempotency_key),

@@ -97,8 +97,8 @@ pub(super) async fn insert_announcement(
     // backend with concurrent writers, the unique index) keeps it unique.
     sqlx::query(
         "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
-         idempotency_scope, idempotency_key, follow_up, reached_only, ordinal) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+         idempotency_scope, idempotency_key, follow_up, reached_only, question, ordinal) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
          (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM announcements WHERE crisis_id = ?2))",
     )
     .bind(announcement.id.to_string())
@@ -111,6 +111,7 @@ pub(super) async fn insert_announcement(
     .bind(idempotency.map(|r| r.key.clone()))
     .bind(announcement.follow_up.as_ref().map(to_json).transpose()?)
     .bind(announcement.reached_only)
+    .bind(&announcement.question)
     .execute(&mut **tx)
     .await?;
     Ok(())
