@@ -365,6 +365,17 @@ fn render_for(
             None,
         ));
     }
+    // The question its SMS would end with, as planning appends it.
+    if profile.family == Some(crate::message::TextFamily::Sms) {
+        let topic = subject.step.as_ref().map(|spec| spec.topic.as_str());
+        ctx.question = inputs
+            .answers
+            .for_announcement(subject.kind, topic)
+            .map(|(_, question)| {
+                let default = inputs.renderer.default_locale();
+                crate::domain::question::localized(&question.prompt, &locale, default).to_owned()
+            });
+    }
     let mut preview = render_one(inputs, profile, locale, &ctx);
     preview.follow_up = subject.step.as_ref().map(|spec| PreviewedStep {
         plan: spec.plan.clone(),

@@ -322,6 +322,11 @@ impl Parts<'_> {
             storage: self.storage.clone(),
             banner: self.banner,
             publisher: self.publisher,
+            helpdesk: Arc::new(crate::http::helpdesk::Helpdesk::new(
+                crate::channels::http::client()
+                    .map_err(|e| StartupError::Invalid(vec![e.to_string()]))?,
+                self.inputs.clone(),
+            )),
             inputs: self.inputs,
             tokens: Arc::new(ArcSwap::from_pointee(tokens)),
             metrics_token: Arc::new(ArcSwap::from_pointee(metrics_token)),

@@ -122,6 +122,7 @@ pub fn prepare(settings: Settings) -> Result<Prepared, StartupError> {
         all_clear_to_unreached: settings.dispatch.all_clear_to_unreached,
         availability: Default::default(),
         fallback: settings.fallback.clone(),
+        answers: settings.answers.clone(),
     };
     problems.extend(inputs.template_problems(&follow_ups, Utc::now()));
     problems.extend(crate::publish::template_problems(

@@ -85,6 +85,7 @@ impl Application {
         // Plans stop at their next batch and resume at the next start.
         state.service.stop().await;
         workers.stop().await;
+        state.helpdesk.stop().await;
         join_all(&mut tasks, "A background task").await;
         supervision.cancel();
         if let Err(err) = supervisor.await {

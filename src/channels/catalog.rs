@@ -257,22 +257,27 @@ impl ChannelSettings {
             .collect()
     }
 
-    /// Whether a configured channel takes inbound SMS webhooks (whose
-    /// signatures need the daemon's public URL).
+    /// Whether a configured channel takes inbound SMS webhooks whose
+    /// signatures need the daemon's public URL (Twilio signs the URL it
+    /// calls; Vonage and gateways do not).
     pub fn takes_inbound_sms(&self) -> bool {
-        self.configured()
-            .iter()
-            .any(|channel| channel.inbound_secret().is_some())
+        self.configured().iter().any(|channel| {
+            channel.kind() == ProviderKind::Twilio && channel.inbound_secret().is_some()
+        })
     }
 
-    /// The secrets that sign inbound SMS webhooks, by channel name, for
-    /// the channels whose secret can be read.
-    pub fn inbound_sms_secrets(&self) -> HashMap<String, Secret> {
+    /// What authenticates each channel's inbound SMS webhooks, with its
+    /// kind, by channel name, for the channels whose secret can be read.
+    pub fn inbound_sms_secrets(&self) -> HashMap<String, ReceiptSecret> {
         self.configured()
             .iter()
             .filter_map(|channel| {
                 let secret = channel.inbound_secret()?.read().ok()?;
-                Some((channel.section().name().to_owned(), secret))
+                let kind = channel.kind();
+                Some((
+                    channel.section().name().to_owned(),
+                    ReceiptSecret { kind, secret },
+                ))
             })
             .collect()
     }
@@ -299,8 +304,8 @@ impl ChannelSettings {
     }
 }
 
-/// The secret a channel's receipts are checked with, and its kind (a
-/// receipt is refused on another kind's route).
+/// The secret a channel's receipts (or inbound messages) are checked
+/// with, and its kind (a request is refused on another kind's route).
 #[derive(Debug, Clone)]
 pub struct ReceiptSecret {
     pub kind: ProviderKind,
@@ -535,7 +540,8 @@ mod tests {
         let settings: ChannelSettings = toml::from_str(&text).unwrap();
         let secrets = settings.inbound_sms_secrets();
         assert_eq!(secrets.len(), 1);
-        assert_eq!(secrets["sms"].expose(), "auth-token");
+        assert_eq!(secrets["sms"].secret.expose(), "auth-token");
+        assert_eq!(secrets["sms"].kind, ProviderKind::Twilio);
 
         let without: ChannelSettings =
             toml::from_str("[[vonage]]\nname = \"v\"\napi_key = \"k\"\nfrom = \"f\"\n").unwrap();

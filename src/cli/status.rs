@@ -150,6 +150,25 @@ fn print_detail(detail: &CrisisDetail) {
                 .unwrap_or_default()
         );
     }
+    if !detail.answers.is_empty() {
+        println!("  Answers:");
+        for tally in &detail.answers {
+            let number = tally
+                .answer
+                .map_or_else(|| "-".to_owned(), |n| n.to_string());
+            let urgent = if tally.urgent {
+                "  (urgent: on the callback list)"
+            } else {
+                ""
+            };
+            println!(
+                "    {:<20} {number:>2} {:<24} {:>6}{urgent}",
+                tally.question.as_deref().unwrap_or("no open question"),
+                tally.label,
+                tally.count
+            );
+        }
+    }
     if !detail.dead.is_empty() {
         println!("  Dead deliveries:");
         for dead in &detail.dead {

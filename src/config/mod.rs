@@ -87,6 +87,10 @@ pub struct Settings {
     /// Storm and per-reader limits (issue 16).
     #[serde(default)]
     pub fatigue: FatigueSettings,
+    /// Questions with numbered answers, and the helpdesk urgent answers
+    /// go to.
+    #[serde(default)]
+    pub answers: crate::domain::question::AnswerSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

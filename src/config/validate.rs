@@ -41,6 +41,7 @@ impl Settings {
         ));
         problems.extend(self.retention.problems());
         problems.extend(self.fatigue.problems());
+        problems.extend(self.answers.problems(&self.locales.default));
         problems
     }
 }

@@ -12,7 +12,9 @@ pub mod draft;
 pub mod fallback;
 pub mod follow_up;
 mod ids;
+pub mod keywords;
 mod localized;
+pub mod question;
 
 pub(crate) use crisis::string_enum;
 pub use crisis::*;

@@ -188,6 +188,9 @@ pub struct CrisisDetail {
     /// Per channel, who the delivery receipts say was reached and not.
     #[serde(default)]
     pub reach: BTreeMap<String, Reach>,
+    /// Readers' replies: how many gave each answer, and the free text.
+    #[serde(default)]
+    pub answers: Vec<super::answers::TallyView>,
 }
 
 /// One channel's reach: the receipts' counts, and the two sums comms
@@ -469,6 +472,7 @@ pub async fn show(
         dead,
         follow_ups,
         reach,
+        answers: super::answers::crisis_tallies(&state, id).await?,
     }))
 }
 

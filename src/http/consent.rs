@@ -1,17 +1,15 @@
-//! Consent endpoints: one-click unsubscribe links from emails (RFC 8058)
-//! and inbound SMS keywords from Twilio (STOP, START).
+//! Consent endpoints: one-click unsubscribe links from emails (RFC 8058).
+//! SMS keywords (STOP, START) arrive through `inbound`.
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use tracing::{info, warn};
 
 use super::AppState;
 use super::banner::{BannerQuery, choose_language};
 use super::preferences::{self, Choice, Words};
-use crate::channels::twilio_signature;
 use crate::domain::consent::{ConsentScope, ContactPoint, OptOutRequest};
 use crate::outbox::StoreError;
 use crate::plan::PlanInputs;
@@ -188,109 +186,5 @@ pub async fn unsubscribe(
             warn!(error = %err, "Could not record a subscriber's consent.");
             preferences::retry(&words)
         }
-    }
-}
-
-/// What an inbound SMS asks for. The keywords are the carriers' standard
-/// opt-out and opt-in words.
-fn keyword(body: &str) -> Option<bool> {
-    let word = body.split_whitespace().next()?.to_ascii_uppercase();
-    match word.trim_matches(|c: char| !c.is_ascii_alphanumeric()) {
-        "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "OPTOUT" | "REVOKE" => {
-            Some(false)
-        }
-        "START" | "UNSTOP" | "YES" => Some(true),
-        _ => None,
-    }
-}
-
-const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
-
-/// Twilio's incoming-message webhook for one Twilio channel.
-pub async fn twilio_inbound(
-    State(state): State<AppState>,
-    Path(channel): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let inbound_sms = state.inbound_sms.load();
-    let Some(auth_token) = inbound_sms.get(&channel) else {
-        return (StatusCode::NOT_FOUND, "no Twilio channel by that name").into_response();
-    };
-    let Ok(params) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
-        return (StatusCode::BAD_REQUEST, "the body is not a form").into_response();
-    };
-    // Twilio signs the URL it was told to call: our public URL.
-    let url = format!(
-        "{}{}",
-        state.public_url,
-        uri.path_and_query().map_or(uri.path(), |pq| pq.as_str())
-    );
-    let expected = twilio_signature(auth_token.expose(), &url, &params);
-    let presented = headers
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !bool::from(expected.as_bytes().ct_eq(presented.as_bytes())) {
-        warn!(channel = %channel, "Refused an inbound SMS webhook with a bad X-Twilio-Signature.");
-        return (StatusCode::FORBIDDEN, "bad X-Twilio-Signature").into_response();
-    }
-    let field = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let (Some(from), Some(text)) = (field("From"), field("Body")) else {
-        return (StatusCode::BAD_REQUEST, "From and Body are required").into_response();
-    };
-    let consent = &state.storage.consent;
-    let recorded = match keyword(text) {
-        // Carriers' STOP means everything.
-        Some(false) => consent
-            .opt_out(
-                ContactPoint::Phone,
-                from,
-                OptOutRequest::AtLeast(ConsentScope::All),
-                "sms keyword",
-                state.clock.now(),
-            )
-            .await
-            .map(|changed| changed.then_some("opted out")),
-        Some(true) => consent
-            .opt_in(ContactPoint::Phone, from)
-            .await
-            .map(|changed| changed.then_some("opted back in")),
-        None => Ok(None),
-    };
-    match recorded {
-        Ok(Some(what)) => info!(channel = %channel, point = "phone", "A subscriber {what} by SMS."),
-        Ok(None) => {}
-        // Twilio retries a failed webhook: ask it to.
-        Err(err) => {
-            warn!(error = %err, "Could not record an SMS opt-out; Twilio will retry.");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-    }
-    (
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        EMPTY_TWIML,
-    )
-        .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::keyword;
-
-    #[test]
-    fn carrier_keywords_opt_out_and_back_in() {
-        assert_eq!(keyword("STOP"), Some(false));
-        assert_eq!(keyword(" stop please"), Some(false));
-        assert_eq!(keyword("Unsubscribe."), Some(false));
-        assert_eq!(keyword("START"), Some(true));
-        assert_eq!(keyword("Is the outage over?"), None);
-        assert_eq!(keyword(""), None);
     }
 }

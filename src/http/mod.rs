@@ -1,5 +1,6 @@
 //! The HTTP surface: the API, the public banner, health and metrics.
 
+pub mod answers;
 pub mod api;
 mod auth;
 mod banner;
@@ -8,7 +9,9 @@ pub mod console;
 mod correction;
 pub mod directory;
 mod error;
+pub mod helpdesk;
 pub mod hooks;
+mod inbound;
 pub mod listener;
 pub mod ops;
 mod preferences;
@@ -58,8 +61,10 @@ pub struct AppState {
     /// What `/metrics` requires, if anything; a reload swaps it, so a
     /// rotated token takes effect at once.
     pub metrics_token: Arc<ArcSwap<Option<NamedToken>>>,
-    /// Twilio auth tokens by channel name, for inbound-message signatures.
-    pub inbound_sms: Arc<ArcSwap<std::collections::HashMap<String, crate::secret::Secret>>>,
+    /// What authenticates each channel's inbound SMS (Twilio's auth token,
+    /// Vonage's signature secret, a gateway's token), by channel name.
+    pub inbound_sms:
+        Arc<ArcSwap<std::collections::HashMap<String, crate::channels::ReceiptSecret>>>,
     /// Delivery-receipt secrets by channel name, and what a permanent
     /// failure does.
     pub receipts: Arc<ArcSwap<receipts::ReceiptRoutes>>,
@@ -71,6 +76,8 @@ pub struct AppState {
     pub banner_max_age: Duration,
     /// The web console's templates, settings and sign-in limits.
     pub console: Arc<console::Console>,
+    /// Urgent answers posted to the helpdesk webhook.
+    pub helpdesk: Arc<helpdesk::Helpdesk>,
 }
 
 /// CORS for the banner: only the configured origins, only GET.
@@ -111,6 +118,8 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue], own_metrics: bool) 
             put(directory::set_availability),
         )
         .route("/v1/deliveries/dead", get(api::dead))
+        .route("/v1/callbacks", get(answers::callbacks))
+        .route("/v1/callbacks.csv", get(answers::callbacks_csv))
         .route("/v1/deliveries/retry-dead", post(api::retry_dead))
         .route("/v1/crises/{id}/confirm", post(hooks::confirm))
         .route("/v1/crises/{id}/discard", post(hooks::discard))
@@ -133,10 +142,7 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue], own_metrics: bool) 
             "/v1/unsubscribe/{token}",
             get(consent::unsubscribe_page).post(consent::unsubscribe),
         )
-        .route(
-            "/v1/inbound/twilio/{channel}",
-            post(consent::twilio_inbound),
-        )
+        .merge(inbound::router())
         .merge(receipts::router())
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
     // Status pages and alerting systems: each hook checks its own

@@ -6,6 +6,7 @@
 //! new backend is one folder that passes the store contract suite.
 
 mod accounts;
+mod answers;
 mod consent;
 pub mod copy;
 mod corrections;
@@ -32,6 +33,7 @@ mod submissions;
 use std::sync::Arc;
 
 pub use accounts::{AccountEvent, AccountEventKind, AccountStore, NewSession, Session};
+pub use answers::{AnswerFilter, AnswerRecord, AnswerStore, Asked, LastSent, NewAnswer, Tally};
 pub use consent::ConsentStore;
 pub use corrections::{
     CORRECTED, Correctable, CorrectionStore, CorrectionWrite, OriginalDelivery, OriginalState,
@@ -192,6 +194,8 @@ pub struct Storage {
     pub receipts: Arc<dyn ReceiptStore>,
     /// Messages held for a reader's next contact point.
     pub fallbacks: Arc<dyn FallbackStore>,
+    /// Readers' answers to questions, and the callback list.
+    pub answers: Arc<dyn AnswerStore>,
 }
 
 impl Storage {
@@ -216,7 +220,8 @@ impl Storage {
             + CorrectionStore
             + RetentionStore
             + ReceiptStore
-            + FallbackStore,
+            + FallbackStore
+            + AnswerStore,
     {
         let backend = Arc::new(backend);
         Self {
@@ -238,7 +243,8 @@ impl Storage {
             corrections: backend.clone(),
             retention: backend.clone(),
             receipts: backend.clone(),
-            fallbacks: backend,
+            fallbacks: backend.clone(),
+            answers: backend,
         }
     }
 }

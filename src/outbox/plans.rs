@@ -23,6 +23,9 @@ pub struct Announcement {
     /// on the same channel (the all-clear, unless configured otherwise);
     /// to any other, its delivery ends `cancelled` when its turn comes.
     pub reached_only: bool,
+    /// The key of the question its SMS end with (`[answers.questions]`),
+    /// which replies from its readers answer.
+    pub question: Option<String>,
 }
 
 /// A message rendered once for many readers (same channel, language, time

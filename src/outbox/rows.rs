@@ -487,6 +487,7 @@ pub(super) struct UnfinishedPlanRow<'r> {
     pub(super) reached_only: bool,
     pub(super) plan_owner: Option<String>,
     pub(super) plan_lease_until: Option<i64>,
+    pub(super) question: Option<String>,
 }
 
 impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
@@ -505,6 +506,7 @@ impl TryFrom<UnfinishedPlanRow<'_>> for UnfinishedPlan {
                     .map(|text| json(text, "follow-up step"))
                     .transpose()?,
                 reached_only: row.reached_only,
+                question: row.question,
             },
             planned_through: count(row.planned_through),
             idempotency: row.idempotency_scope.zip(row.idempotency_key),

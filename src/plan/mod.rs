@@ -79,6 +79,8 @@ pub struct PlanInputs {
     pub availability: Arc<Availability>,
     /// Per severity, the order of contact points readers are tried on.
     pub fallback: crate::domain::fallback::FallbackPolicy,
+    /// The questions announcements carry (`[answers]`).
+    pub answers: crate::domain::question::AnswerSettings,
 }
 
 impl PlanInputs {
@@ -284,6 +286,11 @@ impl Planner {
             created_at: now,
             follow_up: follow_up.cloned(),
             reached_only: kind == AnnouncementKind::Resolved && !self.inputs.all_clear_to_unreached,
+            question: self
+                .inputs
+                .answers
+                .for_announcement(kind, follow_up.map(|spec| spec.topic.as_str()))
+                .map(|(key, _)| key.to_owned()),
         };
         let deliveries = self
             .inputs
@@ -414,6 +421,7 @@ pub(crate) mod tests {
             all_clear_to_unreached: false,
             availability: Default::default(),
             fallback: Default::default(),
+            answers: Default::default(),
         }
     }
 

@@ -373,6 +373,15 @@ impl PlanStream<'_> {
         rendered
     }
 
+    /// The announcement's question, in `locale`.
+    fn question_prompt(&self, locale: &str) -> Option<String> {
+        let inputs = &self.planner.inputs;
+        let key = self.announcement.question.as_ref()?;
+        let question = inputs.answers.questions.get(key)?;
+        let default = inputs.renderer.default_locale();
+        Some(crate::domain::question::localized(&question.prompt, locale, default).to_owned())
+    }
+
     /// What a rendition's templates see: a reader whose name is
     /// `NAME_MARK` and, for email with one-click unsubscribe, whose link is
     /// `UNSUBSCRIBE_MARK`; each reader's own are filled in when it is sent.
@@ -391,6 +400,9 @@ impl PlanStream<'_> {
             self.announcement.follow_up.as_ref(),
             key.region.as_deref(),
         );
+        if profile.family == Some(crate::message::TextFamily::Sms) {
+            ctx.question = self.question_prompt(&ctx.locale);
+        }
         if profile.family.is_none()
             && let Some(recipient) = &mut ctx.recipient
         {

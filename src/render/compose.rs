@@ -113,6 +113,9 @@ impl Renderer {
             }
             Some(family) => {
                 let mut text = self.render_text(family, form, ctx)?;
+                if let (TextFamily::Sms, Some(question)) = (family, &ctx.question) {
+                    text = format!("{}\n{question}", text.trim_end());
+                }
                 if family == TextFamily::Sms {
                     // A staff member's curly apostrophe must not double the cost.
                     text = sms::prefer_gsm7(&text).into_owned();

@@ -63,6 +63,12 @@ pub struct RenderContext {
     /// down to 0: `compose` renders a short form with the most room that
     /// fits the channel's limit, so no template counts characters itself.
     pub room: u8,
+    /// The question an SMS ends with ("Reply 1 if you need help now, 2 if
+    /// you are safe."), in the reader's language: `compose` appends it,
+    /// so it counts against the limit in both forms and no template has
+    /// to print it.
+    #[serde(skip)]
+    pub question: Option<String>,
 }
 
 /// The most room a short form is rendered with; long forms always see it.
@@ -118,6 +124,7 @@ impl RenderContext {
             now_local: local_time(now, zone),
             follow_up: None,
             room: MAX_ROOM,
+            question: None,
         }
     }
 }

@@ -24,7 +24,7 @@ pub use compose::{Composed, Unsendable, fit};
 pub use context::{
     AnnouncementView, CompanyView, CrisisView, MAX_ROOM, RecipientView, RenderContext, local_time,
 };
-pub use strings::{ConsentStrings, Glossary};
+pub use strings::{ConsentStrings, Glossary, SmsStrings};
 
 use crate::domain::directory::{self, ContactEntry, ContactView, EntryAvailability, HoursStrings};
 use crate::domain::{AnnouncementKind, Kind, Status};
@@ -72,6 +72,10 @@ pub struct LocaleStrings {
     /// The unsubscribe and preference page; English where a locale has none.
     #[serde(default)]
     pub consent: ConsentStrings,
+    /// The locale's SMS keywords and the answer to HELP; English where a
+    /// locale has none.
+    #[serde(default)]
+    pub sms: SmsStrings,
     /// The locale's words for what every message names.
     #[serde(default)]
     pub glossary: Glossary,

@@ -120,3 +120,30 @@ impl Glossary {
         ]
     }
 }
+
+/// `[sms]` of `strings.toml`: the locale's own SMS keywords (the
+/// carriers' standard words are in `domain::keywords`, the same for every
+/// locale) and the answer to HELP. `{company}` is the company's name,
+/// `{status_url}` its status page. A locale's words match only a message
+/// that is the word alone.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsStrings {
+    pub stop: Vec<String>,
+    pub start: Vec<String>,
+    pub help: Vec<String>,
+    pub help_reply: String,
+}
+
+impl Default for SmsStrings {
+    fn default() -> Self {
+        Self {
+            stop: Vec::new(),
+            start: Vec::new(),
+            help: Vec::new(),
+            help_reply: "{company}: crisis alerts. Help and how to reach us: {status_url} \
+                         Reply STOP to stop, START to resume."
+                .into(),
+        }
+    }
+}

@@ -145,6 +145,8 @@ impl CrisisService {
             created_at: now,
             follow_up: None,
             reached_only: false,
+            // A correction asks nothing: it says the original was wrong.
+            question: None,
         };
         let plan =
             self.planner()

@@ -23,6 +23,7 @@ mod flag_file;
 mod flow;
 mod follow_ups;
 mod hooks;
+mod inbound;
 mod leader_failover;
 mod metrics;
 mod operations;

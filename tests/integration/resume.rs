@@ -54,6 +54,7 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
                     created_at: crisis.updated_at,
                     follow_up: None,
                     reached_only: false,
+                    question: None,
                 },
                 deliveries: Vec::new(),
                 // A previous run's, still within its lease: alone on its

@@ -44,6 +44,12 @@ section! {
         pub dlr_base_url: Option<String>,
         pub dlr_secret_env: Option<String>,
         pub dlr_secret_file: Option<PathBuf>,
+        /// The token the gateway presents on inbound messages
+        /// (`/v1/inbound/gateway/{name}`, in `X-Crisisd-Token` or
+        /// `?token=`), since gateways cannot sign; without one, inbound
+        /// messages from this gateway are refused.
+        pub inbound_token_env: Option<String>,
+        pub inbound_token_file: Option<PathBuf>,
     }
 }
 
@@ -153,6 +159,11 @@ impl Kind for SmsGateway {
     fn receipt_secret(settings: &SmsGatewaySettings) -> Option<SecretSource> {
         let source = secret(&settings.dlr_secret_env, &settings.dlr_secret_file);
         (settings.dlr_base_url.is_some() && source.is_set()).then_some(source)
+    }
+
+    fn inbound_secret(settings: &SmsGatewaySettings) -> Option<SecretSource> {
+        let source = secret(&settings.inbound_token_env, &settings.inbound_token_file);
+        source.is_set().then_some(source)
     }
 }
 

@@ -26,8 +26,9 @@ section! {
         /// Where Vonage sends delivery receipts, e.g.
         /// `https://crisis.example.com/v1/receipts/vonage/sms`.
         pub status_callback: Option<String>,
-        /// The account's signature secret: delivery receipts are accepted
-        /// only when signed with it (an HMAC; SHA-1, SHA-256 or SHA-512).
+        /// The account's signature secret: delivery receipts and inbound
+        /// messages (`/v1/inbound/vonage/{name}`) are accepted only when
+        /// signed with it (an HMAC; SHA-1, SHA-256 or SHA-512).
         pub signature_secret_env: Option<String>,
         pub signature_secret_file: Option<PathBuf>,
     }
@@ -76,6 +77,11 @@ impl Kind for Vonage {
             &settings.signature_secret_file,
         );
         source.is_set().then_some(source)
+    }
+
+    /// Inbound messages are signed like delivery receipts.
+    fn inbound_secret(settings: &VonageSettings) -> Option<SecretSource> {
+        Self::receipt_secret(settings)
     }
 }
 

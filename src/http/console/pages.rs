@@ -164,6 +164,51 @@ pub(super) async fn stored_crisis(state: &AppState, id: CrisisId) -> Result<Cris
 }
 
 /// A crisis's page, less its live progress.
+/// Callbacks shown on a crisis's page: the newest.
+const CALLBACKS_SHOWN: u32 = 100;
+
+/// A crisis's tallies and its callback list, labelled in `lang`.
+async fn answer_details(
+    state: &AppState,
+    crisis: &Crisis,
+    lang: &str,
+) -> Result<(Vec<crate::http::answers::TallyView>, Vec<Value>), StoreError> {
+    let inputs = state.inputs.load_full();
+    let tallies = state.storage.answers.tallies(crisis.id).await?;
+    let default = inputs.renderer.default_locale();
+    let answers = crate::http::answers::tally_views(&inputs.answers, (lang, default), tallies);
+    let filter = crate::outbox::AnswerFilter {
+        crisis: Some(crisis.id),
+        urgent_only: true,
+        limit: CALLBACKS_SHOWN,
+    };
+    let callbacks: Vec<Value> = state
+        .storage
+        .answers
+        .answers(&filter)
+        .await?
+        .into_iter()
+        .map(|a| {
+            let label = a
+                .question
+                .as_ref()
+                .and_then(|q| inputs.answers.questions.get(q))
+                .zip(a.answer)
+                .and_then(|(q, n)| q.choice(n))
+                .map(|c| crate::domain::question::localized(&c.label, lang, default).to_owned());
+            context! {
+                at => when(a.received_at),
+                address => a.address,
+                locale => a.locale,
+                answer => a.answer,
+                label => label,
+                text => a.text,
+            }
+        })
+        .collect();
+    Ok((answers, callbacks))
+}
+
 async fn crisis_details(state: &AppState, crisis: &Crisis) -> Result<Value, StoreError> {
     let storage = &state.storage;
     let id = crisis.id;
@@ -236,10 +281,11 @@ pub async fn crisis(
         .await?
         .pop();
     let details = crisis_details(&state, &crisis).await?;
+    let (answers, callbacks) = answer_details(&state, &crisis, lang).await?;
     Ok(Page::of(&state, &staff, lang).render(
         StatusCode::OK,
         "crisis.html.j2",
-        context! { crisis => card, ..details },
+        context! { crisis => card, answers => answers, callbacks => callbacks, ..details },
     ))
 }
 

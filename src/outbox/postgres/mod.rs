@@ -7,6 +7,7 @@
 //! that depends on a crisis's status locks that crisis's row first.
 
 mod accounts;
+mod answers;
 mod consent;
 mod corrections;
 mod crises;

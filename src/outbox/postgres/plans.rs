@@ -160,8 +160,8 @@ pub(super) async fn insert_announcement(
     sqlx::query(
         "INSERT INTO announcements (id, crisis_id, kind, message, created_at, planning, \
          idempotency_scope, idempotency_key, follow_up, reached_only, plan_owner, plan_lease_until, \
-         ordinal) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         question, ordinal) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
          (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM announcements WHERE crisis_id = $2))",
     )
     .bind(announcement.id.to_string())
@@ -176,6 +176,7 @@ pub(super) async fn insert_announcement(
     .bind(announcement.reached_only)
     .bind(planning.map(|lease| lease.owner.clone()))
     .bind(planning.map(|lease| millis(lease.until)))
+    .bind(&announcement.question)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -4,6 +4,7 @@
 //! converted into domain types with `TryFrom`.
 
 mod accounts;
+mod answers;
 mod consent;
 mod corrections;
 mod crises;

@@ -23,6 +23,8 @@ fn settings(name: &str) -> SmsGatewaySettings {
         dlr_base_url: None,
         dlr_secret_env: None,
         dlr_secret_file: None,
+        inbound_token_env: None,
+        inbound_token_file: None,
         max_segments: 3,
         concurrency: 2,
         rate_per_second: None,

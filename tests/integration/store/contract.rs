@@ -87,6 +87,7 @@ pub fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) 
             created_at: crisis.updated_at,
             follow_up: None,
             reached_only: false,
+            question: None,
         },
         deliveries: (0..deliveries).map(email_delivery).collect(),
         planning: None,
@@ -259,6 +260,7 @@ fn follow_up_announcement(
         created_at: now,
         follow_up: Some(follow_up.spec.clone()),
         reached_only: false,
+        question: None,
     }
 }
 

@@ -6,6 +6,8 @@
 mod contract;
 #[macro_use]
 mod receipts;
+#[macro_use]
+mod answers;
 mod postgres;
 mod sqlite;
 

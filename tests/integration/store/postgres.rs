@@ -24,6 +24,7 @@ impl Database for PostgresDatabase {
 
 store_contract!(PostgresDatabase::new().await);
 receipts_contract!(PostgresDatabase::new().await);
+answers_contract!(PostgresDatabase::new().await);
 
 #[tokio::test]
 async fn each_test_gets_an_empty_database_of_its_own_on_the_test_cluster() {

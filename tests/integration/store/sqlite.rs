@@ -29,6 +29,7 @@ impl Database for SqliteFile {
 
 store_contract!(SqliteFile::new());
 receipts_contract!(SqliteFile::new());
+answers_contract!(SqliteFile::new());
 
 /// A database as migrations up to `last` left it.
 async fn migrated_through(database: &SqliteFile, last: &str) -> SqlitePool {
