@@ -157,7 +157,17 @@ const STEP_DOWN_BEFORE: Duration = Duration::from_secs(5);
 
 use crate::outbox::node_name;
 
-/// Takes or keeps the lead every `ELECT_EVERY`, and gives it up at stop.
+/// Says this daemon is alive (what `crisisd status` lists), bounded so a
+/// slow store cannot hold the election up.
+async fn heartbeat(storage: &Storage, node: &str, started_at: DateTime<Utc>, now: DateTime<Utc>) {
+    let beat = storage.leader.heartbeat(node, started_at, now);
+    if !matches!(tokio::time::timeout(ELECT_EVERY, beat).await, Ok(Ok(()))) {
+        warn!(node = %node, "Could not say this daemon is alive in the store.");
+    }
+}
+
+/// Takes or keeps the lead every `ELECT_EVERY`, says this daemon is
+/// alive, and gives the lead up (and leaves the list) at stop.
 pub(super) async fn elect(
     storage: Storage,
     leadership: Leadership,
@@ -165,6 +175,7 @@ pub(super) async fn elect(
     stop: CancellationToken,
 ) {
     let node = node_name();
+    let started_at = clock.now();
     let mut renewed_at: Option<DateTime<Utc>> = None;
     let mut every = tokio::time::interval(ELECT_EVERY);
     loop {
@@ -173,6 +184,7 @@ pub(super) async fn elect(
             _ = every.tick() => {}
         }
         let now = clock.now();
+        heartbeat(&storage, &node, started_at, now).await;
         let elected =
             tokio::time::timeout(ELECT_EVERY, storage.leader.elect(&node, now, LEADER_TTL)).await;
         match elected {
@@ -211,6 +223,10 @@ pub(super) async fn elect(
         if let Err(err) = storage.leader.resign(&node).await {
             warn!(error = %err, "Could not give the lead up; another daemon takes it when it runs out.");
         }
+    }
+    let leave = storage.leader.leave(&node);
+    if !matches!(tokio::time::timeout(ELECT_EVERY, leave).await, Ok(Ok(()))) {
+        warn!(node = %node, "Could not take this daemon off the store's list; it drops off in 15 s.");
     }
 }
 

@@ -11,7 +11,7 @@ use super::client::ApiClient;
 use super::client_args::ClientArgs;
 use super::{Failure, hooks, watch};
 use crate::domain::Severity;
-use crate::http::api::{CrisisDetail, CrisisList, CrisisSummary, StateCounts};
+use crate::http::api::{CrisisDetail, CrisisList, CrisisSummary, Daemons, StateCounts};
 
 /// Show active crises with delivery counts, rate and ETA per channel, or one crisis in detail.
 #[derive(Debug, Args)]
@@ -94,6 +94,9 @@ fn print_list(list: &CrisisList, all: bool) {
     for summary in &list.crises {
         print_summary(summary, color);
     }
+    if let Some(daemons) = &list.daemons {
+        print_daemons(daemons, Utc::now());
+    }
     for plan in &list.planning_pending {
         println!(
             "Planning pending: the {} announcement of crisis {} ({} failed tries since {}): {}",
@@ -122,6 +125,74 @@ fn print_list(list: &CrisisList, all: bool) {
         println!(
             "{dead} dead deliveries: `crisisd dead` lists them with their reasons, \
              `crisisd retry-dead` sends them again."
+        );
+    }
+}
+
+/// Which daemon holds what: the leader, each daemon's deliveries in flight
+/// by channel, and who plans which announcement.
+fn print_daemons(daemons: &Daemons, now: DateTime<Utc>) {
+    let time = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match &daemons.leader {
+        Some(term) => println!(
+            "Leader: {} (term {}, since {}, lease until {})",
+            term.node,
+            term.term,
+            time(term.elected_at),
+            time(term.expires_at)
+        ),
+        None => println!("Leader: none (the next daemon to try takes the lead)"),
+    }
+    println!(
+        "Daemons: {}",
+        daemons.nodes.iter().filter(|n| n.alive).count()
+    );
+    for node in &daemons.nodes {
+        let mut marks = Vec::new();
+        if node.node == daemons.this_node {
+            marks.push("this one".to_owned());
+        }
+        if node.leader {
+            marks.push("leader".to_owned());
+        }
+        if !node.alive {
+            marks.push("not seen: stopped or dead".to_owned());
+        }
+        if let Some(seen) = node.seen_at {
+            let ago = (now - seen).num_seconds().max(0);
+            marks.push(format!("seen {ago}s ago"));
+        }
+        let leases = if node.leases.is_empty() {
+            "nothing in flight".to_owned()
+        } else {
+            node.leases
+                .iter()
+                .map(|(channel, lease)| {
+                    let until = lease.until.map(time).unwrap_or_default();
+                    format!(
+                        "{channel} {} in flight (leases until {until})",
+                        lease.in_flight
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("  {} ({}): {leases}", node.node, marks.join(", "));
+    }
+    for plan in &daemons.planning {
+        let by = match (&plan.owner, plan.lease_until) {
+            (Some(owner), Some(until)) if until > now => {
+                format!("by {owner}, lease until {}", time(until))
+            }
+            (Some(owner), Some(until)) => format!(
+                "{owner}'s lease ran out at {}; another daemon takes it over",
+                time(until)
+            ),
+            _ => "by nobody yet".to_owned(),
+        };
+        println!(
+            "Planning: the {} announcement of crisis {}: {} subscribers planned, {by}",
+            plan.announcement, plan.crisis_id, plan.planned_through
         );
     }
 }

@@ -52,8 +52,9 @@ impl Dispatcher {
             settings,
             clock,
             // Unique per process start, so a restarted daemon never mistakes
-            // a dead process's leases for its own.
-            owner: format!("crisisd-{}", uuid::Uuid::new_v4()),
+            // a dead process's leases for its own; the node first, so
+            // `crisisd status` says which daemon holds them.
+            owner: format!("{}/{}", crate::outbox::node_name(), uuid::Uuid::new_v4()),
             rate_limits: Default::default(),
             liveness: Liveness::default(),
             flow: None,

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 
 use super::auth::Authenticated;
 use super::{ApiError, AppState};
-use crate::domain::{Actor, ActorSource, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration};
+use crate::domain::{
+    Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration,
+};
 use crate::outbox::{
     CrisisFilter, CrisisStore, DeadCause, DeadFilter, DeliveryCount, DeliveryState, Ledger,
     StoreError,
@@ -157,6 +159,111 @@ pub struct CrisisList {
     /// and the daemon retries it. `default`: an older daemon does not send it.
     #[serde(default)]
     pub planning_pending: Vec<crate::service::PendingPlan>,
+    /// Which daemon holds what. `default`: an older daemon does not send it.
+    #[serde(default)]
+    pub daemons: Option<Daemons>,
+}
+
+/// The daemons sharing the store (this one alone, on SQLite): who leads,
+/// who is alive with which deliveries in flight, who plans what.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Daemons {
+    /// The daemon that answered.
+    pub this_node: String,
+    pub leader: Option<crate::outbox::Term>,
+    pub nodes: Vec<DaemonState>,
+    /// Announcements being planned, oldest first.
+    pub planning: Vec<PlanState>,
+}
+
+/// One daemon: when it was last seen, and its deliveries in flight.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonState {
+    pub node: String,
+    /// `false`: not seen for 15 s (stopped or dead) and still holding
+    /// leases, which other daemons take over once they run out.
+    pub alive: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub seen_at: Option<DateTime<Utc>>,
+    pub leader: bool,
+    /// By channel.
+    pub leases: BTreeMap<String, LeaseState>,
+}
+
+/// A daemon's deliveries in flight on one channel.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LeaseState {
+    pub in_flight: u64,
+    /// The latest of their leases.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// An announcement being planned, and who plans it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanState {
+    pub crisis_id: CrisisId,
+    pub announcement: AnnouncementKind,
+    /// Subscribers planned so far.
+    pub planned_through: u64,
+    pub owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// What `Daemons` says, read from the store at `now`.
+pub(super) async fn daemons(state: &AppState) -> Result<Daemons, crate::outbox::StoreError> {
+    let now = state.clock.now();
+    let this_node = crate::outbox::node_name();
+    let store = &state.storage.leader;
+    let leader = store.leader(now).await?;
+    let seen_since = now - crate::outbox::NODE_SEEN_WITHIN;
+    let mut nodes: BTreeMap<String, DaemonState> = BTreeMap::new();
+    let add = |node: &str, alive: bool| -> DaemonState {
+        DaemonState {
+            leader: leader.as_ref().is_some_and(|t| t.node == node),
+            node: node.to_owned(),
+            alive,
+            started_at: None,
+            seen_at: None,
+            leases: BTreeMap::new(),
+        }
+    };
+    // Alone on SQLite a daemon never says it is alive: it is.
+    nodes.insert(this_node.clone(), add(&this_node, true));
+    for seen in store.nodes(seen_since).await? {
+        let entry = nodes
+            .entry(seen.node.clone())
+            .or_insert_with(|| add(&seen.node, true));
+        entry.started_at = Some(seen.started_at);
+        entry.seen_at = Some(seen.seen_at);
+    }
+    for held in store.held_leases().await? {
+        let entry = nodes
+            .entry(held.node().to_owned())
+            .or_insert_with(|| add(held.node(), false));
+        let lease = entry.leases.entry(held.channel.clone()).or_default();
+        lease.in_flight += held.in_flight;
+        lease.until = lease.until.max(Some(held.until));
+    }
+    let planning = state
+        .storage
+        .plans
+        .unfinished_plans()
+        .await?
+        .into_iter()
+        .map(|plan| PlanState {
+            crisis_id: plan.announcement.crisis_id,
+            announcement: plan.announcement.kind,
+            planned_through: plan.planned_through,
+            owner: plan.lease.as_ref().map(|l| l.owner.clone()),
+            lease_until: plan.lease.map(|l| l.until),
+        })
+        .collect();
+    Ok(Daemons {
+        this_node,
+        leader,
+        nodes: nodes.into_values().collect(),
+        planning,
+    })
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,6 +508,7 @@ pub async fn list(
     let rates = measure_rates(storage.ledger.as_ref(), None, &crises, state.clock.now()).await?;
     let opt_outs = storage.consent.opt_outs().await?;
     Ok(Json(CrisisList {
+        daemons: Some(daemons(&state).await?),
         planning_pending: state.service.pending_plans(),
         opt_outs: OptOutCounts {
             email: opt_outs.emails.len(),

@@ -59,6 +59,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if let Ok(leader) = state.storage.leader.leader(state.clock.now()).await {
         body["leader"] = json!(leader);
     }
+    // Which daemon holds what: the same view as `crisisd status`.
+    body["node"] = json!(crate::outbox::node_name());
+    if let Ok(daemons) = super::api::daemons(&state).await {
+        body["daemons"] = json!(daemons);
+    }
     // The static mirror's targets, when any is configured.
     if !published.is_empty() {
         body["publish"] = json!(published);

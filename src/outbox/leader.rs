@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 
 /// Who leads, since which term, until when (unless renewed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Term {
     pub node: String,
     /// Grows by one each time the lead changes hands; renewing keeps it.
@@ -22,6 +22,10 @@ pub struct Term {
     pub elected_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
+
+/// A daemon not seen for this long is no longer listed as alive (it says
+/// so every 5 s).
+pub const NODE_SEEN_WITHIN: Duration = Duration::from_secs(15);
 
 /// This daemon's name among those sharing the store: its host and process.
 pub fn node_name() -> String {
@@ -46,6 +50,46 @@ pub trait LeaderStore: Send + Sync + 'static {
     async fn resign(&self, node: &str) -> Result<(), StoreError>;
     /// The lead as it stands at `now`: `None` when it is free.
     async fn leader(&self, now: DateTime<Utc>) -> Result<Option<Term>, StoreError>;
+    /// Records that `node` (running since `started_at`) is alive at `now`.
+    async fn heartbeat(
+        &self,
+        node: &str,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Forgets `node` (a stop).
+    async fn leave(&self, node: &str) -> Result<(), StoreError>;
+    /// The daemons seen alive since `since`, by name.
+    async fn nodes(&self, since: DateTime<Utc>) -> Result<Vec<NodeSeen>, StoreError>;
+    /// The deliveries in flight, by lease owner and channel, with the
+    /// latest lease among them.
+    async fn held_leases(&self) -> Result<Vec<HeldLeases>, StoreError>;
+}
+
+/// A daemon sharing the store, as it last said it was alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSeen {
+    pub node: String,
+    pub started_at: DateTime<Utc>,
+    pub seen_at: DateTime<Utc>,
+}
+
+/// One lease owner's deliveries in flight on one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldLeases {
+    /// The dispatcher holding them: `<node>/<run>`.
+    pub owner: String,
+    pub channel: String,
+    pub in_flight: u64,
+    /// The latest of their leases: by then all are sent or taken over.
+    pub until: DateTime<Utc>,
+}
+
+impl HeldLeases {
+    /// The daemon whose dispatcher holds them.
+    pub fn node(&self) -> &str {
+        self.owner.split('/').next().unwrap_or(&self.owner)
+    }
 }
 
 /// Whether this daemon leads now, as its election task last found: the

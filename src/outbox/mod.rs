@@ -46,7 +46,9 @@ pub use flow::{Bucket, FlowPauses, FlowStore, SharedFlow, Tokens};
 pub use follow_ups::{FollowUpReplacement, FollowUpStart, FollowUpStore};
 pub use hooks::{HOOK_LOG_KEEP, HookLogEntry, HookStore, Pending, PendingState, Verdict};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
-pub use leader::{LeaderStore, Leadership, Term, node_name};
+pub use leader::{
+    HeldLeases, LeaderStore, Leadership, NODE_SEEN_WITHIN, NodeSeen, Term, node_name,
+};
 pub use ledger::{
     ChannelStateCount, DeliveryCount, FinishedCount, Ledger, WRITE_FAULT_QUIET, WriteFaults,
 };

@@ -312,6 +312,130 @@ async fn a_daemon_killed_while_planning_a_fan_out_has_its_plan_finished_by_anoth
     );
 }
 
+/// `crisisd status` run against the daemon at `base`.
+async fn status_of(base: &str) -> String {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_crisisd"))
+        .args(["status", "--url", base])
+        .env("CRISISD_TOKEN", TOKEN)
+        .env("CRISISD_CONFIG", "/nonexistent/crisisd.toml")
+        .output()
+        .await
+        .expect("run crisisd status");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `/readyz` of the daemon at `base`, whatever its status.
+async fn readyz(base: &str) -> Value {
+    reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+#[tokio::test]
+async fn status_says_which_daemon_leads_which_holds_deliveries_in_flight_and_which_plans() {
+    const READERS: usize = 20_000;
+    let smtp = SmtpServer::start().await;
+    // Slow sends: both daemons hold deliveries in flight for a while.
+    smtp.set_delay(Duration::from_millis(20));
+    let url = postgres::database().await;
+    let nodes: Vec<Daemon> = (0..2)
+        .map(|n| node(&smtp, &url, READERS, n, ("30s", "5s")))
+        .collect();
+    let _processes = start_all(&nodes).await;
+    let planner = nodes[0].base.clone();
+    let _declaring = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("{planner}/v1/crises"))
+            .bearer_auth(TOKEN)
+            .json(&declaration("Payments are down"))
+            .send()
+            .await
+    });
+
+    // While daemon 0 plans and both send: each daemon's /readyz names it,
+    // the leader, both daemons, the plan and its owner.
+    let deadline = Instant::now() + WAIT;
+    let (names, ready) = loop {
+        let ready: Vec<Value> = vec![readyz(&nodes[0].base).await, readyz(&nodes[1].base).await];
+        let busy = |r: &Value| {
+            r["daemons"]["nodes"].as_array().is_some_and(|nodes| {
+                nodes.len() == 2
+                    && nodes
+                        .iter()
+                        .all(|n| n["leases"]["email"]["in_flight"].as_u64() > Some(0))
+            }) && r["daemons"]["planning"]
+                .as_array()
+                .is_some_and(|p| p.len() == 1)
+                && r["leader"]["node"].is_string()
+        };
+        if busy(&ready[1]) {
+            let names = [ready[0]["node"].clone(), ready[1]["node"].clone()];
+            break (names, ready);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never both busy while planning: {:#}",
+            ready[1]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let view = &ready[1]["daemons"];
+    assert_ne!(names[0], names[1], "each daemon has a name of its own");
+    assert_eq!(view["this_node"], names[1]);
+    let listed: BTreeSet<String> = view["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["node"].to_string())
+        .collect();
+    let expected: BTreeSet<String> = names.iter().map(Value::to_string).collect();
+    assert_eq!(listed, expected, "{view:#}");
+    assert_eq!(
+        view["planning"][0]["owner"], names[0],
+        "daemon 0 plans: {view:#}"
+    );
+    let leader = &ready[1]["leader"];
+    assert!(
+        leader["term"].as_u64() >= Some(1) && leader["expires_at"].is_string(),
+        "{leader}"
+    );
+
+    // `crisisd status` says the same in words, on either daemon.
+    let text = status_of(&nodes[1].base).await;
+    let leader_name = leader["node"].as_str().expect("leader");
+    assert!(
+        text.contains(&format!("Leader: {leader_name} (term {}", leader["term"])),
+        "{text}"
+    );
+    assert!(text.contains("Daemons: 2"), "{text}");
+    for name in &names {
+        let name = name.as_str().expect("name");
+        let line = text
+            .lines()
+            .find(|line| line.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {text}"));
+        assert!(
+            line.contains("email ") && line.contains(" in flight (leases until "),
+            "{line}"
+        );
+    }
+    assert!(
+        text.lines().any(
+            |line| line.starts_with("Planning: the initial announcement")
+                && line.contains(&format!("by {}", names[0].as_str().expect("name")))
+        ),
+        "{text}"
+    );
+}
+
 /// Two daemons in this process on one database.
 async fn two_apps(smtp: &SmtpServer, extra: &str) -> (TestApp, TestApp) {
     let url = postgres::database().await;

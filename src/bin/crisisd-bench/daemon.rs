@@ -135,6 +135,17 @@ impl Daemon {
     /// Writes the config, token and audience for `spec` into a fresh
     /// scratch directory. Nothing is started yet.
     pub fn prepare(label: &str, bench: &Bench, spec: &Spec) -> anyhow::Result<Self> {
+        Self::prepare_on(label, bench, spec, None)
+    }
+
+    /// Like `prepare`, on the PostgreSQL database at `store_url` when
+    /// given (else a SQLite file in the scratch directory).
+    pub fn prepare_on(
+        label: &str,
+        bench: &Bench,
+        spec: &Spec,
+        store_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let (binary, templates, keep) = (&bench.binary, &bench.templates, bench.keep);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -153,7 +164,7 @@ impl Daemon {
         let config = dir.join("crisisd.toml");
         std::fs::write(
             &config,
-            config_text(&dir, templates, port, spec, bench.nice),
+            config_text(&dir, templates, port, spec, (bench.nice, store_url)),
         )
         .context("writing the config")?;
         let http = reqwest::Client::builder()
@@ -460,8 +471,18 @@ fn toml_str(text: &str) -> String {
     Value::String(text.to_owned()).to_string()
 }
 
-fn config_text(dir: &Path, templates: &Path, port: u16, spec: &Spec, nice: Option<u8>) -> String {
+fn config_text(
+    dir: &Path,
+    templates: &Path,
+    port: u16,
+    spec: &Spec,
+    (nice, store_url): (Option<u8>, Option<&str>),
+) -> String {
     let path = |name: &str| toml_str(&dir.join(name).display().to_string());
+    let store = match store_url {
+        Some(url) => format!("url = {}", toml_str(url)),
+        None => format!("sqlite_path = {}", path("crisisd.db")),
+    };
     let mut channels = String::new();
     if let Some(smtp) = &spec.email {
         let _ = write!(
@@ -522,7 +543,7 @@ listen = "127.0.0.1:{port}"
 public_url = "http://127.0.0.1:{port}"
 
 [store]
-sqlite_path = {db}
+{store}
 
 [[api.tokens]]
 name = "bench"
@@ -562,7 +583,6 @@ label = {{ en = "Live chat", bn = "লাইভ চ্যাট", eo = "Tujbabil
 best_for = {{ en = "Technical problems", bn = "প্রযুক্তিগত সমস্যা", eo = "Teknikaj problemoj" }}
 hours = {{ time_zone = "America/New_York", weekly = [{{ days = "mon-fri", open = "08:00", close = "20:00" }}] }}
 "#,
-        db = path("crisisd.db"),
         token = path("token"),
         templates = toml_str(&templates.display().to_string()),
         audience = path("audience.csv"),

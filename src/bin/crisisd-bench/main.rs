@@ -13,11 +13,17 @@ mod daemon;
 mod http_sink;
 mod load;
 mod postfix;
+// The tests' throwaway cluster (initdb into a temporary directory, a
+// loopback port), which uses only the crate's own dependencies.
+#[path = "../../../tests/integration/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
 mod report;
 mod robustness;
 mod scenarios;
 mod sink;
 mod smtp_sink;
+mod stores;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,7 +45,9 @@ const EXAMPLES: &str = "Examples:
   target/release/crisisd-bench --scenario email --recipients 5000
   target/release/crisisd-bench --scenario latency --json
   target/release/crisisd-bench --scenario email --smtp 127.0.0.1:2525   # another SMTP server
-  target/release/crisisd-bench --scenario smtp-source   # against Postfix's smtp-source (apt-get install postfix)";
+  target/release/crisisd-bench --scenario smtp-source   # against Postfix's smtp-source (apt-get install postfix)
+  target/release/crisisd-bench --scenario stores --nodes 2 --recipients 20000   # SQLite vs PostgreSQL, 1 and 2 daemons
+  target/release/crisisd-bench --scenario million --store postgres";
 
 #[derive(Debug, Parser)]
 #[command(name = "crisisd-bench", version, about = ABOUT, after_help = EXAMPLES)]
@@ -83,6 +91,25 @@ struct Cli {
     /// shows what the banner loses without it.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=19))]
     nice: Option<u8>,
+    /// The store of the email, sms and million scenarios: `postgres` starts
+    /// a throwaway PostgreSQL cluster (initdb into a temporary directory,
+    /// a loopback port) and gives each scenario a fresh database. The
+    /// `stores` scenario always runs both.
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    store: StoreKind,
+    /// Daemons sharing PostgreSQL in the `stores` scenario's largest setup
+    /// (it also runs one daemon on each store).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
+    nodes: u8,
+    /// Rounds of each setup in the `stores` scenario; medians are reported.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=20))]
+    rounds: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,6 +126,10 @@ enum Scenario {
     /// Postfix's smtp-source against crisisd into one Postfix smtp-sink
     /// (needs Postfix; not part of `all`).
     SmtpSource,
+    /// The email fan-out rate on SQLite, on PostgreSQL with one daemon
+    /// and with `--nodes` daemons, side by side (needs PostgreSQL's
+    /// programs; not part of `all`).
+    Stores,
     All,
 }
 
@@ -127,8 +158,25 @@ impl Scenario {
             Scenario::Metrics => "metrics",
             Scenario::Flood => "flood",
             Scenario::SmtpSource => "smtp-source",
+            Scenario::Stores => "stores",
             Scenario::All => "all",
         }
+    }
+}
+
+/// The run's PostgreSQL cluster; it stops when the bench exits.
+pub struct Throwaway(postgres::Cluster);
+
+impl std::fmt::Debug for Throwaway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgreSQL on 127.0.0.1:{}", self.0.port)
+    }
+}
+
+impl std::ops::Deref for Throwaway {
+    type Target = postgres::Cluster;
+    fn deref(&self) -> &postgres::Cluster {
+        &self.0
     }
 }
 
@@ -143,9 +191,33 @@ pub struct Bench {
     pub recipients: Option<usize>,
     pub deadline: Option<Duration>,
     pub nice: Option<u8>,
+    /// The throwaway PostgreSQL cluster, when a scenario needs one.
+    pub postgres: Option<std::sync::Arc<Throwaway>>,
+    /// Whether the email, sms and million scenarios run on it.
+    pub on_postgres: bool,
+    pub nodes: usize,
+    pub rounds: usize,
 }
 
 impl Bench {
+    /// A fresh database on the run's cluster for one setup: its URL, or
+    /// `None` to run on SQLite.
+    pub async fn fresh_store(&self, wanted: bool) -> anyhow::Result<Option<String>> {
+        let Some(cluster) = self.postgres.as_ref().filter(|_| wanted) else {
+            return Ok(None);
+        };
+        use sqlx::{Connection, Executor};
+        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&cluster.url("postgres"))
+            .await
+            .context("connecting to the benchmark's PostgreSQL")?;
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .context("creating a database")?;
+        Ok(Some(cluster.url(&name)))
+    }
+
     /// How long any one stage may take with `recipients` recipients.
     pub fn deadline_for(&self, recipients: usize) -> Duration {
         self.deadline.unwrap_or_else(|| {
@@ -202,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Scenario::Metrics => robustness::metrics(&bench).await,
             Scenario::Flood => robustness::flood(&bench).await,
             Scenario::SmtpSource => postfix::compare(&bench).await,
+            Scenario::Stores => stores::compare(&bench).await,
             Scenario::All => unreachable!("expanded above"),
         };
         match result {
@@ -282,6 +355,17 @@ fn setup(cli: &Cli) -> anyhow::Result<Bench> {
     {
         bail!("--sms-url must be an http(s) URL, not `{url}`");
     }
+    let on_postgres = cli.store == StoreKind::Postgres;
+    let postgres = if on_postgres || cli.scenario == Scenario::Stores {
+        eprintln!("starting a throwaway PostgreSQL cluster");
+        // The server's defaults otherwise (fsync and synchronous commit
+        // on), as a production server would run.
+        let cluster = postgres::Cluster::start(&[("max_connections", "200")])
+            .map_err(|why| anyhow::anyhow!("PostgreSQL did not start: {why}"))?;
+        Some(std::sync::Arc::new(Throwaway(cluster)))
+    } else {
+        None
+    };
     Ok(Bench {
         binary,
         templates,
@@ -291,6 +375,10 @@ fn setup(cli: &Cli) -> anyhow::Result<Bench> {
         recipients: cli.recipients,
         deadline: cli.deadline.map(Duration::from_secs),
         nice: cli.nice,
+        postgres,
+        on_postgres,
+        nodes: usize::from(cli.nodes),
+        rounds: usize::from(cli.rounds),
     })
 }
 
@@ -371,6 +459,17 @@ fn header(cli: &Cli, bench: &Bench, machine: &Machine) -> Vec<String> {
         match bench.nice {
             Some(nice) => format!("fan-out niceness: {nice} (--nice)"),
             None => "fan-out niceness: the daemon's default".to_owned(),
+        },
+        match (&bench.postgres, bench.on_postgres) {
+            (Some(cluster), true) => format!(
+                "store: PostgreSQL (throwaway cluster on 127.0.0.1:{}, a fresh database per scenario)",
+                cluster.port
+            ),
+            (Some(cluster), false) => format!(
+                "store: SQLite; the stores scenario also uses a throwaway PostgreSQL on 127.0.0.1:{}",
+                cluster.port
+            ),
+            (None, _) => "store: SQLite (a file in each scenario's scratch directory)".to_owned(),
         },
     ]
 }

@@ -453,7 +453,8 @@ async fn fan_out(bench: &Bench, channel: Channel) -> anyhow::Result<Vec<Row>> {
             (spec, stats)
         }
     };
-    let mut daemon = Daemon::prepare(scenario, bench, &spec)?;
+    let store = bench.fresh_store(bench.on_postgres).await?;
+    let mut daemon = Daemon::prepare_on(scenario, bench, &spec, store.as_deref())?;
     eprintln!(
         "  starting the daemon with {} recipients",
         grouped(n as i64)
@@ -602,7 +603,8 @@ pub async fn million(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         recipients: n,
         lease: LEASE,
     };
-    let mut daemon = Daemon::prepare("million", bench, &spec)?;
+    let store = bench.fresh_store(bench.on_postgres).await?;
+    let mut daemon = Daemon::prepare_on("million", bench, &spec, store.as_deref())?;
     eprintln!(
         "  starting the daemon with {} recipients",
         grouped(n as i64)

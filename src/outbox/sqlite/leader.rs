@@ -6,9 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, decode, millis};
+use super::{SqliteStore, count, decode, from_millis, millis};
 use crate::outbox::rows::{TermRow, lease_end};
-use crate::outbox::{LeaderStore, StoreError, Term};
+use crate::outbox::{HeldLeases, LeaderStore, NodeSeen, StoreError, Term};
 
 #[async_trait]
 impl LeaderStore for SqliteStore {
@@ -60,5 +60,71 @@ impl LeaderStore for SqliteStore {
             .as_ref()
             .map(decode::<TermRow, _, _>)
             .transpose()
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &str,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
+        sqlx::query(
+            "INSERT INTO nodes (node, started_at, seen_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(node)
+        .bind(millis(started_at))
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
+        sqlx::query("DELETE FROM nodes WHERE node = ?1")
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn nodes(&self, since: DateTime<Utc>) -> Result<Vec<NodeSeen>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT node, started_at, seen_at FROM nodes WHERE seen_at >= ?1 ORDER BY node",
+        )
+        .bind(millis(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(node, started_at, seen_at)| {
+                Ok(NodeSeen {
+                    node,
+                    started_at: from_millis(started_at)?,
+                    seen_at: from_millis(seen_at)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn held_leases(&self) -> Result<Vec<HeldLeases>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT lease_owner, channel, COUNT(*), MAX(lease_until) FROM deliveries \
+             WHERE state = 'in_flight' AND lease_owner IS NOT NULL \
+             GROUP BY lease_owner, channel ORDER BY lease_owner, channel",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(owner, channel, n, until)| {
+                Ok(HeldLeases {
+                    owner,
+                    channel,
+                    in_flight: count(n),
+                    until: from_millis(until)?,
+                })
+            })
+            .collect()
     }
 }

@@ -2109,6 +2109,49 @@ pub async fn a_new_crisis_cannot_take_over_an_incident_an_active_crisis_is_linke
     );
 }
 
+pub async fn daemons_say_they_are_alive_and_their_deliveries_in_flight_are_counted_by_owner(
+    db: &impl Database,
+) {
+    let storage = db.open().await;
+    let leader = &storage.leader;
+    leader.heartbeat("a", at(0), at(0)).await.expect("beat");
+    leader.heartbeat("b", at(1), at(1)).await.expect("beat");
+    leader
+        .heartbeat("a", at(0), at(20))
+        .await
+        .expect("beat again");
+    let seen = leader.nodes(at(10)).await.expect("nodes");
+    assert_eq!(seen.len(), 1, "b not seen since 10 s: {seen:?}");
+    assert_eq!(
+        (seen[0].node.as_str(), seen[0].started_at, seen[0].seen_at),
+        ("a", at(0), at(20))
+    );
+    leader.leave("a").await.expect("leave");
+    assert!(
+        leader
+            .nodes(at(0))
+            .await
+            .expect("nodes")
+            .iter()
+            .all(|n| n.node != "a")
+    );
+
+    let crisis = declared();
+    storage
+        .crises
+        .record_transition(write(&crisis, None, 3))
+        .await
+        .expect("declare");
+    let claimed = claim(&storage, "a/run-1", at(1), 2).await;
+    assert_eq!(claimed.len(), 2);
+    let held = leader.held_leases().await.expect("leases");
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(
+        (held[0].node(), held[0].channel.as_str(), held[0].in_flight),
+        ("a", "email", 2)
+    );
+}
+
 pub async fn one_daemon_leads_until_its_lease_runs_out_and_each_new_leader_has_a_new_term(
     db: &impl Database,
 ) {
@@ -2998,6 +3041,7 @@ macro_rules! store_contract {
             a_source_link_is_set_replaced_and_removed_with_transitions,
             a_new_crisis_cannot_take_over_an_incident_an_active_crisis_is_linked_to,
             one_daemon_leads_until_its_lease_runs_out_and_each_new_leader_has_a_new_term,
+            daemons_say_they_are_alive_and_their_deliveries_in_flight_are_counted_by_owner,
             a_plan_is_written_in_batches_and_listed_until_finished,
             a_plan_is_taken_over_once_its_lease_runs_out_and_its_old_owner_writes_nothing_more,
             a_claimed_reader_gets_the_shared_rendition_and_their_own_part,
