@@ -13,6 +13,7 @@ pub mod fallback;
 pub mod follow_up;
 mod ids;
 mod localized;
+mod selection;
 
 pub(crate) use crisis::string_enum;
 pub use crisis::*;
@@ -20,3 +21,4 @@ pub use ids::{
     AnnouncementId, ChannelName, DeliveryId, Locale, PhoneNumber, RenditionId, ValueError,
 };
 pub use localized::{LocalizedText, StaleLocales, TextField, Translations};
+pub use selection::{AudienceSelection, Selection, SelectionError};

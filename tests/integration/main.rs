@@ -33,6 +33,7 @@ mod receipts;
 mod recovery;
 mod resume;
 mod retention;
+mod selection;
 mod service;
 mod several_daemons;
 mod shared_flow;
