@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::Failure;
 use super::client_args::ClientArgs;
 use super::texts::{TextArgs, Texts};
-use crate::domain::{CrisisUpdate, Declaration, Kind, Severity};
+use crate::domain::{AudienceSelection, CrisisUpdate, Declaration, Kind, Severity};
 use crate::http::api::ResolveRequest;
 use crate::service::TransitionOutcome;
 
@@ -56,7 +56,34 @@ impl TryFrom<DeclarationArgs> for Declaration {
             message: args.message.or(texts.message),
             separate: false,
             drill: args.drill,
+            audience: AudienceSelection::default(),
+            channels: Vec::new(),
         })
+    }
+}
+
+/// Who a declaration or update is for and on which channels; none given:
+/// everyone on every channel (an update: the same as before).
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Send on this configured channel only; repeat for more (default: every channel).
+    #[arg(long = "channel", value_name = "NAME")]
+    pub channels: Vec<String>,
+    /// Send only to readers of this locale (`bn` includes `bn-BD`); repeat for more.
+    #[arg(long = "locale", value_name = "LOCALE")]
+    pub locales: Vec<String>,
+    /// Send only to readers of this region (the audience file's `region` column); repeat
+    /// for more. With --locale too, a reader must match both.
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+}
+
+impl SelectionArgs {
+    fn audience(&self) -> AudienceSelection {
+        AudienceSelection {
+            locales: self.locales.clone(),
+            regions: self.regions.clone(),
+        }
     }
 }
 
@@ -73,6 +100,8 @@ pub struct DeclareArgs {
     #[arg(long)]
     pub separate: bool,
     #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[command(flatten)]
     pub client: ClientArgs,
 }
 
@@ -80,6 +109,8 @@ impl DeclareArgs {
     pub async fn run(self, config: &Path) -> Result<(), Failure> {
         let mut declaration = Declaration::try_from(self.declaration).map_err(Failure::Usage)?;
         declaration.separate = self.separate;
+        declaration.audience = self.selection.audience();
+        declaration.channels = self.selection.channels.clone();
         transition(config, &self.client, "/v1/crises", &declaration).await
     }
 }
@@ -110,13 +141,35 @@ pub struct UpdateArgs {
     /// names them).
     #[arg(long)]
     pub fall_back: bool,
+    /// A new audience or channels for this update and what follows (none given: the same).
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// From this update on, send to everyone again.
+    #[arg(long, conflicts_with_all = ["locales", "regions"])]
+    pub everyone: bool,
+    /// From this update on, send on every channel again.
+    #[arg(long, conflicts_with = "channels")]
+    pub all_channels: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
 impl UpdateArgs {
+    /// The audience from this update on, if it changes.
+    fn audience_change(&self) -> Option<AudienceSelection> {
+        let chosen = !self.selection.locales.is_empty() || !self.selection.regions.is_empty();
+        (self.everyone || chosen).then(|| self.selection.audience())
+    }
+
+    /// The channels from this update on, if they change (`[]`: every one).
+    fn channels_change(&self) -> Option<Vec<String>> {
+        (self.all_channels || !self.selection.channels.is_empty())
+            .then(|| self.selection.channels.clone())
+    }
+
     pub async fn run(self, config: &Path) -> Result<(), Failure> {
         let texts = self.texts.load().map_err(Failure::Usage)?;
+        let (audience, channels) = (self.audience_change(), self.channels_change());
         let update = CrisisUpdate {
             message: self.message.or(texts.message),
             kind: self.kind,
@@ -125,6 +178,8 @@ impl UpdateArgs {
             summary: self.summary.or(texts.summary),
             localized: (!texts.localized.is_empty()).then_some(texts.localized),
             fall_back: self.fall_back,
+            audience,
+            channels,
         };
         let path = format!("/v1/crises/{}/updates", self.id);
         transition(config, &self.client, &path, &update).await
@@ -220,6 +275,53 @@ mod tests {
     }
 
     #[test]
+    fn declare_and_update_take_channels_locales_and_regions_and_an_update_keeps_them_unless_told() {
+        let args = ["crisisd", "declare"].into_iter().chain(CRISIS).chain([
+            "--channel",
+            "email",
+            "--channel",
+            "sms",
+            "--locale",
+            "bn",
+            "--region",
+            "sylhet",
+        ]);
+        let Command::Declare(declare) = Cli::try_parse_from(args).expect("parses").command else {
+            panic!("not a declare");
+        };
+        assert_eq!(declare.selection.channels, ["email", "sms"]);
+        assert_eq!(
+            declare.selection.audience(),
+            AudienceSelection {
+                locales: vec!["bn".into()],
+                regions: vec!["sylhet".into()],
+            }
+        );
+        let update = |extra: &[&str]| {
+            let args = ["crisisd", "update", "0193"]
+                .into_iter()
+                .chain(extra.iter().copied());
+            match Cli::try_parse_from(args).expect("parses").command {
+                Command::Update(update) => update,
+                _ => panic!("not an update"),
+            }
+        };
+        let same = update(&["--message", "More news."]);
+        assert_eq!(
+            (same.audience_change(), same.channels_change()),
+            (None, None)
+        );
+        let wider = update(&["--everyone", "--all-channels"]);
+        assert_eq!(wider.audience_change(), Some(AudienceSelection::default()));
+        assert_eq!(wider.channels_change(), Some(Vec::new()));
+        assert!(
+            Cli::try_parse_from(["crisisd", "update", "0193", "--everyone", "--locale", "bn"])
+                .is_err(),
+            "everyone and a locale contradict each other"
+        );
+    }
+
+    #[test]
     fn declare_and_preview_read_the_same_crisis_into_the_same_declaration() {
         let Command::Declare(declare) = parse("declare") else {
             panic!("not a declare");
@@ -243,6 +345,8 @@ mod tests {
                 message: Some("We are on it.".to_owned()),
                 separate: false,
                 drill: false,
+                audience: Default::default(),
+                channels: Vec::new(),
             }
         );
     }

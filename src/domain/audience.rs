@@ -1,7 +1,7 @@
 //! The audience: subscribers loaded from a CSV file, checked row by row so
 //! a bad address is found at load time, not during a crisis.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
@@ -33,7 +33,18 @@ pub struct Audience {
     default_locale: String,
     /// Subscribers in the file when it was validated.
     pub count: u64,
+    /// The readers' locales (as written, lower case), for choosing an
+    /// audience by locale.
+    pub locales: BTreeSet<String>,
+    /// The readers' regions, up to `MAX_REGIONS` of them.
+    pub regions: BTreeSet<String>,
+    /// More regions than `MAX_REGIONS`: any region may be chosen.
+    pub regions_truncated: bool,
 }
+
+/// Regions remembered for choosing an audience: a region column of
+/// postcodes would otherwise hold a set as large as the file.
+pub const MAX_REGIONS: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AudienceError {
@@ -128,12 +139,25 @@ impl Audience {
         let mut problems = Vec::new();
         let mut seen = HashSet::new();
         let mut count = 0;
+        let mut locales = BTreeSet::new();
+        let mut regions = BTreeSet::new();
+        let mut regions_truncated = false;
         for subscriber in &mut subscribers {
             match subscriber {
                 Ok(subscriber) if !seen.insert(subscriber.id.clone()) => {
                     problems.push(format!("id `{}` appears more than once", subscriber.id));
                 }
-                Ok(_) => count += 1,
+                Ok(subscriber) => {
+                    count += 1;
+                    locales.insert(subscriber.locale.to_lowercase());
+                    if let Some(region) = subscriber.region {
+                        if regions.len() < MAX_REGIONS || regions.contains(&region) {
+                            regions.insert(region);
+                        } else {
+                            regions_truncated = true;
+                        }
+                    }
+                }
                 Err(problem) => problems.push(problem),
             }
             if problems.len() >= MAX_PROBLEMS {
@@ -151,6 +175,9 @@ impl Audience {
             path: path.to_path_buf(),
             default_locale: default_locale.to_owned(),
             count,
+            locales,
+            regions,
+            regions_truncated,
         })
     }
 
@@ -286,6 +313,11 @@ mod tests {
             .map(|s| s.expect("valid").region)
             .collect();
         assert_eq!(regions, [Some("north".to_owned()), None]);
+        assert_eq!(audience.regions, BTreeSet::from(["north".to_owned()]));
+        assert_eq!(
+            audience.locales,
+            BTreeSet::from(["bn".to_owned(), "en".to_owned()])
+        );
     }
 
     #[test]

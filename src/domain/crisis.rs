@@ -6,6 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 
 use super::localized::{self, StaleLocales, TextField, Translations};
+use super::selection::{AudienceSelection, Selection};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -204,7 +205,9 @@ pub enum DomainError {
     InvalidLocale(String),
     #[error("crisis {id} is already resolved; declare a new crisis instead")]
     AlreadyResolved { id: CrisisId },
-    #[error("an update must change something: give a message, kind, severity, title or summary")]
+    #[error(
+        "an update must change something: give a message, kind, severity, title, summary, audience or channels"
+    )]
     EmptyUpdate,
     #[error("{field} must be one line (it is a headline in subjects, tables and chat)")]
     MultiLine { field: &'static str },
@@ -256,6 +259,13 @@ pub struct Declaration {
     /// marked, and it stays a drill until it is resolved.
     #[serde(default)]
     pub drill: bool,
+    /// Who is sent it: everyone (the default), or the readers of some
+    /// locales and/or regions. Its updates and all-clear go to the same.
+    #[serde(default)]
+    pub audience: AudienceSelection,
+    /// The channels it goes on; empty (the default): every channel.
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 /// A change to an active crisis. Every field is optional but at least one
@@ -284,6 +294,13 @@ pub struct CrisisUpdate {
     /// it, such an update is refused, naming the locales.
     #[serde(default)]
     pub fall_back: bool,
+    /// A new audience for this update and what follows; absent: the same.
+    #[serde(default)]
+    pub audience: Option<AudienceSelection>,
+    /// New channels for this update and what follows; absent: the same,
+    /// `[]`: every channel.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
 }
 
 /// The all-clear: an optional closing message, per locale too.
@@ -405,6 +422,8 @@ impl CrisisUpdate {
             && self.title.is_none()
             && self.summary.is_none()
             && self.localized.is_none()
+            && self.audience.is_none()
+            && self.channels.is_none()
         {
             return Err(DomainError::EmptyUpdate);
         }
@@ -445,6 +464,10 @@ pub struct Crisis {
     /// Set when declared, never changed: a drill cannot become live.
     #[serde(default)]
     pub drill: bool,
+    /// Who its announcements go to and on which channels (`audience`
+    /// and `channels` in its JSON).
+    #[serde(flatten)]
+    pub selection: Selection,
 }
 
 impl Crisis {
@@ -464,6 +487,7 @@ impl Crisis {
             updated_at: now,
             resolved_at: None,
             drill: declaration.drill,
+            selection: Selection::new(declaration.audience, declaration.channels),
         })
     }
 
@@ -512,6 +536,12 @@ impl Crisis {
         }
         if let Some(summary) = update.summary {
             self.summary = summary.trim().to_owned();
+        }
+        if let Some(audience) = update.audience {
+            self.selection.audience = audience.normalized();
+        }
+        if let Some(channels) = update.channels {
+            self.selection = Selection::new(self.selection.audience.clone(), channels);
         }
         self.last_message = update.message;
         self.status = Status::Updated;
@@ -596,10 +626,35 @@ fn trimmed(mut localized: Translations) -> Translations {
     localized
 }
 
+string_enum!(
+    /// What an audit entry records.
+    EventKind {
+        Declared => "declared",
+        Updated => "updated",
+        Resolved => "resolved",
+        Corrected => "corrected",
+    }
+);
+
+impl EventKind {
+    /// The entry a transition leaving a crisis in `status` makes.
+    pub fn of(status: Status) -> Self {
+        match status {
+            Status::Declared => EventKind::Declared,
+            Status::Updated => EventKind::Updated,
+            Status::Resolved => EventKind::Resolved,
+        }
+    }
+}
+
 /// One line of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrisisEvent {
     pub crisis_id: CrisisId,
+    /// What happened: a transition, or a correction (which leaves the
+    /// status as it was).
+    pub kind: EventKind,
+    /// The crisis's status after it.
     pub status: Status,
     pub actor: Actor,
     pub message: Option<String>,
@@ -648,6 +703,8 @@ mod tests {
             message: None,
             separate: false,
             drill: false,
+            audience: AudienceSelection::default(),
+            channels: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Crisis, CrisisId, CrisisUpdate, Declaration, DomainError, Kind, LocalizedText, Resolution,
-    Severity, TextField, Translations, string_enum,
+    Selection, Severity, TextField, Translations, string_enum,
 };
 
 string_enum!(
@@ -43,6 +43,10 @@ pub struct Draft {
     /// A declaration of a drill (an update or all-clear of a drill is one
     /// too: the crisis decides).
     pub drill: bool,
+    /// Who it is for and on which channels; an all-clear goes to the
+    /// crisis's own. `default`: a submission stored before it had none.
+    #[serde(default, skip_serializing_if = "Selection::is_everything")]
+    pub selection: Selection,
 }
 
 impl Draft {
@@ -65,6 +69,8 @@ impl Draft {
             // The duplicate guard holds for the console as for the API.
             separate: false,
             drill: self.drill,
+            audience: self.selection.audience.clone(),
+            channels: self.selection.channels.clone(),
         }
     }
 
@@ -82,6 +88,12 @@ impl Draft {
             summary: Some(self.summary.clone()),
             localized: Some(changed_translations(&self.localized, &current.localized)),
             fall_back: self.fall_back,
+            // Given only when it differs, so an update that keeps the
+            // selection says so in the audit of its request.
+            audience: (self.selection.audience != current.selection.audience)
+                .then(|| self.selection.audience.clone()),
+            channels: (self.selection.channels != current.selection.channels)
+                .then(|| self.selection.channels.clone()),
         }
     }
 
@@ -155,6 +167,7 @@ mod tests {
             )]),
             fall_back: false,
             drill: false,
+            selection: Selection::default(),
         }
     }
 

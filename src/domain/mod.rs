@@ -15,6 +15,7 @@ mod ids;
 pub mod keywords;
 mod localized;
 pub mod question;
+mod selection;
 
 pub(crate) use crisis::string_enum;
 pub use crisis::*;
@@ -22,3 +23,4 @@ pub use ids::{
     AnnouncementId, ChannelName, DeliveryId, Locale, PhoneNumber, RenditionId, ValueError,
 };
 pub use localized::{LocalizedText, StaleLocales, TextField, Translations};
+pub use selection::{AudienceSelection, Selection, SelectionError};

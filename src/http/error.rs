@@ -123,7 +123,9 @@ impl From<ServiceError> for ApiError {
                 message: err.to_string(),
                 existing_id: existing.to_string(),
             },
-            ServiceError::IdempotencyMismatch => ApiError::Unprocessable(err.to_string()),
+            ServiceError::IdempotencyMismatch | ServiceError::Selection(_) => {
+                ApiError::Unprocessable(err.to_string())
+            }
             ServiceError::InProgress => ApiError::InProgress(err.to_string()),
             ServiceError::Stopping => ApiError::Unavailable(err.to_string()),
             ServiceError::Audience(_) | ServiceError::Planning(_) => {

@@ -82,6 +82,8 @@ fn parse(text: &str) -> Result<Flag, String> {
         message: content.message,
         separate: false,
         drill: false,
+        audience: Default::default(),
+        channels: Vec::new(),
     };
     declaration.validate().map_err(|e| e.to_string())?;
     Ok(Flag::Active {
@@ -396,6 +398,9 @@ impl FlagFileWatcher {
                             summary: Some(declaration.summary),
                             localized: Some(declaration.localized),
                             fall_back,
+                            // The file says nothing of the audience: kept.
+                            audience: None,
+                            channels: None,
                         };
                         self.service.update(crisis.id, update, ctx).await?;
                     }

@@ -230,6 +230,8 @@ impl Rules {
             separate: false,
             // A monitoring system reports real incidents.
             drill: false,
+            audience: Default::default(),
+            channels: Vec::new(),
         }
     }
 
@@ -255,6 +257,8 @@ impl Rules {
             message: wanted.message.or_else(|| current.message.clone()),
             separate: false,
             drill: current.drill,
+            audience: current.audience.clone(),
+            channels: current.channels.clone(),
         }
     }
 

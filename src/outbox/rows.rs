@@ -22,7 +22,7 @@ use crate::domain::account::{User, UserName};
 use crate::domain::consent::{ConsentScope, ContactPoint, OptOutRequest};
 use crate::domain::directory::EntryAvailability;
 use crate::domain::follow_up::{FollowUp, Phase};
-use crate::domain::{Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId};
+use crate::domain::{Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, EventKind};
 use crate::message::DeliveryContent;
 use crate::sync::lock;
 
@@ -150,6 +150,7 @@ pub(super) struct CrisisRow<'r> {
     pub(super) updated_at: i64,
     pub(super) resolved_at: Option<i64>,
     pub(super) drill: bool,
+    pub(super) selection: &'r str,
 }
 
 impl TryFrom<CrisisRow<'_>> for Crisis {
@@ -171,6 +172,7 @@ impl TryFrom<CrisisRow<'_>> for Crisis {
             updated_at: from_millis(row.updated_at)?,
             resolved_at: row.resolved_at.map(from_millis).transpose()?,
             drill: row.drill,
+            selection: json(row.selection, "audience and channels")?,
         })
     }
 }
@@ -179,6 +181,7 @@ impl TryFrom<CrisisRow<'_>> for Crisis {
 pub(super) struct EventRow<'r> {
     pub(super) crisis_id: &'r str,
     pub(super) status: &'r str,
+    pub(super) kind: Option<&'r str>,
     pub(super) actor_source: &'r str,
     pub(super) actor_name: String,
     pub(super) message: Option<String>,
@@ -189,9 +192,15 @@ impl TryFrom<EventRow<'_>> for CrisisEvent {
     type Error = StoreError;
 
     fn try_from(row: EventRow<'_>) -> Result<Self, StoreError> {
+        let status = parse(row.status, "status")?;
         Ok(CrisisEvent {
             crisis_id: parse(row.crisis_id, "crisis id")?,
-            status: parse(row.status, "status")?,
+            // An entry from before kinds were kept: its status says it.
+            kind: match row.kind {
+                Some(kind) => parse(kind, "event kind")?,
+                None => EventKind::of(status),
+            },
+            status,
             actor: Actor {
                 source: parse(row.actor_source, "actor source")?,
                 name: row.actor_name,

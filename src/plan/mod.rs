@@ -17,7 +17,10 @@ use crate::domain::audience::{Audience, AudienceError};
 use crate::domain::consent::{ConsentScope, OptOuts, UnsubscribeSigner};
 use crate::domain::directory::{Availability, ContactEntry, ContactView};
 use crate::domain::follow_up::{FollowUpSpec, FollowUps, next_local};
-use crate::domain::{AnnouncementId, AnnouncementKind, Crisis, DeliveryId};
+use crate::domain::{
+    AnnouncementId, AnnouncementKind, AudienceSelection, Crisis, DeliveryId, Selection,
+    SelectionError,
+};
 use crate::message::{ChannelProfile, Reach};
 use crate::outbox::{Announcement, DeadCause, NewDelivery, Payload, Planned};
 use crate::render::sample::Samples;
@@ -91,6 +94,58 @@ impl PlanInputs {
         } else {
             &self.audience
         }
+    }
+
+    /// Refuses a selection naming a channel that is not configured, a
+    /// locale no template and no reader of `audience` has, or a region no
+    /// reader has: each would send to nobody without saying so.
+    pub fn check_selection(
+        &self,
+        audience: &Audience,
+        chosen: &AudienceSelection,
+        channels: &[String],
+    ) -> Result<(), SelectionError> {
+        let names: Vec<&str> = self.channels.iter().map(|p| p.name.as_str()).collect();
+        if let Some(name) = channels.iter().find(|c| !names.contains(&c.trim())) {
+            return Err(SelectionError::UnknownChannel {
+                name: name.clone(),
+                known: names.join(", "),
+            });
+        }
+        let mut locales: std::collections::BTreeSet<String> =
+            self.renderer.locales().map(str::to_lowercase).collect();
+        locales.extend(audience.locales.iter().cloned());
+        if let Some(name) = chosen.locales.iter().find(|l| {
+            let one = AudienceSelection {
+                locales: vec![l.trim().to_owned()],
+                regions: Vec::new(),
+            };
+            !locales.iter().any(|known| one.admits_locale(known))
+        }) {
+            return Err(SelectionError::UnknownLocale {
+                name: name.clone(),
+                known: locales.into_iter().collect::<Vec<_>>().join(", "),
+            });
+        }
+        if !audience.regions_truncated
+            && let Some(name) = chosen.regions.iter().find(|r| {
+                !audience
+                    .regions
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(r.trim()))
+            })
+        {
+            let known = audience.regions.iter().cloned().collect::<Vec<_>>();
+            return Err(SelectionError::UnknownRegion {
+                name: name.clone(),
+                known: if known.is_empty() {
+                    "none (the audience file has no `region` column, or it is empty)".to_owned()
+                } else {
+                    known.join(", ")
+                },
+            });
+        }
+        Ok(())
     }
 
     /// The directory as a reader in `locale` (and `reader_zone`, when
@@ -172,6 +227,18 @@ fn dead(
     }
 }
 
+/// Whether a crisis's selection posts on a broadcast channel (social,
+/// chat): the channel is chosen, and, when the audience is chosen by
+/// locale, the account's language is one of them. Regions do not apply:
+/// a post is public, read wherever its readers are.
+pub fn posts_for(selection: &Selection, profile: &ChannelProfile) -> bool {
+    let locale_ok = match &profile.reach {
+        Reach::Broadcast { locale } => selection.audience.admits_locale(locale),
+        Reach::Email | Reach::Phone => true,
+    };
+    selection.uses_channel(&profile.name) && locale_ok
+}
+
 /// Subscribers planned per batch: one transaction each, small enough that
 /// the first messages go out while the rest are still being written.
 pub const BATCH_SUBSCRIBERS: usize = 2000;
@@ -223,7 +290,9 @@ impl Planner {
     pub fn follow_up_reaches_subscribers(&self, crisis: &Crisis, spec: &FollowUpSpec) -> bool {
         self.inputs.audience_for(crisis).count > 0
             && self.inputs.channels.iter().any(|p| {
-                matches!(p.reach, Reach::Email | Reach::Phone) && spec.uses_channel(&p.name)
+                matches!(p.reach, Reach::Email | Reach::Phone)
+                    && spec.uses_channel(&p.name)
+                    && crisis.selection.uses_channel(&p.name)
             })
     }
 
@@ -231,11 +300,10 @@ impl Planner {
     /// SMS), which is planned in batches after the transition is stored.
     pub fn reaches_subscribers(&self, crisis: &Crisis) -> bool {
         self.inputs.audience_for(crisis).count > 0
-            && self
-                .inputs
-                .channels
-                .iter()
-                .any(|p| matches!(p.reach, Reach::Email | Reach::Phone))
+            && self.inputs.channels.iter().any(|p| {
+                matches!(p.reach, Reach::Email | Reach::Phone)
+                    && crisis.selection.uses_channel(&p.name)
+            })
     }
 
     fn context(
@@ -297,6 +365,7 @@ impl Planner {
             .channels
             .iter()
             .filter(|profile| follow_up.is_none_or(|spec| spec.uses_channel(&profile.name)))
+            .filter(|profile| posts_for(&crisis.selection, profile))
             // A drill posts nowhere public: it reaches its audience only.
             .filter(|_| !crisis.drill)
             .filter_map(|profile| self.broadcast(profile, crisis, kind, follow_up, now))

@@ -175,12 +175,21 @@ impl PlanStream<'_> {
         {
             return;
         }
+        let resolved = planner.inputs.renderer.resolve_locale(&subscriber.locale);
+        if !self.crisis.selection.audience.admits(
+            &[subscriber.locale.as_str(), resolved],
+            subscriber.region.as_deref(),
+        ) {
+            return;
+        }
         // Only follow-ups have resources per region: other announcements
         // keep one rendition for every region.
         let region = follow_up.and(subscriber.region.clone());
         let mut chain = Vec::new();
         for (index, profile) in planner.inputs.channels.iter().enumerate() {
-            if follow_up.is_some_and(|spec| !spec.uses_channel(&profile.name)) {
+            if follow_up.is_some_and(|spec| !spec.uses_channel(&profile.name))
+                || !self.crisis.selection.uses_channel(&profile.name)
+            {
                 continue;
             }
             let Some(route) = self.route(profile, subscriber, &locale) else {

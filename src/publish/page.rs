@@ -198,6 +198,8 @@ pub fn template_problems(
         message: Some("We are working on a fix.".into()),
         separate: false,
         drill: false,
+        audience: Default::default(),
+        channels: Vec::new(),
     };
     let mut versions = Vec::new();
     if let Ok(crisis) = Crisis::declare(declaration, now) {

@@ -149,6 +149,7 @@ fn typical_crisis(kind: AnnouncementKind, with_message: bool, now: DateTime<Utc>
         updated_at: now,
         resolved_at: resolved.then_some(now),
         drill: false,
+        selection: Default::default(),
     }
 }
 

@@ -287,6 +287,7 @@ fn audit(
     };
     CrisisEvent {
         crisis_id: crisis.id,
+        kind: crate::domain::EventKind::Corrected,
         status: crisis.status,
         actor: ctx.actor.clone(),
         message: Some(format!(

@@ -32,6 +32,9 @@ pub enum ServiceError {
     UnknownEntry { entry: String, known: String },
     #[error(transparent)]
     Correction(super::correction::CorrectionError),
+    /// An audience or channel that does not exist: nothing was changed.
+    #[error(transparent)]
+    Selection(crate::domain::SelectionError),
     #[error(transparent)]
     Store(StoreError),
 }

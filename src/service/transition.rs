@@ -12,8 +12,8 @@ use super::idempotency::{self, IdempotencyRequest};
 use super::planning::Completion;
 use super::{CrisisService, ServiceError};
 use crate::domain::{
-    Actor, AnnouncementKind, Crisis, CrisisEvent, CrisisId, CrisisUpdate, Declaration, DomainError,
-    Kind, Resolution,
+    Actor, AnnouncementKind, AudienceSelection, Crisis, CrisisEvent, CrisisId, CrisisUpdate,
+    Declaration, DomainError, Kind, Resolution,
 };
 use crate::outbox::{
     Announcement, DuplicateGuard, SourceLink, SourceLinkChange, StoreError, TransitionWrite,
@@ -79,6 +79,9 @@ pub struct TransitionOutcome {
 /// A transition applied now, or the stored answer to the first request
 /// with the same Idempotency-Key, replayed as it was given.
 #[derive(Debug, Clone)]
+// One per transition, moved once to its answer: boxing the larger
+// variant (a crisis with its selection) would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Applied {
     New(TransitionOutcome),
     Replayed { status: u16, body: String },
@@ -234,6 +237,7 @@ impl CrisisService {
         {
             return Err(DomainError::NoDrillAudience.into());
         }
+        self.check_selection(&transition).await?;
         Ok(match transition {
             Transition::Declare(declaration) => declared(Crisis::declare(declaration, now)?),
             Transition::DeclareAs(id, declaration) => {
@@ -264,6 +268,37 @@ impl CrisisService {
                 }
             }
         })
+    }
+
+    /// A declaration's or update's audience and channels, checked against
+    /// the config and the audience file it would be planned from.
+    async fn check_selection(&self, transition: &Transition) -> Result<(), ServiceError> {
+        let inputs = self.inputs.load();
+        let (drill, audience, channels) = match transition {
+            Transition::Declare(d) | Transition::DeclareAs(_, d) => {
+                (d.drill, Some(&d.audience), Some(&d.channels))
+            }
+            Transition::Update(id, update) => {
+                if update.audience.is_none() && update.channels.is_none() {
+                    return Ok(());
+                }
+                let drill = self.existing(*id).await?.drill;
+                (drill, update.audience.as_ref(), update.channels.as_ref())
+            }
+            Transition::Resolve(..) => return Ok(()),
+        };
+        let readers = if drill {
+            &inputs.drill_audience
+        } else {
+            &inputs.audience
+        };
+        inputs
+            .check_selection(
+                readers,
+                audience.unwrap_or(&AudienceSelection::default()),
+                channels.map_or(&[][..], Vec::as_slice),
+            )
+            .map_err(ServiceError::Selection)
     }
 
     pub(super) async fn existing(&self, id: CrisisId) -> Result<Crisis, ServiceError> {
@@ -425,6 +460,7 @@ enum PlanProgress {
 fn event(crisis: &Crisis, actor: &Actor) -> CrisisEvent {
     CrisisEvent {
         crisis_id: crisis.id,
+        kind: crate::domain::EventKind::of(crisis.status),
         status: crisis.status,
         actor: actor.clone(),
         message: crisis.last_message.clone(),

@@ -8,6 +8,7 @@
 //   { reload: true }                    load the page anew
 //   { fill: SELECTOR, value: TEXT }     type into a field
 //   { select: SELECTOR, value: V }     pick an option of a <select>
+//   { check: SELECTOR, on: BOOL }       tick (or untick) a checkbox or radio
 //   { click: SELECTOR }                 click, and wait for the page it opens
 //   { keyboard: SELECTOR, enter: BOOL } Tab from the top of the page until
 //                                       SELECTOR has the focus (at most 80
@@ -158,6 +159,8 @@ async function run(page, input, step, seen) {
     await page.fill(step.fill, step.value);
   } else if (step.select !== undefined) {
     await page.selectOption(step.select, step.value);
+  } else if (step.check !== undefined) {
+    await page.setChecked(step.check, step.on !== false);
   } else if (step.click !== undefined) {
     await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.click(step.click)]);
   } else if (step.keyboard !== undefined) {

@@ -416,6 +416,7 @@ mod contract {
             updated_at: at,
             resolved_at: resolved.then_some(at),
             drill: false,
+            selection: Default::default(),
         }
     }
 

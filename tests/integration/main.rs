@@ -34,6 +34,7 @@ mod receipts;
 mod recovery;
 mod resume;
 mod retention;
+mod selection;
 mod service;
 mod several_daemons;
 mod shared_flow;

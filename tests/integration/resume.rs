@@ -24,6 +24,8 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
             message: None,
             separate: false,
             drill: false,
+            audience: Default::default(),
+            channels: Vec::new(),
         },
         chrono::Utc::now(),
     )
@@ -41,6 +43,7 @@ async fn an_unfinished_plan_is_resumed_at_start_and_its_idempotency_key_complete
                 previous_version: None,
                 event: CrisisEvent {
                     crisis_id: crisis.id,
+                    kind: crisisd::domain::EventKind::Declared,
                     status: crisis.status,
                     actor: Actor::new(ActorSource::Api, "tests"),
                     message: None,

@@ -17,7 +17,10 @@ use super::super::{ApiError, AppState};
 use super::session::{Staff, random_token, same_token};
 use super::{Page, csrf_refused, forbidden, send, text};
 use crate::domain::draft::{Draft, DraftAction};
-use crate::domain::{CrisisId, Kind, LocalizedText, Severity, Status};
+use crate::domain::{
+    AudienceSelection, CrisisId, Kind, LocalizedText, Selection, Severity, Status,
+};
+use crate::message::Reach;
 use crate::preview::{PreviewRequest, PreviewSource, preview};
 
 #[derive(Debug, Deserialize)]
@@ -32,16 +35,61 @@ pub struct ComposeQuery {
     lang: Option<String>,
 }
 
-/// The fields of a compose form, by name.
-pub struct Fields(BTreeMap<String, String>);
+/// The fields of a compose form, by name; checkboxes of one name give
+/// several values.
+pub struct Fields {
+    one: BTreeMap<String, String>,
+    pairs: Vec<(String, String)>,
+}
 
 impl Fields {
     pub fn new(pairs: Vec<(String, String)>) -> Self {
-        Self(pairs.into_iter().collect())
+        Self {
+            one: pairs.iter().cloned().collect(),
+            pairs,
+        }
     }
 
     pub fn get(&self, name: &str) -> &str {
-        self.0.get(name).map_or("", |v| v.as_str())
+        self.one.get(name).map_or("", |v| v.as_str())
+    }
+
+    /// Every value given for `name` (checked checkboxes), in order.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    }
+
+    /// The audience and channels chosen. Every channel ticked is every
+    /// channel (also one configured later); none ticked is refused, as
+    /// is "chosen" with neither a locale nor a region. A form without the
+    /// choices (`selection` absent) is for everyone on every channel.
+    fn selection(&self, channels: &[String]) -> Result<Selection, &'static str> {
+        if self.get("selection") != "on" {
+            return Ok(Selection::default());
+        }
+        let ticked = self.all("channel");
+        if ticked.is_empty() {
+            return Err("choose_a_channel");
+        }
+        let every = channels.iter().all(|c| ticked.contains(c));
+        let audience = match self.get("audience") {
+            "chosen" => AudienceSelection {
+                locales: self.all("locale"),
+                regions: self.all("region"),
+            },
+            _ => AudienceSelection::default(),
+        };
+        if self.get("audience") == "chosen" && audience.is_everyone() {
+            return Err("choose_an_audience");
+        }
+        Ok(Selection::new(
+            audience,
+            if every { Vec::new() } else { ticked },
+        ))
     }
 
     fn optional(&self, name: &str) -> Option<String> {
@@ -49,8 +97,9 @@ impl Fields {
         (!value.is_empty()).then(|| value.replace("\r\n", "\n"))
     }
 
-    /// The draft the form describes, or what is wrong with it.
-    pub fn draft(&self, other_locales: &[String]) -> Result<Draft, String> {
+    /// The draft the form describes, or what is wrong with it (a key of
+    /// the UI strings when it is the selection).
+    pub fn draft(&self, other_locales: &[String], channels: &[String]) -> Result<Draft, String> {
         let action: DraftAction = self
             .get("action")
             .parse()
@@ -86,6 +135,11 @@ impl Fields {
             localized,
             fall_back: self.get("fall_back") == "on",
             drill: action == DraftAction::Declare && self.get("drill") == "on",
+            // An all-clear goes to the crisis's own selection.
+            selection: match action {
+                DraftAction::Resolve => Selection::default(),
+                _ => self.selection(channels).map_err(str::to_owned)?,
+            },
         })
     }
 }
@@ -100,6 +154,68 @@ pub fn other_locales(state: &AppState) -> Vec<String> {
         .filter(|l| *l != default)
         .map(str::to_owned)
         .collect()
+}
+
+/// The configured channels' names, in order.
+pub fn channel_names(state: &AppState) -> Vec<String> {
+    state
+        .inputs
+        .load()
+        .channels
+        .iter()
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// The choices of audience and channels, each marked as the draft has
+/// it: every locale with templates, every region readers have (of the
+/// live and the drill audience), every channel.
+fn selection_view(state: &AppState, selection: &Selection) -> Value {
+    let inputs = state.inputs.load();
+    let has = |list: &[String], value: &str| list.iter().any(|v| v.eq_ignore_ascii_case(value));
+    let locales: Vec<Value> = inputs
+        .renderer
+        .locales()
+        .map(|l| context! { value => l, checked => has(&selection.audience.locales, l) })
+        .collect();
+    let mut regions: std::collections::BTreeSet<&String> = inputs.audience.regions.iter().collect();
+    regions.extend(inputs.drill_audience.regions.iter());
+    let regions: Vec<Value> = regions
+        .into_iter()
+        .map(|r| context! { value => r, checked => has(&selection.audience.regions, r) })
+        .collect();
+    let channels: Vec<Value> = inputs
+        .channels
+        .iter()
+        .map(|p| {
+            context! {
+                value => p.name.clone(),
+                reach => match &p.reach {
+                    Reach::Email => "email".to_owned(),
+                    Reach::Phone => "phone".to_owned(),
+                    Reach::Broadcast { locale } => format!("broadcast:{locale}"),
+                },
+                checked => selection.uses_channel(&p.name),
+            }
+        })
+        .collect();
+    context! {
+        locales => locales,
+        regions => regions,
+        channels => channels,
+        ..selection_summary(selection)
+    }
+}
+
+/// Who a selection sends to and on which channels, for showing it.
+pub fn selection_summary(selection: &Selection) -> Value {
+    context! {
+        chosen => !selection.audience.is_everyone(),
+        everything => selection.is_everything(),
+        chosen_locales => selection.audience.locales.clone(),
+        chosen_regions => selection.audience.regions.clone(),
+        chosen_channels => selection.channels.clone(),
+    }
 }
 
 /// A draft as the form and the confirmation show it.
@@ -128,6 +244,7 @@ pub fn draft_view(state: &AppState, draft: &Draft) -> Value {
         drill => draft.drill,
         default_locale => state.inputs.load().renderer.default_locale().to_owned(),
         locales => locales,
+        selection => selection_view(state, &draft.selection),
         hash => draft.content_hash(),
     }
 }
@@ -165,6 +282,7 @@ async fn starting_draft(state: &AppState, query: &ComposeQuery) -> Result<Draft,
             localized,
             fall_back: false,
             drill: crisis.drill,
+            selection: crisis.selection,
         });
     }
     let template = query
@@ -182,6 +300,7 @@ async fn starting_draft(state: &AppState, query: &ComposeQuery) -> Result<Draft,
             localized: t.localized.clone(),
             fall_back: false,
             drill: false,
+            selection: Selection::default(),
         },
         None => Draft {
             action: DraftAction::Declare,
@@ -194,6 +313,7 @@ async fn starting_draft(state: &AppState, query: &ComposeQuery) -> Result<Draft,
             localized: BTreeMap::new(),
             fall_back: false,
             drill: false,
+            selection: Selection::default(),
         },
     })
 }
@@ -333,9 +453,14 @@ pub async fn post(
         "submit" => Step::Submit,
         _ => Step::Preview,
     };
-    let draft = match fields.draft(&other_locales(&state)) {
+    let draft = match fields.draft(&other_locales(&state), &channel_names(&state)) {
         Ok(draft) => draft,
         Err(error) => {
+            // A selection's problem is a key of the UI strings.
+            let error = match error.as_str() {
+                "choose_a_channel" | "choose_an_audience" => text(&state, lang, &error),
+                _ => error,
+            };
             let draft = starting_draft(&state, &ComposeQuery::empty()).await?;
             return Ok(form_page(
                 &page,
@@ -427,7 +552,8 @@ async fn confirm(
         None => None,
     };
     let drill = send::is_drill(draft, current.as_ref());
-    let counts = send::reach_counts(state, drill).await;
+    let selection = send::effective_selection(draft, current.as_ref());
+    let counts = send::reach_counts(state, drill, selection.clone()).await;
     let total: u64 = counts
         .iter()
         .map(|c| {
@@ -450,6 +576,7 @@ async fn confirm(
             drill => drill,
             drill_page => drill,
             live_label => text(state, page.lang, "live"),
+            sent_to => selection_view(state, &selection),
         },
     ))
 }

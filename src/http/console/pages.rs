@@ -72,6 +72,7 @@ pub fn crisis_card(crisis: &Crisis, channels: &ChannelCounts) -> Value {
         status => crisis.status.as_str(),
         resolved => crisis.status == Status::Resolved,
         drill => crisis.drill,
+        selection => super::compose::selection_summary(&crisis.selection),
         message => crisis.last_message.clone(),
         declared_at => when(crisis.declared_at),
         updated_at => when(crisis.updated_at),
@@ -219,6 +220,7 @@ async fn crisis_details(state: &AppState, crisis: &Crisis) -> Result<Value, Stor
         .into_iter()
         .map(|e| {
             context! {
+                kind => e.kind.as_str(),
                 status => e.status.as_str(),
                 actor => e.actor.to_string(),
                 message => e.message,

@@ -15,7 +15,7 @@ use super::compose::{Fields, form_page, to_crisis};
 use super::session::Staff;
 use super::{Page, text};
 use crate::domain::draft::{Draft, DraftAction};
-use crate::domain::{Actor, CrisisId, Severity};
+use crate::domain::{Actor, CrisisId, Selection, Severity};
 use crate::message::Reach;
 use crate::outbox::{Submission, SubmissionState};
 use crate::service::{Applied, IdempotencyRequest, ServiceError, TransitionContext};
@@ -42,10 +42,19 @@ pub fn is_drill(draft: &Draft, current: Option<&crate::domain::Crisis>) -> bool 
     draft.drill || current.is_some_and(|c| c.drill)
 }
 
+/// What a draft is sent to: its own selection, or for an all-clear the
+/// crisis's.
+pub fn effective_selection(draft: &Draft, current: Option<&crate::domain::Crisis>) -> Selection {
+    match (draft.action, current) {
+        (DraftAction::Resolve, Some(crisis)) => crisis.selection.clone(),
+        _ => draft.selection.clone(),
+    }
+}
+
 /// Deliveries per channel and language the audience file would get now
-/// (before opt-outs): one per subscriber with an address or a number,
-/// one per broadcast channel in its locale.
-pub async fn reach_counts(state: &AppState, drill: bool) -> Vec<Value> {
+/// (before opt-outs) for `selection`: one per chosen subscriber with an
+/// address or a number, one per chosen broadcast channel in its locale.
+pub async fn reach_counts(state: &AppState, drill: bool, selection: Selection) -> Vec<Value> {
     let inputs = state.inputs.load_full();
     let counted = tokio::task::spawn_blocking(move || {
         let mut email: BTreeMap<String, u64> = BTreeMap::new();
@@ -62,6 +71,12 @@ pub async fn reach_counts(state: &AppState, drill: bool) -> Vec<Value> {
                     .renderer
                     .resolve_locale(&subscriber.locale)
                     .to_owned();
+                if !selection.audience.admits(
+                    &[subscriber.locale.as_str(), locale.as_str()],
+                    subscriber.region.as_deref(),
+                ) {
+                    continue;
+                }
                 if subscriber.email.is_some() {
                     *email.entry(locale.clone()).or_default() += 1;
                 }
@@ -75,6 +90,7 @@ pub async fn reach_counts(state: &AppState, drill: bool) -> Vec<Value> {
             .iter()
             // A drill posts on no broadcast channel.
             .filter(|profile| !drill || !matches!(profile.reach, Reach::Broadcast { .. }))
+            .filter(|profile| crate::plan::posts_for(&selection, profile))
             .map(|profile| {
                 let by_locale = match &profile.reach {
                     Reach::Email => email.clone(),

@@ -16,7 +16,7 @@ use crate::outbox::{CrisisFilter, CrisisStore, DuplicateGuard, StoreError, Trans
 
 /// What a transition changes, `$1` to `$10` in both statements: kind,
 /// severity, title, summary, localized, status, version, last_message,
-/// updated_at, resolved_at.
+/// updated_at, resolved_at, selection.
 fn bind_changes<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     crisis: &'q Crisis,
@@ -31,14 +31,15 @@ fn bind_changes<'q>(
         .bind(i64::from(crisis.version))
         .bind(&crisis.last_message)
         .bind(millis(crisis.updated_at))
-        .bind(crisis.resolved_at.map(millis)))
+        .bind(crisis.resolved_at.map(millis))
+        .bind(to_json(&crisis.selection)?))
 }
 
 async fn insert_crisis(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreError> {
     let query = sqlx::query(
         "INSERT INTO crises (kind, severity, title, summary, localized, status, version, last_message, \
-         updated_at, resolved_at, id, declared_at, drill) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         updated_at, resolved_at, selection, id, declared_at, drill) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     );
     // `drill` is written once, here: no update changes it.
     bind_changes(query, crisis)?
@@ -73,8 +74,8 @@ async fn refuse_duplicate(tx: &mut Tx<'_>, guard: &DuplicateGuard) -> Result<(),
 async fn update_crisis(tx: &mut Tx<'_>, crisis: &Crisis, previous: u32) -> Result<(), StoreError> {
     let query = sqlx::query(
         "UPDATE crises SET kind = $1, severity = $2, title = $3, summary = $4, localized = $5, \
-         status = $6, version = $7, last_message = $8, updated_at = $9, resolved_at = $10 \
-         WHERE id = $11 AND version = $12",
+         status = $6, version = $7, last_message = $8, updated_at = $9, resolved_at = $10, \
+         selection = $11 WHERE id = $12 AND version = $13",
     );
     let changed = bind_changes(query, crisis)?
         .bind(crisis.id.to_string())
@@ -92,8 +93,8 @@ async fn update_crisis(tx: &mut Tx<'_>, crisis: &Crisis, previous: u32) -> Resul
 async fn insert_version(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreError> {
     let query = sqlx::query(
         "INSERT INTO crisis_versions (kind, severity, title, summary, localized, status, version, \
-         last_message, updated_at, resolved_at, crisis_id, declared_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         last_message, updated_at, resolved_at, selection, crisis_id, declared_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     );
     bind_changes(query, crisis)?
         .bind(crisis.id.to_string())
@@ -105,11 +106,12 @@ async fn insert_version(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreErr
 
 pub(super) async fn insert_event(tx: &mut Tx<'_>, event: &CrisisEvent) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO crisis_events (crisis_id, status, actor_source, actor_name, message, at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO crisis_events (crisis_id, status, kind, actor_source, actor_name, message, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(event.crisis_id.to_string())
     .bind(event.status.as_str())
+    .bind(event.kind.as_str())
     .bind(event.actor.source.as_str())
     .bind(&event.actor.name)
     .bind(&event.message)

@@ -15,7 +15,7 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArgume
 
 /// What a transition changes, bound in the order both statements name it:
 /// kind, severity, title, summary, localized, status, version,
-/// last_message, updated_at, resolved_at.
+/// last_message, updated_at, resolved_at, selection.
 fn bind_changes<'q>(query: Query<'q>, crisis: &'q Crisis) -> Result<Query<'q>, StoreError> {
     Ok(query
         .bind(crisis.kind.as_str())
@@ -27,13 +27,15 @@ fn bind_changes<'q>(query: Query<'q>, crisis: &'q Crisis) -> Result<Query<'q>, S
         .bind(i64::from(crisis.version))
         .bind(&crisis.last_message)
         .bind(millis(crisis.updated_at))
-        .bind(crisis.resolved_at.map(millis)))
+        .bind(crisis.resolved_at.map(millis))
+        .bind(to_json(&crisis.selection)?))
 }
 
 async fn insert_crisis(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreError> {
     let query = sqlx::query(
         "INSERT INTO crises (kind, severity, title, summary, localized, status, version, last_message, \
-         updated_at, resolved_at, id, declared_at, drill) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         updated_at, resolved_at, selection, id, declared_at, drill) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     // `drill` is written once, here: no update changes it.
     bind_changes(query, crisis)?
@@ -49,8 +51,8 @@ async fn insert_crisis(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreErro
 async fn update_crisis(tx: &mut Tx<'_>, crisis: &Crisis, previous: u32) -> Result<(), StoreError> {
     let query = sqlx::query(
         "UPDATE crises SET kind = ?, severity = ?, title = ?, summary = ?, localized = ?, \
-         status = ?, version = ?, last_message = ?, updated_at = ?, resolved_at = ? \
-         WHERE id = ? AND version = ?",
+         status = ?, version = ?, last_message = ?, updated_at = ?, resolved_at = ?, \
+         selection = ? WHERE id = ? AND version = ?",
     );
     let changed = bind_changes(query, crisis)?
         .bind(crisis.id.to_string())
@@ -68,8 +70,8 @@ async fn update_crisis(tx: &mut Tx<'_>, crisis: &Crisis, previous: u32) -> Resul
 async fn insert_version(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreError> {
     let query = sqlx::query(
         "INSERT INTO crisis_versions (kind, severity, title, summary, localized, status, version, \
-         last_message, updated_at, resolved_at, crisis_id, declared_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         last_message, updated_at, resolved_at, selection, crisis_id, declared_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     bind_changes(query, crisis)?
         .bind(crisis.id.to_string())
@@ -81,11 +83,12 @@ async fn insert_version(tx: &mut Tx<'_>, crisis: &Crisis) -> Result<(), StoreErr
 
 pub(super) async fn insert_event(tx: &mut Tx<'_>, event: &CrisisEvent) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO crisis_events (crisis_id, status, actor_source, actor_name, message, at) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO crisis_events (crisis_id, status, kind, actor_source, actor_name, message, at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(event.crisis_id.to_string())
     .bind(event.status.as_str())
+    .bind(event.kind.as_str())
     .bind(event.actor.source.as_str())
     .bind(&event.actor.name)
     .bind(&event.message)

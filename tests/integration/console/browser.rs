@@ -430,3 +430,45 @@ async fn first_paint_of_the_dashboard_and_the_compose_page() {
         assert!(median < 1000.0, "{page}: {paint:#}");
     }
 }
+
+#[tokio::test]
+async fn a_person_composes_for_the_bengali_readers_only_and_the_confirmation_counts_them() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    with_accounts(&app).await;
+    let mut steps = vec![json!({"goto": "/console/compose"})];
+    steps.extend(sign_in("author", PASSWORD));
+    steps.extend([
+        json!({"goto": "/console/compose"}),
+        json!({"check": "#audience-chosen"}),
+        json!({"check": "#locale-bn"}),
+        json!({"audit": "compose-selection"}),
+        json!({"fill": "#title", "value": "Card payments are down"}),
+        json!({"fill": "#summary", "value": "Card payments fail in every shop. Cash works."}),
+        json!({"click": "button[value=confirm]"}),
+        json!({"audit": "confirm-selection"}),
+        json!({"read": "section[aria-labelledby=counts-heading] tbody", "as": "counts"}),
+        json!({"read": "dd[data-audience]", "as": "audience"}),
+        json!({"click": "button[value=send]"}),
+        json!({"read": "#selection", "as": "crisis_selection", "url": true}),
+    ]);
+    let walked = walk(&app, "selection", steps).await;
+    let seen = &walked["seen"];
+    check_audits(seen);
+    let counts = seen["counts"].as_str().expect("counts");
+    assert!(
+        counts.contains("bn: 1") && !counts.contains("en:") && !counts.contains("eo:"),
+        "only the Bengali reader is counted: {counts}"
+    );
+    assert_eq!(seen["audience"], "bn", "{seen:#}");
+    assert!(
+        seen["crisis_selection"]
+            .as_str()
+            .is_some_and(|s| s.contains("bn")),
+        "the crisis page says who it went to: {seen:#}"
+    );
+    let mails = smtp.wait_for(1, WAIT).await;
+    assert_eq!(mails[0].to, ["rahim@example.org"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(smtp.accepted().len(), 1, "no one else");
+}

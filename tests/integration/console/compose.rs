@@ -567,3 +567,80 @@ async fn an_update_that_would_leave_a_translation_stale_is_refused_unless_it_fal
     let crisis = app.get_json(&format!("/v1/crises/{id}")).await;
     assert_eq!(crisis["summary"], "Card payments fail; cash works.");
 }
+
+#[tokio::test]
+async fn a_declaration_for_the_bengali_readers_by_email_is_counted_and_sent_only_to_them() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    with_accounts(&app).await;
+    let mut author = Browser::signed_in(&app, "author", PASSWORD).await;
+    let form = author.get("/console/compose").await;
+    assert!(
+        form.body.contains("name=\"channel\" type=\"checkbox\" value=\"email\" checked")
+            && form.body.contains("id=\"audience-everyone\" name=\"audience\" type=\"radio\" value=\"everyone\" checked"),
+        "every channel and everyone at first: {}",
+        form.body
+    );
+    let csrf = form.csrf();
+    let summary = "Card payments fail; cash works.";
+    let chosen = [
+        ("selection", "on"),
+        ("channel", "email"),
+        ("audience", "chosen"),
+        ("locale", "bn"),
+    ];
+    let confirm = author
+        .post(
+            "/console/compose",
+            &with(
+                with(declaration(&csrf, "major", summary), &chosen),
+                &[("step", "confirm")],
+            ),
+        )
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+    assert!(
+        confirm.body.contains("data-total=\"1\"") && confirm.body.contains("bn: 1"),
+        "one Bengali reader by email: {}",
+        confirm.body
+    );
+    assert!(!confirm.body.contains("en: 1"), "{}", confirm.body);
+    let hash = confirm.field("hash");
+    let key = confirm.field("send_key");
+    let sent = author
+        .post(
+            "/console/compose",
+            &with(
+                with(declaration(&csrf, "major", summary), &chosen),
+                &[("step", "send"), ("hash", &hash), ("send_key", &key)],
+            ),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let id = crisis_id(sent.location()).await;
+    let mails = smtp.wait_for(1, WAIT).await;
+    assert_eq!(mails[0].to, ["rahim@example.org"]);
+    let crisis = app.get_json(&format!("/v1/crises/{id}")).await;
+    // Email is this daemon's only channel: ticked, it is every channel.
+    assert_eq!(crisis["channels"], serde_json::json!([]), "{crisis}");
+    assert_eq!(crisis["audience"]["locales"], serde_json::json!(["bn"]));
+
+    // No channel ticked: refused, nothing sent.
+    let none = author
+        .post(
+            "/console/compose",
+            &with(
+                declaration(&csrf, "major", "Another one."),
+                &[("selection", "on"), ("step", "confirm")],
+            ),
+        )
+        .await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    assert!(
+        none.body.contains("Choose at least one channel."),
+        "{}",
+        none.body
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(smtp.accepted().len(), 1);
+}

@@ -138,6 +138,29 @@ async fn a_correction_from_the_console_reaches_exactly_those_the_original_reache
         "{}",
         page.body
     );
+    // The trail names the correction as one, not as the crisis's status.
+    assert!(
+        page.body.contains("data-kind=\"corrected\">Corrected</td>")
+            && page.body.contains("data-kind=\"declared\">Declared</td>"),
+        "{}",
+        page.body
+    );
+    let bengali = author.get(&format!("/console/crises/{id}?lang=bn")).await;
+    assert!(
+        bengali
+            .body
+            .contains("data-kind=\"corrected\">সংশোধিত</td>"),
+        "{}",
+        bengali.body
+    );
+    let api = app.get_json(&format!("/v1/crises/{id}")).await;
+    let kinds: Vec<&str> = api["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["declared", "corrected"], "{api}");
 }
 
 #[tokio::test]

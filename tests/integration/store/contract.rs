@@ -15,8 +15,8 @@ use crisisd::domain::follow_up::{
     FollowUpChange, FollowUpSpec, FollowUpState, NewFollowUp, Phase, Topic,
 };
 use crisisd::domain::{
-    Actor, ActorSource, AnnouncementKind, Crisis, CrisisEvent, CrisisUpdate, Declaration, Kind,
-    Severity,
+    Actor, ActorSource, AnnouncementKind, AudienceSelection, Crisis, CrisisEvent, CrisisUpdate,
+    Declaration, EventKind, Kind, Selection, Severity,
 };
 use crisisd::outbox::{
     AccountEvent, AccountEventKind, Announcement, CrisisFilter, DeadCause, DeadFilter, Delivery,
@@ -74,6 +74,7 @@ pub fn write(crisis: &Crisis, previous_version: Option<u32>, deliveries: usize) 
         previous_version,
         event: CrisisEvent {
             crisis_id: crisis.id,
+            kind: EventKind::of(crisis.status),
             status: crisis.status,
             actor: Actor::new(ActorSource::Api, "tests"),
             message: crisis.last_message.clone(),
@@ -109,6 +110,8 @@ pub fn declared() -> Crisis {
             message: None,
             separate: false,
             drill: false,
+            audience: Default::default(),
+            channels: Vec::new(),
         },
         at(0),
     )
@@ -307,6 +310,78 @@ pub async fn a_transition_is_stored_whole_and_survives_reopening(db: &impl Datab
         (counts[0].state, counts[0].count),
         (DeliveryState::Pending, 3)
     );
+}
+
+pub async fn a_crisiss_audience_and_channels_and_each_entrys_kind_are_kept_across_transitions(
+    db: &impl Database,
+) {
+    let mut crisis = declared();
+    crisis.selection = Selection::new(
+        AudienceSelection {
+            locales: vec!["bn".into()],
+            regions: vec!["sylhet".into()],
+        },
+        vec!["email".into()],
+    );
+    let chosen = crisis.selection.clone();
+    {
+        let storage = db.open().await;
+        storage
+            .crises
+            .record_transition(write(&crisis, None, 0))
+            .await
+            .expect("declare");
+        let mut updated = crisis.clone();
+        updated
+            .apply_update(message("A fix is rolling out."), at(60))
+            .expect("update");
+        storage
+            .crises
+            .record_transition(write(&updated, Some(crisis.version), 0))
+            .await
+            .expect("update");
+        crisis = updated;
+        let mut correction = write(&crisis, Some(crisis.version), 0);
+        correction.event.kind = EventKind::Corrected;
+        correction.previous_version = None;
+        correction.crisis.id = crisisd::domain::CrisisId::new();
+        correction.event.crisis_id = correction.crisis.id;
+        correction.announcement.crisis_id = correction.crisis.id;
+        storage
+            .crises
+            .record_transition(correction)
+            .await
+            .expect("another crisis, its entry marked corrected");
+    }
+    let storage = db.open().await;
+    let stored = storage
+        .crises
+        .crisis(crisis.id)
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(stored.selection, chosen, "an update keeps the selection");
+    let versions = storage.crises.versions(crisis.id).await.expect("versions");
+    assert!(
+        versions.iter().all(|v| v.selection == chosen),
+        "{versions:?}"
+    );
+    let kinds: Vec<EventKind> = storage
+        .crises
+        .events(crisis.id)
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, [EventKind::Declared, EventKind::Updated]);
+    let others = storage.crises.crises(CrisisFilter::All).await.expect("all");
+    let other = others
+        .iter()
+        .find(|c| c.id != crisis.id)
+        .expect("the other");
+    let events = storage.crises.events(other.id).await.expect("events");
+    assert_eq!(events[0].kind, EventKind::Corrected);
 }
 
 pub async fn a_write_based_on_a_stale_version_is_refused_and_changes_nothing(db: &impl Database) {
@@ -1928,6 +2003,8 @@ pub async fn a_held_incident_is_kept_until_it_is_decided(db: &impl Database) {
             message: None,
             separate: false,
             drill: false,
+            audience: Default::default(),
+            channels: Vec::new(),
         },
         due_at: Some(at(300)),
         created_at: at(0),
@@ -2535,6 +2612,7 @@ fn submitted_draft(summary: &str) -> Draft {
         localized: Default::default(),
         fall_back: false,
         drill: false,
+        selection: Selection::default(),
     }
 }
 
@@ -3021,6 +3099,7 @@ macro_rules! store_contract {
     ($database:expr) => {
         store_contract!(@each $database;
             a_transition_is_stored_whole_and_survives_reopening,
+            a_crisiss_audience_and_channels_and_each_entrys_kind_are_kept_across_transitions,
             a_write_based_on_a_stale_version_is_refused_and_changes_nothing,
             identical_declarations_written_at_one_instant_make_one_crisis,
             only_an_active_crisis_of_the_kind_within_the_window_is_a_duplicate,
