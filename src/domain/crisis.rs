@@ -130,13 +130,15 @@ string_enum!(
 );
 
 string_enum!(
-    /// Where a transition came from, for the audit trail.
+    /// Where a transition came from, for the audit trail; `daemon` for
+    /// what the daemon did on its own account (a fallback released).
     ActorSource {
         Api => "api",
         Cli => "cli",
         FlagFile => "flag_file",
         Webhook => "webhook",
         Console => "console",
+        Daemon => "daemon",
     }
 );
 
