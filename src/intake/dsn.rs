@@ -221,7 +221,7 @@ Action: failed\r\n\
 Status: 5.1.1\r\n\
 Remote-MTA: dns; mail.example.com\r\n\
 Diagnostic-Code: smtp; 550 5.1.1 <ada@example.com>: Recipient address\r\n\
-    rejected: User unknown\r\n\
+\trejected: User unknown\r\n\
 \r\n\
 --B1\r\n\
 Content-Type: text/rfc822-headers\r\n\
