@@ -41,6 +41,8 @@ pub const RETENTION_PRUNED: &str = "crisisd_retention_pruned_total";
 pub const PUBLISH_OK: &str = "crisisd_publish_ok";
 pub const PUBLISH_FAILURES: &str = "crisisd_publish_failures";
 pub const BUILD_INFO: &str = "crisisd_build_info";
+pub const FALLBACKS: &str = "crisisd_fallbacks_total";
+pub const REACH: &str = "crisisd_reach";
 
 /// Planned → sent: seconds for a fast channel up to hours for a large
 /// audience behind a strict rate limit.
@@ -130,6 +132,14 @@ fn describe() {
     describe_gauge!(
         PUBLISH_FAILURES,
         "Failed writes in a row of the static mirror to the target (dir, s3)."
+    );
+    describe_gauge!(
+        REACH,
+        "Readers the active crises' messages reached, per channel and state (reached: a receipt said delivered; not_reached: undelivered, hard-bounced or dead; unconfirmed: sent, no receipt yet; fallback: sent on another contact point)."
+    );
+    describe_counter!(
+        FALLBACKS,
+        "Held fallbacks this daemon settled, by the fallback's channel and outcome (released, skipped)."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version is a label.");
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
@@ -249,6 +259,28 @@ pub fn leader(leading: bool, term: u64) {
 /// Rows this daemon pruned as leader, by kind (`outbox::Prune`).
 pub fn pruned(rows: &'static str, count: u64) {
     counter!(RETENTION_PRUNED, "rows" => rows).increment(count);
+}
+
+/// Who the active crises reached, per channel: `reached` (a receipt
+/// said delivered), `not_reached` (undelivered, hard-bounced, dead),
+/// `unconfirmed` (sent, no receipt yet), `fallback` (sent another way).
+pub fn reach(per_channel: &std::collections::BTreeMap<String, crate::outbox::ReachCounts>) {
+    for (channel, c) in per_channel {
+        for (state, n) in [
+            ("reached", c.reached()),
+            ("not_reached", c.not_reached()),
+            ("unconfirmed", c.unconfirmed),
+            ("fallback", c.fallbacks),
+        ] {
+            gauge!(REACH, "channel" => channel.clone(), "state" => state).set(n as f64);
+        }
+    }
+}
+
+/// A held fallback settled: released as a delivery, or skipped.
+pub fn fallback(channel: &str, released: bool) {
+    let outcome = if released { "released" } else { "skipped" };
+    counter!(FALLBACKS, "channel" => channel.to_owned(), "outcome" => outcome).increment(1);
 }
 
 /// The static mirror's targets, set at each scrape.

@@ -349,5 +349,17 @@ pub(super) fn receipt_routes(settings: &Settings) -> crate::http::receipts::Rece
     crate::http::receipts::ReceiptRoutes {
         secrets: settings.channels.receipt_secrets(),
         mark_bad: settings.receipts.mark_bad_on_hard_bounce,
+        // Checked by prepare().
+        sendgrid: settings
+            .receipts
+            .sendgrid_public_key
+            .as_deref()
+            .and_then(|key| crate::channels::sendgrid::SendgridKey::parse(key).ok()),
+        email_channels: settings
+            .channels
+            .email
+            .iter()
+            .map(|email| email.name.clone())
+            .collect(),
     }
 }

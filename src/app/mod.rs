@@ -6,6 +6,7 @@
 mod build;
 mod descriptors;
 mod directory;
+mod fallbacks;
 mod prepare;
 mod reload;
 mod retention;

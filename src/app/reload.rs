@@ -145,6 +145,47 @@ fn keep_running(old: &Settings, new: &mut Settings) {
     new.banner.max_age = old.banner.max_age;
     new.metrics.listen = old.metrics.listen;
     new.metrics.refresh_interval = old.metrics.refresh_interval;
+    new.fallback.check_interval = old.fallback.check_interval;
+    new.receipts.maildir.clone_from(&old.receipts.maildir);
+    new.receipts.maildir_interval = old.receipts.maildir_interval;
+    // The bounce reader checks tokens with the return paths it started
+    // with: a channel keeps sending with those until a restart.
+    for email in &mut new.channels.email {
+        if let Some(running) = old.channels.email.iter().find(|o| o.name == email.name) {
+            email.return_path.clone_from(&running.return_path);
+            email
+                .return_path_secret_env
+                .clone_from(&running.return_path_secret_env);
+            email
+                .return_path_secret_file
+                .clone_from(&running.return_path_secret_file);
+        }
+    }
+}
+
+/// An email channel's name and return path settings.
+type ReturnPathSettings<'a> = (
+    &'a str,
+    &'a Option<String>,
+    &'a Option<String>,
+    &'a Option<std::path::PathBuf>,
+);
+
+/// Each email channel's return path settings, by name.
+fn return_paths(settings: &Settings) -> Vec<ReturnPathSettings<'_>> {
+    settings
+        .channels
+        .email
+        .iter()
+        .map(|e| {
+            (
+                e.name.as_str(),
+                &e.return_path,
+                &e.return_path_secret_env,
+                &e.return_path_secret_file,
+            )
+        })
+        .collect()
 }
 
 /// The parts of the configuration a reload cannot change: they are read
@@ -187,6 +228,18 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.metrics.refresh_interval != new.metrics.refresh_interval {
         changed.push("[metrics] refresh_interval");
+    }
+    // The fallback and bounce tasks start once, with these.
+    if old.fallback.check_interval != new.fallback.check_interval {
+        changed.push("[fallback] check_interval");
+    }
+    if (&old.receipts.maildir, old.receipts.maildir_interval)
+        != (&new.receipts.maildir, new.receipts.maildir_interval)
+    {
+        changed.push("[receipts] maildir");
+    }
+    if return_paths(old) != return_paths(new) {
+        changed.push("[channels.email] return_path");
     }
     changed
 }

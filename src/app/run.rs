@@ -99,8 +99,8 @@ impl Application {
     }
 }
 
-/// The directory's watch and retention: on every daemon, acting (probes,
-/// pruning) only on the leader.
+/// The directory's watch, fallback releases and retention: on every
+/// daemon, acting (probes, releases, pruning) only on the leader.
 fn upkeep(
     tasks: &mut JoinSet<()>,
     state: &AppState,
@@ -113,6 +113,21 @@ fn upkeep(
         leadership.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(super::fallbacks::run(
+        state.storage.fallbacks.clone(),
+        runtime.settings.fallback.check_interval,
+        (leadership.clone(), runtime.clock.clone()),
+        shutdown.clone(),
+    ));
+    // Bounces are read on every daemon that has the Maildir: a file is
+    // taken by one rename, and a receipt read twice changes nothing.
+    if let Some(reader) = crate::intake::bounces::BounceReader::new(
+        &runtime.settings,
+        state.storage.receipts.clone(),
+        runtime.clock.clone(),
+    ) {
+        tasks.spawn(reader.run(shutdown.clone()));
+    }
     tasks.spawn(super::retention::run(
         state.storage.clone(),
         runtime.settings.retention.clone(),

@@ -226,8 +226,8 @@ impl Transport {
 pub struct EmailChannel {
     name: String,
     from: Mailbox,
-    /// `return_path` split at `{token}`, and the secret its tags use.
-    verp: Option<(String, String, String)>,
+    /// The per-delivery envelope sender, when bounces are read.
+    verp: Option<ReturnPath>,
     reply_to: Option<Mailbox>,
     /// Right-hand side of Message-IDs: the sender's domain.
     message_id_domain: String,
@@ -264,7 +264,7 @@ impl EmailChannel {
             })
             .transpose()?;
         let transport = Transport::from_settings(settings).map_err(config_err)?;
-        let verp = verp(settings).map_err(config_err)?;
+        let verp = ReturnPath::of(settings).map_err(config_err)?;
         Ok(Self {
             name: settings.name.clone(),
             verp,
@@ -290,12 +290,12 @@ impl EmailChannel {
             DeliveryError::permanent(format!("bad recipient `{}`: {e}", delivery.destination))
         })?;
         let sender = match &self.verp {
-            Some((before, after, secret)) => {
-                let token = verp_token(secret, &delivery.id.to_string());
-                format!("{before}{token}{after}").parse().map_err(|e| {
+            Some(verp) => verp
+                .address(&delivery.id.to_string())
+                .parse()
+                .map_err(|e| {
                     DeliveryError::permanent(format!("the return path is not an address: {e}"))
-                })?
-            }
+                })?,
             None => self.from.email.clone(),
         };
         let envelope = Envelope::new(Some(sender), vec![to.email.clone()])
@@ -376,36 +376,94 @@ fn tls_mode(smtp: &SmtpSettings) -> Result<Tls, String> {
     })
 }
 
-/// `return_path` split at `{token}`, with its secret.
-fn verp(settings: &EmailSettings) -> Result<Option<(String, String, String)>, String> {
-    let Some(path) = &settings.return_path else {
-        return Ok(None);
-    };
-    let Some((before, after)) = path.split_once("{token}") else {
-        return Err(format!(
-            "return_path `{path}` needs `{{token}}` in its local part"
-        ));
-    };
-    if !after.starts_with('@') || before.contains('@') {
-        return Err(format!(
-            "return_path `{path}`: put `{{token}}` just before the `@`"
-        ));
+/// A channel's per-delivery return path (VERP): `before{token}after`,
+/// the token signed with the channel's return path secret, so a bounce
+/// names the delivery it is about and cannot be made up for another.
+#[derive(Clone)]
+pub struct ReturnPath {
+    /// The channel whose messages carry it.
+    pub channel: String,
+    before: String,
+    after: String,
+    secret: String,
+}
+
+impl std::fmt::Debug for ReturnPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReturnPath")
+            .field("channel", &self.channel)
+            .field("before", &self.before)
+            .field("after", &self.after)
+            .finish_non_exhaustive()
     }
-    let source = secret(
-        &settings.return_path_secret_env,
-        &settings.return_path_secret_file,
-    );
-    if !source.is_set() {
-        return Err("return_path needs return_path_secret_env or return_path_secret_file".into());
+}
+
+impl ReturnPath {
+    /// The channel's return path, if it has one; an error says what is
+    /// wrong with its settings.
+    pub fn of(settings: &EmailSettings) -> Result<Option<Self>, String> {
+        let Some(path) = &settings.return_path else {
+            return Ok(None);
+        };
+        let Some((before, after)) = path.split_once("{token}") else {
+            return Err(format!(
+                "return_path `{path}` needs `{{token}}` in its local part"
+            ));
+        };
+        if !after.starts_with('@') || before.contains('@') {
+            return Err(format!(
+                "return_path `{path}`: put `{{token}}` just before the `@`"
+            ));
+        }
+        let source = secret(
+            &settings.return_path_secret_env,
+            &settings.return_path_secret_file,
+        );
+        if !source.is_set() {
+            return Err(
+                "return_path needs return_path_secret_env or return_path_secret_file".into(),
+            );
+        }
+        let secret = source
+            .read()
+            .map_err(|e| format!("return path secret: {e}"))?;
+        Ok(Some(Self {
+            channel: settings.name.clone(),
+            before: before.to_owned(),
+            after: after.to_owned(),
+            secret: secret.expose().to_owned(),
+        }))
     }
-    let secret = source
-        .read()
-        .map_err(|e| format!("return path secret: {e}"))?;
-    Ok(Some((
-        before.to_owned(),
-        after.to_owned(),
-        secret.expose().to_owned(),
-    )))
+
+    /// The envelope sender of one delivery's message.
+    pub fn address(&self, delivery: &str) -> String {
+        format!(
+            "{}{}{}",
+            self.before,
+            verp_token(&self.secret, delivery),
+            self.after
+        )
+    }
+
+    /// The delivery a bare token names (an `ENVID`), if this channel
+    /// signed it.
+    pub fn delivery_of_token(&self, token: &str) -> Option<String> {
+        verp_delivery(&self.secret, token.trim())
+    }
+
+    /// The delivery an address names, if it is this channel's return path
+    /// with a token this channel signed (any case: relays may fold it).
+    pub fn delivery_in(&self, address: &str) -> Option<String> {
+        let address = address
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_ascii_lowercase();
+        let token = address
+            .strip_prefix(&self.before.to_ascii_lowercase())?
+            .strip_suffix(&self.after.to_ascii_lowercase())?;
+        verp_delivery(&self.secret, token)
+    }
 }
 
 /// Writes one message as `<delivery id>.eml`, whole or not at all (a

@@ -6,6 +6,7 @@ mod chat;
 mod email;
 pub mod http;
 mod mime;
+pub mod sendgrid;
 mod settings;
 mod sms;
 mod smtp_pool;
@@ -21,8 +22,8 @@ pub use catalog::{
 };
 pub use chat::*;
 pub use email::{
-    EmailChannel, EmailSettings, EmailTransportKind, SmtpSettings, SmtpTls, verp_delivery,
-    verp_token,
+    EmailChannel, EmailSettings, EmailTransportKind, ReturnPath, SmtpSettings, SmtpTls,
+    verp_delivery, verp_token,
 };
 pub use http::HttpChannel;
 pub use settings::{ChannelCommon, ChannelSection, HttpSection, RateLimit};

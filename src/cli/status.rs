@@ -11,7 +11,7 @@ use super::client::ApiClient;
 use super::client_args::ClientArgs;
 use super::{Failure, hooks, watch};
 use crate::domain::Severity;
-use crate::http::api::{CrisisDetail, CrisisList, CrisisSummary, Daemons, StateCounts};
+use crate::http::api::{CrisisDetail, CrisisList, CrisisSummary, Daemons, Reach, StateCounts};
 
 /// Show active crises with delivery counts, rate and ETA per channel, or one crisis in detail.
 #[derive(Debug, Args)]
@@ -201,6 +201,7 @@ fn print_detail(detail: &CrisisDetail) {
     let summary = CrisisSummary {
         crisis: detail.crisis.clone(),
         deliveries: detail.deliveries.clone(),
+        reach: detail.reach.clone(),
     };
     print_summary(&summary, std::io::stdout().is_terminal());
     println!("  {}", detail.crisis.summary);
@@ -276,7 +277,34 @@ pub fn print_summary(summary: &CrisisSummary, color: bool) {
     }
     for (channel, counts) in &summary.deliveries {
         println!("{}", counts_line(channel, counts));
+        if let Some(reach) = summary.reach.get(channel).filter(|r| has_receipts(r)) {
+            println!("{}", reach_line(reach));
+        }
     }
+}
+
+/// Whether the channel's deliveries say anything about reach: a receipt,
+/// a failure or a fallback (a broadcast's post has none of these).
+fn has_receipts(reach: &Reach) -> bool {
+    let c = &reach.counts;
+    reach.reached + reach.not_reached + c.bounced_soft + c.fallbacks > 0
+}
+
+/// Under a channel's counts: who the receipts say it reached.
+fn reach_line(reach: &Reach) -> String {
+    let c = &reach.counts;
+    format!(
+        "    {:<12} reached {:>6}  not reached {:>6} (undelivered {}, bounced {}, dead {})  unconfirmed {}  soft bounces {}  fallbacks {}",
+        "",
+        reach.reached,
+        reach.not_reached,
+        c.undelivered,
+        c.bounced_hard,
+        c.dead,
+        c.unconfirmed,
+        c.bounced_soft,
+        c.fallbacks
+    )
 }
 
 fn ago(at: DateTime<Utc>) -> String {
@@ -342,6 +370,34 @@ mod tests {
         assert_eq!(format_eta(&left(5, Some(42))), "42s");
         assert_eq!(format_eta(&left(5, Some(185))), "3m05s");
         assert_eq!(format_eta(&left(5, Some(3720))), "1h02m");
+    }
+
+    #[test]
+    fn a_channel_with_receipts_gets_a_reach_line_and_a_broadcast_none() {
+        let counts = crate::outbox::ReachCounts {
+            delivered: 7,
+            unconfirmed: 2,
+            undelivered: 1,
+            bounced_hard: 2,
+            bounced_soft: 1,
+            dead: 1,
+            fallbacks: 3,
+        };
+        let reach = Reach::from(counts);
+        assert!(has_receipts(&reach));
+        assert_eq!(
+            reach_line(&reach),
+            "                 reached      7  not reached      4 (undelivered 1, bounced 2, dead 1)  \
+             unconfirmed 2  soft bounces 1  fallbacks 3"
+        );
+        let posted = Reach::from(crate::outbox::ReachCounts {
+            unconfirmed: 1,
+            ..Default::default()
+        });
+        assert!(
+            !has_receipts(&posted),
+            "a post sent once has nothing to say"
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ async fn watched(
             Ok(vec![CrisisSummary {
                 crisis: detail.crisis,
                 deliveries: detail.deliveries,
+                reach: detail.reach,
             }])
         }
         None => {

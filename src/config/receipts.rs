@@ -39,6 +39,32 @@ impl Default for ReceiptSettings {
     }
 }
 
+impl ReceiptSettings {
+    /// A SendGrid key that is no P-256 key, a Maildir no return path
+    /// feeds, and polling too fast to be meant.
+    pub fn problems(&self, channels: &crate::channels::ChannelSettings) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(key) = &self.sendgrid_public_key
+            && let Err(err) = crate::channels::sendgrid::SendgridKey::parse(key)
+        {
+            problems.push(format!("receipts.sendgrid_public_key: {err}"));
+        }
+        let has_return_path = channels.email.iter().any(|e| e.return_path.is_some());
+        if let Some(dir) = &self.maildir {
+            if !has_return_path {
+                problems.push(format!(
+                    "receipts.maildir `{}`: bounces are matched by a VERP return path, and no email channel sets return_path",
+                    dir.display()
+                ));
+            }
+            if self.maildir_interval < Duration::from_millis(50) {
+                problems.push("receipts.maildir_interval must be at least 50ms".into());
+            }
+        }
+        problems
+    }
+}
+
 /// Every fallback entry must name a contact point or a configured channel
 /// with readers.
 pub fn fallback_problems(

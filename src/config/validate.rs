@@ -39,6 +39,7 @@ impl Settings {
             &self.fallback,
             &self.channels.profiles(&self.locales.default),
         ));
+        problems.extend(self.receipts.problems(&self.channels));
         problems.extend(self.retention.problems());
         problems.extend(self.fatigue.problems());
         problems.extend(self.answers.problems(&self.locales.default));

@@ -131,13 +131,15 @@ string_enum!(
 );
 
 string_enum!(
-    /// Where a transition came from, for the audit trail.
+    /// Where a transition came from, for the audit trail; `daemon` for
+    /// what the daemon did on its own account (a fallback released).
     ActorSource {
         Api => "api",
         Cli => "cli",
         FlagFile => "flag_file",
         Webhook => "webhook",
         Console => "console",
+        Daemon => "daemon",
     }
 );
 
@@ -633,6 +635,9 @@ string_enum!(
         Updated => "updated",
         Resolved => "resolved",
         Corrected => "corrected",
+        // What the daemon notes on the trail without changing the crisis
+        // (a fallback released, bad contact points held back).
+        Noted => "noted",
     }
 );
 

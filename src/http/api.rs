@@ -147,6 +147,9 @@ pub struct CrisisSummary {
     #[serde(flatten)]
     pub crisis: Crisis,
     pub deliveries: ChannelCounts,
+    /// Per channel, who the delivery receipts say was reached and not.
+    #[serde(default)]
+    pub reach: BTreeMap<String, Reach>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -507,6 +510,13 @@ pub async fn list(
     let counts = storage.ledger.delivery_counts(None).await?;
     let rates = measure_rates(storage.ledger.as_ref(), None, &crises, state.clock.now()).await?;
     let opt_outs = storage.consent.opt_outs().await?;
+    let mut reach: HashMap<CrisisId, BTreeMap<String, Reach>> = HashMap::new();
+    for row in storage.receipts.reach(None).await? {
+        reach
+            .entry(row.crisis_id)
+            .or_default()
+            .insert(row.channel, Reach::from(row.counts));
+    }
     Ok(Json(CrisisList {
         daemons: Some(daemons(&state).await?),
         planning_pending: state.service.pending_plans(),
@@ -518,6 +528,7 @@ pub async fn list(
             .into_iter()
             .map(|crisis| CrisisSummary {
                 deliveries: counts_for(crisis.id, &counts, &rates),
+                reach: reach.remove(&crisis.id).unwrap_or_default(),
                 crisis,
             })
             .collect(),

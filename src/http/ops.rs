@@ -108,6 +108,36 @@ pub async fn keep_gauges(state: AppState, every: Duration, shutdown: Cancellatio
     }
 }
 
+/// Who the active crises reached, per channel, summed over the crises
+/// (a crisis id is no label); one query per active crisis, usually one.
+async fn reach_gauges(
+    storage: &crate::outbox::Storage,
+    channels: &[String],
+    active: &[crate::domain::Crisis],
+) {
+    let mut sums: std::collections::BTreeMap<String, crate::outbox::ReachCounts> = channels
+        .iter()
+        .map(|c| (c.clone(), crate::outbox::ReachCounts::default()))
+        .collect();
+    for crisis in active {
+        let Ok(rows) = storage.receipts.reach(Some(crisis.id)).await else {
+            return;
+        };
+        for row in rows {
+            let sum = sums.entry(row.channel).or_default();
+            let c = &row.counts;
+            sum.delivered += c.delivered;
+            sum.unconfirmed += c.unconfirmed;
+            sum.undelivered += c.undelivered;
+            sum.bounced_hard += c.bounced_hard;
+            sum.bounced_soft += c.bounced_soft;
+            sum.dead += c.dead;
+            sum.fallbacks += c.fallbacks;
+        }
+    }
+    crate::telemetry::reach(&sums);
+}
+
 async fn refresh_gauges(state: &AppState) {
     let storage = &state.storage;
     let channels: Vec<String> = state
@@ -124,6 +154,7 @@ async fn refresh_gauges(state: &AppState) {
     }
     if let Ok(active) = storage.crises.crises(CrisisFilter::Active).await {
         crate::telemetry::active_crises(&active);
+        reach_gauges(storage, &channels, &active).await;
     }
     crate::telemetry::published(&state.publisher.status().snapshot());
 }

@@ -1,5 +1,6 @@
-//! Delivery receipts from SMS providers: Twilio's status callbacks,
-//! Vonage's delivery receipts and the generic gateway's dlr URL. Each is
+//! Delivery receipts from providers: Twilio's status callbacks, Vonage's
+//! delivery receipts, the generic gateway's dlr URL, and SendGrid's
+//! signed Event Webhook for email. Each is
 //! authenticated by its own signature (no API token: the provider calls
 //! us), then recorded on the delivery it names. A permanent failure marks
 //! the number bad, so the next plan skips it for the reader's fallback.
@@ -20,10 +21,11 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::AppState;
+use crate::channels::sendgrid::{self, SendgridKey};
 use crate::channels::{ProviderKind, ReceiptSecret, dlr_token, twilio_signature, vonage_signed};
 use crate::domain::DeliveryId;
 use crate::domain::consent::ContactPoint;
-use crate::outbox::{DeliveryReceipt, ReceiptKey, ReceiptState, Recorded};
+use crate::outbox::{DeliveryReceipt, ReceiptKey, ReceiptState, Recorded, StoreError};
 
 /// The receipt routes: called by providers, no token, each request
 /// authenticated by its own signature.
@@ -35,6 +37,7 @@ pub fn router() -> Router<AppState> {
             "/v1/receipts/gateway/{channel}/{delivery}/{token}",
             get(gateway).post(gateway),
         )
+        .route("/v1/receipts/sendgrid/{channel}", post(sendgrid_events))
 }
 
 /// What the receipt routes need, swapped whole by a reload.
@@ -45,6 +48,10 @@ pub struct ReceiptRoutes {
     /// `[receipts] mark_bad_on_hard_bounce`: a permanent SMS failure
     /// marks the number bad like a hard bounce marks an address.
     pub mark_bad: bool,
+    /// `[receipts] sendgrid_public_key`, read: enables the SendGrid route.
+    pub sendgrid: Option<SendgridKey>,
+    /// The email channels, by name: SendGrid's events are taken for them.
+    pub email_channels: Vec<String>,
 }
 
 /// What a provider's receipt says, before it is matched to a delivery.
@@ -140,6 +147,27 @@ fn gateway_said(params: &[(String, String)]) -> Option<Said> {
 
 /// Records what the receipt said and answers the provider.
 async fn record(state: &AppState, channel: &str, key: ReceiptKey, said: Said) -> Response {
+    match record_one(state, channel, key, said, ContactPoint::Phone).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) => unavailable(channel, &err),
+    }
+}
+
+/// 503, so the provider retries: nothing was recorded.
+fn unavailable(channel: &str, err: &StoreError) -> Response {
+    warn!(channel = %channel, error = %err, "Could not record a delivery receipt; the provider will retry.");
+    StatusCode::SERVICE_UNAVAILABLE.into_response()
+}
+
+/// Records one receipt on the delivery `key` names; a permanent failure
+/// marks the destination bad on `point` when so configured.
+async fn record_one(
+    state: &AppState,
+    channel: &str,
+    key: ReceiptKey,
+    said: Said,
+    point: ContactPoint,
+) -> Result<(), StoreError> {
     let mark_bad = state.receipts.load().mark_bad;
     let receipt = DeliveryReceipt {
         key: key.clone(),
@@ -147,28 +175,22 @@ async fn record(state: &AppState, channel: &str, key: ReceiptKey, said: Said) ->
         hard: said.permanent,
         reason: said.reason,
         at: state.clock.now(),
-        mark_bad: (mark_bad && said.permanent).then_some(ContactPoint::Phone),
+        mark_bad: (mark_bad && said.permanent).then_some(point),
     };
-    match state.storage.receipts.record_receipt(&receipt).await {
-        Ok(Recorded::Changed { delivery, .. }) => {
+    match state.storage.receipts.record_receipt(&receipt).await? {
+        Recorded::Changed { delivery, .. } => {
             info!(channel = %channel, delivery = %delivery, state = %said.state, permanent = said.permanent, "Recorded a delivery receipt.");
-            StatusCode::NO_CONTENT.into_response()
         }
-        Ok(Recorded::Unchanged { delivery }) => {
+        Recorded::Unchanged { delivery } => {
             info!(channel = %channel, delivery = %delivery, "A late or repeated receipt changed nothing: the delivery already has a final one.");
-            StatusCode::NO_CONTENT.into_response()
         }
-        Ok(Recorded::Unknown) => {
+        Recorded::Unknown => {
             // Retention may have removed it, or another daemon sent it:
             // a retry would not find it either.
             warn!(channel = %channel, key = %key, "Ignored a delivery receipt for no known delivery.");
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(err) => {
-            warn!(channel = %channel, error = %err, "Could not record a delivery receipt; the provider will retry.");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
+    Ok(())
 }
 
 fn form(body: &[u8]) -> Option<Vec<(String, String)>> {
@@ -325,6 +347,64 @@ pub async fn gateway(
         return StatusCode::NO_CONTENT.into_response();
     };
     record(&state, &channel, ReceiptKey::Delivery(id), said).await
+}
+
+/// SendGrid's Event Webhook for one email channel, accepted only when
+/// signed by the key `[receipts] sendgrid_public_key` names. SendGrid
+/// retries any answer but 2xx, so a body of events is answered 2xx once
+/// every receipt in it is recorded, and 503 when the store failed (the
+/// ones already recorded change nothing when posted again).
+pub async fn sendgrid_events(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let routes = state.receipts.load();
+    let (Some(key), true) = (&routes.sendgrid, routes.email_channels.contains(&channel)) else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no email channel taking SendGrid events by that name",
+        )
+            .into_response();
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let timestamp = header(sendgrid::TIMESTAMP_HEADER);
+    if !key.verifies(timestamp, &body, header(sendgrid::SIGNATURE_HEADER)) {
+        warn!(channel = %channel, "Refused SendGrid events with a bad or missing signature.");
+        return (
+            StatusCode::FORBIDDEN,
+            "bad X-Twilio-Email-Event-Webhook-Signature",
+        )
+            .into_response();
+    }
+    let receipts = match sendgrid::receipts(&body) {
+        Ok(receipts) => receipts,
+        Err(err) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not a JSON array of SendGrid events: {err}"),
+            )
+                .into_response();
+        }
+    };
+    for receipt in receipts {
+        let said = Said {
+            state: receipt.state,
+            permanent: receipt.hard,
+            reason: receipt.reason,
+        };
+        let key = ReceiptKey::Delivery(receipt.delivery);
+        if let Err(err) = record_one(&state, &channel, key, said, ContactPoint::Email).await {
+            return unavailable(&channel, &err);
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 #[cfg(test)]

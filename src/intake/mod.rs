@@ -9,6 +9,8 @@
 
 mod alertmanager;
 mod betterstack;
+pub mod bounces;
+pub mod dsn;
 pub mod flag_file;
 mod grouping;
 mod instatus;

@@ -98,6 +98,9 @@ pub trait CrisisStore: Send + Sync + 'static {
     async fn crisis(&self, id: CrisisId) -> Result<Option<Crisis>, StoreError>;
     /// Newest declaration first.
     async fn crises(&self, filter: CrisisFilter) -> Result<Vec<Crisis>, StoreError>;
+    /// Adds a line to a crisis's audit trail that no transition made
+    /// (what the daemon did on its own account).
+    async fn note(&self, event: &CrisisEvent) -> Result<(), StoreError>;
     /// The audit trail, oldest first.
     async fn events(&self, id: CrisisId) -> Result<Vec<CrisisEvent>, StoreError>;
     /// The crisis as each of its transitions left it, oldest first (a

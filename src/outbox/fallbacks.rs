@@ -7,10 +7,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use std::collections::BTreeMap;
+
 use super::rows::parse;
 use super::{NewDelivery, StoreError};
 use crate::domain::consent::ContactPoint;
-use crate::domain::{CrisisId, DeliveryId};
+use crate::domain::{Actor, ActorSource, CrisisEvent, CrisisId, DeliveryId, EventKind, Status};
 
 /// A fallback as planned: the delivery it will become (queued, its
 /// rendition written with the plan batch) and the one it waits on.
@@ -72,7 +74,8 @@ pub(super) const HOLD: &str = "INSERT INTO fallbacks (id, after_id, channel, poi
 /// receipt (`$1` now, `$2` the limit). A soft bounce is no failure yet,
 /// but it is no receipt either.
 pub(super) const DUE: &str = "SELECT f.id, f.after_id, f.channel, f.point, f.destination, \
-     d.crisis_id, d.announcement_id, d.state, d.dead_cause, d.receipt, c.status, d.kind \
+     d.crisis_id, d.announcement_id, d.state, d.dead_cause, d.receipt, c.status, d.kind, \
+     d.channel AS after_channel \
      FROM fallbacks f JOIN deliveries d ON d.id = f.after_id JOIN crises c ON c.id = d.crisis_id \
      WHERE f.released_at IS NULL AND (d.state = 'dead' OR d.receipt = 'undelivered' \
        OR (d.receipt = 'bounced' AND d.receipt_hard) \
@@ -95,6 +98,8 @@ pub(super) struct DueRow {
     pub(super) receipt: Option<String>,
     pub(super) status: String,
     pub(super) kind: String,
+    /// The channel of the delivery it stands in for.
+    pub(super) after_channel: String,
 }
 
 /// What to do with a due fallback before looking at its destination.
@@ -163,4 +168,51 @@ pub(super) const RELEASE: &str = "INSERT INTO deliveries (id, crisis_id, announc
 /// A wait as the milliseconds `wait_ms` stores.
 pub(super) fn wait_ms(wait: Duration) -> i64 {
     i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Who the audit trail says released a fallback: the daemon itself.
+pub const FALLBACK_ACTOR: &str = "fallback";
+
+/// The audit events one round of releases leaves, one per crisis in the
+/// round: how many messages went on which channel after which failure,
+/// and how many were skipped and why. `due` and `outcomes` pair up.
+pub(super) fn audit_events(
+    due: &[DueRow],
+    outcomes: &[FallbackOutcome],
+    now: DateTime<Utc>,
+) -> Result<Vec<CrisisEvent>, StoreError> {
+    // Per crisis: its status, then counts per line of the message.
+    let mut per_crisis: BTreeMap<&str, (&str, BTreeMap<String, u64>)> = BTreeMap::new();
+    for (row, outcome) in due.iter().zip(outcomes) {
+        let line = if outcome.released {
+            format!(
+                "sent on {} after {} ({})",
+                row.channel, row.after_channel, outcome.outcome
+            )
+        } else {
+            format!("not sent on {}: {}", row.channel, outcome.outcome)
+        };
+        let entry = per_crisis
+            .entry(row.crisis_id.as_str())
+            .or_insert((row.status.as_str(), BTreeMap::new()));
+        *entry.1.entry(line).or_default() += 1;
+    }
+    per_crisis
+        .into_iter()
+        .map(|(crisis, (status, lines))| {
+            let text = lines
+                .into_iter()
+                .map(|(line, n)| format!("{n} {line}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Ok(CrisisEvent {
+                crisis_id: parse(crisis, "crisis id")?,
+                kind: EventKind::Noted,
+                status: parse::<Status>(status, "crisis status")?,
+                actor: Actor::new(ActorSource::Daemon, FALLBACK_ACTOR),
+                message: Some(format!("Fallback: {text}.")),
+                at: now,
+            })
+        })
+        .collect()
 }

@@ -51,6 +51,11 @@ pub struct PlanBatch {
     pub fallbacks: Vec<HeldFallback>,
     /// Subscribers planned so far, this batch included: where to resume.
     pub through: u64,
+    /// Contact points marked bad (a hard bounce, a permanent SMS
+    /// failure) held behind the reader's other delivery.
+    pub bad_held: u64,
+    /// Contact points marked bad planned anyway: the reader had no other.
+    pub bad_only: u64,
 }
 
 pub struct PlanStream<'a> {
@@ -186,6 +191,10 @@ impl PlanStream<'_> {
         // keep one rendition for every region.
         let region = follow_up.and(subscriber.region.clone());
         let mut chain = Vec::new();
+        // Marked-bad points outside the fallback order, and the reader's
+        // first delivery they can wait behind.
+        let mut bad = Vec::new();
+        let mut first: Option<DeliveryId> = None;
         for (index, profile) in planner.inputs.channels.iter().enumerate() {
             if follow_up.is_some_and(|spec| !spec.uses_channel(&profile.name))
                 || !self.crisis.selection.uses_channel(&profile.name)
@@ -197,18 +206,36 @@ impl PlanStream<'_> {
             };
             match self.fallback_ranks[index] {
                 Some(rank) => chain.push((rank, index, route)),
+                None if self.is_bad(index, &route) => bad.push((index, route)),
                 None => {
                     let delivery =
                         self.delivery_on(index, subscriber, &locale, region.clone(), route, batch);
+                    first.get_or_insert(delivery.id);
                     batch.deliveries.push(delivery);
                 }
             }
         }
-        self.plan_chain(chain, subscriber, &locale, region, batch);
+        let chain_first = self.plan_chain(chain, subscriber, &locale, region.clone(), batch);
+        self.plan_bad(
+            bad,
+            first.or(chain_first),
+            subscriber,
+            &locale,
+            region,
+            batch,
+        );
+    }
+
+    /// Whether a hard bounce or a permanent failure marked the route's
+    /// destination bad.
+    fn is_bad(&self, index: usize, route: &Route) -> bool {
+        point_of(&self.planner.inputs.channels[index])
+            .is_some_and(|point| self.bad.contains(point, &route.destination))
     }
 
     /// A reader's contact points in fallback order (those marked bad
     /// last): the first planned, each next one held behind the one before.
+    /// Returns the first one's id.
     fn plan_chain(
         &mut self,
         mut chain: Vec<(usize, usize, Route)>,
@@ -216,17 +243,14 @@ impl PlanStream<'_> {
         locale: &str,
         region: Option<String>,
         batch: &mut PlanBatch,
-    ) {
-        let channels = &self.planner.inputs.channels;
-        chain.sort_by_key(|(rank, index, route)| {
-            let bad = point_of(&channels[*index])
-                .is_some_and(|point| self.bad.contains(point, &route.destination));
-            (bad, *rank)
-        });
+    ) -> Option<DeliveryId> {
+        chain.sort_by_key(|(rank, index, route)| (self.is_bad(*index, route), *rank));
         let no_receipt_after = self.planner.inputs.fallback.no_receipt_after;
+        let mut first = None;
         let mut after: Option<DeliveryId> = None;
         for (_, index, route) in chain {
             let point = point_of(&self.planner.inputs.channels[index]);
+            let bad = self.is_bad(index, &route);
             let delivery =
                 self.delivery_on(index, subscriber, locale, region.clone(), route, batch);
             let id = delivery.id;
@@ -236,6 +260,7 @@ impl PlanStream<'_> {
                     if matches!(delivery.planned, Planned::Dead { .. }) {
                         continue;
                     }
+                    batch.bad_held += u64::from(bad);
                     batch.fallbacks.push(HeldFallback {
                         after: previous,
                         point,
@@ -243,7 +268,54 @@ impl PlanStream<'_> {
                         no_receipt_after,
                     });
                 }
-                _ => batch.deliveries.push(delivery),
+                _ => {
+                    batch.bad_only += u64::from(bad);
+                    first.get_or_insert(id);
+                    batch.deliveries.push(delivery);
+                }
+            }
+            after = Some(id);
+        }
+        first
+    }
+
+    /// Marked-bad points of a reader outside any fallback order (without
+    /// a `[fallback]` policy, every point is): not dropped, but tried
+    /// last. Each is held behind the reader's first delivery (and the next
+    /// behind it) and goes only if that one fails too, as a fallback
+    /// does; a reader with no other point gets it planned as usual, since
+    /// an address can be mended and one message costs little, and the
+    /// plan's audit line counts both.
+    fn plan_bad(
+        &mut self,
+        bad: Vec<(usize, Route)>,
+        mut after: Option<DeliveryId>,
+        subscriber: &Subscriber,
+        locale: &str,
+        region: Option<String>,
+        batch: &mut PlanBatch,
+    ) {
+        let no_receipt_after = self.planner.inputs.fallback.no_receipt_after;
+        for (index, route) in bad {
+            let point = point_of(&self.planner.inputs.channels[index]);
+            let delivery =
+                self.delivery_on(index, subscriber, locale, region.clone(), route, batch);
+            let id = delivery.id;
+            let queued = !matches!(delivery.planned, Planned::Dead { .. });
+            match (after, point) {
+                (Some(previous), Some(point)) if queued => {
+                    batch.bad_held += 1;
+                    batch.fallbacks.push(HeldFallback {
+                        after: previous,
+                        point,
+                        delivery,
+                        no_receipt_after,
+                    });
+                }
+                _ => {
+                    batch.bad_only += 1;
+                    batch.deliveries.push(delivery);
+                }
             }
             after = Some(id);
         }

@@ -257,7 +257,9 @@ impl CrisisService {
                 *skip,
             )?
             .with_bad_addresses(bad);
+        let mut bad = (0, 0);
         while let Some(mut batch) = stream.next_batch() {
+            bad = (bad.0 + batch.bad_held, bad.1 + batch.bad_only);
             // Before the batch: a fallback must exist whenever its first
             // delivery does.
             self.storage
@@ -286,6 +288,36 @@ impl CrisisService {
             // dispatcher and the API run between batches.
             tokio::task::yield_now().await;
         }
+        self.note_bad_points(crisis, announcement, bad).await
+    }
+
+    /// The audit line saying how the plan treated contact points marked
+    /// bad, when it met any: support staff see why a reader got SMS first,
+    /// or a message to an address known to bounce.
+    async fn note_bad_points(
+        &self,
+        crisis: &Crisis,
+        announcement: &Announcement,
+        (held, only): (u64, u64),
+    ) -> Result<(), ServiceError> {
+        if held + only == 0 {
+            return Ok(());
+        }
+        let message = format!(
+            "Planning the {} message: {held} contact point(s) marked bad by a hard bounce or a \
+             permanent SMS failure held behind the reader's other one (sent only if that fails); \
+             {only} sent anyway, being all the reader has.",
+            announcement.kind
+        );
+        let event = crate::domain::CrisisEvent {
+            crisis_id: crisis.id,
+            kind: crate::domain::EventKind::Noted,
+            status: crisis.status,
+            actor: crate::domain::Actor::new(crate::domain::ActorSource::Daemon, "planner"),
+            message: Some(message),
+            at: self.now(),
+        };
+        self.storage.crises.note(&event).await?;
         Ok(())
     }
 

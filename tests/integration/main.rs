@@ -8,6 +8,7 @@
 mod api;
 mod architecture;
 mod banner;
+mod bounces;
 mod broadcast;
 mod browser;
 mod channels;
@@ -19,6 +20,7 @@ mod content;
 mod crash;
 mod delivery;
 mod directory;
+mod fallback;
 mod flag_file;
 mod flow;
 mod follow_ups;

@@ -15,7 +15,7 @@ const RAHIM: &str = "+8801712345678";
 
 /// The provider's message id for a number: one per reader, so a receipt
 /// names exactly one delivery.
-fn sid_for(to: &str) -> String {
+pub fn sid_for(to: &str) -> String {
     format!("SM{}", to.trim_start_matches('+'))
 }
 
@@ -37,7 +37,7 @@ async fn twilio_app(smtp: &SmtpServer, twilio: &MockServer) -> TestApp {
     spawn_app_in(config, dir).await
 }
 
-async fn twilio_receipt(
+pub async fn twilio_receipt(
     app: &TestApp,
     params: &[(&str, &str)],
     signature: Option<&str>,
@@ -325,4 +325,103 @@ async fn vonage_delivery_receipts_are_checked_by_signature_and_found_by_client_r
     // does not today (the second crisis texted both numbers when this was
     // tried): whether the receipt fails to mark the number bad or the plan
     // fails to skip it is open, for the next session.
+}
+
+/// The generic gateway's dlr URL as the gateway would call it: our public
+/// URL swapped for the daemon's address, the outcome in the query.
+fn dlr_call(app: &TestApp, dlr_url: &str, query: &str) -> String {
+    let path = dlr_url
+        .strip_prefix(PUBLIC_URL)
+        .expect("the dlr URL is under our public URL");
+    format!("{}{path}?{query}", app.base)
+}
+
+#[tokio::test]
+async fn gateway_delivery_reports_reach_their_delivery_by_the_signed_url_and_a_forged_one_changes_nothing()
+ {
+    let smtp = SmtpServer::start().await;
+    let gateway = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/cgi-bin/sendsms"))
+        .respond_with(ResponseTemplate::new(202).set_body_string("0: Accepted for delivery"))
+        .mount(&gateway)
+        .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret = dir.path().join("dlr-secret");
+    std::fs::write(&secret, "dlr-secret-0123456789").expect("write");
+    let mut config = TestConfig::new(smtp.port());
+    config.extra = format!(
+        "[[channels.sms_gateway]]\nname = \"sms\"\nmethod = \"GET\"\n\
+         url = \"{}/cgi-bin/sendsms?username=crisisd&to={{{{ to|urlencode }}}}&text={{{{ text|urlencode }}}}&dlr-mask=3&dlr-url={{{{ dlr_url|urlencode }}}}\"\n\
+         dlr_base_url = \"{PUBLIC_URL}/v1/receipts/gateway/sms\"\ndlr_secret_file = \"{}\"\n\
+         success = {{ contains = \"Accepted for delivery\" }}\n",
+        gateway.uri(),
+        secret.display()
+    );
+    let app = spawn_app_in(config, dir).await;
+    let id = app.declare("Payments are down").await;
+    wait_for_sent(&app, &id, "sms", 2).await;
+    // Each send told the gateway where to report: its own signed URL.
+    let dlr_urls: Vec<(String, String)> = gateway
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .filter(|r| r.url.path() == "/cgi-bin/sendsms")
+        .filter_map(|r| {
+            let query: Vec<(String, String)> =
+                serde_urlencoded::from_str(r.url.query().unwrap_or_default()).expect("query");
+            Some((field(&query, "to")?, field(&query, "dlr-url")?))
+        })
+        .collect();
+    assert_eq!(dlr_urls.len(), 2, "{dlr_urls:?}");
+    let url_of = |to: &str| {
+        dlr_urls
+            .iter()
+            .find(|(t, _)| t == to)
+            .map(|(_, url)| url.clone())
+            .expect("a dlr URL")
+    };
+    let (ada, rahim) = (url_of(ADA), url_of(RAHIM));
+    assert_ne!(ada, rahim);
+
+    // A token made up, or Ada's token on Rahim's delivery: refused.
+    let forged = format!("{}/forgedtoken", ada.rsplit_once('/').expect("token").0);
+    let rahim_delivery = rahim.rsplit('/').nth(1).expect("delivery");
+    let ada_token = ada.rsplit('/').next().expect("token");
+    let swapped = format!("{PUBLIC_URL}/v1/receipts/gateway/sms/{rahim_delivery}/{ada_token}");
+    for url in [forged, swapped] {
+        let answer = app
+            .http
+            .get(dlr_call(&app, &url, "status=16"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(answer.status(), 403, "{url}");
+    }
+    let detail = app.get_json(&format!("/v1/crises/{id}")).await;
+    assert_eq!(detail["reach"]["sms"]["unconfirmed"], 2, "{detail:#}");
+
+    // Kannel's %d: 8 (submitted to the SMSC) is no outcome, 1 delivered,
+    // 16 rejected by the SMSC; then a late 8 and a repeat change nothing.
+    for (url, query) in [
+        (&ada, "status=8"),
+        (&ada, "status=1"),
+        (&rahim, "status=16&reason=Unknown%20subscriber"),
+        (&ada, "status=8"),
+        (&rahim, "status=1"),
+    ] {
+        let answer = app
+            .http
+            .get(dlr_call(&app, url, query))
+            .send()
+            .await
+            .expect("GET");
+        assert!(answer.status().is_success(), "{query}: {}", answer.status());
+    }
+    let detail = app.get_json(&format!("/v1/crises/{id}")).await;
+    let sms = &detail["reach"]["sms"];
+    assert_eq!(sms["delivered"], 1, "{detail:#}");
+    assert_eq!(sms["undelivered"], 1, "{detail:#}");
+    assert_eq!(sms["unconfirmed"], 0, "{detail:#}");
 }

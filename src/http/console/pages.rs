@@ -265,8 +265,26 @@ async fn crisis_details(state: &AppState, crisis: &Crisis) -> Result<Value, Stor
         })
         .collect();
     let requeueable = storage.dead_letters.count_requeueable(filter).await?;
+    let reach: Vec<Value> = storage
+        .receipts
+        .reach(Some(id))
+        .await?
+        .into_iter()
+        .map(|row| {
+            let c = &row.counts;
+            context! {
+                channel => row.channel,
+                reached => c.reached(),
+                not_reached => c.not_reached(),
+                unconfirmed => c.unconfirmed,
+                bounced_soft => c.bounced_soft,
+                fallbacks => c.fallbacks,
+            }
+        })
+        .collect();
     Ok(context! {
         events => events, follow_ups => follow_ups, dead => dead, requeueable => requeueable,
+        reach => reach,
     })
 }
 

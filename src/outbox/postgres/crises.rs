@@ -171,6 +171,13 @@ impl CrisisStore for PostgresStore {
         Ok(())
     }
 
+    async fn note(&self, event: &CrisisEvent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn crisis(&self, id: CrisisId) -> Result<Option<Crisis>, StoreError> {
         sqlx::query("SELECT * FROM crises WHERE id = $1")
             .bind(id.to_string())

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{PostgresStore, Tx, WORK_DUE, millis, notify};
 use crate::domain::consent::normalize;
 use crate::outbox::fallbacks::{
-    ALREADY, DUE, DueRow, HOLD, OPTED_OUT, RELEASE, REPOINT, SETTLE, Verdict, wait_ms,
+    ALREADY, DUE, DueRow, HOLD, OPTED_OUT, RELEASE, REPOINT, SETTLE, Verdict, audit_events, wait_ms,
 };
 use crate::outbox::rows::RowValues;
 use crate::outbox::{FallbackOutcome, FallbackStore, HeldFallback, StoreError};
@@ -50,7 +50,10 @@ impl FallbackStore for PostgresStore {
         limit: u32,
     ) -> Result<Vec<FallbackOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let due = sqlx::query(DUE)
+        // Two leaders for a moment (a term changing hands) skip each
+        // other's rows rather than both releasing one fallback.
+        let sql = format!("{DUE} FOR UPDATE OF f SKIP LOCKED");
+        let due = sqlx::query(&sql)
             .bind(millis(now))
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)
@@ -61,6 +64,11 @@ impl FallbackStore for PostgresStore {
         let mut outcomes = Vec::with_capacity(due.len());
         for row in &due {
             outcomes.push(settle(&mut tx, row, now).await?);
+        }
+        // In the same transaction: a release is never without its line in
+        // the audit trail.
+        for event in audit_events(&due, &outcomes, now)? {
+            super::crises::insert_event(&mut tx, &event).await?;
         }
         let released = outcomes.iter().any(|o| o.released);
         if released {

@@ -159,6 +159,14 @@ impl CrisisStore for SqliteStore {
         result
     }
 
+    async fn note(&self, event: &CrisisEvent) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn crisis(&self, id: CrisisId) -> Result<Option<Crisis>, StoreError> {
         sqlx::query("SELECT * FROM crises WHERE id = ?")
             .bind(id.to_string())

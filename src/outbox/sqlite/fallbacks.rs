@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{SqliteStore, Tx, millis};
 use crate::domain::consent::normalize;
 use crate::outbox::fallbacks::{
-    ALREADY, DUE, DueRow, HOLD, OPTED_OUT, RELEASE, REPOINT, SETTLE, Verdict, wait_ms,
+    ALREADY, DUE, DueRow, HOLD, OPTED_OUT, RELEASE, REPOINT, SETTLE, Verdict, audit_events, wait_ms,
 };
 use crate::outbox::rows::RowValues;
 use crate::outbox::{FallbackOutcome, FallbackStore, HeldFallback, StoreError};
@@ -63,6 +63,11 @@ impl FallbackStore for SqliteStore {
         let mut outcomes = Vec::with_capacity(due.len());
         for row in &due {
             outcomes.push(settle(&mut tx, row, now).await?);
+        }
+        // In the same transaction: a release is never without its line in
+        // the audit trail.
+        for event in audit_events(&due, &outcomes, now)? {
+            super::crises::insert_event(&mut tx, &event).await?;
         }
         tx.commit().await?;
         drop(writing);
