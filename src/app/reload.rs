@@ -141,6 +141,7 @@ fn keep_running(old: &Settings, new: &mut Settings) {
     new.server.idle_timeout = old.server.idle_timeout;
     new.server.max_connections = old.server.max_connections;
     new.store.clone_from(&old.store);
+    new.crises.duplicate_window = old.crises.duplicate_window;
     new.banner.cors_origins.clone_from(&old.banner.cors_origins);
     new.banner.max_age = old.banner.max_age;
     new.metrics.listen = old.metrics.listen;
@@ -214,6 +215,10 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.store != new.store {
         changed.push("[store]");
+    }
+    // The crisis service is made once, with its duplicate window.
+    if old.crises.duplicate_window != new.crises.duplicate_window {
+        changed.push("[crises] duplicate_window");
     }
     if old.banner.cors_origins != new.banner.cors_origins {
         changed.push("[banner] cors_origins");
