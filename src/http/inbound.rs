@@ -25,6 +25,7 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::AppState;
+use super::receipts::{field, vonage_params};
 use crate::channels::{ProviderKind, ReceiptSecret, twilio_signature, vonage_signed};
 use crate::domain::PhoneNumber;
 use crate::domain::consent::{ConsentScope, ContactPoint, OptOutRequest};
@@ -51,14 +52,6 @@ pub struct Inbound<'a> {
     /// The provider's id for the message, which makes a retried webhook
     /// harmless.
     pub message_id: Option<&'a str>,
-}
-
-fn field<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
 }
 
 /// The channel's inbound secret, if it is a channel of `kind` that takes
@@ -237,36 +230,6 @@ pub async fn twilio(
     }
 }
 
-/// Parameters from the query (a GET), a JSON object or a form body.
-fn params_of(
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Option<Vec<(String, String)>> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let form = |bytes: &[u8]| serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes).ok();
-    if json {
-        let object: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(body).ok()?;
-        return Some(
-            object
-                .into_iter()
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => (k, s),
-                    other => (k, other.to_string()),
-                })
-                .collect(),
-        );
-    }
-    if body.is_empty() {
-        return form(query.unwrap_or_default().as_bytes());
-    }
-    form(body)
-}
-
 /// Vonage's inbound-message webhook for one Vonage channel (GET, or POST
 /// as JSON or a form), accepted only when signed with the account's
 /// signature secret. A long message arrives in parts, each taken alone.
@@ -284,7 +247,7 @@ pub async fn vonage(
         )
             .into_response();
     };
-    let Some(params) = params_of(query.as_deref(), &headers, &body) else {
+    let Some(params) = vonage_params(query.as_deref(), &headers, &body) else {
         return (
             StatusCode::BAD_REQUEST,
             "the message is neither a form nor JSON",
@@ -343,7 +306,7 @@ pub async fn gateway(
         )
             .into_response();
     };
-    let Some(mut params) = params_of(query.as_deref(), &headers, &body) else {
+    let Some(mut params) = vonage_params(query.as_deref(), &headers, &body) else {
         return (
             StatusCode::BAD_REQUEST,
             "the message is neither a form nor JSON",

@@ -73,7 +73,7 @@ const TWILIO_PERMANENT: &[&str] = &["30005", "30006", "21211", "21614"];
 /// illegal number.
 const VONAGE_PERMANENT: &[&str] = &["3", "9"];
 
-fn field<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -240,8 +240,9 @@ pub async fn twilio(
     record(&state, &channel, key, said).await
 }
 
-/// Vonage's parameters, from the query (GET), a JSON object or a form.
-fn vonage_params(
+/// Vonage's parameters, from the query (GET), a JSON object or a form:
+/// its receipts and its inbound messages come alike.
+pub(super) fn vonage_params(
     query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
