@@ -80,16 +80,12 @@ impl PublishStatus {
     pub fn snapshot(&self) -> BTreeMap<Target, TargetState> {
         lock(&self.targets).clone()
     }
-
-    /// One sentence per failing target, for `/readyz`'s warnings.
-    pub fn warnings(&self) -> Vec<String> {
-        warnings(&self.snapshot())
-    }
 }
 
-/// The warnings of one snapshot: `/readyz` shows a snapshot beside its
-/// warnings, so both must come from the same instant (a copy succeeding
-/// between two reads once showed `ok` beside its old failure).
+/// One sentence per failing target of a snapshot, for `/readyz`'s
+/// warnings. `/readyz` shows the snapshot beside them, so both must come
+/// from one read (a copy succeeding between two reads once showed `ok`
+/// beside its old failure).
 pub fn warnings(snapshot: &BTreeMap<Target, TargetState>) -> Vec<String> {
     snapshot
         .iter()
@@ -117,7 +113,10 @@ mod tests {
     fn failures_count_up_from_the_first_and_a_success_clears_them() {
         let status = PublishStatus::default();
         status.expect(Target::S3);
-        assert_eq!(status.warnings(), ["publish s3: not written yet"]);
+        assert_eq!(
+            warnings(&status.snapshot()),
+            ["publish s3: not written yet"]
+        );
         let first = Utc.with_ymd_and_hms(2026, 12, 2, 5, 0, 0).unwrap();
         status.failed(Target::S3, first, "connection refused".into());
         status.failed(
@@ -126,11 +125,11 @@ mod tests {
             "timed out".into(),
         );
         assert_eq!(
-            status.warnings(),
+            warnings(&status.snapshot()),
             ["publish s3: 2 failed attempts since 2026-12-02T05:00:00Z: timed out"]
         );
         status.succeeded(Target::S3, first + chrono::TimeDelta::seconds(5));
-        assert!(status.warnings().is_empty());
+        assert!(warnings(&status.snapshot()).is_empty());
         assert_eq!(status.snapshot()[&Target::S3].failures, 0);
     }
 }
