@@ -25,8 +25,8 @@ use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use super::AppState;
-use super::receipts::{field, vonage_params};
-use crate::channels::{ProviderKind, ReceiptSecret, twilio_signature, vonage_signed};
+use super::receipts::{field, signed_vonage_params, vonage_params};
+use crate::channels::{ProviderKind, ReceiptSecret, twilio_signature};
 use crate::domain::PhoneNumber;
 use crate::domain::consent::{ConsentScope, ContactPoint, OptOutRequest};
 use crate::domain::keywords::{LocaleKeywords, SmsKeyword, classify};
@@ -247,17 +247,17 @@ pub async fn vonage(
         )
             .into_response();
     };
-    let Some(params) = vonage_params(query.as_deref(), &headers, &body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "the message is neither a form nor JSON",
-        )
-            .into_response();
+    let params = match signed_vonage_params(
+        &secret,
+        &channel,
+        "inbound message",
+        &query,
+        &headers,
+        &body,
+    ) {
+        Ok(params) => params,
+        Err(refused) => return refused.into_response(),
     };
-    if !vonage_signed(secret.secret.expose(), &params) {
-        warn!(channel = %channel, "Refused a Vonage inbound message with a bad or missing sig.");
-        return (StatusCode::FORBIDDEN, "bad sig").into_response();
-    }
     let (Some(from), Some(text)) = (field(&params, "msisdn"), field(&params, "text")) else {
         return (StatusCode::BAD_REQUEST, "msisdn and text are required").into_response();
     };

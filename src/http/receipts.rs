@@ -240,6 +240,45 @@ pub async fn twilio(
     record(&state, &channel, key, said).await
 }
 
+/// Why Vonage's parameters were refused, naming `what` it sent (a
+/// delivery receipt, an inbound message).
+pub(super) enum VonageRefusal {
+    Unreadable(&'static str),
+    BadSig,
+}
+
+impl IntoResponse for VonageRefusal {
+    fn into_response(self) -> Response {
+        match self {
+            VonageRefusal::Unreadable(what) => (
+                StatusCode::BAD_REQUEST,
+                format!("the {what} is neither a form nor JSON"),
+            )
+                .into_response(),
+            VonageRefusal::BadSig => (StatusCode::FORBIDDEN, "bad sig").into_response(),
+        }
+    }
+}
+
+/// Vonage's parameters, read as `vonage_params` and accepted only when
+/// signed with the channel's secret.
+pub(super) fn signed_vonage_params(
+    secret: &ReceiptSecret,
+    channel: &str,
+    what: &'static str,
+    query: &Option<String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, VonageRefusal> {
+    let params =
+        vonage_params(query.as_deref(), headers, body).ok_or(VonageRefusal::Unreadable(what))?;
+    if !vonage_signed(secret.secret.expose(), &params) {
+        warn!(channel = %channel, "Refused a Vonage {what} with a bad or missing sig.");
+        return Err(VonageRefusal::BadSig);
+    }
+    Ok(params)
+}
+
 /// Vonage's parameters, from the query (GET), a JSON object or a form:
 /// its receipts and its inbound messages come alike.
 pub(super) fn vonage_params(
@@ -286,17 +325,17 @@ pub async fn vonage(
         )
             .into_response();
     };
-    let Some(params) = vonage_params(query.as_deref(), &headers, &body) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "the receipt is neither a form nor JSON",
-        )
-            .into_response();
+    let params = match signed_vonage_params(
+        &secret,
+        &channel,
+        "delivery receipt",
+        &query,
+        &headers,
+        &body,
+    ) {
+        Ok(params) => params,
+        Err(refused) => return refused.into_response(),
     };
-    if !vonage_signed(secret.secret.expose(), &params) {
-        warn!(channel = %channel, "Refused a Vonage delivery receipt with a bad or missing sig.");
-        return (StatusCode::FORBIDDEN, "bad sig").into_response();
-    }
     let Some(said) = vonage_said(&params) else {
         return StatusCode::NO_CONTENT.into_response();
     };
