@@ -18,6 +18,7 @@ mod preferences;
 pub mod preview;
 mod publish;
 pub mod receipts;
+mod refused_peers;
 pub mod schedule;
 
 use std::sync::Arc;
@@ -101,6 +102,19 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Status pages and alerting systems: each hook checks its own signature
+/// or token; bodies up to 1 MiB; an address with too many refusals is
+/// answered 429 unread.
+fn intake_router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/hooks/{name}", post(hooks::receive))
+        .layer(DefaultBodyLimit::max(crate::intake::MAX_BODY_BYTES))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(refused_peers::RefusedPeers::default()),
+            refused_peers::guard,
+        ))
+}
+
 /// `own_metrics`: `/metrics` has a listener of its own and is left out.
 pub fn router(state: AppState, cors_origins: &[HeaderValue], own_metrics: bool) -> Router {
     let api = Router::new()
@@ -145,11 +159,7 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue], own_metrics: bool) 
         .merge(inbound::router())
         .merge(receipts::router())
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
-    // Status pages and alerting systems: each hook checks its own
-    // signature or token; bodies up to 1 MiB.
-    let intake = Router::new()
-        .route("/v1/hooks/{name}", post(hooks::receive))
-        .layer(DefaultBodyLimit::max(crate::intake::MAX_BODY_BYTES));
+    let intake = intake_router();
     let console = if state.console.settings.enabled {
         console::router()
     } else {

@@ -14,7 +14,7 @@ mod login;
 mod pages;
 mod proposals;
 mod send;
-mod session;
+pub(super) mod session;
 mod submissions;
 mod view;
 

@@ -1,7 +1,7 @@
 //! A flood of unauthenticated webhooks (made-up hook names, bad tokens)
 //! against the daemon process: counted in memory, logged a line per 10 s,
 //! nothing written to the store's webhook log, and the fan-out keeps its
-//! speed.
+//! speed. An address with too many refusals is answered 429 unread.
 
 use std::time::{Duration, Instant};
 
@@ -27,15 +27,29 @@ fn daemon(smtp: &SmtpServer, secrets: &tempfile::TempDir) -> Daemon {
     Daemon::new(config)
 }
 
+/// The flood comes from another loopback address than the tests' own
+/// requests, as an outsider's would.
+const FLOODER: [u8; 4] = [127, 0, 0, 2];
+
 /// Posts unauthenticated webhooks, alternately to an unknown hook and with
-/// a wrong token, from `workers` clients until `stop` or `limit` each.
-fn flood(base: &str, workers: usize, limit: usize, stop: &CancellationToken) -> JoinSet<usize> {
+/// a wrong token, from `workers` clients until `stop` or `limit` each;
+/// counts the answers by status.
+fn flood(
+    base: &str,
+    workers: usize,
+    limit: usize,
+    stop: &CancellationToken,
+) -> JoinSet<[usize; 3]> {
     let mut tasks = JoinSet::new();
     for worker in 0..workers {
         let (base, stop) = (base.to_owned(), stop.clone());
         tasks.spawn(async move {
-            let http = reqwest::Client::new();
+            let http = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from(FLOODER))
+                .build()
+                .unwrap();
             let body = declare("flood", "Flood");
+            let mut answers = [0; 3];
             let mut sent = 0;
             while sent < limit && !stop.is_cancelled() {
                 let path = if (worker + sent) % 2 == 0 {
@@ -49,10 +63,15 @@ fn flood(base: &str, workers: usize, limit: usize, stop: &CancellationToken) -> 
                     .send()
                     .await
                     .expect("post");
-                assert!(matches!(answer.status().as_u16(), 401 | 404));
+                match answer.status().as_u16() {
+                    401 => answers[0] += 1,
+                    404 => answers[1] += 1,
+                    429 => answers[2] += 1,
+                    other => panic!("{other} to an unauthenticated webhook"),
+                }
                 sent += 1;
             }
-            sent
+            answers
         });
     }
     tasks
@@ -89,11 +108,13 @@ async fn a_flood_of_unauthenticated_webhooks_writes_nothing_and_is_counted() {
     let _child = daemon.start().await;
     let stop = CancellationToken::new();
     let mut posts = flood(&daemon.base, 16, 250, &stop);
-    let mut sent = 0;
-    while let Some(n) = posts.join_next().await {
-        sent += n.unwrap();
-    }
-    assert_eq!(sent, 4000);
+    let answers = answer_counts(&mut posts).await;
+    assert_eq!(answers.iter().sum::<usize>(), 4000);
+    let [unauthorized, unknown, barred] = answers;
+    assert!(
+        barred >= 3900,
+        "the flooding address is barred after a few refusals: {answers:?}"
+    );
     let legit = daemon
         .http
         .post(format!("{}/v1/hooks/kuma?token=k", daemon.base))
@@ -127,13 +148,20 @@ async fn a_flood_of_unauthenticated_webhooks_writes_nothing_and_is_counted() {
         .await
         .unwrap();
     for series in [
-        r#"crisisd_webhook_refusals_total{hook="unknown",reason="unknown_hook"} 2000"#,
-        r#"crisisd_webhook_refusals_total{hook="kuma",reason="unauthorized"} 2000"#,
+        format!(
+            r#"crisisd_webhook_refusals_total{{hook="unknown",reason="unknown_hook"}} {unknown}"#
+        ),
+        format!(
+            r#"crisisd_webhook_refusals_total{{hook="kuma",reason="unauthorized"}} {unauthorized}"#
+        ),
+        format!(
+            r#"crisisd_webhook_refusals_total{{hook="unknown",reason="rate_limited"}} {barred}"#
+        ),
     ] {
         assert!(
             metrics
                 .lines()
-                .any(|l| sort_labels(l) == sort_labels(series)),
+                .any(|l| sort_labels(l) == sort_labels(&series)),
             "{series} in\n{metrics}"
         );
     }
@@ -142,6 +170,79 @@ async fn a_flood_of_unauthenticated_webhooks_writes_nothing_and_is_counted() {
         (2..=20).contains(&lines),
         "{lines} log lines for 4000 refusals"
     );
+}
+
+async fn answer_counts(posts: &mut JoinSet<[usize; 3]>) -> [usize; 3] {
+    let mut total = [0; 3];
+    while let Some(answers) = posts.join_next().await {
+        for (sum, n) in total.iter_mut().zip(answers.unwrap()) {
+            *sum += n;
+        }
+    }
+    total
+}
+
+/// Once barred, an address is answered before its body is read: a request
+/// that announces a body and never sends it still gets 429 at once. The
+/// tests' own address is not barred, and the flooder is let through
+/// again a second later, when its quota allows.
+#[tokio::test]
+async fn a_barred_address_is_answered_429_unread_and_others_go_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let smtp = SmtpServer::start().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let daemon = daemon(&smtp, &secrets);
+    let _child = daemon.start().await;
+    let stop = CancellationToken::new();
+    let [_, _, barred] = answer_counts(&mut flood(&daemon.base, 1, 40, &stop)).await;
+    assert!(barred > 0, "40 refusals in a row bar the address");
+
+    let port = daemon.base.rsplit(':').next().unwrap().parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind((std::net::Ipv4Addr::from(FLOODER), 0).into())
+        .unwrap();
+    let mut stream = socket
+        .connect((std::net::Ipv4Addr::LOCALHOST, port).into())
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /v1/hooks/kuma?token=k HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = vec![0; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_lowercase();
+    assert!(head.starts_with("http/1.1 429"), "{head}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+
+    let mine = daemon
+        .http
+        .post(format!("{}/v1/hooks/kuma?token=k", daemon.base))
+        .body(declare("1", "Checkout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mine.status(), 200, "another address is not barred");
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fixed = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(FLOODER))
+        .build()
+        .unwrap()
+        .post(format!("{}/v1/hooks/kuma?token=k", daemon.base))
+        .body(declare("2", "Search"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fixed.status(), 200, "a fixed sender is let through");
 }
 
 /// A sample line with its labels in a fixed order.
@@ -174,10 +275,7 @@ async fn a_fan_out_keeps_its_speed_during_a_webhook_flood() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let during = fan_out_time(&flooded, &smtp).await;
     stop.cancel();
-    let mut sent = 0;
-    while let Some(n) = posts.join_next().await {
-        sent += n.unwrap();
-    }
+    let sent: usize = answer_counts(&mut posts).await.iter().sum();
     eprintln!(
         "fan-out of {READERS}: {baseline:?} quiet, {during:?} during a flood of {sent} refused webhooks"
     );
