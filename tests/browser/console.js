@@ -3,7 +3,8 @@
 // what it saw, so the Rust test can set the scene (a daemon, a loopback
 // SMTP server, a webhook) and judge the outcome.
 //
-// Input: { base, shots, steps: [step, ...] }, where a step is one of
+// Input: { base, shots, locale?, steps: [step, ...] } (locale: the
+// browser's language, sent as Accept-Language), where a step is one of
 //   { goto: PATH }                      load a page and wait for it
 //   { reload: true }                    load the page anew
 //   { fill: SELECTOR, value: TEXT }     type into a field
@@ -16,6 +17,9 @@
 //   { audit: NAME }                     axe-core, document width and a
 //                                       screenshot at 1280 and at 390 px wide
 //   { read: SELECTOR, as: NAME }        the element's text (null if absent)
+//   { style: SELECTOR, property: P, as: NAME }
+//                                       the element's computed style P
+//                                       (null if absent)
 //   { frame: SELECTOR, as: NAME }      the text an <iframe> shows, and how
 //                                       tall its content is
 //   { until: SELECTOR, as: NAME, timeout_ms }
@@ -81,6 +85,16 @@ async function keyboard(page, selector, enter) {
 async function read(page, selector) {
   const el = await page.$(selector);
   return el ? (await el.textContent()).trim().replace(/\s+/g, ' ') : null;
+}
+
+async function style(page, selector, property) {
+  return page.evaluate(
+    ([selector, property]) => {
+      const el = document.querySelector(selector);
+      return el ? getComputedStyle(el).getPropertyValue(property) : null;
+    },
+    [selector, property],
+  );
 }
 
 async function frame(page, selector) {
@@ -169,6 +183,8 @@ async function run(page, input, step, seen) {
     seen[step.audit] = await audit(page, input.shots, step.audit);
   } else if (step.read !== undefined && step.until === undefined) {
     seen[step.as] = await read(page, step.read);
+  } else if (step.style !== undefined) {
+    seen[step.as] = await style(page, step.style, step.property);
   } else if (step.frame !== undefined) {
     seen[step.as] = await frame(page, step.frame);
   } else if (step.until !== undefined) {
@@ -189,6 +205,7 @@ main(async (input) => {
     const context = await browser.newContext({
       viewport: { width: WIDTHS[0][0], height: WIDTHS[0][1] },
       bypassCSP: true,
+      ...(input.locale ? { locale: input.locale } : {}),
     });
     const page = await context.newPage();
     const seen = {};

@@ -20,20 +20,31 @@ fn shots(name: &str) -> PathBuf {
 }
 
 /// Runs the steps in one browser session; what it saw.
-async fn walk(app: &TestApp, shots_name: &str, steps: Vec<Value>) -> Value {
+pub(super) async fn walk(app: &TestApp, shots_name: &str, steps: Vec<Value>) -> Value {
+    walk_in(app, shots_name, None, steps).await
+}
+
+/// `walk` with the browser set to `locale` (its Accept-Language).
+pub(super) async fn walk_in(
+    app: &TestApp,
+    shots_name: &str,
+    locale: Option<&str>,
+    steps: Vec<Value>,
+) -> Value {
     run_browser_script(
         "console.js",
         &json!({
             "base": app.base,
             "shots": shots(shots_name),
             "timeout_s": 130,
+            "locale": locale,
             "steps": steps,
         }),
     )
     .await
 }
 
-fn sign_in(user: &str, password: &str) -> Vec<Value> {
+pub(super) fn sign_in(user: &str, password: &str) -> Vec<Value> {
     vec![
         json!({"fill": "#username", "value": user}),
         json!({"fill": "#password", "value": password}),
@@ -42,7 +53,7 @@ fn sign_in(user: &str, password: &str) -> Vec<Value> {
 }
 
 /// Every audited page: no axe violation and nothing wider than the window.
-fn check_audits(seen: &Value) {
+pub(super) fn check_audits(seen: &Value) {
     let mut pages = 0;
     for (name, views) in seen.as_object().expect("seen") {
         let Some(views) = views.as_array() else {
@@ -71,7 +82,7 @@ fn check_audits(seen: &Value) {
 }
 
 /// The crisis id in a console URL.
-fn crisis_of(url: &Value) -> String {
+pub(super) fn crisis_of(url: &Value) -> String {
     let url = url.as_str().expect("a URL");
     let at = url.find("/console/crises/").expect("a crisis page") + "/console/crises/".len();
     url[at..]
