@@ -20,7 +20,8 @@ use super::{Page, csrf_refused, forbidden};
 use crate::domain::{AnnouncementId, Crisis};
 use crate::plan::CorrectionText;
 use crate::service::{
-    CorrectionError, CorrectionRequest, IdempotencyRequest, ServiceError, TransitionContext,
+    CorrectionError, CorrectionRequest, IdempotencyRequest, MAX_CORRECTION_CHARS,
+    RECENT_CORRECTION, ServiceError, TransitionContext,
 };
 
 /// The correction form's page: which announcement, the prepared text in
@@ -179,11 +180,28 @@ pub async fn send(
         Err(ServiceError::Correction(error)) => {
             let refusal = Refusal {
                 offer_again: matches!(error, CorrectionError::CorrectedRecently(_)),
-                error: error.to_string(),
+                error: refusal_text(&state, lang, &error),
             };
             form_error(&state, &staff, lang, &crisis, refusal).await
         }
         Err(other) => Err(other.into()),
+    }
+}
+
+/// The service's refusal in the person's language (the API's stays
+/// English, with the field names a program needs).
+fn refusal_text(state: &AppState, lang: &str, error: &CorrectionError) -> String {
+    let text = |key| super::text(state, lang, key);
+    match error {
+        CorrectionError::NothingSent => text("correction_nothing_sent"),
+        CorrectionError::NotCorrectable(_) => text("correction_not_correctable"),
+        CorrectionError::CorrectedRecently(at) => text("correction_recent")
+            .replace("{time}", &at.format("%H:%M:%S UTC").to_string())
+            .replace("{minutes}", &RECENT_CORRECTION.num_minutes().to_string()),
+        CorrectionError::Empty => text("correction_empty"),
+        CorrectionError::TooLong(locale) => text("correction_too_long")
+            .replace("{locale}", locale)
+            .replace("{max}", &MAX_CORRECTION_CHARS.to_string()),
     }
 }
 

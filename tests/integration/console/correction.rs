@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use serde_json::json;
 
+use super::browser::{check_audits, sign_in, walk_in};
 use super::{Browser, PASSWORD, with_accounts};
 use crate::support::{SmtpServer, TOKEN, TestApp, TestConfig, WAIT, spawn_app};
 
@@ -354,4 +356,102 @@ async fn two_people_correcting_at_once_send_one_correction_unless_the_second_is_
         .expect("POST");
     assert_eq!(meant.status(), StatusCode::OK);
     smtp.wait_for(9, WAIT).await;
+}
+
+/// A correction's subject in any language.
+fn correction_subjects(mails: &[crate::support::Received]) -> Vec<String> {
+    mails
+        .iter()
+        .filter(|m| is_correction(m))
+        .map(|m| format!("{} {}", m.to.join(","), m.subject()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_second_correction_minutes_after_the_first_is_sent_in_the_browser_once_meant() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app(TestConfig::new(smtp.port())).await;
+    with_accounts(&app).await;
+    let id = app.declare("Payments are down").await;
+    smtp.wait_for(3, WAIT).await;
+
+    // A Bengali comms person, whose browser asks for Bengali.
+    let page = format!("/console/crises/{id}");
+    let mut steps = vec![json!({"goto": format!("{page}/correction")})];
+    steps.extend(sign_in("author", PASSWORD));
+    steps.extend([
+        json!({"goto": format!("{page}/correction")}),
+        json!({"click": "form button.button-danger"}),
+        json!({"click": "#correction"}),
+        json!({"read": "#again", "as": "again_before"}),
+        // The second, minutes after the first: refused, and why.
+        json!({"click": "form button.button-danger"}),
+        json!({"read": "p.error[role=alert]", "as": "refusal"}),
+        json!({"read": "label[for=again]", "as": "again_label"}),
+        json!({"audit": "correction-again"}),
+        json!({"keyboard": "#again", "as": "again_key"}),
+        json!({"check": "#again"}),
+        json!({"click": "form button.button-danger"}),
+        json!({"read": "h1", "as": "landed", "url": true}),
+    ]);
+    let walked = walk_in(&app, "correction-again", Some("bn"), steps).await;
+    let seen = &walked["seen"];
+    check_audits(seen);
+    assert!(
+        seen["again_before"].is_null(),
+        "the box is offered only with the refusal: {seen:#}"
+    );
+    let refusal = seen["refusal"].as_str().expect("a refusal");
+    assert!(
+        refusal.contains("এই সংকটের একটি সংশোধনী")
+            && refusal.contains("UTC")
+            && refusal.contains("10 মিনিটেরও কম আগে"),
+        "the refusal in Bengali, with the first one's time: {refusal}"
+    );
+    assert!(
+        seen["again_label"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("আরেকটি সংশোধনী পাঠান")),
+        "{seen:#}"
+    );
+    assert!(
+        seen["again_key"]["presses"].as_u64() > Some(0),
+        "the box is reached by keyboard: {seen:#}"
+    );
+    assert!(
+        seen["landed_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&page)),
+        "sent, back on the crisis page: {seen:#}"
+    );
+
+    // Two corrections each: the first, and the one meant as well.
+    smtp.wait_for(9, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mails = smtp.accepted();
+    let corrections = correction_subjects(&mails);
+    assert_eq!(corrections.len(), 6, "{corrections:#?}");
+    for address in [
+        "ada@example.com",
+        "rahim@example.org",
+        "ludoviko@example.net",
+    ] {
+        let to_them = corrections
+            .iter()
+            .filter(|c| c.starts_with(address))
+            .count();
+        assert_eq!(to_them, 2, "{address}: {corrections:#?}");
+    }
+    let api = app.get_json(&format!("/v1/crises/{id}")).await;
+    let corrected: Vec<&serde_json::Value> = api["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == "corrected")
+        .collect();
+    assert_eq!(corrected.len(), 2, "{api}");
+    for event in corrected {
+        assert_eq!(event["actor"]["source"], "console", "{event}");
+        assert_eq!(event["actor"]["name"], "author", "{event}");
+    }
 }
