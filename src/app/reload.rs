@@ -102,7 +102,12 @@ impl Runtime {
         self.health
             .set_channels(self.channels.iter().map(|c| c.name().to_owned()));
         health::check_channels(&self.health, &self.channels, self.clock.as_ref()).await;
-        Workers::start(self, &state.service, shutdown)
+        Workers::start(
+            self,
+            &state.service,
+            state.inputs.load().unsubscribe.clone(),
+            shutdown,
+        )
     }
 
     /// Channels that are no longer configured keep sending what was

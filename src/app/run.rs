@@ -36,7 +36,12 @@ impl Application {
             // Kept to the end: the dispatcher and plans run on it.
             fanout: _fanout,
         } = self;
-        let workers = Workers::start(&runtime, &state.service, &shutdown);
+        let workers = Workers::start(
+            &runtime,
+            &state.service,
+            state.inputs.load().unsubscribe.clone(),
+            &shutdown,
+        );
         let mut tasks = background(&state, unfinished, scheduler, &leadership, &shutdown);
         if let Some(mirror) = mirror {
             tasks.spawn(mirror.run(shutdown.clone()));

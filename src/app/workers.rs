@@ -16,6 +16,7 @@ use crate::intake::flag_file::FlagFileWatcher;
 use crate::lifecycle::Notifier;
 use crate::liveness::Liveness;
 use crate::outbox::{SharedFlow, Storage};
+use crate::plan::UnsubscribeLinks;
 use crate::service::CrisisService;
 
 /// What the daemon runs on, kept between reloads.
@@ -43,9 +44,12 @@ pub(super) struct Workers {
 }
 
 impl Workers {
+    /// `answer_links`: where emails' answer links point (the `[consent]`
+    /// key signs them), from the plan inputs of this generation.
     pub(super) fn start(
         runtime: &Runtime,
         service: &Arc<CrisisService>,
+        answer_links: Option<UnsubscribeLinks>,
         shutdown: &CancellationToken,
     ) -> Self {
         let stop = shutdown.child_token();
@@ -60,7 +64,8 @@ impl Workers {
         // Checked by prepare().
         .with_rate_limits(settings.channels.rate_limits().unwrap_or_default())
         .with_liveness(runtime.liveness.clone())
-        .with_shared_flow(runtime.flow.clone());
+        .with_shared_flow(runtime.flow.clone())
+        .with_answer_links(answer_links);
         tasks.spawn_on(dispatcher.run(stop.clone()), &runtime.fanout);
         if let Some(flag) = &settings.flag_file {
             let watcher = FlagFileWatcher::new(flag.clone(), service.clone(), &runtime.storage);

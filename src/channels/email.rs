@@ -305,7 +305,7 @@ impl EmailChannel {
                 .map(Arc::new)
                 .map_err(|e| DeliveryError::permanent(format!("cannot build the message: {e}")))
         };
-        let (prepared, name, unsubscribe_url) = match &delivery.personal {
+        let (prepared, name, unsubscribe_url, answer_url) = match &delivery.personal {
             Some(personal) => {
                 let cached = lock(&self.prepared).get(&personal.rendition).cloned();
                 let prepared = match cached {
@@ -324,9 +324,10 @@ impl EmailChannel {
                     prepared,
                     personal.recipient_name.as_deref().unwrap_or_default(),
                     personal.unsubscribe_url.as_deref(),
+                    personal.answer_url.as_deref(),
                 )
             }
-            None => (prepare()?, "", content.unsubscribe_url.as_deref()),
+            None => (prepare()?, "", content.unsubscribe_url.as_deref(), None),
         };
         // Stable per delivery: a resend after a crash carries the same id,
         // so receivers that deduplicate do.
@@ -337,6 +338,7 @@ impl EmailChannel {
             locale: &delivery.locale,
             name,
             unsubscribe_url,
+            answer_url,
         });
         Ok((envelope, message))
     }

@@ -21,7 +21,7 @@ use lettre::message::header::{self, ContentType, HeaderName, HeaderValue, Header
 use lettre::message::{Mailbox, Mailboxes};
 use quoted_printable::{InputMode, Options};
 
-use crate::message::{EmailContent, NAME_MARK, UNSUBSCRIBE_MARK, escape_html};
+use crate::message::{ANSWER_MARK, EmailContent, NAME_MARK, UNSUBSCRIBE_MARK, escape_html};
 
 /// Encoded line length before the dot guard: a soft break adds `=`, and a
 /// leading `.` becomes `=2E`, and the line must stay within RFC 2045's 76.
@@ -46,9 +46,23 @@ pub struct PreparedEmail {
 #[derive(Debug)]
 enum Piece {
     Encoded(String),
+    Field(Field),
+}
+
+/// A reader's field.
+#[derive(Debug, Clone, Copy)]
+enum Field {
     Name,
     Unsubscribe,
+    Answer,
 }
+
+/// Each mark and the field it stands for.
+const MARKS: [(&str, Field); 3] = [
+    (NAME_MARK, Field::Name),
+    (UNSUBSCRIBE_MARK, Field::Unsubscribe),
+    (ANSWER_MARK, Field::Answer),
+];
 
 /// One reader's fields.
 #[derive(Debug)]
@@ -58,6 +72,8 @@ pub struct Reader<'a> {
     pub locale: &'a str,
     pub name: &'a str,
     pub unsubscribe_url: Option<&'a str>,
+    /// Where the reader's answer links start, for a message that asks.
+    pub answer_url: Option<&'a str>,
 }
 
 /// `Content-Language`, so mail clients and filters know the language.
@@ -171,7 +187,7 @@ impl PreparedEmail {
             .flat_map(|part| part.iter())
             .map(|piece| match piece {
                 Piece::Encoded(encoded) => encoded.len(),
-                Piece::Name | Piece::Unsubscribe => 64,
+                Piece::Field(_) => 64,
             })
             .sum();
         Ok(Self {
@@ -196,7 +212,8 @@ impl PreparedEmail {
             headers.set(header::Subject::from(
                 subject
                     .replace(NAME_MARK, reader.name)
-                    .replace(UNSUBSCRIBE_MARK, url),
+                    .replace(UNSUBSCRIBE_MARK, url)
+                    .replace(ANSWER_MARK, reader.answer_url.unwrap_or_default()),
             ));
         }
         headers.set(ContentLanguage(reader.locale.to_owned()));
@@ -212,6 +229,7 @@ impl PreparedEmail {
         let fields = Fields {
             name: reader.name,
             unsubscribe_url: url,
+            answer_url: reader.answer_url.unwrap_or_default(),
         };
         let _ = write!(out, "--{}\r\n{TEXT_PART}", self.boundary);
         push_part(&mut out, &self.text, &fields, false);
@@ -225,10 +243,21 @@ impl PreparedEmail {
 struct Fields<'a> {
     name: &'a str,
     unsubscribe_url: &'a str,
+    answer_url: &'a str,
+}
+
+impl Fields<'_> {
+    fn of(&self, field: Field) -> &str {
+        match field {
+            Field::Name => self.name,
+            Field::Unsubscribe => self.unsubscribe_url,
+            Field::Answer => self.answer_url,
+        }
+    }
 }
 
 fn has_marks(text: &str) -> bool {
-    text.contains(NAME_MARK) || text.contains(UNSUBSCRIBE_MARK)
+    MARKS.iter().any(|(mark, _)| text.contains(mark))
 }
 
 /// Splits `text` at the marks and encodes what lies between.
@@ -236,20 +265,18 @@ fn pieces(text: &str) -> Vec<Piece> {
     let mut pieces = Vec::new();
     let mut rest = text;
     let next_mark = |rest: &str| {
-        [NAME_MARK, UNSUBSCRIBE_MARK]
-            .into_iter()
-            .filter_map(|mark| rest.find(mark).map(|at| (at, mark)))
+        MARKS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (mark, _))| rest.find(mark).map(|at| (at, i)))
             .min()
     };
-    while let Some((at, mark)) = next_mark(rest) {
+    while let Some((at, i)) = next_mark(rest) {
         if at > 0 {
             pieces.push(Piece::Encoded(encode(&rest[..at])));
         }
-        pieces.push(if mark == NAME_MARK {
-            Piece::Name
-        } else {
-            Piece::Unsubscribe
-        });
+        let (mark, field) = MARKS[i];
+        pieces.push(Piece::Field(field));
         rest = &rest[at + mark.len()..];
     }
     if !rest.is_empty() {
@@ -265,12 +292,8 @@ fn push_part(out: &mut String, pieces: &[Piece], fields: &Fields<'_>, html: bool
     for (i, piece) in pieces.iter().enumerate() {
         match piece {
             Piece::Encoded(encoded) => out.push_str(encoded),
-            Piece::Name if html => out.push_str(&encode(&escape_html(fields.name))),
-            Piece::Name => out.push_str(&encode(fields.name)),
-            Piece::Unsubscribe if html => {
-                out.push_str(&encode(&escape_html(fields.unsubscribe_url)))
-            }
-            Piece::Unsubscribe => out.push_str(&encode(fields.unsubscribe_url)),
+            Piece::Field(field) if html => out.push_str(&encode(&escape_html(fields.of(*field)))),
+            Piece::Field(field) => out.push_str(&encode(fields.of(*field))),
         }
         if i + 1 < pieces.len() && !out.ends_with("\r\n") {
             out.push_str("=\r\n");
@@ -348,6 +371,8 @@ mod tests {
         }
     }
 
+    const ANSWERS: &str = "https://crisis.example.com/v1/answers/t.s";
+
     fn message_for(prepared: &PreparedEmail, name: &str, url: Option<&str>) -> String {
         let to: Mailbox = "reader@example.com".parse().expect("mailbox");
         prepared.message(&Reader {
@@ -356,6 +381,7 @@ mod tests {
             locale: "bn",
             name,
             unsubscribe_url: url,
+            answer_url: Some(ANSWERS),
         })
     }
 
@@ -369,9 +395,11 @@ mod tests {
     fn readers_fields_are_filled_in_and_decode_exactly() {
         let long_line = "ঢাকা ".repeat(40);
         let text = format!(
-            "Hello {NAME_MARK},\n{long_line}\n.starts with a dot\nUnsubscribe: {UNSUBSCRIBE_MARK}\n"
+            "Hello {NAME_MARK},\n{long_line}\n.starts with a dot\nSafe: {ANSWER_MARK}/2?lang=bn\nUnsubscribe: {UNSUBSCRIBE_MARK}\n"
         );
-        let html = format!("<p>Hello {NAME_MARK} &amp; co</p><a href=\"{UNSUBSCRIBE_MARK}\">x</a>");
+        let html = format!(
+            "<p>Hello {NAME_MARK} &amp; co</p><a href=\"{ANSWER_MARK}/1?lang=bn\">1</a><a href=\"{UNSUBSCRIBE_MARK}\">x</a>"
+        );
         let from: Mailbox = "Bench Co. <alerts@example.com>".parse().expect("from");
         let prepared = PreparedEmail::new(
             &content(&format!("Für {NAME_MARK}: Störung"), &text, &html),
@@ -393,7 +421,7 @@ mod tests {
             message.body_text(0).as_deref(),
             Some(
                 format!(
-                    "Hello Ana <& Bo>,\r\n{long_line}\r\n.starts with a dot\r\nUnsubscribe: {url}\r\n"
+                    "Hello Ana <& Bo>,\r\n{long_line}\r\n.starts with a dot\r\nSafe: {ANSWERS}/2?lang=bn\r\nUnsubscribe: {url}\r\n"
                 )
                 .as_str()
             )
@@ -402,7 +430,7 @@ mod tests {
             message.body_html(0).as_deref(),
             Some(
                 format!(
-                    "<p>Hello Ana &lt;&amp; Bo&gt; &amp; co</p><a href=\"{}\">x</a>",
+                    "<p>Hello Ana &lt;&amp; Bo&gt; &amp; co</p><a href=\"{ANSWERS}/1?lang=bn\">1</a><a href=\"{}\">x</a>",
                     escape_html(url)
                 )
                 .as_str()

@@ -23,6 +23,7 @@ use crate::config::DispatchSettings;
 use crate::domain::DeliveryId;
 use crate::liveness::{Heartbeat, Liveness};
 use crate::outbox::{DeadCause, Delivery, DeliveryQueue, Outcome, SharedFlow, StoreError};
+use crate::plan::UnsubscribeLinks;
 use crate::sync::lock;
 
 pub struct Dispatcher {
@@ -37,6 +38,8 @@ pub struct Dispatcher {
     liveness: Liveness,
     /// Rate limits and pauses shared with other daemons on the store.
     flow: Option<SharedFlow>,
+    /// Signs each email's answer links (`[consent]`).
+    answer_links: Option<Arc<UnsubscribeLinks>>,
 }
 
 impl Dispatcher {
@@ -58,7 +61,15 @@ impl Dispatcher {
             rate_limits: Default::default(),
             liveness: Liveness::default(),
             flow: None,
+            answer_links: None,
         }
+    }
+
+    /// Where emails' answer links point and how they are signed; without
+    /// it, a message that asks a question carries no links.
+    pub fn with_answer_links(mut self, links: Option<UnsubscribeLinks>) -> Self {
+        self.answer_links = links.map(Arc::new);
+        self
     }
 
     /// Where each channel worker's loop reports its progress, for the
@@ -136,6 +147,7 @@ impl Dispatcher {
                 drain_timeout: self.settings.drain_timeout,
                 clock: self.clock.clone(),
                 owner: self.owner.clone(),
+                answer_links: self.answer_links.clone(),
             };
             workers.spawn(worker.run(shutdown.clone()));
         }
@@ -167,6 +179,7 @@ struct ChannelWorker {
     drain_timeout: Duration,
     clock: Arc<dyn Clock>,
     owner: String,
+    answer_links: Option<Arc<UnsubscribeLinks>>,
 }
 
 /// A worker's sending state, carried from one turn of its loop to the next.
@@ -221,6 +234,18 @@ impl Slots {
 }
 
 impl ChannelWorker {
+    /// Fills in where an email's answer links start: a token over the
+    /// delivery's id, so nothing per reader is stored for it. Every email
+    /// reader's gets one (an HMAC), whether the message asks or not.
+    fn sign_answer_links(&self, delivery: &mut Delivery) {
+        let (Some(links), Some(personal)) = (&self.answer_links, &mut delivery.personal) else {
+            return;
+        };
+        if matches!(*delivery.content, crate::message::DeliveryContent::Email(_)) {
+            personal.answer_url = Some(links.answer_url(delivery.id));
+        }
+    }
+
     async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let mut slots = Slots::new(&this);
@@ -287,7 +312,7 @@ impl ChannelWorker {
                 _ = self.gate.permit(slots.ready.len()) => !self.gate.is_paused(),
             };
             self.heartbeat.beat();
-            let (Some(permit), Some(delivery)) = (
+            let (Some(permit), Some(mut delivery)) = (
                 go.then(|| slots.permits.clone().try_acquire_owned().ok())
                     .flatten(),
                 slots.ready.pop_front(),
@@ -296,6 +321,7 @@ impl ChannelWorker {
                 break;
             };
             lock(&slots.in_flight).insert(delivery.id);
+            self.sign_answer_links(&mut delivery);
             let (worker, in_flight) = (self.clone(), slots.in_flight.clone());
             // Every line about this delivery, the channel's own included,
             // carries its ids.

@@ -176,6 +176,9 @@ const CONTEXT: &[u8] = b"crisisd unsubscribe v1\0";
 /// The scoped format's own context, so a token of one format never
 /// verifies as the other.
 const CONTEXT_SCOPED: &[u8] = b"crisisd unsubscribe v2\0";
+/// Answer links' own context: an unsubscribe token never answers a
+/// question, nor the other way round.
+const CONTEXT_ANSWER: &[u8] = b"crisisd answer v1\0";
 
 impl UnsubscribeSigner {
     pub fn new(key: Secret) -> Self {
@@ -232,6 +235,29 @@ impl UnsubscribeSigner {
             .verify_slice(&signature)
             .ok()?;
         Some((address, scope.unwrap_or(ConsentScope::All)))
+    }
+
+    /// The token of a reader's answer links: `<delivery id>.<HMAC,
+    /// base64url>`. It names the one delivery (so the reader, the crisis and
+    /// the question) and is signed with the same key as unsubscribe links;
+    /// the choice is the link's last path segment, since the reader may
+    /// pick any of the answers anyway.
+    pub fn answer_token(&self, delivery: &str) -> String {
+        let signature = self
+            .mac(CONTEXT_ANSWER, None, delivery)
+            .finalize()
+            .into_bytes();
+        format!("{delivery}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The delivery a genuine answer token was made for.
+    pub fn verify_answer(&self, token: &str) -> Option<String> {
+        let (delivery, signature) = token.split_once('.')?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        self.mac(CONTEXT_ANSWER, None, delivery)
+            .verify_slice(&signature)
+            .ok()?;
+        Some(delivery.to_owned())
     }
 
     /// A token of the first format (no scope), as mail sent before scopes
@@ -295,6 +321,25 @@ mod tests {
             assert_eq!(signer("k").verify(&forged), None, "{forged}");
         }
         assert_eq!(signer("other").verify(&token), None);
+    }
+
+    #[test]
+    fn an_answer_token_verifies_to_its_delivery_and_nothing_else_does() {
+        let delivery = "0190a4c2-5b1e-7000-8000-000000000001";
+        let token = signer("k").answer_token(delivery);
+        assert_eq!(signer("k").verify_answer(&token).as_deref(), Some(delivery));
+        let (_, signature) = token.split_once('.').unwrap();
+        let unsubscribe = signer("k").token("ada@example.com", ConsentScope::All);
+        for forged in [
+            format!("0190a4c2-5b1e-7000-8000-000000000002.{signature}"),
+            format!("{token}x"),
+            delivery.to_owned(),
+            unsubscribe.clone(),
+        ] {
+            assert_eq!(signer("k").verify_answer(&forged), None, "{forged}");
+        }
+        assert_eq!(signer("other").verify_answer(&token), None);
+        assert_eq!(signer("k").verify(&token), None);
     }
 
     #[test]

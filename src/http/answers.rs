@@ -83,9 +83,17 @@ pub async fn record(state: &AppState, message: &Inbound<'_>) -> Result<(), Store
             }
         }
     };
-    if answers.record_answer(&answer).await? {
+    save(state, &answer).await?;
+    Ok(())
+}
+
+/// Records an answer, by SMS or by an email's link, and posts an urgent
+/// one to the helpdesk; false when it was recorded already.
+pub async fn save(state: &AppState, answer: &NewAnswer) -> Result<bool, StoreError> {
+    let recorded = state.storage.answers.record_answer(answer).await?;
+    if recorded {
         info!(
-            channel = message.channel,
+            channel = answer.channel,
             question = answer.question.as_deref().unwrap_or("none"),
             answer = answer
                 .answer
@@ -94,10 +102,10 @@ pub async fn record(state: &AppState, message: &Inbound<'_>) -> Result<(), Store
             "Recorded a reader's reply."
         );
         if answer.urgent {
-            state.helpdesk.notify(&answer);
+            state.helpdesk.notify(answer);
         }
     }
-    Ok(())
+    Ok(recorded)
 }
 
 /// One line of a crisis's tallies, as the API, status and console show it.

@@ -1,5 +1,6 @@
 //! The HTTP surface: the API, the public banner, health and metrics.
 
+mod answer_links;
 pub mod answers;
 pub mod api;
 mod auth;
@@ -156,6 +157,7 @@ pub fn router(state: AppState, cors_origins: &[HeaderValue], own_metrics: bool) 
             "/v1/unsubscribe/{token}",
             get(consent::unsubscribe_page).post(consent::unsubscribe),
         )
+        .merge(answer_links::router())
         .merge(inbound::router())
         .merge(receipts::router())
         .layer(DefaultBodyLimit::max(state.max_body_bytes));

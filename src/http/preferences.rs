@@ -96,15 +96,15 @@ background:#1d4ed8;color:#fff;cursor:pointer}\
 button:focus-visible,input:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}";
 
 /// A whole page; the token in its URL must not leave in a Referer, and a
-/// page about one person's consent is never cached.
-fn document(status: StatusCode, words: &Words<'_>, title: &str, body: &str) -> Response {
+/// page about one person's consent or answer is never cached.
+pub(super) fn document(status: StatusCode, lang: &str, title: &str, body: &str) -> Response {
     let html = format!(
         "<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"referrer\" content=\"no-referrer\">\
          <title>{title}</title><style>{STYLE}</style></head>\
          <body><main><h1>{title}</h1>{body}</main></body></html>",
-        lang = escape_html(words.lang),
+        lang = escape_html(lang),
     );
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
@@ -158,13 +158,18 @@ pub fn preferences(words: &Words<'_>, address: &str, now: Choice, saved: bool) -
         "</fieldset><button type=\"submit\">{}</button></form>",
         words.text(&strings.save)
     ));
-    document(StatusCode::OK, words, &words.text(&strings.title), &body)
+    document(
+        StatusCode::OK,
+        words.lang,
+        &words.text(&strings.title),
+        &body,
+    )
 }
 
 /// A page of one short notice.
 fn notice(words: &Words<'_>, status: StatusCode, title: &str, text: &str) -> Response {
     let body = format!("<p role=\"alert\">{}</p>", words.text(text));
-    document(status, words, &words.text(title), &body)
+    document(status, words.lang, &words.text(title), &body)
 }
 
 /// A link whose token does not verify.

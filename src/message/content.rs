@@ -46,18 +46,30 @@ pub enum DeliveryContent {
 pub const NAME_MARK: &str = "\u{E000}";
 /// Stands for the reader's unsubscribe URL in a rendition.
 pub const UNSUBSCRIBE_MARK: &str = "\u{E001}";
+/// Stands for the start of the reader's answer links in a rendition
+/// (`{public_url}/v1/answers/{token}`; each link adds `/{number}`).
+pub const ANSWER_MARK: &str = "\u{E002}";
+
+/// This reader's fields, which replace a rendition's marks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReaderFields<'a> {
+    pub name: Option<&'a str>,
+    pub unsubscribe_url: Option<&'a str>,
+    pub answer_url: Option<&'a str>,
+}
 
 impl DeliveryContent {
     /// The message for one reader: the marks of a rendition replaced by
-    /// their name and unsubscribe link (escaped in HTML).
-    pub fn personalize(
-        &self,
-        name: Option<&str>,
-        unsubscribe_url: Option<&str>,
-    ) -> DeliveryContent {
-        let name = name.unwrap_or_default();
-        let url = unsubscribe_url.unwrap_or_default();
-        let plain = |text: &str| text.replace(NAME_MARK, name).replace(UNSUBSCRIBE_MARK, url);
+    /// their name, unsubscribe link and answer links (escaped in HTML).
+    pub fn personalize(&self, reader: ReaderFields<'_>) -> DeliveryContent {
+        let name = reader.name.unwrap_or_default();
+        let url = reader.unsubscribe_url.unwrap_or_default();
+        let answer = reader.answer_url.unwrap_or_default();
+        let plain = |text: &str| {
+            text.replace(NAME_MARK, name)
+                .replace(UNSUBSCRIBE_MARK, url)
+                .replace(ANSWER_MARK, answer)
+        };
         match self {
             DeliveryContent::Email(email) => DeliveryContent::Email(EmailContent {
                 subject: plain(&email.subject),
@@ -65,8 +77,9 @@ impl DeliveryContent {
                 html: email
                     .html
                     .replace(NAME_MARK, &escape_html(name))
-                    .replace(UNSUBSCRIBE_MARK, &escape_html(url)),
-                unsubscribe_url: unsubscribe_url.map(str::to_owned),
+                    .replace(UNSUBSCRIBE_MARK, &escape_html(url))
+                    .replace(ANSWER_MARK, &escape_html(answer)),
+                unsubscribe_url: reader.unsubscribe_url.map(str::to_owned),
             }),
             DeliveryContent::Message(message) => DeliveryContent::Message(MessageContent {
                 text: plain(&message.text),

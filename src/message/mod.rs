@@ -12,8 +12,8 @@ mod profile;
 pub mod sms;
 
 pub use content::{
-    DeliveryContent, EmailContent, Form, MessageContent, NAME_MARK, TextFamily, UNSUBSCRIBE_MARK,
-    escape_html,
+    ANSWER_MARK, DeliveryContent, EmailContent, Form, MessageContent, NAME_MARK, ReaderFields,
+    TextFamily, UNSUBSCRIBE_MARK, escape_html,
 };
 pub use kind::ProviderKind;
 pub use limit::{Measurement, TextLimit};

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::StoreError;
 use super::rows::{from_millis, parse};
 use crate::domain::consent::ContactPoint;
-use crate::domain::{AnnouncementId, CrisisId};
+use crate::domain::{AnnouncementId, CrisisId, DeliveryId};
 
 /// The latest message sent to an address that carried a question.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,16 @@ pub struct Asked {
     pub question: String,
     pub locale: String,
     pub sent_at: DateTime<Utc>,
+}
+
+/// The delivery an email's answer link names, when its announcement asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AskedDelivery {
+    /// `sent_at` is when it was sent, or planned if its outcome is not
+    /// written yet (a reader may click before the recorder writes it).
+    pub asked: Asked,
+    pub destination: String,
+    pub channel: String,
 }
 
 /// The latest message sent to an address, question or not.
@@ -94,6 +104,11 @@ pub trait AnswerStore: Send + Sync + 'static {
     /// question.
     async fn asked(&self, address: &str, since: DateTime<Utc>)
     -> Result<Option<Asked>, StoreError>;
+    /// The delivery `delivery`, if its announcement carries a question.
+    async fn asked_delivery(
+        &self,
+        delivery: DeliveryId,
+    ) -> Result<Option<AskedDelivery>, StoreError>;
     /// The latest message sent to `address`.
     async fn last_sent(&self, address: &str) -> Result<Option<LastSent>, StoreError>;
     /// Records a reply; false when the provider's id was recorded already
@@ -107,6 +122,11 @@ pub(super) const ASKED: &str = "SELECT d.crisis_id, d.announcement_id, a.questio
      FROM deliveries d JOIN announcements a ON a.id = d.announcement_id \
      WHERE d.destination = $1 AND d.state = 'sent' AND d.finished_at >= $2 \
      AND a.question IS NOT NULL ORDER BY d.finished_at DESC LIMIT 1";
+
+pub(super) const ASKED_DELIVERY: &str = "SELECT d.crisis_id, d.announcement_id, a.question, d.locale, \
+     COALESCE(d.finished_at, d.created_at) AS finished_at, d.destination, d.channel \
+     FROM deliveries d JOIN announcements a ON a.id = d.announcement_id \
+     WHERE d.id = $1 AND a.question IS NOT NULL";
 
 pub(super) const LAST_SENT: &str = "SELECT crisis_id, locale FROM deliveries \
      WHERE destination = $1 AND state = 'sent' AND finished_at IS NOT NULL \
@@ -163,6 +183,26 @@ impl TryFrom<AskedRow> for Asked {
             question: row.question,
             locale: row.locale,
             sent_at: from_millis(row.finished_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AskedDeliveryRow {
+    #[sqlx(flatten)]
+    asked: AskedRow,
+    destination: String,
+    channel: String,
+}
+
+impl TryFrom<AskedDeliveryRow> for AskedDelivery {
+    type Error = StoreError;
+
+    fn try_from(row: AskedDeliveryRow) -> Result<Self, StoreError> {
+        Ok(AskedDelivery {
+            asked: row.asked.try_into()?,
+            destination: row.destination,
+            channel: row.channel,
         })
     }
 }
@@ -255,6 +295,19 @@ macro_rules! answer_store {
                     .bind($crate::outbox::rows::millis(since))
                     .fetch_optional(&self.$pool)
                     .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn asked_delivery(
+                &self,
+                delivery: $crate::domain::DeliveryId,
+            ) -> Result<Option<$crate::outbox::AskedDelivery>, $crate::outbox::StoreError> {
+                use $crate::outbox::answers::AskedDeliveryRow;
+                let row: Option<AskedDeliveryRow> =
+                    sqlx::query_as(&$sql($crate::outbox::answers::ASKED_DELIVERY))
+                        .bind(delivery.to_string())
+                        .fetch_optional(&self.$pool)
+                        .await?;
                 row.map(TryInto::try_into).transpose()
             }
 

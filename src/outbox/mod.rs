@@ -33,7 +33,9 @@ mod submissions;
 use std::sync::Arc;
 
 pub use accounts::{AccountEvent, AccountEventKind, AccountStore, NewSession, Session};
-pub use answers::{AnswerFilter, AnswerRecord, AnswerStore, Asked, LastSent, NewAnswer, Tally};
+pub use answers::{
+    AnswerFilter, AnswerRecord, AnswerStore, Asked, AskedDelivery, LastSent, NewAnswer, Tally,
+};
 pub use consent::ConsentStore;
 pub use corrections::{
     CORRECTED, Correctable, CorrectionStore, CorrectionWrite, OriginalDelivery, OriginalState,

@@ -61,6 +61,20 @@ pub struct Personal {
     pub rendition: RenditionId,
     pub recipient_name: Option<String>,
     pub unsubscribe_url: Option<String>,
+    /// Where this reader's answer links start: not stored, but made from
+    /// the delivery's id by the dispatcher when it hands an email over.
+    pub answer_url: Option<String>,
+}
+
+impl Personal {
+    /// The fields that replace the rendition's marks.
+    pub fn fields(&self) -> crate::message::ReaderFields<'_> {
+        crate::message::ReaderFields {
+            name: self.recipient_name.as_deref(),
+            unsubscribe_url: self.unsubscribe_url.as_deref(),
+            answer_url: self.answer_url.as_deref(),
+        }
+    }
 }
 
 impl Delivery {
@@ -68,10 +82,7 @@ impl Delivery {
     pub fn personalized(&self) -> Cow<'_, DeliveryContent> {
         match &self.personal {
             None => Cow::Borrowed(&self.content),
-            Some(personal) => Cow::Owned(self.content.personalize(
-                personal.recipient_name.as_deref(),
-                personal.unsubscribe_url.as_deref(),
-            )),
+            Some(personal) => Cow::Owned(self.content.personalize(personal.fields())),
         }
     }
 }

@@ -571,6 +571,7 @@ impl TryFrom<(DeliveryRow<'_>, Arc<DeliveryContent>)> for Delivery {
                 rendition: parse(rendition, "rendition id")?,
                 recipient_name: row.recipient_name,
                 unsubscribe_url: row.unsubscribe_url,
+                answer_url: None,
             }),
             None => None,
         };

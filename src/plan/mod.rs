@@ -57,6 +57,16 @@ impl UnsubscribeLinks {
             self.signer.token(email, scope)
         )
     }
+
+    /// Where the answer links of the email delivery `delivery` start;
+    /// each link adds `/{number}` and the reader's `?lang=`.
+    pub fn answer_url(&self, delivery: DeliveryId) -> String {
+        format!(
+            "{}/v1/answers/{}",
+            self.base_url,
+            self.signer.answer_token(&delivery.to_string())
+        )
+    }
 }
 
 /// The plan inputs as they are now; a reload swaps them whole, and each

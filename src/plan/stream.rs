@@ -16,9 +16,9 @@ use crate::domain::consent::{ContactPoint, OptOuts};
 use crate::domain::fallback::{BadAddresses, FallbackEntry, entry};
 use crate::domain::follow_up::next_local;
 use crate::domain::{AnnouncementKind, Crisis, DeliveryId, RenditionId, Severity};
-use crate::message::{ChannelProfile, Form, NAME_MARK, Reach, UNSUBSCRIBE_MARK};
+use crate::message::{ANSWER_MARK, ChannelProfile, Form, NAME_MARK, Reach, UNSUBSCRIBE_MARK};
 use crate::outbox::{Announcement, HeldFallback, NewDelivery, NewRendition, Payload, Planned};
-use crate::render::{Composed, RenderContext, RenderError, Unsendable, fit};
+use crate::render::{AnswerLinkView, Composed, RenderContext, RenderError, Unsendable, fit};
 
 /// One rendition per channel, language, time zone and form; what differs
 /// per reader (name, unsubscribe link) is filled in when it is sent.
@@ -463,6 +463,26 @@ impl PlanStream<'_> {
         Some(crate::domain::question::localized(&question.prompt, locale, default).to_owned())
     }
 
+    /// An email's answer links in `locale`: `ANSWER_MARK` stands for where
+    /// each reader's own start (signed when sent), then the number and
+    /// the language of the confirmation page. None without a question or
+    /// without a key to sign them.
+    fn answer_links(&self, locale: &str) -> Option<Vec<AnswerLinkView>> {
+        let inputs = &self.planner.inputs;
+        inputs.unsubscribe.as_ref()?;
+        let key = self.announcement.question.as_ref()?;
+        let question = inputs.answers.questions.get(key)?;
+        let default = inputs.renderer.default_locale();
+        let lang = serde_urlencoded::to_string([("lang", locale)]).unwrap_or_default();
+        let links = question.choices.iter().map(|choice| AnswerLinkView {
+            number: choice.number,
+            label: crate::domain::question::localized(&choice.label, locale, default).to_owned(),
+            url: format!("{ANSWER_MARK}/{}?{lang}", choice.number),
+            urgent: choice.urgent,
+        });
+        Some(links.collect())
+    }
+
     /// What a rendition's templates see: a reader whose name is
     /// `NAME_MARK` and, for email with one-click unsubscribe, whose link is
     /// `UNSUBSCRIBE_MARK`; each reader's own are filled in when it is sent.
@@ -492,6 +512,7 @@ impl PlanStream<'_> {
                 .unsubscribe
                 .as_ref()
                 .map(|_| UNSUBSCRIBE_MARK.to_owned());
+            ctx.answers = self.answer_links(&ctx.locale);
         }
         ctx
     }

@@ -69,6 +69,21 @@ pub struct RenderContext {
     /// to print it.
     #[serde(skip)]
     pub question: Option<String>,
+    /// An email's answers to the announcement's question, one link each
+    /// (each reader's own, signed); none when it asks nothing or answer
+    /// links cannot be signed (no `[consent]`).
+    pub answers: Option<Vec<AnswerLinkView>>,
+}
+
+/// One answer of a question, as an email offers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerLinkView {
+    pub number: u8,
+    /// What the answer means, in the reader's language.
+    pub label: String,
+    /// The reader's link that gives this answer.
+    pub url: String,
+    pub urgent: bool,
 }
 
 /// The most room a short form is rendered with; long forms always see it.
@@ -125,6 +140,7 @@ impl RenderContext {
             follow_up: None,
             room: MAX_ROOM,
             question: None,
+            answers: None,
         }
     }
 }

@@ -22,9 +22,10 @@ pub use crate::message::{EmailContent, Form, Measurement, TextFamily, TextLimit,
 pub use check::{Addressee, Subject};
 pub use compose::{Composed, Unsendable, fit};
 pub use context::{
-    AnnouncementView, CompanyView, CrisisView, MAX_ROOM, RecipientView, RenderContext, local_time,
+    AnnouncementView, AnswerLinkView, CompanyView, CrisisView, MAX_ROOM, RecipientView,
+    RenderContext, local_time,
 };
-pub use strings::{ConsentStrings, Glossary, SmsStrings};
+pub use strings::{AnswerStrings, ConsentStrings, Glossary, SmsStrings};
 
 use crate::domain::directory::{self, ContactEntry, ContactView, EntryAvailability, HoursStrings};
 use crate::domain::{AnnouncementKind, Kind, Status};
@@ -76,6 +77,10 @@ pub struct LocaleStrings {
     /// locale has none.
     #[serde(default)]
     pub sms: SmsStrings,
+    /// The answer links' page and the reminder; English where a locale
+    /// has none.
+    #[serde(default)]
+    pub answers: AnswerStrings,
     /// The locale's words for what every message names.
     #[serde(default)]
     pub glossary: Glossary,

@@ -147,3 +147,57 @@ impl Default for SmsStrings {
         }
     }
 }
+
+/// `[answers]` of `strings.toml`: the page an email's answer link opens,
+/// and the reminder to those who did not answer. `{answer}` is the
+/// answer's label, `{status_url}` the status page, `{company}` the
+/// company's name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswerStrings {
+    pub title: String,
+    /// The page a link opens: nothing is recorded until the button.
+    pub confirm: String,
+    pub send: String,
+    pub recorded: String,
+    /// Said after an urgent answer.
+    pub urgent_note: String,
+    pub invalid_title: String,
+    pub invalid_text: String,
+    pub unknown_choice: String,
+    pub closed_title: String,
+    pub closed_text: String,
+    pub retry_title: String,
+    pub retry_text: String,
+    /// What a reminder starts with, before the question again.
+    pub reminder: String,
+}
+
+impl Default for AnswerStrings {
+    fn default() -> Self {
+        let text = |s: &str| s.to_owned();
+        Self {
+            title: text("Your answer"),
+            confirm: text("Your answer will be: {answer}"),
+            send: text("Send my answer"),
+            recorded: text("Thank you. We have your answer: {answer}"),
+            urgent_note: text(
+                "Our support team sees your answer now and will contact you as soon as they can.",
+            ),
+            invalid_title: text("This link is not valid"),
+            invalid_text: text(
+                "The link is incomplete or was not issued by us. Use the link from the email itself.",
+            ),
+            unknown_choice: text("That is not one of the answers to this question."),
+            closed_title: text("This question is closed"),
+            closed_text: text(
+                "We no longer collect answers to this question. The latest information is on {status_url}",
+            ),
+            retry_title: text("Please try again"),
+            retry_text: text(
+                "We could not record your answer just now. Please try again in a minute.",
+            ),
+            reminder: text("Reminder: we have not heard from you yet."),
+        }
+    }
+}

@@ -5,6 +5,7 @@
 // A test reads as one scenario, top to bottom.
 #![allow(clippy::too_many_lines)]
 
+mod answer_links;
 mod api;
 mod architecture;
 mod banner;
